@@ -1,0 +1,254 @@
+#include "arch/x86_64/regs.h"
+
+#include <cpuid.h>
+#include <elf.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+
+#include <cstring>
+
+#include "base/error.h"
+
+namespace cryo::arch {
+namespace {
+
+constexpr size_t kMaxXstate = 16384;
+
+// ERESTART* codes the kernel leaves in ax of a task interrupted in a syscall.
+constexpr long kERestartSys = 512, kERestartNoIntr = 513, kERestartNoHand = 514,
+               kERestartRestartBlock = 516;
+constexpr long kNrRestartSyscall = 219;
+
+struct Component {
+  int bit;
+  uint32_t offset, size;
+};
+
+// Offset and size of an xsave component in the standard format, from CPUID leaf 0xD.
+Component component(int bit) {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __cpuid_count(0xd, bit, a, b, c, d);
+  return {bit, b, a};
+}
+
+template <typename T>
+void copy_out(const std::string& area, uint32_t off, size_t count,
+              google::protobuf::RepeatedField<T>* dst) {
+  dst->Clear();
+  if (off + count * sizeof(T) > area.size()) return;
+  dst->Resize(static_cast<int>(count), 0);
+  std::memcpy(dst->mutable_data(), area.data() + off, count * sizeof(T));
+}
+
+template <typename T>
+void copy_in(const google::protobuf::RepeatedField<T>& src, std::string& area, uint32_t off) {
+  size_t n = src.size() * sizeof(T);
+  if (n == 0 || off + n > area.size()) return;
+  std::memcpy(area.data() + off, src.data(), n);
+}
+
+}  // namespace
+
+Regs get_regs(pid_t tid) {
+  Regs r;
+  if (ptrace(PTRACE_GETREGS, tid, nullptr, &r) < 0) fail_sys("cannot read registers of task {}", tid);
+  return r;
+}
+
+void set_regs(pid_t tid, const Regs& r) {
+  if (ptrace(PTRACE_SETREGS, tid, nullptr, &r) < 0) fail_sys("cannot set registers of task {}", tid);
+}
+
+std::string get_xstate(pid_t tid) {
+  std::string area(kMaxXstate, '\0');
+  iovec iov{area.data(), area.size()};
+  if (ptrace(PTRACE_GETREGSET, tid, NT_X86_XSTATE, &iov) < 0)
+    fail_sys("cannot read the xsave area of task {}", tid);
+  area.resize(iov.iov_len);
+  return area;
+}
+
+void set_xstate(pid_t tid, const std::string& area) {
+  std::string copy = area;
+  iovec iov{copy.data(), copy.size()};
+  if (ptrace(PTRACE_SETREGSET, tid, NT_X86_XSTATE, &iov) < 0)
+    fail_sys("cannot set the xsave area of task {}", tid);
+}
+
+void regs_to_image(const Regs& r, user_x86_regs_entry* e) {
+  e->set_r15(r.r15);
+  e->set_r14(r.r14);
+  e->set_r13(r.r13);
+  e->set_r12(r.r12);
+  e->set_bp(r.rbp);
+  e->set_bx(r.rbx);
+  e->set_r11(r.r11);
+  e->set_r10(r.r10);
+  e->set_r9(r.r9);
+  e->set_r8(r.r8);
+  e->set_ax(r.rax);
+  e->set_cx(r.rcx);
+  e->set_dx(r.rdx);
+  e->set_si(r.rsi);
+  e->set_di(r.rdi);
+  e->set_orig_ax(r.orig_rax);
+  e->set_ip(r.rip);
+  e->set_cs(r.cs);
+  e->set_flags(r.eflags);
+  e->set_sp(r.rsp);
+  e->set_ss(r.ss);
+  e->set_fs_base(r.fs_base);
+  e->set_gs_base(r.gs_base);
+  e->set_ds(r.ds);
+  e->set_es(r.es);
+  e->set_fs(r.fs);
+  e->set_gs(r.gs);
+  e->set_mode(NATIVE);
+}
+
+Regs regs_from_image(const user_x86_regs_entry& e) {
+  if (e.has_mode() && e.mode() != NATIVE) fail("32-bit (compat) tasks are not supported");
+  Regs r{};
+  r.r15 = e.r15();
+  r.r14 = e.r14();
+  r.r13 = e.r13();
+  r.r12 = e.r12();
+  r.rbp = e.bp();
+  r.rbx = e.bx();
+  r.r11 = e.r11();
+  r.r10 = e.r10();
+  r.r9 = e.r9();
+  r.r8 = e.r8();
+  r.rax = e.ax();
+  r.rcx = e.cx();
+  r.rdx = e.dx();
+  r.rsi = e.si();
+  r.rdi = e.di();
+  r.orig_rax = e.orig_ax();
+  r.rip = e.ip();
+  r.cs = e.cs();
+  r.eflags = e.flags();
+  r.rsp = e.sp();
+  r.ss = e.ss();
+  r.fs_base = e.fs_base();
+  r.gs_base = e.gs_base();
+  r.ds = e.ds();
+  r.es = e.es();
+  r.fs = e.fs();
+  r.gs = e.gs();
+  return r;
+}
+
+// Legacy FXSAVE region layout (first 512 bytes of the xsave area).
+struct Fxsave {
+  uint16_t cwd, swd, twd, fop;
+  uint64_t rip, rdp;
+  uint32_t mxcsr, mxcsr_mask;
+  uint32_t st_space[32];
+  uint32_t xmm_space[64];
+  uint32_t padding[12];
+  uint32_t sw_reserved[12];
+};
+static_assert(sizeof(Fxsave) == 512);
+
+void xstate_to_image(const std::string& area, user_x86_fpregs_entry* e) {
+  if (area.size() < 512) fail("xsave area too small ({} bytes)", area.size());
+  Fxsave fx;
+  std::memcpy(&fx, area.data(), sizeof fx);
+  e->set_cwd(fx.cwd);
+  e->set_swd(fx.swd);
+  e->set_twd(fx.twd);
+  e->set_fop(fx.fop);
+  e->set_rip(fx.rip);
+  e->set_rdp(fx.rdp);
+  e->set_mxcsr(fx.mxcsr);
+  e->set_mxcsr_mask(fx.mxcsr_mask);
+  copy_out<uint32_t>(area, offsetof(Fxsave, st_space), 32, e->mutable_st_space());
+  copy_out<uint32_t>(area, offsetof(Fxsave, xmm_space), 64, e->mutable_xmm_space());
+  copy_out<uint32_t>(area, offsetof(Fxsave, padding), 24, e->mutable_padding());
+  if (area.size() < 576) return;
+  uint64_t xstate_bv;
+  std::memcpy(&xstate_bv, area.data() + 512, 8);
+  auto* x = e->mutable_xsave();
+  x->set_xstate_bv(xstate_bv);
+  copy_out<uint32_t>(area, component(2).offset, 64, x->mutable_ymmh_space());
+  copy_out<uint64_t>(area, component(3).offset, 8, x->mutable_bndreg_state());
+  copy_out<uint64_t>(area, component(4).offset, 2, x->mutable_bndcsr_state());
+  copy_out<uint64_t>(area, component(5).offset, 8, x->mutable_opmask_reg());
+  copy_out<uint64_t>(area, component(6).offset, 64, x->mutable_zmm_upper());
+  copy_out<uint64_t>(area, component(7).offset, 128, x->mutable_hi16_zmm());
+  copy_out<uint32_t>(area, component(9).offset, 2, x->mutable_pkru());
+  // Components the CPU lacks report offset 0: never copy those over the legacy area.
+  for (int bit : {3, 4, 5, 6, 7, 9}) {
+    if (component(bit).offset == 0) {
+      switch (bit) {
+        case 3: x->clear_bndreg_state(); break;
+        case 4: x->clear_bndcsr_state(); break;
+        case 5: x->clear_opmask_reg(); break;
+        case 6: x->clear_zmm_upper(); break;
+        case 7: x->clear_hi16_zmm(); break;
+        case 9: x->clear_pkru(); break;
+      }
+    }
+  }
+  if (component(2).offset == 0) x->clear_ymmh_space();
+}
+
+void xstate_from_image(const user_x86_fpregs_entry& e, std::string& area) {
+  if (area.size() < 512) fail("xsave area too small ({} bytes)", area.size());
+  Fxsave fx;
+  std::memcpy(&fx, area.data(), sizeof fx);
+  fx.cwd = e.cwd();
+  fx.swd = e.swd();
+  fx.twd = e.twd();
+  fx.fop = e.fop();
+  fx.rip = e.rip();
+  fx.rdp = e.rdp();
+  fx.mxcsr = e.mxcsr();
+  fx.mxcsr_mask = e.mxcsr_mask();
+  std::memcpy(area.data(), &fx, sizeof fx);
+  copy_in<uint32_t>(e.st_space(), area, offsetof(Fxsave, st_space));
+  copy_in<uint32_t>(e.xmm_space(), area, offsetof(Fxsave, xmm_space));
+  if (!e.has_xsave() || area.size() < 576) return;
+  const auto& x = e.xsave();
+  uint64_t bv = x.xstate_bv();
+  std::memcpy(area.data() + 512, &bv, 8);
+  uint64_t xcomp = 0;  // standard format
+  std::memcpy(area.data() + 520, &xcomp, 8);
+  auto put32 = [&](const google::protobuf::RepeatedField<uint32_t>& f, int bit) {
+    if (auto c = component(bit); c.offset) copy_in<uint32_t>(f, area, c.offset);
+  };
+  auto put64 = [&](const google::protobuf::RepeatedField<uint64_t>& f, int bit) {
+    if (auto c = component(bit); c.offset) copy_in<uint64_t>(f, area, c.offset);
+  };
+  put32(x.ymmh_space(), 2);
+  put64(x.bndreg_state(), 3);
+  put64(x.bndcsr_state(), 4);
+  put64(x.opmask_reg(), 5);
+  put64(x.zmm_upper(), 6);
+  put64(x.hi16_zmm(), 7);
+  put32(x.pkru(), 9);
+}
+
+void prepare_restart(Regs& r) {
+  if (static_cast<long>(r.orig_rax) < 0) return;
+  long ret = static_cast<long>(r.rax);
+  switch (-ret) {
+    case kERestartSys:
+    case kERestartNoIntr:
+    case kERestartNoHand:
+    case kERestartRestartBlock:
+      if (r.orig_rax == kNrRestartSyscall) {
+        r.rax = static_cast<uint64_t>(-4L);  // -EINTR: the original call is unknown
+      } else {
+        r.rax = r.orig_rax;
+        r.rip -= 2;
+      }
+      break;
+    default:
+      break;
+  }
+  r.orig_rax = static_cast<uint64_t>(-1L);
+}
+
+}  // namespace cryo::arch

@@ -1,0 +1,38 @@
+// x86_64 register state: general registers, the xsave area, and their image form.
+#pragma once
+
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core-x86.pb.h"
+
+namespace cryo::arch {
+
+using Regs = user_regs_struct;
+
+Regs get_regs(pid_t tid);
+void set_regs(pid_t tid, const Regs& r);
+
+// The task's whole xsave area in the standard (non-compacted) format, as PTRACE_GETREGSET
+// NT_X86_XSTATE returns it.
+std::string get_xstate(pid_t tid);
+void set_xstate(pid_t tid, const std::string& area);
+
+void regs_to_image(const Regs& r, user_x86_regs_entry* e);
+Regs regs_from_image(const user_x86_regs_entry& e);
+
+void xstate_to_image(const std::string& area, user_x86_fpregs_entry* e);
+// Fills `area` (a buffer of this CPU's xsave size, e.g. the target's current area) from the image.
+void xstate_from_image(const user_x86_fpregs_entry& e, std::string& area);
+
+// A task stopped inside an interrupted syscall carries -ERESTART* in ax; make it re-execute
+// the call on resume, as the kernel would after a signal without handler.
+void prepare_restart(Regs& r);
+
+// The instruction pair "syscall" (0f 05).
+constexpr uint16_t kSyscallInsn = 0x050f;
+
+}  // namespace cryo::arch

@@ -1,0 +1,9 @@
+// Named failure points for tests of the error paths: CRYO_FAULT=NAME makes cryo fail there.
+#pragma once
+
+namespace cryo {
+
+// Throws Error("fault injected at NAME") when the environment asks for this point.
+void fault_point(const char* name);
+
+}  // namespace cryo

@@ -1,0 +1,59 @@
+#include "base/log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+
+#include "base/error.h"
+
+namespace cryo::log {
+namespace {
+
+int g_level = kWarn;
+int g_fd = STDERR_FILENO;
+std::mutex g_mu;
+const auto g_start = std::chrono::steady_clock::now();
+
+std::string stamp(Level lvl) {
+  double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - g_start).count();
+  const char* tag = lvl == kError ? "Error " : lvl == kWarn ? "Warn  " : "";
+  return fmt::format("({:012.6f}) {}", t, tag);
+}
+
+void put(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
+    if (n <= 0) return;
+    off += n;
+  }
+}
+
+}  // namespace
+
+void init(const std::string& path, int lvl) {
+  g_level = lvl;
+  if (path.empty() || path == "-") return;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail_sys("cannot open log file {}", path);
+  g_fd = fd;
+}
+
+int level() { return g_level; }
+
+void write(Level lvl, const std::string& line) {
+  std::lock_guard lk(g_mu);
+  put(g_fd, stamp(lvl) + line + "\n");
+}
+
+void user(Level lvl, const std::string& line) {
+  std::lock_guard lk(g_mu);
+  if (g_fd != STDERR_FILENO) put(g_fd, stamp(lvl) + line + "\n");
+  if (g_level >= lvl || lvl == kError)
+    put(STDERR_FILENO, (lvl == kError ? "Error: " : lvl == kWarn ? "Warn: " : "") + line + "\n");
+}
+
+}  // namespace cryo::log

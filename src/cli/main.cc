@@ -1,0 +1,83 @@
+// cryo: checkpoint/restore of Linux process trees.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "cli/check.h"
+#include "cli/options.h"
+#include "dump/dump.h"
+#include "restore/restore.h"
+
+namespace {
+
+// The log file is relative to the work directory (-W, else -D), as with CRIU.
+std::string log_path(const cryo::cli::Options& o) {
+  if (o.log_file.empty() || o.log_file == "-" || o.log_file[0] == '/') return o.log_file;
+  std::string base = o.work_dir.empty() ? o.images_dir : o.work_dir;
+  return base + "/" + o.log_file;
+}
+
+int run(int argc, char** argv) {
+  cryo::cli::Options o;
+  try {
+    if (!cryo::cli::parse(argc, argv, &o)) return 0;
+  } catch (const cryo::Error& e) {
+    std::fprintf(stderr, "Error: %s\n", e.what());
+    return 1;
+  }
+  try {
+    if (o.action == "dump" || o.action == "restore") {
+      struct stat st;
+      if (::stat(o.images_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
+        cryo::fail("images directory {} does not exist or is not a directory", o.images_dir);
+    }
+    cryo::log::init(log_path(o), o.verbosity);
+    if (o.action == "check") return cryo::cli::check(o);
+    if (o.action == "dump") {
+      if (o.tree == 0) cryo::fail("dump needs the root of the tree: -t PID");
+      cryo::dump::Options d;
+      d.tree = o.tree;
+      d.dir = o.images_dir;
+      d.leave_running = o.leave_running;
+      d.leave_stopped = o.leave_stopped;
+      d.shell_job = o.shell_job;
+      d.display_stats = o.display_stats;
+      cryo::dump::run(d);
+      cryo::log::info("Dumping finished successfully");
+      return 0;
+    }
+    if (o.action == "restore") {
+      cryo::restore::Options r;
+      r.dir = o.images_dir;
+      r.detached = o.restore_detached;
+      r.leave_stopped = o.leave_stopped;
+      r.shell_job = o.shell_job;
+      r.pidfile = o.pidfile;
+      r.display_stats = o.display_stats;
+      return cryo::restore::run(r);
+    }
+    if (o.action == "pre-dump" || o.action == "page-server" || o.action == "lazy-pages" ||
+        o.action == "dedup" || o.action == "swrk" || o.action == "service" ||
+        o.action == "cpuinfo" || o.action == "exec" || o.action == "show")
+      cryo::fail("action '{}' is not supported by this version of cryo yet", o.action);
+    cryo::fail("unknown action '{}': use one of check, dump, restore", o.action);
+  } catch (const cryo::Error& e) {
+    cryo::log::error("{}", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    cryo::log::error("internal: {}", e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // A dying reader of our output must not kill cryo mid-dump.
+  ::signal(SIGPIPE, SIG_IGN);
+  return run(argc, argv);
+}

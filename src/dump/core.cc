@@ -1,0 +1,241 @@
+#include "dump/core.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+
+#include <cstring>
+
+#include "arch/x86_64/regs.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "infect/remote_task.h"
+#include "kernel/syscalls.h"
+#include "proc/proc.h"
+
+namespace cryo::dump {
+namespace {
+
+constexpr int kMaxSig = 64;
+
+// Blocks every signal of a seized task while cryo runs syscalls in it, so none is consumed
+// behind the task's back; the destructor puts the task's own mask back.
+class SigmaskGuard {
+ public:
+  SigmaskGuard(pid_t tid, uint64_t saved) : tid_(tid), saved_(saved) {
+    uint64_t all = ~0ULL;
+    if (ptrace(PTRACE_SETSIGMASK, tid_, sizeof all, &all) < 0)
+      fail_sys("cannot block signals of task {}", tid_);
+  }
+  ~SigmaskGuard() {
+    if (ptrace(PTRACE_SETSIGMASK, tid_, sizeof saved_, &saved_) < 0)
+      log::warn("cannot put back the signal mask of task {}: {}", tid_, strerror(errno));
+  }
+
+ private:
+  pid_t tid_;
+  uint64_t saved_;
+};
+
+void fill_itimer(itimer_entry* e, const itimerval& v) {
+  e->set_isec(v.it_interval.tv_sec);
+  e->set_iusec(v.it_interval.tv_usec);
+  e->set_vsec(v.it_value.tv_sec);
+  e->set_vusec(v.it_value.tv_usec);
+}
+
+void fill_caps(google::protobuf::RepeatedField<uint32_t>* f, uint64_t v) {
+  f->Add(static_cast<uint32_t>(v));
+  f->Add(static_cast<uint32_t>(v >> 32));
+}
+
+}  // namespace
+
+core_entry dump_zombie_core(const FrozenTask& t) {
+  core_entry core;
+  core.set_mtype(core_entry::X86_64);
+  auto* tc = core.mutable_tc();
+  tc->set_task_state(image::kTaskDead);
+  tc->set_exit_code(t.exit_status);
+  tc->set_personality(0);
+  tc->set_flags(0);
+  tc->set_blk_sigset(0);
+  tc->set_comm(t.stat.comm);
+  return core;
+}
+
+core_entry dump_core(FrozenTask& t, CoreExtras* extras) {
+  const pid_t pid = t.pid;
+  core_entry core;
+  core.set_mtype(core_entry::X86_64);
+
+  t.regs = arch::get_regs(pid);
+  t.regs_saved = true;
+  std::string xstate = arch::get_xstate(pid);
+  uint64_t sigmask = 0;
+  if (ptrace(PTRACE_GETSIGMASK, pid, sizeof sigmask, &sigmask) < 0)
+    fail_sys("cannot read the signal mask of task {}", pid);
+  kernel::RseqConfig rseq{};
+  long rseq_len = ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), pid,
+                         sizeof rseq, &rseq);
+
+  proc::Status st = proc::read_status(pid);
+  if (st.seccomp != 0) fail("task {} ({}) runs under seccomp: not supported yet", pid, st.name);
+
+  auto* ti = core.mutable_thread_info();
+  arch::regs_to_image(t.regs, ti->mutable_gpregs());
+  arch::xstate_to_image(xstate, ti->mutable_fpregs());
+
+  auto* tc = core.mutable_tc();
+  auto* th = core.mutable_thread_core();
+  tc->set_task_state(t.stopped ? image::kTaskStopped : image::kTaskAlive);
+  tc->set_exit_code(0);
+  tc->set_flags(static_cast<uint32_t>(t.stat.flags));
+  tc->set_blk_sigset(sigmask);
+  tc->set_comm(t.stat.comm);
+  th->set_blk_sigset(sigmask);
+  th->set_comm(t.stat.comm);
+
+  // What only the task can say: ask it.
+  {
+    RemoteTask rt(pid, find_syscall_gadget(pid));
+    SigmaskGuard guard(pid, sigmask);
+    struct RegsBack {
+      RemoteTask& rt;
+      ~RegsBack() {
+        try {
+          rt.unmap_scratch();
+        } catch (const Error& e) {
+          log::warn("{}", e.what());
+        }
+        try {
+          rt.restore_regs();
+        } catch (const Error& e) {
+          log::warn("{}", e.what());
+        }
+      }
+    } back{rt};
+    uint64_t s = rt.map_scratch(kernel::kPageSize);
+
+    for (int sig = 1; sig <= kMaxSig; sig++) {
+      if (sig == SIGKILL || sig == SIGSTOP) continue;
+      rt.check("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, s, 8});
+      kernel::KernelSigaction ka;
+      rt.read_mem(s, &ka, sizeof ka);
+      auto* sa = tc->add_sigactions();
+      sa->set_sigaction(ka.handler);
+      sa->set_flags(ka.flags);
+      sa->set_restorer(ka.restorer);
+      sa->set_mask(ka.mask);
+    }
+
+    auto* timers = tc->mutable_timers();
+    itimer_entry* which[3] = {timers->mutable_real(), timers->mutable_virt(),
+                              timers->mutable_prof()};
+    for (int w = 0; w < 3; w++) {
+      rt.check("getitimer", SYS_getitimer, {static_cast<uint64_t>(w), s});
+      itimerval v;
+      rt.read_mem(s, &v, sizeof v);
+      fill_itimer(which[w], v);
+    }
+
+    extras->brk = rt.check("brk", SYS_brk, {0});
+
+    rt.check("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, s});
+    uint64_t tid_addr = 0;
+    rt.read_mem(s, &tid_addr, 8);
+    ti->set_clear_tid_addr(tid_addr);
+
+    rt.check("sigaltstack", SYS_sigaltstack, {0, s});
+    stack_t ss;
+    rt.read_mem(s, &ss, sizeof ss);
+    auto* sas = th->mutable_sas();
+    sas->set_ss_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
+    sas->set_ss_size(ss.ss_size);
+    sas->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
+
+    rt.check("prctl(PR_GET_PDEATHSIG)", SYS_prctl, {PR_GET_PDEATHSIG, s});
+    int pdeath = 0;
+    rt.read_mem(s, &pdeath, sizeof pdeath);
+    th->set_pdeath_sig(pdeath);
+
+    rt.check("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, {PR_GET_CHILD_SUBREAPER, s});
+    int subreaper = 0;
+    rt.read_mem(s, &subreaper, sizeof subreaper);
+    if (subreaper) tc->set_child_subreaper(true);
+
+    auto* creds = th->mutable_creds();
+    creds->set_secbits(static_cast<uint32_t>(rt.check("prctl(PR_GET_SECUREBITS)", SYS_prctl,
+                                                      {PR_GET_SECUREBITS})));
+    long dumpable = rt.syscall(SYS_prctl, {PR_GET_DUMPABLE});
+    long thp = rt.syscall(SYS_prctl, {PR_GET_THP_DISABLE, 0, 0, 0, 0});
+    extras->dumpable = dumpable >= 0 ? static_cast<int>(dumpable) : 1;
+    extras->thp_disabled = thp > 0;
+  }
+
+  // The rest is readable from outside.
+  auto* rl = tc->mutable_rlimits();
+  for (int r = 0; r < RLIM_NLIMITS; r++) {
+    rlimit64 lim;
+    if (::prlimit64(pid, static_cast<__rlimit_resource>(r), nullptr, &lim) < 0) {
+      auto rows = proc::read_limits(pid);
+      if (r >= static_cast<int>(rows.size())) fail_sys("cannot read limit {} of task {}", r, pid);
+      lim.rlim_cur = rows[r].cur;
+      lim.rlim_max = rows[r].max;
+    }
+    auto* e = rl->add_rlimits();
+    e->set_cur(lim.rlim_cur);
+    e->set_max(lim.rlim_max);
+  }
+
+  std::string pers = proc::read_file(fmt::format("/proc/{}/personality", pid));
+  tc->set_personality(static_cast<uint32_t>(std::stoul(pers, nullptr, 16)));
+  std::string oom = proc::read_file(fmt::format("/proc/{}/oom_score_adj", pid));
+  tc->set_oom_score_adj(std::stoi(oom));
+
+  auto* creds = th->mutable_creds();
+  creds->set_uid(st.uid[0]);
+  creds->set_euid(st.uid[1]);
+  creds->set_suid(st.uid[2]);
+  creds->set_fsuid(st.uid[3]);
+  creds->set_gid(st.gid[0]);
+  creds->set_egid(st.gid[1]);
+  creds->set_sgid(st.gid[2]);
+  creds->set_fsgid(st.gid[3]);
+  fill_caps(creds->mutable_cap_inh(), st.cap_inh);
+  fill_caps(creds->mutable_cap_prm(), st.cap_prm);
+  fill_caps(creds->mutable_cap_eff(), st.cap_eff);
+  fill_caps(creds->mutable_cap_bnd(), st.cap_bnd);
+  for (uint32_t g : st.groups) creds->add_groups(g);
+
+  uint64_t head = 0;
+  size_t len = 0;
+  if (::syscall(SYS_get_robust_list, pid, &head, &len) < 0)
+    fail_sys("cannot read the robust futex list of task {}", pid);
+  th->set_futex_rla(head);
+  th->set_futex_rla_len(static_cast<uint32_t>(len));
+
+  int policy = ::sched_getscheduler(pid);
+  if (policy < 0) fail_sys("cannot read the scheduling policy of task {}", pid);
+  sched_param sp{};
+  ::sched_getparam(pid, &sp);
+  errno = 0;
+  int nice = ::getpriority(PRIO_PROCESS, pid);
+  th->set_sched_policy(static_cast<uint32_t>(policy));
+  th->set_sched_prio(static_cast<uint32_t>(sp.sched_priority));
+  th->set_sched_nice(nice);
+  th->set_seccomp_mode(disabled);
+
+  if (rseq_len > 0 && rseq.rseq_abi_pointer) {
+    auto* r = th->mutable_rseq_entry();
+    r->set_rseq_abi_pointer(rseq.rseq_abi_pointer);
+    r->set_rseq_abi_size(rseq.rseq_abi_size);
+    r->set_signature(rseq.signature);
+  }
+  return core;
+}
+
+}  // namespace cryo::dump

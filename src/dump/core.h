@@ -1,0 +1,22 @@
+// Per-task state other than memory and files: registers, signals, timers, limits,
+// credentials and task attributes, as core-PID.img holds them.
+#pragma once
+
+#include "core.pb.h"
+#include "image/image.h"
+#include "infect/frozen_tree.h"
+
+namespace cryo::dump {
+
+struct CoreExtras {
+  uint64_t brk = 0;
+  int dumpable = 1;
+  bool thp_disabled = false;
+};
+
+// Reads the state of a seized, stopped task (running a few syscalls inside it).
+core_entry dump_core(FrozenTask& t, CoreExtras* extras);
+// The core of a zombie: only its state and exit status.
+core_entry dump_zombie_core(const FrozenTask& t);
+
+}  // namespace cryo::dump

@@ -1,0 +1,174 @@
+#include "dump/dump.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "base/error.h"
+#include "base/fault.h"
+#include "base/log.h"
+#include "core.pb.h"
+#include "dump/core.h"
+#include "dump/files.h"
+#include "dump/mm.h"
+#include "fs.pb.h"
+#include "image/image.h"
+#include "infect/frozen_tree.h"
+#include "inventory.pb.h"
+#include "proc/proc.h"
+#include "pstree.pb.h"
+#include "stats.pb.h"
+
+namespace cryo::dump {
+namespace {
+
+using clock = std::chrono::steady_clock;
+uint32_t usec_since(clock::time_point t0) {
+  return static_cast<uint32_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count());
+}
+
+// Namespaces are not dumped yet: the tree must share all of cryo's.
+void check_namespaces(pid_t pid) {
+  for (const char* ns : {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"}) {
+    auto mine = proc::read_link(fmt::format("/proc/self/ns/{}", ns));
+    auto theirs = proc::read_link(fmt::format("/proc/{}/ns/{}", pid, ns));
+    if (mine != theirs)
+      fail("task {} is in another {} namespace ({} vs cryo's {}): namespaces are not supported yet",
+           pid, ns, theirs, mine);
+  }
+}
+
+}  // namespace
+
+void run(const Options& opts) {
+  if (::access(opts.dir.c_str(), W_OK) < 0)
+    fail_sys("cannot use the images directory {} (it must exist and be writable)", opts.dir);
+  auto t_start = clock::now();
+  FrozenTree tree(opts.tree);
+  uint32_t freezing_us = usec_since(t_start);
+  auto t_frozen = clock::now();
+  fault_point("dump-after-freeze");
+
+  auto& tasks = tree.tasks();
+  const FrozenTask& root = tasks.front();
+  // A session or group led from outside the tree is a terminal job: CRIU's --shell-job rule.
+  bool outside_session = !tree.contains(root.sid) || !tree.contains(root.pgid);
+  if (outside_session && !opts.shell_job)
+    fail("task {} belongs to session {} and group {} led from outside the dumped tree (a shell "
+         "job): dump it with --shell-job (-j), or start it with setsid",
+         root.pid, root.sid, root.pgid);
+  for (const auto& t : tasks) {
+    if (t.zombie && t.pid == root.pid) fail("the root task {} is a zombie", t.pid);
+    if (!t.zombie) check_namespaces(t.pid);
+    if (t.pid != root.pid && (!tree.contains(t.sid) && t.sid != root.sid))
+      fail("task {}: its session {} is neither in the tree nor the root's: not supported yet",
+           t.pid, t.sid);
+  }
+
+  FileTable files;
+  uint64_t pages_scanned = 0, pages_written = 0;
+  double mem_read = 0, mem_write = 0;
+  uint32_t next_pages_id = 1;
+  std::string& dir = const_cast<std::string&>(opts.dir);
+
+  for (auto& t : tasks) {
+    task_kobj_ids_entry ids;
+    ids.set_vm_id(t.pid);
+    ids.set_files_id(t.pid);
+    ids.set_fs_id(t.pid);
+    ids.set_sighand_id(t.pid);
+    if (t.zombie) {
+      image::write_one(dir, fmt::format("core-{}.img", t.pid), image::magic::kCore,
+                       dump_zombie_core(t));
+      continue;
+    }
+    log::info("dumping task {} ({})", t.pid, t.stat.comm);
+    CoreExtras extras;
+    core_entry core = dump_core(t, &extras);
+    *core.mutable_ids() = ids;
+    image::write_one(dir, fmt::format("core-{}.img", t.pid), image::magic::kCore, core);
+    image::write_one(dir, fmt::format("ids-{}.img", t.pid), image::magic::kIds, ids);
+
+    mm_entry mm = collect_mm(t.pid, extras.brk, files);
+    mm.set_dumpable(extras.dumpable);
+    if (extras.thp_disabled) mm.set_thp_disabled(true);
+    image::write_one(dir, fmt::format("mm-{}.img", t.pid), image::magic::kMm, mm);
+    PageStats ps = dump_pages(t.pid, mm, dir, next_pages_id++);
+    pages_scanned += ps.scanned;
+    pages_written += ps.written;
+    mem_read += ps.read_seconds;
+    mem_write += ps.write_seconds;
+
+    files.dump_fds(t.pid, ids.files_id(), dir, opts.shell_job);
+    fs_entry fs;
+    std::string cwd = proc::read_link(fmt::format("/proc/{}/cwd", t.pid));
+    std::string rootdir = proc::read_link(fmt::format("/proc/{}/root", t.pid));
+    fs.set_cwd_id(files.by_path(cwd, O_RDONLY | O_DIRECTORY));
+    fs.set_root_id(files.by_path(rootdir, O_RDONLY | O_DIRECTORY));
+    fs.set_umask(proc::read_status(t.pid).umask);
+    image::write_one(dir, fmt::format("fs-{}.img", t.pid), image::magic::kFs, fs);
+  }
+  files.write(dir);
+  if (files.saw_tty() && !opts.shell_job)
+    fail("the tree uses a terminal: dump it with --shell-job (-j)");
+
+  image::Writer ps(dir, "pstree.img", image::magic::kPstree);
+  for (const auto& t : tasks) {
+    pstree_entry e;
+    e.set_pid(t.pid);
+    e.set_ppid(t.pid == root.pid ? 0 : t.ppid);
+    e.set_pgid(t.pgid);
+    e.set_sid(t.sid);
+    if (!t.zombie) e.add_threads(t.pid);
+    ps.put(e);
+  }
+  ps.close();
+
+  inventory_entry inv;
+  inv.set_img_version(image::kImagesV1_1);
+  inv.set_fdinfo_per_id(true);
+  task_kobj_ids_entry root_ids;
+  root_ids.set_vm_id(root.pid);
+  root_ids.set_files_id(root.pid);
+  root_ids.set_fs_id(root.pid);
+  root_ids.set_sighand_id(root.pid);
+  *inv.mutable_root_ids() = root_ids;
+  inv.set_ns_per_id(false);
+  inv.set_lsmtype(NO_LSM);
+  std::string uptime = proc::read_file("/proc/uptime");
+  inv.set_dump_uptime(static_cast<uint64_t>(std::stod(uptime) * 1e6));
+  image::write_one(dir, "inventory.img", image::magic::kInventory, inv);
+
+  fault_point("dump-after-images");
+
+  uint32_t frozen_us = usec_since(t_frozen);
+  stats_entry stats;
+  auto* d = stats.mutable_dump();
+  d->set_freezing_time(freezing_us);
+  d->set_frozen_time(frozen_us);
+  d->set_memdump_time(static_cast<uint32_t>(mem_read * 1e6));
+  d->set_memwrite_time(static_cast<uint32_t>(mem_write * 1e6));
+  d->set_pages_scanned(pages_scanned);
+  d->set_pages_skipped_parent(0);
+  d->set_pages_written(pages_written);
+  d->set_pages_lazy(0);
+  image::write_one(dir, "stats-dump", image::magic::kStats, stats, /*service=*/true);
+
+  tree.commit(opts.leave_stopped   ? FrozenTree::End::kStop
+              : opts.leave_running ? FrozenTree::End::kRun
+                                   : FrozenTree::End::kKill);
+  log::info("dump of tree {} finished: {} task(s), {} pages written", opts.tree, tasks.size(),
+            pages_written);
+  if (opts.display_stats) {
+    std::printf("Displaying dump stats:\n");
+    std::printf("Freezing time: %u us\nFrozen time: %u us\nMemory dump time: %u us\n"
+                "Memory write time: %u us\nPages scanned: %lu\nPages written: %lu\n",
+                freezing_us, frozen_us, d->memdump_time(), d->memwrite_time(),
+                static_cast<unsigned long>(pages_scanned), static_cast<unsigned long>(pages_written));
+  }
+}
+
+}  // namespace cryo::dump

@@ -1,0 +1,21 @@
+// `cryo dump`: freeze a tree, write its images, then kill, release or stop it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace cryo::dump {
+
+struct Options {
+  pid_t tree = 0;
+  std::string dir;
+  bool leave_running = false;
+  bool leave_stopped = false;
+  bool shell_job = false;
+  bool display_stats = false;
+};
+
+void run(const Options& opts);
+
+}  // namespace cryo::dump

@@ -1,0 +1,161 @@
+#include "dump/files.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "image/image.h"
+#include "kernel/syscalls.h"
+#include "proc/proc.h"
+
+namespace cryo::dump {
+namespace {
+
+fown_entry* zero_fown(fown_entry* f) {
+  f->set_uid(0);
+  f->set_euid(0);
+  f->set_signum(0);
+  f->set_pid_type(0);
+  f->set_pid(0);
+  return f;
+}
+
+// What kind of non-regular object a /proc/PID/fd link names, for the refusal message.
+std::string kind_of_link(const std::string& link) {
+  if (link.rfind("pipe:", 0) == 0) return "pipe";
+  if (link.rfind("socket:", 0) == 0) return "socket";
+  if (link.rfind("anon_inode:", 0) == 0) {
+    std::string k = link.substr(11);
+    if (!k.empty() && k.front() == '[') k = k.substr(1, k.size() - 2);
+    return k;
+  }
+  return "";
+}
+
+}  // namespace
+
+bool is_tty_rdev(dev_t rdev) {
+  unsigned maj = major(rdev);
+  // 4: ttyN/ttySN, 5: /dev/tty, console, ptmx, 136-143: pty slaves, 2/3: legacy ptys.
+  return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143) || maj == 2 || maj == 3;
+}
+
+uint32_t FileTable::by_path(const std::string& path, uint32_t flags) {
+  auto key = std::make_pair(path, flags);
+  if (auto it = paths_.find(key); it != paths_.end()) return it->second;
+  uint32_t id = next_id_++;
+  file_entry e;
+  e.set_type(REG);
+  e.set_id(id);
+  auto* r = e.mutable_reg();
+  r->set_id(id);
+  r->set_flags(flags);
+  r->set_pos(0);
+  zero_fown(r->mutable_fown());
+  r->set_name(path);
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISREG(st.st_mode)) r->set_size(st.st_size);
+    r->set_mode(st.st_mode);
+  }
+  entries_.push_back(std::move(e));
+  paths_[key] = id;
+  return id;
+}
+
+void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, bool shell_job) {
+  std::string base = fmt::format("/proc/{}/fd", pid);
+  image::Writer w(dir, fmt::format("fdinfo-{}.img", files_id), image::magic::kFdinfo);
+  for (int fd : proc::list_dir_numbers(base)) {
+    std::string link = proc::read_link(fmt::format("{}/{}", base, fd));
+    if (std::string k = kind_of_link(link); !k.empty())
+      fail("task {} fd {}: {} ({}) is not supported yet", pid, fd, k, link);
+    struct stat st;
+    if (::stat(fmt::format("{}/{}", base, fd).c_str(), &st) < 0)
+      fail_sys("task {} fd {}: cannot stat {}", pid, fd, link);
+    proc::FdInfo fi = proc::read_fdinfo(pid, fd);
+    bool tty = S_ISCHR(st.st_mode) && is_tty_rdev(st.st_rdev);
+    if (tty && !shell_job)
+      fail("task {} fd {} is the terminal {}: the tree is attached to a terminal; dump it with "
+           "--shell-job (-j)",
+           pid, fd, link);
+    if (!tty && !S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) && !S_ISDIR(st.st_mode))
+      fail("task {} fd {}: {} (mode {:o}) is not supported yet", pid, fd, link, st.st_mode);
+    if (link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0)
+      fail("task {} fd {}: deleted file {} is not supported yet", pid, fd, link);
+
+    // One id per open file: the same open file seen before (dup, fork) shares it.
+    uint32_t id = 0;
+    for (const Known& k : fds_) {
+      if (kernel::kcmp(pid, k.pid, kernel::kKcmpFile, fd, k.fd) == 0) {
+        id = k.id;
+        break;
+      }
+    }
+    if (id == 0) {
+      id = next_id_++;
+      fds_.push_back({pid, fd, id});
+      file_entry e;
+      e.set_id(id);
+      uint32_t flags = fi.flags & ~O_CLOEXEC;
+      if (tty) {
+        e.set_type(TTY);
+        auto* t = e.mutable_tty();
+        t->set_id(id);
+        t->set_tty_info_id(static_cast<uint32_t>(st.st_rdev));
+        t->set_flags(flags);
+        zero_fown(t->mutable_fown());
+        if (!ttys_.count(st.st_rdev)) {
+          tty_info_entry ti;
+          ti.set_id(static_cast<uint32_t>(st.st_rdev));
+          ti.set_type(major(st.st_rdev) >= 136 && major(st.st_rdev) <= 143 ? PTY : EXT_TTY);
+          ti.set_locked(false);
+          ti.set_exclusive(false);
+          ti.set_packet_mode(false);
+          ti.set_sid(0);
+          ti.set_pgrp(0);
+          ti.set_rdev(static_cast<uint32_t>(st.st_rdev));
+          if (ti.type() == PTY) ti.mutable_pty()->set_index(minor(st.st_rdev));
+          ttys_[st.st_rdev] = ti;
+        }
+      } else {
+        e.set_type(REG);
+        auto* r = e.mutable_reg();
+        r->set_id(id);
+        r->set_flags(flags);
+        r->set_pos(fi.pos);
+        zero_fown(r->mutable_fown());
+        r->set_name(link);
+        r->set_mnt_id(fi.mnt_id);
+        if (S_ISREG(st.st_mode)) r->set_size(st.st_size);
+        r->set_mode(st.st_mode);
+      }
+      entries_.push_back(std::move(e));
+    }
+    fdinfo_entry fe;
+    fe.set_id(id);
+    fe.set_flags((fi.flags & O_CLOEXEC) ? FD_CLOEXEC : 0);
+    fe.set_type(tty ? TTY : REG);
+    fe.set_fd(fd);
+    w.put(fe);
+    log::debug("task {} fd {} -> file {} {}", pid, fd, id, link);
+  }
+  w.close();
+}
+
+void FileTable::write(const std::string& dir) {
+  image::Writer w(dir, "files.img", image::magic::kFiles);
+  for (const auto& e : entries_) w.put(e);
+  w.close();
+  if (!ttys_.empty()) {
+    image::Writer t(dir, "tty-info.img", image::magic::kTtyInfo);
+    for (const auto& [rdev, e] : ttys_) t.put(e);
+    t.close();
+  }
+}
+
+}  // namespace cryo::dump

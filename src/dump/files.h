@@ -1,0 +1,45 @@
+// Open files of the dumped tasks: one files.img entry per open file (shared ones found with
+// kcmp), one fdinfo-N.img per task, and reg-file entries for paths that mappings, exe, cwd
+// and root refer to.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "fdinfo.pb.h"
+#include "tty.pb.h"
+
+namespace cryo::dump {
+
+class FileTable {
+ public:
+  // A path-only entry (mapped file, exe, cwd, root); the same path and flags share an id.
+  uint32_t by_path(const std::string& path, uint32_t flags);
+  // Dumps every fd of `pid` into fdinfo-<files_id>.img in `dir`. With shell_job false,
+  // a terminal fd is refused.
+  void dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, bool shell_job);
+  // Writes files.img (and tty-info.img when terminals were seen).
+  void write(const std::string& dir);
+  // True when some fd of the tree is a terminal.
+  bool saw_tty() const { return !ttys_.empty(); }
+
+ private:
+  struct Known {
+    pid_t pid;
+    int fd;
+    uint32_t id;
+  };
+  uint32_t next_id_ = 1;
+  std::map<std::pair<std::string, uint32_t>, uint32_t> paths_;
+  std::vector<Known> fds_;  // one representative per open file, for kcmp
+  std::vector<file_entry> entries_;
+  std::map<uint64_t, tty_info_entry> ttys_;  // by rdev
+};
+
+// True for the major numbers of terminals: ttys, consoles, ptys.
+bool is_tty_rdev(dev_t rdev);
+
+}  // namespace cryo::dump

@@ -1,0 +1,269 @@
+#include "dump/mm.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/log.h"
+#include "image/image.h"
+#include "kernel/syscalls.h"
+#include "pagemap.pb.h"
+
+namespace cryo::dump {
+namespace {
+
+constexpr uint64_t kPmPresent = 1ULL << 63, kPmSwap = 1ULL << 62, kPmFile = 1ULL << 61;
+constexpr uint64_t kPmPfnMask = (1ULL << 55) - 1;
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+uint64_t madv_bits(const proc::Vma& v) {
+  uint64_t m = 0;
+  if (v.has_flag("dd")) m |= 1ULL << MADV_DONTDUMP;
+  if (v.has_flag("dc")) m |= 1ULL << MADV_DONTFORK;
+  if (v.has_flag("hg")) m |= 1ULL << MADV_HUGEPAGE;
+  if (v.has_flag("nh")) m |= 1ULL << MADV_NOHUGEPAGE;
+  if (v.has_flag("mg")) m |= 1ULL << MADV_MERGEABLE;
+  if (v.has_flag("wf")) m |= 1ULL << MADV_WIPEONFORK;
+  return m;
+}
+
+// The PFN of the shared zero page, to skip pages that were only ever read.
+uint64_t zero_pfn() {
+  static uint64_t pfn = [] {
+    void* p = ::mmap(nullptr, kernel::kPageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return ~0ULL;
+    volatile char c = *static_cast<volatile char*>(p);
+    (void)c;
+    uint64_t e = 0;
+    Fd fd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+    if (fd) ::pread(fd.get(), &e, 8, reinterpret_cast<uint64_t>(p) / kernel::kPageSize * 8);
+    ::munmap(p, kernel::kPageSize);
+    uint64_t z = (e & kPmPresent) ? (e & kPmPfnMask) : ~0ULL;
+    return z == 0 ? ~0ULL : z;  // PFNs hidden: do not skip anything
+  }();
+  return pfn;
+}
+
+}  // namespace
+
+mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files) {
+  proc::Stat st = proc::read_stat(pid);
+  mm_entry mm;
+  mm.set_mm_start_code(st.startcode);
+  mm.set_mm_end_code(st.endcode);
+  mm.set_mm_start_data(st.start_data);
+  mm.set_mm_end_data(st.end_data);
+  mm.set_mm_start_stack(st.startstack);
+  mm.set_mm_start_brk(st.start_brk);
+  mm.set_mm_brk(brk);
+  mm.set_mm_arg_start(st.arg_start);
+  mm.set_mm_arg_end(st.arg_end);
+  mm.set_mm_env_start(st.env_start);
+  mm.set_mm_env_end(st.env_end);
+
+  std::string exe = proc::read_link(fmt::format("/proc/{}/exe", pid));
+  if (ends_with(exe, " (deleted)"))
+    fail("task {}: its executable {} was deleted: not supported yet", pid, exe);
+  mm.set_exe_file_id(files.by_path(exe, O_RDONLY));
+
+  std::string auxv = proc::read_file(fmt::format("/proc/{}/auxv", pid));
+  for (size_t i = 0; i + 8 <= auxv.size(); i += 8) {
+    uint64_t v;
+    std::memcpy(&v, auxv.data() + i, 8);
+    mm.add_mm_saved_auxv(v);
+  }
+
+  for (const proc::Vma& v : proc::read_smaps(pid)) {
+    vma_entry* e = mm.add_vmas();
+    e->set_start(v.start);
+    e->set_end(v.end);
+    e->set_pgoff(v.pgoff);
+    e->set_shmid(0);
+    e->set_prot((v.r ? PROT_READ : 0) | (v.w ? PROT_WRITE : 0) | (v.x ? PROT_EXEC : 0));
+    uint32_t flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
+    if (v.has_flag("gd")) flags |= MAP_GROWSDOWN;
+    if (v.has_flag("nr")) flags |= MAP_NORESERVE;
+    e->set_fd(-1);
+    if (uint64_t m = madv_bits(v)) e->set_madv(m);
+    uint32_t status = image::kVmaRegular;
+    auto where = [&] { return fmt::format("task {} mapping {:x}-{:x} {}", pid, v.start, v.end, v.path); };
+    if (v.path == "[vdso]") {
+      status |= image::kVmaVdso;
+      flags |= MAP_ANONYMOUS;
+    } else if (v.path == "[vvar]" || v.path == "[vvar_vclock]") {
+      status |= image::kVmaVvar;
+      flags |= MAP_ANONYMOUS;
+    } else if (v.path == "[vsyscall]") {
+      status = image::kVmaVsyscall;
+      flags |= MAP_ANONYMOUS;
+    } else if (v.path.empty() || v.path == "[heap]" || v.path == "[stack]") {
+      if (v.shared) fail("{}: shared anonymous memory is not supported yet", where());
+      status |= image::kVmaAnonPrivate;
+      if (v.path == "[heap]") status |= image::kVmaHeap;
+      if (v.path == "[stack]") status |= image::kVmaStack;
+      flags |= MAP_ANONYMOUS;
+    } else if (v.path[0] == '[') {
+      fail("{}: this kind of mapping is not supported yet", where());
+    } else {
+      if (ends_with(v.path, " (deleted)"))
+        fail("{}: a mapping of a deleted file is not supported yet", where());
+      if (v.path.rfind("/SYSV", 0) == 0 || v.path.rfind("/memfd:", 0) == 0 ||
+          (v.path.rfind("/dev/zero", 0) == 0 && v.shared))
+        fail("{}: shared memory is not supported yet", where());
+      if (v.has_flag("io") || v.has_flag("pf"))
+        fail("{}: device (I/O) mappings are not supported", where());
+      status |= v.shared ? image::kVmaFileShared : image::kVmaFilePrivate;
+      uint32_t oflags = (v.shared && v.w) ? O_RDWR : O_RDONLY;
+      e->set_shmid(files.by_path(v.path, oflags));
+    }
+    e->set_flags(flags);
+    e->set_status(status);
+  }
+  return mm;
+}
+
+PageStats dump_pages(pid_t pid, const mm_entry& mm, const std::string& dir, uint32_t pages_id) {
+  using clock = std::chrono::steady_clock;
+  PageStats stats;
+  Fd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!pagemap) fail_sys("cannot open /proc/{}/pagemap", pid);
+  Fd mem(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!mem) fail_sys("cannot open /proc/{}/mem", pid);
+
+  std::string pages_name = fmt::format("pages-{}.img", pages_id);
+  Fd out(::open((dir + "/" + pages_name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!out) fail_sys("cannot create image {}/{}", dir, pages_name);
+  image::Writer pm(dir, fmt::format("pagemap-{}.img", pid), image::magic::kPagemap);
+  pagemap_head head;
+  head.set_pages_id(pages_id);
+  pm.put(head);
+
+  const uint64_t zpfn = zero_pfn();
+  constexpr size_t kBuf = 16 << 20;
+  std::vector<char> buf(kBuf);
+  size_t used = 0, pending = 0;  // bytes in buf; bytes queued in `remote`
+  std::vector<iovec> remote;
+  auto flush_buf = [&] {
+    auto t0 = clock::now();
+    size_t off = 0;
+    while (off < used) {
+      ssize_t n = ::write(out.get(), buf.data() + off, used - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail_sys("cannot write image {}/{}", dir, pages_name);
+      off += n;
+    }
+    used = 0;
+    stats.write_seconds += std::chrono::duration<double>(clock::now() - t0).count();
+  };
+  auto read_batch = [&](bool readable) {
+    if (remote.empty()) return;
+    auto t0 = clock::now();
+    size_t total = 0;
+    for (auto& r : remote) total += r.iov_len;
+    char* dst = buf.data() + used;
+    if (readable) {
+      size_t done = 0;
+      size_t i = 0;
+      while (i < remote.size()) {
+        size_t cnt = std::min<size_t>(remote.size() - i, IOV_MAX);
+        size_t want = 0;
+        for (size_t k = i; k < i + cnt; k++) want += remote[k].iov_len;
+        iovec local{dst + done, want};
+        ssize_t n = ::process_vm_readv(pid, &local, 1, &remote[i], cnt, 0);
+        if (n != static_cast<ssize_t>(want))
+          fail_sys("cannot read the memory of task {} at {:#x}", pid,
+                   reinterpret_cast<uint64_t>(remote[i].iov_base));
+        done += want;
+        i += cnt;
+      }
+    } else {
+      size_t done = 0;
+      for (auto& r : remote) {
+        ssize_t n = ::pread(mem.get(), dst + done, r.iov_len,
+                            static_cast<off_t>(reinterpret_cast<uint64_t>(r.iov_base)));
+        if (n != static_cast<ssize_t>(r.iov_len))
+          fail_sys("cannot read the memory of task {} at {:#x}", pid,
+                   reinterpret_cast<uint64_t>(r.iov_base));
+        done += n;
+      }
+    }
+    used += total;
+    remote.clear();
+    pending = 0;
+    stats.read_seconds += std::chrono::duration<double>(clock::now() - t0).count();
+  };
+
+  std::vector<uint64_t> pme;
+  for (const vma_entry& v : mm.vmas()) {
+    if (!(v.status() & (image::kVmaAnonPrivate | image::kVmaFilePrivate))) continue;
+    bool file = v.status() & image::kVmaFilePrivate;
+    bool readable = v.prot() & PROT_READ;
+    uint64_t npages = (v.end() - v.start()) / kernel::kPageSize;
+    stats.scanned += npages;
+    // Read the pagemap in windows to bound memory on huge sparse areas.
+    constexpr uint64_t kWin = 1 << 16;
+    for (uint64_t w0 = 0; w0 < npages; w0 += kWin) {
+      uint64_t wn = std::min(kWin, npages - w0);
+      pme.resize(wn);
+      uint64_t first = v.start() / kernel::kPageSize + w0;
+      ssize_t n = ::pread(pagemap.get(), pme.data(), wn * 8, first * 8);
+      if (n != static_cast<ssize_t>(wn * 8))
+        fail_sys("cannot read /proc/{}/pagemap at {:#x}", pid, first * kernel::kPageSize);
+      uint64_t i = 0;
+      while (i < wn) {
+        auto wanted = [&](uint64_t e) {
+          if (e & kPmSwap) return true;
+          if (!(e & kPmPresent)) return false;
+          if (file && (e & kPmFile)) return false;  // still the file's page cache page
+          if ((e & kPmPfnMask) == zpfn) return false;
+          return true;
+        };
+        if (!wanted(pme[i])) {
+          i++;
+          continue;
+        }
+        uint64_t j = i + 1;
+        while (j < wn && wanted(pme[j])) j++;
+        uint64_t addr = (first + i) * kernel::kPageSize;
+        uint64_t len = (j - i) * kernel::kPageSize;
+        pagemap_entry e;
+        e.set_vaddr(addr);
+        e.set_nr_pages(static_cast<uint32_t>(j - i));
+        e.set_flags(image::kPePresent);
+        pm.put(e);
+        stats.written += j - i;
+        // Split the run into buffer-sized pieces.
+        uint64_t off = 0;
+        while (off < len) {
+          size_t room = kBuf - used - pending;
+          if (room == 0) {
+            read_batch(readable);
+            flush_buf();
+            continue;
+          }
+          uint64_t take = std::min<uint64_t>(room, len - off);
+          remote.push_back({reinterpret_cast<void*>(addr + off), take});
+          pending += take;
+          off += take;
+        }
+        i = j;
+      }
+    }
+    read_batch(readable);
+  }
+  flush_buf();
+  pm.close();
+  log::info("task {}: {} pages scanned, {} dumped", pid, stats.scanned, stats.written);
+  return stats;
+}
+
+}  // namespace cryo::dump

@@ -1,0 +1,104 @@
+// Image files in CRIU's format: [common magic] magic { u32 size, protobuf message [extra] }.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <google/protobuf/message_lite.h>
+
+#include "base/error.h"
+#include "base/fd.h"
+
+namespace cryo::image {
+
+// Magic numbers are facts of CRIU's format.
+namespace magic {
+constexpr uint32_t kCommon = 0x54564319;
+constexpr uint32_t kService = 0x55105940;
+constexpr uint32_t kInventory = 0x58313116;
+constexpr uint32_t kPstree = 0x50273030;
+constexpr uint32_t kFdinfo = 0x56213732;
+constexpr uint32_t kPagemap = 0x56084025;
+constexpr uint32_t kCore = 0x55053847;
+constexpr uint32_t kIds = 0x54432030;
+constexpr uint32_t kMm = 0x57492820;
+constexpr uint32_t kFs = 0x51403912;
+constexpr uint32_t kFiles = 0x56303138;
+constexpr uint32_t kStats = 0x57093306;
+constexpr uint32_t kTtyInfo = 0x59453036;
+}  // namespace magic
+
+constexpr uint32_t kImagesV1_1 = 2;  // inventory_entry.img_version
+
+// Pagemap entry flags.
+constexpr uint32_t kPeParent = 1u << 0;
+constexpr uint32_t kPeLazy = 1u << 1;
+constexpr uint32_t kPePresent = 1u << 2;
+
+// vma_entry.status bits.
+enum VmaStatus : uint32_t {
+  kVmaRegular = 1u << 0,
+  kVmaStack = 1u << 1,
+  kVmaVsyscall = 1u << 2,
+  kVmaVdso = 1u << 3,
+  kVmaHeap = 1u << 5,
+  kVmaFilePrivate = 1u << 6,
+  kVmaFileShared = 1u << 7,
+  kVmaAnonShared = 1u << 8,
+  kVmaAnonPrivate = 1u << 9,
+  kVmaSysvipc = 1u << 10,
+  kVmaSocket = 1u << 11,
+  kVmaVvar = 1u << 12,
+  kVmaAioring = 1u << 13,
+  kVmaUnsupp = 1u << 31,
+};
+
+// task_core_entry.task_state values.
+constexpr uint32_t kTaskAlive = 1, kTaskDead = 2, kTaskStopped = 3;
+
+// Writes one image file: magic, then entries. The file appears under its final name only
+// when close() succeeds (written to a temporary name and renamed).
+class Writer {
+ public:
+  Writer(const std::string& dir, const std::string& name, uint32_t magic, bool service = false);
+  Writer(Writer&&) = default;
+  ~Writer();
+  void put(const google::protobuf::MessageLite& m);
+  void put_raw(const void* data, size_t len);
+  void close();
+  const std::string& name() const { return name_; }
+
+ private:
+  void flush();
+  std::string dir_, name_, tmp_;
+  Fd fd_;
+  std::string buf_;
+};
+
+// Reads one image file whole and checks its magic.
+class Reader {
+ public:
+  Reader(const std::string& dir, const std::string& name, uint32_t magic);
+  // False at the end; throws when the next entry is truncated or does not parse.
+  bool next(google::protobuf::MessageLite& m);
+  std::string_view take_raw(size_t len);
+  bool at_end() const { return off_ >= data_.size(); }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  std::string data_;
+  size_t off_ = 0;
+};
+
+// Convenience: an image holding exactly one entry.
+void write_one(const std::string& dir, const std::string& name, uint32_t magic,
+               const google::protobuf::MessageLite& m, bool service = false);
+void read_one(const std::string& dir, const std::string& name, uint32_t magic,
+              google::protobuf::MessageLite& m);
+
+bool exists(const std::string& dir, const std::string& name);
+
+}  // namespace cryo::image

@@ -1,0 +1,133 @@
+#include "infect/frozen_tree.h"
+
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <deque>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "infect/wait_status.h"
+
+namespace cryo {
+
+FrozenTree::FrozenTree(pid_t root) {
+  if (root <= 0) fail("invalid PID {}: give the PID of the tree's root task with -t", root);
+  if (::kill(root, 0) < 0 && errno == ESRCH)
+    fail("no process with PID {}: check the PID given with -t", root);
+  try {
+    std::deque<pid_t> queue{root};
+    while (!queue.empty()) {
+      pid_t pid = queue.front();
+      queue.pop_front();
+      FrozenTask t;
+      t.pid = pid;
+      proc::Status st = proc::read_status(pid);
+      if (st.tracer_pid != 0 && st.tracer_pid != getpid()) {
+        std::string comm = "?";
+        try {
+          comm = proc::read_stat(st.tracer_pid).comm;
+        } catch (const Error&) {
+        }
+        fail("task {} ({}) is traced by process {} ({}): detach that tracer and retry", pid,
+             st.name, st.tracer_pid, comm);
+      }
+      t.stat = proc::read_stat(pid);
+      if (t.stat.state == 'Z' || t.stat.state == 'X') {
+        t.zombie = true;
+        t.exit_status = t.stat.exit_code;
+      } else {
+        if (st.threads > 1)
+          fail("task {} ({}) has {} threads: multi-threaded processes are not supported yet", pid,
+               st.name, st.threads);
+        seize(pid);
+        t.stat = proc::read_stat(pid);  // stable now that the task is stopped
+        t.stopped = st.state == 'T';
+        t.children = proc::read_children(pid, pid);
+        for (pid_t c : t.children) queue.push_back(c);
+      }
+      t.ppid = t.stat.ppid;
+      t.pgid = t.stat.pgrp;
+      t.sid = t.stat.session;
+      tasks_.push_back(std::move(t));
+    }
+  } catch (...) {
+    release(false);
+    throw;
+  }
+  log::info("froze {} task(s) of the tree of {}", tasks_.size(), root);
+}
+
+void FrozenTree::seize(pid_t pid) {
+  if (ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) < 0) {
+    if (errno == ESRCH) fail("task {} vanished while the tree was being frozen", pid);
+    fail_sys("cannot seize task {} with ptrace", pid);
+  }
+  seized_.push_back(pid);
+  if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) < 0)
+    fail_sys("cannot interrupt task {}", pid);
+  for (;;) {
+    WaitStatus ws = wait_task(pid);
+    if (ws.gone()) fail("task {} {} while it was being frozen", pid, ws.str());
+    if (ws.event() == PTRACE_EVENT_STOP) break;
+    // A signal arrived first: let it be delivered as it would have been, then stop again.
+    int sig = ws.event() ? 0 : ws.stop_sig();
+    if (ptrace(PTRACE_CONT, pid, nullptr, sig) < 0) fail_sys("cannot resume task {}", pid);
+    if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) < 0)
+      fail_sys("cannot interrupt task {}", pid);
+  }
+  log::debug("seized task {}", pid);
+}
+
+FrozenTask* FrozenTree::find(pid_t pid) {
+  for (auto& t : tasks_)
+    if (t.pid == pid) return &t;
+  return nullptr;
+}
+
+bool FrozenTree::contains(pid_t pid) const {
+  return std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& t) { return t.pid == pid; });
+}
+
+void FrozenTree::release(bool stop_all) {
+  for (pid_t pid : seized_) {
+    FrozenTask* t = find(pid);
+    if (t && t->regs_saved) {
+      if (ptrace(PTRACE_SETREGS, pid, nullptr, &t->regs) < 0)
+        log::warn("cannot put back the registers of task {}: {}", pid, strerror(errno));
+    }
+    if (stop_all || (t && t->stopped)) ::kill(pid, SIGSTOP);
+    if (ptrace(PTRACE_DETACH, pid, nullptr, 0) < 0)
+      log::warn("cannot detach from task {}: {}", pid, strerror(errno));
+  }
+  seized_.clear();
+}
+
+void FrozenTree::commit(End how) {
+  committed_ = true;
+  if (how == End::kKill) {
+    for (pid_t pid : seized_) ::kill(pid, SIGKILL);
+    for (pid_t pid : seized_) {
+      for (;;) {
+        WaitStatus ws = wait_task(pid);
+        if (ws.gone()) break;
+        ptrace(PTRACE_CONT, pid, nullptr, 0);
+      }
+    }
+    seized_.clear();
+    log::info("killed the dumped tree");
+    return;
+  }
+  release(how == End::kStop);
+}
+
+FrozenTree::~FrozenTree() {
+  if (!committed_ && !seized_.empty()) {
+    log::info("dump did not complete: resuming the tree as it was");
+    release(false);
+  }
+}
+
+}  // namespace cryo

@@ -1,0 +1,51 @@
+// The dumped tree, seized with ptrace and stopped. Its destructor puts every task back as it
+// was (running, or stopped if it was stopped) unless the dump committed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <vector>
+
+#include "arch/x86_64/regs.h"
+#include "proc/proc.h"
+
+namespace cryo {
+
+struct FrozenTask {
+  pid_t pid = 0;
+  pid_t ppid = 0, pgid = 0, sid = 0;
+  bool zombie = false;
+  bool stopped = false;  // in group-stop (SIGSTOP) when seized
+  int exit_status = 0;   // wait status of a zombie
+  proc::Stat stat;
+  std::vector<pid_t> children;
+  arch::Regs regs{};  // as seized; put back before release
+  bool regs_saved = false;
+};
+
+class FrozenTree {
+ public:
+  // Seizes and stops `root` and all its descendants. Refuses a traced task, naming its tracer.
+  explicit FrozenTree(pid_t root);
+  ~FrozenTree();
+  FrozenTree(const FrozenTree&) = delete;
+  FrozenTree& operator=(const FrozenTree&) = delete;
+
+  std::vector<FrozenTask>& tasks() { return tasks_; }
+  FrozenTask* find(pid_t pid);
+  bool contains(pid_t pid) const;
+
+  // Ends the dump: kill the tree, or let it run (leave_running), or leave it stopped.
+  enum class End { kKill, kRun, kStop };
+  void commit(End how);
+
+ private:
+  void seize(pid_t pid);
+  void release(bool stop_all);
+  std::vector<FrozenTask> tasks_;
+  std::vector<pid_t> seized_;
+  bool committed_ = false;
+};
+
+}  // namespace cryo

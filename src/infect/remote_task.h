@@ -1,0 +1,65 @@
+// Runs syscalls inside a ptrace-stopped task: the task's registers are pointed at a
+// "syscall" instruction already present in its address space (the vDSO has several) and the
+// task is single-stepped over it. Nothing is written into the task's memory.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "arch/x86_64/regs.h"
+#include "infect/wait_status.h"
+
+namespace cryo {
+
+class RemoteTask {
+ public:
+  // `tid` must be in a ptrace-stop; its current registers are the ones put back by
+  // restore_regs() and used as the template for each call.
+  RemoteTask(pid_t tid, uint64_t gadget);
+  pid_t tid() const { return tid_; }
+
+  // Executes syscall `nr`; returns the raw result (-errno on failure).
+  long syscall(long nr, std::initializer_list<uint64_t> args = {});
+  // Same, throwing an Error naming `what` when the result is an error.
+  uint64_t check(const char* what, long nr, std::initializer_list<uint64_t> args = {});
+
+  void set_gadget(uint64_t gadget) { gadget_ = gadget; }
+  uint64_t gadget() const { return gadget_; }
+  const arch::Regs& saved_regs() const { return saved_; }
+  void set_saved_regs(const arch::Regs& r) { saved_ = r; }
+  void restore_regs();
+
+  // New children reported by PTRACE_EVENT_FORK/CLONE during the last syscall.
+  const std::vector<pid_t>& new_children() const { return new_children_; }
+
+  // Memory of the task.
+  void read_mem(uint64_t addr, void* buf, size_t len) const;
+  void write_mem(uint64_t addr, const void* buf, size_t len) const;
+
+  // A scratch mapping in the task for syscall arguments (remote mmap; unmapped by
+  // unmap_scratch()). `hint` places it, MAP_FIXED_NOREPLACE, when non-zero.
+  uint64_t map_scratch(size_t len, uint64_t hint = 0);
+  void unmap_scratch();
+  uint64_t scratch() const { return scratch_; }
+  size_t scratch_len() const { return scratch_len_; }
+  // Copies `len` bytes to scratch+off and returns that address.
+  uint64_t put(size_t off, const void* data, size_t len);
+  uint64_t put_str(size_t off, const std::string& s) { return put(off, s.c_str(), s.size() + 1); }
+
+ private:
+  pid_t tid_;
+  uint64_t gadget_;
+  arch::Regs saved_;
+  uint64_t scratch_ = 0;
+  size_t scratch_len_ = 0;
+  std::vector<pid_t> new_children_;
+};
+
+// Finds a "syscall" instruction in the task's vDSO (or any executable mapping).
+uint64_t find_syscall_gadget(pid_t pid);
+
+}  // namespace cryo

@@ -1,0 +1,79 @@
+// Thin typed wrappers over raw syscalls and ptrace requests that glibc does not wrap.
+#pragma once
+
+#include <linux/sched.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cstdint>
+
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+namespace cryo::kernel {
+
+// struct clone_args of clone3(2), with set_tid (Linux 5.5+).
+struct CloneArgs {
+  uint64_t flags;
+  uint64_t pidfd;
+  uint64_t child_tid;
+  uint64_t parent_tid;
+  uint64_t exit_signal;
+  uint64_t stack;
+  uint64_t stack_size;
+  uint64_t tls;
+  uint64_t set_tid;
+  uint64_t set_tid_size;
+  uint64_t cgroup;
+};
+
+struct RseqConfig {
+  uint64_t rseq_abi_pointer;
+  uint32_t rseq_abi_size;
+  uint32_t signature;
+  uint32_t flags;
+  uint32_t pad;
+};
+
+// The kernel's struct sigaction layout for rt_sigaction(2) on x86_64.
+struct KernelSigaction {
+  uint64_t handler;
+  uint64_t flags;
+  uint64_t restorer;
+  uint64_t mask;
+};
+
+// struct prctl_mm_map for PR_SET_MM_MAP.
+struct PrctlMmMap {
+  uint64_t start_code, end_code, start_data, end_data;
+  uint64_t start_brk, brk, start_stack;
+  uint64_t arg_start, arg_end, env_start, env_end;
+  uint64_t auxv;
+  uint32_t auxv_size;
+  uint32_t exe_fd;
+};
+
+enum KcmpType { kKcmpFile = 0, kKcmpVm = 1, kKcmpFiles = 2, kKcmpFs = 3, kKcmpSighand = 4 };
+
+inline long kcmp(pid_t a, pid_t b, int type, unsigned long x, unsigned long y) {
+  return ::syscall(SYS_kcmp, a, b, type, x, y);
+}
+inline long clone3(CloneArgs* args) { return ::syscall(SYS_clone3, args, sizeof(*args)); }
+inline long gettid_raw() { return ::syscall(SYS_gettid); }
+
+// Rounds to pages.
+constexpr uint64_t kPageSize = 4096;
+constexpr uint64_t page_down(uint64_t a) { return a & ~(kPageSize - 1); }
+constexpr uint64_t page_up(uint64_t a) { return (a + kPageSize - 1) & ~(kPageSize - 1); }
+
+}  // namespace cryo::kernel

@@ -1,0 +1,20 @@
+// `cryo restore`: recreate a tree from its images.
+#pragma once
+
+#include <string>
+
+namespace cryo::restore {
+
+struct Options {
+  std::string dir;
+  bool detached = false;
+  bool leave_stopped = false;
+  bool shell_job = false;
+  std::string pidfile;
+  bool display_stats = false;
+};
+
+// Returns cryo's exit status: 0 when detached, else the root task's exit status.
+int run(const Options& opts);
+
+}  // namespace cryo::restore
