@@ -44,6 +44,11 @@ class RemoteTask {
   // unmap_scratch()). `hint` places it, MAP_FIXED_NOREPLACE, when non-zero.
   uint64_t map_scratch(size_t len, uint64_t hint = 0);
   void unmap_scratch();
+  // Takes over a scratch area the task already has (inherited from its parent).
+  void adopt_scratch(uint64_t addr, size_t len) {
+    scratch_ = addr;
+    scratch_len_ = len;
+  }
   uint64_t scratch() const { return scratch_; }
   size_t scratch_len() const { return scratch_len_; }
   // Copies `len` bytes to scratch+off and returns that address.

@@ -1,5 +1,103 @@
 #include "restore/restore.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
 #include "base/error.h"
+#include "base/fault.h"
+#include "base/fd.h"
+#include "base/log.h"
+#include "image/image.h"
+#include "restore/core.h"
+#include "restore/files.h"
+#include "restore/mm.h"
+#include "restore/plan.h"
+#include "restore/tree.h"
+#include "stats.pb.h"
+
 namespace cryo::restore {
-int run(const Options&) { fail("not yet"); }
+namespace {
+
+using clock = std::chrono::steady_clock;
+uint32_t usec_since(clock::time_point t0) {
+  return static_cast<uint32_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count());
 }
+
+void write_pidfile(const std::string& path, pid_t pid) {
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  std::string s = std::to_string(pid);
+  if (!fd || ::write(fd.get(), s.data(), s.size()) != static_cast<ssize_t>(s.size()))
+    fail_sys("cannot write pidfile {}", path);
+}
+
+}  // namespace
+
+int run(const Options& opts) {
+  auto t0 = clock::now();
+  Plan plan = load_plan(opts.dir, opts.shell_job);
+  wait_pids_free(plan);
+
+  NewTree tree(plan);
+  tree.create();
+  uint32_t forking_us = usec_since(t0);
+  fault_point("restore-after-fork");
+
+  uint64_t pages = 0;
+  for (size_t i = 0; i < plan.tasks.size(); i++) {
+    if (plan.tasks[i].zombie) continue;
+    pages += restore_mm(tree.task(i), plan.tasks[i], plan);
+  }
+  fault_point("restore-after-memory");
+  for (size_t i = 0; i < plan.tasks.size(); i++) {
+    const TaskPlan& t = plan.tasks[i];
+    if (t.zombie) continue;
+    RemoteTask& rt = tree.task(i);
+    restore_files(rt, t, plan);
+    restore_fs(rt, t, plan);
+    restore_task_state(rt, t, i == 0);
+    restore_registers(rt, t);
+  }
+  fault_point("restore-before-release");
+
+  stats_entry stats;
+  auto* r = stats.mutable_restore();
+  r->set_pages_compared(0);
+  r->set_pages_skipped_cow(0);
+  r->set_forking_time(forking_us);
+  r->set_restore_time(usec_since(t0));
+  r->set_pages_restored(pages);
+  try {
+    image::write_one(opts.dir, "stats-restore", image::magic::kStats, stats, /*service=*/true);
+  } catch (const Error& e) {
+    log::warn("{}", e.what());  // a read-only images directory must not fail a restore
+  }
+  if (!opts.pidfile.empty()) write_pidfile(opts.pidfile, tree.root());
+
+  tree.release(opts.leave_stopped);
+  log::info("Restore finished successfully: {} task(s), {} pages in {} us", plan.tasks.size(),
+            pages, r->restore_time());
+  if (opts.display_stats)
+    std::printf("Displaying restore stats:\nForking time: %u us\nRestore time: %u us\n"
+                "Pages restored: %lu\n",
+                forking_us, r->restore_time(), static_cast<unsigned long>(pages));
+  if (opts.detached) return 0;
+
+  // As CRIU does without -d: wait for the root task and pass on how it ended.
+  int st;
+  for (;;) {
+    pid_t w = ::waitpid(tree.root(), &st, 0);
+    if (w == tree.root()) break;
+    if (w < 0 && errno == EINTR) continue;
+    fail_sys("cannot wait for the restored root task {}", tree.root());
+  }
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return 1;
+}
+
+}  // namespace cryo::restore

@@ -1,0 +1,137 @@
+#include "restore/core.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "arch/x86_64/regs.h"
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/log.h"
+#include "kernel/syscalls.h"
+
+namespace cryo::restore {
+namespace {
+
+constexpr int kMaxSig = 64;
+const char* const kLimitNames[] = {"CPU",    "FSIZE",   "DATA",   "STACK", "CORE",   "RSS",
+                                   "NPROC",  "NOFILE",  "MEMLOCK", "AS",   "LOCKS",  "SIGPENDING",
+                                   "MSGQUEUE", "NICE",  "RTPRIO", "RTTIME"};
+
+void restore_rlimits(pid_t pid, const task_rlimits_entry& rl) {
+  for (int r = 0; r < rl.rlimits_size() && r < RLIM_NLIMITS; r++) {
+    rlimit64 want{rl.rlimits(r).cur(), rl.rlimits(r).max()}, have;
+    if (::prlimit64(pid, static_cast<__rlimit_resource>(r), nullptr, &have) == 0 &&
+        have.rlim_cur == want.rlim_cur && have.rlim_max == want.rlim_max)
+      continue;
+    if (::prlimit64(pid, static_cast<__rlimit_resource>(r), &want, nullptr) < 0)
+      fail_sys("task {}: cannot set RLIMIT_{} to {}/{} (cryo's own hard limit may be lower; "
+               "raising it needs CAP_SYS_RESOURCE)",
+               pid, kLimitNames[r], want.rlim_cur, want.rlim_max);
+  }
+}
+
+}  // namespace
+
+void restore_task_state(RemoteTask& rt, const TaskPlan& t, bool is_root) {
+  const pid_t pid = t.pid();
+  const task_core_entry& tc = t.core.tc();
+  const thread_core_entry& th = t.core.thread_core();
+
+  int idx = 0;
+  for (int sig = 1; sig <= kMaxSig; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (idx >= tc.sigactions_size()) break;
+    const sa_entry& sa = tc.sigactions(idx++);
+    kernel::KernelSigaction ka{sa.sigaction(), sa.flags(), sa.restorer(), sa.mask()};
+    uint64_t a = rt.put(0, &ka, sizeof ka);
+    rt.check("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), a, 0, 8});
+  }
+
+  if (tc.has_timers()) {
+    const itimer_entry* which[3] = {&tc.timers().real(), &tc.timers().virt(), &tc.timers().prof()};
+    for (int w = 0; w < 3; w++) {
+      itimerval v{};
+      v.it_interval.tv_sec = static_cast<time_t>(which[w]->isec());
+      v.it_interval.tv_usec = static_cast<suseconds_t>(which[w]->iusec());
+      v.it_value.tv_sec = static_cast<time_t>(which[w]->vsec());
+      v.it_value.tv_usec = static_cast<suseconds_t>(which[w]->vusec());
+      if (!v.it_value.tv_sec && !v.it_value.tv_usec) continue;
+      uint64_t a = rt.put(0, &v, sizeof v);
+      rt.check("setitimer", SYS_setitimer, {static_cast<uint64_t>(w), a, 0});
+    }
+  }
+
+  rt.check("personality", SYS_personality, {tc.personality()});
+  rt.check("prctl(PR_SET_NAME)", SYS_prctl, {PR_SET_NAME, rt.put_str(0, tc.comm())});
+  if (tc.child_subreaper()) rt.check("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1});
+  // The root's old parent is gone: a death signal would fire when cryo exits.
+  if (th.pdeath_sig() && !is_root)
+    rt.check("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, th.pdeath_sig()});
+
+  rt.check("set_tid_address", SYS_set_tid_address, {t.core.thread_info().clear_tid_addr()});
+  if (th.futex_rla())
+    rt.check("set_robust_list", SYS_set_robust_list, {th.futex_rla(), th.futex_rla_len()});
+  if (th.has_sas() && !(th.sas().ss_flags() & SS_DISABLE)) {
+    stack_t ss{};
+    ss.ss_sp = reinterpret_cast<void*>(th.sas().ss_sp());
+    ss.ss_size = th.sas().ss_size();
+    ss.ss_flags = static_cast<int>(th.sas().ss_flags() & (1U << 31));  // SS_AUTODISARM
+    rt.check("sigaltstack", SYS_sigaltstack, {rt.put(0, &ss, sizeof ss), 0});
+  }
+  if (th.has_rseq_entry() && th.rseq_entry().rseq_abi_pointer())
+    rt.check("rseq", SYS_rseq,
+             {th.rseq_entry().rseq_abi_pointer(), th.rseq_entry().rseq_abi_size(), 0,
+              th.rseq_entry().signature()});
+
+  if (tc.has_rlimits()) restore_rlimits(pid, tc.rlimits());
+  if (th.has_sched_policy() && th.sched_policy() != SCHED_OTHER) {
+    sched_param sp{};
+    sp.sched_priority = static_cast<int>(th.sched_prio());
+    if (::sched_setscheduler(pid, static_cast<int>(th.sched_policy()), &sp) < 0)
+      fail_sys("task {}: cannot restore scheduling policy {}", pid, th.sched_policy());
+  }
+  if (th.has_sched_nice() && ::setpriority(PRIO_PROCESS, pid, th.sched_nice()) < 0)
+    fail_sys("task {}: cannot restore nice {}", pid, th.sched_nice());
+  if (tc.has_oom_score_adj()) {
+    Fd fd(::open(fmt::format("/proc/{}/oom_score_adj", pid).c_str(), O_WRONLY | O_CLOEXEC));
+    std::string v = std::to_string(tc.oom_score_adj());
+    if (!fd || ::write(fd.get(), v.data(), v.size()) < 0)
+      fail_sys("task {}: cannot restore oom_score_adj {}", pid, v);
+  }
+
+  // Credentials last: dropping root takes away the rights the steps above need.
+  if (th.has_creds()) {
+    const creds_entry& c = th.creds();
+    std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
+    uint64_t g = groups.empty() ? 0 : rt.put(0, groups.data(), groups.size() * 4);
+    rt.check("setgroups", SYS_setgroups, {groups.size(), g});
+    rt.check("setresgid", SYS_setresgid, {c.gid(), c.egid(), c.sgid()});
+    rt.check("setfsgid", SYS_setfsgid, {c.fsgid()});
+    if (c.secbits()) rt.check("prctl(PR_SET_SECUREBITS)", SYS_prctl, {PR_SET_SECUREBITS, c.secbits()});
+    rt.check("setresuid", SYS_setresuid, {c.uid(), c.euid(), c.suid()});
+    rt.syscall(SYS_setfsuid, {c.fsuid()});
+  }
+}
+
+void restore_registers(RemoteTask& rt, const TaskPlan& t) {
+  const pid_t pid = t.pid();
+  rt.unmap_scratch();
+  std::string area = arch::get_xstate(pid);
+  arch::xstate_from_image(t.core.thread_info().fpregs(), area);
+  arch::set_xstate(pid, area);
+  arch::Regs r = arch::regs_from_image(t.core.thread_info().gpregs());
+  arch::prepare_restart(r);
+  arch::set_regs(pid, r);
+  uint64_t mask = t.core.tc().blk_sigset() & ~((1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1)));
+  if (ptrace(PTRACE_SETSIGMASK, pid, sizeof mask, &mask) < 0)
+    fail_sys("cannot set the signal mask of task {}", pid);
+}
+
+}  // namespace cryo::restore

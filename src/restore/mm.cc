@@ -1,0 +1,269 @@
+#include "restore/mm.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/log.h"
+#include "image/image.h"
+#include "kernel/syscalls.h"
+#include "proc/proc.h"
+#include "restore/tree.h"
+
+namespace cryo::restore {
+namespace {
+
+constexpr uint64_t kScratchLen = 64 * 1024;
+constexpr uint64_t kTaskSizeMax = 0x800000000000ULL;
+
+bool is_special(const vma_entry& v) {
+  return v.status() & (image::kVmaVdso | image::kVmaVvar | image::kVmaVsyscall);
+}
+
+// A read-only mapping of one pages-N.img.
+class PagesFile {
+ public:
+  PagesFile(const std::string& dir, uint32_t id) {
+    path_ = fmt::format("{}/pages-{}.img", dir, id);
+    Fd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) fail_sys("cannot open image {}", path_);
+    len_ = static_cast<size_t>(::lseek(fd.get(), 0, SEEK_END));
+    if (len_) {
+      void* p = ::mmap(nullptr, len_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd.get(), 0);
+      if (p == MAP_FAILED) fail_sys("cannot map image {}", path_);
+      data_ = static_cast<char*>(p);
+    }
+  }
+  ~PagesFile() {
+    if (data_) ::munmap(data_, len_);
+  }
+  char* data() const { return data_; }
+  size_t size() const { return len_; }
+
+ private:
+  std::string path_;
+  char* data_ = nullptr;
+  size_t len_ = 0;
+};
+
+// The vDSO and its data pages move as one block, keeping their relative layout.
+struct Block {
+  uint64_t start = ~0ULL, end = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> parts;  // in address order
+};
+
+}  // namespace
+
+uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan) {
+  const pid_t pid = t.pid();
+  const mm_entry& mm = t.mm;
+
+  // cryo's own rseq registration would make the kernel write into memory about to vanish.
+  kernel::RseqConfig rc{};
+  if (ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), pid, sizeof rc, &rc) >
+          0 &&
+      rc.rseq_abi_pointer)
+    rt.check("rseq unregister", SYS_rseq, {rc.rseq_abi_pointer, rc.rseq_abi_size, 1, rc.signature});
+  rt.check("close_range", SYS_close_range, {0, ~0U, 0});
+
+  // Current layout: cryo's copy. Keep only the vDSO block.
+  Block cur;
+  std::vector<proc::Vma> now = proc::read_maps(pid);
+  for (const auto& v : now) {
+    if (v.path == "[vdso]" || v.path == "[vvar]" || v.path == "[vvar_vclock]") {
+      cur.parts.emplace_back(v.start, v.end);
+      cur.start = std::min(cur.start, v.start);
+      cur.end = std::max(cur.end, v.end);
+    }
+  }
+  Block want;
+  for (const auto& v : mm.vmas()) {
+    if (v.status() & (image::kVmaVdso | image::kVmaVvar)) {
+      want.parts.emplace_back(v.start(), v.end());
+      want.start = std::min(want.start, v.start());
+      want.end = std::max(want.end, v.end());
+    }
+  }
+  if (cur.parts.empty()) fail("task {}: cryo's own process has no vDSO", pid);
+  if (want.parts.empty())
+    fail("task {}: the dumped process had no vDSO: not supported yet", pid);
+  bool same_layout = cur.parts.size() == want.parts.size();
+  for (size_t i = 0; same_layout && i < cur.parts.size(); i++)
+    same_layout = cur.parts[i].first - cur.start == want.parts[i].first - want.start &&
+                  cur.parts[i].second - cur.parts[i].first ==
+                      want.parts[i].second - want.parts[i].first;
+  if (!same_layout)
+    fail("task {}: the vDSO of this kernel differs from the dumped one (dumped on another "
+         "kernel?): not supported yet",
+         pid);
+
+  std::vector<std::pair<uint64_t, uint64_t>> busy;
+  for (const auto& v : mm.vmas())
+    if (v.end() <= kTaskSizeMax) busy.emplace_back(v.start(), v.end());
+  busy.emplace_back(cur.start, cur.end);
+  uint64_t old_scratch = rt.scratch();
+  for (const auto& v : now) {
+    if (v.start >= kTaskSizeMax) continue;
+    if (v.start >= cur.start && v.end <= cur.end) continue;
+    rt.check("munmap", SYS_munmap, {v.start, v.size()});
+  }
+  if (old_scratch) rt.adopt_scratch(0, 0);
+  uint64_t scratch = rt.map_scratch(kScratchLen, pick_free(busy, kScratchLen));
+  busy.emplace_back(scratch, scratch + kScratchLen);
+
+  if (cur.start != want.start) {
+    // Through a temporary place, as the final block may overlap the current one.
+    uint64_t len = cur.end - cur.start;
+    uint64_t tmp = pick_free(busy, len);
+    uint64_t gadget_off = rt.gadget() - cur.start;
+    for (auto& [s, e] : cur.parts)
+      rt.check("mremap of the vDSO", SYS_mremap,
+               {s, e - s, e - s, MREMAP_MAYMOVE | MREMAP_FIXED, tmp + (s - cur.start)});
+    rt.set_gadget(tmp + gadget_off);
+    for (auto& [s, e] : cur.parts)
+      rt.check("mremap of the vDSO", SYS_mremap,
+               {tmp + (s - cur.start), e - s, e - s, MREMAP_MAYMOVE | MREMAP_FIXED,
+                want.start + (s - cur.start)});
+    rt.set_gadget(want.start + gadget_off);
+  }
+
+  // Which VMAs get pages: they are mapped writable until filled.
+  std::vector<bool> fill(mm.vmas_size(), false);
+  {
+    size_t vi = 0;
+    for (const auto& p : t.pages) {
+      while (vi < static_cast<size_t>(mm.vmas_size()) && mm.vmas(vi).end() <= p.vaddr()) vi++;
+      uint64_t end = p.vaddr() + p.nr_pages() * kernel::kPageSize;
+      for (size_t k = vi; k < static_cast<size_t>(mm.vmas_size()) && mm.vmas(k).start() < end; k++)
+        fill[k] = true;
+    }
+  }
+
+  std::map<uint64_t, long> file_fds;  // shmid -> fd in the task
+  for (int i = 0; i < mm.vmas_size(); i++) {
+    const vma_entry& v = mm.vmas(i);
+    if (is_special(v)) continue;
+    uint64_t prot = v.prot();
+    if (fill[i]) prot |= PROT_READ | PROT_WRITE;
+    uint64_t flags = (v.flags() & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN |
+                                   MAP_NORESERVE)) |
+                     MAP_FIXED;
+    long fd = -1;
+    if (v.status() & (image::kVmaFilePrivate | image::kVmaFileShared)) {
+      auto it = file_fds.find(v.shmid());
+      if (it == file_fds.end()) {
+        const reg_file_entry& r = plan.reg(static_cast<uint32_t>(v.shmid()), "mapping", pid);
+        uint64_t path = rt.put_str(0, r.name());
+        bool rw = (v.status() & image::kVmaFileShared) && (v.prot() & PROT_WRITE);
+        fd = static_cast<long>(rt.check(
+            "open of a mapped file", SYS_openat,
+            {static_cast<uint64_t>(AT_FDCWD), path,
+             static_cast<uint64_t>((rw ? O_RDWR : O_RDONLY) | O_CLOEXEC), 0}));
+        file_fds[v.shmid()] = fd;
+      } else {
+        fd = it->second;
+      }
+      flags &= ~static_cast<uint64_t>(MAP_ANONYMOUS);
+    }
+    uint64_t got = rt.check("mmap", SYS_mmap,
+                            {v.start(), v.end() - v.start(), prot, flags,
+                             static_cast<uint64_t>(fd), fd >= 0 ? v.pgoff() : 0});
+    if (got != v.start()) fail("task {}: mmap placed {:#x} at {:#x}", pid, v.start(), got);
+  }
+  for (auto& [id, fd] : file_fds) rt.check("close", SYS_close, {static_cast<uint64_t>(fd)});
+
+  // Memory: populate in bulk (first-touch faults are slow here), then copy.
+  uint64_t written = 0;
+  if (!t.pages.empty()) {
+    PagesFile pages(plan.dir, t.pages_id);
+    for (const auto& p : t.pages) {
+      long r = rt.syscall(SYS_madvise, {p.vaddr(), p.nr_pages() * kernel::kPageSize,
+                                        MADV_POPULATE_WRITE});
+      if (r < 0 && r != -EINVAL)
+        log::debug("task {}: populate {:#x} failed: {}", pid, p.vaddr(), strerror(static_cast<int>(-r)));
+    }
+    std::vector<iovec> remote;
+    remote.reserve(IOV_MAX);
+    size_t off = 0, batch_off = 0, batch_len = 0;
+    auto flush = [&] {
+      if (remote.empty()) return;
+      iovec local{pages.data() + batch_off, batch_len};
+      ssize_t n = ::process_vm_writev(pid, &local, 1, remote.data(), remote.size(), 0);
+      if (n != static_cast<ssize_t>(batch_len))
+        fail_sys("cannot write the memory of task {} at {:#x}", pid,
+                 reinterpret_cast<uint64_t>(remote[0].iov_base));
+      batch_off += batch_len;
+      batch_len = 0;
+      remote.clear();
+    };
+    for (const auto& p : t.pages) {
+      uint64_t len = p.nr_pages() * kernel::kPageSize;
+      if (off + len > pages.size())
+        fail("image pages-{}.img is truncated at offset {}", t.pages_id, off);
+      if (remote.size() == IOV_MAX || batch_len + len > (1ULL << 30)) flush();
+      remote.push_back({reinterpret_cast<void*>(p.vaddr()), len});
+      batch_len += len;
+      off += len;
+      written += p.nr_pages();
+    }
+    flush();
+  }
+
+  // Final protections and advice.
+  for (int i = 0; i < mm.vmas_size(); i++) {
+    const vma_entry& v = mm.vmas(i);
+    if (is_special(v)) continue;
+    uint64_t len = v.end() - v.start();
+    if (fill[i] && v.prot() != (v.prot() | PROT_READ | PROT_WRITE))
+      rt.check("mprotect", SYS_mprotect, {v.start(), len, v.prot()});
+    for (int adv = 0; adv < 64; adv++)
+      if (v.madv() & (1ULL << adv)) {
+        long r = rt.syscall(SYS_madvise, {v.start(), len, static_cast<uint64_t>(adv)});
+        if (r < 0) log::warn("task {}: madvise({}) of {:#x} failed", pid, adv, v.start());
+      }
+  }
+
+  // mm fields, auxv and exe link.
+  const reg_file_entry& exe = plan.reg(mm.exe_file_id(), "executable", pid);
+  uint64_t path = rt.put_str(0, exe.name());
+  uint64_t exe_fd = rt.check("open of the executable", SYS_openat,
+                             {static_cast<uint64_t>(AT_FDCWD), path, O_RDONLY | O_CLOEXEC, 0});
+  std::vector<uint64_t> auxv(mm.mm_saved_auxv().begin(), mm.mm_saved_auxv().end());
+  uint64_t auxv_addr = rt.put(4096, auxv.data(), auxv.size() * 8);
+  kernel::PrctlMmMap m{};
+  m.start_code = mm.mm_start_code();
+  m.end_code = mm.mm_end_code();
+  m.start_data = mm.mm_start_data();
+  m.end_data = mm.mm_end_data();
+  m.start_brk = mm.mm_start_brk();
+  m.brk = mm.mm_brk();
+  m.start_stack = mm.mm_start_stack();
+  m.arg_start = mm.mm_arg_start();
+  m.arg_end = mm.mm_arg_end();
+  m.env_start = mm.mm_env_start();
+  m.env_end = mm.mm_env_end();
+  m.auxv = auxv_addr;
+  m.auxv_size = static_cast<uint32_t>(auxv.size() * 8);
+  m.exe_fd = static_cast<uint32_t>(exe_fd);
+  uint64_t ma = rt.put(1024, &m, sizeof m);
+  rt.check("prctl(PR_SET_MM_MAP)", SYS_prctl, {PR_SET_MM, PR_SET_MM_MAP, ma, sizeof m, 0});
+  rt.check("close", SYS_close, {exe_fd});
+  if (mm.has_dumpable() && (mm.dumpable() == 0 || mm.dumpable() == 1))
+    rt.check("prctl(PR_SET_DUMPABLE)", SYS_prctl,
+             {PR_SET_DUMPABLE, static_cast<uint64_t>(mm.dumpable())});
+  if (mm.thp_disabled())
+    rt.check("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0});
+  log::info("task {}: address space restored, {} pages written", pid, written);
+  return written;
+}
+
+}  // namespace cryo::restore

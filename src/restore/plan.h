@@ -1,0 +1,50 @@
+// Everything a restore needs, read from the images and checked before any task is created.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core.pb.h"
+#include "fdinfo.pb.h"
+#include "fs.pb.h"
+#include "mm.pb.h"
+#include "pagemap.pb.h"
+#include "pstree.pb.h"
+#include "tty.pb.h"
+
+namespace cryo::restore {
+
+struct TaskPlan {
+  pstree_entry ps;
+  core_entry core;
+  bool zombie = false;
+  task_kobj_ids_entry ids;
+  mm_entry mm;
+  fs_entry fs;
+  std::vector<fdinfo_entry> fds;  // sorted by fd
+  std::vector<pagemap_entry> pages;
+  uint32_t pages_id = 0;
+  int parent = -1;  // index in Plan::tasks
+  pid_t pid() const { return static_cast<pid_t>(ps.pid()); }
+};
+
+struct Plan {
+  std::string dir;
+  std::vector<TaskPlan> tasks;  // parents before children; tasks[0] is the root
+  std::map<uint32_t, file_entry> files;
+  bool shell_job = false;  // the images hold a terminal job
+  int find(pid_t pid) const;
+  const reg_file_entry& reg(uint32_t id, const char* what, pid_t pid) const;
+};
+
+// Reads and checks all images of `dir`. `shell_job` is the user's -j.
+Plan load_plan(const std::string& dir, bool shell_job);
+
+// Waits (bounded) for the tree's PIDs held by zombies to be released; fails naming the
+// process that holds a PID.
+void wait_pids_free(const Plan& plan);
+
+}  // namespace cryo::restore

@@ -1,0 +1,44 @@
+// The tree being restored: tasks created with their dumped PIDs, traced by cryo from their
+// first instruction. The destructor kills every task created unless the restore released them.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <vector>
+
+#include "infect/remote_task.h"
+#include "restore/plan.h"
+
+namespace cryo::restore {
+
+class NewTree {
+ public:
+  explicit NewTree(const Plan& plan);
+  ~NewTree();
+  NewTree(const NewTree&) = delete;
+  NewTree& operator=(const NewTree&) = delete;
+
+  // Creates every task with its PID, session and group; zombies end as zombies.
+  void create();
+  // The remote-syscall handle of task i of the plan (alive tasks only).
+  RemoteTask& task(size_t i) { return *remote_[i]; }
+  // Lets every alive task run (or stay stopped).
+  void release(bool leave_stopped);
+  pid_t root() const { return plan_.tasks[0].pid(); }
+
+ private:
+  void fork_root();
+  void fork_child(size_t i);
+  void kill_all();
+  const Plan& plan_;
+  std::vector<std::unique_ptr<RemoteTask>> remote_;
+  std::vector<pid_t> created_;
+  bool released_ = false;
+  uint64_t tree_scratch_ = 0;
+};
+
+// Picks an address range of `len` bytes free of every range in `busy` (pairs start, end).
+uint64_t pick_free(const std::vector<std::pair<uint64_t, uint64_t>>& busy, uint64_t len);
+
+}  // namespace cryo::restore
