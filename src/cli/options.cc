@@ -86,7 +86,7 @@ bool parse(int argc, char** argv, Options* o) {
   bool verbosity_set = false;
   for (;;) {
     int idx = -1;
-    int c = getopt_long(argc, argv, "t:D:W:o:v::RsjdVh", longs.data(), &idx);
+    int c = getopt_long(argc, argv, ":t:D:W:o:v::RsjdVh", longs.data(), &idx);
     if (c == -1) break;
     switch (c) {
       case 't': {

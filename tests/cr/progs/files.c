@@ -61,8 +61,9 @@ static void place(int fd, int want)
 	if (fd < 0)
 		die("open");
 	if (fd != want) {
-		if (dup2(fd, want) < 0)
-			die("dup2");
+		int cloexec = fcntl(fd, F_GETFD) & FD_CLOEXEC;
+		if (dup3(fd, want, cloexec ? O_CLOEXEC : 0) < 0)
+			die("dup3");
 		close(fd);
 	}
 }
