@@ -47,6 +47,23 @@ void fill_itimer(itimer_entry* e, const itimerval& v) {
   e->set_vusec(v.it_value.tv_usec);
 }
 
+// Pending signals of one queue (private, or the process-wide one) with their siginfo.
+void dump_signal_queue(pid_t pid, bool shared, signal_queue_entry* q) {
+  struct {
+    uint64_t off;
+    uint32_t flags;
+    int32_t nr;
+  } args{0, shared ? 1u : 0u, 32};  // PTRACE_PEEKSIGINFO_SHARED = 1
+  siginfo_t buf[32];
+  for (;;) {
+    long n = ptrace(static_cast<__ptrace_request>(0x4209), pid, &args, buf);  // PEEKSIGINFO
+    if (n < 0) fail_sys("cannot read the pending signals of task {}", pid);
+    if (n == 0) break;
+    for (long i = 0; i < n; i++) q->add_signals()->set_siginfo(&buf[i], sizeof(siginfo_t));
+    args.off += static_cast<uint64_t>(n);
+  }
+}
+
 void fill_caps(google::protobuf::RepeatedField<uint32_t>* f, uint64_t v) {
   f->Add(static_cast<uint32_t>(v));
   f->Add(static_cast<uint32_t>(v >> 32));
@@ -81,6 +98,9 @@ core_entry dump_core(FrozenTask& t, CoreExtras* extras) {
   kernel::RseqConfig rseq{};
   long rseq_len = ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), pid,
                          sizeof rseq, &rseq);
+
+  dump_signal_queue(pid, false, core.mutable_thread_core()->mutable_signals_p());
+  dump_signal_queue(pid, true, core.mutable_tc()->mutable_signals_s());
 
   proc::Status st = proc::read_status(pid);
   if (st.seccomp != 0) fail("task {} ({}) runs under seccomp: not supported yet", pid, st.name);

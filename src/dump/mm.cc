@@ -33,6 +33,8 @@ uint64_t madv_bits(const proc::Vma& v) {
   if (v.has_flag("nh")) m |= 1ULL << MADV_NOHUGEPAGE;
   if (v.has_flag("mg")) m |= 1ULL << MADV_MERGEABLE;
   if (v.has_flag("wf")) m |= 1ULL << MADV_WIPEONFORK;
+  if (v.has_flag("rr")) m |= 1ULL << MADV_RANDOM;
+  if (v.has_flag("sr")) m |= 1ULL << MADV_SEQUENTIAL;
   return m;
 }
 

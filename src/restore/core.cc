@@ -10,6 +10,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cstring>
+
 #include "arch/x86_64/regs.h"
 #include "base/error.h"
 #include "base/fd.h"
@@ -23,6 +25,23 @@ constexpr int kMaxSig = 64;
 const char* const kLimitNames[] = {"CPU",    "FSIZE",   "DATA",   "STACK", "CORE",   "RSS",
                                    "NPROC",  "NOFILE",  "MEMLOCK", "AS",   "LOCKS",  "SIGPENDING",
                                    "MSGQUEUE", "NICE",  "RTPRIO", "RTTIME"};
+
+// Setting a CPU-time itimer adds one scheduler tick to the value (so that at least the time
+// asked for passes); the dumped value already had it, so take it off again. The tick is
+// measured on cryo itself, rounded up to 10 us so the restored value never exceeds the dumped.
+long cpu_timer_tick_us() {
+  static long tick = [] {
+    itimerval old{}, probe{}, back{};
+    probe.it_value.tv_sec = 1000;
+    if (::setitimer(ITIMER_VIRTUAL, &probe, &old) < 0) return 0L;
+    ::getitimer(ITIMER_VIRTUAL, &back);
+    ::setitimer(ITIMER_VIRTUAL, &old, nullptr);
+    long diff = (back.it_value.tv_sec - 1000) * 1000000L + back.it_value.tv_usec;
+    if (diff <= 0 || diff > 20000) return 0L;
+    return (diff + 9) / 10 * 10;
+  }();
+  return tick;
+}
 
 void restore_rlimits(pid_t pid, const task_rlimits_entry& rl) {
   for (int r = 0; r < rl.rlimits_size() && r < RLIM_NLIMITS; r++) {
@@ -63,6 +82,12 @@ void restore_task_state(RemoteTask& rt, const TaskPlan& t, bool is_root) {
       v.it_value.tv_sec = static_cast<time_t>(which[w]->vsec());
       v.it_value.tv_usec = static_cast<suseconds_t>(which[w]->vusec());
       if (!v.it_value.tv_sec && !v.it_value.tv_usec) continue;
+      if (w != ITIMER_REAL) {
+        long us = v.it_value.tv_sec * 1000000L + v.it_value.tv_usec - cpu_timer_tick_us();
+        if (us < 1) us = 1;
+        v.it_value.tv_sec = us / 1000000;
+        v.it_value.tv_usec = us % 1000000;
+      }
       uint64_t a = rt.put(0, &v, sizeof v);
       rt.check("setitimer", SYS_setitimer, {static_cast<uint64_t>(w), a, 0});
     }
@@ -105,6 +130,30 @@ void restore_task_state(RemoteTask& rt, const TaskPlan& t, bool is_root) {
     if (!fd || ::write(fd.get(), v.data(), v.size()) < 0)
       fail_sys("task {}: cannot restore oom_score_adj {}", pid, v);
   }
+
+  // Pending signals, queued by the task itself so any si_code is accepted. Every signal is
+  // blocked from here on, so none is taken before the final mask is set.
+  uint64_t all = ~0ULL;
+  if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) < 0)
+    fail_sys("cannot block signals of task {}", pid);
+  auto queue = [&](const signal_queue_entry& q, bool shared) {
+    for (const auto& s : q.signals()) {
+      siginfo_t si;
+      if (s.siginfo().size() != sizeof si)
+        fail("image core-{}.img is corrupt: a pending signal of {} bytes", pid, s.siginfo().size());
+      std::memcpy(&si, s.siginfo().data(), sizeof si);
+      uint64_t a = rt.put(0, &si, sizeof si);
+      if (shared)
+        rt.check("rt_sigqueueinfo", SYS_rt_sigqueueinfo,
+                 {static_cast<uint64_t>(pid), static_cast<uint64_t>(si.si_signo), a});
+      else
+        rt.check("rt_tgsigqueueinfo", SYS_rt_tgsigqueueinfo,
+                 {static_cast<uint64_t>(pid), static_cast<uint64_t>(pid),
+                  static_cast<uint64_t>(si.si_signo), a});
+    }
+  };
+  if (tc.has_signals_s()) queue(tc.signals_s(), true);
+  if (th.has_signals_p()) queue(th.signals_p(), false);
 
   // Credentials last: dropping root takes away the rights the steps above need.
   if (th.has_creds()) {
