@@ -84,86 +84,63 @@ core_entry dump_zombie_core(const FrozenTask& t) {
   return core;
 }
 
-core_entry dump_core(FrozenTask& t, CoreExtras* extras) {
-  const pid_t pid = t.pid;
-  core_entry core;
-  core.set_mtype(core_entry::X86_64);
+namespace {
 
-  t.regs = arch::get_regs(pid);
-  t.regs_saved = true;
-  std::string xstate = arch::get_xstate(pid);
-  uint64_t sigmask = 0;
-  if (ptrace(PTRACE_GETSIGMASK, pid, sizeof sigmask, &sigmask) < 0)
-    fail_sys("cannot read the signal mask of task {}", pid);
+// Runs syscalls in one thread with all its signals blocked and a scratch area; puts the
+// thread's registers back at the end.
+class ThreadProbe {
+ public:
+  ThreadProbe(FrozenThread& th, uint64_t gadget, uint64_t sigmask, uint64_t scratch)
+      : rt_(th.tid, gadget), guard_(th.tid, sigmask), owns_scratch_(scratch == 0) {
+    rt_.set_saved_regs(th.regs);
+    if (scratch)
+      rt_.adopt_scratch(scratch, kernel::kPageSize);
+    else
+      rt_.map_scratch(kernel::kPageSize);
+  }
+  ~ThreadProbe() {
+    try {
+      if (owns_scratch_) rt_.unmap_scratch();
+      rt_.restore_regs();
+    } catch (const Error& e) {
+      log::warn("{}", e.what());
+    }
+  }
+  RemoteTask& rt() { return rt_; }
+
+ private:
+  RemoteTask rt_;
+  SigmaskGuard guard_;
+  bool owns_scratch_;
+};
+
+// State of one thread: registers, masks, per-thread attributes and credentials.
+// `sigmask` is the thread's own mask and th.regs its own registers, read before any probe.
+void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, uint64_t gadget,
+                 uint64_t scratch, core_entry* core) {
+  const pid_t tid = th.tid;
+  std::string xstate = arch::get_xstate(tid);
   kernel::RseqConfig rseq{};
-  long rseq_len = ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), pid,
+  long rseq_len = ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), tid,
                          sizeof rseq, &rseq);
+  proc::Status st = proc::read_status(tid);
+  if (st.seccomp != 0) fail("task {} ({}) runs under seccomp: not supported yet", tid, st.name);
 
-  dump_signal_queue(pid, false, core.mutable_thread_core()->mutable_signals_p());
-  dump_signal_queue(pid, true, core.mutable_tc()->mutable_signals_s());
-
-  proc::Status st = proc::read_status(pid);
-  if (st.seccomp != 0) fail("task {} ({}) runs under seccomp: not supported yet", pid, st.name);
-
-  auto* ti = core.mutable_thread_info();
-  arch::regs_to_image(t.regs, ti->mutable_gpregs());
+  auto* ti = core->mutable_thread_info();
+  arch::regs_to_image(th.regs, ti->mutable_gpregs());
   arch::xstate_to_image(xstate, ti->mutable_fpregs());
+  auto* thc = core->mutable_thread_core();
+  thc->set_blk_sigset(sigmask);
+  std::string comm = proc::read_file(fmt::format("/proc/{}/task/{}/comm", t.pid, tid));
+  if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  thc->set_comm(comm);
+  dump_signal_queue(tid, false, thc->mutable_signals_p());
 
-  auto* tc = core.mutable_tc();
-  auto* th = core.mutable_thread_core();
-  tc->set_task_state(t.stopped ? image::kTaskStopped : image::kTaskAlive);
-  tc->set_exit_code(0);
-  tc->set_flags(static_cast<uint32_t>(t.stat.flags));
-  tc->set_blk_sigset(sigmask);
-  tc->set_comm(t.stat.comm);
-  th->set_blk_sigset(sigmask);
-  th->set_comm(t.stat.comm);
-
-  // What only the task can say: ask it.
+  auto* creds = thc->mutable_creds();
   {
-    RemoteTask rt(pid, find_syscall_gadget(pid));
-    SigmaskGuard guard(pid, sigmask);
-    struct RegsBack {
-      RemoteTask& rt;
-      ~RegsBack() {
-        try {
-          rt.unmap_scratch();
-        } catch (const Error& e) {
-          log::warn("{}", e.what());
-        }
-        try {
-          rt.restore_regs();
-        } catch (const Error& e) {
-          log::warn("{}", e.what());
-        }
-      }
-    } back{rt};
-    uint64_t s = rt.map_scratch(kernel::kPageSize);
-
-    for (int sig = 1; sig <= kMaxSig; sig++) {
-      if (sig == SIGKILL || sig == SIGSTOP) continue;
-      rt.check("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, s, 8});
-      kernel::KernelSigaction ka;
-      rt.read_mem(s, &ka, sizeof ka);
-      auto* sa = tc->add_sigactions();
-      sa->set_sigaction(ka.handler);
-      sa->set_flags(ka.flags);
-      sa->set_restorer(ka.restorer);
-      sa->set_mask(ka.mask);
-    }
-
-    auto* timers = tc->mutable_timers();
-    itimer_entry* which[3] = {timers->mutable_real(), timers->mutable_virt(),
-                              timers->mutable_prof()};
-    for (int w = 0; w < 3; w++) {
-      rt.check("getitimer", SYS_getitimer, {static_cast<uint64_t>(w), s});
-      itimerval v;
-      rt.read_mem(s, &v, sizeof v);
-      fill_itimer(which[w], v);
-    }
-
-    extras->brk = rt.check("brk", SYS_brk, {0});
-
+    ThreadProbe probe(th, gadget, sigmask, scratch);
+    RemoteTask& rt = probe.rt();
+    uint64_t s = rt.scratch();
     rt.check("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, s});
     uint64_t tid_addr = 0;
     rt.read_mem(s, &tid_addr, 8);
@@ -172,7 +149,7 @@ core_entry dump_core(FrozenTask& t, CoreExtras* extras) {
     rt.check("sigaltstack", SYS_sigaltstack, {0, s});
     stack_t ss;
     rt.read_mem(s, &ss, sizeof ss);
-    auto* sas = th->mutable_sas();
+    auto* sas = thc->mutable_sas();
     sas->set_ss_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
     sas->set_ss_size(ss.ss_size);
     sas->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
@@ -180,43 +157,11 @@ core_entry dump_core(FrozenTask& t, CoreExtras* extras) {
     rt.check("prctl(PR_GET_PDEATHSIG)", SYS_prctl, {PR_GET_PDEATHSIG, s});
     int pdeath = 0;
     rt.read_mem(s, &pdeath, sizeof pdeath);
-    th->set_pdeath_sig(pdeath);
-
-    rt.check("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, {PR_GET_CHILD_SUBREAPER, s});
-    int subreaper = 0;
-    rt.read_mem(s, &subreaper, sizeof subreaper);
-    if (subreaper) tc->set_child_subreaper(true);
-
-    auto* creds = th->mutable_creds();
-    creds->set_secbits(static_cast<uint32_t>(rt.check("prctl(PR_GET_SECUREBITS)", SYS_prctl,
-                                                      {PR_GET_SECUREBITS})));
-    long dumpable = rt.syscall(SYS_prctl, {PR_GET_DUMPABLE});
-    long thp = rt.syscall(SYS_prctl, {PR_GET_THP_DISABLE, 0, 0, 0, 0});
-    extras->dumpable = dumpable >= 0 ? static_cast<int>(dumpable) : 1;
-    extras->thp_disabled = thp > 0;
+    thc->set_pdeath_sig(pdeath);
+    creds->set_secbits(static_cast<uint32_t>(
+        rt.check("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS})));
   }
 
-  // The rest is readable from outside.
-  auto* rl = tc->mutable_rlimits();
-  for (int r = 0; r < RLIM_NLIMITS; r++) {
-    rlimit64 lim;
-    if (::prlimit64(pid, static_cast<__rlimit_resource>(r), nullptr, &lim) < 0) {
-      auto rows = proc::read_limits(pid);
-      if (r >= static_cast<int>(rows.size())) fail_sys("cannot read limit {} of task {}", r, pid);
-      lim.rlim_cur = rows[r].cur;
-      lim.rlim_max = rows[r].max;
-    }
-    auto* e = rl->add_rlimits();
-    e->set_cur(lim.rlim_cur);
-    e->set_max(lim.rlim_max);
-  }
-
-  std::string pers = proc::read_file(fmt::format("/proc/{}/personality", pid));
-  tc->set_personality(static_cast<uint32_t>(std::stoul(pers, nullptr, 16)));
-  std::string oom = proc::read_file(fmt::format("/proc/{}/oom_score_adj", pid));
-  tc->set_oom_score_adj(std::stoi(oom));
-
-  auto* creds = th->mutable_creds();
   creds->set_uid(st.uid[0]);
   creds->set_euid(st.uid[1]);
   creds->set_suid(st.uid[2]);
@@ -233,29 +178,112 @@ core_entry dump_core(FrozenTask& t, CoreExtras* extras) {
 
   uint64_t head = 0;
   size_t len = 0;
-  if (::syscall(SYS_get_robust_list, pid, &head, &len) < 0)
-    fail_sys("cannot read the robust futex list of task {}", pid);
-  th->set_futex_rla(head);
-  th->set_futex_rla_len(static_cast<uint32_t>(len));
+  if (::syscall(SYS_get_robust_list, tid, &head, &len) < 0)
+    fail_sys("cannot read the robust futex list of task {}", tid);
+  thc->set_futex_rla(head);
+  thc->set_futex_rla_len(static_cast<uint32_t>(len));
 
-  int policy = ::sched_getscheduler(pid);
-  if (policy < 0) fail_sys("cannot read the scheduling policy of task {}", pid);
+  int policy = ::sched_getscheduler(tid);
+  if (policy < 0) fail_sys("cannot read the scheduling policy of task {}", tid);
   sched_param sp{};
-  ::sched_getparam(pid, &sp);
+  ::sched_getparam(tid, &sp);
   errno = 0;
-  int nice = ::getpriority(PRIO_PROCESS, pid);
-  th->set_sched_policy(static_cast<uint32_t>(policy));
-  th->set_sched_prio(static_cast<uint32_t>(sp.sched_priority));
-  th->set_sched_nice(nice);
-  th->set_seccomp_mode(disabled);
-
+  int nice = ::getpriority(PRIO_PROCESS, tid);
+  thc->set_sched_policy(static_cast<uint32_t>(policy));
+  thc->set_sched_prio(static_cast<uint32_t>(sp.sched_priority));
+  thc->set_sched_nice(nice);
+  thc->set_seccomp_mode(disabled);
   if (rseq_len > 0 && rseq.rseq_abi_pointer) {
-    auto* r = th->mutable_rseq_entry();
+    auto* r = thc->mutable_rseq_entry();
     r->set_rseq_abi_pointer(rseq.rseq_abi_pointer);
     r->set_rseq_abi_size(rseq.rseq_abi_size);
     r->set_signature(rseq.signature);
   }
-  return core;
+}
+
+}  // namespace
+
+std::vector<core_entry> dump_core(FrozenTask& t, CoreExtras* extras) {
+  const pid_t pid = t.pid;
+  std::vector<core_entry> cores(t.threads.size());
+  for (auto& c : cores) c.set_mtype(core_entry::X86_64);
+  const uint64_t gadget = find_syscall_gadget(pid);
+
+  // Process-wide state, asked of the leader. Its scratch area serves the other threads.
+  core_entry& core = cores[0];
+  FrozenThread& leader = t.threads[0];
+  auto* tc = core.mutable_tc();
+  tc->set_task_state(t.stopped ? image::kTaskStopped : image::kTaskAlive);
+  tc->set_exit_code(0);
+  tc->set_flags(static_cast<uint32_t>(t.stat.flags));
+  tc->set_comm(t.stat.comm);
+  // Registers and masks first: the probes below change both for a while.
+  std::vector<uint64_t> masks(t.threads.size());
+  for (size_t i = 0; i < t.threads.size(); i++) {
+    FrozenThread& th = t.threads[i];
+    th.regs = arch::get_regs(th.tid);
+    th.regs_saved = true;
+    if (ptrace(PTRACE_GETSIGMASK, th.tid, sizeof masks[i], &masks[i]) < 0)
+      fail_sys("cannot read the signal mask of task {}", th.tid);
+  }
+  tc->set_blk_sigset(masks[0]);
+  dump_signal_queue(pid, true, tc->mutable_signals_s());
+  {
+    ThreadProbe probe(leader, gadget, masks[0], 0);
+    RemoteTask& rt = probe.rt();
+    uint64_t s = rt.scratch();
+    for (int sig = 1; sig <= kMaxSig; sig++) {
+      if (sig == SIGKILL || sig == SIGSTOP) continue;
+      rt.check("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, s, 8});
+      kernel::KernelSigaction ka;
+      rt.read_mem(s, &ka, sizeof ka);
+      auto* sa = tc->add_sigactions();
+      sa->set_sigaction(ka.handler);
+      sa->set_flags(ka.flags);
+      sa->set_restorer(ka.restorer);
+      sa->set_mask(ka.mask);
+    }
+    auto* timers = tc->mutable_timers();
+    itimer_entry* which[3] = {timers->mutable_real(), timers->mutable_virt(),
+                              timers->mutable_prof()};
+    for (int w = 0; w < 3; w++) {
+      rt.check("getitimer", SYS_getitimer, {static_cast<uint64_t>(w), s});
+      itimerval v;
+      rt.read_mem(s, &v, sizeof v);
+      fill_itimer(which[w], v);
+    }
+    extras->brk = rt.check("brk", SYS_brk, {0});
+    rt.check("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, {PR_GET_CHILD_SUBREAPER, s});
+    int subreaper = 0;
+    rt.read_mem(s, &subreaper, sizeof subreaper);
+    if (subreaper) tc->set_child_subreaper(true);
+    long dumpable = rt.syscall(SYS_prctl, {PR_GET_DUMPABLE});
+    long thp = rt.syscall(SYS_prctl, {PR_GET_THP_DISABLE, 0, 0, 0, 0});
+    extras->dumpable = dumpable >= 0 ? static_cast<int>(dumpable) : 1;
+    extras->thp_disabled = thp > 0;
+
+    for (size_t i = 0; i < t.threads.size(); i++)
+      dump_thread(t, t.threads[i], masks[i], gadget, s, &cores[i]);
+  }
+
+  auto* rl = tc->mutable_rlimits();
+  for (int r = 0; r < RLIM_NLIMITS; r++) {
+    rlimit64 lim;
+    if (::prlimit64(pid, static_cast<__rlimit_resource>(r), nullptr, &lim) < 0) {
+      auto rows = proc::read_limits(pid);
+      if (r >= static_cast<int>(rows.size())) fail_sys("cannot read limit {} of task {}", r, pid);
+      lim.rlim_cur = rows[r].cur;
+      lim.rlim_max = rows[r].max;
+    }
+    auto* e = rl->add_rlimits();
+    e->set_cur(lim.rlim_cur);
+    e->set_max(lim.rlim_max);
+  }
+  std::string pers = proc::read_file(fmt::format("/proc/{}/personality", pid));
+  tc->set_personality(static_cast<uint32_t>(std::stoul(pers, nullptr, 16)));
+  std::string oom = proc::read_file(fmt::format("/proc/{}/oom_score_adj", pid));
+  tc->set_oom_score_adj(std::stoi(oom));
+  return cores;
 }
 
 }  // namespace cryo::dump

@@ -2,6 +2,8 @@
 // credentials and task attributes, as core-PID.img holds them.
 #pragma once
 
+#include <vector>
+
 #include "core.pb.h"
 #include "image/image.h"
 #include "infect/frozen_tree.h"
@@ -14,8 +16,9 @@ struct CoreExtras {
   bool thp_disabled = false;
 };
 
-// Reads the state of a seized, stopped task (running a few syscalls inside it).
-core_entry dump_core(FrozenTask& t, CoreExtras* extras);
+// Reads the state of a seized, stopped process (running a few syscalls inside it): one
+// core entry per thread, the leader's first with the process-wide state.
+std::vector<core_entry> dump_core(FrozenTask& t, CoreExtras* extras);
 // The core of a zombie: only its state and exit status.
 core_entry dump_zombie_core(const FrozenTask& t);
 

@@ -87,9 +87,11 @@ void run(const Options& opts) {
     }
     log::info("dumping task {} ({})", t.pid, t.stat.comm);
     CoreExtras extras;
-    core_entry core = dump_core(t, &extras);
-    *core.mutable_ids() = ids;
-    image::write_one(dir, fmt::format("core-{}.img", t.pid), image::magic::kCore, core);
+    std::vector<core_entry> cores = dump_core(t, &extras);
+    *cores[0].mutable_ids() = ids;
+    for (size_t i = 0; i < cores.size(); i++)
+      image::write_one(dir, fmt::format("core-{}.img", t.threads[i].tid), image::magic::kCore,
+                       cores[i]);
     image::write_one(dir, fmt::format("ids-{}.img", t.pid), image::magic::kIds, ids);
 
     mm_entry mm = collect_mm(t.pid, extras.brk, files);
@@ -122,7 +124,7 @@ void run(const Options& opts) {
     e.set_ppid(t.pid == root.pid ? 0 : t.ppid);
     e.set_pgid(t.pgid);
     e.set_sid(t.sid);
-    if (!t.zombie) e.add_threads(t.pid);
+    for (const auto& th : t.threads) e.add_threads(th.tid);
     ps.put(e);
   }
   ps.close();

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,10 +40,7 @@ FrozenTree::FrozenTree(pid_t root) {
         t.zombie = true;
         t.exit_status = t.stat.exit_code;
       } else {
-        if (st.threads > 1)
-          fail("task {} ({}) has {} threads: multi-threaded processes are not supported yet", pid,
-               st.name, st.threads);
-        seize(pid);
+        seize_threads(t);
         t.stat = proc::read_stat(pid);  // stable now that the task is stopped
         t.stopped = st.state == 'T';
         t.children = proc::read_children(pid, pid);
@@ -81,6 +79,42 @@ void FrozenTree::seize(pid_t pid) {
   log::debug("seized task {}", pid);
 }
 
+// Seizes every thread of a process, again until no new thread appears.
+void FrozenTree::seize_threads(FrozenTask& t) {
+  for (;;) {
+    bool added = false;
+    for (pid_t tid : proc::read_threads(t.pid)) {
+      bool known = std::any_of(t.threads.begin(), t.threads.end(),
+                               [&](const FrozenThread& th) { return th.tid == tid; });
+      if (known) continue;
+      try {
+        seize(tid);
+      } catch (const Error&) {
+        if (tid != t.pid && ::access(fmt::format("/proc/{}/task/{}", t.pid, tid).c_str(), F_OK) < 0)
+          continue;  // the thread exited meanwhile
+        throw;
+      }
+      FrozenThread th;
+      th.tid = tid;
+      if (tid == t.pid)
+        t.threads.insert(t.threads.begin(), th);
+      else
+        t.threads.push_back(th);
+      added = true;
+    }
+    if (!added) break;
+  }
+  if (t.threads.empty() || t.threads[0].tid != t.pid)
+    fail("task {}: its main thread has exited while other threads run: not supported yet", t.pid);
+}
+
+FrozenThread* FrozenTree::find_thread(pid_t tid) {
+  for (auto& t : tasks_)
+    for (auto& th : t.threads)
+      if (th.tid == tid) return &th;
+  return nullptr;
+}
+
 FrozenTask* FrozenTree::find(pid_t pid) {
   for (auto& t : tasks_)
     if (t.pid == pid) return &t;
@@ -93,11 +127,12 @@ bool FrozenTree::contains(pid_t pid) const {
 
 void FrozenTree::release(bool stop_all) {
   for (pid_t pid : seized_) {
-    FrozenTask* t = find(pid);
-    if (t && t->regs_saved) {
-      if (ptrace(PTRACE_SETREGS, pid, nullptr, &t->regs) < 0)
+    FrozenThread* th = find_thread(pid);
+    if (th && th->regs_saved) {
+      if (ptrace(PTRACE_SETREGS, pid, nullptr, &th->regs) < 0)
         log::warn("cannot put back the registers of task {}: {}", pid, strerror(errno));
     }
+    FrozenTask* t = find(pid);
     if (stop_all || (t && t->stopped)) ::kill(pid, SIGSTOP);
     if (ptrace(PTRACE_DETACH, pid, nullptr, 0) < 0)
       log::warn("cannot detach from task {}: {}", pid, strerror(errno));
@@ -108,8 +143,10 @@ void FrozenTree::release(bool stop_all) {
 void FrozenTree::commit(End how) {
   committed_ = true;
   if (how == End::kKill) {
-    for (pid_t pid : seized_) ::kill(pid, SIGKILL);
-    for (pid_t pid : seized_) {
+    for (pid_t pid : seized_) ::syscall(SYS_tgkill, pid, pid, SIGKILL);
+    // A leader is reported dead only after its other threads: wait for those first.
+    for (auto it = seized_.rbegin(); it != seized_.rend(); ++it) {
+      pid_t pid = *it;
       for (;;) {
         WaitStatus ws = wait_task(pid);
         if (ws.gone()) break;

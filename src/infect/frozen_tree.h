@@ -12,6 +12,13 @@
 
 namespace cryo {
 
+// One seized thread, with the registers it had: they are put back before release.
+struct FrozenThread {
+  pid_t tid = 0;
+  arch::Regs regs{};
+  bool regs_saved = false;
+};
+
 struct FrozenTask {
   pid_t pid = 0;
   pid_t ppid = 0, pgid = 0, sid = 0;
@@ -20,8 +27,7 @@ struct FrozenTask {
   int exit_status = 0;   // wait status of a zombie
   proc::Stat stat;
   std::vector<pid_t> children;
-  arch::Regs regs{};  // as seized; put back before release
-  bool regs_saved = false;
+  std::vector<FrozenThread> threads;  // threads[0] is the leader (tid == pid)
 };
 
 class FrozenTree {
@@ -41,7 +47,9 @@ class FrozenTree {
   void commit(End how);
 
  private:
-  void seize(pid_t pid);
+  void seize(pid_t tid);
+  void seize_threads(FrozenTask& t);
+  FrozenThread* find_thread(pid_t tid);
   void release(bool stop_all);
   std::vector<FrozenTask> tasks_;
   std::vector<pid_t> seized_;

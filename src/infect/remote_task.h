@@ -21,6 +21,9 @@ class RemoteTask {
   // restore_regs() and used as the template for each call.
   RemoteTask(pid_t tid, uint64_t gadget);
   pid_t tid() const { return tid_; }
+  // The thread group: the process this thread belongs to (its own tid for a leader).
+  pid_t tgid() const { return tgid_ ? tgid_ : tid_; }
+  void set_tgid(pid_t tgid) { tgid_ = tgid; }
 
   // Executes syscall `nr`; returns the raw result (-errno on failure).
   long syscall(long nr, std::initializer_list<uint64_t> args = {});
@@ -57,6 +60,7 @@ class RemoteTask {
 
  private:
   pid_t tid_;
+  pid_t tgid_ = 0;
   uint64_t gadget_;
   arch::Regs saved_;
   uint64_t scratch_ = 0;

@@ -58,10 +58,9 @@ void restore_rlimits(pid_t pid, const task_rlimits_entry& rl) {
 
 }  // namespace
 
-void restore_task_state(RemoteTask& rt, const TaskPlan& t, bool is_root) {
+void restore_process_state(RemoteTask& rt, const TaskPlan& t) {
   const pid_t pid = t.pid();
   const task_core_entry& tc = t.core.tc();
-  const thread_core_entry& th = t.core.thread_core();
 
   int idx = 0;
   for (int sig = 1; sig <= kMaxSig; sig++) {
@@ -94,13 +93,51 @@ void restore_task_state(RemoteTask& rt, const TaskPlan& t, bool is_root) {
   }
 
   rt.check("personality", SYS_personality, {tc.personality()});
-  rt.check("prctl(PR_SET_NAME)", SYS_prctl, {PR_SET_NAME, rt.put_str(0, tc.comm())});
-  if (tc.child_subreaper()) rt.check("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1});
-  // The root's old parent is gone: a death signal would fire when cryo exits.
-  if (th.pdeath_sig() && !is_root)
-    rt.check("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, th.pdeath_sig()});
+  if (tc.child_subreaper())
+    rt.check("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1});
+  if (tc.has_rlimits()) restore_rlimits(pid, tc.rlimits());
+  if (tc.has_oom_score_adj()) {
+    Fd fd(::open(fmt::format("/proc/{}/oom_score_adj", pid).c_str(), O_WRONLY | O_CLOEXEC));
+    std::string v = std::to_string(tc.oom_score_adj());
+    if (!fd || ::write(fd.get(), v.data(), v.size()) < 0)
+      fail_sys("task {}: cannot restore oom_score_adj {}", pid, v);
+  }
+  uint64_t all = ~0ULL;
+  if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) < 0)
+    fail_sys("cannot block signals of task {}", pid);
+}
 
-  rt.check("set_tid_address", SYS_set_tid_address, {t.core.thread_info().clear_tid_addr()});
+namespace {
+
+// Queues saved signals from inside the task, so that any si_code is accepted.
+void queue_signals(RemoteTask& rt, const signal_queue_entry& q, bool shared) {
+  const pid_t tid = rt.tid();
+  for (const auto& s : q.signals()) {
+    siginfo_t si;
+    if (s.siginfo().size() != sizeof si)
+      fail("image core-{}.img is corrupt: a pending signal of {} bytes", tid, s.siginfo().size());
+    std::memcpy(&si, s.siginfo().data(), sizeof si);
+    uint64_t a = rt.put(0, &si, sizeof si);
+    if (shared)
+      rt.check("rt_sigqueueinfo", SYS_rt_sigqueueinfo,
+               {static_cast<uint64_t>(tid), static_cast<uint64_t>(si.si_signo), a});
+    else
+      rt.check("rt_tgsigqueueinfo", SYS_rt_tgsigqueueinfo,
+               {static_cast<uint64_t>(rt.tgid()), static_cast<uint64_t>(tid),
+                static_cast<uint64_t>(si.si_signo), a});
+  }
+}
+
+}  // namespace
+
+void restore_thread_state(RemoteTask& rt, const core_entry& core, bool is_root_leader) {
+  const pid_t tid = rt.tid();
+  const thread_core_entry& th = core.thread_core();
+  if (th.has_comm()) rt.check("prctl(PR_SET_NAME)", SYS_prctl, {PR_SET_NAME, rt.put_str(0, th.comm())});
+  // The root's old parent is gone: a death signal would fire when cryo exits.
+  if (th.pdeath_sig() && !is_root_leader)
+    rt.check("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, th.pdeath_sig()});
+  rt.check("set_tid_address", SYS_set_tid_address, {core.thread_info().clear_tid_addr()});
   if (th.futex_rla())
     rt.check("set_robust_list", SYS_set_robust_list, {th.futex_rla(), th.futex_rla_len()});
   if (th.has_sas() && !(th.sas().ss_flags() & SS_DISABLE)) {
@@ -114,73 +151,46 @@ void restore_task_state(RemoteTask& rt, const TaskPlan& t, bool is_root) {
     rt.check("rseq", SYS_rseq,
              {th.rseq_entry().rseq_abi_pointer(), th.rseq_entry().rseq_abi_size(), 0,
               th.rseq_entry().signature()});
-
-  if (tc.has_rlimits()) restore_rlimits(pid, tc.rlimits());
   if (th.has_sched_policy() && th.sched_policy() != SCHED_OTHER) {
     sched_param sp{};
     sp.sched_priority = static_cast<int>(th.sched_prio());
-    if (::sched_setscheduler(pid, static_cast<int>(th.sched_policy()), &sp) < 0)
-      fail_sys("task {}: cannot restore scheduling policy {}", pid, th.sched_policy());
+    if (::sched_setscheduler(tid, static_cast<int>(th.sched_policy()), &sp) < 0)
+      fail_sys("task {}: cannot restore scheduling policy {}", tid, th.sched_policy());
   }
-  if (th.has_sched_nice() && ::setpriority(PRIO_PROCESS, pid, th.sched_nice()) < 0)
-    fail_sys("task {}: cannot restore nice {}", pid, th.sched_nice());
-  if (tc.has_oom_score_adj()) {
-    Fd fd(::open(fmt::format("/proc/{}/oom_score_adj", pid).c_str(), O_WRONLY | O_CLOEXEC));
-    std::string v = std::to_string(tc.oom_score_adj());
-    if (!fd || ::write(fd.get(), v.data(), v.size()) < 0)
-      fail_sys("task {}: cannot restore oom_score_adj {}", pid, v);
-  }
-
-  // Pending signals, queued by the task itself so any si_code is accepted. Every signal is
-  // blocked from here on, so none is taken before the final mask is set.
-  uint64_t all = ~0ULL;
-  if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) < 0)
-    fail_sys("cannot block signals of task {}", pid);
-  auto queue = [&](const signal_queue_entry& q, bool shared) {
-    for (const auto& s : q.signals()) {
-      siginfo_t si;
-      if (s.siginfo().size() != sizeof si)
-        fail("image core-{}.img is corrupt: a pending signal of {} bytes", pid, s.siginfo().size());
-      std::memcpy(&si, s.siginfo().data(), sizeof si);
-      uint64_t a = rt.put(0, &si, sizeof si);
-      if (shared)
-        rt.check("rt_sigqueueinfo", SYS_rt_sigqueueinfo,
-                 {static_cast<uint64_t>(pid), static_cast<uint64_t>(si.si_signo), a});
-      else
-        rt.check("rt_tgsigqueueinfo", SYS_rt_tgsigqueueinfo,
-                 {static_cast<uint64_t>(pid), static_cast<uint64_t>(pid),
-                  static_cast<uint64_t>(si.si_signo), a});
-    }
-  };
-  if (tc.has_signals_s()) queue(tc.signals_s(), true);
-  if (th.has_signals_p()) queue(th.signals_p(), false);
-
-  // Credentials last: dropping root takes away the rights the steps above need.
-  if (th.has_creds()) {
-    const creds_entry& c = th.creds();
-    std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
-    uint64_t g = groups.empty() ? 0 : rt.put(0, groups.data(), groups.size() * 4);
-    rt.check("setgroups", SYS_setgroups, {groups.size(), g});
-    rt.check("setresgid", SYS_setresgid, {c.gid(), c.egid(), c.sgid()});
-    rt.check("setfsgid", SYS_setfsgid, {c.fsgid()});
-    if (c.secbits()) rt.check("prctl(PR_SET_SECUREBITS)", SYS_prctl, {PR_SET_SECUREBITS, c.secbits()});
-    rt.check("setresuid", SYS_setresuid, {c.uid(), c.euid(), c.suid()});
-    rt.syscall(SYS_setfsuid, {c.fsuid()});
-  }
+  if (th.has_sched_nice() && ::setpriority(PRIO_PROCESS, tid, th.sched_nice()) < 0)
+    fail_sys("task {}: cannot restore nice {}", tid, th.sched_nice());
+  if (th.has_signals_p()) queue_signals(rt, th.signals_p(), false);
 }
 
-void restore_registers(RemoteTask& rt, const TaskPlan& t) {
-  const pid_t pid = t.pid();
-  rt.unmap_scratch();
-  std::string area = arch::get_xstate(pid);
-  arch::xstate_from_image(t.core.thread_info().fpregs(), area);
-  arch::set_xstate(pid, area);
-  arch::Regs r = arch::regs_from_image(t.core.thread_info().gpregs());
+void restore_shared_signals(RemoteTask& leader, const TaskPlan& t) {
+  if (t.core.tc().has_signals_s()) queue_signals(leader, t.core.tc().signals_s(), true);
+}
+
+void restore_creds(RemoteTask& rt, const core_entry& core) {
+  if (!core.thread_core().has_creds()) return;
+  const creds_entry& c = core.thread_core().creds();
+  std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
+  uint64_t g = groups.empty() ? 0 : rt.put(0, groups.data(), groups.size() * 4);
+  rt.check("setgroups", SYS_setgroups, {groups.size(), g});
+  rt.check("setresgid", SYS_setresgid, {c.gid(), c.egid(), c.sgid()});
+  rt.syscall(SYS_setfsgid, {c.fsgid()});
+  if (c.secbits()) rt.check("prctl(PR_SET_SECUREBITS)", SYS_prctl, {PR_SET_SECUREBITS, c.secbits()});
+  rt.check("setresuid", SYS_setresuid, {c.uid(), c.euid(), c.suid()});
+  rt.syscall(SYS_setfsuid, {c.fsuid()});
+}
+
+void restore_registers(RemoteTask& rt, const core_entry& core) {
+  const pid_t tid = rt.tid();
+  std::string area = arch::get_xstate(tid);
+  arch::xstate_from_image(core.thread_info().fpregs(), area);
+  arch::set_xstate(tid, area);
+  arch::Regs r = arch::regs_from_image(core.thread_info().gpregs());
   arch::prepare_restart(r);
-  arch::set_regs(pid, r);
-  uint64_t mask = t.core.tc().blk_sigset() & ~((1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1)));
-  if (ptrace(PTRACE_SETSIGMASK, pid, sizeof mask, &mask) < 0)
-    fail_sys("cannot set the signal mask of task {}", pid);
+  arch::set_regs(tid, r);
+  uint64_t mask = core.thread_core().blk_sigset() &
+                  ~((1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1)));
+  if (ptrace(PTRACE_SETSIGMASK, tid, sizeof mask, &mask) < 0)
+    fail_sys("cannot set the signal mask of task {}", tid);
 }
 
 }  // namespace cryo::restore

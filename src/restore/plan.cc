@@ -94,10 +94,19 @@ Plan load_plan(const std::string& dir, bool shell_job) {
       if (i == 0) fail("image core-{}.img: the root task is a zombie", pid);
       continue;
     }
-    if (t.ps.threads_size() > 1)
-      fail("task {} has {} threads: multi-threaded processes are not supported yet", pid,
-           t.ps.threads_size());
-    if (!t.core.has_thread_info()) fail("image core-{}.img is corrupt: no registers", pid);
+    if (t.ps.threads_size() == 0 || static_cast<pid_t>(t.ps.threads(0)) != pid)
+      fail("image pstree.img is corrupt: task {} does not list itself as its first thread", pid);
+    for (int k = 0; k < t.ps.threads_size(); k++) {
+      pid_t tid = static_cast<pid_t>(t.ps.threads(k));
+      core_entry c;
+      if (k == 0)
+        c = t.core;
+      else
+        image::read_one(dir, fmt::format("core-{}.img", tid), image::magic::kCore, c);
+      if (!c.has_thread_info() || !c.has_thread_core())
+        fail("image core-{}.img is corrupt: no registers", tid);
+      t.threads.push_back(std::move(c));
+    }
     image::read_one(dir, fmt::format("ids-{}.img", pid), image::magic::kIds, t.ids);
     image::read_one(dir, fmt::format("mm-{}.img", pid), image::magic::kMm, t.mm);
     image::read_one(dir, fmt::format("fs-{}.img", pid), image::magic::kFs, t.fs);

@@ -19,7 +19,8 @@ namespace cryo::restore {
 
 struct TaskPlan {
   pstree_entry ps;
-  core_entry core;
+  core_entry core;                  // the leader's
+  std::vector<core_entry> threads;  // one per thread of ps.threads, [0] the leader's
   bool zombie = false;
   task_kobj_ids_entry ids;
   mm_entry mm;

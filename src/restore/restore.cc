@@ -56,11 +56,17 @@ int run(const Options& opts) {
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     const TaskPlan& t = plan.tasks[i];
     if (t.zombie) continue;
-    RemoteTask& rt = tree.task(i);
-    restore_files(rt, t, plan);
-    restore_fs(rt, t, plan);
-    restore_task_state(rt, t, i == 0);
-    restore_registers(rt, t);
+    RemoteTask& leader = tree.task(i);
+    restore_files(leader, t, plan);
+    restore_fs(leader, t, plan);
+    restore_process_state(leader, t);
+    std::vector<RemoteTask*> threads = tree.create_threads(i);
+    for (size_t k = 0; k < threads.size(); k++)
+      restore_thread_state(*threads[k], t.threads[k], i == 0 && k == 0);
+    restore_shared_signals(leader, t);
+    for (size_t k = 0; k < threads.size(); k++) restore_creds(*threads[k], t.threads[k]);
+    leader.unmap_scratch();
+    for (size_t k = 0; k < threads.size(); k++) restore_registers(*threads[k], t.threads[k]);
   }
   fault_point("restore-before-release");
 

@@ -1,5 +1,6 @@
 #include "restore/tree.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
@@ -53,7 +54,9 @@ void NewTree::kill_all() {
   if (created_.empty()) return;
   log::info("restore failed: killing the {} task(s) created so far", created_.size());
   for (pid_t pid : created_) ::kill(pid, SIGKILL);
-  for (pid_t pid : created_) {
+  // A leader is reported dead only after its other threads: wait for those first.
+  for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
+    pid_t pid = *it;
     for (int i = 0; i < 100; i++) {
       int st;
       pid_t r = ::waitpid(pid, &st, __WALL);
@@ -199,7 +202,41 @@ void NewTree::create() {
   for (size_t p : zombie_parents) remote_[p]->syscall(SYS_getpid);
 }
 
+std::vector<RemoteTask*> NewTree::create_threads(size_t i) {
+  const TaskPlan& t = plan_.tasks[i];
+  RemoteTask& leader = *remote_[i];
+  std::vector<RemoteTask*> all{&leader};
+  for (int k = 1; k < t.ps.threads_size(); k++) {
+    pid_t want = static_cast<pid_t>(t.ps.threads(k));
+    kernel::CloneArgs args{};
+    args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+    args.exit_signal = 0;
+    args.set_tid = leader.scratch() + 1024;
+    args.set_tid_size = 1;
+    leader.put(1024, &want, sizeof want);
+    uint64_t a = leader.put(0, &args, sizeof args);
+    long r = leader.syscall(SYS_clone3, {a, sizeof args});
+    if (r < 0)
+      fail_errno(static_cast<int>(-r), "cannot create thread {} of task {} (clone3)", want,
+                 t.pid());
+    if (r != want) fail("thread {} was created with TID {}", want, r);
+    created_.push_back(want);
+    WaitStatus ws = wait_task(want);
+    if (!ws.stopped()) fail("new thread {} {} before cryo could trace it", want, ws.str());
+    auto th = std::make_unique<RemoteTask>(want, leader.gadget());
+    th->set_tgid(t.pid());
+    th->adopt_scratch(leader.scratch(), leader.scratch_len());
+    all.push_back(th.get());
+    threads_.push_back(std::move(th));
+    log::debug("created thread {} of task {}", want, t.pid());
+  }
+  return all;
+}
+
 void NewTree::release(bool leave_stopped) {
+  for (auto& th : threads_)
+    if (ptrace(PTRACE_DETACH, th->tid(), nullptr, 0) < 0)
+      fail_sys("cannot release thread {}", th->tid());
   for (size_t i = 0; i < plan_.tasks.size(); i++) {
     if (!remote_[i]) continue;
     const TaskPlan& t = plan_.tasks[i];

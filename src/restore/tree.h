@@ -23,6 +23,9 @@ class NewTree {
   void create();
   // The remote-syscall handle of task i of the plan (alive tasks only).
   RemoteTask& task(size_t i) { return *remote_[i]; }
+  // Creates the other threads of task i (its leader must be ready to clone them); returns
+  // the remote handles of all its threads, the leader first.
+  std::vector<RemoteTask*> create_threads(size_t i);
   // Lets every alive task run (or stay stopped).
   void release(bool leave_stopped);
   pid_t root() const { return plan_.tasks[0].pid(); }
@@ -33,6 +36,7 @@ class NewTree {
   void kill_all();
   const Plan& plan_;
   std::vector<std::unique_ptr<RemoteTask>> remote_;
+  std::vector<std::unique_ptr<RemoteTask>> threads_;  // non-leader threads
   std::vector<pid_t> created_;
   bool released_ = false;
   uint64_t tree_scratch_ = 0;

@@ -5,9 +5,11 @@
  *   +- child2      own group (setpgid(0,0))
  *   |  +- grandchild   in child2's group
  *   +- child3      exited with status 7, not reaped (zombie)
- * Each live process writes WORKDIR/ready-<role>, waits for go, checks its ids
- * and exits 0/1 (details in WORKDIR/result-<role>); the root checks its own
- * ids, the others' groups, reaps child3 (status 7) and the children (0).
+ * Each live process writes WORKDIR/ready-<role> and waits. After go, the root
+ * checks its own ids, the others' groups and sessions and the zombie, then
+ * writes WORKDIR/go-children; each member then checks its ids and exits 0/1
+ * (details in WORKDIR/result-<role>); the root reaps child3 (status 7) and
+ * the children (0).
  */
 #include "common.h"
 #include <sys/wait.h>
@@ -54,7 +56,7 @@ static void member(const char *role, pid_t want_ppid, pid_t want_pgrp, pid_t rea
 			b.sid, want_ppid, want_pgrp, root_sid);
 	snprintf(name, sizeof name, "ready-%s", role);
 	cr_ready_named(name);
-	cr_wait_go();
+	cr_wait_for("go-children"); /* the root checks our groups first */
 	check_ids(role, &b, 1);
 	if (reap > 0) {
 		int st;
@@ -117,6 +119,14 @@ int main(int argc, char **argv)
 	if (root_sid != root_pid)
 		cr_fail("setup: root is not a session leader (sid %d)", root_sid);
 
+	static const char *stale[] = { "ready-child1", "ready-child2", "ready-grandchild", "zombie",
+				       "go-children" };
+	for (int i = 0; i < 5; i++) { /* from an earlier run in the same WORKDIR */
+		char path[2300];
+		cr_path(path, sizeof path, stale[i]);
+		unlink(path);
+	}
+
 	pid_t c1 = fork();
 	if (c1 == 0)
 		member("child1", root_pid, root_pgrp, 0);
@@ -168,6 +178,9 @@ int main(int argc, char **argv)
 	CHECK_I("getsid(child1)", root_sid, getsid(c1));
 	CHECK_I("getsid(child2)", root_sid, getsid(c2));
 	CHECK_I("getsid(grandchild)", root_sid, getsid(g));
+	pid_t gppid = 0;
+	proc_state(g, &gppid);
+	CHECK_I("grandchild ppid (from /proc)", c2, gppid);
 
 	pid_t zppid = 0;
 	char zs = proc_state(c3, &zppid);
@@ -183,8 +196,12 @@ int main(int argc, char **argv)
 	else
 		CHECK_I("child3 exit status", 7, WEXITSTATUS(st));
 
+	cr_write_file("go-children", "", 0);
 	reap_member("child1", c1);
 	reap_member("child2", c2);
+	char gc[2300];
+	cr_path(gc, sizeof gc, "go-children"); /* so that a second restore waits again */
+	unlink(gc);
 	errno = 0;
 	if (waitpid(-1, &st, WNOHANG) != -1 || errno != ECHILD)
 		cr_fail("root has an unexpected extra child after reaping all (errno %d)", errno);

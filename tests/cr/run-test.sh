@@ -1,0 +1,696 @@
+#!/bin/bash
+# Checkpoint/restore test driver.
+#
+#   run-test.sh CRYO_BINARY PROGRAM_OR_NAME FLAVOR
+#
+# PROGRAM_OR_NAME is the path of a test program (tests/cr/progs/*.c) for the
+# flavors restore, restore-detached, leave-running and shell-job; "loop_sh" or
+# "python" for the flavor demo; "errors" for the error flavors
+# (missing-pid bad-option missing-dir occupied-pid truncated-image
+# corrupt-image unsupported-pipe fault-dump fault-restore traced).
+# Helper programs (memory, task_state, tree, pipe_holder, tracer) are taken
+# from $CR_PROGS_DIR, else from the directory of PROGRAM_OR_NAME.
+#
+# Protocol with the programs: `prog WORKDIR` builds its state, writes
+# WORKDIR/ready (its pid; tree members write ready-<role>), waits for
+# WORKDIR/go, checks its state and writes WORKDIR/result ("PASS" or FAIL
+# lines). After touching go the driver sends SIGUSR1 to the root once the
+# root's SIGUSR1 disposition is in place (the regs program waits for it).
+#
+# Every run uses a fresh WORKDIR (mktemp -d), kept on failure, removed on
+# success. Test processes are killed on exit (only those whose command line
+# names the WORKDIR).
+set -u
+
+if (( $# != 3 )); then
+	echo "usage: $0 CRYO_BINARY PROGRAM_OR_NAME FLAVOR" >&2
+	exit 2
+fi
+CRYO=$(readlink -f "$1")
+PROG=$2
+FLAVOR=$3
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+[[ $PROG == */* ]] && PROG=$(readlink -f "$PROG")
+PROGS_DIR=${CR_PROGS_DIR:-}
+[[ -z $PROGS_DIR && $PROG == /* ]] && PROGS_DIR=$(dirname "$PROG")
+CRIT=/usr/bin/crit
+
+W=$(mktemp -d "/tmp/cr-$(basename "$PROG")-$FLAVOR.XXXXXX")
+D=$W               # WORKDIR of the current run (error flavors use subdirectories)
+IMG=$D/img
+ROOT=""            # root pid of the test tree
+BGPID=""           # the pid we spawned (== ROOT normally)
+EXE=""             # /proc/ROOT/exe of the original
+COMM=""
+SEND_USR1=1
+HELPERS=()         # cryo/script/tracer processes we started
+EXTRA_PIDS=()      # more pids to kill on exit (guarded by the WORKDIR check)
+RC=0
+
+log() { echo "[$(date +%T.%3N)] $*"; }
+
+show_diagnostics() {
+	local f
+	for f in $(find "$W" -name '*.stderr' -size +0 2>/dev/null | sort); do
+		echo "--- ${f#"$W"/}:"
+		tail -n 20 "$f"
+	done
+	for f in $(find "$W" -name '*.log' 2>/dev/null | sort); do
+		echo "--- last 40 lines of ${f#"$W"/}:"
+		tail -n 40 "$f"
+	done
+	for f in $(find "$W" \( -name 'result*' -o -name 'notes-*' -o -name 'tracer-error' \
+		-o -name 'typescript*' -o -name 'crit.err' \) 2>/dev/null | sort); do
+		echo "--- ${f#"$W"/}:"
+		tail -n 30 "$f" | cat -v
+	done
+}
+
+die() {
+	echo "FAIL: $*"
+	show_diagnostics
+	exit 1
+}
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# wait_until SECONDS CMD...: poll CMD every 50 ms
+wait_until() {
+	local end=$(( $(now_ms) + $1 * 1000 ))
+	shift
+	until "$@"; do
+		(( $(now_ms) >= end )) && return 1
+		sleep 0.05
+	done
+}
+
+# State letter of a pid (R S D Z T t ...); fails if there is no such process.
+proc_state() {
+	local s
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $s ]] || return 1
+	s=${s##*) }
+	echo "${s%% *}"
+}
+state_of() { proc_state "$1" || echo "gone"; }
+# Gone: no such process, or a zombie (PID 1 here reaps orphans lazily).
+is_gone() {
+	local s
+	s=$(proc_state "$1") || return 0
+	[[ $s == Z || $s == X ]]
+}
+# Running: exists, not a zombie, not stopped or traced-stopped.
+is_running() {
+	local s
+	s=$(proc_state "$1") || return 1
+	[[ $s != [ZXtT] ]]
+}
+
+# Pids of the live test processes of the current run (ready files).
+test_pids() {
+	local f
+	for f in "$D"/ready "$D"/ready-*; do
+		[[ -s $f ]] && tr -dc '0-9\n' <"$f"
+	done
+}
+
+kill_test_procs() {
+	local p f
+	local pids=("${EXTRA_PIDS[@]}")
+	for f in $(find "$W" -name 'ready*' -type f 2>/dev/null); do
+		pids+=($(tr -dc '0-9\n' <"$f"))
+	done
+	for p in "${pids[@]}"; do
+		[[ $p =~ ^[0-9]+$ ]] || continue
+		if tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF -- "$W"; then
+			kill -KILL "$p" 2>/dev/null
+		fi
+	done
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT
+	kill_test_procs
+	local p
+	for p in "${HELPERS[@]}"; do
+		kill -KILL "$p" 2>/dev/null
+	done
+	if (( rc == 0 )); then
+		rm -rf "$W"
+	else
+		echo "workdir kept: $W"
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'echo "FAIL: interrupted"; exit 1' INT TERM HUP
+
+# spawn [--tty] CMD...: start CMD in the background with no fds above 2
+# (inherited pipes would make the tree undumpable), stdio on /dev/null and,
+# unless --tty, in a new session (setsid: the root is a session leader).
+# Sets SPAWN_PID.
+# (bash reports "PID Killed  spawned_child ..." when a dump kills one: expected)
+spawned_child() { # runs in the background subshell
+	local fd
+	for fd in /proc/$BASHPID/fd/*; do
+		fd=${fd##*/}
+		(( fd > 2 )) && eval "exec $fd>&-"
+	done 2>/dev/null
+	exec "$@" </dev/null >/dev/null 2>&1
+}
+spawn() {
+	if [[ $1 == --tty ]]; then
+		shift
+		spawned_child "$@" &
+	else
+		spawned_child setsid "$@" &
+	fi
+	SPAWN_PID=$!
+}
+
+# helper NAME: the path of a helper test program (sets HELPER).
+helper() {
+	HELPER=$PROGS_DIR/$1
+	[[ -x $HELPER ]] || die "test program $HELPER not found (set CR_PROGS_DIR)"
+}
+
+# new_run NAME: a fresh run directory under W for the next program.
+new_run() {
+	D=$W/$1
+	IMG=$D/img
+	mkdir -p "$D"
+	ROOT="" BGPID="" EXE="" COMM=""
+}
+
+# start_cmd CMD...: spawn and wait for $D/ready; sets ROOT BGPID EXE COMM.
+start_cmd() {
+	spawn "$@"
+	BGPID=$SPAWN_PID
+	wait_until 20 test -s "$D/ready" ||
+		die "$(basename "$1") did not write $D/ready within 20 s (state $(state_of "$BGPID"))"
+	ROOT=$(tr -dc '0-9' <"$D/ready")
+	[[ $ROOT == "$BGPID" ]] || log "note: root pid $ROOT differs from the spawned pid $BGPID"
+	EXE=$(readlink "/proc/$ROOT/exe")
+	COMM=$(cat "/proc/$ROOT/comm")
+	sleep 0.1 # let it settle in its wait loop
+	log "started $(basename "$1") as pid $ROOT ($COMM) in $D"
+}
+start_prog() { start_cmd "$1" "$D"; }
+
+# run_cryo NAME ARGS...: cryo in the foreground with a timeout; sets RC.
+CRYO_TIMEOUT=90
+run_cryo() {
+	local name=$1
+	shift
+	log "cryo $*"
+	timeout -k 5 "$CRYO_TIMEOUT" "$CRYO" "$@" >"$D/$name.stdout" 2>"$D/$name.stderr"
+	RC=$?
+	(( RC == 124 || RC == 137 )) && log "cryo $1 timed out after $CRYO_TIMEOUT s"
+	return 0
+}
+msg_of() { head -c 800 "$D/$1.stderr" | tr '\n' ' '; }
+
+dump() { # NAME [ARGS]: dump ROOT into IMG
+	local name=$1
+	shift
+	mkdir -p "$IMG"
+	run_cryo "$name" dump -t "$ROOT" -D "$IMG" -o "$D/$name.log" -v4 "$@"
+}
+
+check_images() {
+	local f p need=(inventory.img pstree.img files.img stats-dump)
+	for p in $(test_pids); do
+		need+=("core-$p.img" "mm-$p.img" "pagemap-$p.img" "fs-$p.img" "ids-$p.img")
+	done
+	[[ -s $D/zombie ]] && need+=("core-$(tr -dc '0-9' <"$D/zombie").img")
+	for f in "${need[@]}"; do
+		[[ -e $IMG/$f ]] || die "image $f missing after dump (have: $(ls "$IMG" | tr '\n' ' '))"
+	done
+	compgen -G "$IMG/pages-*.img" >/dev/null || die "no pages-*.img after dump"
+	for f in "$IMG"/*; do
+		case ${f##*/} in pages-*.img) continue ;; esac
+		"$CRIT" decode -i "$f" --pretty >/dev/null 2>"$D/crit.err" ||
+			die "crit cannot decode ${f##*/}: $(tail -n 3 "$D/crit.err" | tr '\n' ' ')"
+	done
+	rm -f "$D/crit.err"
+	log "images present and decodable by crit ($(ls "$IMG" | wc -l) files)"
+}
+
+dump_ok() { # NAME [ARGS]
+	dump "$@"
+	(( RC == 0 )) || die "cryo dump ${*:2} exited $RC: $(msg_of "$1")"
+	check_images
+}
+
+# After a killing dump: every process of the tree is gone; reap our child.
+check_tree_gone() {
+	local p
+	for p in $(test_pids); do
+		wait_until 5 is_gone "$p" ||
+			die "pid $p still exists (state $(state_of "$p")) 5 s after cryo dump returned"
+	done
+	[[ -n $BGPID ]] && { wait "$BGPID" 2>/dev/null || true; }
+}
+
+check_tree_running() { # WHEN
+	local p
+	for p in $(test_pids); do
+		is_running "$p" || die "$1: pid $p is not running (state $(state_of "$p"))"
+	done
+}
+
+usr1_ready() { # the root exists with its own exe and SIGUSR1 caught or ignored
+	[[ $(readlink "/proc/$ROOT/exe" 2>/dev/null) == "$EXE" ]] || return 1
+	local cgt ign
+	cgt=$(awk '/^SigCgt:/ {print $2}' "/proc/$ROOT/status" 2>/dev/null)
+	ign=$(awk '/^SigIgn:/ {print $2}' "/proc/$ROOT/status" 2>/dev/null)
+	[[ -n $cgt && -n $ign ]] || return 1
+	(( (0x${cgt: -4} | 0x${ign: -4}) & 0x200 ))
+}
+usr1_ready_or_done() { usr1_ready || is_gone "$ROOT" || [[ -e $D/result ]]; }
+send_usr1() {
+	(( SEND_USR1 )) || return 0
+	wait_until 10 usr1_ready_or_done ||
+		die "root $ROOT never got its SIGUSR1 disposition back (state $(state_of "$ROOT"))"
+	usr1_ready && kill -USR1 "$ROOT" 2>/dev/null
+	return 0
+}
+
+check_result() { # WHAT
+	[[ -e $D/result ]] || die "$1: the program wrote no result"
+	[[ $(<"$D/result") == PASS ]] || die "$1: the program reported: $(cat "$D/result")"
+}
+
+check_stats_restore() {
+	[[ -e $IMG/stats-restore ]] || die "no stats-restore image after restore"
+	"$CRIT" decode -i "$IMG/stats-restore" --pretty >/dev/null 2>"$D/crit.err" ||
+		die "crit cannot decode stats-restore"
+	rm -f "$D/crit.err"
+}
+
+# Touch go in the ORIGINAL tree, let it check itself and exit 0 with PASS.
+finish_original() { # WHAT
+	touch "$D/go"
+	send_usr1
+	wait_until 30 is_gone "$ROOT" || die "$1: the original did not finish within 30 s after go (state $(state_of "$ROOT"))"
+	local rc=0
+	if [[ $BGPID == "$ROOT" ]]; then
+		wait "$BGPID"
+		rc=$?
+	fi
+	[[ -e $D/result ]] || die "$1: the original wrote no result (exit status $rc)"
+	[[ $(<"$D/result") == PASS ]] || die "$1: the original reported: $(cat "$D/result")"
+	(( rc == 0 )) || die "$1: the original exited with status $rc"
+	log "$1: the original passed its checks"
+}
+
+# cryo restore (no -d) in the background: it waits for the root and exits
+# with its status. Touch go, poke SIGUSR1, expect 0 and PASS.
+restore_fg() { # [ARGS]
+	rm -f "$D/result" "$D/go"
+	log "cryo restore -D $IMG $*"
+	"$CRYO" restore -D "$IMG" -o "$D/restore.log" -v4 "$@" >"$D/restore.stdout" 2>"$D/restore.stderr" &
+	local rpid=$! sent=0 end=$(( $(now_ms) + 30000 ))
+	HELPERS+=("$rpid")
+	touch "$D/go"
+	while ! is_gone "$rpid"; do
+		if (( SEND_USR1 && !sent )) && usr1_ready; then
+			kill -USR1 "$ROOT" 2>/dev/null
+			sent=1
+		fi
+		(( $(now_ms) < end )) || die "cryo restore did not exit within 30 s (root $ROOT state $(state_of "$ROOT"))"
+		sleep 0.05
+	done
+	wait "$rpid"
+	local rc=$?
+	if (( rc != 0 )); then
+		local why="exit status $rc"
+		(( rc > 128 )) && why+=" (the root died by signal $((rc - 128))?)"
+		[[ -e $D/result ]] && why+="; program result: $(cat "$D/result")"
+		die "cryo restore: $why; stderr: $(msg_of restore)"
+	fi
+	check_result "after restore"
+	check_stats_restore
+	log "restored tree passed its checks"
+}
+
+restore_detached() {
+	rm -f "$D/result" "$D/go" "$D/pidfile"
+	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4
+	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
+	[[ -s $D/pidfile ]] || die "cryo restore -d wrote no pidfile"
+	local p
+	p=$(tr -dc '0-9' <"$D/pidfile")
+	[[ $p == "$ROOT" ]] || die "pidfile holds $p, expected the original pid $ROOT"
+	check_tree_running "after cryo restore -d"
+	[[ $(readlink "/proc/$ROOT/exe") == "$EXE" ]] || die "restored pid $ROOT runs $(readlink "/proc/$ROOT/exe"), expected $EXE"
+	touch "$D/go"
+	send_usr1
+	wait_until 30 test -e "$D/result" || die "restored tree wrote no result within 30 s after go (root state $(state_of "$ROOT"))"
+	check_result "after restore -d"
+	wait_until 10 is_gone "$ROOT" || die "restored root still alive 10 s after writing its result"
+	check_stats_restore
+	log "restored tree passed its checks"
+}
+
+expect_fail() { # NAME WHAT: the last run_cryo failed cleanly with a message
+	(( RC != 0 )) || die "$2: expected a failure, cryo exited 0"
+	(( RC != 124 && RC != 137 )) || die "$2: cryo timed out"
+	(( RC < 128 )) || die "$2: cryo died by signal $((RC - 128))"
+	[[ -s $D/$1.stderr ]] || die "$2: cryo failed ($RC) without a message on stderr"
+	log "$2: cryo failed as expected ($RC): $(msg_of "$1")"
+}
+expect_msg() { # NAME WHAT WORD...: each WORD appears in stderr (case-insensitive)
+	local n=$1 what=$2 w
+	shift 2
+	for w in "$@"; do
+		grep -qiF -- "$w" "$D/$n.stderr" ||
+			die "$what: the message does not mention \"$w\": $(msg_of "$n")"
+	done
+}
+
+# ---------------------------------------------------------------- flavors
+
+flavor_restore() {
+	start_prog "$PROG"
+	dump_ok dump
+	check_tree_gone
+	restore_fg
+}
+
+flavor_restore_detached() {
+	start_prog "$PROG"
+	dump_ok dump
+	check_tree_gone
+	restore_detached
+}
+
+flavor_leave_running() {
+	start_prog "$PROG"
+	dump_ok dump -R
+	check_tree_running "after cryo dump -R"
+	finish_original "leave-running"
+	rm -f "$D/result" "$D/go"
+	wait_until 10 is_gone "$ROOT" || die "pid $ROOT not released"
+	restore_fg
+}
+
+flavor_shell_job() {
+	spawn --tty script -qfec "$PROG $D" "$D/typescript1"
+	local spid=$SPAWN_PID
+	HELPERS+=("$spid")
+	wait_until 20 test -s "$D/ready" || die "$PROG under script(1) did not write ready"
+	ROOT=$(tr -dc '0-9' <"$D/ready")
+	EXE=$(readlink "/proc/$ROOT/exe")
+	sleep 0.1
+	log "started $(basename "$PROG") on a terminal as pid $ROOT"
+
+	dump dump-no-j
+	expect_fail dump-no-j "dump of a terminal job without -j"
+	expect_msg dump-no-j "dump without -j" --shell-job
+	check_tree_running "after the refused dump"
+
+	rm -rf "$IMG"
+	dump_ok dump -j
+	[[ -e $IMG/tty-info.img ]] || die "no tty-info.img after dump -j of a terminal job"
+	wait_until 5 is_gone "$ROOT" || die "pid $ROOT still exists after dump -j"
+	wait_until 10 is_gone "$spid" || die "script(1) did not exit after its job was dumped (state $(state_of "$spid"))"
+	wait "$spid" 2>/dev/null
+
+	run_cryo restore-no-j restore -D "$IMG" -o "$D/restore-no-j.log" -v4
+	expect_fail restore-no-j "restore of a terminal job without -j"
+	expect_msg restore-no-j "restore without -j" --shell-job
+	wait_until 5 is_gone "$ROOT" || die "pid $ROOT exists after the refused restore (state $(state_of "$ROOT"))"
+
+	log "script -c 'cryo restore -j -D $IMG'"
+	spawn --tty script -qfec "$CRYO restore -j -D $IMG -o $D/restore.log -v4" "$D/typescript2"
+	spid=$SPAWN_PID
+	HELPERS+=("$spid")
+	touch "$D/go"
+	wait_until 30 is_gone "$spid" || die "cryo restore -j under script(1) did not finish within 30 s (root state $(state_of "$ROOT"))"
+	wait "$spid"
+	local rc=$?
+	grep -q after-restore-OK "$D/typescript2" || die "the restored job's output is not on the new terminal (typescript2)"
+	check_result "after restore -j"
+	(( rc == 0 )) || die "script -e 'cryo restore -j' exited $rc"
+	check_stats_restore
+}
+
+demo_loop_sh() {
+	SEND_USR1=0
+	spawn sh -c "i=0; while :; do i=\$((i+1)); echo \$i > $D/count; sleep 0.2; done"
+	ROOT=$SPAWN_PID BGPID=$SPAWN_PID
+	echo "$ROOT" >"$D/ready"
+	EXE=$(readlink "/proc/$ROOT/exe")
+	count() { cat "$D/count" 2>/dev/null; }
+	count_at_least() { local c; c=$(count); [[ -n $c ]] && (( c >= $1 )); }
+	wait_until 10 count_at_least 3 || die "the loop did not start counting"
+	log "loop running as pid $ROOT, count $(count)"
+	dump_ok dump
+	check_tree_gone
+	local v1 v2
+	v1=$(count)
+	sleep 1
+	v2=$(count)
+	[[ -n $v1 && $v1 == "$v2" ]] || die "count still changing after dump ($v1 -> $v2)"
+
+	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4
+	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
+	[[ $(tr -dc '0-9' <"$D/pidfile") == "$ROOT" ]] || die "pidfile $(cat "$D/pidfile") != original pid $ROOT"
+	is_running "$ROOT" || die "restored shell $ROOT not running (state $(state_of "$ROOT"))"
+	[[ $(readlink "/proc/$ROOT/exe") == "$EXE" ]] || die "restored pid $ROOT runs $(readlink "/proc/$ROOT/exe")"
+	local sid
+	sid=$(ps -o sid= -p "$ROOT" | tr -d ' ')
+	[[ $sid == "$ROOT" ]] || die "restored shell is not a session leader (sid $sid)"
+
+	local end=$(( $(now_ms) + 5000 )) c=$v1
+	while [[ $c == "$v1" || -z $c ]]; do
+		(( $(now_ms) < end )) || die "count did not move within 5 s after restore (still $v1)"
+		sleep 0.05
+		c=$(count)
+	done
+	(( c == v1 + 1 )) || die "count continued at $c, expected $((v1 + 1)) (restarted or jumped?)"
+	has_child() { [[ -n $(cat "/proc/$ROOT/task/$ROOT/children" 2>/dev/null) ]]; }
+	wait_until 3 has_child || die "restored shell $ROOT never had a child (sleep) within 3 s"
+	wait_until 5 count_at_least $((v1 + 3)) || die "count stopped after restore at $(count)"
+	log "count continues after restore: $v1 -> $(count)"
+	local kids
+	kids=$(cat "/proc/$ROOT/task/$ROOT/children" 2>/dev/null)
+	kill -KILL "$ROOT" $kids 2>/dev/null
+	wait_until 5 is_gone "$ROOT" || die "restored shell did not die on SIGKILL"
+}
+
+demo_python() {
+	SEND_USR1=0
+	start_cmd /usr/bin/python3 -I "$HERE/progs/dict_counter.py" "$D"
+	dump_ok dump
+	check_tree_gone
+	restore_fg
+}
+
+# ---------------------------------------------------------------- errors
+
+err_missing_pid() {
+	ROOT=4000000
+	dump dump-bigpid
+	expect_fail dump-bigpid "dump -t 4000000"
+	expect_msg dump-bigpid "dump -t 4000000" 4000000
+	sh -c 'exit 0' &
+	local p=$!
+	wait "$p"
+	[[ -e /proc/$p ]] && die "setup: pid $p reused already"
+	ROOT=$p
+	dump dump-exited
+	expect_fail dump-exited "dump of the exited pid $p"
+	expect_msg dump-exited "dump of the exited pid $p" "$p"
+}
+
+err_bad_option() {
+	run_cryo badopt dump --no-such-option
+	expect_fail badopt "cryo dump --no-such-option"
+	expect_msg badopt "cryo dump --no-such-option" no-such-option
+	run_cryo badcmd frobnicate
+	expect_fail badcmd "cryo frobnicate"
+	expect_msg badcmd "cryo frobnicate" frobnicate
+	mkdir -p "$IMG"
+	run_cryo notarget dump -D "$IMG"
+	expect_fail notarget "cryo dump without -t"
+}
+
+err_missing_dir() {
+	[[ -e /nonexistent ]] && die "setup: /nonexistent exists"
+	run_cryo restore-missing restore -D /nonexistent
+	expect_fail restore-missing "restore -D /nonexistent"
+	expect_msg restore-missing "restore -D /nonexistent" /nonexistent
+	new_run dump-missing
+	helper task_state
+	start_prog "$HELPER"
+	run_cryo dump-missing dump -t "$ROOT" -D /nonexistent -o "$D/dump-missing.log" -v4
+	expect_fail dump-missing "dump -D /nonexistent"
+	expect_msg dump-missing "dump -D /nonexistent" /nonexistent
+	check_tree_running "after the refused dump"
+	finish_original "after dump -D /nonexistent"
+}
+
+err_occupied_pid() {
+	helper memory
+	start_prog "$HELPER"
+	dump_ok dump -R
+	check_tree_running "after dump -R"
+	CRYO_TIMEOUT=60 run_cryo restore-busy restore -D "$IMG" -o "$D/restore-busy.log" -v4
+	expect_fail restore-busy "restore while pid $ROOT is alive"
+	expect_msg restore-busy "restore while pid $ROOT is alive" "$ROOT" "$COMM"
+	check_tree_running "after the refused restore"
+	finish_original "the original after the refused restore"
+}
+
+# A restore that must fail with a message containing WORDs and leave no
+# process of the tree behind. RESTORE_ARGS: extra options.
+RESTORE_ARGS=()
+restore_must_fail() { # NAME WHAT IMGDIR WORD...
+	local name=$1 what=$2 dir=$3
+	shift 3
+	CRYO_TIMEOUT=40 run_cryo "$name" restore "${RESTORE_ARGS[@]}" -D "$dir" -o "$D/$name.log" -v4
+	expect_fail "$name" "$what"
+	expect_msg "$name" "$what" "$@"
+	local p
+	for p in $(test_pids); do
+		wait_until 5 is_gone "$p" || die "$what: pid $p left behind (state $(state_of "$p"))"
+	done
+}
+
+err_truncated_image() {
+	helper task_state
+	start_prog "$HELPER"
+	dump_ok dump
+	check_tree_gone
+	local f pages
+	pages=$(cd "$IMG" && ls pages-*.img | head -n 1)
+	for f in "core-$ROOT.img" "mm-$ROOT.img" "$pages"; do
+		local copy=$D/img-trunc-${f%.img}
+		cp -a "$IMG" "$copy"
+		local size
+		size=$(stat -c %s "$copy/$f")
+		truncate -s $((size / 2)) "$copy/$f"
+		log "truncated $f from $size to $((size / 2)) bytes"
+		restore_must_fail "restore-trunc-${f%.img}" "restore with $f truncated" "$copy" "$f"
+	done
+	restore_fg # the intact images still restore
+}
+
+err_corrupt_image() {
+	helper task_state
+	start_prog "$HELPER"
+	dump_ok dump
+	check_tree_gone
+	local copy=$D/img-corrupt
+	cp -a "$IMG" "$copy"
+	printf 'GARBAGE!' | dd of="$copy/pstree.img" bs=1 count=8 conv=notrunc status=none
+	restore_must_fail restore-corrupt "restore with a corrupt pstree.img" "$copy" pstree.img magic
+	restore_fg
+}
+
+err_unsupported_pipe() {
+	helper pipe_holder
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of a process holding a pipe"
+	expect_msg dump "dump of a process holding a pipe" pipe
+	grep -qF -e "$ROOT" -e "$COMM" "$D/dump.stderr" ||
+		die "the message names neither the task's pid $ROOT nor its name $COMM: $(msg_of dump)"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+}
+
+err_fault_dump() {
+	local fault
+	for fault in dump-after-freeze dump-after-images; do
+		new_run "$fault"
+		helper memory
+	start_prog "$HELPER"
+		export CRYO_FAULT=$fault
+		dump dump
+		unset CRYO_FAULT
+		expect_fail dump "dump with CRYO_FAULT=$fault"
+		expect_msg dump "dump with CRYO_FAULT=$fault" "fault injected" "$fault"
+		check_tree_running "after the failed dump ($fault)"
+		finish_original "after the failed dump ($fault)"
+	done
+}
+
+err_fault_restore() {
+	helper tree
+	start_prog "$HELPER"
+	dump_ok dump
+	check_tree_gone
+	local spec fault z
+	z=$(tr -dc '0-9' <"$D/zombie")
+	for spec in restore-after-fork restore-after-memory restore-before-release \
+		restore-before-release:-d; do
+		fault=${spec%%:*}
+		RESTORE_ARGS=()
+		[[ $spec == *:* ]] && RESTORE_ARGS=("${spec#*:}")
+		export CRYO_FAULT=$fault
+		restore_must_fail "restore-$fault${RESTORE_ARGS[*]}" \
+			"restore${RESTORE_ARGS[*]:+ ${RESTORE_ARGS[*]}} with CRYO_FAULT=$fault" "$IMG" "fault injected" "$fault"
+		unset CRYO_FAULT
+		wait_until 5 is_gone "$z" || die "CRYO_FAULT=$fault: the zombie's pid $z left behind (state $(state_of "$z"))"
+	done
+	RESTORE_ARGS=()
+	restore_fg
+}
+
+err_traced() {
+	helper task_state
+	start_prog "$HELPER"
+	helper tracer
+	spawn "$HELPER" "$D" "$ROOT"
+	local tpid=$SPAWN_PID
+	HELPERS+=("$tpid")
+	wait_until 10 test -s "$D/tracer-ready" || die "setup: the tracer did not attach"
+	log "pid $ROOT is traced by $tpid"
+	dump dump
+	expect_fail dump "dump of a traced process"
+	expect_msg dump "dump of a traced process" "$tpid"
+	check_tree_running "after the refused dump (still traced)"
+	kill -KILL "$tpid"
+	wait "$tpid" 2>/dev/null
+	finish_original "after the refused dump"
+}
+
+# ---------------------------------------------------------------- main
+
+[[ -x $CRYO ]] || die "cryo binary $1 not found"
+[[ $(id -u) == 0 ]] || die "checkpoint/restore tests must run as root"
+mkdir -p "$IMG"
+log "cryo $CRYO, test $PROG, flavor $FLAVOR, workdir $W"
+
+case $FLAVOR in
+restore | restore-detached | leave-running | shell-job)
+	[[ -x $PROG ]] || die "test program $PROG not found"
+	case $FLAVOR in
+	restore) flavor_restore ;;
+	restore-detached) flavor_restore_detached ;;
+	leave-running) flavor_leave_running ;;
+	shell-job) flavor_shell_job ;;
+	esac
+	;;
+demo)
+	case $(basename "$PROG") in
+	loop_sh) demo_loop_sh ;;
+	python) demo_python ;;
+	*) die "unknown demo $PROG" ;;
+	esac
+	;;
+missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
+	unsupported-pipe | fault-dump | fault-restore | traced)
+	"err_${FLAVOR//-/_}"
+	;;
+*)
+	die "unknown flavor $FLAVOR"
+	;;
+esac
+
+log "PASS: $(basename "$PROG") $FLAVOR"
+exit 0
