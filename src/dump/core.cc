@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "arch/x86_64/regs.h"
@@ -61,6 +62,60 @@ void dump_signal_queue(pid_t pid, bool shared, signal_queue_entry* q) {
     if (n == 0) break;
     for (long i = 0; i < n; i++) q->add_signals()->set_siginfo(&buf[i], sizeof(siginfo_t));
     args.off += static_cast<uint64_t>(n);
+  }
+}
+
+// POSIX timers from /proc/PID/timers; their times are asked of the task (timer_gettime).
+void dump_posix_timers(pid_t pid, RemoteTask& rt, task_timers_entry* timers) {
+  auto text = proc::try_read_file(fmt::format("/proc/{}/timers", pid));
+  if (!text) return;
+  posix_timer_entry* cur = nullptr;
+  size_t pos = 0;
+  while (pos < text->size()) {
+    size_t nl = text->find('\n', pos);
+    if (nl == std::string::npos) nl = text->size();
+    std::string line = text->substr(pos, nl - pos);
+    pos = nl + 1;
+    unsigned long a = 0, b = 0;
+    char kind[16] = "", who[16] = "";
+    int id = 0;
+    if (std::sscanf(line.c_str(), "ID: %d", &id) == 1) {
+      cur = timers->add_posix();
+      cur->set_it_id(static_cast<uint32_t>(id));
+      cur->set_clock_id(0);
+      cur->set_si_signo(0);
+      cur->set_it_sigev_notify(SIGEV_SIGNAL);
+      cur->set_sival_ptr(0);
+    } else if (!cur) {
+      continue;
+    } else if (std::sscanf(line.c_str(), "signal: %lu/%lx", &a, &b) == 2) {
+      cur->set_si_signo(static_cast<uint32_t>(a));
+      cur->set_sival_ptr(b);
+    } else if (std::sscanf(line.c_str(), "notify: %15[a-z]/%15[a-z].%lu", kind, who, &a) >= 1) {
+      std::string k = kind;
+      if (k == "none") {
+        cur->set_it_sigev_notify(SIGEV_NONE);
+      } else if (k == "thread") {
+        cur->set_it_sigev_notify(SIGEV_SIGNAL | 4);  // SIGEV_THREAD_ID
+        cur->set_notify_thread_id(static_cast<int32_t>(a));
+      } else {
+        cur->set_it_sigev_notify(SIGEV_SIGNAL);
+      }
+    } else if (std::sscanf(line.c_str(), "ClockID: %lu", &a) == 1) {
+      cur->set_clock_id(static_cast<uint32_t>(a));
+    }
+  }
+  for (auto& t : *timers->mutable_posix()) {
+    uint64_t s = rt.scratch();
+    rt.check("timer_gettime", SYS_timer_gettime, {t.it_id(), s});
+    itimerspec its;
+    rt.read_mem(s, &its, sizeof its);
+    t.set_isec(its.it_interval.tv_sec);
+    t.set_insec(its.it_interval.tv_nsec);
+    t.set_vsec(its.it_value.tv_sec);
+    t.set_vnsec(its.it_value.tv_nsec);
+    long ov = rt.syscall(SYS_timer_getoverrun, {t.it_id()});
+    t.set_overrun(ov > 0 ? static_cast<uint32_t>(ov) : 0);
   }
 }
 
@@ -252,6 +307,7 @@ std::vector<core_entry> dump_core(FrozenTask& t, CoreExtras* extras) {
       rt.read_mem(s, &v, sizeof v);
       fill_itimer(which[w], v);
     }
+    dump_posix_timers(pid, rt, timers);
     extras->brk = rt.check("brk", SYS_brk, {0});
     rt.check("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, {PR_GET_CHILD_SUBREAPER, s});
     int subreaper = 0;

@@ -10,6 +10,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "arch/x86_64/regs.h"
@@ -41,6 +42,54 @@ long cpu_timer_tick_us() {
     return (diff + 9) / 10 * 10;
   }();
   return tick;
+}
+
+// POSIX timers keep their IDs: with PR_TIMER_CREATE_RESTORE_IDS (Linux 6.16+), timer_create
+// takes the ID to use from its timer_id argument.
+void restore_posix_timers(RemoteTask& rt, const task_timers_entry& timers) {
+  constexpr uint64_t kPrTimerCreateRestoreIds = 77;
+  long r = rt.syscall(SYS_prctl, {kPrTimerCreateRestoreIds, 1, 0, 0, 0});
+  if (r < 0)
+    fail_errno(static_cast<int>(-r),
+               "task {}: this kernel cannot create POSIX timers with given IDs "
+               "(PR_TIMER_CREATE_RESTORE_IDS, Linux 6.16)",
+               rt.tid());
+  // /proc/PID/timers lists the newest first: create in ID order to get the same list back.
+  std::vector<const posix_timer_entry*> order;
+  for (const auto& t : timers.posix()) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->it_id() < b->it_id(); });
+  for (const posix_timer_entry* tp : order) {
+    const posix_timer_entry& t = *tp;
+    struct {
+      uint64_t value;
+      int32_t signo;
+      int32_t notify;
+      int32_t tid;
+      int32_t pad[11];
+    } sev{};
+    sev.value = t.sival_ptr();
+    sev.signo = static_cast<int32_t>(t.si_signo());
+    sev.notify = static_cast<int32_t>(t.it_sigev_notify());
+    sev.tid = t.notify_thread_id();
+    static_assert(sizeof sev == 64);
+    uint64_t sev_addr = rt.put(0, &sev, sizeof sev);
+    int32_t id = static_cast<int32_t>(t.it_id());
+    uint64_t id_addr = rt.put(128, &id, sizeof id);
+    rt.check("timer_create", SYS_timer_create, {t.clock_id(), sev_addr, id_addr});
+    int32_t got = 0;
+    rt.read_mem(id_addr, &got, sizeof got);
+    if (got != id) fail("task {}: POSIX timer {} was created with ID {}", rt.tid(), id, got);
+    itimerspec its{};
+    its.it_interval.tv_sec = static_cast<time_t>(t.isec());
+    its.it_interval.tv_nsec = static_cast<long>(t.insec());
+    its.it_value.tv_sec = static_cast<time_t>(t.vsec());
+    its.it_value.tv_nsec = static_cast<long>(t.vnsec());
+    if (its.it_value.tv_sec || its.it_value.tv_nsec) {
+      uint64_t a = rt.put(256, &its, sizeof its);
+      rt.check("timer_settime", SYS_timer_settime, {static_cast<uint64_t>(id), 0, a, 0});
+    }
+  }
+  rt.check("prctl(PR_TIMER_CREATE_RESTORE_IDS)", SYS_prctl, {kPrTimerCreateRestoreIds, 0, 0, 0, 0});
 }
 
 void restore_rlimits(pid_t pid, const task_rlimits_entry& rl) {
@@ -91,6 +140,8 @@ void restore_process_state(RemoteTask& rt, const TaskPlan& t) {
       rt.check("setitimer", SYS_setitimer, {static_cast<uint64_t>(w), a, 0});
     }
   }
+
+  if (tc.has_timers() && tc.timers().posix_size()) restore_posix_timers(rt, tc.timers());
 
   rt.check("personality", SYS_personality, {tc.personality()});
   if (tc.child_subreaper())
