@@ -18,6 +18,7 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "kernel/syscalls.h"
+#include "proc/proc.h"
 
 namespace cryo::restore {
 namespace {
@@ -220,14 +221,53 @@ void restore_shared_signals(RemoteTask& leader, const TaskPlan& t) {
 void restore_creds(RemoteTask& rt, const core_entry& core) {
   if (!core.thread_core().has_creds()) return;
   const creds_entry& c = core.thread_core().creds();
+  auto cap64 = [](const google::protobuf::RepeatedField<uint32_t>& f) {
+    uint64_t v = 0;
+    for (int i = 0; i < f.size() && i < 2; i++) v |= static_cast<uint64_t>(f.Get(i)) << (32 * i);
+    return v;
+  };
+  constexpr uint32_t kKeepCaps = 1u << 4;  // SECBIT_KEEP_CAPS
+
+  // While still root: shrink the bounding set, set groups and gids.
+  if (c.cap_bnd_size()) {
+    uint64_t bnd = cap64(c.cap_bnd());
+    long last = 0;
+    std::string lc = proc::read_file("/proc/sys/kernel/cap_last_cap");
+    last = std::stol(lc);
+    for (long cap = 0; cap <= last; cap++)
+      if (!(bnd & (1ULL << cap)))
+        rt.check("prctl(PR_CAPBSET_DROP)", SYS_prctl, {PR_CAPBSET_DROP, static_cast<uint64_t>(cap)});
+  }
   std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
   uint64_t g = groups.empty() ? 0 : rt.put(0, groups.data(), groups.size() * 4);
   rt.check("setgroups", SYS_setgroups, {groups.size(), g});
   rt.check("setresgid", SYS_setresgid, {c.gid(), c.egid(), c.sgid()});
   rt.syscall(SYS_setfsgid, {c.fsgid()});
-  if (c.secbits()) rt.check("prctl(PR_SET_SECUREBITS)", SYS_prctl, {PR_SET_SECUREBITS, c.secbits()});
+  if (c.secbits() & ~kKeepCaps)
+    rt.check("prctl(PR_SET_SECUREBITS)", SYS_prctl, {PR_SET_SECUREBITS, c.secbits() & ~kKeepCaps});
+  // Keep the permitted set across the uid change, then set the dumped sets exactly.
+  rt.check("prctl(PR_SET_KEEPCAPS)", SYS_prctl, {PR_SET_KEEPCAPS, 1});
   rt.check("setresuid", SYS_setresuid, {c.uid(), c.euid(), c.suid()});
   rt.syscall(SYS_setfsuid, {c.fsuid()});
+  if (c.cap_prm_size()) {
+    struct {
+      uint32_t version;
+      int pid;
+    } hdr{0x20080522, 0};  // _LINUX_CAPABILITY_VERSION_3
+    struct {
+      uint32_t effective, permitted, inheritable;
+    } data[2];
+    uint64_t eff = cap64(c.cap_eff()), prm = cap64(c.cap_prm()), inh = cap64(c.cap_inh());
+    for (int i = 0; i < 2; i++) {
+      data[i].effective = static_cast<uint32_t>(eff >> (32 * i));
+      data[i].permitted = static_cast<uint32_t>(prm >> (32 * i));
+      data[i].inheritable = static_cast<uint32_t>(inh >> (32 * i));
+    }
+    uint64_t h = rt.put(0, &hdr, sizeof hdr);
+    uint64_t d = rt.put(64, data, sizeof data);
+    rt.check("capset", SYS_capset, {h, d});
+  }
+  rt.check("prctl(PR_SET_KEEPCAPS)", SYS_prctl, {PR_SET_KEEPCAPS, (c.secbits() & kKeepCaps) ? 1u : 0u});
 }
 
 void restore_registers(RemoteTask& rt, const core_entry& core) {
