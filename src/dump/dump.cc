@@ -69,6 +69,7 @@ void run(const Options& opts) {
   }
 
   FileTable files;
+  ShmemTable shmem;
   uint64_t pages_scanned = 0, pages_written = 0;
   double mem_read = 0, mem_write = 0;
   uint32_t next_pages_id = 1;
@@ -94,7 +95,7 @@ void run(const Options& opts) {
                        cores[i]);
     image::write_one(dir, fmt::format("ids-{}.img", t.pid), image::magic::kIds, ids);
 
-    mm_entry mm = collect_mm(t.pid, extras.brk, files);
+    mm_entry mm = collect_mm(t.pid, extras.brk, files, shmem);
     mm.set_dumpable(extras.dumpable);
     if (extras.thp_disabled) mm.set_thp_disabled(true);
     image::write_one(dir, fmt::format("mm-{}.img", t.pid), image::magic::kMm, mm);
@@ -113,6 +114,7 @@ void run(const Options& opts) {
     fs.set_umask(proc::read_status(t.pid).umask);
     image::write_one(dir, fmt::format("fs-{}.img", t.pid), image::magic::kFs, fs);
   }
+  pages_written += shmem.dump(dir, &next_pages_id);
   files.write(dir);
   if (files.saw_tty() && !opts.shell_job)
     fail("the tree uses a terminal: dump it with --shell-job (-j)");

@@ -57,7 +57,7 @@ uint64_t zero_pfn() {
 
 }  // namespace
 
-mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files) {
+mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem) {
   proc::Stat st = proc::read_stat(pid);
   mm_entry mm;
   mm.set_mm_start_code(st.startcode);
@@ -107,8 +107,12 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files) {
     } else if (v.path == "[vsyscall]") {
       status = image::kVmaVsyscall;
       flags |= MAP_ANONYMOUS;
+    } else if (v.shared && (v.path.empty() || v.path == "/dev/zero (deleted)")) {
+      status |= image::kVmaAnonShared;
+      flags |= MAP_ANONYMOUS;
+      e->set_shmid(v.inode);
+      shmem.add(pid, v.inode, v.start, v.end);
     } else if (v.path.empty() || v.path == "[heap]" || v.path == "[stack]") {
-      if (v.shared) fail("{}: shared anonymous memory is not supported yet", where());
       status |= image::kVmaAnonPrivate;
       if (v.path == "[heap]") status |= image::kVmaHeap;
       if (v.path == "[stack]") status |= image::kVmaStack;
@@ -119,7 +123,7 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files) {
       if (ends_with(v.path, " (deleted)"))
         fail("{}: a mapping of a deleted file is not supported yet", where());
       if (v.path.rfind("/SYSV", 0) == 0 || v.path.rfind("/memfd:", 0) == 0 ||
-          (v.path.rfind("/dev/zero", 0) == 0 && v.shared))
+          v.path.rfind("/dev/zero", 0) == 0)
         fail("{}: shared memory is not supported yet", where());
       if (v.has_flag("io") || v.has_flag("pf"))
         fail("{}: device (I/O) mappings are not supported", where());

@@ -8,13 +8,14 @@
 #include <vector>
 
 #include "dump/files.h"
+#include "dump/shmem.h"
 #include "mm.pb.h"
 #include "proc/proc.h"
 
 namespace cryo::dump {
 
 // Builds the mm entry from smaps, stat and auxv. `brk` is the task's current break.
-mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files);
+mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem);
 
 struct PageStats {
   uint64_t scanned = 0;

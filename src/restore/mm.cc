@@ -63,7 +63,7 @@ struct Block {
 
 }  // namespace
 
-uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan) {
+uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem) {
   const pid_t pid = t.pid();
   const mm_entry& mm = t.mm;
 
@@ -158,6 +158,17 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan) {
                                    MAP_NORESERVE)) |
                      MAP_FIXED;
     long fd = -1;
+    if (v.status() & image::kVmaAnonShared) {
+      fd = shmem.open(rt, v.shmid(), busy);
+      flags &= ~static_cast<uint64_t>(MAP_ANONYMOUS);
+      flags = (flags & ~static_cast<uint64_t>(MAP_PRIVATE)) | MAP_SHARED;
+      uint64_t got = rt.check("mmap", SYS_mmap,
+                              {v.start(), v.end() - v.start(), prot, flags,
+                               static_cast<uint64_t>(fd), v.pgoff()});
+      rt.check("close", SYS_close, {static_cast<uint64_t>(fd)});
+      if (got != v.start()) fail("task {}: mmap placed {:#x} at {:#x}", pid, v.start(), got);
+      continue;
+    }
     if (v.status() & (image::kVmaFilePrivate | image::kVmaFileShared)) {
       auto it = file_fds.find(v.shmid());
       if (it == file_fds.end()) {

@@ -4,11 +4,12 @@
 
 #include "infect/remote_task.h"
 #include "restore/plan.h"
+#include "restore/shmem.h"
 
 namespace cryo::restore {
 
 // Leaves the task with its final address space and a scratch area (free in that layout)
 // for the remaining remote syscalls. Returns the number of pages written.
-uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan);
+uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem);
 
 }  // namespace cryo::restore

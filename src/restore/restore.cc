@@ -48,10 +48,13 @@ int run(const Options& opts) {
   fault_point("restore-after-fork");
 
   uint64_t pages = 0;
+  ShmemSet shmem(plan);
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     if (plan.tasks[i].zombie) continue;
-    pages += restore_mm(tree.task(i), plan.tasks[i], plan);
+    pages += restore_mm(tree.task(i), plan.tasks[i], plan, shmem);
   }
+  shmem.finish([&](pid_t pid) -> RemoteTask& { return tree.task(static_cast<size_t>(plan.find(pid))); });
+  pages += shmem.pages_written();
   fault_point("restore-after-memory");
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     const TaskPlan& t = plan.tasks[i];

@@ -1,0 +1,67 @@
+#include "dump/shmem.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/log.h"
+#include "image/image.h"
+#include "kernel/syscalls.h"
+#include "pagemap.pb.h"
+
+namespace cryo::dump {
+
+void ShmemTable::add(pid_t pid, uint64_t inode, uint64_t start, uint64_t end) {
+  objects_.try_emplace(inode, Where{pid, start, end});
+}
+
+uint64_t ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
+  uint64_t written = 0;
+  for (const auto& [inode, w] : objects_) {
+    // The object itself, through the mapping's /proc/PID/map_files link: its holes are
+    // skipped with SEEK_DATA/SEEK_HOLE and its pages read without touching the task.
+    std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", w.pid, w.start, w.end);
+    Fd fd(::open(link.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) fail_sys("cannot open shared memory object {} of task {} ({})", inode, w.pid, link);
+    off_t size = ::lseek(fd.get(), 0, SEEK_END);
+    uint32_t pages_id = (*next_pages_id)++;
+    std::string pages_name = fmt::format("pages-{}.img", pages_id);
+    Fd out(::open((dir + "/" + pages_name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!out) fail_sys("cannot create image {}/{}", dir, pages_name);
+    image::Writer pm(dir, fmt::format("pagemap-shmem-{}.img", inode), image::magic::kPagemap);
+    pagemap_head head;
+    head.set_pages_id(pages_id);
+    pm.put(head);
+    std::vector<char> buf(4 << 20);
+    off_t pos = 0;
+    while (pos < size) {
+      off_t data = ::lseek(fd.get(), pos, SEEK_DATA);
+      if (data < 0) break;  // ENXIO: no more data
+      off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
+      if (hole < 0) hole = size;
+      pagemap_entry e;
+      e.set_vaddr(static_cast<uint64_t>(data));
+      e.set_nr_pages(static_cast<uint32_t>((hole - data) / kernel::kPageSize));
+      e.set_flags(image::kPePresent);
+      pm.put(e);
+      for (off_t off = data; off < hole;) {
+        size_t n = std::min<size_t>(buf.size(), static_cast<size_t>(hole - off));
+        ssize_t r = ::pread(fd.get(), buf.data(), n, off);
+        if (r <= 0) fail_sys("cannot read shared memory object {} at {}", inode, off);
+        if (::write(out.get(), buf.data(), static_cast<size_t>(r)) != r)
+          fail_sys("cannot write image {}/{}", dir, pages_name);
+        off += r;
+      }
+      written += static_cast<uint64_t>(hole - data) / kernel::kPageSize;
+      pos = hole;
+    }
+    pm.close();
+    log::info("shared memory object {} ({} bytes) dumped from task {}", inode, size, w.pid);
+  }
+  return written;
+}
+
+}  // namespace cryo::dump

@@ -1,0 +1,29 @@
+// Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS): one object may be mapped by several
+// tasks. Its content is dumped once, into pagemap-shmem-ID.img + pages-N.img, where ID is the
+// object's inode and page addresses are offsets in the object.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace cryo::dump {
+
+class ShmemTable {
+ public:
+  // Notes that task `pid` maps object `inode` at [start, end).
+  void add(pid_t pid, uint64_t inode, uint64_t start, uint64_t end);
+  // Dumps each object once; returns the pages written.
+  uint64_t dump(const std::string& dir, uint32_t* next_pages_id);
+
+ private:
+  struct Where {
+    pid_t pid;
+    uint64_t start, end;
+  };
+  std::map<uint64_t, Where> objects_;
+};
+
+}  // namespace cryo::dump
