@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "arch/x86_64/regs.h"
 #include "base/error.h"
@@ -145,9 +146,13 @@ namespace {
 // thread's registers back at the end.
 class ThreadProbe {
  public:
-  ThreadProbe(FrozenThread& th, uint64_t gadget, uint64_t sigmask, uint64_t scratch)
-      : rt_(th.tid, gadget), guard_(th.tid, sigmask), owns_scratch_(scratch == 0) {
+  // `nested`: the thread is already being probed by an enclosing ThreadProbe (the leader),
+  // which blocks its signals and puts its registers back.
+  ThreadProbe(FrozenThread& th, uint64_t gadget, uint64_t sigmask, uint64_t scratch,
+              bool nested = false)
+      : rt_(th.tid, gadget), nested_(nested), owns_scratch_(scratch == 0) {
     rt_.set_saved_regs(th.regs);
+    if (!nested_) guard_.emplace(th.tid, sigmask);
     if (scratch)
       rt_.adopt_scratch(scratch, kernel::kPageSize);
     else
@@ -156,7 +161,7 @@ class ThreadProbe {
   ~ThreadProbe() {
     try {
       if (owns_scratch_) rt_.unmap_scratch();
-      rt_.restore_regs();
+      if (!nested_) rt_.restore_regs();
     } catch (const Error& e) {
       log::warn("{}", e.what());
     }
@@ -165,8 +170,9 @@ class ThreadProbe {
 
  private:
   RemoteTask rt_;
-  SigmaskGuard guard_;
+  bool nested_;
   bool owns_scratch_;
+  std::optional<SigmaskGuard> guard_;
 };
 
 // State of one thread: registers, masks, per-thread attributes and credentials.
@@ -193,7 +199,7 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, uint64_t gad
 
   auto* creds = thc->mutable_creds();
   {
-    ThreadProbe probe(th, gadget, sigmask, scratch);
+    ThreadProbe probe(th, gadget, sigmask, scratch, /*nested=*/th.tid == t.pid);
     RemoteTask& rt = probe.rt();
     uint64_t s = rt.scratch();
     rt.check("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, s});

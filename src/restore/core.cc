@@ -130,7 +130,11 @@ void restore_process_state(RemoteTask& rt, const TaskPlan& t) {
       v.it_interval.tv_usec = static_cast<suseconds_t>(which[w]->iusec());
       v.it_value.tv_sec = static_cast<time_t>(which[w]->vsec());
       v.it_value.tv_usec = static_cast<suseconds_t>(which[w]->vusec());
-      if (!v.it_value.tv_sec && !v.it_value.tv_usec) continue;
+      if (!v.it_value.tv_sec && !v.it_value.tv_usec) {
+        // A periodic timer whose signal is pending reads as 0 (Linux 6.13+): it is armed.
+        if (!v.it_interval.tv_sec && !v.it_interval.tv_usec) continue;
+        v.it_value = v.it_interval;
+      }
       if (w != ITIMER_REAL) {
         long us = v.it_value.tv_sec * 1000000L + v.it_value.tv_usec - cpu_timer_tick_us();
         if (us < 1) us = 1;

@@ -4,7 +4,7 @@
 #   run-test.sh CRYO_BINARY PROGRAM_OR_NAME FLAVOR
 #
 # PROGRAM_OR_NAME is the path of a test program (tests/cr/progs/*.c) for the
-# flavors restore, restore-detached, leave-running and shell-job; "loop_sh" or
+# flavors restore, restore-detached, leave-running, exit-status and shell-job; "loop_sh" or
 # "python" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-pipe fault-dump fault-restore traced).
@@ -396,6 +396,24 @@ flavor_leave_running() {
 	restore_fg
 }
 
+# cryo restore (no -d) exits with 128+signo when the restored root dies by a signal.
+flavor_exit_status() {
+	start_prog "$PROG"
+	dump_ok dump
+	check_tree_gone
+	log "cryo restore -D $IMG (then SIGTERM to the restored root)"
+	"$CRYO" restore -D "$IMG" -o "$D/restore.log" -v4 >"$D/restore.stdout" 2>"$D/restore.stderr" &
+	local rpid=$!
+	HELPERS+=("$rpid")
+	wait_until 30 usr1_ready || die "the restored root $ROOT did not come up within 30 s (state $(state_of "$ROOT"))"
+	kill -TERM "$ROOT"
+	wait_until 30 is_gone "$rpid" || die "cryo restore did not exit within 30 s after its root got SIGTERM"
+	wait "$rpid"
+	local rc=$?
+	(( rc == 128 + 15 )) || die "cryo restore exited $rc after its root died by SIGTERM, expected 143: $(msg_of restore)"
+	log "cryo restore exited 143 after the root died by SIGTERM"
+}
+
 flavor_shell_job() {
 	spawn --tty script -qfec "$PROG $D" "$D/typescript1"
 	local spid=$SPAWN_PID
@@ -442,10 +460,10 @@ demo_loop_sh() {
 	spawn sh -c "i=0; while :; do i=\$((i+1)); echo \$i > $D/count; sleep 0.2; done"
 	ROOT=$SPAWN_PID BGPID=$SPAWN_PID
 	echo "$ROOT" >"$D/ready"
-	EXE=$(readlink "/proc/$ROOT/exe")
 	count() { cat "$D/count" 2>/dev/null; }
 	count_at_least() { local c; c=$(count); [[ -n $c ]] && (( c >= $1 )); }
 	wait_until 10 count_at_least 3 || die "the loop did not start counting"
+	EXE=$(readlink "/proc/$ROOT/exe")
 	log "loop running as pid $ROOT, count $(count)"
 	dump_ok dump
 	check_tree_gone
@@ -453,7 +471,8 @@ demo_loop_sh() {
 	v1=$(count)
 	sleep 1
 	v2=$(count)
-	[[ -n $v1 && $v1 == "$v2" ]] || die "count still changing after dump ($v1 -> $v2)"
+	[[ $v1 == "$v2" ]] || die "count still changing after dump ($v1 -> $v2)"
+	# (empty: the dump caught "echo > count" between truncate and write)
 
 	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4
 	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
@@ -470,7 +489,11 @@ demo_loop_sh() {
 		sleep 0.05
 		c=$(count)
 	done
-	(( c == v1 + 1 )) || die "count continued at $c, expected $((v1 + 1)) (restarted or jumped?)"
+	if [[ -n $v1 ]]; then
+		(( c == v1 + 1 )) || die "count continued at $c, expected $((v1 + 1)) (restarted or jumped?)"
+	else
+		v1=$((c - 1))
+	fi
 	has_child() { [[ -n $(cat "/proc/$ROOT/task/$ROOT/children" 2>/dev/null) ]]; }
 	wait_until 3 has_child || die "restored shell $ROOT never had a child (sleep) within 3 s"
 	wait_until 5 count_at_least $((v1 + 3)) || die "count stopped after restore at $(count)"
@@ -667,9 +690,10 @@ mkdir -p "$IMG"
 log "cryo $CRYO, test $PROG, flavor $FLAVOR, workdir $W"
 
 case $FLAVOR in
-restore | restore-detached | leave-running | shell-job)
+restore | restore-detached | leave-running | shell-job | exit-status)
 	[[ -x $PROG ]] || die "test program $PROG not found"
 	case $FLAVOR in
+	exit-status) flavor_exit_status ;;
 	restore) flavor_restore ;;
 	restore-detached) flavor_restore_detached ;;
 	leave-running) flavor_leave_running ;;
