@@ -178,14 +178,16 @@ class ThreadProbe {
 // State of one thread: registers, masks, per-thread attributes and credentials.
 // `sigmask` is the thread's own mask and th.regs its own registers, read before any probe.
 void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, uint64_t gadget,
-                 uint64_t scratch, core_entry* core) {
+                 uint64_t scratch, SeccompTable& seccomp, core_entry* core) {
   const pid_t tid = th.tid;
   std::string xstate = arch::get_xstate(tid);
   kernel::RseqConfig rseq{};
   long rseq_len = ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), tid,
                          sizeof rseq, &rseq);
   proc::Status st = proc::read_status(tid);
-  if (st.seccomp != 0) fail("task {} ({}) runs under seccomp: not supported yet", tid, st.name);
+  if (st.cap_amb != 0)
+    fail("task {} ({}) has ambient capabilities ({:#x}): not supported yet", tid, st.name,
+         st.cap_amb);
 
   auto* ti = core->mutable_thread_info();
   arch::regs_to_image(th.regs, ti->mutable_gpregs());
@@ -253,7 +255,8 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, uint64_t gad
   thc->set_sched_policy(static_cast<uint32_t>(policy));
   thc->set_sched_prio(static_cast<uint32_t>(sp.sched_priority));
   thc->set_sched_nice(nice);
-  thc->set_seccomp_mode(disabled);
+  seccomp.dump_thread(tid, st.seccomp, thc);
+  if (st.no_new_privs) creds->set_no_new_privs(1);
   if (rseq_len > 0 && rseq.rseq_abi_pointer) {
     auto* r = thc->mutable_rseq_entry();
     r->set_rseq_abi_pointer(rseq.rseq_abi_pointer);
@@ -264,7 +267,7 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, uint64_t gad
 
 }  // namespace
 
-std::vector<core_entry> dump_core(FrozenTask& t, CoreExtras* extras) {
+std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtras* extras) {
   const pid_t pid = t.pid;
   std::vector<core_entry> cores(t.threads.size());
   for (auto& c : cores) c.set_mtype(core_entry::X86_64);
@@ -325,7 +328,7 @@ std::vector<core_entry> dump_core(FrozenTask& t, CoreExtras* extras) {
     extras->thp_disabled = thp > 0;
 
     for (size_t i = 0; i < t.threads.size(); i++)
-      dump_thread(t, t.threads[i], masks[i], gadget, s, &cores[i]);
+      dump_thread(t, t.threads[i], masks[i], gadget, s, seccomp, &cores[i]);
   }
 
   auto* rl = tc->mutable_rlimits();

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core.pb.h"
+#include "dump/seccomp.h"
 #include "image/image.h"
 #include "infect/frozen_tree.h"
 
@@ -18,7 +19,7 @@ struct CoreExtras {
 
 // Reads the state of a seized, stopped process (running a few syscalls inside it): one
 // core entry per thread, the leader's first with the process-wide state.
-std::vector<core_entry> dump_core(FrozenTask& t, CoreExtras* extras);
+std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtras* extras);
 // The core of a zombie: only its state and exit status.
 core_entry dump_zombie_core(const FrozenTask& t);
 

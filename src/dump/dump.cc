@@ -13,6 +13,7 @@
 #include "dump/core.h"
 #include "dump/files.h"
 #include "dump/mm.h"
+#include "dump/seccomp.h"
 #include "fs.pb.h"
 #include "image/image.h"
 #include "infect/frozen_tree.h"
@@ -70,6 +71,7 @@ void run(const Options& opts) {
 
   FileTable files;
   ShmemTable shmem;
+  SeccompTable seccomp;
   uint64_t pages_scanned = 0, pages_written = 0;
   double mem_read = 0, mem_write = 0;
   uint32_t next_pages_id = 1;
@@ -88,7 +90,7 @@ void run(const Options& opts) {
     }
     log::info("dumping task {} ({})", t.pid, t.stat.comm);
     CoreExtras extras;
-    std::vector<core_entry> cores = dump_core(t, &extras);
+    std::vector<core_entry> cores = dump_core(t, seccomp, &extras);
     *cores[0].mutable_ids() = ids;
     for (size_t i = 0; i < cores.size(); i++)
       image::write_one(dir, fmt::format("core-{}.img", t.threads[i].tid), image::magic::kCore,
@@ -116,6 +118,7 @@ void run(const Options& opts) {
   }
   pages_written += shmem.dump(dir, &next_pages_id);
   files.write(dir);
+  seccomp.write(dir);
   if (files.saw_tty() && !opts.shell_job)
     fail("the tree uses a terminal: dump it with --shell-job (-j)");
 

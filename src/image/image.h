@@ -28,6 +28,7 @@ constexpr uint32_t kFs = 0x51403912;
 constexpr uint32_t kFiles = 0x56303138;
 constexpr uint32_t kStats = 0x57093306;
 constexpr uint32_t kTtyInfo = 0x59453036;
+constexpr uint32_t kSeccomp = 0x64413049;
 }  // namespace magic
 
 constexpr uint32_t kImagesV1_1 = 2;  // inventory_entry.img_version

@@ -94,6 +94,12 @@ void FrozenTree::seize_threads(FrozenTask& t) {
           continue;  // the thread exited meanwhile
         throw;
       }
+      // cryo's remote syscalls must not meet the thread's seccomp filters.
+      if (proc::read_status(tid).seccomp != 0 &&
+          ptrace(PTRACE_SETOPTIONS, tid, nullptr, PTRACE_O_SUSPEND_SECCOMP) < 0)
+        fail_sys("task {} runs under seccomp and cryo cannot suspend its filters (cryo needs "
+                 "CAP_SYS_ADMIN and no seccomp filter of its own)",
+                 tid);
       FrozenThread th;
       th.tid = tid;
       if (tid == t.pid)

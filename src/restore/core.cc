@@ -272,6 +272,8 @@ void restore_creds(RemoteTask& rt, const core_entry& core) {
     rt.check("capset", SYS_capset, {h, d});
   }
   rt.check("prctl(PR_SET_KEEPCAPS)", SYS_prctl, {PR_SET_KEEPCAPS, (c.secbits() & kKeepCaps) ? 1u : 0u});
+  if (c.no_new_privs())
+    rt.check("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0});
 }
 
 void restore_registers(RemoteTask& rt, const core_entry& core) {

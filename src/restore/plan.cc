@@ -74,6 +74,9 @@ Plan load_plan(const std::string& dir, bool shell_job) {
     while (r.next(e)) plan.files[e.id()] = e;
   }
 
+  if (image::exists(dir, "seccomp.img"))
+    image::read_one(dir, "seccomp.img", image::magic::kSeccomp, plan.seccomp);
+
   const pid_t root = plan.tasks[0].pid();
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     TaskPlan& t = plan.tasks[i];

@@ -13,6 +13,7 @@
 #include "mm.pb.h"
 #include "pagemap.pb.h"
 #include "pstree.pb.h"
+#include "seccomp.pb.h"
 #include "tty.pb.h"
 
 namespace cryo::restore {
@@ -36,6 +37,7 @@ struct Plan {
   std::string dir;
   std::vector<TaskPlan> tasks;  // parents before children; tasks[0] is the root
   std::map<uint32_t, file_entry> files;
+  seccomp_entry seccomp;   // filters referred to by thread cores
   bool shell_job = false;  // the images hold a terminal job
   int find(pid_t pid) const;
   const reg_file_entry& reg(uint32_t id, const char* what, pid_t pid) const;

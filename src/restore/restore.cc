@@ -1,5 +1,7 @@
 #include "restore/restore.h"
 
+#include "restore/seccomp.h"
+
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,6 +69,8 @@ int run(const Options& opts) {
     for (size_t k = 0; k < threads.size(); k++)
       restore_thread_state(*threads[k], t.threads[k], i == 0 && k == 0);
     restore_shared_signals(leader, t);
+    for (size_t k = 0; k < threads.size(); k++)
+      restore_seccomp(*threads[k], t.threads[k].thread_core(), plan.seccomp);
     for (size_t k = 0; k < threads.size(); k++) restore_creds(*threads[k], t.threads[k]);
     leader.unmap_scratch();
     for (size_t k = 0; k < threads.size(); k++) restore_registers(*threads[k], t.threads[k]);
