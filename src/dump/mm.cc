@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <future>
 #include <cstring>
 
 #include "base/error.h"
@@ -158,17 +159,31 @@ PageStats dump_pages(pid_t pid, const mm_entry& mm, const std::string& dir, uint
   std::vector<char> buf(kBuf);
   size_t used = 0, pending = 0;  // bytes in buf; bytes queued in `remote`
   std::vector<iovec> remote;
-  auto flush_buf = [&] {
+  // The image is written by a second thread while the next buffer is read from the task.
+  std::vector<char> spare(kBuf);
+  std::future<void> inflight;
+  auto wait_write = [&] {
+    if (!inflight.valid()) return;
     auto t0 = clock::now();
-    size_t off = 0;
-    while (off < used) {
-      ssize_t n = ::write(out.get(), buf.data() + off, used - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) fail_sys("cannot write image {}/{}", dir, pages_name);
-      off += n;
-    }
-    used = 0;
+    inflight.get();
     stats.write_seconds += std::chrono::duration<double>(clock::now() - t0).count();
+  };
+  auto flush_buf = [&] {
+    wait_write();
+    std::swap(buf, spare);
+    size_t len = used;
+    used = 0;
+    const int fd = out.get();
+    const char* data = spare.data();
+    inflight = std::async(std::launch::async, [fd, data, len, &dir, &pages_name] {
+      size_t off = 0;
+      while (off < len) {
+        ssize_t n = ::write(fd, data + off, len - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) fail_sys("cannot write image {}/{}", dir, pages_name);
+        off += static_cast<size_t>(n);
+      }
+    });
   };
   auto read_batch = [&](bool readable) {
     if (remote.empty()) return;
@@ -267,6 +282,7 @@ PageStats dump_pages(pid_t pid, const mm_entry& mm, const std::string& dir, uint
     read_batch(readable);
   }
   flush_buf();
+  wait_write();
   pm.close();
   log::info("task {}: {} pages scanned, {} dumped", pid, stats.scanned, stats.written);
   return stats;
