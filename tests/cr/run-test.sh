@@ -4,8 +4,8 @@
 #   run-test.sh CRYO_BINARY PROGRAM_OR_NAME FLAVOR
 #
 # PROGRAM_OR_NAME is the path of a test program (tests/cr/progs/*.c) for the
-# flavors restore, restore-detached, leave-running, exit-status and shell-job; "loop_sh" or
-# "python" for the flavor demo; "errors" for the error flavors
+# flavors restore, restore-detached, leave-running, exit-status and shell-job;
+# "loop_sh" or "python" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-pipe fault-dump fault-restore traced).
 # Helper programs (memory, task_state, tree, pipe_holder, tracer) are taken
@@ -44,7 +44,6 @@ EXE=""             # /proc/ROOT/exe of the original
 COMM=""
 SEND_USR1=1
 HELPERS=()         # cryo/script/tracer processes we started
-EXTRA_PIDS=()      # more pids to kill on exit (guarded by the WORKDIR check)
 RC=0
 
 log() { echo "[$(date +%T.%3N)] $*"; }
@@ -116,7 +115,7 @@ test_pids() {
 
 kill_test_procs() {
 	local p f
-	local pids=("${EXTRA_PIDS[@]}")
+	local pids=()
 	for f in $(find "$W" -name 'ready*' -type f 2>/dev/null); do
 		pids+=($(tr -dc '0-9\n' <"$f"))
 	done
@@ -133,8 +132,11 @@ cleanup() {
 	trap - EXIT
 	kill_test_procs
 	local p
-	for p in "${HELPERS[@]}"; do
-		kill -KILL "$p" 2>/dev/null
+	for p in "${HELPERS[@]}"; do # only if still our child (pids get reused)
+		local st
+		st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		st=${st##*) }
+		[[ $(cut -d' ' -f2 <<<"$st") == "$$" ]] && kill -KILL "$p" 2>/dev/null
 	done
 	if (( rc == 0 )); then
 		rm -rf "$W"
