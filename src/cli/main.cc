@@ -1,5 +1,6 @@
 // cryo: checkpoint/restore of Linux process trees.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -79,5 +80,11 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   // A dying reader of our output must not kill cryo mid-dump.
   ::signal(SIGPIPE, SIG_IGN);
+  // A restore holds every file of the tree open at once: allow as many fds as we may.
+  rlimit nofile;
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   return run(argc, argv);
 }

@@ -26,7 +26,6 @@ fown_entry* zero_fown(fown_entry* f) {
 
 // What kind of non-regular object a /proc/PID/fd link names, for the refusal message.
 std::string kind_of_link(const std::string& link) {
-  if (link.rfind("pipe:", 0) == 0) return "pipe";
   if (link.rfind("socket:", 0) == 0) return "socket";
   if (link.rfind("anon_inode:", 0) == 0) {
     std::string k = link.substr(11);
@@ -67,24 +66,60 @@ uint32_t FileTable::by_path(const std::string& path, uint32_t flags) {
   return id;
 }
 
+namespace {
+
+// Reads "key: value" from an fdinfo text.
+std::string fdinfo_field(const std::string& text, const std::string& key) {
+  size_t p = text.find(key + ":");
+  if (p == std::string::npos) return "";
+  p += key.size() + 1;
+  size_t e = text.find('\n', p);
+  std::string v = text.substr(p, e == std::string::npos ? std::string::npos : e - p);
+  size_t b = v.find_first_not_of(" \t");
+  return b == std::string::npos ? "" : v.substr(b);
+}
+
+uint64_t link_inode(const std::string& link) {
+  size_t b = link.find('[');
+  return b == std::string::npos ? 0 : std::stoull(link.substr(b + 1));
+}
+
+}  // namespace
+
 void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, bool shell_job) {
   std::string base = fmt::format("/proc/{}/fd", pid);
   image::Writer w(dir, fmt::format("fdinfo-{}.img", files_id), image::magic::kFdinfo);
   for (int fd : proc::list_dir_numbers(base)) {
     std::string link = proc::read_link(fmt::format("{}/{}", base, fd));
-    if (std::string k = kind_of_link(link); !k.empty())
-      fail("task {} fd {}: {} ({}) is not supported yet", pid, fd, k, link);
     struct stat st;
     if (::stat(fmt::format("{}/{}", base, fd).c_str(), &st) < 0)
       fail_sys("task {} fd {}: cannot stat {}", pid, fd, link);
     proc::FdInfo fi = proc::read_fdinfo(pid, fd);
-    bool tty = S_ISCHR(st.st_mode) && is_tty_rdev(st.st_rdev);
+    const uint32_t flags = fi.flags & ~O_CLOEXEC;
+
+    // What kind of file: decides the entry type and how it is dumped.
+    fd_types type;
+    bool tty = false;
+    if (link.rfind("pipe:", 0) == 0) {
+      type = PIPE;
+    } else if (link == "anon_inode:[eventfd]") {
+      type = EVENTFD;
+    } else if (std::string k = kind_of_link(link); !k.empty()) {
+      fail("task {} fd {}: {} ({}) is not supported yet", pid, fd, k, link);
+    } else if (S_ISFIFO(st.st_mode)) {
+      type = FIFO;
+    } else if (S_ISCHR(st.st_mode) && is_tty_rdev(st.st_rdev)) {
+      type = TTY;
+      tty = true;
+    } else if (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode) || S_ISDIR(st.st_mode)) {
+      type = REG;
+    } else {
+      fail("task {} fd {}: {} (mode {:o}) is not supported yet", pid, fd, link, st.st_mode);
+    }
     if (tty && !shell_job)
       fail("task {} fd {} is the terminal {}: the tree is attached to a terminal; dump it with "
            "--shell-job (-j)",
            pid, fd, link);
-    if (!tty && !S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) && !S_ISDIR(st.st_mode))
-      fail("task {} fd {}: {} (mode {:o}) is not supported yet", pid, fd, link, st.st_mode);
     if (link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0)
       fail("task {} fd {}: deleted file {} is not supported yet", pid, fd, link);
 
@@ -101,45 +136,76 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
       fds_.push_back({pid, fd, id});
       file_entry e;
       e.set_id(id);
-      uint32_t flags = fi.flags & ~O_CLOEXEC;
-      if (tty) {
-        e.set_type(TTY);
-        auto* t = e.mutable_tty();
-        t->set_id(id);
-        t->set_tty_info_id(static_cast<uint32_t>(st.st_rdev));
-        t->set_flags(flags);
-        zero_fown(t->mutable_fown());
-        if (!ttys_.count(st.st_rdev)) {
-          tty_info_entry ti;
-          ti.set_id(static_cast<uint32_t>(st.st_rdev));
-          ti.set_type(major(st.st_rdev) >= 136 && major(st.st_rdev) <= 143 ? PTY : EXT_TTY);
-          ti.set_locked(false);
-          ti.set_exclusive(false);
-          ti.set_packet_mode(false);
-          ti.set_sid(0);
-          ti.set_pgrp(0);
-          ti.set_rdev(static_cast<uint32_t>(st.st_rdev));
-          if (ti.type() == PTY) ti.mutable_pty()->set_index(minor(st.st_rdev));
-          ttys_[st.st_rdev] = ti;
+      e.set_type(type);
+      switch (type) {
+        case TTY: {
+          auto* t = e.mutable_tty();
+          t->set_id(id);
+          t->set_tty_info_id(static_cast<uint32_t>(st.st_rdev));
+          t->set_flags(flags);
+          zero_fown(t->mutable_fown());
+          if (!ttys_.count(st.st_rdev)) {
+            tty_info_entry ti;
+            ti.set_id(static_cast<uint32_t>(st.st_rdev));
+            ti.set_type(major(st.st_rdev) >= 136 && major(st.st_rdev) <= 143 ? PTY : EXT_TTY);
+            ti.set_locked(false);
+            ti.set_exclusive(false);
+            ti.set_packet_mode(false);
+            ti.set_sid(0);
+            ti.set_pgrp(0);
+            ti.set_rdev(static_cast<uint32_t>(st.st_rdev));
+            if (ti.type() == PTY) ti.mutable_pty()->set_index(minor(st.st_rdev));
+            ttys_[st.st_rdev] = ti;
+          }
+          break;
         }
-      } else {
-        e.set_type(REG);
-        auto* r = e.mutable_reg();
-        r->set_id(id);
-        r->set_flags(flags);
-        r->set_pos(fi.pos);
-        zero_fown(r->mutable_fown());
-        r->set_name(link);
-        r->set_mnt_id(fi.mnt_id);
-        if (S_ISREG(st.st_mode)) r->set_size(st.st_size);
-        r->set_mode(st.st_mode);
+        case PIPE: {
+          auto* p = e.mutable_pipe();
+          p->set_id(id);
+          p->set_pipe_id(static_cast<uint32_t>(link_inode(link)));
+          p->set_flags(flags);
+          zero_fown(p->mutable_fown());
+          pipes_.add(pid, fd, link_inode(link), false);
+          break;
+        }
+        case FIFO: {
+          auto* f = e.mutable_fifo();
+          f->set_id(id);
+          f->set_pipe_id(static_cast<uint32_t>(st.st_ino));
+          f->set_regf_id(by_path(link, flags));
+          pipes_.add(pid, fd, st.st_ino, true);
+          break;
+        }
+        case EVENTFD: {
+          std::string text = proc::read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd));
+          auto* ev = e.mutable_efd();
+          ev->set_id(id);
+          uint32_t evflags = flags;
+          if (fdinfo_field(text, "eventfd-semaphore") == "1") evflags |= 1;  // EFD_SEMAPHORE
+          ev->set_flags(evflags);
+          zero_fown(ev->mutable_fown());
+          ev->set_counter(std::stoull(fdinfo_field(text, "eventfd-count"), nullptr, 16));
+          break;
+        }
+        default: {
+          auto* r = e.mutable_reg();
+          r->set_id(id);
+          r->set_flags(flags);
+          r->set_pos(fi.pos);
+          zero_fown(r->mutable_fown());
+          r->set_name(link);
+          r->set_mnt_id(fi.mnt_id);
+          if (S_ISREG(st.st_mode)) r->set_size(st.st_size);
+          r->set_mode(st.st_mode);
+          break;
+        }
       }
       entries_.push_back(std::move(e));
     }
     fdinfo_entry fe;
     fe.set_id(id);
     fe.set_flags((fi.flags & O_CLOEXEC) ? FD_CLOEXEC : 0);
-    fe.set_type(tty ? TTY : REG);
+    fe.set_type(type);
     fe.set_fd(fd);
     w.put(fe);
     log::debug("task {} fd {} -> file {} {}", pid, fd, id, link);
@@ -151,6 +217,7 @@ void FileTable::write(const std::string& dir) {
   image::Writer w(dir, "files.img", image::magic::kFiles);
   for (const auto& e : entries_) w.put(e);
   w.close();
+  pipes_.write(dir);
   if (!ttys_.empty()) {
     image::Writer t(dir, "tty-info.img", image::magic::kTtyInfo);
     for (const auto& [rdev, e] : ttys_) t.put(e);

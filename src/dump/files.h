@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dump/pipes.h"
 #include "fdinfo.pb.h"
 #include "tty.pb.h"
 
@@ -37,6 +38,7 @@ class FileTable {
   std::vector<Known> fds_;  // one representative per open file, for kcmp
   std::vector<file_entry> entries_;
   std::map<uint64_t, tty_info_entry> ttys_;  // by rdev
+  PipeData pipes_;
 };
 
 // True for the major numbers of terminals: ttys, consoles, ptys.

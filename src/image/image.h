@@ -29,6 +29,8 @@ constexpr uint32_t kFiles = 0x56303138;
 constexpr uint32_t kStats = 0x57093306;
 constexpr uint32_t kTtyInfo = 0x59453036;
 constexpr uint32_t kSeccomp = 0x64413049;
+constexpr uint32_t kPipesData = 0x56453709;
+constexpr uint32_t kFifoData = 0x59333054;
 }  // namespace magic
 
 constexpr uint32_t kImagesV1_1 = 2;  // inventory_entry.img_version

@@ -70,6 +70,10 @@ inline long kcmp(pid_t a, pid_t b, int type, unsigned long x, unsigned long y) {
 }
 inline long clone3(CloneArgs* args) { return ::syscall(SYS_clone3, args, sizeof(*args)); }
 inline long gettid_raw() { return ::syscall(SYS_gettid); }
+inline int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+inline int pidfd_getfd(int pidfd, int fd) {
+  return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0));
+}
 
 // Rounds to pages.
 constexpr uint64_t kPageSize = 4096;

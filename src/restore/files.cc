@@ -1,13 +1,17 @@
 #include "restore/files.h"
 
 #include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <map>
+#include <algorithm>
 
 #include "base/error.h"
 #include "base/log.h"
+#include "image/image.h"
+#include "kernel/syscalls.h"
 
 namespace cryo::restore {
 namespace {
@@ -22,49 +26,149 @@ std::string own_terminal() {
        "from the terminal the job should use");
 }
 
+void write_all(int fd, const std::string& data, const char* what, uint32_t id) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail_sys("cannot put the saved data back into {} {}", what, id);
+    off += static_cast<size_t>(n);
+  }
+}
+
 }  // namespace
 
-void restore_files(RemoteTask& rt, const TaskPlan& t, const Plan& plan) {
-  const pid_t pid = t.pid();
-  std::map<uint32_t, int> placed;  // file id -> first fd holding it
-  for (const auto& fdi : t.fds) {
-    const int target = static_cast<int>(fdi.fd());
-    const uint64_t cloexec = (fdi.flags() & FD_CLOEXEC) ? O_CLOEXEC : 0;
-    if (auto it = placed.find(fdi.id()); it != placed.end()) {
-      rt.check("dup3", SYS_dup3, {static_cast<uint64_t>(it->second), static_cast<uint64_t>(target), cloexec});
-      continue;
-    }
-    const file_entry& f = plan.files.at(fdi.id());
-    std::string path;
-    uint32_t flags;
-    uint64_t pos = 0;
-    if (f.type() == TTY) {
-      path = own_terminal();
-      flags = f.tty().flags();
-    } else {
-      path = f.reg().name();
-      flags = f.reg().flags();
-      pos = f.reg().pos();
-    }
-    flags &= ~static_cast<uint32_t>(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC);
-    flags |= O_NOCTTY;
-    uint64_t p = rt.put_str(0, path);
-    long got = rt.syscall(SYS_openat, {static_cast<uint64_t>(AT_FDCWD), p, flags | cloexec, 0});
-    if (got < 0)
-      fail_errno(static_cast<int>(-got), "task {} fd {}: cannot open {}", pid, target, path);
-    if (f.type() == REG && pos) {
-      long r = rt.syscall(SYS_lseek, {static_cast<uint64_t>(got), pos, SEEK_SET});
-      if (r < 0 && r != -ESPIPE)
-        fail_errno(static_cast<int>(-r), "task {} fd {}: cannot seek {} to {}", pid, target, path, pos);
-    }
-    // Fds are placed in increasing order, so the lowest free number is at most `target`.
-    if (got != target) {
-      rt.check("dup3", SYS_dup3, {static_cast<uint64_t>(got), static_cast<uint64_t>(target), cloexec});
-      rt.check("close", SYS_close, {static_cast<uint64_t>(got)});
-    }
-    placed[fdi.id()] = target;
-    log::debug("task {} fd {}: {}", pid, target, path);
+FileSet::FileSet(const Plan& plan) : plan_(plan) {
+  load_pipe_data("pipes-data.img", image::magic::kPipesData, false);
+  load_pipe_data("fifo-data.img", image::magic::kFifoData, true);
+}
+
+void FileSet::load_pipe_data(const char* name, uint32_t magic, bool fifo) {
+  if (!image::exists(plan_.dir, name)) return;
+  image::Reader r(plan_.dir, name, magic);
+  pipe_data_entry e;
+  while (r.next(e)) {
+    Data& d = data_[{fifo, e.pipe_id()}];
+    d.size = e.size();
+    d.bytes = std::string(r.take_raw(e.bytes()));
   }
+}
+
+Fd FileSet::open_reg(const reg_file_entry& r) {
+  uint32_t flags = r.flags() & ~static_cast<uint32_t>(O_CREAT | O_EXCL | O_TRUNC);
+  Fd fd(::open(r.name().c_str(), static_cast<int>(flags | O_NOCTTY | O_CLOEXEC)));
+  if (!fd) fail_sys("cannot open {} (file {})", r.name(), r.id());
+  if (r.pos() && ::lseek(fd.get(), static_cast<off_t>(r.pos()), SEEK_SET) < 0 && errno != ESPIPE)
+    fail_sys("cannot seek {} to {}", r.name(), r.pos());
+  return fd;
+}
+
+Fd FileSet::open_pipe_end(uint32_t pipe_id, uint32_t flags, bool fifo, const std::string& path) {
+  Pipe& p = pipes_[pipe_id];
+  if (!p.rd) {
+    if (fifo) {
+      // O_RDWR never blocks on a FIFO and keeps it open while its ends are opened.
+      p.rd.reset(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+      if (!p.rd) fail_sys("cannot open FIFO {}", path);
+    } else {
+      int fds[2];
+      if (::pipe2(fds, O_CLOEXEC) < 0) fail_sys("cannot create pipe {}", pipe_id);
+      p.rd.reset(fds[0]);
+      p.wr.reset(fds[1]);
+    }
+    auto it = data_.find({fifo, pipe_id});
+    if (it != data_.end()) {
+      int wfd = fifo ? p.rd.get() : p.wr.get();
+      if (it->second.size && ::fcntl(wfd, F_SETPIPE_SZ, it->second.size) < 0)
+        fail_sys("cannot size pipe {} to {} bytes", pipe_id, it->second.size);
+      write_all(wfd, it->second.bytes, "pipe", pipe_id);
+    }
+  }
+  const int acc = static_cast<int>(flags & O_ACCMODE);
+  Fd end;
+  if (fifo) {
+    end.reset(::open(path.c_str(), (acc | O_NONBLOCK | O_CLOEXEC)));
+    if (!end) fail_sys("cannot open FIFO {}", path);
+  } else {
+    end.reset(::fcntl(acc == O_RDONLY ? p.rd.get() : p.wr.get(), F_DUPFD_CLOEXEC, 0));
+    if (!end) fail_sys("cannot duplicate an end of pipe {}", pipe_id);
+  }
+  // A pipe end made here is a new open file, so its status flags are its own.
+  if (::fcntl(end.get(), F_SETFL, flags & (O_NONBLOCK | O_APPEND | O_ASYNC | O_DIRECT)) < 0)
+    fail_sys("cannot set the flags of pipe {}", pipe_id);
+  return end;
+}
+
+int FileSet::get(uint32_t id) {
+  if (auto it = files_.find(id); it != files_.end()) return it->second.get();
+  auto fe = plan_.files.find(id);
+  if (fe == plan_.files.end()) fail("image files.img is corrupt: no file {}", id);
+  const file_entry& f = fe->second;
+  Fd fd;
+  switch (f.type()) {
+    case REG:
+      fd = open_reg(f.reg());
+      break;
+    case TTY: {
+      std::string tty = own_terminal();
+      fd.reset(::open(tty.c_str(), static_cast<int>((f.tty().flags() & ~O_CREAT) | O_NOCTTY | O_CLOEXEC)));
+      if (!fd) fail_sys("cannot open terminal {}", tty);
+      break;
+    }
+    case PIPE:
+      fd = open_pipe_end(f.pipe().pipe_id(), f.pipe().flags(), false, "");
+      break;
+    case FIFO: {
+      const reg_file_entry& r = plan_.reg(f.fifo().regf_id(), "FIFO", 0);
+      fd = open_pipe_end(f.fifo().pipe_id(), r.flags(), true, r.name());
+      break;
+    }
+    case EVENTFD: {
+      const auto& e = f.efd();
+      int eflags = EFD_CLOEXEC | ((e.flags() & 1) ? EFD_SEMAPHORE : 0);
+      fd.reset(::eventfd(0, eflags));
+      if (!fd) fail_sys("cannot create eventfd {}", id);
+      uint64_t c = e.counter();
+      if (c && ::write(fd.get(), &c, sizeof c) != sizeof c)
+        fail_sys("cannot set the counter of eventfd {} to {}", id, c);
+      if (::fcntl(fd.get(), F_SETFL, e.flags() & O_NONBLOCK) < 0)
+        fail_sys("cannot set the flags of eventfd {}", id);
+      break;
+    }
+    default:
+      fail("file {}: kind {} is not supported yet", id, static_cast<int>(f.type()));
+  }
+  int raw = fd.get();
+  files_[id] = std::move(fd);
+  return raw;
+}
+
+void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
+  const pid_t pid = t.pid();
+  if (t.fds.empty()) return;
+  // The task takes each file from cryo with pidfd_getfd. Its pidfd on cryo sits above every
+  // fd number to restore, so fds can be placed in increasing order: the lowest free number
+  // is then never above the one wanted.
+  uint64_t top = t.fds.back().fd() + 1;
+  long p = rt.check("pidfd_open", SYS_pidfd_open, {static_cast<uint64_t>(::getpid()), 0});
+  long pidfd = rt.check("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl,
+                        {static_cast<uint64_t>(p), F_DUPFD_CLOEXEC, std::max<uint64_t>(top, static_cast<uint64_t>(p))});
+  if (pidfd != p) rt.check("close", SYS_close, {static_cast<uint64_t>(p)});
+  for (const auto& fdi : t.fds) {
+    const uint64_t target = fdi.fd();
+    const bool cloexec = fdi.flags() & FD_CLOEXEC;
+    int mine = files.get(fdi.id());
+    long got = rt.syscall(SYS_pidfd_getfd, {static_cast<uint64_t>(pidfd), static_cast<uint64_t>(mine), 0});
+    if (got < 0) fail_errno(static_cast<int>(-got), "task {} fd {}: cannot take file {} from cryo", pid, target, fdi.id());
+    if (static_cast<uint64_t>(got) != target) {
+      rt.check("dup3", SYS_dup3, {static_cast<uint64_t>(got), target, cloexec ? O_CLOEXEC : 0u});
+      rt.check("close", SYS_close, {static_cast<uint64_t>(got)});
+    } else if (!cloexec) {
+      rt.check("fcntl(F_SETFD)", SYS_fcntl, {target, F_SETFD, 0});
+    }
+    log::debug("task {} fd {}: file {}", pid, target, fdi.id());
+  }
+  rt.check("close", SYS_close, {static_cast<uint64_t>(pidfd)});
 }
 
 void restore_fs(RemoteTask& rt, const TaskPlan& t, const Plan& plan) {

@@ -1,12 +1,43 @@
-// Opens a task's files at their fd numbers, and its cwd, root and umask.
+// Open files. cryo opens or creates every file object of the tree once, in its own process
+// (FileSet); each task then takes its copies with pidfd_getfd, so an open file shared by
+// several fds or tasks stays one open file, with one offset. Then cwd, root and umask.
 #pragma once
 
+#include <map>
+#include <string>
+
+#include "base/fd.h"
 #include "infect/remote_task.h"
+#include "pipe-data.pb.h"
 #include "restore/plan.h"
 
 namespace cryo::restore {
 
-void restore_files(RemoteTask& rt, const TaskPlan& t, const Plan& plan);
+class FileSet {
+ public:
+  explicit FileSet(const Plan& plan);
+  // cryo's own fd on file `id`, created on first use.
+  int get(uint32_t id);
+
+ private:
+  Fd open_reg(const reg_file_entry& r);
+  Fd open_pipe_end(uint32_t pipe_id, uint32_t flags, bool fifo, const std::string& path);
+  void load_pipe_data(const char* image, uint32_t magic, bool fifo);
+  const Plan& plan_;
+  std::map<uint32_t, Fd> files_;
+  struct Pipe {
+    Fd rd, wr;  // cryo's ends; for a FIFO, rd is an O_RDWR handle keeping it open
+    bool filled = false;
+  };
+  std::map<uint32_t, Pipe> pipes_;
+  struct Data {
+    uint32_t size = 0;
+    std::string bytes;
+  };
+  std::map<std::pair<bool, uint32_t>, Data> data_;  // (fifo, pipe_id)
+};
+
+void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files);
 void restore_fs(RemoteTask& rt, const TaskPlan& t, const Plan& plan);
 
 }  // namespace cryo::restore

@@ -156,6 +156,9 @@ Plan load_plan(const std::string& dir, bool shell_job) {
         plan.shell_job = true;
       } else if (it->second.type() == REG) {
         check_file(it->second.reg(), pid, "open file");
+      } else if (it->second.type() == FIFO) {
+        check_file(plan.reg(it->second.fifo().regf_id(), "FIFO", pid), pid, "FIFO");
+      } else if (it->second.type() == PIPE || it->second.type() == EVENTFD) {
       } else {
         fail("task {} fd {}: file kind {} is not supported yet", pid, fd.fd(),
              static_cast<int>(it->second.type()));

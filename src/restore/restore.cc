@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "base/error.h"
 #include "base/fault.h"
@@ -55,6 +56,9 @@ int run(const Options& opts) {
     if (plan.tasks[i].zombie) continue;
     pages += restore_mm(tree.task(i), plan.tasks[i], plan, shmem);
   }
+  // cryo's own copies of the tree's files must be gone before release: a pipe whose writers
+  // are all closed in the tree must read as EOF there.
+  std::optional<FileSet> files(std::in_place, plan);
   shmem.finish([&](pid_t pid) -> RemoteTask& { return tree.task(static_cast<size_t>(plan.find(pid))); });
   pages += shmem.pages_written();
   fault_point("restore-after-memory");
@@ -62,7 +66,7 @@ int run(const Options& opts) {
     const TaskPlan& t = plan.tasks[i];
     if (t.zombie) continue;
     RemoteTask& leader = tree.task(i);
-    restore_files(leader, t, plan);
+    restore_files(leader, t, *files);
     restore_fs(leader, t, plan);
     restore_process_state(leader, t);
     std::vector<RemoteTask*> threads = tree.create_threads(i);
@@ -75,6 +79,7 @@ int run(const Options& opts) {
     leader.unmap_scratch();
     for (size_t k = 0; k < threads.size(); k++) restore_registers(*threads[k], t.threads[k]);
   }
+  files.reset();
   fault_point("restore-before-release");
 
   stats_entry stats;

@@ -7,8 +7,8 @@
 # flavors restore, restore-detached, leave-running, exit-status and shell-job;
 # "loop_sh" or "python" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
-# corrupt-image unsupported-pipe fault-dump fault-restore traced).
-# Helper programs (memory, task_state, tree, pipe_holder, tracer) are taken
+# corrupt-image unsupported-socket fault-dump fault-restore traced).
+# Helper programs (memory, task_state, tree, socket_holder, tracer) are taken
 # from $CR_PROGS_DIR, else from the directory of PROGRAM_OR_NAME.
 #
 # Protocol with the programs: `prog WORKDIR` builds its state, writes
@@ -616,12 +616,12 @@ err_corrupt_image() {
 	restore_fg
 }
 
-err_unsupported_pipe() {
-	helper pipe_holder
+err_unsupported_socket() {
+	helper socket_holder
 	start_prog "$HELPER"
 	dump dump
-	expect_fail dump "dump of a process holding a pipe"
-	expect_msg dump "dump of a process holding a pipe" pipe
+	expect_fail dump "dump of a process holding a socket"
+	expect_msg dump "dump of a process holding a socket" socket
 	grep -qF -e "$ROOT" -e "$COMM" "$D/dump.stderr" ||
 		die "the message names neither the task's pid $ROOT nor its name $COMM: $(msg_of dump)"
 	check_tree_running "after the refused dump"
@@ -710,7 +710,7 @@ demo)
 	esac
 	;;
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
-	unsupported-pipe | fault-dump | fault-restore | traced)
+	unsupported-socket | fault-dump | fault-restore | traced)
 	"err_${FLAVOR//-/_}"
 	;;
 *)

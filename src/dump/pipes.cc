@@ -1,0 +1,64 @@
+#include "dump/pipes.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/log.h"
+#include "image/image.h"
+#include "kernel/syscalls.h"
+
+namespace cryo::dump {
+
+void PipeData::add(pid_t pid, int fd, uint64_t ino, bool fifo) {
+  if (!seen_.insert(ino).second) return;
+  Fd pidfd(kernel::pidfd_open(pid));
+  if (!pidfd) fail_sys("cannot open a pidfd of task {}", pid);
+  Fd end(kernel::pidfd_getfd(pidfd.get(), fd));
+  if (!end) fail_sys("cannot get a copy of task {} fd {} (pipe {})", pid, fd, ino);
+  int size = ::fcntl(end.get(), F_GETPIPE_SZ);
+  if (size < 0) fail_sys("cannot read the size of pipe {} (task {} fd {})", ino, pid, fd);
+  // tee() copies what the pipe holds into a pipe of ours without consuming it.
+  int tmp[2];
+  if (::pipe2(tmp, O_CLOEXEC | O_NONBLOCK) < 0) fail_sys("cannot create a pipe");
+  Fd rd(tmp[0]), wr(tmp[1]);
+  if (::fcntl(wr.get(), F_SETPIPE_SZ, size) < size)
+    fail_sys("cannot size a pipe to {} bytes to copy pipe {}", size, ino);
+  Saved s;
+  s.fifo = fifo;
+  ssize_t n = ::tee(end.get(), wr.get(), static_cast<size_t>(size), SPLICE_F_NONBLOCK);
+  if (n < 0 && errno != EAGAIN) fail_sys("cannot copy the data of pipe {} (task {} fd {})", ino, pid, fd);
+  if (n > 0) {
+    s.bytes.resize(static_cast<size_t>(n));
+    size_t got = 0;
+    while (got < s.bytes.size()) {
+      ssize_t r = ::read(rd.get(), s.bytes.data() + got, s.bytes.size() - got);
+      if (r <= 0) fail_sys("cannot read the copy of pipe {}", ino);
+      got += static_cast<size_t>(r);
+    }
+  }
+  s.entry.set_pipe_id(static_cast<uint32_t>(ino));
+  s.entry.set_bytes(static_cast<uint32_t>(s.bytes.size()));
+  s.entry.set_size(static_cast<uint32_t>(size));
+  log::debug("pipe {}: {} bytes buffered, size {}", ino, s.bytes.size(), size);
+  saved_.push_back(std::move(s));
+}
+
+void PipeData::write(const std::string& dir) {
+  for (bool fifo : {false, true}) {
+    bool any = false;
+    for (const auto& s : saved_) any |= s.fifo == fifo;
+    if (!any) continue;
+    image::Writer w(dir, fifo ? "fifo-data.img" : "pipes-data.img",
+                    fifo ? image::magic::kFifoData : image::magic::kPipesData);
+    for (const auto& s : saved_) {
+      if (s.fifo != fifo) continue;
+      w.put(s.entry);
+      w.put_raw(s.bytes.data(), s.bytes.size());
+    }
+    w.close();
+  }
+}
+
+}  // namespace cryo::dump
