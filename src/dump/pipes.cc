@@ -7,16 +7,16 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "image/image.h"
-#include "kernel/syscalls.h"
 
 namespace cryo::dump {
 
 void PipeData::add(pid_t pid, int fd, uint64_t ino, bool fifo) {
   if (!seen_.insert(ino).second) return;
-  Fd pidfd(kernel::pidfd_open(pid));
-  if (!pidfd) fail_sys("cannot open a pidfd of task {}", pid);
-  Fd end(kernel::pidfd_getfd(pidfd.get(), fd));
-  if (!end) fail_sys("cannot get a copy of task {} fd {} (pipe {})", pid, fd, ino);
+  // A read end of our own on the same pipe, whichever end the task holds: opening the
+  // /proc link of a pipe behaves like opening a FIFO.
+  std::string link = fmt::format("/proc/{}/fd/{}", pid, fd);
+  Fd end(::open(link.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!end) fail_sys("cannot open pipe {} of task {} fd {} for reading", ino, pid, fd);
   int size = ::fcntl(end.get(), F_GETPIPE_SZ);
   if (size < 0) fail_sys("cannot read the size of pipe {} (task {} fd {})", ino, pid, fd);
   // tee() copies what the pipe holds into a pipe of ours without consuming it.
