@@ -1,12 +1,14 @@
 #include "dump/files.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/fd.h"
 #include "base/log.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
@@ -102,6 +104,18 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
     bool tty = false;
     if (link.rfind("pipe:", 0) == 0) {
       type = PIPE;
+    } else if (link.rfind("socket:", 0) == 0) {
+      int domain = 0;
+      {
+        Fd pidfd(kernel::pidfd_open(pid));
+        Fd sk(pidfd ? kernel::pidfd_getfd(pidfd.get(), fd) : -1);
+        socklen_t len = sizeof domain;
+        if (!sk || ::getsockopt(sk.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+          fail_sys("task {} fd {}: cannot inspect {}", pid, fd, link);
+      }
+      if (domain != AF_UNIX)
+        fail("task {} fd {}: socket ({}, family {}) is not supported yet", pid, fd, link, domain);
+      type = UNIXSK;
     } else if (link == "anon_inode:[eventfd]") {
       type = EVENTFD;
     } else if (std::string k = kind_of_link(link); !k.empty()) {
@@ -176,6 +190,9 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
           pipes_.add(pid, fd, st.st_ino, true);
           break;
         }
+        case UNIXSK:
+          unix_.dump(pid, fd, static_cast<uint32_t>(link_inode(link)), id, flags, &e);
+          break;
         case EVENTFD: {
           std::string text = proc::read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd));
           auto* ev = e.mutable_efd();
@@ -214,10 +231,12 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
 }
 
 void FileTable::write(const std::string& dir) {
+  unix_.check_peers();
   image::Writer w(dir, "files.img", image::magic::kFiles);
   for (const auto& e : entries_) w.put(e);
   w.close();
   pipes_.write(dir);
+  unix_.write(dir);
   if (!ttys_.empty()) {
     image::Writer t(dir, "tty-info.img", image::magic::kTtyInfo);
     for (const auto& [rdev, e] : ttys_) t.put(e);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dump/pipes.h"
+#include "dump/sockets.h"
 #include "fdinfo.pb.h"
 #include "tty.pb.h"
 
@@ -39,6 +40,7 @@ class FileTable {
   std::vector<file_entry> entries_;
   std::map<uint64_t, tty_info_entry> ttys_;  // by rdev
   PipeData pipes_;
+  UnixSockets unix_;
 };
 
 // True for the major numbers of terminals: ttys, consoles, ptys.

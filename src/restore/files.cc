@@ -39,6 +39,9 @@ void write_all(int fd, const std::string& data, const char* what, uint32_t id) {
 }  // namespace
 
 FileSet::FileSet(const Plan& plan) : plan_(plan) {
+  unix_ = std::make_unique<UnixSockets>(
+      plan, [this](uint32_t id) { return get(id); },
+      [this](uint32_t id, Fd fd) { files_[id] = std::move(fd); });
   load_pipe_data("pipes-data.img", image::magic::kPipesData, false);
   load_pipe_data("fifo-data.img", image::magic::kFifoData, true);
 }
@@ -123,6 +126,9 @@ int FileSet::get(uint32_t id) {
       fd = open_pipe_end(f.fifo().pipe_id(), r.flags(), true, r.name());
       break;
     }
+    case UNIXSK:
+      fd = unix_->open(f);
+      break;
     case EVENTFD: {
       const auto& e = f.efd();
       int eflags = EFD_CLOEXEC | ((e.flags() & 1) ? EFD_SEMAPHORE : 0);

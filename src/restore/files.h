@@ -4,12 +4,14 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 
 #include "base/fd.h"
 #include "infect/remote_task.h"
 #include "pipe-data.pb.h"
 #include "restore/plan.h"
+#include "restore/sockets.h"
 
 namespace cryo::restore {
 
@@ -35,6 +37,7 @@ class FileSet {
     std::string bytes;
   };
   std::map<std::pair<bool, uint32_t>, Data> data_;  // (fifo, pipe_id)
+  std::unique_ptr<UnixSockets> unix_;
 };
 
 void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files);

@@ -158,7 +158,8 @@ Plan load_plan(const std::string& dir, bool shell_job) {
         check_file(it->second.reg(), pid, "open file");
       } else if (it->second.type() == FIFO) {
         check_file(plan.reg(it->second.fifo().regf_id(), "FIFO", pid), pid, "FIFO");
-      } else if (it->second.type() == PIPE || it->second.type() == EVENTFD) {
+      } else if (it->second.type() == PIPE || it->second.type() == EVENTFD ||
+                 it->second.type() == UNIXSK) {
       } else {
         fail("task {} fd {}: file kind {} is not supported yet", pid, fd.fd(),
              static_cast<int>(it->second.type()));

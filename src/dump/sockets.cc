@@ -1,0 +1,160 @@
+#include "dump/sockets.h"
+
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/log.h"
+#include "image/image.h"
+#include "kernel/syscalls.h"
+
+namespace cryo::dump {
+namespace {
+
+int int_opt(int s, int level, int name) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  if (::getsockopt(s, level, name, &v, &len) < 0) return 0;
+  return v;
+}
+
+void fill_opts(int s, sk_opts_entry* o) {
+  o->set_so_sndbuf(static_cast<uint32_t>(int_opt(s, SOL_SOCKET, SO_SNDBUF)));
+  o->set_so_rcvbuf(static_cast<uint32_t>(int_opt(s, SOL_SOCKET, SO_RCVBUF)));
+  timeval tv{};
+  socklen_t len = sizeof tv;
+  ::getsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, &len);
+  o->set_so_snd_tmo_sec(tv.tv_sec);
+  o->set_so_snd_tmo_usec(tv.tv_usec);
+  tv = {};
+  len = sizeof tv;
+  ::getsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, &len);
+  o->set_so_rcv_tmo_sec(tv.tv_sec);
+  o->set_so_rcv_tmo_usec(tv.tv_usec);
+  if (int_opt(s, SOL_SOCKET, SO_PASSCRED)) o->set_so_passcred(true);
+}
+
+}  // namespace
+
+void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t flags,
+                       file_entry* e) {
+  if (!loaded_) {
+    diag_ = kernel::unix_diag_all();
+    loaded_ = true;
+  }
+  auto it = diag_.find(ino);
+  if (it == diag_.end())
+    fail("task {} fd {}: unix socket {} is unknown to sock_diag (another network namespace?)",
+         pid, fd, ino);
+  const kernel::UnixDiag& d = it->second;
+  Fd pidfd(kernel::pidfd_open(pid));
+  Fd sk(pidfd ? kernel::pidfd_getfd(pidfd.get(), fd) : -1);
+  if (!sk) fail_sys("cannot get a copy of task {} fd {} (unix socket {})", pid, fd, ino);
+
+  auto* u = e->mutable_usk();
+  u->set_id(id);
+  u->set_ino(ino);
+  u->set_type(d.type);
+  u->set_state(d.state);
+  u->set_flags(flags);
+  u->set_uflags(0);
+  u->set_backlog(d.state == 10 /* TCP_LISTEN */ ? d.wqueue : 0);
+  // A connection still in a listener's backlog has no peer of its own: the listener lists it.
+  uint32_t peer = d.peer;
+  if (!peer && d.state == 1 /* TCP_ESTABLISHED */)
+    for (const auto& [lino, l] : diag_)
+      for (uint32_t c : l.icons)
+        if (c == ino) peer = lino;
+  u->set_peer(peer);
+  auto* f = u->mutable_fown();
+  f->set_uid(0);
+  f->set_euid(0);
+  f->set_signum(0);
+  f->set_pid_type(0);
+  f->set_pid(0);
+  fill_opts(sk.get(), u->mutable_opts());
+  // A path name may come with its terminating NUL; an abstract one is kept as it is.
+  std::string name = d.name;
+  if (!name.empty() && name[0] != '\0') name = name.c_str();
+  u->set_name(name);
+  if (d.shutdown) u->set_shutdown(static_cast<sk_shutdown>(d.shutdown & 3));
+  dumped_[ino] = {pid, fd};
+
+  if (d.state == 10) return;  // a listener has no data of its own
+  // Queued data, peeked message by message from offset 0 on; the peek offset is put back.
+  int old_off = -1;
+  socklen_t len = sizeof old_off;
+  ::getsockopt(sk.get(), SOL_SOCKET, SO_PEEK_OFF, &old_off, &len);
+  int zero = 0;
+  if (::setsockopt(sk.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0)
+    fail_sys("task {} fd {}: cannot peek into unix socket {}", pid, fd, ino);
+  std::string buf(1 << 20, '\0');
+  std::string stream;
+  char ctl[CMSG_SPACE(sizeof(int) * 64)];
+  for (;;) {
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl;
+    msg.msg_controllen = sizeof ctl;
+    ssize_t n = ::recvmsg(sk.get(), &msg, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0) {
+      if (errno == EAGAIN) break;
+      fail_sys("task {} fd {}: cannot peek into unix socket {}", pid, fd, ino);
+    }
+    if (msg.msg_controllen > 0 || (msg.msg_flags & MSG_CTRUNC))
+      fail("task {} fd {}: unix socket {} holds messages carrying fds or credentials: not "
+           "supported yet",
+           pid, fd, ino);
+    if (static_cast<size_t>(n) > buf.size())
+      fail("task {} fd {}: unix socket {} holds a message of {} bytes: too big", pid, fd, ino, n);
+    if (n == 0 && d.type == SOCK_STREAM) break;
+    if (d.type == SOCK_STREAM) {
+      stream.append(buf.data(), static_cast<size_t>(n));
+    } else {
+      Packet p;
+      p.entry.set_id_for(id);
+      p.entry.set_length(static_cast<uint32_t>(n));
+      p.data.assign(buf.data(), static_cast<size_t>(n));
+      queues_.push_back(std::move(p));
+    }
+  }
+  ::setsockopt(sk.get(), SOL_SOCKET, SO_PEEK_OFF, &old_off, sizeof old_off);
+  if (!stream.empty()) {
+    Packet p;
+    p.entry.set_id_for(id);
+    p.entry.set_length(static_cast<uint32_t>(stream.size()));
+    p.data = std::move(stream);
+    queues_.push_back(std::move(p));
+  }
+}
+
+void UnixSockets::check_peers() const {
+  for (const auto& [ino, where] : dumped_) {
+    const kernel::UnixDiag& d = diag_.at(ino);
+    if (!d.peer || dumped_.count(d.peer)) continue;
+    std::string peer_name = "?";
+    if (auto p = diag_.find(d.peer); p != diag_.end())
+      peer_name = p->second.name.empty() ? "unnamed" : p->second.name;
+    fail("task {} fd {}: unix socket {} is connected to socket {} ({}) outside the dumped tree: "
+         "external unix sockets (--ext-unix-sk) are not supported yet",
+         where.first, where.second, ino, d.peer, peer_name);
+  }
+}
+
+void UnixSockets::write(const std::string& dir) {
+  if (queues_.empty()) return;
+  image::Writer w(dir, "sk-queues.img", image::magic::kSkQueues);
+  for (const auto& p : queues_) {
+    w.put(p.entry);
+    w.put_raw(p.data.data(), p.data.size());
+  }
+  w.close();
+}
+
+}  // namespace cryo::dump

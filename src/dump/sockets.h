@@ -1,0 +1,37 @@
+// Unix sockets: state from sock_diag and from a copy of the socket (pidfd_getfd); queued
+// data read with MSG_PEEK, without consuming it, into sk-queues.img.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "fdinfo.pb.h"
+#include "kernel/sock_diag.h"
+#include "sk-packet.pb.h"
+
+namespace cryo::dump {
+
+class UnixSockets {
+ public:
+  // Fills e->usk for task pid's fd, an AF_UNIX socket with inode `ino`, and saves its queue.
+  void dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t flags, file_entry* e);
+  // Every peer must be in the tree (or waiting in a dumped listener's backlog).
+  void check_peers() const;
+  void write(const std::string& dir);
+
+ private:
+  std::map<uint32_t, kernel::UnixDiag> diag_;
+  bool loaded_ = false;
+  std::map<uint32_t, std::pair<pid_t, int>> dumped_;  // ino -> where
+  struct Packet {
+    sk_packet_entry entry;
+    std::string data;
+  };
+  std::vector<Packet> queues_;
+};
+
+}  // namespace cryo::dump

@@ -1,0 +1,24 @@
+// What the kernel's sock_diag netlink interface says of sockets (UNIX_DIAG for now).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace cryo::kernel {
+
+struct UnixDiag {
+  uint32_t ino = 0;
+  uint8_t type = 0, state = 0;
+  std::string name;                // sun_path bytes; empty if unbound
+  uint32_t peer = 0;               // peer's inode
+  std::vector<uint32_t> icons;     // a listener's connections not yet accepted
+  uint32_t rqueue = 0, wqueue = 0; // for a listener: backlog length and limit
+  uint8_t shutdown = 0;
+};
+
+// Every unix socket of the caller's network namespace, by inode.
+std::map<uint32_t, UnixDiag> unix_diag_all();
+
+}  // namespace cryo::kernel

@@ -1,0 +1,182 @@
+#include "restore/sockets.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "image/image.h"
+#include "sk-packet.pb.h"
+
+namespace cryo::restore {
+namespace {
+
+constexpr uint32_t kListen = 10;  // TCP_LISTEN
+
+sockaddr_un address(const std::string& name, socklen_t* len) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (name.size() > sizeof a.sun_path) fail("unix socket name too long: {}", name);
+  std::memcpy(a.sun_path, name.data(), name.size());
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+  return a;
+}
+
+std::string printable(const std::string& name) {
+  if (name.empty()) return "(unnamed)";
+  if (name[0] == '\0') {
+    std::string r = "@";
+    r.append(name, 1, std::string::npos);
+    return r;
+  }
+  return name.c_str();
+}
+
+void bind_to(int fd, const std::string& name, uint32_t id) {
+  socklen_t len;
+  sockaddr_un a = address(name, &len);
+  if (name[0] != '\0') {
+    // The dumped process's socket file is still there: a socket no one listens on any more.
+    std::string path = name.c_str();
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) < 0)
+    fail_sys("cannot bind unix socket {} to {}", id, printable(name));
+}
+
+void connect_to(int fd, const std::string& name, uint32_t id) {
+  socklen_t len;
+  sockaddr_un a = address(name, &len);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), len) < 0)
+    fail_sys("cannot connect unix socket {} to {}", id, printable(name));
+}
+
+}  // namespace
+
+UnixSockets::UnixSockets(const Plan& plan, std::function<int(uint32_t)> get,
+                         std::function<void(uint32_t, Fd)> adopt)
+    : plan_(plan), get_(std::move(get)), adopt_(std::move(adopt)) {
+  for (const auto& [id, f] : plan.files)
+    if (f.type() == UNIXSK) inos_[f.usk().ino()] = &f.usk();
+  if (!image::exists(plan.dir, "sk-queues.img")) return;
+  image::Reader r(plan.dir, "sk-queues.img", image::magic::kSkQueues);
+  sk_packet_entry e;
+  while (r.next(e)) queues_[e.id_for()].emplace_back(r.take_raw(e.length()));
+}
+
+const unix_sk_entry* UnixSockets::by_ino(uint32_t ino) const {
+  auto it = inos_.find(ino);
+  return it == inos_.end() ? nullptr : it->second;
+}
+
+// Puts u's saved queue back, sent from `sender` (its peer) or, for a bound datagram socket
+// without a peer of its own, from a socket of cryo's.
+void UnixSockets::fill(int fd, const unix_sk_entry& u, int sender) {
+  auto it = queues_.find(u.id());
+  if (it == queues_.end()) return;
+  Fd tmp;
+  if (sender < 0) {
+    if (u.type() == SOCK_STREAM || u.name().empty())
+      fail("unix socket {} has queued data but no peer to send it from", u.id());
+    tmp.reset(::socket(AF_UNIX, static_cast<int>(u.type()) | SOCK_CLOEXEC, 0));
+    connect_to(tmp.get(), u.name(), u.id());
+    sender = tmp.get();
+  }
+  (void)fd;
+  for (const std::string& m : it->second) {
+    size_t off = 0;
+    do {
+      ssize_t n = ::send(sender, m.data() + off, m.size() - off, MSG_NOSIGNAL);
+      if (n < 0) fail_sys("cannot put {} queued bytes back into unix socket {}", m.size(), u.id());
+      off += static_cast<size_t>(n);
+    } while (u.type() == SOCK_STREAM && off < m.size());
+  }
+}
+
+Fd UnixSockets::open(const file_entry& f) {
+  const unix_sk_entry& u = f.usk();
+  const int type = static_cast<int>(u.type());
+  auto make = [&] {
+    Fd s(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+    if (!s) fail_sys("cannot create unix socket {}", u.id());
+    return s;
+  };
+  auto set_opts = [&](int fd, const unix_sk_entry& e) {
+    // The kernel doubles what it is given.
+    int snd = static_cast<int>(e.opts().so_sndbuf() / 2), rcv = static_cast<int>(e.opts().so_rcvbuf() / 2);
+    if (snd) ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
+    if (rcv) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    timeval st{static_cast<time_t>(e.opts().so_snd_tmo_sec()), static_cast<suseconds_t>(e.opts().so_snd_tmo_usec())};
+    timeval rt{static_cast<time_t>(e.opts().so_rcv_tmo_sec()), static_cast<suseconds_t>(e.opts().so_rcv_tmo_usec())};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof st);
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof rt);
+    int one = 1;
+    if (e.opts().so_passcred()) ::setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+    if (::fcntl(fd, F_SETFL, e.flags() & O_NONBLOCK) < 0)
+      fail_sys("cannot set the flags of unix socket {}", e.id());
+  };
+  auto finish = [&](int fd, const unix_sk_entry& e) {
+    if (e.has_shutdown() && e.shutdown() != NONE) {
+      int how = e.shutdown() == READ ? SHUT_RD : e.shutdown() == WRITE ? SHUT_WR : SHUT_RDWR;
+      ::shutdown(fd, how);
+    }
+  };
+
+  if (u.state() == kListen) {
+    Fd s = make();
+    set_opts(s.get(), u);
+    if (u.name().empty()) fail("unix socket {} listens without a name", u.id());
+    bind_to(s.get(), u.name(), u.id());
+    if (::listen(s.get(), static_cast<int>(u.backlog() ? u.backlog() : 128)) < 0)
+      fail_sys("cannot listen on unix socket {} ({})", u.id(), printable(u.name()));
+    return s;
+  }
+  const unix_sk_entry* peer = u.peer() ? by_ino(u.peer()) : nullptr;
+  if (u.peer() && !peer)
+    fail("unix socket {} is connected to socket {} which the images do not hold", u.id(), u.peer());
+
+  if (peer && peer->state() == kListen) {
+    // Waiting in a listener's backlog: connect to it again (it is created first).
+    get_(peer->id());
+    Fd s = make();
+    set_opts(s.get(), u);
+    connect_to(s.get(), peer->name(), u.id());
+    finish(s.get(), u);
+    return s;
+  }
+  if (peer && peer->peer() == u.ino()) {
+    // Connected to each other: a socketpair.
+    int sv[2];
+    if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0)
+      fail_sys("cannot create unix sockets {} and {}", u.id(), peer->id());
+    Fd mine(sv[0]), theirs(sv[1]);
+    set_opts(mine.get(), u);
+    set_opts(theirs.get(), *peer);
+    fill(mine.get(), u, theirs.get());
+    fill(theirs.get(), *peer, mine.get());
+    finish(mine.get(), u);
+    finish(theirs.get(), *peer);
+    adopt_(peer->id(), std::move(theirs));
+    return mine;
+  }
+
+  Fd s = make();
+  set_opts(s.get(), u);
+  if (!u.name().empty()) bind_to(s.get(), u.name(), u.id());
+  if (peer) {
+    // A datagram socket connected to a bound one that is not connected back.
+    get_(peer->id());
+    connect_to(s.get(), peer->name(), u.id());
+  }
+  fill(s.get(), u, -1);
+  finish(s.get(), u);
+  return s;
+}
+
+}  // namespace cryo::restore

@@ -1,0 +1,35 @@
+// Unix sockets, created in cryo and handed to the tasks like every file (see FileSet):
+// pairs connected to each other become socketpairs, listeners are bound and listen again,
+// connections waiting in a backlog connect again, datagram sockets reconnect to their peer;
+// queued data is sent back into each socket's receive queue.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "restore/plan.h"
+
+namespace cryo::restore {
+
+class UnixSockets {
+ public:
+  // `get` returns cryo's fd on a file id (creating it); `adopt` hands over the other end of a
+  // socketpair as the fd of a file id.
+  UnixSockets(const Plan& plan, std::function<int(uint32_t)> get,
+              std::function<void(uint32_t, Fd)> adopt);
+  Fd open(const file_entry& f);
+
+ private:
+  const unix_sk_entry* by_ino(uint32_t ino) const;
+  void fill(int fd, const unix_sk_entry& u, int sender);
+  const Plan& plan_;
+  std::function<int(uint32_t)> get_;
+  std::function<void(uint32_t, Fd)> adopt_;
+  std::map<uint32_t, const unix_sk_entry*> inos_;
+  std::map<uint32_t, std::vector<std::string>> queues_;  // by file id
+};
+
+}  // namespace cryo::restore

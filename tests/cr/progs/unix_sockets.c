@@ -1,0 +1,92 @@
+/* unix_sockets: a socketpair (stream) with data queued both ways and shared with a child;
+ * a seqpacket pair keeping message boundaries; a bound datagram socket with messages from an
+ * unnamed sender connected to it; a listening socket with one accepted connection (data
+ * queued) and one connection still waiting in its backlog. After restore all the data is
+ * there, in order and with boundaries, and every connection still works both ways.
+ */
+#include "common.h"
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+static int addr_of(struct sockaddr_un *a, const char *name) {
+	memset(a, 0, sizeof *a);
+	a->sun_family = AF_UNIX;
+	char path[2300];
+	cr_path(path, sizeof path, name);
+	if (strlen(path) >= sizeof a->sun_path) cr_fail("setup: path too long for a unix socket: %s", path);
+	memcpy(a->sun_path, path, strnlen(path, sizeof a->sun_path - 1));
+	return (int)sizeof *a;
+}
+
+static int expect(int fd, const char *want, const char *what) {
+	char buf[256] = {0};
+	size_t n = strlen(want);
+	ssize_t got = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+	if (got != (ssize_t)n || memcmp(buf, want, n)) {
+		cr_fail("%s: expected \"%s\" got %zd bytes \"%s\"", what, want, got, got > 0 ? buf : "");
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv) {
+	cr_init(argc, argv);
+	int sp[2], sq[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) || socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sq)) cr_fail("setup: socketpair");
+	send(sp[0], "to-1", 4, 0);
+	send(sp[1], "to-0", 4, 0);
+	send(sq[0], "m1", 2, 0);
+	send(sq[0], "msg2", 4, 0);
+
+	struct sockaddr_un da, la;
+	int dlen = addr_of(&da, "dgram.sock"), llen = addr_of(&la, "listen.sock");
+	int dg = socket(AF_UNIX, SOCK_DGRAM, 0), ds = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (bind(dg, (struct sockaddr *)&da, dlen) || connect(ds, (struct sockaddr *)&da, dlen)) cr_fail("setup: dgram");
+	send(ds, "d-one", 5, 0);
+	send(ds, "d-two", 5, 0);
+
+	int ls = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (bind(ls, (struct sockaddr *)&la, llen) || listen(ls, 8)) cr_fail("setup: listen");
+	int c1 = socket(AF_UNIX, SOCK_STREAM, 0), c2 = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (connect(c1, (struct sockaddr *)&la, llen) || connect(c2, (struct sockaddr *)&la, llen)) cr_fail("setup: connect");
+	int a1 = accept(ls, NULL, NULL);  /* c2 stays in the backlog */
+	if (a1 < 0) cr_fail("setup: accept");
+	send(c1, "client-hello", 12, 0);
+	send(a1, "server-hello", 12, 0);
+
+	pid_t kid = fork();
+	if (kid == 0) {
+		cr_wait_go();
+		/* the child shares sp[1]: what it sends reaches sp[0] in the parent */
+		_exit(send(sp[1], "from-kid", 8, 0) == 8 ? 0 : 1);
+	}
+	cr_ready();
+	cr_wait_go();
+	int st;
+	if (waitpid(kid, &st, 0) != kid || !WIFEXITED(st) || WEXITSTATUS(st)) cr_fail("child status %x", st);
+	cr_sleep_ms(50);
+	char buf[64] = {0};
+	ssize_t n = recv(sp[0], buf, sizeof buf - 1, MSG_DONTWAIT);
+	if (n != 12 || memcmp(buf, "to-0from-kid", 12)) cr_fail("socketpair end 0: got %zd \"%s\"", n, buf);
+	expect(sp[1], "to-1", "socketpair end 1");
+	expect(sq[1], "m1", "seqpacket first message");
+	expect(sq[1], "msg2", "seqpacket second message");
+	expect(dg, "d-one", "dgram first message");
+	expect(dg, "d-two", "dgram second message");
+	if (send(ds, "d-three", 7, 0) != 7) cr_fail("dgram sender not connected after restore");
+	expect(dg, "d-three", "dgram after restore");
+	expect(a1, "client-hello", "accepted connection");
+	expect(c1, "server-hello", "client connection");
+	send(c1, "ping", 4, 0);
+	expect(a1, "ping", "accepted connection after restore");
+	int a2 = accept(ls, NULL, NULL);
+	if (a2 < 0) cr_fail("no connection waiting in the listener's backlog after restore");
+	else {
+		send(c2, "late", 4, 0);
+		cr_sleep_ms(20);
+		expect(a2, "late", "backlog connection");
+	}
+	cr_finish();
+	return 0;
+}
