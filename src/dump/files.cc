@@ -1,5 +1,7 @@
 #include "dump/files.h"
 
+#include "dump/inet.h"
+
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -113,9 +115,12 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
         if (!sk || ::getsockopt(sk.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
           fail_sys("task {} fd {}: cannot inspect {}", pid, fd, link);
       }
-      if (domain != AF_UNIX)
+      if (domain == AF_UNIX)
+        type = UNIXSK;
+      else if (domain == AF_INET || domain == AF_INET6)
+        type = INETSK;
+      else
         fail("task {} fd {}: socket ({}, family {}) is not supported yet", pid, fd, link, domain);
-      type = UNIXSK;
     } else if (link == "anon_inode:[eventfd]") {
       type = EVENTFD;
     } else if (std::string k = kind_of_link(link); !k.empty()) {
@@ -193,6 +198,13 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
         case UNIXSK:
           unix_.dump(pid, fd, static_cast<uint32_t>(link_inode(link)), id, flags, &e);
           break;
+        case INETSK: {
+          Fd pidfd(kernel::pidfd_open(pid));
+          Fd sk(pidfd ? kernel::pidfd_getfd(pidfd.get(), fd) : -1);
+          if (!sk) fail_sys("task {} fd {}: cannot get a copy of {}", pid, fd, link);
+          dump_inet_socket(pid, fd, sk.get(), static_cast<uint32_t>(link_inode(link)), id, flags, &e);
+          break;
+        }
         case EVENTFD: {
           std::string text = proc::read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd));
           auto* ev = e.mutable_efd();

@@ -13,18 +13,16 @@
 #include "kernel/syscalls.h"
 
 namespace cryo::dump {
-namespace {
-
-int int_opt(int s, int level, int name) {
+int sk_int_opt(int s, int level, int name) {
   int v = 0;
   socklen_t len = sizeof v;
   if (::getsockopt(s, level, name, &v, &len) < 0) return 0;
   return v;
 }
 
-void fill_opts(int s, sk_opts_entry* o) {
-  o->set_so_sndbuf(static_cast<uint32_t>(int_opt(s, SOL_SOCKET, SO_SNDBUF)));
-  o->set_so_rcvbuf(static_cast<uint32_t>(int_opt(s, SOL_SOCKET, SO_RCVBUF)));
+void fill_sk_opts(int s, sk_opts_entry* o) {
+  o->set_so_sndbuf(static_cast<uint32_t>(sk_int_opt(s, SOL_SOCKET, SO_SNDBUF)));
+  o->set_so_rcvbuf(static_cast<uint32_t>(sk_int_opt(s, SOL_SOCKET, SO_RCVBUF)));
   timeval tv{};
   socklen_t len = sizeof tv;
   ::getsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, &len);
@@ -35,10 +33,14 @@ void fill_opts(int s, sk_opts_entry* o) {
   ::getsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, &len);
   o->set_so_rcv_tmo_sec(tv.tv_sec);
   o->set_so_rcv_tmo_usec(tv.tv_usec);
-  if (int_opt(s, SOL_SOCKET, SO_PASSCRED)) o->set_so_passcred(true);
+  if (sk_int_opt(s, SOL_SOCKET, SO_PASSCRED)) o->set_so_passcred(true);
+  if (sk_int_opt(s, SOL_SOCKET, SO_REUSEADDR)) o->set_reuseaddr(true);
+  if (sk_int_opt(s, SOL_SOCKET, SO_REUSEPORT)) o->set_so_reuseport(true);
+  if (sk_int_opt(s, SOL_SOCKET, SO_KEEPALIVE)) o->set_so_keepalive(true);
+  if (sk_int_opt(s, SOL_SOCKET, SO_BROADCAST)) o->set_so_broadcast(true);
 }
 
-}  // namespace
+
 
 void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t flags,
                        file_entry* e) {
@@ -76,7 +78,7 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
   f->set_signum(0);
   f->set_pid_type(0);
   f->set_pid(0);
-  fill_opts(sk.get(), u->mutable_opts());
+  fill_sk_opts(sk.get(), u->mutable_opts());
   // A path name may come with its terminating NUL; an abstract one is kept as it is.
   std::string name = d.name;
   if (!name.empty() && name[0] != '\0') name = name.c_str();

@@ -11,9 +11,14 @@
 
 #include "fdinfo.pb.h"
 #include "kernel/sock_diag.h"
+#include "sk-opts.pb.h"
 #include "sk-packet.pb.h"
 
 namespace cryo::dump {
+
+// Socket options every kind shares; an int option (0 when it cannot be read).
+void fill_sk_opts(int s, sk_opts_entry* o);
+int sk_int_opt(int s, int level, int name);
 
 class UnixSockets {
  public:

@@ -1,5 +1,7 @@
 #include "restore/files.h"
 
+#include "restore/inet.h"
+
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -128,6 +130,9 @@ int FileSet::get(uint32_t id) {
     }
     case UNIXSK:
       fd = unix_->open(f);
+      break;
+    case INETSK:
+      fd = open_inet_socket(f.isk());
       break;
     case EVENTFD: {
       const auto& e = f.efd();

@@ -224,6 +224,8 @@ def fill(msg, depth=0):
                    FieldDescriptor.CPPTYPE_UINT64: 2 ** 64 - 1}[f.cpp_type]
             vals = [f.number + 1000 * (depth + 1), big]
         if f.label == FieldDescriptor.LABEL_REPEATED:
+            if msg.DESCRIPTOR.name == "inet_sk_entry" and f.name in ("src_addr", "dst_addr"):
+                vals = vals * 2  # an IPv6 address: crit shows it only with 1 or 4 words
             getattr(msg, f.name).extend(vals)
         else:
             setattr(msg, f.name, vals[0])

@@ -1,0 +1,89 @@
+#include "restore/inet.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "base/error.h"
+#include "base/log.h"
+
+namespace cryo::restore {
+namespace {
+
+constexpr uint32_t kEstablished = 1, kListen = 10;
+
+socklen_t join(uint32_t family, const google::protobuf::RepeatedField<uint32_t>& words,
+               uint32_t port, sockaddr_storage* a) {
+  std::memset(a, 0, sizeof *a);
+  if (family == AF_INET) {
+    auto* in = reinterpret_cast<sockaddr_in*>(a);
+    in->sin_family = AF_INET;
+    in->sin_port = htons(static_cast<uint16_t>(port));
+    if (words.size() >= 1) in->sin_addr.s_addr = words.Get(0);
+    return sizeof *in;
+  }
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(a);
+  in6->sin6_family = AF_INET6;
+  in6->sin6_port = htons(static_cast<uint16_t>(port));
+  if (words.size() >= 4) std::memcpy(&in6->sin6_addr, words.data(), 16);
+  return sizeof *in6;
+}
+
+void set_int(int fd, int level, int name, int v, const char* what, uint32_t id) {
+  if (::setsockopt(fd, level, name, &v, sizeof v) < 0)
+    fail_sys("socket {}: cannot set {}", id, what);
+}
+
+}  // namespace
+
+Fd open_inet_socket(const inet_sk_entry& s) {
+  if (s.family() != AF_INET && s.family() != AF_INET6)
+    fail("socket {}: unknown family {}", s.id(), s.family());
+  Fd fd(::socket(static_cast<int>(s.family()), static_cast<int>(s.type()) | SOCK_CLOEXEC,
+                 static_cast<int>(s.proto())));
+  if (!fd) fail_sys("cannot create socket {}", s.id());
+  const auto& o = s.opts();
+  // Options that decide whether bind succeeds come first.
+  if (o.reuseaddr()) set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", s.id());
+  if (o.so_reuseport()) set_int(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT", s.id());
+  if (s.family() == AF_INET6)
+    set_int(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, s.v6only() ? 1 : 0, "IPV6_V6ONLY", s.id());
+  if (s.has_ip_opts() && s.ip_opts().freebind())
+    set_int(fd.get(), IPPROTO_IP, IP_FREEBIND, 1, "IP_FREEBIND", s.id());
+  if (o.so_keepalive()) set_int(fd.get(), SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE", s.id());
+  if (o.so_broadcast()) set_int(fd.get(), SOL_SOCKET, SO_BROADCAST, 1, "SO_BROADCAST", s.id());
+  // The kernel doubles the buffer sizes it is given.
+  if (o.so_sndbuf()) set_int(fd.get(), SOL_SOCKET, SO_SNDBUF, static_cast<int>(o.so_sndbuf() / 2), "SO_SNDBUF", s.id());
+  if (o.so_rcvbuf()) set_int(fd.get(), SOL_SOCKET, SO_RCVBUF, static_cast<int>(o.so_rcvbuf() / 2), "SO_RCVBUF", s.id());
+  timeval st{static_cast<time_t>(o.so_snd_tmo_sec()), static_cast<suseconds_t>(o.so_snd_tmo_usec())};
+  timeval rt{static_cast<time_t>(o.so_rcv_tmo_sec()), static_cast<suseconds_t>(o.so_rcv_tmo_usec())};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &st, sizeof st);
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof rt);
+
+  sockaddr_storage src;
+  socklen_t len = join(s.family(), s.src_addr(), s.src_port(), &src);
+  bool any_addr = true;
+  for (uint32_t w : s.src_addr()) any_addr &= w == 0;
+  if (s.src_port() || !any_addr) {
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&src), len) < 0)
+      fail_sys("socket {}: cannot bind to port {} again (is another process using it now?)",
+               s.id(), s.src_port());
+  }
+  if (s.state() == kListen) {
+    if (::listen(fd.get(), static_cast<int>(s.backlog() ? s.backlog() : 128)) < 0)
+      fail_sys("socket {}: cannot listen on port {}", s.id(), s.src_port());
+  } else if (s.state() == kEstablished && s.type() == SOCK_DGRAM) {
+    sockaddr_storage dst;
+    socklen_t dlen = join(s.family(), s.dst_addr(), s.dst_port(), &dst);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&dst), dlen) < 0)
+      fail_sys("socket {}: cannot connect to port {} again", s.id(), s.dst_port());
+  }
+  if (::fcntl(fd.get(), F_SETFL, s.flags() & O_NONBLOCK) < 0)
+    fail_sys("cannot set the flags of socket {}", s.id());
+  return fd;
+}
+
+}  // namespace cryo::restore
