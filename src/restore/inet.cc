@@ -46,8 +46,10 @@ Fd open_inet_socket(const inet_sk_entry& s) {
                  static_cast<int>(s.proto())));
   if (!fd) fail_sys("cannot create socket {}", s.id());
   const auto& o = s.opts();
-  // Options that decide whether bind succeeds come first.
-  if (o.reuseaddr()) set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", s.id());
+  // Options that decide whether bind succeeds come first. SO_REUSEADDR is on while binding
+  // so that connections of the dumped process left in TIME_WAIT do not block the port; it
+  // gets its dumped value afterwards.
+  set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", s.id());
   if (o.so_reuseport()) set_int(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT", s.id());
   if (s.family() == AF_INET6)
     set_int(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, s.v6only() ? 1 : 0, "IPV6_V6ONLY", s.id());
@@ -72,6 +74,7 @@ Fd open_inet_socket(const inet_sk_entry& s) {
       fail_sys("socket {}: cannot bind to port {} again (is another process using it now?)",
                s.id(), s.src_port());
   }
+  set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, o.reuseaddr() ? 1 : 0, "SO_REUSEADDR", s.id());
   if (s.state() == kListen) {
     if (::listen(fd.get(), static_cast<int>(s.backlog() ? s.backlog() : 128)) < 0)
       fail_sys("socket {}: cannot listen on port {}", s.id(), s.src_port());
