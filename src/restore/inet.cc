@@ -71,7 +71,8 @@ Fd open_inet_socket(const inet_sk_entry& s) {
   for (uint32_t w : s.src_addr()) any_addr &= w == 0;
   if (s.src_port() || !any_addr) {
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&src), len) < 0)
-      fail_sys("socket {}: cannot bind to port {} again (is another process using it now?)",
+      fail_sys("socket {}: cannot bind to port {} again (another process uses it now, or a "
+               "connection of the dumped process lingers in TIME_WAIT for up to 60 s)",
                s.id(), s.src_port());
   }
   set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, o.reuseaddr() ? 1 : 0, "SO_REUSEADDR", s.id());

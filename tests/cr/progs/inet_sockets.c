@@ -32,6 +32,9 @@ int main(int argc, char **argv) {
 	if (bind(t4, (struct sockaddr *)&a4, sizeof a4) || listen(t4, 17)) cr_fail("setup: tcp4");
 	int t6 = socket(AF_INET6, SOCK_STREAM, 0);
 	setsockopt(t6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	/* Without it, the connection the leave-running flavor's first run accepts here would
+	 * hold the port in TIME_WAIT and no restore could listen on it for 60 s. */
+	setsockopt(t6, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
 	if (bind(t6, (struct sockaddr *)&a6, sizeof a6) || listen(t6, 5)) cr_fail("setup: tcp6");
 	int ub = socket(AF_INET, SOCK_DGRAM, 0);
