@@ -1,9 +1,11 @@
 #include "dump/files.h"
 
+#include "dump/event_files.h"
 #include "dump/inet.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <termios.h>
@@ -72,17 +74,6 @@ uint32_t FileTable::by_path(const std::string& path, uint32_t flags) {
 
 namespace {
 
-// Reads "key: value" from an fdinfo text.
-std::string fdinfo_field(const std::string& text, const std::string& key) {
-  size_t p = text.find(key + ":");
-  if (p == std::string::npos) return "";
-  p += key.size() + 1;
-  size_t e = text.find('\n', p);
-  std::string v = text.substr(p, e == std::string::npos ? std::string::npos : e - p);
-  size_t b = v.find_first_not_of(" \t");
-  return b == std::string::npos ? "" : v.substr(b);
-}
-
 uint64_t link_inode(const std::string& link) {
   size_t b = link.find('[');
   return b == std::string::npos ? 0 : std::stoull(link.substr(b + 1));
@@ -123,6 +114,10 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
         fail("task {} fd {}: socket ({}, family {}) is not supported yet", pid, fd, link, domain);
     } else if (link == "anon_inode:[eventfd]") {
       type = EVENTFD;
+    } else if (link == "anon_inode:[timerfd]") {
+      type = TIMERFD;
+    } else if (link == "anon_inode:[signalfd]") {
+      type = SIGNALFD;
     } else if (std::string k = kind_of_link(link); !k.empty()) {
       fail("task {} fd {}: {} ({}) is not supported yet", pid, fd, k, link);
     } else if (S_ISFIFO(st.st_mode)) {
@@ -205,15 +200,22 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
           dump_inet_socket(pid, fd, sk.get(), static_cast<uint32_t>(link_inode(link)), id, flags, &e);
           break;
         }
-        case EVENTFD: {
+        case EVENTFD:
+        case TIMERFD:
+        case SIGNALFD: {
+          if (type == TIMERFD) {
+            // An expired periodic timerfd counts its missed expirations and re-arms only
+            // when asked: timerfd_gettime on a copy does that, without consuming them.
+            Fd pidfd(kernel::pidfd_open(pid));
+            Fd copy(pidfd ? kernel::pidfd_getfd(pidfd.get(), fd) : -1);
+            itimerspec its;
+            if (!copy || ::timerfd_gettime(copy.get(), &its) < 0)
+              fail_sys("task {} fd {}: cannot read timerfd {}", pid, fd, link);
+          }
           std::string text = proc::read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd));
-          auto* ev = e.mutable_efd();
-          ev->set_id(id);
-          uint32_t evflags = flags;
-          if (fdinfo_field(text, "eventfd-semaphore") == "1") evflags |= 1;  // EFD_SEMAPHORE
-          ev->set_flags(evflags);
-          zero_fown(ev->mutable_fown());
-          ev->set_counter(std::stoull(fdinfo_field(text, "eventfd-count"), nullptr, 16));
+          if (type == EVENTFD) dump_eventfd(text, id, flags, &e);
+          if (type == TIMERFD) dump_timerfd(text, id, flags, &e);
+          if (type == SIGNALFD) dump_signalfd(text, id, flags, &e);
           break;
         }
         default: {

@@ -11,7 +11,7 @@
 
 #include "dump/pipes.h"
 #include "dump/sockets.h"
-#include "fdinfo.pb.h"
+#include "image/fdinfo.h"
 #include "tty.pb.h"
 
 namespace cryo::dump {

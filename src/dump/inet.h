@@ -4,7 +4,7 @@
 
 #include <sys/types.h>
 
-#include "fdinfo.pb.h"
+#include "image/fdinfo.h"
 
 namespace cryo::dump {
 

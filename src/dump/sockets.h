@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "fdinfo.pb.h"
+#include "image/fdinfo.h"
 #include "kernel/sock_diag.h"
 #include "sk-opts.pb.h"
 #include "sk-packet.pb.h"

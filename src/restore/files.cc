@@ -1,9 +1,9 @@
 #include "restore/files.h"
 
+#include "restore/event_files.h"
 #include "restore/inet.h"
 
 #include <fcntl.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -134,18 +134,15 @@ int FileSet::get(uint32_t id) {
     case INETSK:
       fd = open_inet_socket(f.isk());
       break;
-    case EVENTFD: {
-      const auto& e = f.efd();
-      int eflags = EFD_CLOEXEC | ((e.flags() & 1) ? EFD_SEMAPHORE : 0);
-      fd.reset(::eventfd(0, eflags));
-      if (!fd) fail_sys("cannot create eventfd {}", id);
-      uint64_t c = e.counter();
-      if (c && ::write(fd.get(), &c, sizeof c) != sizeof c)
-        fail_sys("cannot set the counter of eventfd {} to {}", id, c);
-      if (::fcntl(fd.get(), F_SETFL, e.flags() & O_NONBLOCK) < 0)
-        fail_sys("cannot set the flags of eventfd {}", id);
+    case EVENTFD:
+      fd = open_eventfd(f.efd());
       break;
-    }
+    case TIMERFD:
+      fd = open_timerfd(f.tfd());
+      break;
+    case SIGNALFD:
+      fd = open_signalfd(f.sgfd());
+      break;
     default:
       fail("file {}: kind {} is not supported yet", id, static_cast<int>(f.type()));
   }

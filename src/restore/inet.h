@@ -2,7 +2,7 @@
 #pragma once
 
 #include "base/fd.h"
-#include "fdinfo.pb.h"
+#include "image/fdinfo.h"
 
 namespace cryo::restore {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core.pb.h"
-#include "fdinfo.pb.h"
+#include "image/fdinfo.h"
 #include "fs.pb.h"
 #include "mm.pb.h"
 #include "pagemap.pb.h"

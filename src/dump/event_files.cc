@@ -1,0 +1,78 @@
+#include "dump/event_files.h"
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "base/error.h"
+
+namespace cryo::dump {
+namespace {
+
+fown_entry* zero_fown(fown_entry* f) {
+  f->set_uid(0);
+  f->set_euid(0);
+  f->set_signum(0);
+  f->set_pid_type(0);
+  f->set_pid(0);
+  return f;
+}
+
+std::string need(const std::string& text, const std::string& key, uint32_t id) {
+  std::string v = fdinfo_field(text, key);
+  if (v.empty()) fail("file {}: no '{}' in its fdinfo (kernel too old?)", id, key);
+  return v;
+}
+
+}  // namespace
+
+std::string fdinfo_field(const std::string& text, const std::string& key) {
+  size_t p = 0;
+  while ((p = text.find(key + ":", p)) != std::string::npos) {
+    if (p == 0 || text[p - 1] == '\n') break;
+    p++;
+  }
+  if (p == std::string::npos) return "";
+  p += key.size() + 1;
+  size_t e = text.find('\n', p);
+  std::string v = text.substr(p, e == std::string::npos ? std::string::npos : e - p);
+  size_t b = v.find_first_not_of(" \t");
+  return b == std::string::npos ? "" : v.substr(b);
+}
+
+void dump_eventfd(const std::string& text, uint32_t id, uint32_t flags, file_entry* e) {
+  auto* ev = e->mutable_efd();
+  ev->set_id(id);
+  uint32_t f = flags;
+  if (fdinfo_field(text, "eventfd-semaphore") == "1") f |= 1;  // EFD_SEMAPHORE
+  ev->set_flags(f);
+  zero_fown(ev->mutable_fown());
+  ev->set_counter(std::stoull(need(text, "eventfd-count", id), nullptr, 16));
+}
+
+void dump_timerfd(const std::string& text, uint32_t id, uint32_t flags, file_entry* e) {
+  auto* t = e->mutable_tfd();
+  t->set_id(id);
+  t->set_flags(flags);
+  zero_fown(t->mutable_fown());
+  t->set_clockid(static_cast<uint32_t>(std::stoul(need(text, "clockid", id))));
+  t->set_ticks(std::stoull(need(text, "ticks", id)));
+  t->set_settime_flags(static_cast<uint32_t>(std::stoul(need(text, "settime flags", id), nullptr, 8)));
+  uint64_t vs = 0, vn = 0, is = 0, in = 0;
+  if (std::sscanf(need(text, "it_value", id).c_str(), "(%" SCNu64 ", %" SCNu64 ")", &vs, &vn) != 2 ||
+      std::sscanf(need(text, "it_interval", id).c_str(), "(%" SCNu64 ", %" SCNu64 ")", &is, &in) != 2)
+    fail("file {}: cannot parse the timerfd setting in its fdinfo", id);
+  t->set_vsec(vs);
+  t->set_vnsec(vn);
+  t->set_isec(is);
+  t->set_insec(in);
+}
+
+void dump_signalfd(const std::string& text, uint32_t id, uint32_t flags, file_entry* e) {
+  auto* s = e->mutable_sgfd();
+  s->set_id(id);
+  s->set_flags(flags);
+  zero_fown(s->mutable_fown());
+  s->set_sigmask(std::stoull(need(text, "sigmask", id), nullptr, 16));
+}
+
+}  // namespace cryo::dump

@@ -1,0 +1,18 @@
+// eventfd, timerfd and signalfd: their whole state is in /proc/PID/fdinfo/FD.
+#pragma once
+
+#include <string>
+
+#include "image/fdinfo.h"
+
+namespace cryo::dump {
+
+// `fdinfo` is the text of /proc/PID/fdinfo/FD; `flags` the file's status flags.
+void dump_eventfd(const std::string& fdinfo, uint32_t id, uint32_t flags, file_entry* e);
+void dump_timerfd(const std::string& fdinfo, uint32_t id, uint32_t flags, file_entry* e);
+void dump_signalfd(const std::string& fdinfo, uint32_t id, uint32_t flags, file_entry* e);
+
+// The value of "key:" in an fdinfo text, trimmed; empty if absent.
+std::string fdinfo_field(const std::string& text, const std::string& key);
+
+}  // namespace cryo::dump

@@ -1,0 +1,13 @@
+// eventfd, timerfd and signalfd, created in cryo with their dumped state.
+#pragma once
+
+#include "base/fd.h"
+#include "image/fdinfo.h"
+
+namespace cryo::restore {
+
+Fd open_eventfd(const eventfd_file_entry& e);
+Fd open_timerfd(const timerfd_entry& t);
+Fd open_signalfd(const signalfd_entry& s);
+
+}  // namespace cryo::restore
