@@ -3,6 +3,8 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include <sys/stat.h>
+
 #include "base/error.h"
 
 namespace cryo::dump {
@@ -73,6 +75,38 @@ void dump_signalfd(const std::string& text, uint32_t id, uint32_t flags, file_en
   s->set_flags(flags);
   zero_fown(s->mutable_fown());
   s->set_sigmask(std::stoull(need(text, "sigmask", id), nullptr, 16));
+}
+
+void dump_eventpoll(pid_t pid, const std::string& text, uint32_t id, uint32_t flags,
+                    file_entry* e) {
+  auto* ep = e->mutable_epfd();
+  ep->set_id(id);
+  ep->set_flags(flags);
+  zero_fown(ep->mutable_fown());
+  size_t pos = 0;
+  while ((pos = text.find("tfd:", pos)) != std::string::npos) {
+    int tfd = 0;
+    unsigned events = 0;
+    unsigned long long data = 0, ino = 0;
+    long long fpos = 0;
+    unsigned sdev = 0;
+    if (std::sscanf(text.c_str() + pos, "tfd: %d events: %x data: %llx pos:%lli ino:%llx sdev:%x",
+                    &tfd, &events, &data, &fpos, &ino, &sdev) < 3)
+      fail("task {}: cannot parse an epoll registration in its fdinfo", pid);
+    pos += 4;
+    struct stat st;
+    if (::stat(fmt::format("/proc/{}/fd/{}", pid, tfd).c_str(), &st) < 0 || st.st_ino != ino)
+      fail("task {}: its epoll instance (file {}) watches fd {}, which was closed or replaced "
+           "since: not supported yet",
+           pid, id, tfd);
+    auto* t = ep->add_tfd();
+    t->set_id(id);
+    t->set_tfd(static_cast<uint32_t>(tfd));
+    t->set_events(events);
+    t->set_data(data);
+    t->set_dev(sdev);
+    t->set_inode(ino);
+  }
 }
 
 }  // namespace cryo::dump

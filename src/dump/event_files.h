@@ -1,6 +1,8 @@
 // eventfd, timerfd and signalfd: their whole state is in /proc/PID/fdinfo/FD.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "image/fdinfo.h"
@@ -11,6 +13,9 @@ namespace cryo::dump {
 void dump_eventfd(const std::string& fdinfo, uint32_t id, uint32_t flags, file_entry* e);
 void dump_timerfd(const std::string& fdinfo, uint32_t id, uint32_t flags, file_entry* e);
 void dump_signalfd(const std::string& fdinfo, uint32_t id, uint32_t flags, file_entry* e);
+// An epoll instance of task `pid`: each registered fd number must still hold its file there.
+void dump_eventpoll(pid_t pid, const std::string& fdinfo, uint32_t id, uint32_t flags,
+                    file_entry* e);
 
 // The value of "key:" in an fdinfo text, trimmed; empty if absent.
 std::string fdinfo_field(const std::string& text, const std::string& key);

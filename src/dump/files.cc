@@ -118,6 +118,8 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
       type = TIMERFD;
     } else if (link == "anon_inode:[signalfd]") {
       type = SIGNALFD;
+    } else if (link == "anon_inode:[eventpoll]") {
+      type = EVENTPOLL;
     } else if (std::string k = kind_of_link(link); !k.empty()) {
       fail("task {} fd {}: {} ({}) is not supported yet", pid, fd, k, link);
     } else if (S_ISFIFO(st.st_mode)) {
@@ -200,6 +202,10 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
           dump_inet_socket(pid, fd, sk.get(), static_cast<uint32_t>(link_inode(link)), id, flags, &e);
           break;
         }
+        case EVENTPOLL:
+          dump_eventpoll(pid, proc::read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd)), id,
+                         flags, &e);
+          break;
         case EVENTFD:
         case TIMERFD:
         case SIGNALFD: {

@@ -1,6 +1,7 @@
 #include "restore/event_files.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
@@ -59,6 +60,13 @@ Fd open_signalfd(const signalfd_entry& s) {
   Fd fd(::signalfd(-1, &set, SFD_CLOEXEC));
   if (!fd) fail_sys("cannot create signalfd {}", s.id());
   set_flags(fd.get(), s.flags(), "signalfd", s.id());
+  return fd;
+}
+
+Fd open_eventpoll(const eventpoll_file_entry& e) {
+  Fd fd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!fd) fail_sys("cannot create epoll instance {}", e.id());
+  set_flags(fd.get(), e.flags(), "epoll instance", e.id());
   return fd;
 }
 

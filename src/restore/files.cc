@@ -4,6 +4,7 @@
 #include "restore/inet.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -143,6 +144,9 @@ int FileSet::get(uint32_t id) {
     case SIGNALFD:
       fd = open_signalfd(f.sgfd());
       break;
+    case EVENTPOLL:
+      fd = open_eventpoll(f.epfd());
+      break;
     default:
       fail("file {}: kind {} is not supported yet", id, static_cast<int>(f.type()));
   }
@@ -177,6 +181,23 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
     log::debug("task {} fd {}: file {}", pid, target, fdi.id());
   }
   rt.check("close", SYS_close, {static_cast<uint64_t>(pidfd)});
+
+  // epoll registrations, now that every fd number they name is in place.
+  for (const auto& fdi : t.fds) {
+    const file_entry& f = files.entry(fdi.id());
+    if (f.type() != EVENTPOLL || !files.first_fill(fdi.id())) continue;
+    for (const auto& tfd : f.epfd().tfd()) {
+      struct __attribute__((packed)) {
+        uint32_t events;
+        uint64_t data;
+      } ev{tfd.events(), tfd.data()};
+      uint64_t a = rt.put(0, &ev, sizeof ev);
+      long r = rt.syscall(SYS_epoll_ctl, {fdi.fd(), EPOLL_CTL_ADD, tfd.tfd(), a});
+      if (r < 0)
+        fail_errno(static_cast<int>(-r), "task {}: cannot register fd {} in epoll fd {} again",
+                   pid, tfd.tfd(), fdi.fd());
+    }
+  }
 }
 
 void restore_fs(RemoteTask& rt, const TaskPlan& t, const Plan& plan) {

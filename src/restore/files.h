@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "base/fd.h"
@@ -20,6 +21,9 @@ class FileSet {
   explicit FileSet(const Plan& plan);
   // cryo's own fd on file `id`, created on first use.
   int get(uint32_t id);
+  const file_entry& entry(uint32_t id) const { return plan_.files.at(id); }
+  // True the first time an epoll instance is asked for: its registrations are then made.
+  bool first_fill(uint32_t id) { return filled_.insert(id).second; }
 
  private:
   Fd open_reg(const reg_file_entry& r);
@@ -38,6 +42,7 @@ class FileSet {
   };
   std::map<std::pair<bool, uint32_t>, Data> data_;  // (fifo, pipe_id)
   std::unique_ptr<UnixSockets> unix_;
+  std::set<uint32_t> filled_;
 };
 
 void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files);

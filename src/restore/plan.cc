@@ -160,7 +160,8 @@ Plan load_plan(const std::string& dir, bool shell_job) {
         check_file(plan.reg(it->second.fifo().regf_id(), "FIFO", pid), pid, "FIFO");
       } else if (it->second.type() == PIPE || it->second.type() == EVENTFD ||
                  it->second.type() == UNIXSK || it->second.type() == INETSK ||
-                 it->second.type() == TIMERFD || it->second.type() == SIGNALFD) {
+                 it->second.type() == TIMERFD || it->second.type() == SIGNALFD ||
+                 it->second.type() == EVENTPOLL) {
       } else {
         fail("task {} fd {}: file kind {} is not supported yet", pid, fd.fd(),
              static_cast<int>(it->second.type()));
