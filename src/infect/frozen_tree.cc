@@ -40,7 +40,23 @@ FrozenTree::FrozenTree(pid_t root) {
         t.zombie = true;
         t.exit_status = t.stat.exit_code;
       } else {
-        seize_threads(t);
+        try {
+          seize_threads(t);
+        } catch (const Error&) {
+          // It may have exited between the look and the seize: then it is a zombie now (a
+          // child of a task already frozen cannot be reaped meanwhile).
+          auto now = proc::try_read_file(fmt::format("/proc/{}/stat", pid));
+          if (!now || t.threads.size() > 0) throw;
+          t.stat = proc::parse_stat(*now);
+          if (t.stat.state != 'Z' && t.stat.state != 'X') throw;
+          t.zombie = true;
+          t.exit_status = t.stat.exit_code;
+          t.ppid = t.stat.ppid;
+          t.pgid = t.stat.pgrp;
+          t.sid = t.stat.session;
+          tasks_.push_back(std::move(t));
+          continue;
+        }
         t.stat = proc::read_stat(pid);  // stable now that the task is stopped
         t.stopped = st.state == 'T';
         t.children = proc::read_children(pid, pid);

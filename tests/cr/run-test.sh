@@ -532,6 +532,17 @@ demo_loop_sh() {
 	wait_until 5 is_gone "$ROOT" || die "restored shell did not die on SIGKILL"
 }
 
+demo_redis() {
+	# A real server from Debian's packages (epoll, threads, a unix socket) with an idle
+	# client connected, both in the tree; the client uses its connection after restore.
+	SEND_USR1=0
+	command -v redis-server >/dev/null || die "redis-server is not installed (scripts/install-deps.sh)"
+	start_cmd sh -c "redis-server --port 0 --unixsocket $D/redis.sock --save '' --appendonly no --dir $D --logfile $D/redis.log & exec /usr/bin/python3 -I $HERE/progs/redis_client.py $D"
+	dump_ok dump
+	check_tree_gone
+	restore_fg
+}
+
 demo_python() {
 	SEND_USR1=0
 	start_cmd /usr/bin/python3 -I "$HERE/progs/dict_counter.py" "$D"
@@ -733,6 +744,7 @@ demo)
 	loop_sh) demo_loop_sh ;;
 	pipeline) demo_pipeline ;;
 	python) demo_python ;;
+	redis) demo_redis ;;
 	*) die "unknown demo $PROG" ;;
 	esac
 	;;
