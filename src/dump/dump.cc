@@ -72,6 +72,7 @@ void run(const Options& opts) {
   FileTable files;
   ShmemTable shmem;
   SeccompTable seccomp;
+  files.set_shmem(&shmem);
   uint64_t pages_scanned = 0, pages_written = 0;
   double mem_read = 0, mem_write = 0;
   uint32_t next_pages_id = 1;

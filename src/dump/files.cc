@@ -124,6 +124,8 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
       fail("task {} fd {}: {} ({}) is not supported yet", pid, fd, k, link);
     } else if (S_ISFIFO(st.st_mode)) {
       type = FIFO;
+    } else if (S_ISREG(st.st_mode) && link.rfind("/memfd:", 0) == 0) {
+      type = MEMFD;
     } else if (S_ISCHR(st.st_mode) && is_tty_rdev(st.st_rdev)) {
       type = TTY;
       tty = true;
@@ -136,7 +138,7 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
       fail("task {} fd {} is the terminal {}: the tree is attached to a terminal; dump it with "
            "--shell-job (-j)",
            pid, fd, link);
-    if (link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0)
+    if (type != MEMFD && link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0)
       fail("task {} fd {}: deleted file {} is not supported yet", pid, fd, link);
 
     // One id per open file: the same open file seen before (dup, fork) shares it.
@@ -202,6 +204,35 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
           dump_inet_socket(pid, fd, sk.get(), static_cast<uint32_t>(link_inode(link)), id, flags, &e);
           break;
         }
+        case MEMFD: {
+          auto* m = e.mutable_memfd();
+          m->set_id(id);
+          m->set_flags(flags);
+          m->set_pos(fi.pos);
+          zero_fown(m->mutable_fown());
+          m->set_inode_id(static_cast<uint32_t>(st.st_ino));
+          if (!memfds_.count(st.st_ino)) {
+            std::string proc_link = fmt::format("/proc/{}/fd/{}", pid, fd);
+            Fd copy(::open(proc_link.c_str(), O_RDONLY | O_CLOEXEC));
+            if (!copy) fail_sys("task {} fd {}: cannot open memfd {}", pid, fd, link);
+            int seals = ::fcntl(copy.get(), F_GET_SEALS);
+            memfd_inode_entry mi;
+            std::string name = link.substr(7);
+            if (name.size() > 10 && name.compare(name.size() - 10, 10, " (deleted)") == 0)
+              name.resize(name.size() - 10);
+            mi.set_name(name);
+            mi.set_uid(st.st_uid);
+            mi.set_gid(st.st_gid);
+            mi.set_size(static_cast<uint64_t>(st.st_size));
+            mi.set_shmid(static_cast<uint32_t>(st.st_ino));
+            mi.set_seals(seals > 0 ? static_cast<uint32_t>(seals) : 0);
+            mi.set_inode_id(st.st_ino);
+            memfds_[st.st_ino] = mi;
+            if (!shmem_) fail("internal: no shared memory table for memfd contents");
+            shmem_->add_link(st.st_ino, proc_link, pid);
+          }
+          break;
+        }
         case EVENTPOLL:
           dump_eventpoll(pid, proc::read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd)), id,
                          flags, &e);
@@ -257,6 +288,11 @@ void FileTable::write(const std::string& dir) {
   w.close();
   pipes_.write(dir);
   unix_.write(dir);
+  if (!memfds_.empty()) {
+    image::Writer m(dir, "memfd.img", image::magic::kMemfdInode);
+    for (const auto& [ino, mi] : memfds_) m.put(mi);
+    m.close();
+  }
   if (!ttys_.empty()) {
     image::Writer t(dir, "tty-info.img", image::magic::kTtyInfo);
     for (const auto& [rdev, e] : ttys_) t.put(e);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dump/pipes.h"
+#include "dump/shmem.h"
 #include "dump/sockets.h"
 #include "image/fdinfo.h"
 #include "tty.pb.h"
@@ -25,6 +26,8 @@ class FileTable {
   void dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, bool shell_job);
   // Writes files.img (and tty-info.img when terminals were seen).
   void write(const std::string& dir);
+  // Where memfd contents go (dumped with the shared memory objects).
+  void set_shmem(ShmemTable* shmem) { shmem_ = shmem; }
   // True when some fd of the tree is a terminal.
   bool saw_tty() const { return !ttys_.empty(); }
 
@@ -40,6 +43,8 @@ class FileTable {
   std::vector<file_entry> entries_;
   std::map<uint64_t, tty_info_entry> ttys_;  // by rdev
   PipeData pipes_;
+  ShmemTable* shmem_ = nullptr;
+  std::map<uint64_t, memfd_inode_entry> memfds_;  // by inode
   UnixSockets unix_;
 };
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "base/error.h"
@@ -15,15 +16,19 @@
 namespace cryo::dump {
 
 void ShmemTable::add(pid_t pid, uint64_t inode, uint64_t start, uint64_t end) {
-  objects_.try_emplace(inode, Where{pid, start, end});
+  objects_.try_emplace(inode, Where{pid, fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, start, end)});
+}
+
+void ShmemTable::add_link(uint64_t inode, const std::string& link, pid_t pid) {
+  objects_.try_emplace(inode, Where{pid, link});
 }
 
 uint64_t ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
   uint64_t written = 0;
   for (const auto& [inode, w] : objects_) {
-    // The object itself, through the mapping's /proc/PID/map_files link: its holes are
-    // skipped with SEEK_DATA/SEEK_HOLE and its pages read without touching the task.
-    std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", w.pid, w.start, w.end);
+    // The object itself, through a /proc link: its holes are skipped with
+    // SEEK_DATA/SEEK_HOLE and its pages read without touching the task.
+    const std::string& link = w.link;
     Fd fd(::open(link.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) fail_sys("cannot open shared memory object {} of task {} ({})", inode, w.pid, link);
     off_t size = ::lseek(fd.get(), 0, SEEK_END);
@@ -42,20 +47,26 @@ uint64_t ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
       if (data < 0) break;  // ENXIO: no more data
       off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
       if (hole < 0) hole = size;
+      // Whole pages: a file whose size is not page-aligned ends in a partial page.
+      off_t end = static_cast<off_t>(kernel::page_up(static_cast<uint64_t>(hole)));
       pagemap_entry e;
       e.set_vaddr(static_cast<uint64_t>(data));
-      e.set_nr_pages(static_cast<uint32_t>((hole - data) / kernel::kPageSize));
+      e.set_nr_pages(static_cast<uint32_t>((end - data) / kernel::kPageSize));
       e.set_flags(image::kPePresent);
       pm.put(e);
-      for (off_t off = data; off < hole;) {
-        size_t n = std::min<size_t>(buf.size(), static_cast<size_t>(hole - off));
-        ssize_t r = ::pread(fd.get(), buf.data(), n, off);
-        if (r <= 0) fail_sys("cannot read shared memory object {} at {}", inode, off);
-        if (::write(out.get(), buf.data(), static_cast<size_t>(r)) != r)
+      for (off_t off = data; off < end;) {
+        size_t n = std::min<size_t>(buf.size(), static_cast<size_t>(end - off));
+        std::fill(buf.begin(), buf.begin() + static_cast<long>(n), 0);
+        if (off < hole) {
+          size_t want = std::min<size_t>(n, static_cast<size_t>(hole - off));
+          if (::pread(fd.get(), buf.data(), want, off) != static_cast<ssize_t>(want))
+            fail_sys("cannot read shared memory object {} at {}", inode, off);
+        }
+        if (::write(out.get(), buf.data(), n) != static_cast<ssize_t>(n))
           fail_sys("cannot write image {}/{}", dir, pages_name);
-        off += r;
+        off += static_cast<off_t>(n);
       }
-      written += static_cast<uint64_t>(hole - data) / kernel::kPageSize;
+      written += static_cast<uint64_t>(end - data) / kernel::kPageSize;
       pos = hole;
     }
     pm.close();

@@ -15,13 +15,15 @@ class ShmemTable {
  public:
   // Notes that task `pid` maps object `inode` at [start, end).
   void add(pid_t pid, uint64_t inode, uint64_t start, uint64_t end);
+  // Notes an object reachable through a /proc link (a memfd: /proc/PID/fd/N).
+  void add_link(uint64_t inode, const std::string& link, pid_t pid);
   // Dumps each object once; returns the pages written.
   uint64_t dump(const std::string& dir, uint32_t* next_pages_id);
 
  private:
   struct Where {
     pid_t pid;
-    uint64_t start, end;
+    std::string link;  // /proc/PID/map_files/START-END or /proc/PID/fd/N
   };
   std::map<uint64_t, Where> objects_;
 };

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "base/log.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
+#include "pagemap.pb.h"
 
 namespace cryo::restore {
 namespace {
@@ -45,6 +47,11 @@ FileSet::FileSet(const Plan& plan) : plan_(plan) {
   unix_ = std::make_unique<UnixSockets>(
       plan, [this](uint32_t id) { return get(id); },
       [this](uint32_t id, Fd fd) { files_[id] = std::move(fd); });
+  if (image::exists(plan.dir, "memfd.img")) {
+    image::Reader r(plan.dir, "memfd.img", image::magic::kMemfdInode);
+    memfd_inode_entry m;
+    while (r.next(m)) memfd_inodes_[m.inode_id()] = m;
+  }
   load_pipe_data("pipes-data.img", image::magic::kPipesData, false);
   load_pipe_data("fifo-data.img", image::magic::kFifoData, true);
 }
@@ -66,6 +73,54 @@ Fd FileSet::open_reg(const reg_file_entry& r) {
   if (!fd) fail_sys("cannot open {} (file {})", r.name(), r.id());
   if (r.pos() && ::lseek(fd.get(), static_cast<off_t>(r.pos()), SEEK_SET) < 0 && errno != ESPIPE)
     fail_sys("cannot seek {} to {}", r.name(), r.pos());
+  return fd;
+}
+
+// A memfd is created once per inode, filled, sealed; each open file on it is a new open of
+// it (through /proc/self/fd) with its own flags and offset.
+Fd FileSet::open_memfd(const memfd_file_entry& m) {
+  auto& mfd = memfds_[m.inode_id()];
+  if (!mfd) {
+    auto it = memfd_inodes_.find(m.inode_id());
+    if (it == memfd_inodes_.end())
+      fail("image memfd.img does not hold memfd inode {} of file {}", m.inode_id(), m.id());
+    const memfd_inode_entry& mi = it->second;
+    constexpr uint32_t kSealSeal = 1;  // F_SEAL_SEAL alone: created without MFD_ALLOW_SEALING
+    bool sealing = mi.seals() != kSealSeal;
+    mfd.reset(::memfd_create(mi.name().c_str(), MFD_CLOEXEC | (sealing ? MFD_ALLOW_SEALING : 0)));
+    if (!mfd) fail_sys("cannot create memfd {}", mi.name());
+    if (::ftruncate(mfd.get(), static_cast<off_t>(mi.size())) < 0)
+      fail_sys("cannot size memfd {} to {} bytes", mi.name(), mi.size());
+    std::string pm = fmt::format("pagemap-shmem-{}.img", mi.shmid());
+    image::Reader r(plan_.dir, pm, image::magic::kPagemap);
+    pagemap_head head;
+    if (!r.next(head)) fail("image {} is truncated: no header", pm);
+    std::string pages = fmt::format("{}/pages-{}.img", plan_.dir, head.pages_id());
+    Fd pf(::open(pages.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!pf) fail_sys("cannot open image {}", pages);
+    pagemap_entry e;
+    std::string buf;
+    off_t off = 0;
+    while (r.next(e)) {
+      size_t len = e.nr_pages() * kernel::kPageSize;
+      buf.resize(len);
+      if (::pread(pf.get(), buf.data(), len, off) != static_cast<ssize_t>(len))
+        fail("image {} is truncated at offset {}", pages, off);
+      off += static_cast<off_t>(len);
+      // The last page may reach past the file's size: write only what the file holds.
+      uint64_t end = std::min<uint64_t>(e.vaddr() + len, mi.size());
+      if (end > e.vaddr() &&
+          ::pwrite(mfd.get(), buf.data(), end - e.vaddr(), static_cast<off_t>(e.vaddr())) < 0)
+        fail_sys("cannot fill memfd {}", mi.name());
+    }
+    if (sealing && mi.seals() && ::fcntl(mfd.get(), F_ADD_SEALS, mi.seals()) < 0)
+      fail_sys("cannot seal memfd {} with {:#x}", mi.name(), mi.seals());
+  }
+  uint32_t flags = m.flags() & ~static_cast<uint32_t>(O_CREAT | O_EXCL | O_TRUNC);
+  Fd fd(::open(fmt::format("/proc/self/fd/{}", mfd.get()).c_str(), static_cast<int>(flags | O_CLOEXEC)));
+  if (!fd) fail_sys("cannot open memfd file {}", m.id());
+  if (m.pos() && ::lseek(fd.get(), static_cast<off_t>(m.pos()), SEEK_SET) < 0)
+    fail_sys("cannot seek memfd file {} to {}", m.id(), m.pos());
   return fd;
 }
 
@@ -146,6 +201,9 @@ int FileSet::get(uint32_t id) {
       break;
     case EVENTPOLL:
       fd = open_eventpoll(f.epfd());
+      break;
+    case MEMFD:
+      fd = open_memfd(f.memfd());
       break;
     default:
       fail("file {}: kind {} is not supported yet", id, static_cast<int>(f.type()));

@@ -27,6 +27,7 @@ class FileSet {
 
  private:
   Fd open_reg(const reg_file_entry& r);
+  Fd open_memfd(const memfd_file_entry& m);
   Fd open_pipe_end(uint32_t pipe_id, uint32_t flags, bool fifo, const std::string& path);
   void load_pipe_data(const char* image, uint32_t magic, bool fifo);
   const Plan& plan_;
@@ -43,6 +44,8 @@ class FileSet {
   std::map<std::pair<bool, uint32_t>, Data> data_;  // (fifo, pipe_id)
   std::unique_ptr<UnixSockets> unix_;
   std::set<uint32_t> filled_;
+  std::map<uint64_t, memfd_inode_entry> memfd_inodes_;
+  std::map<uint64_t, Fd> memfds_;  // by inode id: cryo's memfd
 };
 
 void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files);
