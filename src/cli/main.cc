@@ -38,6 +38,13 @@ int run(int argc, char** argv) {
     }
     cryo::log::init(log_path(o), o.verbosity);
     if (o.action == "check") return cryo::cli::check(o);
+    // Interrupting cryo while it works inside a task would leave that task half-probed:
+    // such signals wait until the dump is over (or the restore has released the tree).
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&stop_signals, sig);
+    if (o.action == "dump" || o.action == "restore")
+      ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
     if (o.action == "dump") {
       if (o.tree == 0) cryo::fail("dump needs the root of the tree: -t PID");
       cryo::dump::Options d;

@@ -93,7 +93,8 @@ void dump_posix_timers(pid_t pid, RemoteTask& rt, task_timers_entry* timers) {
       cur->set_si_signo(static_cast<uint32_t>(a));
       cur->set_sival_ptr(b);
     } else if (std::sscanf(line.c_str(), "notify: %15[a-z]/%15[a-z].%lu", kind, who, &a) >= 1) {
-      std::string k = kind;
+      std::string k = kind, w = who;
+      if (w == "tid") k = "thread";  // "signal/tid.N": SIGEV_THREAD_ID
       if (k == "none") {
         cur->set_it_sigev_notify(SIGEV_NONE);
       } else if (k == "thread") {

@@ -94,6 +94,11 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
   int zero = 0;
   if (::setsockopt(sk.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0)
     fail_sys("task {} fd {}: cannot peek into unix socket {}", pid, fd, ino);
+  // The socket is the task's own: its peek offset goes back whatever happens.
+  struct PeekBack {
+    int fd, off;
+    ~PeekBack() { ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off); }
+  } peek_back{sk.get(), old_off};
   std::string buf(1 << 20, '\0');
   std::string stream;
   char ctl[CMSG_SPACE(sizeof(int) * 64)];
@@ -126,7 +131,6 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
       queues_.push_back(std::move(p));
     }
   }
-  ::setsockopt(sk.get(), SOL_SOCKET, SO_PEEK_OFF, &old_off, sizeof old_off);
   if (!stream.empty()) {
     Packet p;
     p.entry.set_id_for(id);

@@ -36,6 +36,10 @@ FrozenTree::FrozenTree(pid_t root) {
              st.name, st.tracer_pid, comm);
       }
       t.stat = proc::read_stat(pid);
+      if ((t.stat.state == 'Z' || t.stat.state == 'X') && proc::read_threads(pid).size() > 1)
+        fail("task {} ({}): its main thread has exited while other threads run: not supported "
+             "yet",
+             pid, st.name);
       if (t.stat.state == 'Z' || t.stat.state == 'X') {
         t.zombie = true;
         t.exit_status = t.stat.exit_code;
@@ -59,7 +63,9 @@ FrozenTree::FrozenTree(pid_t root) {
         }
         t.stat = proc::read_stat(pid);  // stable now that the task is stopped
         t.stopped = st.state == 'T';
-        t.children = proc::read_children(pid, pid);
+        // Children belong to the thread that forked them.
+        for (const auto& th : t.threads)
+          for (pid_t c : proc::read_children(pid, th.tid)) t.children.push_back(c);
         for (pid_t c : t.children) queue.push_back(c);
       }
       t.ppid = t.stat.ppid;
@@ -165,15 +171,22 @@ void FrozenTree::release(bool stop_all) {
 void FrozenTree::commit(End how) {
   committed_ = true;
   if (how == End::kKill) {
-    for (pid_t pid : seized_) ::syscall(SYS_tgkill, pid, pid, SIGKILL);
-    // A leader is reported dead only after its other threads: wait for those first.
-    for (auto it = seized_.rbegin(); it != seized_.rend(); ++it) {
-      pid_t pid = *it;
+    for (const auto& t : tasks_)
+      if (!t.zombie) ::kill(t.pid, SIGKILL);
+    // A leader is reported dead only after its other threads: wait for those first. A
+    // thread already reaped (ECHILD) is gone too.
+    auto reap = [](pid_t tid) {
       for (;;) {
-        WaitStatus ws = wait_task(pid);
-        if (ws.gone()) break;
-        ptrace(PTRACE_CONT, pid, nullptr, 0);
+        int st;
+        pid_t r = ::waitpid(tid, &st, __WALL);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 || WIFEXITED(st) || WIFSIGNALED(st)) return;
+        ptrace(PTRACE_CONT, tid, nullptr, 0);
       }
+    };
+    for (const auto& t : tasks_) {
+      for (size_t i = 1; i < t.threads.size(); i++) reap(t.threads[i].tid);
+      if (!t.threads.empty()) reap(t.pid);
     }
     seized_.clear();
     log::info("killed the dumped tree");

@@ -146,8 +146,6 @@ void restore_process_state(RemoteTask& rt, const TaskPlan& t) {
     }
   }
 
-  if (tc.has_timers() && tc.timers().posix_size()) restore_posix_timers(rt, tc.timers());
-
   rt.check("personality", SYS_personality, {tc.personality()});
   if (tc.child_subreaper())
     rt.check("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1});
@@ -186,13 +184,10 @@ void queue_signals(RemoteTask& rt, const signal_queue_entry& q, bool shared) {
 
 }  // namespace
 
-void restore_thread_state(RemoteTask& rt, const core_entry& core, bool is_root_leader) {
+void restore_thread_state(RemoteTask& rt, const core_entry& core) {
   const pid_t tid = rt.tid();
   const thread_core_entry& th = core.thread_core();
   if (th.has_comm()) rt.check("prctl(PR_SET_NAME)", SYS_prctl, {PR_SET_NAME, rt.put_str(0, th.comm())});
-  // The root's old parent is gone: a death signal would fire when cryo exits.
-  if (th.pdeath_sig() && !is_root_leader)
-    rt.check("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, th.pdeath_sig()});
   rt.check("set_tid_address", SYS_set_tid_address, {core.thread_info().clear_tid_addr()});
   if (th.futex_rla())
     rt.check("set_robust_list", SYS_set_robust_list, {th.futex_rla(), th.futex_rla_len()});
@@ -216,6 +211,25 @@ void restore_thread_state(RemoteTask& rt, const core_entry& core, bool is_root_l
   if (th.has_sched_nice() && ::setpriority(PRIO_PROCESS, tid, th.sched_nice()) < 0)
     fail_sys("task {}: cannot restore nice {}", tid, th.sched_nice());
   if (th.has_signals_p()) queue_signals(rt, th.signals_p(), false);
+}
+
+void restore_after_creds(RemoteTask& rt, const core_entry& core, bool is_root_leader) {
+  const thread_core_entry& th = core.thread_core();
+  // The root's old parent is gone: a death signal would fire when cryo exits.
+  if (th.pdeath_sig() && !is_root_leader)
+    rt.check("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, th.pdeath_sig()});
+}
+
+void restore_timers(RemoteTask& leader, const TaskPlan& t) {
+  const task_core_entry& tc = t.core.tc();
+  if (tc.has_timers() && tc.timers().posix_size()) restore_posix_timers(leader, tc.timers());
+}
+
+void restore_dumpable(RemoteTask& leader, const TaskPlan& t) {
+  const mm_entry& mm = t.mm;
+  if (mm.has_dumpable() && (mm.dumpable() == 0 || mm.dumpable() == 1))
+    leader.check("prctl(PR_SET_DUMPABLE)", SYS_prctl,
+                 {PR_SET_DUMPABLE, static_cast<uint64_t>(mm.dumpable())});
 }
 
 void restore_shared_signals(RemoteTask& leader, const TaskPlan& t) {

@@ -262,11 +262,10 @@ void restore_fs(RemoteTask& rt, const TaskPlan& t, const Plan& plan) {
   const pid_t pid = t.pid();
   const std::string& root = plan.reg(t.fs.root_id(), "root", pid).name();
   const std::string& cwd = plan.reg(t.fs.cwd_id(), "cwd", pid).name();
-  if (root != "/") {
-    rt.check("chroot", SYS_chroot, {rt.put_str(0, root)});
-  }
+  // The working directory is a path from the outer root: enter it before the chroot.
   long r = rt.syscall(SYS_chdir, {rt.put_str(0, cwd)});
   if (r < 0) fail_errno(static_cast<int>(-r), "task {}: cannot enter its working directory {}", pid, cwd);
+  if (root != "/") rt.check("chroot", SYS_chroot, {rt.put_str(0, root)});
   if (t.fs.has_umask()) rt.check("umask", SYS_umask, {t.fs.umask()});
 }
 

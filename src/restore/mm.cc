@@ -314,9 +314,6 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
   uint64_t ma = rt.put(1024, &m, sizeof m);
   rt.check("prctl(PR_SET_MM_MAP)", SYS_prctl, {PR_SET_MM, PR_SET_MM_MAP, ma, sizeof m, 0});
   rt.check("close", SYS_close, {exe_fd});
-  if (mm.has_dumpable() && (mm.dumpable() == 0 || mm.dumpable() == 1))
-    rt.check("prctl(PR_SET_DUMPABLE)", SYS_prctl,
-             {PR_SET_DUMPABLE, static_cast<uint64_t>(mm.dumpable())});
   if (mm.thp_disabled())
     rt.check("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0});
   log::info("task {}: address space restored, {} pages written", pid, written);

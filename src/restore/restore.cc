@@ -3,6 +3,7 @@
 #include "restore/seccomp.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,11 +72,16 @@ int run(const Options& opts) {
     restore_process_state(leader, t);
     std::vector<RemoteTask*> threads = tree.create_threads(i);
     for (size_t k = 0; k < threads.size(); k++)
-      restore_thread_state(*threads[k], t.threads[k], i == 0 && k == 0);
+      restore_thread_state(*threads[k], t.threads[k]);
     restore_shared_signals(leader, t);
     for (size_t k = 0; k < threads.size(); k++)
       restore_seccomp(*threads[k], t.threads[k].thread_core(), plan.seccomp);
-    for (size_t k = 0; k < threads.size(); k++) restore_creds(*threads[k], t.threads[k]);
+    restore_timers(leader, t);
+    for (size_t k = 0; k < threads.size(); k++) {
+      restore_creds(*threads[k], t.threads[k]);
+      restore_after_creds(*threads[k], t.threads[k], i == 0 && k == 0);
+    }
+    restore_dumpable(leader, t);
     leader.unmap_scratch();
     for (size_t k = 0; k < threads.size(); k++) restore_registers(*threads[k], t.threads[k]);
   }
@@ -104,6 +110,12 @@ int run(const Options& opts) {
                 "Pages restored: %lu\n",
                 forking_us, r->restore_time(), static_cast<unsigned long>(pages));
   if (opts.detached) return 0;
+
+  // The tree runs on its own now: cryo may be interrupted again while it waits.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&stop_signals, sig);
+  ::sigprocmask(SIG_UNBLOCK, &stop_signals, nullptr);
 
   // As CRIU does without -d: wait for the root task and pass on how it ended.
   int st;

@@ -166,6 +166,19 @@ Fd UnixSockets::open(const file_entry& f) {
     return mine;
   }
 
+  if (!peer && u.state() == 1 /* TCP_ESTABLISHED */ && type != SOCK_DGRAM) {
+    // Connected, but its peer has been closed: a socketpair whose other end goes away once
+    // the queued data is in, so reads give that data and then end of file.
+    int sv[2];
+    if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0)
+      fail_sys("cannot create unix socket {}", u.id());
+    Fd mine(sv[0]), theirs(sv[1]);
+    set_opts(mine.get(), u);
+    fill(mine.get(), u, theirs.get());
+    theirs.reset();
+    finish(mine.get(), u);
+    return mine;
+  }
   Fd s = make();
   set_opts(s.get(), u);
   if (!u.name().empty()) bind_to(s.get(), u.name(), u.id());

@@ -174,9 +174,11 @@ void NewTree::create() {
     int cont_sig = 0;
     if (WIFSIGNALED(status)) {
       int sig = WTERMSIG(status);
-      kernel::KernelSigaction dfl{};
-      uint64_t a = z.put(0, &dfl, sizeof dfl);
-      z.check("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), a, 0, 8});
+      if (sig != SIGKILL && sig != SIGSTOP) {
+        kernel::KernelSigaction dfl{};
+        uint64_t a = z.put(0, &dfl, sizeof dfl);
+        z.check("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), a, 0, 8});
+      }
       cont_sig = sig;
       r.rip = z.gadget();
       r.rax = SYS_getpid;

@@ -17,7 +17,6 @@ constexpr size_t kMaxXstate = 16384;
 // ERESTART* codes the kernel leaves in ax of a task interrupted in a syscall.
 constexpr long kERestartSys = 512, kERestartNoIntr = 513, kERestartNoHand = 514,
                kERestartRestartBlock = 516;
-constexpr long kNrRestartSyscall = 219;
 
 struct Component {
   int bit;
@@ -237,13 +236,13 @@ void prepare_restart(Regs& r) {
     case kERestartSys:
     case kERestartNoIntr:
     case kERestartNoHand:
+      r.rax = r.orig_rax;
+      r.rip -= 2;
+      break;
     case kERestartRestartBlock:
-      if (r.orig_rax == kNrRestartSyscall) {
-        r.rax = static_cast<uint64_t>(-4L);  // -EINTR: the original call is unknown
-      } else {
-        r.rax = r.orig_rax;
-        r.rip -= 2;
-      }
+      // The kernel's restart state (the time left to sleep, ...) is not in the images: the
+      // call returns EINTR, as CRIU does, rather than starting over from the beginning.
+      r.rax = static_cast<uint64_t>(-4L);
       break;
     default:
       break;

@@ -55,6 +55,11 @@ int main(int argc, char **argv) {
 	send(c1, "client-hello", 12, 0);
 	send(a1, "server-hello", 12, 0);
 
+	int h[2];  /* the peer of h[0] is closed after sending: data, then end of file */
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, h)) cr_fail("setup: socketpair h");
+	send(h[1], "last-words", 10, 0);
+	close(h[1]);
+
 	pid_t kid = fork();
 	if (kid == 0) {
 		cr_wait_go();
@@ -80,6 +85,8 @@ int main(int argc, char **argv) {
 	expect(c1, "server-hello", "client connection");
 	send(c1, "ping", 4, 0);
 	expect(a1, "ping", "accepted connection after restore");
+	expect(h[0], "last-words", "socket whose peer was closed");
+	if (recv(h[0], buf, sizeof buf, MSG_DONTWAIT) != 0) cr_fail("socket whose peer was closed: no end of file after its data");
 	int a2 = accept(ls, NULL, NULL);
 	if (a2 < 0) cr_fail("no connection waiting in the listener's backlog after restore");
 	else {
