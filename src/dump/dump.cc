@@ -47,6 +47,9 @@ void check_namespaces(pid_t pid) {
 void run(const Options& opts) {
   if (::access(opts.dir.c_str(), W_OK) < 0)
     fail_sys("cannot use the images directory {} (it must exist and be writable)", opts.dir);
+  // An older image set here must not look whole if this dump fails half-way.
+  if (::unlink((opts.dir + "/inventory.img").c_str()) < 0 && errno != ENOENT)
+    fail_sys("cannot remove the old {}/inventory.img", opts.dir);
   auto t_start = clock::now();
   FrozenTree tree(opts.tree);
   uint32_t freezing_us = usec_since(t_start);

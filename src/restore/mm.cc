@@ -177,7 +177,7 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
       if (it == file_fds.end()) {
         const reg_file_entry& r = plan.reg(static_cast<uint32_t>(v.shmid()), "mapping", pid);
         uint64_t path = rt.put_str(0, r.name());
-        bool rw = (v.status() & image::kVmaFileShared) && (v.prot() & PROT_WRITE);
+        bool rw = (v.status() & image::kVmaFileShared) && (r.flags() & O_ACCMODE) == O_RDWR;
         fd = static_cast<long>(rt.check(
             "open of a mapped file", SYS_openat,
             {static_cast<uint64_t>(AT_FDCWD), path,
