@@ -42,7 +42,9 @@ void init(const std::string& path, int lvl) {
   g_fd = fd;
 }
 
-int level() { return g_level; }
+int level() {
+  return g_level;
+}
 
 void write(Level lvl, const std::string& line) {
   std::lock_guard lk(g_mu);

@@ -28,7 +28,9 @@ namespace {
 // Each probe returns an empty string when the feature works, else why it does not.
 using Probe = std::function<std::string()>;
 
-std::string errno_text(const char* what) { return fmt::format("{}: {}", what, strerror(errno)); }
+std::string errno_text(const char* what) {
+  return fmt::format("{}: {}", what, strerror(errno));
+}
 
 std::string probe_ptrace() {
   pid_t child = ::fork();
@@ -78,14 +80,15 @@ std::string probe_clone3_set_tid() {
 
 std::string probe_mm_map() {
   unsigned size = 0;
-  if (::prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE, &size, 0, 0) < 0) return errno_text("PR_SET_MM_MAP_SIZE");
+  if (::prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE, &size, 0, 0) < 0)
+    return errno_text("PR_SET_MM_MAP_SIZE");
   if (size != sizeof(kernel::PrctlMmMap)) return fmt::format("prctl_mm_map has size {}", size);
   return "";
 }
 
 std::string probe_proc() {
-  for (const char* p : {"/proc/self/pagemap", "/proc/self/map_files", "/proc/self/task/" ,
-                        "/proc/self/ns/pid"})
+  for (const char* p :
+       {"/proc/self/pagemap", "/proc/self/map_files", "/proc/self/task/", "/proc/self/ns/pid"})
     if (::access(p, R_OK) < 0) return errno_text(p);
   std::string children = fmt::format("/proc/self/task/{}/children", getpid());
   if (::access(children.c_str(), R_OK) < 0) return errno_text(children.c_str());
@@ -128,7 +131,8 @@ std::string probe_rseq_conf() {
     err = errno_text("ptrace");
   } else {
     ::waitpid(child, nullptr, __WALL);
-    if (ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), child, sizeof c, &c) < 0)
+    if (ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), child, sizeof c, &c) <
+        0)
       err = errno_text("PTRACE_GET_RSEQ_CONFIGURATION");
   }
   ::kill(child, SIGKILL);
@@ -155,8 +159,10 @@ std::vector<Feature> features() {
       {"mem_dirty_track", probe_soft_dirty, false},
       {"uffd", [] { return probe_uffd(0); }, false},
       {"uffd-noncoop",
-       [] { return probe_uffd(UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
-                              UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE); },
+       [] {
+         return probe_uffd(UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
+                           UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE);
+       },
        false},
       {"get_rseq_conf", probe_rseq_conf, false},
       {"timens", probe_timens, false},
@@ -205,12 +211,14 @@ int check(const Options& o) {
     }
   }
   if (bad) {
-    std::fprintf(stderr, "cryo cannot checkpoint/restore on this system (%d problem(s) above)\n", bad);
+    std::fprintf(stderr, "cryo cannot checkpoint/restore on this system (%d problem(s) above)\n",
+                 bad);
     return 1;
   }
   if (warn)
-    std::printf("Looks good but some kernel features are missing\nwhich, depending on your "
-                "process tree, may cause\ndump or restore failure.\n");
+    std::printf(
+        "Looks good but some kernel features are missing\nwhich, depending on your "
+        "process tree, may cause\ndump or restore failure.\n");
   else
     std::printf("Looks good.\n");
   return 0;

@@ -23,14 +23,14 @@ enum LongOnly {
 
 // CRIU options that later steps will implement: refused clearly rather than ignored.
 const char* const kLater[] = {
-    "pre-dump",        "page-server",   "lazy-pages",     "track-mem",      "prev-images-dir",
-    "auto-dedup",      "file-locks",    "tcp-established", "ext-unix-sk",   "address",
-    "port",            "freeze-cgroup", "external",       "manage-cgroups", "root",
-    "inherit-fd",      "timeout",       "status-fd",      "tcp-close",      "skip-mnt",
-    "enable-fs",       "action-script", "cpu-cap",        "weak-sysctls",   "network-lock",
-    "ghost-limit",     "irmap-scan-path", "link-remap",   "evasive-devices", "force-irmap",
-    "empty-ns",        "join-ns",       "veth-pair",      "cgroup-root",    "config",
-    "stream",          "mntns-compat-mode",
+    "pre-dump",    "page-server",       "lazy-pages",      "track-mem",       "prev-images-dir",
+    "auto-dedup",  "file-locks",        "tcp-established", "ext-unix-sk",     "address",
+    "port",        "freeze-cgroup",     "external",        "manage-cgroups",  "root",
+    "inherit-fd",  "timeout",           "status-fd",       "tcp-close",       "skip-mnt",
+    "enable-fs",   "action-script",     "cpu-cap",         "weak-sysctls",    "network-lock",
+    "ghost-limit", "irmap-scan-path",   "link-remap",      "evasive-devices", "force-irmap",
+    "empty-ns",    "join-ns",           "veth-pair",       "cgroup-root",     "config",
+    "stream",      "mntns-compat-mode",
 };
 
 }  // namespace
@@ -97,14 +97,21 @@ bool parse(int argc, char** argv, Options* o) {
         o->tree = static_cast<pid_t>(v);
         break;
       }
-      case 'D': o->images_dir = optarg; break;
-      case 'W': o->work_dir = optarg; break;
-      case 'o': o->log_file = optarg; break;
+      case 'D':
+        o->images_dir = optarg;
+        break;
+      case 'W':
+        o->work_dir = optarg;
+        break;
+      case 'o':
+        o->log_file = optarg;
+        break;
       case 'v':
         if (optarg) {
           // -v4, -vvv, --verbosity=3
           if (std::strspn(optarg, "v") == std::strlen(optarg)) {
-            o->verbosity = (verbosity_set ? o->verbosity : 2) + 1 + static_cast<int>(std::strlen(optarg));
+            o->verbosity =
+                (verbosity_set ? o->verbosity : 2) + 1 + static_cast<int>(std::strlen(optarg));
           } else {
             char* end;
             long v = std::strtol(optarg, &end, 10);
@@ -116,17 +123,38 @@ bool parse(int argc, char** argv, Options* o) {
         }
         verbosity_set = true;
         break;
-      case 'R': o->leave_running = true; break;
-      case 's': o->leave_stopped = true; break;
-      case 'j': o->shell_job = true; break;
-      case 'd': o->restore_detached = true; break;
-      case 'V': std::printf("Version: %s (cryo)\n", CRYO_VERSION); return false;
-      case 'h': usage(); return false;
-      case kPidfile: o->pidfile = optarg; break;
-      case kDisplayStats: o->display_stats = true; break;
-      case kNoDefaultConfig: break;  // cryo reads no configuration files
-      case kFeature: o->features.push_back(optarg); break;
-      case kAll: o->check_all = true; break;
+      case 'R':
+        o->leave_running = true;
+        break;
+      case 's':
+        o->leave_stopped = true;
+        break;
+      case 'j':
+        o->shell_job = true;
+        break;
+      case 'd':
+        o->restore_detached = true;
+        break;
+      case 'V':
+        std::printf("Version: %s (cryo)\n", CRYO_VERSION);
+        return false;
+      case 'h':
+        usage();
+        return false;
+      case kPidfile:
+        o->pidfile = optarg;
+        break;
+      case kDisplayStats:
+        o->display_stats = true;
+        break;
+      case kNoDefaultConfig:
+        break;  // cryo reads no configuration files
+      case kFeature:
+        o->features.push_back(optarg);
+        break;
+      case kAll:
+        o->check_all = true;
+        break;
       case kUnsupported:
         fail("option --{} is not supported by this version of cryo yet", longs[idx].name);
       case ':':

@@ -183,8 +183,8 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, uint64_t gad
   const pid_t tid = th.tid;
   std::string xstate = arch::get_xstate(tid);
   kernel::RseqConfig rseq{};
-  long rseq_len = ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), tid,
-                         sizeof rseq, &rseq);
+  long rseq_len =
+      ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), tid, sizeof rseq, &rseq);
   proc::Status st = proc::read_status(tid);
   if (st.cap_amb != 0)
     fail("task {} ({}) has ambient capabilities ({:#x}): not supported yet", tid, st.name,

@@ -61,9 +61,10 @@ void run(const Options& opts) {
   // A session or group led from outside the tree is a terminal job: CRIU's --shell-job rule.
   bool outside_session = !tree.contains(root.sid) || !tree.contains(root.pgid);
   if (outside_session && !opts.shell_job)
-    fail("task {} belongs to session {} and group {} led from outside the dumped tree (a shell "
-         "job): dump it with --shell-job (-j), or start it with setsid",
-         root.pid, root.sid, root.pgid);
+    fail(
+        "task {} belongs to session {} and group {} led from outside the dumped tree (a shell "
+        "job): dump it with --shell-job (-j), or start it with setsid",
+        root.pid, root.sid, root.pgid);
   for (const auto& t : tasks) {
     if (t.zombie && t.pid == root.pid) fail("the root task {} is a zombie", t.pid);
     if (!t.zombie) check_namespaces(t.pid);
@@ -175,10 +176,11 @@ void run(const Options& opts) {
             pages_written);
   if (opts.display_stats) {
     std::printf("Displaying dump stats:\n");
-    std::printf("Freezing time: %u us\nFrozen time: %u us\nMemory dump time: %u us\n"
-                "Memory write time: %u us\nPages scanned: %lu\nPages written: %lu\n",
-                freezing_us, frozen_us, d->memdump_time(), d->memwrite_time(),
-                static_cast<unsigned long>(pages_scanned), static_cast<unsigned long>(pages_written));
+    std::printf(
+        "Freezing time: %u us\nFrozen time: %u us\nMemory dump time: %u us\n"
+        "Memory write time: %u us\nPages scanned: %lu\nPages written: %lu\n",
+        freezing_us, frozen_us, d->memdump_time(), d->memwrite_time(),
+        static_cast<unsigned long>(pages_scanned), static_cast<unsigned long>(pages_written));
   }
 }
 

@@ -10,6 +10,14 @@
 namespace cryo::dump {
 namespace {
 
+std::string need(const std::string& text, const std::string& key, uint32_t id) {
+  std::string v = fdinfo_field(text, key);
+  if (v.empty()) fail("file {}: no '{}' in its fdinfo (kernel too old?)", id, key);
+  return v;
+}
+
+}  // namespace
+
 fown_entry* zero_fown(fown_entry* f) {
   f->set_uid(0);
   f->set_euid(0);
@@ -18,14 +26,6 @@ fown_entry* zero_fown(fown_entry* f) {
   f->set_pid(0);
   return f;
 }
-
-std::string need(const std::string& text, const std::string& key, uint32_t id) {
-  std::string v = fdinfo_field(text, key);
-  if (v.empty()) fail("file {}: no '{}' in its fdinfo (kernel too old?)", id, key);
-  return v;
-}
-
-}  // namespace
 
 std::string fdinfo_field(const std::string& text, const std::string& key) {
   size_t p = 0;
@@ -58,10 +58,13 @@ void dump_timerfd(const std::string& text, uint32_t id, uint32_t flags, file_ent
   zero_fown(t->mutable_fown());
   t->set_clockid(static_cast<uint32_t>(std::stoul(need(text, "clockid", id))));
   t->set_ticks(std::stoull(need(text, "ticks", id)));
-  t->set_settime_flags(static_cast<uint32_t>(std::stoul(need(text, "settime flags", id), nullptr, 8)));
+  t->set_settime_flags(
+      static_cast<uint32_t>(std::stoul(need(text, "settime flags", id), nullptr, 8)));
   uint64_t vs = 0, vn = 0, is = 0, in = 0;
-  if (std::sscanf(need(text, "it_value", id).c_str(), "(%" SCNu64 ", %" SCNu64 ")", &vs, &vn) != 2 ||
-      std::sscanf(need(text, "it_interval", id).c_str(), "(%" SCNu64 ", %" SCNu64 ")", &is, &in) != 2)
+  if (std::sscanf(need(text, "it_value", id).c_str(), "(%" SCNu64 ", %" SCNu64 ")", &vs, &vn) !=
+          2 ||
+      std::sscanf(need(text, "it_interval", id).c_str(), "(%" SCNu64 ", %" SCNu64 ")", &is, &in) !=
+          2)
     fail("file {}: cannot parse the timerfd setting in its fdinfo", id);
   t->set_vsec(vs);
   t->set_vnsec(vn);
@@ -96,9 +99,10 @@ void dump_eventpoll(pid_t pid, const std::string& text, uint32_t id, uint32_t fl
     pos += 4;
     struct stat st;
     if (::stat(fmt::format("/proc/{}/fd/{}", pid, tfd).c_str(), &st) < 0 || st.st_ino != ino)
-      fail("task {}: its epoll instance (file {}) watches fd {}, which was closed or replaced "
-           "since: not supported yet",
-           pid, id, tfd);
+      fail(
+          "task {}: its epoll instance (file {}) watches fd {}, which was closed or replaced "
+          "since: not supported yet",
+          pid, id, tfd);
     auto* t = ep->add_tfd();
     t->set_id(id);
     t->set_tfd(static_cast<uint32_t>(tfd));

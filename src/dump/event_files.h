@@ -17,6 +17,9 @@ void dump_signalfd(const std::string& fdinfo, uint32_t id, uint32_t flags, file_
 void dump_eventpoll(pid_t pid, const std::string& fdinfo, uint32_t id, uint32_t flags,
                     file_entry* e);
 
+// An empty owner (F_SETOWN) record: cryo does not dump file owners yet.
+fown_entry* zero_fown(fown_entry* f);
+
 // The value of "key:" in an fdinfo text, trimmed; empty if absent.
 std::string fdinfo_field(const std::string& text, const std::string& key);
 

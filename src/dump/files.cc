@@ -5,9 +5,9 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/timerfd.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -20,15 +20,6 @@
 
 namespace cryo::dump {
 namespace {
-
-fown_entry* zero_fown(fown_entry* f) {
-  f->set_uid(0);
-  f->set_euid(0);
-  f->set_signum(0);
-  f->set_pid_type(0);
-  f->set_pid(0);
-  return f;
-}
 
 // What kind of non-regular object a /proc/PID/fd link names, for the refusal message.
 std::string kind_of_link(const std::string& link) {
@@ -135,9 +126,10 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
       fail("task {} fd {}: {} (mode {:o}) is not supported yet", pid, fd, link, st.st_mode);
     }
     if (tty && !shell_job)
-      fail("task {} fd {} is the terminal {}: the tree is attached to a terminal; dump it with "
-           "--shell-job (-j)",
-           pid, fd, link);
+      fail(
+          "task {} fd {} is the terminal {}: the tree is attached to a terminal; dump it with "
+          "--shell-job (-j)",
+          pid, fd, link);
     if (type != MEMFD && link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0)
       fail("task {} fd {}: deleted file {} is not supported yet", pid, fd, link);
 
@@ -201,7 +193,8 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
           Fd pidfd(kernel::pidfd_open(pid));
           Fd sk(pidfd ? kernel::pidfd_getfd(pidfd.get(), fd) : -1);
           if (!sk) fail_sys("task {} fd {}: cannot get a copy of {}", pid, fd, link);
-          dump_inet_socket(pid, fd, sk.get(), static_cast<uint32_t>(link_inode(link)), id, flags, &e);
+          dump_inet_socket(pid, fd, sk.get(), static_cast<uint32_t>(link_inode(link)), id, flags,
+                           &e);
           break;
         }
         case MEMFD: {

@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "dump/event_files.h"
 #include "dump/sockets.h"
 
 namespace cryo::dump {
@@ -72,14 +73,16 @@ void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint
     state = ti.tcpi_state;
     if (state == kListen) {
       backlog = ti.tcpi_sacked;  // for a listener: its backlog limit
-      if (ti.tcpi_unacked)  // for a listener: connections waiting to be accepted
-        fail("{} has {} connection(s) waiting to be accepted: restoring them needs "
-             "--tcp-established, which is not supported yet",
-             where, ti.tcpi_unacked);
+      if (ti.tcpi_unacked)       // for a listener: connections waiting to be accepted
+        fail(
+            "{} has {} connection(s) waiting to be accepted: restoring them needs "
+            "--tcp-established, which is not supported yet",
+            where, ti.tcpi_unacked);
     } else if (state != kClose) {
-      fail("{} is connected to {} (TCP state {}): established TCP connections need "
-           "--tcp-established, which is not supported yet",
-           where, show(dst), state);
+      fail(
+          "{} is connected to {} (TCP state {}): established TCP connections need "
+          "--tcp-established, which is not supported yet",
+          where, show(dst), state);
     }
   } else if (type == SOCK_DGRAM && (proto == IPPROTO_UDP || proto == 0)) {
     state = connected ? kEstablished : kClose;
@@ -105,12 +108,7 @@ void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint
   s->set_dst_port(dport);
   s->set_flags(flags);
   s->set_backlog(backlog);
-  auto* f = s->mutable_fown();
-  f->set_uid(0);
-  f->set_euid(0);
-  f->set_signum(0);
-  f->set_pid_type(0);
-  f->set_pid(0);
+  zero_fown(s->mutable_fown());
   fill_sk_opts(sk, s->mutable_opts());
   if (family == AF_INET6 && sk_int_opt(sk, IPPROTO_IPV6, IPV6_V6ONLY)) s->set_v6only(true);
   if (sk_int_opt(sk, IPPROTO_IP, IP_FREEBIND)) s->mutable_ip_opts()->set_freebind(true);

@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <future>
 #include <cstring>
+#include <future>
 
 #include "base/error.h"
 #include "base/fd.h"
@@ -23,7 +23,8 @@ constexpr uint64_t kPmPresent = 1ULL << 63, kPmSwap = 1ULL << 62, kPmFile = 1ULL
 constexpr uint64_t kPmPfnMask = (1ULL << 55) - 1;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 uint64_t madv_bits(const proc::Vma& v) {
@@ -98,7 +99,9 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
     e->set_fd(-1);
     if (uint64_t m = madv_bits(v)) e->set_madv(m);
     uint32_t status = image::kVmaRegular;
-    auto where = [&] { return fmt::format("task {} mapping {:x}-{:x} {}", pid, v.start, v.end, v.path); };
+    auto where = [&] {
+      return fmt::format("task {} mapping {:x}-{:x} {}", pid, v.start, v.end, v.path);
+    };
     if (v.path == "[vdso]") {
       status |= image::kVmaVdso;
       flags |= MAP_ANONYMOUS;
@@ -123,8 +126,7 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
     } else {
       if (v.path.rfind("/SYSV", 0) == 0 || v.path.rfind("/memfd:", 0) == 0 ||
           v.path.rfind("/dev/zero", 0) == 0)
-        fail("{}: SysV shared memory, memfd and /dev/zero mappings are not supported yet",
-             where());
+        fail("{}: SysV shared memory, memfd and /dev/zero mappings are not supported yet", where());
       if (ends_with(v.path, " (deleted)"))
         fail("{}: a mapping of a deleted file is not supported yet", where());
       if (v.has_flag("io") || v.has_flag("pf"))

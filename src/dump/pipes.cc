@@ -28,7 +28,8 @@ void PipeData::add(pid_t pid, int fd, uint64_t ino, bool fifo) {
   Saved s;
   s.fifo = fifo;
   ssize_t n = ::tee(end.get(), wr.get(), static_cast<size_t>(size), SPLICE_F_NONBLOCK);
-  if (n < 0 && errno != EAGAIN) fail_sys("cannot copy the data of pipe {} (task {} fd {})", ino, pid, fd);
+  if (n < 0 && errno != EAGAIN)
+    fail_sys("cannot copy the data of pipe {} (task {} fd {})", ino, pid, fd);
   if (n > 0) {
     s.bytes.resize(static_cast<size_t>(n));
     size_t got = 0;

@@ -12,8 +12,8 @@
 namespace cryo::dump {
 namespace {
 
-constexpr int kGetFilter = 0x420c;    // PTRACE_SECCOMP_GET_FILTER
-constexpr int kGetMetadata = 0x420d;  // PTRACE_SECCOMP_GET_METADATA
+constexpr int kGetFilter = 0x420c;          // PTRACE_SECCOMP_GET_FILTER
+constexpr int kGetMetadata = 0x420d;        // PTRACE_SECCOMP_GET_METADATA
 constexpr uint64_t kNewListener = 1u << 3;  // SECCOMP_FILTER_FLAG_NEW_LISTENER
 
 }  // namespace

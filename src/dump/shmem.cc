@@ -16,7 +16,8 @@
 namespace cryo::dump {
 
 void ShmemTable::add(pid_t pid, uint64_t inode, uint64_t start, uint64_t end) {
-  objects_.try_emplace(inode, Where{pid, fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, start, end)});
+  objects_.try_emplace(inode,
+                       Where{pid, fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, start, end)});
 }
 
 void ShmemTable::add_link(uint64_t inode, const std::string& link, pid_t pid) {
@@ -34,7 +35,8 @@ uint64_t ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
     off_t size = ::lseek(fd.get(), 0, SEEK_END);
     uint32_t pages_id = (*next_pages_id)++;
     std::string pages_name = fmt::format("pages-{}.img", pages_id);
-    Fd out(::open((dir + "/" + pages_name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    Fd out(
+        ::open((dir + "/" + pages_name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!out) fail_sys("cannot create image {}/{}", dir, pages_name);
     image::Writer pm(dir, fmt::format("pagemap-shmem-{}.img", inode), image::magic::kPagemap);
     pagemap_head head;

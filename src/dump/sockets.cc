@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "dump/event_files.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
 
@@ -40,8 +41,6 @@ void fill_sk_opts(int s, sk_opts_entry* o) {
   if (sk_int_opt(s, SOL_SOCKET, SO_BROADCAST)) o->set_so_broadcast(true);
 }
 
-
-
 void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t flags,
                        file_entry* e) {
   if (!loaded_) {
@@ -50,8 +49,8 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
   }
   auto it = diag_.find(ino);
   if (it == diag_.end())
-    fail("task {} fd {}: unix socket {} is unknown to sock_diag (another network namespace?)",
-         pid, fd, ino);
+    fail("task {} fd {}: unix socket {} is unknown to sock_diag (another network namespace?)", pid,
+         fd, ino);
   const kernel::UnixDiag& d = it->second;
   Fd pidfd(kernel::pidfd_open(pid));
   Fd sk(pidfd ? kernel::pidfd_getfd(pidfd.get(), fd) : -1);
@@ -72,12 +71,7 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
       for (uint32_t c : l.icons)
         if (c == ino) peer = lino;
   u->set_peer(peer);
-  auto* f = u->mutable_fown();
-  f->set_uid(0);
-  f->set_euid(0);
-  f->set_signum(0);
-  f->set_pid_type(0);
-  f->set_pid(0);
+  zero_fown(u->mutable_fown());
   fill_sk_opts(sk.get(), u->mutable_opts());
   // A path name may come with its terminating NUL; an abstract one is kept as it is.
   std::string name = d.name;
@@ -115,9 +109,10 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
       fail_sys("task {} fd {}: cannot peek into unix socket {}", pid, fd, ino);
     }
     if (msg.msg_controllen > 0 || (msg.msg_flags & MSG_CTRUNC))
-      fail("task {} fd {}: unix socket {} holds messages carrying fds or credentials: not "
-           "supported yet",
-           pid, fd, ino);
+      fail(
+          "task {} fd {}: unix socket {} holds messages carrying fds or credentials: not "
+          "supported yet",
+          pid, fd, ino);
     if (static_cast<size_t>(n) > buf.size())
       fail("task {} fd {}: unix socket {} holds a message of {} bytes: too big", pid, fd, ino, n);
     if (n == 0 && d.type == SOCK_STREAM) break;
@@ -147,9 +142,10 @@ void UnixSockets::check_peers() const {
     std::string peer_name = "?";
     if (auto p = diag_.find(d.peer); p != diag_.end())
       peer_name = p->second.name.empty() ? "unnamed" : p->second.name;
-    fail("task {} fd {}: unix socket {} is connected to socket {} ({}) outside the dumped tree: "
-         "external unix sockets (--ext-unix-sk) are not supported yet",
-         where.first, where.second, ino, d.peer, peer_name);
+    fail(
+        "task {} fd {}: unix socket {} is connected to socket {} ({}) outside the dumped tree: "
+        "external unix sockets (--ext-unix-sk) are not supported yet",
+        where.first, where.second, ino, d.peer, peer_name);
   }
 }
 

@@ -15,22 +15,35 @@ constexpr size_t kFlushAt = 1 << 20;
 
 std::string magic_name(uint32_t m) {
   switch (m) {
-    case magic::kInventory: return "INVENTORY";
-    case magic::kPstree: return "PSTREE";
-    case magic::kFdinfo: return "FDINFO";
-    case magic::kPagemap: return "PAGEMAP";
-    case magic::kCore: return "CORE";
-    case magic::kIds: return "IDS";
-    case magic::kMm: return "MM";
-    case magic::kFs: return "FS";
-    case magic::kFiles: return "FILES";
-    case magic::kStats: return "STATS";
-    case magic::kTtyInfo: return "TTY_INFO";
+    case magic::kInventory:
+      return "INVENTORY";
+    case magic::kPstree:
+      return "PSTREE";
+    case magic::kFdinfo:
+      return "FDINFO";
+    case magic::kPagemap:
+      return "PAGEMAP";
+    case magic::kCore:
+      return "CORE";
+    case magic::kIds:
+      return "IDS";
+    case magic::kMm:
+      return "MM";
+    case magic::kFs:
+      return "FS";
+    case magic::kFiles:
+      return "FILES";
+    case magic::kStats:
+      return "STATS";
+    case magic::kTtyInfo:
+      return "TTY_INFO";
   }
   return fmt::format("{:#x}", m);
 }
 
-void append_u32(std::string& s, uint32_t v) { s.append(reinterpret_cast<const char*>(&v), 4); }
+void append_u32(std::string& s, uint32_t v) {
+  s.append(reinterpret_cast<const char*>(&v), 4);
+}
 
 }  // namespace
 

@@ -37,9 +37,10 @@ FrozenTree::FrozenTree(pid_t root) {
       }
       t.stat = proc::read_stat(pid);
       if ((t.stat.state == 'Z' || t.stat.state == 'X') && proc::read_threads(pid).size() > 1)
-        fail("task {} ({}): its main thread has exited while other threads run: not supported "
-             "yet",
-             pid, st.name);
+        fail(
+            "task {} ({}): its main thread has exited while other threads run: not supported "
+            "yet",
+            pid, st.name);
       if (t.stat.state == 'Z' || t.stat.state == 'X') {
         t.zombie = true;
         t.exit_status = t.stat.exit_code;
@@ -119,9 +120,10 @@ void FrozenTree::seize_threads(FrozenTask& t) {
       // cryo's remote syscalls must not meet the thread's seccomp filters.
       if (proc::read_status(tid).seccomp != 0 &&
           ptrace(PTRACE_SETOPTIONS, tid, nullptr, PTRACE_O_SUSPEND_SECCOMP) < 0)
-        fail_sys("task {} runs under seccomp and cryo cannot suspend its filters (cryo needs "
-                 "CAP_SYS_ADMIN and no seccomp filter of its own)",
-                 tid);
+        fail_sys(
+            "task {} runs under seccomp and cryo cannot suspend its filters (cryo needs "
+            "CAP_SYS_ADMIN and no seccomp filter of its own)",
+            tid);
       FrozenThread th;
       th.tid = tid;
       if (tid == t.pid)

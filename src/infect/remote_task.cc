@@ -35,7 +35,9 @@ WaitStatus wait_task(pid_t tid) {
 RemoteTask::RemoteTask(pid_t tid, uint64_t gadget)
     : tid_(tid), gadget_(gadget), saved_(arch::get_regs(tid)) {}
 
-void RemoteTask::restore_regs() { arch::set_regs(tid_, saved_); }
+void RemoteTask::restore_regs() {
+  arch::set_regs(tid_, saved_);
+}
 
 long RemoteTask::syscall(long nr, std::initializer_list<uint64_t> args) {
   arch::Regs r = saved_;

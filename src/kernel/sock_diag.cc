@@ -26,7 +26,8 @@ int parse_attr(const nlattr* a, void* data) {
   auto* d = static_cast<UnixDiag*>(data);
   switch (mnl_attr_get_type(a)) {
     case UNIX_DIAG_NAME:
-      d->name.assign(static_cast<const char*>(mnl_attr_get_payload(a)), mnl_attr_get_payload_len(a));
+      d->name.assign(static_cast<const char*>(mnl_attr_get_payload(a)),
+                     mnl_attr_get_payload_len(a));
       break;
     case UNIX_DIAG_PEER:
       d->peer = mnl_attr_get_u32(a);
@@ -76,7 +77,8 @@ std::map<uint32_t, UnixDiag> unix_diag_all() {
   auto* req = static_cast<unix_diag_req*>(mnl_nlmsg_put_extra_header(nlh, sizeof(unix_diag_req)));
   req->sdiag_family = AF_UNIX;
   req->udiag_states = ~0u;
-  req->udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;  // UNIX_DIAG_SHUTDOWN comes always
+  req->udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS |
+                    UDIAG_SHOW_RQLEN;  // UNIX_DIAG_SHUTDOWN comes always
   if (mnl_socket_sendto(nl.s, nlh, nlh->nlmsg_len) < 0) fail_sys("cannot query unix sockets");
   std::map<uint32_t, UnixDiag> all;
   unsigned portid = mnl_socket_get_portid(nl.s);

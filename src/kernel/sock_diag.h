@@ -11,10 +11,10 @@ namespace cryo::kernel {
 struct UnixDiag {
   uint32_t ino = 0;
   uint8_t type = 0, state = 0;
-  std::string name;                // sun_path bytes; empty if unbound
-  uint32_t peer = 0;               // peer's inode
-  std::vector<uint32_t> icons;     // a listener's connections not yet accepted
-  uint32_t rqueue = 0, wqueue = 0; // for a listener: backlog length and limit
+  std::string name;                 // sun_path bytes; empty if unbound
+  uint32_t peer = 0;                // peer's inode
+  std::vector<uint32_t> icons;      // a listener's connections not yet accepted
+  uint32_t rqueue = 0, wqueue = 0;  // for a listener: backlog length and limit
   uint8_t shutdown = 0;
 };
 

@@ -68,16 +68,26 @@ enum KcmpType { kKcmpFile = 0, kKcmpVm = 1, kKcmpFiles = 2, kKcmpFs = 3, kKcmpSi
 inline long kcmp(pid_t a, pid_t b, int type, unsigned long x, unsigned long y) {
   return ::syscall(SYS_kcmp, a, b, type, x, y);
 }
-inline long clone3(CloneArgs* args) { return ::syscall(SYS_clone3, args, sizeof(*args)); }
-inline long gettid_raw() { return ::syscall(SYS_gettid); }
-inline int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+inline long clone3(CloneArgs* args) {
+  return ::syscall(SYS_clone3, args, sizeof(*args));
+}
+inline long gettid_raw() {
+  return ::syscall(SYS_gettid);
+}
+inline int pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 inline int pidfd_getfd(int pidfd, int fd) {
   return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0));
 }
 
 // Rounds to pages.
 constexpr uint64_t kPageSize = 4096;
-constexpr uint64_t page_down(uint64_t a) { return a & ~(kPageSize - 1); }
-constexpr uint64_t page_up(uint64_t a) { return (a + kPageSize - 1) & ~(kPageSize - 1); }
+constexpr uint64_t page_down(uint64_t a) {
+  return a & ~(kPageSize - 1);
+}
+constexpr uint64_t page_up(uint64_t a) {
+  return (a + kPageSize - 1) & ~(kPageSize - 1);
+}
 
 }  // namespace cryo::kernel

@@ -59,7 +59,8 @@ struct Vma {
   uint64_t pgoff = 0;
   uint32_t dev_major = 0, dev_minor = 0;
   uint64_t inode = 0;
-  std::string path;  // as shown: "/usr/bin/cat", "[heap]", "[vdso]", "" for anon, may end in " (deleted)"
+  std::string
+      path;  // as shown: "/usr/bin/cat", "[heap]", "[vdso]", "" for anon, may end in " (deleted)"
   std::vector<std::string> vm_flags;  // two-letter VmFlags: "rd", "wr", "gd", "dd", ...
   uint64_t rss_kb = 0, swap_kb = 0;
   bool has_flag(const char* f) const;
@@ -90,11 +91,11 @@ std::vector<Limit> parse_limits(const std::string& text);
 std::vector<Limit> read_limits(pid_t pid);
 
 // Small helpers.
-std::string read_file(const std::string& path);             // whole file; throws on error
+std::string read_file(const std::string& path);                     // whole file; throws on error
 std::optional<std::string> try_read_file(const std::string& path);  // nullopt if absent
-std::string read_link(const std::string& path);             // readlink; throws on error
-std::vector<int> list_dir_numbers(const std::string& path);  // numeric entries, sorted
-std::vector<pid_t> read_children(pid_t pid, pid_t tid);     // /proc/PID/task/TID/children
-std::vector<pid_t> read_threads(pid_t pid);                 // /proc/PID/task, sorted
+std::string read_link(const std::string& path);                     // readlink; throws on error
+std::vector<int> list_dir_numbers(const std::string& path);         // numeric entries, sorted
+std::vector<pid_t> read_children(pid_t pid, pid_t tid);             // /proc/PID/task/TID/children
+std::vector<pid_t> read_threads(pid_t pid);                         // /proc/PID/task, sorted
 
 }  // namespace cryo::proc

@@ -24,9 +24,9 @@ namespace cryo::restore {
 namespace {
 
 constexpr int kMaxSig = 64;
-const char* const kLimitNames[] = {"CPU",    "FSIZE",   "DATA",   "STACK", "CORE",   "RSS",
-                                   "NPROC",  "NOFILE",  "MEMLOCK", "AS",   "LOCKS",  "SIGPENDING",
-                                   "MSGQUEUE", "NICE",  "RTPRIO", "RTTIME"};
+const char* const kLimitNames[] = {"CPU",      "FSIZE",  "DATA",    "STACK", "CORE",  "RSS",
+                                   "NPROC",    "NOFILE", "MEMLOCK", "AS",    "LOCKS", "SIGPENDING",
+                                   "MSGQUEUE", "NICE",   "RTPRIO",  "RTTIME"};
 
 // Setting a CPU-time itimer adds one scheduler tick to the value (so that at least the time
 // asked for passes); the dumped value already had it, so take it off again. The tick is
@@ -100,9 +100,10 @@ void restore_rlimits(pid_t pid, const task_rlimits_entry& rl) {
         have.rlim_cur == want.rlim_cur && have.rlim_max == want.rlim_max)
       continue;
     if (::prlimit64(pid, static_cast<__rlimit_resource>(r), &want, nullptr) < 0)
-      fail_sys("task {}: cannot set RLIMIT_{} to {}/{} (cryo's own hard limit may be lower; "
-               "raising it needs CAP_SYS_RESOURCE)",
-               pid, kLimitNames[r], want.rlim_cur, want.rlim_max);
+      fail_sys(
+          "task {}: cannot set RLIMIT_{} to {}/{} (cryo's own hard limit may be lower; "
+          "raising it needs CAP_SYS_RESOURCE)",
+          pid, kLimitNames[r], want.rlim_cur, want.rlim_max);
   }
 }
 
@@ -187,7 +188,8 @@ void queue_signals(RemoteTask& rt, const signal_queue_entry& q, bool shared) {
 void restore_thread_state(RemoteTask& rt, const core_entry& core) {
   const pid_t tid = rt.tid();
   const thread_core_entry& th = core.thread_core();
-  if (th.has_comm()) rt.check("prctl(PR_SET_NAME)", SYS_prctl, {PR_SET_NAME, rt.put_str(0, th.comm())});
+  if (th.has_comm())
+    rt.check("prctl(PR_SET_NAME)", SYS_prctl, {PR_SET_NAME, rt.put_str(0, th.comm())});
   rt.check("set_tid_address", SYS_set_tid_address, {core.thread_info().clear_tid_addr()});
   if (th.futex_rla())
     rt.check("set_robust_list", SYS_set_robust_list, {th.futex_rla(), th.futex_rla_len()});
@@ -254,7 +256,8 @@ void restore_creds(RemoteTask& rt, const core_entry& core) {
     last = std::stol(lc);
     for (long cap = 0; cap <= last; cap++)
       if (!(bnd & (1ULL << cap)))
-        rt.check("prctl(PR_CAPBSET_DROP)", SYS_prctl, {PR_CAPBSET_DROP, static_cast<uint64_t>(cap)});
+        rt.check("prctl(PR_CAPBSET_DROP)", SYS_prctl,
+                 {PR_CAPBSET_DROP, static_cast<uint64_t>(cap)});
   }
   std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
   uint64_t g = groups.empty() ? 0 : rt.put(0, groups.data(), groups.size() * 4);
@@ -285,7 +288,8 @@ void restore_creds(RemoteTask& rt, const core_entry& core) {
     uint64_t d = rt.put(64, data, sizeof data);
     rt.check("capset", SYS_capset, {h, d});
   }
-  rt.check("prctl(PR_SET_KEEPCAPS)", SYS_prctl, {PR_SET_KEEPCAPS, (c.secbits() & kKeepCaps) ? 1u : 0u});
+  rt.check("prctl(PR_SET_KEEPCAPS)", SYS_prctl,
+           {PR_SET_KEEPCAPS, (c.secbits() & kKeepCaps) ? 1u : 0u});
   if (c.no_new_privs())
     rt.check("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0});
 }
@@ -298,8 +302,8 @@ void restore_registers(RemoteTask& rt, const core_entry& core) {
   arch::Regs r = arch::regs_from_image(core.thread_info().gpregs());
   arch::prepare_restart(r);
   arch::set_regs(tid, r);
-  uint64_t mask = core.thread_core().blk_sigset() &
-                  ~((1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1)));
+  uint64_t mask =
+      core.thread_core().blk_sigset() & ~((1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1)));
   if (ptrace(PTRACE_SETSIGMASK, tid, sizeof mask, &mask) < 0)
     fail_sys("cannot set the signal mask of task {}", tid);
 }

@@ -40,7 +40,8 @@ Fd open_timerfd(const timerfd_entry& t) {
   its.it_interval.tv_sec = static_cast<time_t>(t.isec());
   its.it_interval.tv_nsec = static_cast<long>(t.insec());
   if (!its.it_value.tv_sec && !its.it_value.tv_nsec) its.it_value = its.it_interval;
-  if ((its.it_value.tv_sec || its.it_value.tv_nsec) && ::timerfd_settime(fd.get(), 0, &its, nullptr) < 0)
+  if ((its.it_value.tv_sec || its.it_value.tv_nsec) &&
+      ::timerfd_settime(fd.get(), 0, &its, nullptr) < 0)
     fail_sys("cannot set timerfd {}", t.id());
   if (t.ticks()) {
     uint64_t ticks = t.ticks();

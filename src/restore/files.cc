@@ -27,8 +27,9 @@ std::string own_terminal() {
     char buf[256];
     if (::isatty(fd) && ::ttyname_r(fd, buf, sizeof buf) == 0) return buf;
   }
-  fail("the images hold a shell job but cryo does not run in a terminal: run cryo restore -j "
-       "from the terminal the job should use");
+  fail(
+      "the images hold a shell job but cryo does not run in a terminal: run cryo restore -j "
+      "from the terminal the job should use");
 }
 
 void write_all(int fd, const std::string& data, const char* what, uint32_t id) {
@@ -117,7 +118,8 @@ Fd FileSet::open_memfd(const memfd_file_entry& m) {
       fail_sys("cannot seal memfd {} with {:#x}", mi.name(), mi.seals());
   }
   uint32_t flags = m.flags() & ~static_cast<uint32_t>(O_CREAT | O_EXCL | O_TRUNC);
-  Fd fd(::open(fmt::format("/proc/self/fd/{}", mfd.get()).c_str(), static_cast<int>(flags | O_CLOEXEC)));
+  Fd fd(::open(fmt::format("/proc/self/fd/{}", mfd.get()).c_str(),
+               static_cast<int>(flags | O_CLOEXEC)));
   if (!fd) fail_sys("cannot open memfd file {}", m.id());
   if (m.pos() && ::lseek(fd.get(), static_cast<off_t>(m.pos()), SEEK_SET) < 0)
     fail_sys("cannot seek memfd file {} to {}", m.id(), m.pos());
@@ -172,7 +174,8 @@ int FileSet::get(uint32_t id) {
       break;
     case TTY: {
       std::string tty = own_terminal();
-      fd.reset(::open(tty.c_str(), static_cast<int>((f.tty().flags() & ~O_CREAT) | O_NOCTTY | O_CLOEXEC)));
+      fd.reset(::open(tty.c_str(),
+                      static_cast<int>((f.tty().flags() & ~O_CREAT) | O_NOCTTY | O_CLOEXEC)));
       if (!fd) fail_sys("cannot open terminal {}", tty);
       break;
     }
@@ -222,14 +225,18 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
   uint64_t top = t.fds.back().fd() + 1;
   long p = rt.check("pidfd_open", SYS_pidfd_open, {static_cast<uint64_t>(::getpid()), 0});
   long pidfd = rt.check("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl,
-                        {static_cast<uint64_t>(p), F_DUPFD_CLOEXEC, std::max<uint64_t>(top, static_cast<uint64_t>(p))});
+                        {static_cast<uint64_t>(p), F_DUPFD_CLOEXEC,
+                         std::max<uint64_t>(top, static_cast<uint64_t>(p))});
   if (pidfd != p) rt.check("close", SYS_close, {static_cast<uint64_t>(p)});
   for (const auto& fdi : t.fds) {
     const uint64_t target = fdi.fd();
     const bool cloexec = fdi.flags() & FD_CLOEXEC;
     int mine = files.get(fdi.id());
-    long got = rt.syscall(SYS_pidfd_getfd, {static_cast<uint64_t>(pidfd), static_cast<uint64_t>(mine), 0});
-    if (got < 0) fail_errno(static_cast<int>(-got), "task {} fd {}: cannot take file {} from cryo", pid, target, fdi.id());
+    long got =
+        rt.syscall(SYS_pidfd_getfd, {static_cast<uint64_t>(pidfd), static_cast<uint64_t>(mine), 0});
+    if (got < 0)
+      fail_errno(static_cast<int>(-got), "task {} fd {}: cannot take file {} from cryo", pid,
+                 target, fdi.id());
     if (static_cast<uint64_t>(got) != target) {
       rt.check("dup3", SYS_dup3, {static_cast<uint64_t>(got), target, cloexec ? O_CLOEXEC : 0u});
       rt.check("close", SYS_close, {static_cast<uint64_t>(got)});
@@ -252,8 +259,8 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
       uint64_t a = rt.put(0, &ev, sizeof ev);
       long r = rt.syscall(SYS_epoll_ctl, {fdi.fd(), EPOLL_CTL_ADD, tfd.tfd(), a});
       if (r < 0)
-        fail_errno(static_cast<int>(-r), "task {}: cannot register fd {} in epoll fd {} again",
-                   pid, tfd.tfd(), fdi.fd());
+        fail_errno(static_cast<int>(-r), "task {}: cannot register fd {} in epoll fd {} again", pid,
+                   tfd.tfd(), fdi.fd());
     }
   }
 }
@@ -264,7 +271,8 @@ void restore_fs(RemoteTask& rt, const TaskPlan& t, const Plan& plan) {
   const std::string& cwd = plan.reg(t.fs.cwd_id(), "cwd", pid).name();
   // The working directory is a path from the outer root: enter it before the chroot.
   long r = rt.syscall(SYS_chdir, {rt.put_str(0, cwd)});
-  if (r < 0) fail_errno(static_cast<int>(-r), "task {}: cannot enter its working directory {}", pid, cwd);
+  if (r < 0)
+    fail_errno(static_cast<int>(-r), "task {}: cannot enter its working directory {}", pid, cwd);
   if (root != "/") rt.check("chroot", SYS_chroot, {rt.put_str(0, root)});
   if (t.fs.has_umask()) rt.check("umask", SYS_umask, {t.fs.umask()});
 }

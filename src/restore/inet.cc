@@ -58,10 +58,16 @@ Fd open_inet_socket(const inet_sk_entry& s) {
   if (o.so_keepalive()) set_int(fd.get(), SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE", s.id());
   if (o.so_broadcast()) set_int(fd.get(), SOL_SOCKET, SO_BROADCAST, 1, "SO_BROADCAST", s.id());
   // The kernel doubles the buffer sizes it is given.
-  if (o.so_sndbuf()) set_int(fd.get(), SOL_SOCKET, SO_SNDBUF, static_cast<int>(o.so_sndbuf() / 2), "SO_SNDBUF", s.id());
-  if (o.so_rcvbuf()) set_int(fd.get(), SOL_SOCKET, SO_RCVBUF, static_cast<int>(o.so_rcvbuf() / 2), "SO_RCVBUF", s.id());
-  timeval st{static_cast<time_t>(o.so_snd_tmo_sec()), static_cast<suseconds_t>(o.so_snd_tmo_usec())};
-  timeval rt{static_cast<time_t>(o.so_rcv_tmo_sec()), static_cast<suseconds_t>(o.so_rcv_tmo_usec())};
+  if (o.so_sndbuf())
+    set_int(fd.get(), SOL_SOCKET, SO_SNDBUF, static_cast<int>(o.so_sndbuf() / 2), "SO_SNDBUF",
+            s.id());
+  if (o.so_rcvbuf())
+    set_int(fd.get(), SOL_SOCKET, SO_RCVBUF, static_cast<int>(o.so_rcvbuf() / 2), "SO_RCVBUF",
+            s.id());
+  timeval st{static_cast<time_t>(o.so_snd_tmo_sec()),
+             static_cast<suseconds_t>(o.so_snd_tmo_usec())};
+  timeval rt{static_cast<time_t>(o.so_rcv_tmo_sec()),
+             static_cast<suseconds_t>(o.so_rcv_tmo_usec())};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &st, sizeof st);
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof rt);
 
@@ -71,9 +77,10 @@ Fd open_inet_socket(const inet_sk_entry& s) {
   for (uint32_t w : s.src_addr()) any_addr &= w == 0;
   if (s.src_port() || !any_addr) {
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&src), len) < 0)
-      fail_sys("socket {}: cannot bind to port {} again (another process uses it now, or a "
-               "connection of the dumped process lingers in TIME_WAIT for up to 60 s)",
-               s.id(), s.src_port());
+      fail_sys(
+          "socket {}: cannot bind to port {} again (another process uses it now, or a "
+          "connection of the dumped process lingers in TIME_WAIT for up to 60 s)",
+          s.id(), s.src_port());
   }
   set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, o.reuseaddr() ? 1 : 0, "SO_REUSEADDR", s.id());
   if (s.state() == kListen) {

@@ -97,17 +97,17 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
     }
   }
   if (cur.parts.empty()) fail("task {}: cryo's own process has no vDSO", pid);
-  if (want.parts.empty())
-    fail("task {}: the dumped process had no vDSO: not supported yet", pid);
+  if (want.parts.empty()) fail("task {}: the dumped process had no vDSO: not supported yet", pid);
   bool same_layout = cur.parts.size() == want.parts.size();
   for (size_t i = 0; same_layout && i < cur.parts.size(); i++)
-    same_layout = cur.parts[i].first - cur.start == want.parts[i].first - want.start &&
-                  cur.parts[i].second - cur.parts[i].first ==
-                      want.parts[i].second - want.parts[i].first;
+    same_layout =
+        cur.parts[i].first - cur.start == want.parts[i].first - want.start &&
+        cur.parts[i].second - cur.parts[i].first == want.parts[i].second - want.parts[i].first;
   if (!same_layout)
-    fail("task {}: the vDSO of this kernel differs from the dumped one (dumped on another "
-         "kernel?): not supported yet",
-         pid);
+    fail(
+        "task {}: the vDSO of this kernel differs from the dumped one (dumped on another "
+        "kernel?): not supported yet",
+        pid);
 
   std::vector<std::pair<uint64_t, uint64_t>> busy;
   for (const auto& v : mm.vmas())
@@ -157,17 +157,17 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
     if (is_special(v)) continue;
     uint64_t prot = v.prot();
     if (fill[i]) prot |= PROT_READ | PROT_WRITE;
-    uint64_t flags = (v.flags() & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN |
-                                   MAP_NORESERVE)) |
-                     MAP_FIXED;
+    uint64_t flags =
+        (v.flags() & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE)) |
+        MAP_FIXED;
     long fd = -1;
     if (v.status() & image::kVmaAnonShared) {
       fd = shmem.open(rt, v.shmid(), busy);
       flags &= ~static_cast<uint64_t>(MAP_ANONYMOUS);
       flags = (flags & ~static_cast<uint64_t>(MAP_PRIVATE)) | MAP_SHARED;
-      uint64_t got = rt.check("mmap", SYS_mmap,
-                              {v.start(), v.end() - v.start(), prot, flags,
-                               static_cast<uint64_t>(fd), v.pgoff()});
+      uint64_t got = rt.check(
+          "mmap", SYS_mmap,
+          {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd), v.pgoff()});
       rt.check("close", SYS_close, {static_cast<uint64_t>(fd)});
       if (got != v.start()) fail("task {}: mmap placed {:#x} at {:#x}", pid, v.start(), got);
       continue;
@@ -178,10 +178,10 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
         const reg_file_entry& r = plan.reg(static_cast<uint32_t>(v.shmid()), "mapping", pid);
         uint64_t path = rt.put_str(0, r.name());
         bool rw = (v.status() & image::kVmaFileShared) && (r.flags() & O_ACCMODE) == O_RDWR;
-        fd = static_cast<long>(rt.check(
-            "open of a mapped file", SYS_openat,
-            {static_cast<uint64_t>(AT_FDCWD), path,
-             static_cast<uint64_t>((rw ? O_RDWR : O_RDONLY) | O_CLOEXEC), 0}));
+        fd = static_cast<long>(
+            rt.check("open of a mapped file", SYS_openat,
+                     {static_cast<uint64_t>(AT_FDCWD), path,
+                      static_cast<uint64_t>((rw ? O_RDWR : O_RDONLY) | O_CLOEXEC), 0}));
         file_fds[v.shmid()] = fd;
       } else {
         fd = it->second;
@@ -189,8 +189,8 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
       flags &= ~static_cast<uint64_t>(MAP_ANONYMOUS);
     }
     uint64_t got = rt.check("mmap", SYS_mmap,
-                            {v.start(), v.end() - v.start(), prot, flags,
-                             static_cast<uint64_t>(fd), fd >= 0 ? v.pgoff() : 0});
+                            {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd),
+                             fd >= 0 ? v.pgoff() : 0});
     if (got != v.start()) fail("task {}: mmap placed {:#x} at {:#x}", pid, v.start(), got);
   }
   for (auto& [id, fd] : file_fds) rt.check("close", SYS_close, {static_cast<uint64_t>(fd)});
@@ -225,7 +225,9 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
       while (r.len) {
         size_t k = std::min<size_t>(acc / std::max<uint64_t>(per, 1), nthreads - 1);
         uint64_t room = (k + 1) * per - acc;
-        uint64_t take = (k == nthreads - 1) ? r.len : std::min(r.len, std::max<uint64_t>(room, kernel::kPageSize));
+        uint64_t take = (k == nthreads - 1)
+                            ? r.len
+                            : std::min(r.len, std::max<uint64_t>(room, kernel::kPageSize));
         shares[k].push_back({r.vaddr, take, r.off});
         r.vaddr += take;
         r.off += take;
@@ -272,7 +274,8 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
     for (auto& e : errors)
       if (e) std::rethrow_exception(e);
     auto tp2 = std::chrono::steady_clock::now();
-    log::info("task {}: memory written in {:.3f} s", pid, std::chrono::duration<double>(tp2 - tp0).count());
+    log::info("task {}: memory written in {:.3f} s", pid,
+              std::chrono::duration<double>(tp2 - tp0).count());
   }
 
   // Final protections and advice.

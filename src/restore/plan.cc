@@ -39,9 +39,10 @@ void check_file(const reg_file_entry& r, pid_t pid, const char* what) {
   if (::stat(r.name().c_str(), &st) < 0)
     fail_sys("task {} {}: file {} is missing on this machine", pid, what, r.name());
   if (r.has_size() && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) != r.size())
-    fail("task {} {}: file {} changed size since the dump (was {} bytes, now {}): restore "
-         "needs the same file",
-         pid, what, r.name(), r.size(), st.st_size);
+    fail(
+        "task {} {}: file {} changed size since the dump (was {} bytes, now {}): restore "
+        "needs the same file",
+        pid, what, r.name(), r.size(), st.st_size);
 }
 
 }  // namespace
@@ -137,9 +138,10 @@ Plan load_plan(const std::string& dir, bool shell_job) {
       struct stat st;
       if (::stat(pages.c_str(), &st) < 0) fail_sys("cannot open image {}", pages);
       if (static_cast<uint64_t>(st.st_size) != total * kernel::kPageSize)
-        fail("image {} is truncated or corrupt: pagemap-{}.img lists {} pages ({} bytes), the "
-             "file holds {} bytes",
-             pages, pid, total, total * kernel::kPageSize, st.st_size);
+        fail(
+            "image {} is truncated or corrupt: pagemap-{}.img lists {} pages ({} bytes), the "
+            "file holds {} bytes",
+            pages, pid, total, total * kernel::kPageSize, st.st_size);
     }
 
     // Everything the task will open or map.
@@ -171,12 +173,14 @@ Plan load_plan(const std::string& dir, bool shell_job) {
     plan.reg(t.fs.root_id(), "root", pid);
   }
   const TaskPlan& r = plan.tasks[0];
-  if (plan.find(static_cast<pid_t>(r.ps.sid())) < 0 || plan.find(static_cast<pid_t>(r.ps.pgid())) < 0)
+  if (plan.find(static_cast<pid_t>(r.ps.sid())) < 0 ||
+      plan.find(static_cast<pid_t>(r.ps.pgid())) < 0)
     plan.shell_job = true;
   if (plan.shell_job && !shell_job)
-    fail("the images hold a shell job (task {} is attached to a terminal or a session outside "
-         "the tree): restore with --shell-job (-j)",
-         root);
+    fail(
+        "the images hold a shell job (task {} is attached to a terminal or a session outside "
+        "the tree): restore with --shell-job (-j)",
+        root);
   log::info("plan: {} task(s) from {}", plan.tasks.size(), dir);
   return plan;
 }
@@ -197,9 +201,10 @@ void wait_pids_free(const Plan& plan) {
         break;
       }
       if (s.state != 'Z' && s.state != 'X')
-        fail("PID {} is in use by process {} ({}): stop that process or restore where PID {} "
-             "is free",
-             pid, s.pid, s.comm, pid);
+        fail(
+            "PID {} is in use by process {} ({}): stop that process or restore where PID {} "
+            "is free",
+            pid, s.pid, s.comm, pid);
       if (steady_clock::now() > deadline)
         fail("PID {} is still held by a zombie of process {} after 30 s: its parent must reap it",
              pid, s.ppid);

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "core.pb.h"
-#include "image/fdinfo.h"
 #include "fs.pb.h"
+#include "image/fdinfo.h"
 #include "mm.pb.h"
 #include "pagemap.pb.h"
 #include "pstree.pb.h"

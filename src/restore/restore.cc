@@ -60,7 +60,8 @@ int run(const Options& opts) {
   // cryo's own copies of the tree's files must be gone before release: a pipe whose writers
   // are all closed in the tree must read as EOF there.
   std::optional<FileSet> files(std::in_place, plan);
-  shmem.finish([&](pid_t pid) -> RemoteTask& { return tree.task(static_cast<size_t>(plan.find(pid))); });
+  shmem.finish(
+      [&](pid_t pid) -> RemoteTask& { return tree.task(static_cast<size_t>(plan.find(pid))); });
   pages += shmem.pages_written();
   fault_point("restore-after-memory");
   for (size_t i = 0; i < plan.tasks.size(); i++) {
@@ -71,8 +72,7 @@ int run(const Options& opts) {
     restore_fs(leader, t, plan);
     restore_process_state(leader, t);
     std::vector<RemoteTask*> threads = tree.create_threads(i);
-    for (size_t k = 0; k < threads.size(); k++)
-      restore_thread_state(*threads[k], t.threads[k]);
+    for (size_t k = 0; k < threads.size(); k++) restore_thread_state(*threads[k], t.threads[k]);
     restore_shared_signals(leader, t);
     for (size_t k = 0; k < threads.size(); k++)
       restore_seccomp(*threads[k], t.threads[k].thread_core(), plan.seccomp);
@@ -106,9 +106,10 @@ int run(const Options& opts) {
   log::info("Restore finished successfully: {} task(s), {} pages in {} us", plan.tasks.size(),
             pages, r->restore_time());
   if (opts.display_stats)
-    std::printf("Displaying restore stats:\nForking time: %u us\nRestore time: %u us\n"
-                "Pages restored: %lu\n",
-                forking_us, r->restore_time(), static_cast<unsigned long>(pages));
+    std::printf(
+        "Displaying restore stats:\nForking time: %u us\nRestore time: %u us\n"
+        "Pages restored: %lu\n",
+        forking_us, r->restore_time(), static_cast<unsigned long>(pages));
   if (opts.detached) return 0;
 
   // The tree runs on its own now: cryo may be interrupted again while it waits.

@@ -16,8 +16,8 @@ namespace cryo::restore {
 void restore_seccomp(RemoteTask& rt, const thread_core_entry& thc, const seccomp_entry& filters) {
   if (!thc.has_seccomp_mode() || thc.seccomp_mode() == disabled) return;
   const pid_t tid = rt.tid();
-  long opts = PTRACE_O_EXITKILL | PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE |
-              PTRACE_O_SUSPEND_SECCOMP;
+  long opts =
+      PTRACE_O_EXITKILL | PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE | PTRACE_O_SUSPEND_SECCOMP;
   if (ptrace(PTRACE_SETOPTIONS, tid, nullptr, opts) < 0)
     fail_sys("task {}: cannot suspend seccomp while restoring it", tid);
   if (thc.seccomp_mode() == strict) {
@@ -26,7 +26,8 @@ void restore_seccomp(RemoteTask& rt, const thread_core_entry& thc, const seccomp
   }
   // The chain from the thread's newest filter back to its first; installed oldest first.
   std::vector<const seccomp_filter*> chain;
-  if (!thc.has_seccomp_filter()) fail("image core-{}.img: seccomp filter mode without filters", tid);
+  if (!thc.has_seccomp_filter())
+    fail("image core-{}.img: seccomp filter mode without filters", tid);
   for (long i = thc.seccomp_filter(); i >= 0;) {
     if (i >= filters.seccomp_filters_size() || chain.size() > 1000)
       fail("image seccomp.img is corrupt: filter {} of task {} is missing", i, tid);

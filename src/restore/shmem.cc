@@ -31,8 +31,8 @@ void ShmemSet::create(RemoteTask& rt, uint64_t shmid, Object& o,
   o.tmp = pick_free(busy, o.size);
   busy.emplace_back(o.tmp, o.tmp + o.size);
   rt.check("mmap of shared memory", SYS_mmap,
-           {o.tmp, o.size, PROT_READ | PROT_WRITE,
-            MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, static_cast<uint64_t>(-1L), 0});
+           {o.tmp, o.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+            static_cast<uint64_t>(-1L), 0});
   o.creator = rt.tid();
   std::string name = fmt::format("pagemap-shmem-{}.img", shmid);
   image::Reader r(plan_.dir, name, image::magic::kPagemap);
@@ -62,9 +62,9 @@ long ShmemSet::open(RemoteTask& rt, uint64_t shmid,
   Object& o = objects_.at(shmid);
   if (!o.creator) create(rt, shmid, o, busy);
   std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", o.creator, o.tmp, o.tmp + o.size);
-  return static_cast<long>(rt.check("open of shared memory", SYS_openat,
-                                    {static_cast<uint64_t>(AT_FDCWD), rt.put_str(0, link),
-                                     O_RDWR | O_CLOEXEC, 0}));
+  return static_cast<long>(
+      rt.check("open of shared memory", SYS_openat,
+               {static_cast<uint64_t>(AT_FDCWD), rt.put_str(0, link), O_RDWR | O_CLOEXEC, 0}));
 }
 
 }  // namespace cryo::restore

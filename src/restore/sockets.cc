@@ -109,11 +109,14 @@ Fd UnixSockets::open(const file_entry& f) {
   };
   auto set_opts = [&](int fd, const unix_sk_entry& e) {
     // The kernel doubles what it is given.
-    int snd = static_cast<int>(e.opts().so_sndbuf() / 2), rcv = static_cast<int>(e.opts().so_rcvbuf() / 2);
+    int snd = static_cast<int>(e.opts().so_sndbuf() / 2),
+        rcv = static_cast<int>(e.opts().so_rcvbuf() / 2);
     if (snd) ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
     if (rcv) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
-    timeval st{static_cast<time_t>(e.opts().so_snd_tmo_sec()), static_cast<suseconds_t>(e.opts().so_snd_tmo_usec())};
-    timeval rt{static_cast<time_t>(e.opts().so_rcv_tmo_sec()), static_cast<suseconds_t>(e.opts().so_rcv_tmo_usec())};
+    timeval st{static_cast<time_t>(e.opts().so_snd_tmo_sec()),
+               static_cast<suseconds_t>(e.opts().so_snd_tmo_usec())};
+    timeval rt{static_cast<time_t>(e.opts().so_rcv_tmo_sec()),
+               static_cast<suseconds_t>(e.opts().so_rcv_tmo_usec())};
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof st);
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof rt);
     int one = 1;

@@ -119,8 +119,9 @@ void NewTree::fork_child(size_t i) {
     r = parent.syscall(SYS_clone3, {a, sizeof args});
     if (r == -EEXIST) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  if (r < 0) fail_errno(static_cast<int>(-r), "cannot create task {} in parent {} (clone3)", want,
-                        parent.tid());
+  if (r < 0)
+    fail_errno(static_cast<int>(-r), "cannot create task {} in parent {} (clone3)", want,
+               parent.tid());
   if (r != want) fail("task {} was created with PID {}", want, r);
   created_.push_back(want);
   WaitStatus ws = wait_task(want);
@@ -141,9 +142,10 @@ void NewTree::create() {
     if (t.ps.sid() == t.ps.pid()) {
       remote_[i]->check("setsid", SYS_setsid);
     } else if (t.ps.sid() != plan_.tasks[t.parent].ps.sid()) {
-      fail("task {}: session {} differs from its parent's and it does not lead it: not "
-           "supported yet",
-           t.pid(), t.ps.sid());
+      fail(
+          "task {}: session {} differs from its parent's and it does not lead it: not "
+          "supported yet",
+          t.pid(), t.ps.sid());
     }
   }
   // Groups: leaders first, then members.
@@ -244,8 +246,7 @@ void NewTree::release(bool leave_stopped) {
     const TaskPlan& t = plan_.tasks[i];
     bool stop = leave_stopped || t.core.tc().task_state() == image::kTaskStopped;
     if (stop) ::kill(t.pid(), SIGSTOP);
-    if (ptrace(PTRACE_DETACH, t.pid(), nullptr, 0) < 0)
-      fail_sys("cannot release task {}", t.pid());
+    if (ptrace(PTRACE_DETACH, t.pid(), nullptr, 0) < 0) fail_sys("cannot release task {}", t.pid());
   }
   released_ = true;
 }

@@ -9,8 +9,8 @@
 
 #include "base/error.h"
 #include "image/image.h"
-#include "pstree.pb.h"
 #include "inventory.pb.h"
+#include "pstree.pb.h"
 
 namespace cryo::image {
 namespace {
@@ -127,7 +127,9 @@ TEST_F(ImageTest, WrongKindOfImage) {
   EXPECT_THROW(Reader(dir_, "core-1.img", magic::kMm), Error);
 }
 
-TEST_F(ImageTest, MissingFile) { EXPECT_THROW(Reader(dir_, "nope.img", magic::kMm), Error); }
+TEST_F(ImageTest, MissingFile) {
+  EXPECT_THROW(Reader(dir_, "nope.img", magic::kMm), Error);
+}
 
 }  // namespace
 }  // namespace cryo::image

@@ -30,7 +30,8 @@ std::string error_of(std::vector<std::string> args) {
 }
 
 TEST(Options, DumpLikeCriu) {
-  Options o = parse_args({"dump", "-t", "123", "-D", "/tmp/x", "-o", "dump.log", "-v4", "-R", "-j"});
+  Options o =
+      parse_args({"dump", "-t", "123", "-D", "/tmp/x", "-o", "dump.log", "-v4", "-R", "-j"});
   EXPECT_EQ(o.action, "dump");
   EXPECT_EQ(o.tree, 123);
   EXPECT_EQ(o.images_dir, "/tmp/x");
@@ -41,8 +42,9 @@ TEST(Options, DumpLikeCriu) {
 }
 
 TEST(Options, LongFormsAndOptionsBeforeAction) {
-  Options o = parse_args({"--images-dir=/d", "restore", "--restore-detached", "--pidfile", "/p",
-                          "--verbosity=3", "--leave-stopped", "--display-stats", "--no-default-config"});
+  Options o =
+      parse_args({"--images-dir=/d", "restore", "--restore-detached", "--pidfile", "/p",
+                  "--verbosity=3", "--leave-stopped", "--display-stats", "--no-default-config"});
   EXPECT_EQ(o.action, "restore");
   EXPECT_EQ(o.images_dir, "/d");
   EXPECT_TRUE(o.restore_detached);

@@ -50,12 +50,14 @@ void copy_in(const google::protobuf::RepeatedField<T>& src, std::string& area, u
 
 Regs get_regs(pid_t tid) {
   Regs r;
-  if (ptrace(PTRACE_GETREGS, tid, nullptr, &r) < 0) fail_sys("cannot read registers of task {}", tid);
+  if (ptrace(PTRACE_GETREGS, tid, nullptr, &r) < 0)
+    fail_sys("cannot read registers of task {}", tid);
   return r;
 }
 
 void set_regs(pid_t tid, const Regs& r) {
-  if (ptrace(PTRACE_SETREGS, tid, nullptr, &r) < 0) fail_sys("cannot set registers of task {}", tid);
+  if (ptrace(PTRACE_SETREGS, tid, nullptr, &r) < 0)
+    fail_sys("cannot set registers of task {}", tid);
 }
 
 std::string get_xstate(pid_t tid) {
@@ -181,12 +183,24 @@ void xstate_to_image(const std::string& area, user_x86_fpregs_entry* e) {
   for (int bit : {3, 4, 5, 6, 7, 9}) {
     if (component(bit).offset == 0) {
       switch (bit) {
-        case 3: x->clear_bndreg_state(); break;
-        case 4: x->clear_bndcsr_state(); break;
-        case 5: x->clear_opmask_reg(); break;
-        case 6: x->clear_zmm_upper(); break;
-        case 7: x->clear_hi16_zmm(); break;
-        case 9: x->clear_pkru(); break;
+        case 3:
+          x->clear_bndreg_state();
+          break;
+        case 4:
+          x->clear_bndcsr_state();
+          break;
+        case 5:
+          x->clear_opmask_reg();
+          break;
+        case 6:
+          x->clear_zmm_upper();
+          break;
+        case 7:
+          x->clear_hi16_zmm();
+          break;
+        case 9:
+          x->clear_pkru();
+          break;
       }
     }
   }
