@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "restore/sockets.h"
 
 namespace cryo::restore {
 namespace {
@@ -55,21 +56,7 @@ Fd open_inet_socket(const inet_sk_entry& s) {
     set_int(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, s.v6only() ? 1 : 0, "IPV6_V6ONLY", s.id());
   if (s.has_ip_opts() && s.ip_opts().freebind())
     set_int(fd.get(), IPPROTO_IP, IP_FREEBIND, 1, "IP_FREEBIND", s.id());
-  if (o.so_keepalive()) set_int(fd.get(), SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE", s.id());
-  if (o.so_broadcast()) set_int(fd.get(), SOL_SOCKET, SO_BROADCAST, 1, "SO_BROADCAST", s.id());
-  // The kernel doubles the buffer sizes it is given.
-  if (o.so_sndbuf())
-    set_int(fd.get(), SOL_SOCKET, SO_SNDBUF, static_cast<int>(o.so_sndbuf() / 2), "SO_SNDBUF",
-            s.id());
-  if (o.so_rcvbuf())
-    set_int(fd.get(), SOL_SOCKET, SO_RCVBUF, static_cast<int>(o.so_rcvbuf() / 2), "SO_RCVBUF",
-            s.id());
-  timeval st{static_cast<time_t>(o.so_snd_tmo_sec()),
-             static_cast<suseconds_t>(o.so_snd_tmo_usec())};
-  timeval rt{static_cast<time_t>(o.so_rcv_tmo_sec()),
-             static_cast<suseconds_t>(o.so_rcv_tmo_usec())};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &st, sizeof st);
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof rt);
+  apply_sk_opts(fd.get(), o, s.id());
 
   sockaddr_storage src;
   socklen_t len = join(s.family(), s.src_addr(), s.src_port(), &src);

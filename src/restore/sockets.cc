@@ -59,6 +59,26 @@ void connect_to(int fd, const std::string& name, uint32_t id) {
 
 }  // namespace
 
+void apply_sk_opts(int fd, const sk_opts_entry& o, uint32_t id) {
+  auto set_int = [&](int name, int v, const char* what) {
+    if (::setsockopt(fd, SOL_SOCKET, name, &v, sizeof v) < 0)
+      fail_sys("socket {}: cannot set {}", id, what);
+  };
+  // The kernel doubles the buffer sizes it is given.
+  if (o.so_sndbuf()) set_int(SO_SNDBUF, static_cast<int>(o.so_sndbuf() / 2), "SO_SNDBUF");
+  if (o.so_rcvbuf()) set_int(SO_RCVBUF, static_cast<int>(o.so_rcvbuf() / 2), "SO_RCVBUF");
+  timeval st{static_cast<time_t>(o.so_snd_tmo_sec()),
+             static_cast<suseconds_t>(o.so_snd_tmo_usec())};
+  timeval rt{static_cast<time_t>(o.so_rcv_tmo_sec()),
+             static_cast<suseconds_t>(o.so_rcv_tmo_usec())};
+  if (::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof st) < 0 ||
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof rt) < 0)
+    fail_sys("socket {}: cannot set its timeouts", id);
+  if (o.so_passcred()) set_int(SO_PASSCRED, 1, "SO_PASSCRED");
+  if (o.so_keepalive()) set_int(SO_KEEPALIVE, 1, "SO_KEEPALIVE");
+  if (o.so_broadcast()) set_int(SO_BROADCAST, 1, "SO_BROADCAST");
+}
+
 UnixSockets::UnixSockets(const Plan& plan, std::function<int(uint32_t)> get,
                          std::function<void(uint32_t, Fd)> adopt)
     : plan_(plan), get_(std::move(get)), adopt_(std::move(adopt)) {
@@ -108,19 +128,7 @@ Fd UnixSockets::open(const file_entry& f) {
     return s;
   };
   auto set_opts = [&](int fd, const unix_sk_entry& e) {
-    // The kernel doubles what it is given.
-    int snd = static_cast<int>(e.opts().so_sndbuf() / 2),
-        rcv = static_cast<int>(e.opts().so_rcvbuf() / 2);
-    if (snd) ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
-    if (rcv) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
-    timeval st{static_cast<time_t>(e.opts().so_snd_tmo_sec()),
-               static_cast<suseconds_t>(e.opts().so_snd_tmo_usec())};
-    timeval rt{static_cast<time_t>(e.opts().so_rcv_tmo_sec()),
-               static_cast<suseconds_t>(e.opts().so_rcv_tmo_usec())};
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof st);
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof rt);
-    int one = 1;
-    if (e.opts().so_passcred()) ::setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+    apply_sk_opts(fd, e.opts(), e.id());
     if (::fcntl(fd, F_SETFL, e.flags() & O_NONBLOCK) < 0)
       fail_sys("cannot set the flags of unix socket {}", e.id());
   };

@@ -14,6 +14,9 @@
 
 namespace cryo::restore {
 
+// Socket options every kind shares: buffer sizes, timeouts and the boolean ones.
+void apply_sk_opts(int fd, const sk_opts_entry& o, uint32_t id);
+
 class UnixSockets {
  public:
   // `get` returns cryo's fd on a file id (creating it); `adopt` hands over the other end of a
