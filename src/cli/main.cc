@@ -53,6 +53,8 @@ int run(int argc, char** argv) {
       d.leave_running = o.leave_running;
       d.leave_stopped = o.leave_stopped;
       d.shell_job = o.shell_job;
+      d.file_locks = o.file_locks;
+      d.ext_unix_sk = o.ext_unix_sk;
       d.display_stats = o.display_stats;
       cryo::dump::run(d);
       cryo::log::info("Dumping finished successfully");
@@ -64,6 +66,8 @@ int run(int argc, char** argv) {
       r.detached = o.restore_detached;
       r.leave_stopped = o.leave_stopped;
       r.shell_job = o.shell_job;
+      r.file_locks = o.file_locks;
+      r.ext_unix_sk = o.ext_unix_sk;
       r.pidfile = o.pidfile;
       r.display_stats = o.display_stats;
       return cryo::restore::run(r);

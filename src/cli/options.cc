@@ -18,13 +18,14 @@ enum LongOnly {
   kNoDefaultConfig,
   kFeature,
   kAll,
+  kExtUnixSk,
   kUnsupported,
 };
 
 // CRIU options that later steps will implement: refused clearly rather than ignored.
 const char* const kLater[] = {
     "pre-dump",    "page-server",       "lazy-pages",      "track-mem",       "prev-images-dir",
-    "auto-dedup",  "file-locks",        "tcp-established", "ext-unix-sk",     "address",
+    "auto-dedup",  "tcp-established", "address",
     "port",        "freeze-cgroup",     "external",        "manage-cgroups",  "root",
     "inherit-fd",  "timeout",           "status-fd",       "tcp-close",       "skip-mnt",
     "enable-fs",   "action-script",     "cpu-cap",         "weak-sysctls",    "network-lock",
@@ -52,6 +53,8 @@ void usage() {
       "  -s|--leave-stopped     leave the tree stopped after dump or restore\n"
       "  -j|--shell-job         the tree is a job of a terminal session\n"
       "  -d|--restore-detached  do not wait for the restored root task\n"
+      "  -l|--file-locks        dump and restore file locks\n"
+      "  --ext-unix-sk          allow unix sockets connected to a peer outside the tree\n"
       "  --pidfile FILE         write the restored root's PID to FILE\n"
       "  --display-stats        print dump/restore statistics\n"
       "  --no-default-config    do not read configuration files\n"
@@ -70,6 +73,8 @@ bool parse(int argc, char** argv, Options* o) {
       {"leave-stopped", no_argument, nullptr, 's'},
       {"shell-job", no_argument, nullptr, 'j'},
       {"restore-detached", no_argument, nullptr, 'd'},
+      {"file-locks", no_argument, nullptr, 'l'},
+      {"ext-unix-sk", optional_argument, nullptr, kExtUnixSk},
       {"version", no_argument, nullptr, 'V'},
       {"help", no_argument, nullptr, 'h'},
       {"pidfile", required_argument, nullptr, kPidfile},
@@ -86,7 +91,7 @@ bool parse(int argc, char** argv, Options* o) {
   bool verbosity_set = false;
   for (;;) {
     int idx = -1;
-    int c = getopt_long(argc, argv, ":t:D:W:o:v::RsjdVh", longs.data(), &idx);
+    int c = getopt_long(argc, argv, ":t:D:W:o:v::RsjdlVh", longs.data(), &idx);
     if (c == -1) break;
     switch (c) {
       case 't': {
@@ -134,6 +139,12 @@ bool parse(int argc, char** argv, Options* o) {
         break;
       case 'd':
         o->restore_detached = true;
+        break;
+      case 'l':
+        o->file_locks = true;
+        break;
+      case kExtUnixSk:
+        o->ext_unix_sk = true;
         break;
       case 'V':
         std::printf("Version: %s (cryo)\n", CRYO_VERSION);

@@ -19,6 +19,8 @@ struct Options {
   bool leave_running = false;
   bool leave_stopped = false;
   bool shell_job = false;
+  bool file_locks = false;   // -l: dump and restore file locks
+  bool ext_unix_sk = false;  // unix sockets with a peer outside the tree are allowed
   bool restore_detached = false;
   bool display_stats = false;
   bool check_all = false;

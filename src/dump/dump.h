@@ -13,6 +13,8 @@ struct Options {
   bool leave_running = false;
   bool leave_stopped = false;
   bool shell_job = false;
+  bool file_locks = false;
+  bool ext_unix_sk = false;
   bool display_stats = false;
 };
 

@@ -10,6 +10,8 @@ struct Options {
   bool detached = false;
   bool leave_stopped = false;
   bool shell_job = false;
+  bool file_locks = false;
+  bool ext_unix_sk = false;
   std::string pidfile;
   bool display_stats = false;
 };
