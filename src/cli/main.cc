@@ -55,6 +55,7 @@ int run(int argc, char** argv) {
       d.shell_job = o.shell_job;
       d.file_locks = o.file_locks;
       d.ext_unix_sk = o.ext_unix_sk;
+      d.ghost_limit = o.ghost_limit;
       d.display_stats = o.display_stats;
       cryo::dump::run(d);
       cryo::log::info("Dumping finished successfully");

@@ -19,19 +19,46 @@ enum LongOnly {
   kFeature,
   kAll,
   kExtUnixSk,
+  kGhostLimit,
   kUnsupported,
 };
 
 // CRIU options that later steps will implement: refused clearly rather than ignored.
 const char* const kLater[] = {
-    "pre-dump",    "page-server",       "lazy-pages",      "track-mem",       "prev-images-dir",
-    "auto-dedup",  "tcp-established", "address",
-    "port",        "freeze-cgroup",     "external",        "manage-cgroups",  "root",
-    "inherit-fd",  "timeout",           "status-fd",       "tcp-close",       "skip-mnt",
-    "enable-fs",   "action-script",     "cpu-cap",         "weak-sysctls",    "network-lock",
-    "ghost-limit", "irmap-scan-path",   "link-remap",      "evasive-devices", "force-irmap",
-    "empty-ns",    "join-ns",           "veth-pair",       "cgroup-root",     "config",
-    "stream",      "mntns-compat-mode",
+    "pre-dump",
+    "page-server",
+    "lazy-pages",
+    "track-mem",
+    "prev-images-dir",
+    "auto-dedup",
+    "tcp-established",
+    "address",
+    "port",
+    "freeze-cgroup",
+    "external",
+    "manage-cgroups",
+    "root",
+    "inherit-fd",
+    "timeout",
+    "status-fd",
+    "tcp-close",
+    "skip-mnt",
+    "enable-fs",
+    "action-script",
+    "cpu-cap",
+    "weak-sysctls",
+    "network-lock",
+    "irmap-scan-path",
+    "link-remap",
+    "evasive-devices",
+    "force-irmap",
+    "empty-ns",
+    "join-ns",
+    "veth-pair",
+    "cgroup-root",
+    "config",
+    "stream",
+    "mntns-compat-mode",
 };
 
 }  // namespace
@@ -55,6 +82,7 @@ void usage() {
       "  -d|--restore-detached  do not wait for the restored root task\n"
       "  -l|--file-locks        dump and restore file locks\n"
       "  --ext-unix-sk          allow unix sockets connected to a peer outside the tree\n"
+      "  --ghost-limit SIZE     largest deleted file saved in the images (default 1M)\n"
       "  --pidfile FILE         write the restored root's PID to FILE\n"
       "  --display-stats        print dump/restore statistics\n"
       "  --no-default-config    do not read configuration files\n"
@@ -75,6 +103,7 @@ bool parse(int argc, char** argv, Options* o) {
       {"restore-detached", no_argument, nullptr, 'd'},
       {"file-locks", no_argument, nullptr, 'l'},
       {"ext-unix-sk", optional_argument, nullptr, kExtUnixSk},
+      {"ghost-limit", required_argument, nullptr, kGhostLimit},
       {"version", no_argument, nullptr, 'V'},
       {"help", no_argument, nullptr, 'h'},
       {"pidfile", required_argument, nullptr, kPidfile},
@@ -146,6 +175,20 @@ bool parse(int argc, char** argv, Options* o) {
       case kExtUnixSk:
         o->ext_unix_sk = true;
         break;
+      case kGhostLimit: {
+        // A size with an optional K, M or G suffix, as CRIU takes it.
+        char* end;
+        unsigned long long v = std::strtoull(optarg, &end, 10);
+        int shift = 0;
+        if (*end == 'K' || *end == 'k') shift = 10;
+        if (*end == 'M' || *end == 'm') shift = 20;
+        if (*end == 'G' || *end == 'g') shift = 30;
+        if (shift) end++;
+        if (end == optarg || *end || optarg[0] == '-' || (shift && v > (~0ULL >> shift)))
+          fail("bad size '{}' for --ghost-limit: give bytes, or a number with K, M or G", optarg);
+        o->ghost_limit = static_cast<uint64_t>(v) << shift;
+        break;
+      }
       case 'V':
         std::printf("Version: %s (cryo)\n", CRYO_VERSION);
         return false;

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,9 @@ struct Options {
   bool leave_running = false;
   bool leave_stopped = false;
   bool shell_job = false;
-  bool file_locks = false;   // -l: dump and restore file locks
-  bool ext_unix_sk = false;  // unix sockets with a peer outside the tree are allowed
+  bool file_locks = false;         // -l: dump and restore file locks
+  bool ext_unix_sk = false;        // unix sockets with a peer outside the tree are allowed
+  uint64_t ghost_limit = 1 << 20;  // largest deleted file saved whole (CRIU's default)
   bool restore_detached = false;
   bool display_stats = false;
   bool check_all = false;

@@ -77,6 +77,7 @@ void run(const Options& opts) {
   ShmemTable shmem;
   SeccompTable seccomp;
   files.set_shmem(&shmem);
+  files.set_ghost_limit(opts.ghost_limit);
   uint64_t pages_scanned = 0, pages_written = 0;
   double mem_read = 0, mem_write = 0;
   uint32_t next_pages_id = 1;

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 
 namespace cryo::dump {
@@ -15,6 +16,7 @@ struct Options {
   bool shell_job = false;
   bool file_locks = false;
   bool ext_unix_sk = false;
+  uint64_t ghost_limit = 1 << 20;
   bool display_stats = false;
 };
 

@@ -40,10 +40,26 @@ bool is_tty_rdev(dev_t rdev) {
   return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143) || maj == 2 || maj == 3;
 }
 
-uint32_t FileTable::by_path(const std::string& path, uint32_t flags) {
+uint32_t FileTable::by_path(const std::string& path, uint32_t flags, const std::string& proc_link) {
   auto key = std::make_pair(path, flags);
   if (auto it = paths_.find(key); it != paths_.end()) return it->second;
   uint32_t id = next_id_++;
+  if (std::string gone = deleted_path(path); !gone.empty()) {
+    if (proc_link.empty()) fail("{}: a deleted file or directory is not supported here", path);
+    ghosts_.add(id, proc_link, fmt::format("{} ({})", gone, proc_link));
+    file_entry e;
+    e.set_type(REG);
+    e.set_id(id);
+    auto* r = e.mutable_reg();
+    r->set_id(id);
+    r->set_flags(flags);
+    r->set_pos(0);
+    zero_fown(r->mutable_fown());
+    r->set_name(gone);
+    entries_.push_back(std::move(e));
+    paths_[key] = id;
+    return id;
+  }
   file_entry e;
   e.set_type(REG);
   e.set_id(id);
@@ -130,8 +146,9 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
           "task {} fd {} is the terminal {}: the tree is attached to a terminal; dump it with "
           "--shell-job (-j)",
           pid, fd, link);
-    if (type != MEMFD && link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0)
-      fail("task {} fd {}: deleted file {} is not supported yet", pid, fd, link);
+    const std::string gone = type == REG ? deleted_path(link) : "";
+    if (type != MEMFD && type != REG && !deleted_path(link).empty())
+      fail("task {} fd {}: a deleted FIFO or device ({}) is not supported yet", pid, fd, link);
 
     // One id per open file: the same open file seen before (dup, fork) shares it.
     uint32_t id = 0;
@@ -254,8 +271,11 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
           r->set_flags(flags);
           r->set_pos(fi.pos);
           zero_fown(r->mutable_fown());
-          r->set_name(link);
+          r->set_name(gone.empty() ? link : gone);
           r->set_mnt_id(fi.mnt_id);
+          if (!gone.empty())
+            ghosts_.add(id, fmt::format("{}/{}", base, fd),
+                        fmt::format("task {} fd {} ({})", pid, fd, link));
           if (S_ISREG(st.st_mode)) r->set_size(st.st_size);
           r->set_mode(st.st_mode);
           break;
@@ -281,6 +301,7 @@ void FileTable::write(const std::string& dir) {
   w.close();
   pipes_.write(dir);
   unix_.write(dir);
+  ghosts_.write(dir);
   if (!memfds_.empty()) {
     image::Writer m(dir, "memfd.img", image::magic::kMemfdInode);
     for (const auto& [ino, mi] : memfds_) m.put(mi);

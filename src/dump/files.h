@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dump/ghost_files.h"
 #include "dump/pipes.h"
 #include "dump/shmem.h"
 #include "dump/sockets.h"
@@ -20,7 +21,8 @@ namespace cryo::dump {
 class FileTable {
  public:
   // A path-only entry (mapped file, exe, cwd, root); the same path and flags share an id.
-  uint32_t by_path(const std::string& path, uint32_t flags);
+  // A deleted file ("/path (deleted)") is saved whole, read through `proc_link`.
+  uint32_t by_path(const std::string& path, uint32_t flags, const std::string& proc_link = "");
   // Dumps every fd of `pid` into fdinfo-<files_id>.img in `dir`. With shell_job false,
   // a terminal fd is refused.
   void dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, bool shell_job);
@@ -30,6 +32,8 @@ class FileTable {
   void set_shmem(ShmemTable* shmem) { shmem_ = shmem; }
   // True when some fd of the tree is a terminal.
   bool saw_tty() const { return !ttys_.empty(); }
+  // The largest deleted file saved (--ghost-limit).
+  void set_ghost_limit(uint64_t bytes) { ghosts_.set_limit(bytes); }
 
  private:
   struct Known {
@@ -46,6 +50,7 @@ class FileTable {
   ShmemTable* shmem_ = nullptr;
   std::map<uint64_t, memfd_inode_entry> memfds_;  // by inode
   UnixSockets unix_;
+  GhostFiles ghosts_;
 };
 
 // True for the major numbers of terminals: ttys, consoles, ptys.

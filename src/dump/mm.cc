@@ -22,11 +22,6 @@ namespace {
 constexpr uint64_t kPmPresent = 1ULL << 63, kPmSwap = 1ULL << 62, kPmFile = 1ULL << 61;
 constexpr uint64_t kPmPfnMask = (1ULL << 55) - 1;
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 uint64_t madv_bits(const proc::Vma& v) {
   uint64_t m = 0;
   if (v.has_flag("dd")) m |= 1ULL << MADV_DONTDUMP;
@@ -75,9 +70,7 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
   mm.set_mm_env_end(st.env_end);
 
   std::string exe = proc::read_link(fmt::format("/proc/{}/exe", pid));
-  if (ends_with(exe, " (deleted)"))
-    fail("task {}: its executable {} was deleted: not supported yet", pid, exe);
-  mm.set_exe_file_id(files.by_path(exe, O_RDONLY));
+  mm.set_exe_file_id(files.by_path(exe, O_RDONLY, fmt::format("/proc/{}/exe", pid)));
 
   std::string auxv = proc::read_file(fmt::format("/proc/{}/auxv", pid));
   for (size_t i = 0; i + 8 <= auxv.size(); i += 8) {
@@ -127,14 +120,13 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
       if (v.path.rfind("/SYSV", 0) == 0 || v.path.rfind("/memfd:", 0) == 0 ||
           v.path.rfind("/dev/zero", 0) == 0)
         fail("{}: SysV shared memory, memfd and /dev/zero mappings are not supported yet", where());
-      if (ends_with(v.path, " (deleted)"))
-        fail("{}: a mapping of a deleted file is not supported yet", where());
       if (v.has_flag("io") || v.has_flag("pf"))
         fail("{}: device (I/O) mappings are not supported", where());
       status |= v.shared ? image::kVmaFileShared : image::kVmaFilePrivate;
       // "mw": the mapping may be made writable later, so the file was open for writing.
       uint32_t oflags = (v.shared && (v.w || v.has_flag("mw"))) ? O_RDWR : O_RDONLY;
-      e->set_shmid(files.by_path(v.path, oflags));
+      e->set_shmid(files.by_path(v.path, oflags,
+                                 fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, v.start, v.end)));
     }
     e->set_flags(flags);
     e->set_status(status);

@@ -14,6 +14,7 @@
 #include "inventory.pb.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
+#include "remap-file-path.pb.h"
 
 namespace cryo::restore {
 
@@ -33,8 +34,15 @@ const reg_file_entry& Plan::reg(uint32_t id, const char* what, pid_t pid) const 
 
 namespace {
 
-// A file the task will open or map must still be there, with the size it had.
-void check_file(const reg_file_entry& r, pid_t pid, const char* what) {
+// A file the task will open or map must still be there, with the size it had; a deleted
+// one comes from its ghost image instead.
+void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what) {
+  if (auto g = plan.ghosts.find(r.id()); g != plan.ghosts.end()) {
+    if (!image::exists(plan.dir, fmt::format("ghost-file-{:x}.img", g->second)))
+      fail("task {} {}: deleted file {} needs image ghost-file-{:x}.img, which is missing", pid,
+           what, r.name(), g->second);
+    return;
+  }
   struct stat st;
   if (::stat(r.name().c_str(), &st) < 0)
     fail_sys("task {} {}: file {} is missing on this machine", pid, what, r.name());
@@ -73,6 +81,17 @@ Plan load_plan(const std::string& dir, bool shell_job) {
     image::Reader r(dir, "files.img", image::magic::kFiles);
     file_entry e;
     while (r.next(e)) plan.files[e.id()] = e;
+  }
+
+  if (image::exists(dir, "remap-fpath.img")) {
+    image::Reader r(dir, "remap-fpath.img", image::magic::kRemapFpath);
+    remap_file_path_entry e;
+    while (r.next(e)) {
+      if (e.remap_type() != GHOST)
+        fail("image remap-fpath.img: file {} uses a {} remap, which cryo cannot restore yet",
+             e.orig_id(), remap_type_Name(e.remap_type()));
+      plan.ghosts[e.orig_id()] = e.remap_id();
+    }
   }
 
   if (image::exists(dir, "seccomp.img"))
@@ -145,10 +164,11 @@ Plan load_plan(const std::string& dir, bool shell_job) {
     }
 
     // Everything the task will open or map.
-    check_file(plan.reg(t.mm.exe_file_id(), "executable", pid), pid, "executable");
+    check_file(plan, plan.reg(t.mm.exe_file_id(), "executable", pid), pid, "executable");
     for (const auto& v : t.mm.vmas())
       if (v.status() & (image::kVmaFilePrivate | image::kVmaFileShared))
-        check_file(plan.reg(static_cast<uint32_t>(v.shmid()), "mapping", pid), pid, "mapping");
+        check_file(plan, plan.reg(static_cast<uint32_t>(v.shmid()), "mapping", pid), pid,
+                   "mapping");
     for (const auto& fd : t.fds) {
       auto it = plan.files.find(fd.id());
       if (it == plan.files.end())
@@ -157,9 +177,9 @@ Plan load_plan(const std::string& dir, bool shell_job) {
       if (it->second.type() == TTY) {
         plan.shell_job = true;
       } else if (it->second.type() == REG) {
-        check_file(it->second.reg(), pid, "open file");
+        check_file(plan, it->second.reg(), pid, "open file");
       } else if (it->second.type() == FIFO) {
-        check_file(plan.reg(it->second.fifo().regf_id(), "FIFO", pid), pid, "FIFO");
+        check_file(plan, plan.reg(it->second.fifo().regf_id(), "FIFO", pid), pid, "FIFO");
       } else if (it->second.type() == PIPE || it->second.type() == EVENTFD ||
                  it->second.type() == UNIXSK || it->second.type() == INETSK ||
                  it->second.type() == TIMERFD || it->second.type() == SIGNALFD ||

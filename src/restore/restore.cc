@@ -18,6 +18,7 @@
 #include "image/image.h"
 #include "restore/core.h"
 #include "restore/files.h"
+#include "restore/ghost_files.h"
 #include "restore/mm.h"
 #include "restore/plan.h"
 #include "restore/tree.h"
@@ -45,6 +46,7 @@ int run(const Options& opts) {
   auto t0 = clock::now();
   Plan plan = load_plan(opts.dir, opts.shell_job);
   wait_pids_free(plan);
+  GhostFiles ghosts(plan);
 
   NewTree tree(plan);
   tree.create();
@@ -86,6 +88,7 @@ int run(const Options& opts) {
     for (size_t k = 0; k < threads.size(); k++) restore_registers(*threads[k], t.threads[k]);
   }
   files.reset();
+  ghosts.remove();
   fault_point("restore-before-release");
 
   stats_entry stats;

@@ -7,8 +7,8 @@
 # flavors restore, restore-detached, leave-running, exit-status and shell-job;
 # "loop_sh" or "python" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
-# corrupt-image unsupported-socket fault-dump fault-restore traced).
-# Helper programs (memory, task_state, tree, socket_holder, tracer) are taken
+# corrupt-image unsupported-socket fault-dump fault-restore traced ghost-limit).
+# Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files) are taken
 # from $CR_PROGS_DIR, else from the directory of PROGRAM_OR_NAME.
 #
 # Protocol with the programs: `prog WORKDIR` builds its state, writes
@@ -665,6 +665,16 @@ err_unsupported_socket() {
 	finish_original "after the refused dump"
 }
 
+err_ghost_limit() {
+	helper deleted_files
+	start_prog "$HELPER"
+	dump dump --ghost-limit 4K
+	expect_fail dump "dump of deleted files over --ghost-limit 4K"
+	expect_msg dump "dump of deleted files over --ghost-limit 4K" "ghost-limit" "deleted"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+}
+
 err_fault_dump() {
 	local fault
 	for fault in dump-after-freeze dump-after-images; do
@@ -749,7 +759,7 @@ demo)
 	esac
 	;;
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
-	unsupported-socket | fault-dump | fault-restore | traced)
+	unsupported-socket | fault-dump | fault-restore | traced | ghost-limit)
 	"err_${FLAVOR//-/_}"
 	;;
 *)

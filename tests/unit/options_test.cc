@@ -66,6 +66,19 @@ TEST(Options, CheckFeatures) {
   EXPECT_TRUE(parse_args({"check", "--all"}).check_all);
 }
 
+TEST(Options, FilesOptions) {
+  Options o = parse_args({"dump", "-t", "1", "-l", "--ext-unix-sk", "--ghost-limit", "16M"});
+  EXPECT_TRUE(o.file_locks);
+  EXPECT_TRUE(o.ext_unix_sk);
+  EXPECT_EQ(o.ghost_limit, 16u << 20);
+  EXPECT_EQ(parse_args({"dump", "--ghost-limit=4096"}).ghost_limit, 4096u);
+  EXPECT_EQ(parse_args({"dump", "--ghost-limit", "2K"}).ghost_limit, 2048u);
+  EXPECT_EQ(parse_args({"dump"}).ghost_limit, 1u << 20);  // CRIU's default
+  EXPECT_NE(error_of({"dump", "--ghost-limit", "lots"}).find("lots"), std::string::npos);
+  EXPECT_NE(error_of({"dump", "--ghost-limit", "-1"}).find("-1"), std::string::npos);
+  EXPECT_NE(error_of({"dump", "--ghost-limit", "5T"}).find("5T"), std::string::npos);
+}
+
 TEST(Options, Refusals) {
   EXPECT_NE(error_of({"dump", "--no-such-option"}).find("--no-such-option"), std::string::npos);
   EXPECT_NE(error_of({"dump", "-t", "abc"}).find("abc"), std::string::npos);

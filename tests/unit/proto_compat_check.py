@@ -106,9 +106,16 @@ def is_packed(f):
     return bool(opts.HasField("packed") and opts.packed)
 
 
+# Messages we must name differently, because CRIU's name is also a C struct that the
+# generated C++ class would clash with: our name -> CRIU's. The wire format is unchanged.
+RENAMED = {
+    "criu_timeval": "timeval",
+}
+
+
 def ref_name(f):
     if f.type in (FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_GROUP):
-        return f.message_type.full_name
+        return RENAMED.get(f.message_type.full_name, f.message_type.full_name)
     if f.type == FieldDescriptor.TYPE_ENUM:
         return f.enum_type.full_name
     return None
@@ -283,7 +290,7 @@ def main(argv):
     for fd in files:
         for m in walk_messages(fd.message_types_by_name.values()):
             n_msgs += 1
-            c = criu_msgs.get(m.full_name)
+            c = criu_msgs.get(RENAMED.get(m.full_name, m.full_name))
             errs = (["no CRIU message of that name"] if c is None
                     else check_message(m, c))
             if c is not None and not errs:
