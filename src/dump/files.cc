@@ -88,6 +88,51 @@ uint64_t link_inode(const std::string& link) {
 
 }  // namespace
 
+void FileTable::add_memfd_inode(pid_t pid, const std::string& proc_link, const std::string& link,
+                                const struct stat& st) {
+  if (memfds_.count(st.st_ino)) return;
+  Fd copy(::open(proc_link.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!copy) fail_sys("task {}: cannot open memfd {} through {}", pid, link, proc_link);
+  int seals = ::fcntl(copy.get(), F_GET_SEALS);
+  memfd_inode_entry mi;
+  std::string name = link.substr(7);  // after "/memfd:"
+  if (name.size() > 10 && name.compare(name.size() - 10, 10, " (deleted)") == 0)
+    name.resize(name.size() - 10);
+  mi.set_name(name);
+  mi.set_uid(st.st_uid);
+  mi.set_gid(st.st_gid);
+  mi.set_size(static_cast<uint64_t>(st.st_size));
+  mi.set_shmid(static_cast<uint32_t>(st.st_ino));
+  mi.set_seals(seals > 0 ? static_cast<uint32_t>(seals) : 0);
+  mi.set_inode_id(st.st_ino);
+  memfds_[st.st_ino] = mi;
+  if (!shmem_) fail("internal: no shared memory table for memfd contents");
+  shmem_->add_link(st.st_ino, proc_link, pid);
+}
+
+uint32_t FileTable::memfd_mapping(pid_t pid, const std::string& proc_link, const std::string& link,
+                                  uint32_t flags) {
+  struct stat st;
+  if (::stat(proc_link.c_str(), &st) < 0)
+    fail_sys("task {}: cannot stat the memfd {} it maps ({})", pid, link, proc_link);
+  auto key = std::make_pair(st.st_ino, flags);
+  if (auto it = memfd_maps_.find(key); it != memfd_maps_.end()) return it->second;
+  add_memfd_inode(pid, proc_link, link, st);
+  uint32_t id = next_id_++;
+  file_entry e;
+  e.set_id(id);
+  e.set_type(MEMFD);
+  auto* m = e.mutable_memfd();
+  m->set_id(id);
+  m->set_flags(flags);
+  m->set_pos(0);
+  zero_fown(m->mutable_fown());
+  m->set_inode_id(static_cast<uint32_t>(st.st_ino));
+  entries_.push_back(std::move(e));
+  memfd_maps_[key] = id;
+  return id;
+}
+
 void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, bool shell_job) {
   std::string base = fmt::format("/proc/{}/fd", pid);
   image::Writer w(dir, fmt::format("fdinfo-{}.img", files_id), image::magic::kFdinfo);
@@ -221,26 +266,7 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
           m->set_pos(fi.pos);
           zero_fown(m->mutable_fown());
           m->set_inode_id(static_cast<uint32_t>(st.st_ino));
-          if (!memfds_.count(st.st_ino)) {
-            std::string proc_link = fmt::format("/proc/{}/fd/{}", pid, fd);
-            Fd copy(::open(proc_link.c_str(), O_RDONLY | O_CLOEXEC));
-            if (!copy) fail_sys("task {} fd {}: cannot open memfd {}", pid, fd, link);
-            int seals = ::fcntl(copy.get(), F_GET_SEALS);
-            memfd_inode_entry mi;
-            std::string name = link.substr(7);
-            if (name.size() > 10 && name.compare(name.size() - 10, 10, " (deleted)") == 0)
-              name.resize(name.size() - 10);
-            mi.set_name(name);
-            mi.set_uid(st.st_uid);
-            mi.set_gid(st.st_gid);
-            mi.set_size(static_cast<uint64_t>(st.st_size));
-            mi.set_shmid(static_cast<uint32_t>(st.st_ino));
-            mi.set_seals(seals > 0 ? static_cast<uint32_t>(seals) : 0);
-            mi.set_inode_id(st.st_ino);
-            memfds_[st.st_ino] = mi;
-            if (!shmem_) fail("internal: no shared memory table for memfd contents");
-            shmem_->add_link(st.st_ino, proc_link, pid);
-          }
+          add_memfd_inode(pid, fmt::format("/proc/{}/fd/{}", pid, fd), link, st);
           break;
         }
         case EVENTPOLL:

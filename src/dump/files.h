@@ -3,6 +3,7 @@
 // and root refer to.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <map>
@@ -23,6 +24,10 @@ class FileTable {
   // A path-only entry (mapped file, exe, cwd, root); the same path and flags share an id.
   // A deleted file ("/path (deleted)") is saved whole, read through `proc_link`.
   uint32_t by_path(const std::string& path, uint32_t flags, const std::string& proc_link = "");
+  // A memfd entry for a mapping of the memfd that `proc_link` (/proc/PID/map_files/...)
+  // opens; its content is saved with the shared memory objects.
+  uint32_t memfd_mapping(pid_t pid, const std::string& proc_link, const std::string& link,
+                         uint32_t flags);
   // Dumps every fd of `pid` into fdinfo-<files_id>.img in `dir`. With shell_job false,
   // a terminal fd is refused.
   void dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, bool shell_job);
@@ -48,7 +53,10 @@ class FileTable {
   std::map<uint64_t, tty_info_entry> ttys_;  // by rdev
   PipeData pipes_;
   ShmemTable* shmem_ = nullptr;
-  std::map<uint64_t, memfd_inode_entry> memfds_;  // by inode
+  void add_memfd_inode(pid_t pid, const std::string& proc_link, const std::string& link,
+                       const struct stat& st);
+  std::map<uint64_t, memfd_inode_entry> memfds_;                  // by inode
+  std::map<std::pair<uint64_t, uint32_t>, uint32_t> memfd_maps_;  // (inode, flags) -> id
   UnixSockets unix_;
   GhostFiles ghosts_;
 };

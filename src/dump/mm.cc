@@ -117,16 +117,20 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
     } else if (v.path[0] == '[') {
       fail("{}: this kind of mapping is not supported yet", where());
     } else {
-      if (v.path.rfind("/SYSV", 0) == 0 || v.path.rfind("/memfd:", 0) == 0 ||
-          v.path.rfind("/dev/zero", 0) == 0)
-        fail("{}: SysV shared memory, memfd and /dev/zero mappings are not supported yet", where());
+      if (v.path.rfind("/SYSV", 0) == 0 || v.path.rfind("/dev/zero", 0) == 0)
+        fail("{}: SysV shared memory and /dev/zero mappings are not supported yet", where());
       if (v.has_flag("io") || v.has_flag("pf"))
         fail("{}: device (I/O) mappings are not supported", where());
       status |= v.shared ? image::kVmaFileShared : image::kVmaFilePrivate;
       // "mw": the mapping may be made writable later, so the file was open for writing.
       uint32_t oflags = (v.shared && (v.w || v.has_flag("mw"))) ? O_RDWR : O_RDONLY;
-      e->set_shmid(files.by_path(v.path, oflags,
-                                 fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, v.start, v.end)));
+      std::string map_file = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, v.start, v.end);
+      if (v.path.rfind("/memfd:", 0) == 0) {
+        status |= image::kVmaMemfd;
+        e->set_shmid(files.memfd_mapping(pid, map_file, v.path, oflags));
+      } else {
+        e->set_shmid(files.by_path(v.path, oflags, map_file));
+      }
     }
     e->set_flags(flags);
     e->set_status(status);

@@ -59,6 +59,7 @@ enum VmaStatus : uint32_t {
   kVmaSocket = 1u << 11,
   kVmaVvar = 1u << 12,
   kVmaAioring = 1u << 13,
+  kVmaMemfd = 1u << 14,
   kVmaUnsupp = 1u << 31,
 };
 

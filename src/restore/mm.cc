@@ -66,7 +66,8 @@ struct Block {
 
 }  // namespace
 
-uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem) {
+uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem,
+                    FileSet& files) {
   const pid_t pid = t.pid();
   const mm_entry& mm = t.mm;
 
@@ -174,7 +175,17 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
     }
     if (v.status() & (image::kVmaFilePrivate | image::kVmaFileShared)) {
       auto it = file_fds.find(v.shmid());
-      if (it == file_fds.end()) {
+      if (it == file_fds.end() && (v.status() & image::kVmaMemfd)) {
+        // The memfd cryo made (filled and sealed), opened anew by the task through cryo's fd.
+        const auto id = static_cast<uint32_t>(v.shmid());
+        std::string mine = fmt::format("/proc/{}/fd/{}", ::getpid(), files.get(id));
+        bool rw = (files.entry(id).memfd().flags() & O_ACCMODE) == O_RDWR;
+        fd = static_cast<long>(
+            rt.check("open of a mapped memfd", SYS_openat,
+                     {static_cast<uint64_t>(AT_FDCWD), rt.put_str(0, mine),
+                      static_cast<uint64_t>((rw ? O_RDWR : O_RDONLY) | O_CLOEXEC), 0}));
+        file_fds[v.shmid()] = fd;
+      } else if (it == file_fds.end()) {
         const reg_file_entry& r = plan.reg(static_cast<uint32_t>(v.shmid()), "mapping", pid);
         uint64_t path = rt.put_str(0, r.name());
         bool rw = (v.status() & image::kVmaFileShared) && (r.flags() & O_ACCMODE) == O_RDWR;

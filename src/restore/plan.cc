@@ -166,7 +166,14 @@ Plan load_plan(const std::string& dir, bool shell_job) {
     // Everything the task will open or map.
     check_file(plan, plan.reg(t.mm.exe_file_id(), "executable", pid), pid, "executable");
     for (const auto& v : t.mm.vmas())
-      if (v.status() & (image::kVmaFilePrivate | image::kVmaFileShared))
+      if (v.status() & image::kVmaMemfd) {
+        auto it = plan.files.find(static_cast<uint32_t>(v.shmid()));
+        if (it == plan.files.end() || !it->second.has_memfd())
+          fail(
+              "image mm-{}.img is corrupt: mapping {:#x} refers to memfd file {}, not in "
+              "files.img",
+              pid, v.start(), v.shmid());
+      } else if (v.status() & (image::kVmaFilePrivate | image::kVmaFileShared))
         check_file(plan, plan.reg(static_cast<uint32_t>(v.shmid()), "mapping", pid), pid,
                    "mapping");
     for (const auto& fd : t.fds) {

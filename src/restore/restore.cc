@@ -55,13 +55,13 @@ int run(const Options& opts) {
 
   uint64_t pages = 0;
   ShmemSet shmem(plan);
-  for (size_t i = 0; i < plan.tasks.size(); i++) {
-    if (plan.tasks[i].zombie) continue;
-    pages += restore_mm(tree.task(i), plan.tasks[i], plan, shmem);
-  }
   // cryo's own copies of the tree's files must be gone before release: a pipe whose writers
   // are all closed in the tree must read as EOF there.
   std::optional<FileSet> files(std::in_place, plan);
+  for (size_t i = 0; i < plan.tasks.size(); i++) {
+    if (plan.tasks[i].zombie) continue;
+    pages += restore_mm(tree.task(i), plan.tasks[i], plan, shmem, *files);
+  }
   shmem.finish(
       [&](pid_t pid) -> RemoteTask& { return tree.task(static_cast<size_t>(plan.find(pid))); });
   pages += shmem.pages_written();
