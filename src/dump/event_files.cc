@@ -2,10 +2,12 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <map>
 
 #include <sys/stat.h>
 
 #include "base/error.h"
+#include "kernel/syscalls.h"
 
 namespace cryo::dump {
 namespace {
@@ -80,12 +82,14 @@ void dump_signalfd(const std::string& text, uint32_t id, uint32_t flags, file_en
   s->set_sigmask(std::stoull(need(text, "sigmask", id), nullptr, 16));
 }
 
-void dump_eventpoll(pid_t pid, const std::string& text, uint32_t id, uint32_t flags,
-                    file_entry* e) {
+std::vector<DetachedTarget> dump_eventpoll(pid_t pid, int epfd, const std::string& text,
+                                           uint32_t id, uint32_t flags, file_entry* e) {
   auto* ep = e->mutable_epfd();
   ep->set_id(id);
   ep->set_flags(flags);
   zero_fown(ep->mutable_fown());
+  std::vector<DetachedTarget> detached;
+  std::map<int, uint32_t> seen;  // fd number -> registrations under it so far
   size_t pos = 0;
   while ((pos = text.find("tfd:", pos)) != std::string::npos) {
     int tfd = 0;
@@ -97,12 +101,6 @@ void dump_eventpoll(pid_t pid, const std::string& text, uint32_t id, uint32_t fl
                     &tfd, &events, &data, &fpos, &ino, &sdev) < 3)
       fail("task {}: cannot parse an epoll registration in its fdinfo", pid);
     pos += 4;
-    struct stat st;
-    if (::stat(fmt::format("/proc/{}/fd/{}", pid, tfd).c_str(), &st) < 0 || st.st_ino != ino)
-      fail(
-          "task {}: its epoll instance (file {}) watches fd {}, which was closed or replaced "
-          "since: not supported yet",
-          pid, id, tfd);
     auto* t = ep->add_tfd();
     t->set_id(id);
     t->set_tfd(static_cast<uint32_t>(tfd));
@@ -110,7 +108,14 @@ void dump_eventpoll(pid_t pid, const std::string& text, uint32_t id, uint32_t fl
     t->set_data(data);
     t->set_dev(sdev);
     t->set_inode(ino);
+    // Registrations are ordered by file, then fd number: toff counts earlier ones under tfd.
+    kernel::KcmpEpollSlot slot{static_cast<uint32_t>(epfd), static_cast<uint32_t>(tfd),
+                               seen[tfd]++};
+    long same = kernel::kcmp(pid, pid, kernel::kKcmpEpollTfd, static_cast<unsigned long>(tfd),
+                             reinterpret_cast<unsigned long>(&slot));
+    if (same != 0) detached.push_back({ep->tfd_size() - 1, static_cast<uint32_t>(tfd), slot.toff});
   }
+  return detached;
 }
 
 }  // namespace cryo::dump

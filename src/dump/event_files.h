@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "image/fdinfo.h"
 
@@ -13,9 +14,16 @@ namespace cryo::dump {
 void dump_eventfd(const std::string& fdinfo, uint32_t id, uint32_t flags, file_entry* e);
 void dump_timerfd(const std::string& fdinfo, uint32_t id, uint32_t flags, file_entry* e);
 void dump_signalfd(const std::string& fdinfo, uint32_t id, uint32_t flags, file_entry* e);
-// An epoll instance of task `pid`: each registered fd number must still hold its file there.
-void dump_eventpoll(pid_t pid, const std::string& fdinfo, uint32_t id, uint32_t flags,
-                    file_entry* e);
+// A registration of an epoll instance whose fd number no longer holds the watched file in
+// the task (closed, or reused for another file): the file is found later, by kcmp.
+struct DetachedTarget {
+  int tfd_index;  // in e->epfd().tfd()
+  uint32_t tfd;
+  uint32_t toff;  // which of the registrations under this fd number
+};
+// An epoll instance of task `pid` at fd `epfd`.
+std::vector<DetachedTarget> dump_eventpoll(pid_t pid, int epfd, const std::string& fdinfo,
+                                           uint32_t id, uint32_t flags, file_entry* e);
 
 // An empty owner (F_SETOWN) record: cryo does not dump file owners yet.
 fown_entry* zero_fown(fown_entry* f);

@@ -270,8 +270,10 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
           break;
         }
         case EVENTPOLL:
-          dump_eventpoll(pid, proc::read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd)), id,
-                         flags, &e);
+          for (const DetachedTarget& d :
+               dump_eventpoll(pid, fd, proc::read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd)),
+                              id, flags, &e))
+            detached_.push_back({entries_.size(), d, pid, fd});
           break;
         case EVENTFD:
         case TIMERFD:
@@ -320,8 +322,34 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
   w.close();
 }
 
+// An epoll registration whose fd number was closed or reused still watches its file, which
+// some fd of the tree holds: find which, so restore can register it again.
+void FileTable::resolve_detached_epoll() {
+  for (const Detached& d : detached_) {
+    kernel::KcmpEpollSlot slot{static_cast<uint32_t>(d.epfd), d.target.tfd, d.target.toff};
+    uint32_t found = 0;
+    for (const Known& k : fds_) {
+      if (kernel::kcmp(k.pid, d.pid, kernel::kKcmpEpollTfd, static_cast<unsigned long>(k.fd),
+                       reinterpret_cast<unsigned long>(&slot)) == 0) {
+        found = k.id;
+        break;
+      }
+    }
+    if (!found)
+      fail(
+          "task {}: epoll fd {} watches a file registered as fd {}, which was closed since, and "
+          "no fd of the dumped tree holds that file any more: not supported",
+          d.pid, d.epfd, d.target.tfd);
+    entries_[d.entry].mutable_epfd()->mutable_tfd(d.target.tfd_index)->set_cryo_target_id(found);
+    log::debug("task {}: epoll fd {} watches closed fd {}: file {}", d.pid, d.epfd, d.target.tfd,
+               found);
+  }
+  detached_.clear();
+}
+
 void FileTable::write(const std::string& dir) {
   unix_.check_peers();
+  resolve_detached_epoll();
   image::Writer w(dir, "files.img", image::magic::kFiles);
   for (const auto& e : entries_) w.put(e);
   w.close();

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dump/event_files.h"
 #include "dump/ghost_files.h"
 #include "dump/pipes.h"
 #include "dump/shmem.h"
@@ -55,6 +56,14 @@ class FileTable {
   ShmemTable* shmem_ = nullptr;
   void add_memfd_inode(pid_t pid, const std::string& proc_link, const std::string& link,
                        const struct stat& st);
+  struct Detached {
+    size_t entry;  // in entries_
+    DetachedTarget target;
+    pid_t pid;
+    int epfd;
+  };
+  void resolve_detached_epoll();
+  std::vector<Detached> detached_;
   std::map<uint64_t, memfd_inode_entry> memfds_;                  // by inode
   std::map<std::pair<uint64_t, uint32_t>, uint32_t> memfd_maps_;  // (inode, flags) -> id
   UnixSockets unix_;

@@ -63,7 +63,18 @@ struct PrctlMmMap {
   uint32_t exe_fd;
 };
 
-enum KcmpType { kKcmpFile = 0, kKcmpVm = 1, kKcmpFiles = 2, kKcmpFs = 3, kKcmpSighand = 4 };
+enum KcmpType {
+  kKcmpFile = 0,
+  kKcmpVm = 1,
+  kKcmpFiles = 2,
+  kKcmpFs = 3,
+  kKcmpSighand = 4,
+  kKcmpEpollTfd = 7,
+};
+// For kKcmpEpollTfd: a file registered in epoll `efd` under fd number `tfd` (the toff-th).
+struct KcmpEpollSlot {
+  uint32_t efd, tfd, toff;
+};
 
 inline long kcmp(pid_t a, pid_t b, int type, unsigned long x, unsigned long y) {
   return ::syscall(SYS_kcmp, a, b, type, x, y);

@@ -245,13 +245,12 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
     }
     log::debug("task {} fd {}: file {}", pid, target, fdi.id());
   }
-  rt.check("close", SYS_close, {static_cast<uint64_t>(pidfd)});
 
   // epoll registrations, now that every fd number they name is in place.
   for (const auto& fdi : t.fds) {
     const file_entry& f = files.entry(fdi.id());
     if (f.type() != EVENTPOLL || !files.first_fill(fdi.id())) continue;
-    for (const auto& tfd : f.epfd().tfd()) {
+    auto add = [&](const eventpoll_tfd_entry& tfd) {
       struct __attribute__((packed)) {
         uint32_t events;
         uint64_t data;
@@ -261,8 +260,44 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
       if (r < 0)
         fail_errno(static_cast<int>(-r), "task {}: cannot register fd {} in epoll fd {} again", pid,
                    tfd.tfd(), fdi.fd());
+    };
+    for (const auto& tfd : f.epfd().tfd())
+      if (!tfd.has_cryo_target_id()) add(tfd);
+    // A file registered under an fd number that was closed (or reused) since: it is put at
+    // that number for the time of the registration, the number's own file moved aside.
+    for (const auto& tfd : f.epfd().tfd()) {
+      if (!tfd.has_cryo_target_id()) continue;
+      const uint64_t num = tfd.tfd();
+      long got =
+          rt.syscall(SYS_pidfd_getfd, {static_cast<uint64_t>(pidfd),
+                                       static_cast<uint64_t>(files.get(tfd.cryo_target_id())), 0});
+      if (got < 0)
+        fail_errno(static_cast<int>(-got), "task {}: cannot take file {} watched by epoll fd {}",
+                   pid, tfd.cryo_target_id(), fdi.fd());
+      if (static_cast<uint64_t>(got) == num) {  // the number was free and lowest
+        add(tfd);
+        rt.check("close", SYS_close, {num});
+        continue;
+      }
+      auto holder = std::find_if(t.fds.begin(), t.fds.end(),
+                                 [&](const fdinfo_entry& e) { return e.fd() == num; });
+      long aside = -1;
+      if (holder != t.fds.end())
+        aside = rt.check("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl,
+                         {num, F_DUPFD_CLOEXEC, static_cast<uint64_t>(pidfd) + 1});
+      rt.check("dup3", SYS_dup3, {static_cast<uint64_t>(got), num, O_CLOEXEC});
+      add(tfd);
+      if (aside >= 0) {
+        bool cloexec = holder->flags() & FD_CLOEXEC;
+        rt.check("dup3", SYS_dup3, {static_cast<uint64_t>(aside), num, cloexec ? O_CLOEXEC : 0u});
+        rt.check("close", SYS_close, {static_cast<uint64_t>(aside)});
+      } else {
+        rt.check("close", SYS_close, {num});
+      }
+      rt.check("close", SYS_close, {static_cast<uint64_t>(got)});
     }
   }
+  rt.check("close", SYS_close, {static_cast<uint64_t>(pidfd)});
 }
 
 void restore_fs(RemoteTask& rt, const TaskPlan& t, const Plan& plan) {
