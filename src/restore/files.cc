@@ -153,8 +153,11 @@ Fd FileSet::open_pipe_end(uint32_t pipe_id, uint32_t flags, bool fifo, const std
     end.reset(::open(path.c_str(), (acc | O_NONBLOCK | O_CLOEXEC)));
     if (!end) fail_sys("cannot open FIFO {}", path);
   } else {
-    end.reset(::fcntl(acc == O_RDONLY ? p.rd.get() : p.wr.get(), F_DUPFD_CLOEXEC, 0));
-    if (!end) fail_sys("cannot duplicate an end of pipe {}", pipe_id);
+    // A new open file on the pipe (as a FIFO open would be), not a dup of cryo's end: each
+    // open file keeps its own status flags. Never blocks: cryo holds both ends.
+    int mine = acc == O_RDONLY ? p.rd.get() : p.wr.get();
+    end.reset(::open(fmt::format("/proc/self/fd/{}", mine).c_str(), acc | O_CLOEXEC));
+    if (!end) fail_sys("cannot open an end of pipe {}", pipe_id);
   }
   // A pipe end made here is a new open file, so its status flags are its own.
   if (::fcntl(end.get(), F_SETFL, flags & (O_NONBLOCK | O_APPEND | O_ASYNC | O_DIRECT)) < 0)

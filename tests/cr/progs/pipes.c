@@ -2,7 +2,9 @@
  * After restore: every byte buffered at dump time is there, in order; pipe sizes and
  * O_NONBLOCK survive; both ends of a pipe are still one pipe; an end shared with a child is
  * still shared (the child's writes reach the parent); a pipe whose writers are all gone
- * gives its data then EOF; the eventfd keeps its counter and semaphore mode.
+ * gives its data then EOF; the eventfd keeps its counter and semaphore mode. A second open
+ * file on pipe a's read end (opened through /proc/self/fd) stays a separate open file: its
+ * flags (blocking) are its own.
  */
 #include "common.h"
 #include <sys/eventfd.h>
@@ -28,6 +30,10 @@ int main(int argc, char **argv) {
 	if (pipe(a) || pipe(b) || pipe(c)) cr_fail("setup: pipe");
 	if (fcntl(a[0], F_SETPIPE_SZ, 128 * 1024) < 0) cr_fail("setup: F_SETPIPE_SZ");
 	fcntl(a[0], F_SETFL, O_NONBLOCK);
+	char self_a0[64];
+	snprintf(self_a0, sizeof self_a0, "/proc/self/fd/%d", a[0]);
+	int a0b = open(self_a0, O_RDONLY);  /* a new open file on the same pipe, blocking */
+	if (a0b < 0 || (fcntl(a0b, F_GETFL) & O_NONBLOCK)) cr_fail("setup: second read end");
 	char buf[A_BYTES];
 	fill(buf, A_BYTES, 3);
 	if (write(a[1], buf, A_BYTES) != A_BYTES) cr_fail("setup: write a");
@@ -60,6 +66,15 @@ int main(int argc, char **argv) {
 	if (n != A_BYTES || memcmp(got, buf, A_BYTES)) cr_fail("pipe a: %d of %d bytes back, or content differs", n, A_BYTES);
 	errno = 0;
 	if (read(a[0], got, 1) != -1 || errno != EAGAIN) cr_fail("pipe a: not empty or not O_NONBLOCK after reading its data");
+	if (fcntl(a0b, F_GETFL) & O_NONBLOCK) cr_fail("pipe a: the second open file took the first one's O_NONBLOCK");
+	struct stat sb, sa;
+	fstat(a0b, &sb);
+	fstat(a[0], &sa);
+	if (sb.st_ino != sa.st_ino) cr_fail("pipe a: the second open file is on another pipe");
+	fcntl(a0b, F_SETFL, O_NONBLOCK);
+	if (!(fcntl(a0b, F_GETFL) & O_NONBLOCK) || !(fcntl(a[0], F_GETFL) & O_NONBLOCK)) cr_fail("pipe a: flags");
+	fcntl(a0b, F_SETFL, 0);
+	if (!(fcntl(a[0], F_GETFL) & O_NONBLOCK)) cr_fail("pipe a: the two open files share their flags");
 	if (fcntl(a[0], F_GETPIPE_SZ) != 128 * 1024) cr_fail("pipe a: size %d", fcntl(a[0], F_GETPIPE_SZ));
 	fstat(a[0], &sa0); fstat(a[1], &sa1);
 	if (sa0.st_ino != sa1.st_ino) cr_fail("pipe a: ends are different pipes after restore");
