@@ -20,6 +20,7 @@ enum LongOnly {
   kAll,
   kExtUnixSk,
   kGhostLimit,
+  kTimeout,
   kUnsupported,
 };
 
@@ -39,7 +40,7 @@ const char* const kLater[] = {
     "manage-cgroups",
     "root",
     "inherit-fd",
-    "timeout",
+
     "status-fd",
     "tcp-close",
     "skip-mnt",
@@ -83,6 +84,7 @@ void usage() {
       "  -l|--file-locks        dump and restore file locks\n"
       "  --ext-unix-sk          allow unix sockets connected to a peer outside the tree\n"
       "  --ghost-limit SIZE     largest deleted file saved in the images (default 1M)\n"
+      "  --timeout SECONDS      how long the tree may take to stop (default 10)\n"
       "  --pidfile FILE         write the restored root's PID to FILE\n"
       "  --display-stats        print dump/restore statistics\n"
       "  --no-default-config    do not read configuration files\n"
@@ -104,6 +106,7 @@ bool parse(int argc, char** argv, Options* o) {
       {"file-locks", no_argument, nullptr, 'l'},
       {"ext-unix-sk", optional_argument, nullptr, kExtUnixSk},
       {"ghost-limit", required_argument, nullptr, kGhostLimit},
+      {"timeout", required_argument, nullptr, kTimeout},
       {"version", no_argument, nullptr, 'V'},
       {"help", no_argument, nullptr, 'h'},
       {"pidfile", required_argument, nullptr, kPidfile},
@@ -175,6 +178,14 @@ bool parse(int argc, char** argv, Options* o) {
       case kExtUnixSk:
         o->ext_unix_sk = true;
         break;
+      case kTimeout: {
+        char* end;
+        long v = std::strtol(optarg, &end, 10);
+        if (end == optarg || *end || v <= 0 || v > 86400)
+          fail("bad timeout '{}' for --timeout: give seconds, 1 to 86400", optarg);
+        o->timeout = static_cast<unsigned>(v);
+        break;
+      }
       case kGhostLimit: {
         // A size with an optional K, M or G suffix, as CRIU takes it.
         char* end;

@@ -51,7 +51,7 @@ void run(const Options& opts) {
   if (::unlink((opts.dir + "/inventory.img").c_str()) < 0 && errno != ENOENT)
     fail_sys("cannot remove the old {}/inventory.img", opts.dir);
   auto t_start = clock::now();
-  FrozenTree tree(opts.tree);
+  FrozenTree tree(opts.tree, opts.timeout);
   uint32_t freezing_us = usec_since(t_start);
   auto t_frozen = clock::now();
   fault_point("dump-after-freeze");

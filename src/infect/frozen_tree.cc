@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <thread>
 
 #include "base/error.h"
 #include "base/log.h"
@@ -14,7 +15,9 @@
 
 namespace cryo {
 
-FrozenTree::FrozenTree(pid_t root) {
+FrozenTree::FrozenTree(pid_t root, unsigned timeout_s)
+    : timeout_s_(timeout_s),
+      deadline_(std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s)) {
   if (root <= 0) fail("invalid PID {}: give the PID of the tree's root task with -t", root);
   if (::kill(root, 0) < 0 && errno == ESRCH)
     fail("no process with PID {}: check the PID given with -t", root);
@@ -90,7 +93,7 @@ void FrozenTree::seize(pid_t pid) {
   if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) < 0)
     fail_sys("cannot interrupt task {}", pid);
   for (;;) {
-    WaitStatus ws = wait_task(pid);
+    WaitStatus ws = wait_stop(pid);
     if (ws.gone()) fail("task {} {} while it was being frozen", pid, ws.str());
     if (ws.event() == PTRACE_EVENT_STOP) break;
     // A signal arrived first: let it be delivered as it would have been, then stop again.
@@ -100,6 +103,35 @@ void FrozenTree::seize(pid_t pid) {
       fail_sys("cannot interrupt task {}", pid);
   }
   log::debug("seized task {}", pid);
+}
+
+// A task stops for ptrace only on its way back to user space: one in an uninterruptible
+// sleep (D state: I/O, a vfork parent waiting for its child) may never get there.
+WaitStatus FrozenTree::wait_stop(pid_t tid) {
+  auto pause = std::chrono::microseconds(20);
+  for (;;) {
+    int st;
+    pid_t r = ::waitpid(tid, &st, __WALL | WNOHANG);
+    if (r == tid) return WaitStatus(st);
+    if (r < 0 && errno != EINTR) fail_sys("cannot wait for task {}", tid);
+    if (std::chrono::steady_clock::now() > deadline_) {
+      unstopped_ = tid;
+      std::string state = "?", wchan;
+      if (auto text = proc::try_read_file(fmt::format("/proc/{}/stat", tid)))
+        state = std::string(1, proc::parse_stat(*text).state);
+      if (auto w = proc::try_read_file(fmt::format("/proc/{}/wchan", tid)); w && *w != "0")
+        wchan = fmt::format(", waiting in {}", *w);
+      fail(
+          "task {} did not stop within {} s (state {}{}){}: retry when it can be interrupted, or "
+          "give a longer --timeout",
+          tid, timeout_s_, state, wchan,
+          state == "D" ? "; it is in an uninterruptible sleep (I/O, or a vfork parent waiting "
+                         "for its child)"
+                       : "");
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(5000));
+  }
 }
 
 // Seizes every thread of a process, again until no new thread appears.
@@ -164,6 +196,11 @@ void FrozenTree::release(bool stop_all) {
     }
     FrozenTask* t = find(pid);
     if (stop_all || (t && t->stopped)) ::kill(pid, SIGSTOP);
+    if (pid == unstopped_) {
+      // PTRACE_DETACH needs a stopped tracee: the kernel detaches it when cryo exits.
+      log::debug("task {} never stopped: it is detached when cryo exits", pid);
+      continue;
+    }
     if (ptrace(PTRACE_DETACH, pid, nullptr, 0) < 0)
       log::warn("cannot detach from task {}: {}", pid, strerror(errno));
   }

@@ -4,10 +4,12 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <memory>
 #include <vector>
 
 #include "arch/x86_64/regs.h"
+#include "infect/wait_status.h"
 #include "proc/proc.h"
 
 namespace cryo {
@@ -32,8 +34,9 @@ struct FrozenTask {
 
 class FrozenTree {
  public:
-  // Seizes and stops `root` and all its descendants. Refuses a traced task, naming its tracer.
-  explicit FrozenTree(pid_t root);
+  // Seizes and stops `root` and all its descendants. Refuses a traced task, naming its tracer,
+  // and fails when the tree does not stop within `timeout_s` seconds (CRIU's --timeout).
+  explicit FrozenTree(pid_t root, unsigned timeout_s = 10);
   ~FrozenTree();
   FrozenTree(const FrozenTree&) = delete;
   FrozenTree& operator=(const FrozenTree&) = delete;
@@ -48,11 +51,15 @@ class FrozenTree {
 
  private:
   void seize(pid_t tid);
+  WaitStatus wait_stop(pid_t tid);
   void seize_threads(FrozenTask& t);
   FrozenThread* find_thread(pid_t tid);
   void release(bool stop_all);
   std::vector<FrozenTask> tasks_;
   std::vector<pid_t> seized_;
+  pid_t unstopped_ = 0;  // seized, but never stopped: detached only when cryo exits
+  unsigned timeout_s_;
+  std::chrono::steady_clock::time_point deadline_;
   bool committed_ = false;
 };
 

@@ -7,8 +7,9 @@
 # flavors restore, restore-detached, leave-running, exit-status and shell-job;
 # "loop_sh" or "python" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
-# corrupt-image unsupported-socket fault-dump fault-restore traced ghost-limit).
-# Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files) are taken
+# corrupt-image unsupported-socket fault-dump fault-restore traced ghost-limit freeze-timeout).
+# Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
+# vfork_wait) are taken
 # from $CR_PROGS_DIR, else from the directory of PROGRAM_OR_NAME.
 #
 # Protocol with the programs: `prog WORKDIR` builds its state, writes
@@ -665,6 +666,18 @@ err_unsupported_socket() {
 	finish_original "after the refused dump"
 }
 
+err_freeze_timeout() {
+	helper vfork_wait
+	start_prog "$HELPER"
+	local t0=$SECONDS
+	dump dump --timeout 1
+	expect_fail dump "dump of a task that cannot stop (vfork wait), --timeout 1"
+	expect_msg dump "dump of a task that cannot stop" "did not stop" "--timeout" "$ROOT"
+	(( SECONDS - t0 < 10 )) || die "the refused dump took $((SECONDS - t0)) s with --timeout 1"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+}
+
 err_ghost_limit() {
 	helper deleted_files
 	start_prog "$HELPER"
@@ -759,7 +772,7 @@ demo)
 	esac
 	;;
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
-	unsupported-socket | fault-dump | fault-restore | traced | ghost-limit)
+	unsupported-socket | fault-dump | fault-restore | traced | ghost-limit | freeze-timeout)
 	"err_${FLAVOR//-/_}"
 	;;
 *)

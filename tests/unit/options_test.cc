@@ -77,6 +77,9 @@ TEST(Options, FilesOptions) {
   EXPECT_NE(error_of({"dump", "--ghost-limit", "lots"}).find("lots"), std::string::npos);
   EXPECT_NE(error_of({"dump", "--ghost-limit", "-1"}).find("-1"), std::string::npos);
   EXPECT_NE(error_of({"dump", "--ghost-limit", "5T"}).find("5T"), std::string::npos);
+  EXPECT_EQ(parse_args({"dump"}).timeout, 10u);  // CRIU's default
+  EXPECT_EQ(parse_args({"dump", "--timeout", "3"}).timeout, 3u);
+  EXPECT_NE(error_of({"dump", "--timeout", "0"}).find("--timeout"), std::string::npos);
 }
 
 TEST(Options, Refusals) {
