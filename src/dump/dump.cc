@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "core.pb.h"
 #include "dump/core.h"
+#include "dump/file_locks.h"
 #include "dump/files.h"
 #include "dump/mm.h"
 #include "dump/seccomp.h"
@@ -77,6 +78,8 @@ void run(const Options& opts) {
   ShmemTable shmem;
   SeccompTable seccomp;
   files.set_shmem(&shmem);
+  FileLockTable locks(opts.file_locks);
+  files.set_locks(&locks);
   uint64_t pages_scanned = 0, pages_written = 0;
   double mem_read = 0, mem_write = 0;
   uint32_t next_pages_id = 1;
@@ -123,6 +126,7 @@ void run(const Options& opts) {
   }
   pages_written += shmem.dump(dir, &next_pages_id);
   files.write(dir);
+  locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
   seccomp.write(dir);
   if (files.saw_tty() && !opts.shell_job)
     fail("the tree uses a terminal: dump it with --shell-job (-j)");

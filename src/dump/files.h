@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dump/file_locks.h"
 #include "dump/pipes.h"
 #include "dump/shmem.h"
 #include "dump/sockets.h"
@@ -28,6 +29,8 @@ class FileTable {
   void write(const std::string& dir);
   // Where memfd contents go (dumped with the shared memory objects).
   void set_shmem(ShmemTable* shmem) { shmem_ = shmem; }
+  // Where the locks of each fd are noted (and refused without -l).
+  void set_locks(FileLockTable* locks) { locks_ = locks; }
   // True when some fd of the tree is a terminal.
   bool saw_tty() const { return !ttys_.empty(); }
 
@@ -44,6 +47,7 @@ class FileTable {
   std::map<uint64_t, tty_info_entry> ttys_;  // by rdev
   PipeData pipes_;
   ShmemTable* shmem_ = nullptr;
+  FileLockTable* locks_ = nullptr;
   std::map<uint64_t, memfd_inode_entry> memfds_;  // by inode
   UnixSockets unix_;
 };
