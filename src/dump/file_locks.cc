@@ -41,9 +41,9 @@ void FileLockTable::note_fd(pid_t pid, int fd, uint32_t file_id, const std::stri
   for (const proc::FileLock& l : locks) {
     if (l.kind == "LEASE" || l.kind == "DELEG")
       fail(
-          "task {} fd {} ({}) holds a {} {} lease: leases cannot be dumped; release it "
+          "task {} fd {} ({}) holds a {} lease ({}): leases cannot be dumped; release it "
           "(fcntl F_SETLEASE F_UNLCK) before the dump",
-          pid, fd, path, l.mode, l.type == "WRITE" ? "write" : "read");
+          pid, fd, path, l.type == "WRITE" ? "write" : "read", l.mode);
     uint32_t flag = l.kind == "POSIX"    ? kFlPosix
                     : l.kind == "FLOCK"  ? kFlFlock
                     : l.kind == "OFDLCK" ? kFlOfd
@@ -73,6 +73,7 @@ void FileLockTable::note_fd(pid_t pid, int fd, uint32_t file_id, const std::stri
     // Prefer the one /proc shows as its taker, as the kernel will show the same one after.
     if (!added && !(flag == kFlFlock && l.pid == pid && h.e.pid() != pid)) continue;
     h.path = path;
+    h.ino = l.ino;
     h.e.set_flag(flag);
     h.e.set_type(type);
     h.e.set_pid(pid);
@@ -100,8 +101,8 @@ void FileLockTable::write(const std::string& dir, const std::function<bool(pid_t
     int64_t len = l.end < 0 ? 0 : l.end - l.start + 1;
     bool seen = false;
     for (const auto& [key, h] : held_)
-      seen |= h.e.flag() == kFlPosix && h.e.pid() == l.pid && h.e.start() == l.start &&
-              h.e.len() == len;
+      seen |= h.e.flag() == kFlPosix && h.e.pid() == l.pid && h.ino == l.ino &&
+              h.e.start() == l.start && h.e.len() == len;
     if (!seen && enabled_)
       fail("task {} holds a {} on {} that none of its fds shows: cryo cannot restore it", l.pid,
            describe(l), file);

@@ -33,6 +33,7 @@ class FileLockTable {
   struct Held {
     file_lock_entry e;
     std::string path;
+    uint64_t ino = 0;
   };
   struct Where {
     pid_t pid;

@@ -30,15 +30,16 @@ std::string describe(const file_lock_entry& e) {
   return fmt::format("{} {} lock (bytes {}..{})", kind, type, e.start(), e.start() + e.len() - 1);
 }
 
-std::string comm_of(pid_t pid) {
+// "process N (comm)"; a process that has exited may have left its open file to others.
+std::string process(pid_t pid) {
   auto c = proc::try_read_file(fmt::format("/proc/{}/comm", pid));
-  if (!c) return "gone";
+  if (!c) return fmt::format("process {} (exited; another process still has its open file)", pid);
   while (!c->empty() && c->back() == '\n') c->pop_back();
-  return *c;
+  return fmt::format("process {} ({})", pid, *c);
 }
 
 // Who holds locks of `kind` on the file task `pid` has at `fd` now, from /proc/locks.
-std::string holders(pid_t pid, uint32_t fd, const char* kind) {
+std::string holders(pid_t pid, uint64_t fd, const char* kind) {
   struct stat st;
   if (::stat(fmt::format("/proc/{}/fd/{}", pid, fd).c_str(), &st) < 0) return "unknown";
   std::string out;
@@ -47,10 +48,8 @@ std::string holders(pid_t pid, uint32_t fd, const char* kind) {
         makedev(l.dev_major, l.dev_minor) != st.st_dev)
       continue;
     if (!out.empty()) out += ", ";
-    out += l.pid > 0 ? fmt::format("process {} ({}) with a {} lock", l.pid, comm_of(l.pid),
-                                   l.type == "WRITE" ? "write" : "read")
-                     : fmt::format("an open file description with a {} OFD lock",
-                                   l.type == "WRITE" ? "write" : "read");
+    out +=
+        fmt::format("a {} lock taken by {}", l.type == "WRITE" ? "write" : "read", process(l.pid));
   }
   return out.empty() ? "unknown" : out;
 }
@@ -105,7 +104,7 @@ void FileLocks::restore(RemoteTask& rt, const TaskPlan& t) const {
       long r = rt.syscall(SYS_flock, {fd, cmd});
       if (r == -EWOULDBLOCK)
         fail("task {} fd {}: cannot take its {} on {} again: held now by {}", pid, fd, describe(e),
-             path, holders(pid, static_cast<uint32_t>(fd), "FLOCK"));
+             path, holders(pid, fd, "FLOCK"));
       if (r < 0)
         fail_errno(static_cast<int>(-r), "task {} fd {}: cannot take its {} on {} again", pid, fd,
                    describe(e), path);
@@ -129,9 +128,8 @@ void FileLocks::restore(RemoteTask& rt, const TaskPlan& t) const {
         std::string range =
             got.l_len == 0 ? fmt::format("bytes {}..EOF", got.l_start)
                            : fmt::format("bytes {}..{}", got.l_start, got.l_start + got.l_len - 1);
-        std::string who = got.l_pid > 0
-                              ? fmt::format("process {} ({})", got.l_pid, comm_of(got.l_pid))
-                              : std::string("an open file description (an OFD lock)");
+        std::string who = got.l_pid > 0 ? process(got.l_pid)
+                                        : std::string("an open file description (an OFD lock)");
         fail("task {} fd {}: cannot take its {} on {} again: {} holds a {} lock on {} now", pid, fd,
              describe(e), path, who, got.l_type == F_WRLCK ? "write" : "read", range);
       }

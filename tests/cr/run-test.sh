@@ -730,11 +730,25 @@ err_traced() {
 	finish_original "after the refused dump"
 }
 
-# A tree holding file locks: refused without -l (naming the task, fd, file and lock) and left
+# A lease is refused even with -l. A tree holding file locks: refused without -l (naming the task, fd, file and lock) and left
 # running with its locks; dumped with -l, its images are refused by a restore without -l;
 # a restore fails naming the lock and its new holder while an outside process holds a
 # conflicting lock, and succeeds once it is gone.
 err_file_locks() {
+	new_run lease
+	echo data >"$D/leased"
+	start_cmd /usr/bin/python3 -c 'import fcntl, os, sys, time
+f = open(sys.argv[1] + "/leased")
+fcntl.fcntl(f, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+open(sys.argv[1] + "/ready", "w").write(str(os.getpid()))
+time.sleep(120)' "$D"
+	dump dump -l
+	expect_fail dump "dump of a process holding a lease"
+	expect_msg dump "dump of a process holding a lease" "task $ROOT" "$D/leased" lease
+	check_tree_running "after the refused dump of a lease"
+	kill -KILL "$ROOT"
+	wait "$ROOT" 2>/dev/null
+
 	new_run no-l
 	helper file_locks
 	start_prog "$HELPER"
