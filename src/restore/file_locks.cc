@@ -125,6 +125,11 @@ void FileLocks::restore(RemoteTask& rt, const TaskPlan& t) const {
                  {fd, static_cast<uint64_t>(ofd ? F_OFD_GETLK : F_GETLK), addr});
         struct flock got = {};
         rt.read_mem(addr, &got, sizeof got);
+        if (got.l_type == F_UNLCK)
+          fail(
+              "task {} fd {}: cannot take its {} on {} again: a conflicting lock was held, and "
+              "released meanwhile; restore again",
+              pid, fd, describe(e), path);
         std::string range =
             got.l_len == 0 ? fmt::format("bytes {}..EOF", got.l_start)
                            : fmt::format("bytes {}..{}", got.l_start, got.l_start + got.l_len - 1);
