@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "core.pb.h"
 #include "dump/core.h"
+#include "dump/file_locks.h"
 #include "dump/files.h"
 #include "dump/mm.h"
 #include "dump/seccomp.h"
@@ -78,6 +79,8 @@ void run(const Options& opts) {
   SeccompTable seccomp;
   files.set_shmem(&shmem);
   files.set_ghost_limit(opts.ghost_limit);
+  FileLockTable locks(opts.file_locks);
+  files.set_locks(&locks);
   uint64_t pages_scanned = 0, pages_written = 0;
   double mem_read = 0, mem_write = 0;
   uint32_t next_pages_id = 1;
@@ -124,6 +127,7 @@ void run(const Options& opts) {
   }
   pages_written += shmem.dump(dir, &next_pages_id);
   files.write(dir);
+  locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
   seccomp.write(dir);
   if (files.saw_tty() && !opts.shell_job)
     fail("the tree uses a terminal: dump it with --shell-job (-j)");

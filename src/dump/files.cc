@@ -311,6 +311,8 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
       }
       entries_.push_back(std::move(e));
     }
+    if (!locks_) fail("internal: no file lock table");
+    locks_->note_fd(pid, fd, id, link, st.st_dev, st.st_ino, fi.locks);
     fdinfo_entry fe;
     fe.set_id(id);
     fe.set_flags((fi.flags & O_CLOEXEC) ? FD_CLOEXEC : 0);

@@ -12,6 +12,7 @@
 
 #include "dump/event_files.h"
 #include "dump/ghost_files.h"
+#include "dump/file_locks.h"
 #include "dump/pipes.h"
 #include "dump/shmem.h"
 #include "dump/sockets.h"
@@ -36,6 +37,8 @@ class FileTable {
   void write(const std::string& dir);
   // Where memfd contents go (dumped with the shared memory objects).
   void set_shmem(ShmemTable* shmem) { shmem_ = shmem; }
+  // Where the locks of each fd are noted (and refused without -l).
+  void set_locks(FileLockTable* locks) { locks_ = locks; }
   // True when some fd of the tree is a terminal.
   bool saw_tty() const { return !ttys_.empty(); }
   // The largest deleted file saved (--ghost-limit).
@@ -66,6 +69,7 @@ class FileTable {
   std::vector<Detached> detached_;
   std::map<uint64_t, memfd_inode_entry> memfds_;                  // by inode
   std::map<std::pair<uint64_t, uint32_t>, uint32_t> memfd_maps_;  // (inode, flags) -> id
+  FileLockTable* locks_ = nullptr;
   UnixSockets unix_;
   GhostFiles ghosts_;
 };

@@ -35,6 +35,7 @@ constexpr uint32_t kSkQueues = 0x56264026;
 constexpr uint32_t kMemfdInode = 0x48453499;
 constexpr uint32_t kGhostFile = 0x52583605;
 constexpr uint32_t kRemapFpath = 0x59133954;
+constexpr uint32_t kFileLocks = 0x54323616;
 }  // namespace magic
 
 constexpr uint32_t kImagesV1_1 = 2;  // inventory_entry.img_version

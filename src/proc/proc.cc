@@ -428,6 +428,8 @@ FdInfo parse_fdinfo(const std::string& text) {
       fi.mnt_id = num_or_fail<int>(v, "mnt_id");
     } else if (key == "ino") {
       fi.ino = num_or_fail<uint64_t>(v, "ino");
+    } else if (key == "lock") {
+      fi.locks.push_back(parse_lock_line(std::string(v)));
     }
   }
   if (!have_pos || !have_flags) fail("missing pos or flags");
@@ -436,6 +438,57 @@ FdInfo parse_fdinfo(const std::string& text) {
 
 FdInfo read_fdinfo(pid_t pid, int fd) {
   return parse_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd), parse_fdinfo);
+}
+
+// ---- locks -----------------------------------------------------------------------------
+
+FileLock parse_lock_line(const std::string& text) {
+  FileLock l;
+  Tokens tk(text);
+  string_view t;
+  auto need = [&](const char* what) {
+    if (!tk.next(t)) fail("no {} in lock line '{}'", what, text);
+    return t;
+  };
+  string_view id = need("id");
+  if (id.empty() || id.back() != ':') fail("bad id '{}' in lock line '{}'", id, text);
+  string_view kind = need("kind");
+  // A waiting request is indented by its depth and marked "-> ".
+  if (kind.starts_with("->")) {
+    l.blocked = true;
+    kind.remove_prefix(2);
+    if (kind.empty()) kind = need("kind");
+  }
+  l.kind = std::string(kind);
+  l.mode = std::string(need("mode"));
+  l.type = std::string(need("type"));
+  l.pid = num_or_fail<pid_t>(need("pid"), "lock pid");
+  string_view dev = need("device");
+  if (dev != "<none>:0") {
+    size_t c1 = dev.find(':');
+    size_t c2 = c1 == string_view::npos ? c1 : dev.find(':', c1 + 1);
+    if (c2 == string_view::npos) fail("bad device:inode '{}' in lock line '{}'", dev, text);
+    l.dev_major = num_or_fail<uint32_t>(dev.substr(0, c1), "lock device major", 16);
+    l.dev_minor = num_or_fail<uint32_t>(dev.substr(c1 + 1, c2 - c1 - 1), "lock device minor", 16);
+    l.ino = num_or_fail<uint64_t>(dev.substr(c2 + 1), "lock inode");
+  }
+  l.start = num_or_fail<int64_t>(need("start"), "lock start");
+  string_view end = need("end");
+  l.end = end == "EOF" ? -1 : num_or_fail<int64_t>(end, "lock end");
+  return l;
+}
+
+std::vector<FileLock> parse_locks(const std::string& text) {
+  std::vector<FileLock> out;
+  Lines lines(text);
+  string_view line;
+  while (lines.next(line))
+    if (!trim(line).empty()) out.push_back(parse_lock_line(std::string(line)));
+  return out;
+}
+
+std::vector<FileLock> read_locks() {
+  return parse_file("/proc/locks", parse_locks);
 }
 
 // ---- limits ----------------------------------------------------------------------------

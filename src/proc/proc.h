@@ -72,12 +72,30 @@ std::vector<Vma> read_smaps(pid_t pid);
 std::vector<Vma> parse_maps(const std::string& text);
 std::vector<Vma> read_maps(pid_t pid);
 
-// /proc/PID/fdinfo/FD, the common fields.
+// One line of /proc/locks, or the part after "lock:" of a /proc/PID/fdinfo/FD line:
+// "1: POSIX  ADVISORY  WRITE 1234 fe:00:5678 0 EOF", "2: -> FLOCK  ADVISORY  WRITE ...".
+struct FileLock {
+  bool blocked = false;  // "->": a request waiting for the lock listed before it
+  std::string kind;      // POSIX, FLOCK, OFDLCK, LEASE, DELEG, ACCESS, UNKNOWN
+  std::string mode;      // ADVISORY for POSIX/flock/OFD; ACTIVE, BREAKING, BREAKER for leases
+  std::string type;      // READ, WRITE, UNLCK
+  pid_t pid = 0;         // who took it; -1 for OFD locks
+  uint32_t dev_major = 0, dev_minor = 0;  // the inode's superblock device (hex in the file)
+  uint64_t ino = 0;                       // 0 when the kernel shows "<none>"
+  int64_t start = 0;
+  int64_t end = -1;  // inclusive; -1 for "EOF" (to the end of the file, and beyond)
+};
+FileLock parse_lock_line(const std::string& line);
+std::vector<FileLock> parse_locks(const std::string& text);
+std::vector<FileLock> read_locks();  // /proc/locks
+
+// /proc/PID/fdinfo/FD, the common fields and the locks of the open file.
 struct FdInfo {
   uint64_t pos = 0;
   uint32_t flags = 0;  // octal in the file
   int mnt_id = -1;
   uint64_t ino = 0;
+  std::vector<FileLock> locks;  // "lock:" lines
 };
 FdInfo parse_fdinfo(const std::string& text);
 FdInfo read_fdinfo(pid_t pid, int fd);

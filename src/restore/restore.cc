@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "image/image.h"
 #include "restore/core.h"
+#include "restore/file_locks.h"
 #include "restore/files.h"
 #include "restore/ghost_files.h"
 #include "restore/mm.h"
@@ -45,6 +46,7 @@ void write_pidfile(const std::string& path, pid_t pid) {
 int run(const Options& opts) {
   auto t0 = clock::now();
   Plan plan = load_plan(opts.dir, opts.shell_job);
+  FileLocks locks(plan, opts.file_locks);
   wait_pids_free(plan);
   GhostFiles ghosts(plan);
 
@@ -71,6 +73,8 @@ int run(const Options& opts) {
     if (t.zombie) continue;
     RemoteTask& leader = tree.task(i);
     restore_files(leader, t, *files);
+    // After restore_files: closing any fd on a file drops the task's POSIX locks on it.
+    locks.restore(leader, t);
     restore_fs(leader, t, plan);
     restore_process_state(leader, t);
     std::vector<RemoteTask*> threads = tree.create_threads(i);

@@ -7,9 +7,11 @@
 # flavors restore, restore-detached, leave-running, exit-status and shell-job;
 # "loop_sh" or "python" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
-# corrupt-image unsupported-socket fault-dump fault-restore traced ghost-limit freeze-timeout).
+# corrupt-image unsupported-socket fault-dump fault-restore traced ghost-limit
+# freeze-timeout file-locks).
+# Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
-# vfork_wait) are taken
+# vfork_wait, file_locks) are taken
 # from $CR_PROGS_DIR, else from the directory of PROGRAM_OR_NAME.
 #
 # Protocol with the programs: `prog WORKDIR` builds its state, writes
@@ -35,6 +37,13 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PROGS_DIR=${CR_PROGS_DIR:-}
 [[ -z $PROGS_DIR && $PROG == /* ]] && PROGS_DIR=$(dirname "$PROG")
 CRIT=/usr/bin/crit
+
+# Options a program needs on both dump and restore, by program name (CRIU's -l is needed on
+# both sides too).
+PROG_OPTS=()
+case $(basename "$PROG") in
+file_locks) PROG_OPTS=(-l) ;;
+esac
 
 W=$(mktemp -d "/tmp/cr-$(basename "$PROG")-$FLAVOR.XXXXXX")
 D=$W               # WORKDIR of the current run (error flavors use subdirectories)
@@ -218,7 +227,7 @@ dump() { # NAME [ARGS]: dump ROOT into IMG
 	local name=$1
 	shift
 	mkdir -p "$IMG"
-	run_cryo "$name" dump -t "$ROOT" -D "$IMG" -o "$D/$name.log" -v4 "$@"
+	run_cryo "$name" dump -t "$ROOT" -D "$IMG" -o "$D/$name.log" -v4 "${PROG_OPTS[@]}" "$@"
 }
 
 check_images() {
@@ -312,8 +321,8 @@ finish_original() { # WHAT
 # with its status. Touch go, poke SIGUSR1, expect 0 and PASS.
 restore_fg() { # [ARGS]
 	rm -f "$D/result" "$D/go"
-	log "cryo restore -D $IMG $*"
-	"$CRYO" restore -D "$IMG" -o "$D/restore.log" -v4 "$@" >"$D/restore.stdout" 2>"$D/restore.stderr" &
+	log "cryo restore -D $IMG ${PROG_OPTS[*]} $*"
+	"$CRYO" restore -D "$IMG" -o "$D/restore.log" -v4 "${PROG_OPTS[@]}" "$@" >"$D/restore.stdout" 2>"$D/restore.stderr" &
 	local rpid=$! sent=0 end=$(( $(now_ms) + 30000 ))
 	HELPERS+=("$rpid")
 	touch "$D/go"
@@ -340,7 +349,7 @@ restore_fg() { # [ARGS]
 
 restore_detached() {
 	rm -f "$D/result" "$D/go" "$D/pidfile"
-	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4
+	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4 "${PROG_OPTS[@]}"
 	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
 	[[ -s $D/pidfile ]] || die "cryo restore -d wrote no pidfile"
 	local p
@@ -405,7 +414,7 @@ flavor_exit_status() {
 	dump_ok dump
 	check_tree_gone
 	log "cryo restore -D $IMG (then SIGTERM to the restored root)"
-	"$CRYO" restore -D "$IMG" -o "$D/restore.log" -v4 >"$D/restore.stdout" 2>"$D/restore.stderr" &
+	"$CRYO" restore -D "$IMG" -o "$D/restore.log" -v4 "${PROG_OPTS[@]}" >"$D/restore.stdout" 2>"$D/restore.stderr" &
 	local rpid=$!
 	HELPERS+=("$rpid")
 	wait_until 30 usr1_ready || die "the restored root $ROOT did not come up within 30 s (state $(state_of "$ROOT"))"
@@ -744,6 +753,64 @@ err_traced() {
 	finish_original "after the refused dump"
 }
 
+# A lease is refused even with -l. A tree holding file locks: refused without -l (naming the task, fd, file and lock) and left
+# running with its locks; dumped with -l, its images are refused by a restore without -l;
+# a restore fails naming the lock and its new holder while an outside process holds a
+# conflicting lock, and succeeds once it is gone.
+err_file_locks() {
+	new_run lease
+	echo data >"$D/leased"
+	start_cmd /usr/bin/python3 -c 'import fcntl, os, sys, time
+f = open(sys.argv[1] + "/leased")
+fcntl.fcntl(f, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+open(sys.argv[1] + "/ready", "w").write(str(os.getpid()))
+time.sleep(120)' "$D"
+	dump dump -l
+	expect_fail dump "dump of a process holding a lease"
+	expect_msg dump "dump of a process holding a lease" "task $ROOT" "$D/leased" lease
+	check_tree_running "after the refused dump of a lease"
+	kill -KILL "$ROOT"
+	wait "$ROOT" 2>/dev/null
+
+	new_run no-l
+	helper file_locks
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of a tree holding file locks without -l"
+	expect_msg dump "dump of a tree holding file locks without -l" \
+		"task $ROOT" "fd 3" "$D/fa" flock --file-locks
+	[[ -e $IMG/inventory.img ]] && die "the refused dump left an inventory.img"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump" # its locks were all still in place
+
+	new_run with-l
+	start_prog "$HELPER"
+	PROG_OPTS=(-l)
+	dump_ok dump
+	check_tree_gone
+	[[ -s $IMG/file-locks.img ]] || die "no file-locks.img after dump -l"
+	PROG_OPTS=()
+	restore_must_fail restore-no-l "restore of file locks without -l" "$IMG" --file-locks "task $ROOT"
+
+	# An outside process now holds a POSIX write lock on bytes 0..9 of fc.
+	spawn /usr/bin/python3 -c 'import fcntl, sys, time
+f = open(sys.argv[1] + "/fc", "r+")
+fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 0)
+open(sys.argv[1] + "/holder", "w").write("ok")
+time.sleep(120)' "$D"
+	local holder=$SPAWN_PID
+	HELPERS+=("$holder")
+	wait_until 10 test -s "$D/holder" || die "setup: the outside lock holder did not lock fc"
+	RESTORE_ARGS=(-l)
+	restore_must_fail restore-busy "restore while pid $holder holds a conflicting lock" "$IMG" \
+		"task $ROOT" "$D/fc" POSIX "bytes 0..9" "process $holder"
+	RESTORE_ARGS=()
+	kill -KILL "$holder"
+	wait "$holder" 2>/dev/null
+	PROG_OPTS=(-l)
+	restore_fg
+}
+
 # ---------------------------------------------------------------- main
 
 [[ -x $CRYO ]] || die "cryo binary $1 not found"
@@ -772,7 +839,8 @@ demo)
 	esac
 	;;
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
-	unsupported-socket | fault-dump | fault-restore | traced | ghost-limit | freeze-timeout)
+	unsupported-socket | fault-dump | fault-restore | traced | ghost-limit | freeze-timeout | \
+	file-locks)
 	"err_${FLAVOR//-/_}"
 	;;
 *)

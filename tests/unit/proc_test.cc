@@ -383,6 +383,71 @@ TEST(ParseFdinfo, OldKernelAndExtraLines) {
   EXPECT_THROW(parse_fdinfo("pos:\t0\nflags:\t089\n"), Error);  // not octal
 }
 
+TEST(ParseLocks, Sample) {
+  // /proc/locks of kernel 6.18 with every kind, a waiter and a lease.
+  std::vector<FileLock> v = parse_locks(
+      "1: OFDLCK ADVISORY  WRITE -1 fe:00:10953150 50 59\n"
+      "2: POSIX  ADVISORY  READ 14993 fe:00:10953150 100 EOF\n"
+      "3: POSIX  ADVISORY  WRITE 14993 fe:00:10953150 0 9\n"
+      "3: -> POSIX  ADVISORY  WRITE 15000 fe:00:10953150 0 0\n"
+      "4: FLOCK  ADVISORY  READ 14993 fe:00:10953148 0 EOF\n"
+      "5: LEASE  ACTIVE    READ 2222 103:2a:77 0 EOF\n");
+  ASSERT_EQ(v.size(), 6u);
+  EXPECT_EQ(v[0].kind, "OFDLCK");
+  EXPECT_EQ(v[0].mode, "ADVISORY");
+  EXPECT_EQ(v[0].type, "WRITE");
+  EXPECT_EQ(v[0].pid, -1);
+  EXPECT_EQ(v[0].dev_major, 0xfeu);
+  EXPECT_EQ(v[0].dev_minor, 0u);
+  EXPECT_EQ(v[0].ino, 10953150u);
+  EXPECT_EQ(v[0].start, 50);
+  EXPECT_EQ(v[0].end, 59);
+  EXPECT_FALSE(v[0].blocked);
+  EXPECT_EQ(v[1].kind, "POSIX");
+  EXPECT_EQ(v[1].type, "READ");
+  EXPECT_EQ(v[1].pid, 14993);
+  EXPECT_EQ(v[1].start, 100);
+  EXPECT_EQ(v[1].end, -1);
+  EXPECT_TRUE(v[3].blocked);
+  EXPECT_EQ(v[3].kind, "POSIX");
+  EXPECT_EQ(v[3].pid, 15000);
+  EXPECT_EQ(v[3].end, 0);
+  EXPECT_EQ(v[4].kind, "FLOCK");
+  EXPECT_EQ(v[4].ino, 10953148u);
+  EXPECT_EQ(v[5].kind, "LEASE");
+  EXPECT_EQ(v[5].mode, "ACTIVE");
+  EXPECT_EQ(v[5].dev_major, 0x103u);
+  EXPECT_EQ(v[5].dev_minor, 0x2au);
+  EXPECT_EQ(v[5].ino, 77u);
+}
+
+TEST(ParseLocks, DeepWaiterNoInodeAndMalformed) {
+  FileLock w = parse_lock_line("7:   -> FLOCK  ADVISORY  WRITE 31 08:01:9 0 EOF");
+  EXPECT_TRUE(w.blocked);
+  EXPECT_EQ(w.kind, "FLOCK");
+  EXPECT_EQ(w.pid, 31);
+  FileLock n = parse_lock_line("8: POSIX  *NOINODE* WRITE 12 <none>:0 0 EOF");
+  EXPECT_EQ(n.mode, "*NOINODE*");
+  EXPECT_EQ(n.ino, 0u);
+  EXPECT_TRUE(parse_locks("").empty());
+  EXPECT_THROW(parse_lock_line("1: POSIX ADVISORY WRITE 12 fe:00:9 0"), Error);     // no end
+  EXPECT_THROW(parse_lock_line("1: POSIX ADVISORY WRITE x fe:00:9 0 EOF"), Error);  // pid
+  EXPECT_THROW(parse_lock_line("1: POSIX ADVISORY WRITE 1 fe00 0 EOF"), Error);     // device
+  EXPECT_THROW(parse_lock_line("POSIX ADVISORY WRITE 1 fe:00:9 0 EOF"), Error);     // no id
+}
+
+TEST(ParseFdinfo, LockLines) {
+  FdInfo f = parse_fdinfo(
+      "pos:\t0\nflags:\t02100002\nmnt_id:\t27\nino:\t10953150\n"
+      "lock:\t1: POSIX  ADVISORY  WRITE 14993 fe:00:10953150 0 9\n"
+      "lock:\t2: POSIX  ADVISORY  READ 14993 fe:00:10953150 100 EOF\n");
+  ASSERT_EQ(f.locks.size(), 2u);
+  EXPECT_EQ(f.locks[0].type, "WRITE");
+  EXPECT_EQ(f.locks[0].end, 9);
+  EXPECT_EQ(f.locks[1].start, 100);
+  EXPECT_EQ(f.locks[1].end, -1);
+}
+
 // ---- live checks on this process -------------------------------------------------------
 
 const Vma* find_vma(const std::vector<Vma>& v, const void* p) {
@@ -524,6 +589,25 @@ TEST(Live, Fdinfo) {
   struct stat st;
   ASSERT_EQ(fstat(fd, &st), 0);
   EXPECT_EQ(f.ino, static_cast<uint64_t>(st.st_ino));
+  EXPECT_TRUE(f.locks.empty());
+  // A lock on the file shows in its fdinfo and in /proc/locks.
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 2;
+  fl.l_len = 3;
+  ASSERT_EQ(fcntl(fd, F_SETLK, &fl), 0);
+  f = read_fdinfo(getpid(), fd);
+  ASSERT_EQ(f.locks.size(), 1u);
+  EXPECT_EQ(f.locks[0].kind, "POSIX");
+  EXPECT_EQ(f.locks[0].pid, getpid());
+  EXPECT_EQ(f.locks[0].ino, static_cast<uint64_t>(st.st_ino));
+  EXPECT_EQ(f.locks[0].start, 2);
+  EXPECT_EQ(f.locks[0].end, 4);
+  bool seen = false;
+  for (const FileLock& l : read_locks())
+    seen |= l.pid == getpid() && l.ino == static_cast<uint64_t>(st.st_ino) && l.start == 2;
+  EXPECT_TRUE(seen);
   close(fd2);
   close(fd);
 }
