@@ -145,7 +145,7 @@ std::string watched_path(const Who& who, uint32_t kdev, uint64_t ino, const fh_e
     if (!mfd) continue;
     Fd f(::open_by_handle_at(mfd.get(), h, O_PATH | O_CLOEXEC));
     if (!f) {
-      tried += fmt::format(" {}: {};", m.point, std::strerror(errno));
+      tried += fmt::format("; {}: {}", m.point, std::strerror(errno));
       continue;
     }
     std::string path = proc::read_link(fmt::format("/proc/self/fd/{}", f.get()));
@@ -158,12 +158,12 @@ std::string watched_path(const Who& who, uint32_t kdev, uint64_t ino, const fh_e
           what, path);
     struct stat pst;
     if (::stat(path.c_str(), &pst) == 0 && pst.st_dev == want && pst.st_ino == ino) return path;
-    tried += fmt::format(" {}: found as {}, which is another file now;", m.point, path);
+    tried += fmt::format("; {}: found as {}, which is another file now", m.point, path);
   }
   fail(
-      "{}: no path leads to it{} (is its filesystem mounted where cryo runs, and is the file "
-      "still linked?)",
-      what, tried.empty() ? "" : fmt::format(" (tried{})", tried));
+      "{}: no path leads to it{}: its filesystem cannot open file handles (proc, ...), or is "
+      "not mounted where cryo runs, or the file is no longer linked",
+      what, tried.empty() ? "" : fmt::format(" (tried {})", tried.substr(2)));
 }
 
 // Events still queued are lost: say so.
