@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <sstream>
 
@@ -61,8 +62,9 @@ void parse_handle(const FdinfoRecord& r, const Who& who, fh_entry* fh, std::stri
   raw->clear();
   if (r.count("fhandle-bytes")) {
     uint64_t bytes = hex_field(r, "fhandle-bytes", who);
-    const std::string& hex = r.count("f_handle") ? r.at("f_handle") : "";
-    if (bytes > kMaxHandle || hex.size() != bytes * 2)
+    const std::string hex = r.count("f_handle") ? r.at("f_handle") : "";
+    if (bytes > kMaxHandle || hex.size() != bytes * 2 ||
+        !std::all_of(hex.begin(), hex.end(), [](unsigned char c) { return std::isxdigit(c); }))
       fail("{}: its file handle in fdinfo is malformed ({} bytes, '{}')", who.str(), bytes, hex);
     for (size_t i = 0; i < bytes; i++)
       raw->push_back(static_cast<char>(std::stoul(hex.substr(2 * i, 2), nullptr, 16)));
