@@ -1,6 +1,7 @@
 #include "dump/files.h"
 
 #include "dump/event_files.h"
+#include "dump/fsnotify.h"
 #include "dump/inet.h"
 
 #include <fcntl.h>
@@ -172,6 +173,10 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
       type = SIGNALFD;
     } else if (link == "anon_inode:[eventpoll]") {
       type = EVENTPOLL;
+    } else if (link == "anon_inode:inotify") {
+      type = INOTIFY;
+    } else if (link == "anon_inode:[fanotify]") {
+      type = FANOTIFY;
     } else if (std::string k = kind_of_link(link); !k.empty()) {
       fail("task {} fd {}: {} ({}) is not supported yet", pid, fd, k, link);
     } else if (S_ISFIFO(st.st_mode)) {
@@ -274,6 +279,12 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
                dump_eventpoll(pid, fd, proc::read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd)),
                               id, flags, &e))
             detached_.push_back({entries_.size(), d, pid, fd});
+          break;
+        case INOTIFY:
+          dump_inotify(pid, fd, id, flags, &e);
+          break;
+        case FANOTIFY:
+          dump_fanotify(pid, fd, id, flags, &e);
           break;
         case EVENTFD:
         case TIMERFD:

@@ -1,6 +1,7 @@
 #include "restore/files.h"
 
 #include "restore/event_files.h"
+#include "restore/fsnotify.h"
 #include "restore/inet.h"
 
 #include <fcntl.h>
@@ -210,6 +211,12 @@ int FileSet::get(uint32_t id) {
       break;
     case MEMFD:
       fd = open_memfd(f.memfd());
+      break;
+    case INOTIFY:
+      fd = open_inotify(f.ify());
+      break;
+    case FANOTIFY:
+      fd = open_fanotify(f.ffy());
       break;
     default:
       fail("file {}: kind {} is not supported yet", id, static_cast<int>(f.type()));

@@ -190,7 +190,8 @@ Plan load_plan(const std::string& dir, bool shell_job) {
       } else if (it->second.type() == PIPE || it->second.type() == EVENTFD ||
                  it->second.type() == UNIXSK || it->second.type() == INETSK ||
                  it->second.type() == TIMERFD || it->second.type() == SIGNALFD ||
-                 it->second.type() == EVENTPOLL || it->second.type() == MEMFD) {
+                 it->second.type() == EVENTPOLL || it->second.type() == MEMFD ||
+                 it->second.type() == INOTIFY || it->second.type() == FANOTIFY) {
       } else {
         fail("task {} fd {}: file kind {} is not supported yet", pid, fd.fd(),
              static_cast<int>(it->second.type()));

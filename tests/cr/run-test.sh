@@ -7,11 +7,11 @@
 # flavors restore, restore-detached, leave-running, exit-status and shell-job;
 # "loop_sh" or "python" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
-# corrupt-image unsupported-socket fault-dump fault-restore traced ghost-limit
-# freeze-timeout file-locks).
+# corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
+# ghost-limit freeze-timeout file-locks).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
-# vfork_wait, file_locks) are taken
+# vfork_wait, file_locks, inotify_deleted) are taken
 # from $CR_PROGS_DIR, else from the directory of PROGRAM_OR_NAME.
 #
 # Protocol with the programs: `prog WORKDIR` builds its state, writes
@@ -675,6 +675,18 @@ err_unsupported_socket() {
 	finish_original "after the refused dump"
 }
 
+err_inotify_deleted() {
+	helper inotify_deleted
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of an inotify watch on a deleted file"
+	expect_msg dump "dump of an inotify watch on a deleted file" inotify "wd 1" deleted doomed
+	grep -qF "task $ROOT fd" "$D/dump.stderr" ||
+		die "the message does not name the task $ROOT and its fd: $(msg_of dump)"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+}
+
 err_freeze_timeout() {
 	helper vfork_wait
 	start_prog "$HELPER"
@@ -839,8 +851,8 @@ demo)
 	esac
 	;;
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
-	unsupported-socket | fault-dump | fault-restore | traced | ghost-limit | freeze-timeout | \
-	file-locks)
+	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
+	freeze-timeout | file-locks)
 	"err_${FLAVOR//-/_}"
 	;;
 *)
