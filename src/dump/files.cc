@@ -274,8 +274,9 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
   w.close();
 }
 
-void FileTable::write(const std::string& dir) {
-  unix_.check_peers();
+void FileTable::write(const std::string& dir, bool ext_unix_sk) {
+  for (auto& e : unix_.finish(ext_unix_sk, [this] { return next_id_++; }))
+    entries_.push_back(std::move(e));
   image::Writer w(dir, "files.img", image::magic::kFiles);
   for (const auto& e : entries_) w.put(e);
   w.close();

@@ -7,7 +7,8 @@
 # flavors restore, restore-detached, leave-running, exit-status and shell-job;
 # "loop_sh" or "python" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
-# corrupt-image unsupported-socket fault-dump fault-restore traced).
+# corrupt-image unsupported-socket fault-dump fault-restore traced ext-unix-sk
+# unix-inflight).
 # Helper programs (memory, task_state, tree, socket_holder, tracer) are taken
 # from $CR_PROGS_DIR, else from the directory of PROGRAM_OR_NAME.
 #
@@ -34,6 +35,13 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PROGS_DIR=${CR_PROGS_DIR:-}
 [[ -z $PROGS_DIR && $PROG == /* ]] && PROGS_DIR=$(dirname "$PROG")
 CRIT=/usr/bin/crit
+
+# Extra options of a program, added to every cryo dump and restore of it (not to the error
+# flavors, which name their options themselves).
+declare -A PROG_OPTS=(
+	[unix_ext]="--ext-unix-sk"
+)
+read -ra OPTS <<<"${PROG_OPTS[$(basename "$PROG")]:-}"
 
 W=$(mktemp -d "/tmp/cr-$(basename "$PROG")-$FLAVOR.XXXXXX")
 D=$W               # WORKDIR of the current run (error flavors use subdirectories)
@@ -217,7 +225,7 @@ dump() { # NAME [ARGS]: dump ROOT into IMG
 	local name=$1
 	shift
 	mkdir -p "$IMG"
-	run_cryo "$name" dump -t "$ROOT" -D "$IMG" -o "$D/$name.log" -v4 "$@"
+	run_cryo "$name" dump -t "$ROOT" -D "$IMG" -o "$D/$name.log" -v4 "${OPTS[@]}" "$@"
 }
 
 check_images() {
@@ -312,7 +320,7 @@ finish_original() { # WHAT
 restore_fg() { # [ARGS]
 	rm -f "$D/result" "$D/go"
 	log "cryo restore -D $IMG $*"
-	"$CRYO" restore -D "$IMG" -o "$D/restore.log" -v4 "$@" >"$D/restore.stdout" 2>"$D/restore.stderr" &
+	"$CRYO" restore -D "$IMG" -o "$D/restore.log" -v4 "${OPTS[@]}" "$@" >"$D/restore.stdout" 2>"$D/restore.stderr" &
 	local rpid=$! sent=0 end=$(( $(now_ms) + 30000 ))
 	HELPERS+=("$rpid")
 	touch "$D/go"
@@ -339,7 +347,7 @@ restore_fg() { # [ARGS]
 
 restore_detached() {
 	rm -f "$D/result" "$D/go" "$D/pidfile"
-	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4
+	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4 "${OPTS[@]}"
 	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
 	[[ -s $D/pidfile ]] || die "cryo restore -d wrote no pidfile"
 	local p
@@ -665,6 +673,33 @@ err_unsupported_socket() {
 	finish_original "after the refused dump"
 }
 
+# A datagram socket connected to a socket outside the tree: refused without --ext-unix-sk,
+# naming the socket, the peer's name and its holder; the tree keeps running.
+err_ext_unix_sk() {
+	helper unix_ext
+	start_prog "$HELPER"
+	wait_until 5 test -s "$D/ready.ext-helper" || die "setup: the helper outside the tree did not start"
+	local hpid
+	hpid=$(tr -dc '0-9' <"$D/ready.ext-helper")
+	dump dump
+	expect_fail dump "dump of a socket connected outside the tree without --ext-unix-sk"
+	expect_msg dump "dump without --ext-unix-sk" --ext-unix-sk "task $ROOT" ext.sock "task $hpid"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+}
+
+# Data sent on a connection still waiting in a listener's backlog: only accept() reaches
+# it, so the dump is refused naming the listener; the tree keeps running, the data intact.
+err_unix_inflight() {
+	helper unix_inflight
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of data sent on a connection not accepted yet"
+	expect_msg dump "dump of data sent before accept" "task $ROOT" inflight.sock listening accept
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+}
+
 err_fault_dump() {
 	local fault
 	for fault in dump-after-freeze dump-after-images; do
@@ -749,7 +784,7 @@ demo)
 	esac
 	;;
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
-	unsupported-socket | fault-dump | fault-restore | traced)
+	unsupported-socket | fault-dump | fault-restore | traced | ext-unix-sk | unix-inflight)
 	"err_${FLAVOR//-/_}"
 	;;
 *)
