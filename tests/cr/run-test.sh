@@ -666,7 +666,7 @@ err_unsupported_socket() {
 	start_prog "$HELPER"
 	dump dump
 	expect_fail dump "dump of a process holding a socket"
-	expect_msg dump "dump of a process holding a socket" socket
+	expect_msg dump "dump of a process holding a socket" socket "datagrams queued"
 	grep -qF -e "$ROOT" -e "$COMM" "$D/dump.stderr" ||
 		die "the message names neither the task's pid $ROOT nor its name $COMM: $(msg_of dump)"
 	check_tree_running "after the refused dump"
