@@ -298,6 +298,14 @@ std::vector<file_entry> UnixSockets::finish(bool ext_unix_sk,
     outside.push_back(std::move(e));
     log::info("{}: connected to {} outside the tree (--ext-unix-sk)", self, other);
   }
+  // Sockets outside the tree connected to a datagram socket of it keep pointing at the old
+  // socket: after a restore they have to connect again.
+  for (const auto& [ino, d] : diag_)
+    if (d.peer && !dumped_.count(ino) && dumped_.count(d.peer) && d.type == SOCK_DGRAM)
+      log::warn(
+          "unix {} outside the tree is connected to {} of task {} fd {}: once restored, "
+          "that socket has to connect again",
+          describe(ino), describe(d.peer), dumped_.at(d.peer).pid, dumped_.at(d.peer).fd);
   return outside;
 }
 
