@@ -1,6 +1,7 @@
 /* unix_sockets: a socketpair (stream) with data queued both ways and shared with a child;
  * a seqpacket pair keeping message boundaries (an empty message among them); a bound datagram
- * socket with messages (one empty) from an unnamed sender connected to it; a listening socket
+ * socket with messages (one empty) from an unnamed sender connected to it, and a named socket
+ * connected to it holding a message from it; a listening socket
  * with one accepted connection (data queued) and one connection still waiting in its backlog;
  * buffer sizes set on some sockets; SO_PASSCRED on a seqpacket receiver. After restore all
  * the data is there, in order and with boundaries, every connection still works both ways,
@@ -92,6 +93,14 @@ int main(int argc, char **argv) {
 	int dg_rcv = 300000;
 	if (setsockopt(dg, SOL_SOCKET, SO_RCVBUF, &dg_rcv, sizeof dg_rcv)) cr_fail("setup: SO_RCVBUF: %s", strerror(errno));
 	dg_rcv = int_opt(dg, SO_RCVBUF);
+	/* a named dgram socket connected to dg, with a message from dg queued: only its peer may
+	 * send to it, so the restore must queue the message before connecting it */
+	struct sockaddr_un na;
+	int nlen = addr_of(&na, "named.sock");
+	int dn = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (bind(dn, (struct sockaddr *)&na, nlen) || connect(dn, (struct sockaddr *)&da, dlen) ||
+	    sendto(dg, "to-named", 8, 0, (struct sockaddr *)&na, nlen) != 8)
+		cr_fail("setup: named dgram: %s", strerror(errno));
 
 	int ls = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (bind(ls, (struct sockaddr *)&la, llen) || listen(ls, 8)) cr_fail("setup: listen");
@@ -130,6 +139,9 @@ int main(int argc, char **argv) {
 	expect(dg, "", "dgram empty message");
 	expect(dg, "d-two", "dgram third message");
 	if (recv(dg, buf, sizeof buf, MSG_DONTWAIT) != -1 || errno != EAGAIN) cr_fail("dgram: more than three messages queued");
+	expect(dn, "to-named", "named dgram socket connected to the bound one");
+	if (send(dn, "from-named", 10, 0) != 10) cr_fail("named dgram socket not connected after restore: %s", strerror(errno));
+	expect(dg, "from-named", "dgram from the named socket");
 	CHECK_I("socketpair end 0 SO_SNDBUF", sp_snd, int_opt(sp[0], SO_SNDBUF));
 	CHECK_I("socketpair end 0 SO_RCVBUF", sp_rcv, int_opt(sp[0], SO_RCVBUF));
 	CHECK_I("socketpair end 1 SO_SNDBUF (left as it was)", sp1_snd, int_opt(sp[1], SO_SNDBUF));
