@@ -674,7 +674,8 @@ err_unsupported_socket() {
 }
 
 # A datagram socket connected to a socket outside the tree: refused without --ext-unix-sk,
-# naming the socket, the peer's name and its holder; the tree keeps running.
+# naming the socket, the peer's name and its holder; a stream connection to outside: refused
+# even with it. The tree keeps running.
 err_ext_unix_sk() {
 	helper unix_ext
 	start_prog "$HELPER"
@@ -686,6 +687,18 @@ err_ext_unix_sk() {
 	expect_msg dump "dump without --ext-unix-sk" --ext-unix-sk "task $ROOT" ext.sock "task $hpid"
 	check_tree_running "after the refused dump"
 	finish_original "after the refused dump"
+
+	# A stream connection to a server outside: refused even with --ext-unix-sk.
+	new_run stream
+	helper unix_ext_stream
+	start_prog "$HELPER"
+	wait_until 5 test -s "$D/ready.ext-helper" || die "setup: the server outside the tree did not start"
+	hpid=$(tr -dc '0-9' <"$D/ready.ext-helper")
+	dump dump --ext-unix-sk
+	expect_fail dump "dump --ext-unix-sk of a stream connection to a server outside the tree"
+	expect_msg dump "dump --ext-unix-sk of a stream connection" "task $ROOT" stream "task $hpid"
+	check_tree_running "after the refused dump --ext-unix-sk"
+	finish_original "after the refused dump --ext-unix-sk"
 }
 
 # Data sent on a connection still waiting in a listener's backlog: only accept() reaches
