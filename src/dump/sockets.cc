@@ -210,8 +210,8 @@ std::vector<file_entry> UnixSockets::finish(bool ext_unix_sk,
               "it and dump again",
               self);
         if (!dumped_.count(c))
-          log::warn("{}: the waiting connection from {} ({}) outside the tree is not restored",
-                    self, describe(c), holder_of(c));
+          log::warn("{}: the waiting connection from {} outside the tree is not restored", self,
+                    describe(c));
       }
       continue;
     }
@@ -231,8 +231,7 @@ std::vector<file_entry> UnixSockets::finish(bool ext_unix_sk,
           fail(
               "{} sent data ({} bytes of socket buffer in use) on a connection that the "
               "listening {} ({}) has not accepted yet: cryo cannot read it without accepting the "
-              "connection, which "
-              "cannot be undone; let the server accept it and dump again",
+              "connection, which cannot be undone; let the server accept it and dump again",
               self, d.wqueue, describe(lino), listener);
         if (!dumped_.count(lino))
           fail(
