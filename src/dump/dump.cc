@@ -126,7 +126,7 @@ void run(const Options& opts) {
     image::write_one(dir, fmt::format("fs-{}.img", t.pid), image::magic::kFs, fs);
   }
   pages_written += shmem.dump(dir, &next_pages_id);
-  files.write(dir);
+  files.write(dir, opts.ext_unix_sk);
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
   seccomp.write(dir);
   if (files.saw_tty() && !opts.shell_job)

@@ -360,8 +360,9 @@ void FileTable::resolve_detached_epoll() {
   detached_.clear();
 }
 
-void FileTable::write(const std::string& dir) {
-  unix_.check_peers();
+void FileTable::write(const std::string& dir, bool ext_unix_sk) {
+  for (auto& e : unix_.finish(ext_unix_sk, [this] { return next_id_++; }))
+    entries_.push_back(std::move(e));
   resolve_detached_epoll();
   image::Writer w(dir, "files.img", image::magic::kFiles);
   for (const auto& e : entries_) w.put(e);

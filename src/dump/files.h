@@ -33,8 +33,9 @@ class FileTable {
   // Dumps every fd of `pid` into fdinfo-<files_id>.img in `dir`. With shell_job false,
   // a terminal fd is refused.
   void dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, bool shell_job);
-  // Writes files.img (and tty-info.img when terminals were seen).
-  void write(const std::string& dir);
+  // Writes files.img (and tty-info.img when terminals were seen). With ext_unix_sk, unix
+  // sockets connected outside the tree are kept (see UnixSockets::finish).
+  void write(const std::string& dir, bool ext_unix_sk);
   // Where memfd contents go (dumped with the shared memory objects).
   void set_shmem(ShmemTable* shmem) { shmem_ = shmem; }
   // Where the locks of each fd are noted (and refused without -l).

@@ -1,6 +1,7 @@
 #include "dump/inet.h"
 
 #include <arpa/inet.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
@@ -86,9 +87,20 @@ void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint
     }
   } else if (type == SOCK_DGRAM && (proto == IPPROTO_UDP || proto == 0)) {
     state = connected ? kEstablished : kClose;
-    int queued = 0;
-    if (::ioctl(sk, FIONREAD, &queued) == 0 && queued > 0)
-      fail("{} has datagrams queued ({} bytes): saving them is not supported yet", where, queued);
+    // FIONREAD gives the first datagram's size only, 0 for an empty one: the receive memory
+    // in use tells whether any datagram waits.
+    int first = 0;
+    ::ioctl(sk, FIONREAD, &first);
+    uint32_t mem[SK_MEMINFO_VARS] = {};
+    socklen_t mlen = sizeof mem;
+    if (::getsockopt(sk, SOL_SOCKET, SO_MEMINFO, mem, &mlen) < 0)
+      fail_sys("{}: cannot read its receive queue size", where);
+    if (first > 0 || mem[SK_MEMINFO_RMEM_ALLOC] > 0)
+      fail(
+          "{} has datagrams queued (the first of {} bytes; {} bytes of receive buffer in use): "
+          "cryo cannot save them (an image has no place for each datagram's sender, and CRIU "
+          "drops them); let the process read them and dump again",
+          where, first, mem[SK_MEMINFO_RMEM_ALLOC]);
   } else {
     fail("task {} fd {}: inet socket of type {} protocol {} is not supported yet", pid, fd, type,
          proto);

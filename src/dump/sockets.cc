@@ -6,12 +6,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "dump/event_files.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
+#include "proc/proc.h"
 
 namespace cryo::dump {
 int sk_int_opt(int s, int level, int name) {
@@ -78,7 +81,7 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
   if (!name.empty() && name[0] != '\0') name = name.c_str();
   u->set_name(name);
   if (d.shutdown) u->set_shutdown(static_cast<sk_shutdown>(d.shutdown & 3));
-  dumped_[ino] = {pid, fd};
+  dumped_[ino] = {pid, fd, id, false};
 
   if (d.state == 10) return;  // a listener has no data of its own
   // Queued data, peeked message by message from offset 0 on; the peek offset is put back.
@@ -95,6 +98,7 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
   } peek_back{sk.get(), old_off};
   std::string buf(1 << 20, '\0');
   std::string stream;
+  const size_t queued_before = queues_.size();
   char ctl[CMSG_SPACE(sizeof(int) * 64)];
   for (;;) {
     iovec iov{buf.data(), buf.size()};
@@ -126,6 +130,7 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
       queues_.push_back(std::move(p));
     }
   }
+  if (!stream.empty() || queues_.size() > queued_before) dumped_[ino].queued = true;
   if (!stream.empty()) {
     Packet p;
     p.entry.set_id_for(id);
@@ -135,18 +140,172 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
   }
 }
 
-void UnixSockets::check_peers() const {
+namespace {
+
+// A unix socket name as people write it: @ for an abstract one, "unnamed" for none.
+std::string printable(const std::string& name) {
+  if (name.empty()) return "unnamed";
+  if (name[0] == '\0') {
+    std::string r = "@";
+    r.append(name, 1, std::string::npos);
+    return r;
+  }
+  return name.c_str();
+}
+
+// Which process holds socket `ino` (for a message about a socket outside the tree).
+std::string holder_of(uint32_t ino) {
+  const std::string want = fmt::format("socket:[{}]", ino);
+  for (int pid : proc::list_dir_numbers("/proc")) {
+    std::string base = fmt::format("/proc/{}/fd", pid);
+    std::vector<int> fds;
+    try {
+      fds = proc::list_dir_numbers(base);
+    } catch (const Error&) {
+      continue;  // gone, or not ours to read
+    }
+    for (int fd : fds) {
+      char link[64];
+      ssize_t n = ::readlink(fmt::format("{}/{}", base, fd).c_str(), link, sizeof link);
+      if (n > 0 && want.compare(0, want.size(), link, static_cast<size_t>(n)) == 0) {
+        std::string comm = "?";
+        try {
+          comm = proc::read_file(fmt::format("/proc/{}/comm", pid));
+          if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+        } catch (const Error&) {
+        }
+        return fmt::format("held by task {} ({}) fd {}", pid, comm, fd);
+      }
+    }
+  }
+  return "held by no process found in /proc";
+}
+
+}  // namespace
+
+std::string UnixSockets::describe(uint32_t ino) const {
+  auto it = diag_.find(ino);
+  if (it == diag_.end()) return fmt::format("socket {} (unknown to sock_diag)", ino);
+  static const char* const kTypes[] = {"?", "stream", "dgram", "?", "?", "seqpacket"};
+  const char* type = it->second.type < 6 ? kTypes[it->second.type] : "?";
+  return fmt::format("{} socket {} ({})", type, ino, printable(it->second.name));
+}
+
+std::vector<file_entry> UnixSockets::finish(bool ext_unix_sk,
+                                            const std::function<uint32_t()>& new_id) {
+  std::vector<file_entry> outside;
+  std::map<uint32_t, uint32_t> outside_ids;  // inode -> id of its entry
   for (const auto& [ino, where] : dumped_) {
     const kernel::UnixDiag& d = diag_.at(ino);
-    if (!d.peer || dumped_.count(d.peer)) continue;
-    std::string peer_name = "?";
-    if (auto p = diag_.find(d.peer); p != diag_.end())
-      peer_name = p->second.name.empty() ? "unnamed" : p->second.name;
-    fail(
-        "task {} fd {}: unix socket {} is connected to socket {} ({}) outside the dumped tree: "
-        "external unix sockets (--ext-unix-sk) are not supported yet",
-        where.first, where.second, ino, d.peer, peer_name);
+    const std::string self =
+        fmt::format("task {} fd {}: unix {}", where.pid, where.fd, describe(ino));
+
+    if (d.state == 10 /* TCP_LISTEN */) {
+      for (uint32_t c : d.icons) {
+        // A connection whose client has closed: whatever it sent is out of reach.
+        if (c == 0)
+          fail(
+              "{} has a connection waiting to be accepted whose client has closed it already: "
+              "the data it may hold cannot be read without accepting it; let the server accept "
+              "it and dump again",
+              self);
+        if (!dumped_.count(c))
+          log::warn("{}: the waiting connection from {} outside the tree is not restored", self,
+                    describe(c));
+      }
+      continue;
+    }
+
+    uint32_t peer = d.peer;
+    if (!peer && d.state == 1 /* TCP_ESTABLISHED */) {
+      // A connection still in a listener's backlog: what the client sent waits in the
+      // listener's embryo socket, which only accept() reaches; accepting cannot be undone
+      // (--leave-running, a failed dump), so that data cannot be saved.
+      for (const auto& [lino, l] : diag_) {
+        if (std::find(l.icons.begin(), l.icons.end(), ino) == l.icons.end()) continue;
+        std::string listener =
+            dumped_.count(lino)
+                ? fmt::format("task {} fd {}", dumped_.at(lino).pid, dumped_.at(lino).fd)
+                : holder_of(lino);
+        if (d.wqueue)
+          fail(
+              "{} sent data ({} bytes of socket buffer in use) on a connection that the "
+              "listening {} ({}) has not accepted yet: cryo cannot read it without accepting the "
+              "connection, which cannot be undone; let the server accept it and dump again",
+              self, d.wqueue, describe(lino), listener);
+        if (!dumped_.count(lino))
+          fail(
+              "{} waits to be accepted by the listening {} outside the dumped tree ({}): half of "
+              "a stream connection cannot be restored, even with --ext-unix-sk; dump the "
+              "server's tree with it",
+              self, describe(lino), listener);
+        peer = lino;
+      }
+    }
+    if (!peer || dumped_.count(peer)) continue;
+
+    // The peer is outside the tree.
+    auto pd = diag_.find(peer);
+    const std::string other = fmt::format("{}, {}", describe(peer), holder_of(peer));
+    if (!ext_unix_sk)
+      fail(
+          "{} is connected to {} outside the dumped tree: dump with --ext-unix-sk to keep such a "
+          "connection (the socket then connects to that name again on restore; datagram "
+          "sockets only), or dump the peer's tree with it",
+          self, other);
+    if (d.type != SOCK_DGRAM || pd == diag_.end() || pd->second.type != SOCK_DGRAM)
+      fail(
+          "{} is connected to {} outside the dumped tree: --ext-unix-sk keeps only datagram "
+          "sockets connected to a named socket; half of a stream connection cannot be restored",
+          self, other);
+    if (pd->second.name.empty())
+      fail(
+          "{} is connected to {} outside the dumped tree, which has no name to connect to again "
+          "on restore: not supported even with --ext-unix-sk",
+          self, other);
+    if (where.queued && d.name.empty())
+      fail(
+          "{} holds messages and is connected to {} outside the dumped tree: only that peer "
+          "could put them back into an unnamed socket; read them and dump again",
+          self, other);
+    if (outside_ids.count(peer)) continue;
+    file_entry e;
+    uint32_t id = new_id();
+    e.set_id(id);
+    e.set_type(UNIXSK);
+    auto* u = e.mutable_usk();
+    u->set_id(id);
+    u->set_ino(peer);
+    u->set_type(SOCK_DGRAM);
+    u->set_state(10 /* TCP_LISTEN, as CRIU marks an outside peer */);
+    u->set_flags(0);
+    u->set_uflags(image::kUskExtern);
+    u->set_backlog(0);
+    u->set_peer(0);
+    zero_fown(u->mutable_fown());
+    auto* o = u->mutable_opts();
+    o->set_so_sndbuf(0);
+    o->set_so_rcvbuf(0);
+    o->set_so_snd_tmo_sec(0);
+    o->set_so_snd_tmo_usec(0);
+    o->set_so_rcv_tmo_sec(0);
+    o->set_so_rcv_tmo_usec(0);
+    std::string name = pd->second.name;
+    if (name[0] != '\0') name = name.c_str();
+    u->set_name(name);
+    outside_ids[peer] = id;
+    outside.push_back(std::move(e));
+    log::info("{}: connected to {} outside the tree (--ext-unix-sk)", self, other);
   }
+  // Sockets outside the tree connected to a datagram socket of it keep pointing at the old
+  // socket: after a restore they have to connect again.
+  for (const auto& [ino, d] : diag_)
+    if (d.peer && !dumped_.count(ino) && dumped_.count(d.peer) && d.type == SOCK_DGRAM)
+      log::warn(
+          "unix {} outside the tree is connected to {} of task {} fd {}: once restored, "
+          "that socket has to connect again",
+          describe(ino), describe(d.peer), dumped_.at(d.peer).pid, dumped_.at(d.peer).fd);
+  return outside;
 }
 
 void UnixSockets::write(const std::string& dir) {

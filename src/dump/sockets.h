@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -24,14 +25,23 @@ class UnixSockets {
  public:
   // Fills e->usk for task pid's fd, an AF_UNIX socket with inode `ino`, and saves its queue.
   void dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t flags, file_entry* e);
-  // Every peer must be in the tree (or waiting in a dumped listener's backlog).
-  void check_peers() const;
+  // Checks every connection once all tasks are dumped: each peer must be in the tree or, with
+  // ext_unix_sk, be a named datagram socket outside it. Returns the entries (flagged
+  // image::kUskExtern) of those outside sockets, with ids from new_id.
+  std::vector<file_entry> finish(bool ext_unix_sk, const std::function<uint32_t()>& new_id);
   void write(const std::string& dir);
 
  private:
+  struct Where {
+    pid_t pid;
+    int fd;
+    uint32_t id;
+    bool queued;  // data or messages saved in sk-queues.img
+  };
+  std::string describe(uint32_t ino) const;
   std::map<uint32_t, kernel::UnixDiag> diag_;
   bool loaded_ = false;
-  std::map<uint32_t, std::pair<pid_t, int>> dumped_;  // ino -> where
+  std::map<uint32_t, Where> dumped_;  // by inode
   struct Packet {
     sk_packet_entry entry;
     std::string data;

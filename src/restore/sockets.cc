@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "image/fdinfo.h"
 #include "image/image.h"
 #include "sk-packet.pb.h"
 
@@ -50,11 +51,11 @@ void bind_to(int fd, const std::string& name, uint32_t id) {
     fail_sys("cannot bind unix socket {} to {}", id, printable(name));
 }
 
-void connect_to(int fd, const std::string& name, uint32_t id) {
+void connect_to(int fd, const std::string& name, uint32_t id, const char* hint = "") {
   socklen_t len;
   sockaddr_un a = address(name, &len);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), len) < 0)
-    fail_sys("cannot connect unix socket {} to {}", id, printable(name));
+    fail_sys("cannot connect unix socket {} to {}{}", id, printable(name), hint);
 }
 
 }  // namespace
@@ -122,6 +123,9 @@ void UnixSockets::fill(int fd, const unix_sk_entry& u, int sender) {
 Fd UnixSockets::open(const file_entry& f) {
   const unix_sk_entry& u = f.usk();
   const int type = static_cast<int>(u.type());
+  if (u.uflags() & image::kUskExtern)
+    fail("image files.img is corrupt: unix socket {} is outside the tree but a task holds it",
+         u.id());
   auto make = [&] {
     Fd s(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
     if (!s) fail_sys("cannot create unix socket {}", u.id());
@@ -152,7 +156,8 @@ Fd UnixSockets::open(const file_entry& f) {
   if (u.peer() && !peer)
     fail("unix socket {} is connected to socket {} which the images do not hold", u.id(), u.peer());
 
-  if (peer && peer->state() == kListen) {
+  const bool outside = peer && (peer->uflags() & image::kUskExtern);
+  if (peer && !outside && peer->state() == kListen) {
     // Waiting in a listener's backlog: connect to it again (it is created first).
     get_(peer->id());
     Fd s = make();
@@ -193,12 +198,21 @@ Fd UnixSockets::open(const file_entry& f) {
   Fd s = make();
   set_opts(s.get(), u);
   if (!u.name().empty()) bind_to(s.get(), u.name(), u.id());
-  if (peer) {
+  // Queued messages come from a socket of cryo's, before the connect: a connected datagram
+  // socket takes messages from its peer only.
+  fill(s.get(), u, -1);
+  if (outside) {
+    // Connected to a socket outside the tree (--ext-unix-sk): that socket's name again.
+    connect_to(s.get(), peer->name(), u.id(),
+               " (the socket outside the dumped tree it was connected to: start its owner "
+               "before restoring)");
+    log::info("unix socket {} connected again to {} outside the tree", u.id(),
+              printable(peer->name()));
+  } else if (peer) {
     // A datagram socket connected to a bound one that is not connected back.
     get_(peer->id());
     connect_to(s.get(), peer->name(), u.id());
   }
-  fill(s.get(), u, -1);
   finish(s.get(), u);
   return s;
 }

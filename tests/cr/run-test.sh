@@ -8,7 +8,7 @@
 # "loop_sh" or "python" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
-# ghost-limit freeze-timeout file-locks).
+# ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted) are taken
@@ -38,12 +38,13 @@ PROGS_DIR=${CR_PROGS_DIR:-}
 [[ -z $PROGS_DIR && $PROG == /* ]] && PROGS_DIR=$(dirname "$PROG")
 CRIT=/usr/bin/crit
 
-# Options a program needs on both dump and restore, by program name (CRIU's -l is needed on
-# both sides too).
-PROG_OPTS=()
-case $(basename "$PROG") in
-file_locks) PROG_OPTS=(-l) ;;
-esac
+# Extra options of a program, added to every cryo dump and restore of it (not to the error
+# flavors, which name their options themselves). CRIU's -l is needed on both sides too.
+declare -A PROG_OPTS=(
+	[file_locks]="-l"
+	[unix_ext]="--ext-unix-sk"
+)
+read -ra OPTS <<<"${PROG_OPTS[$(basename "$PROG")]:-}"
 
 W=$(mktemp -d "/tmp/cr-$(basename "$PROG")-$FLAVOR.XXXXXX")
 D=$W               # WORKDIR of the current run (error flavors use subdirectories)
@@ -227,7 +228,7 @@ dump() { # NAME [ARGS]: dump ROOT into IMG
 	local name=$1
 	shift
 	mkdir -p "$IMG"
-	run_cryo "$name" dump -t "$ROOT" -D "$IMG" -o "$D/$name.log" -v4 "${PROG_OPTS[@]}" "$@"
+	run_cryo "$name" dump -t "$ROOT" -D "$IMG" -o "$D/$name.log" -v4 "${OPTS[@]}" "$@"
 }
 
 check_images() {
@@ -321,8 +322,8 @@ finish_original() { # WHAT
 # with its status. Touch go, poke SIGUSR1, expect 0 and PASS.
 restore_fg() { # [ARGS]
 	rm -f "$D/result" "$D/go"
-	log "cryo restore -D $IMG ${PROG_OPTS[*]} $*"
-	"$CRYO" restore -D "$IMG" -o "$D/restore.log" -v4 "${PROG_OPTS[@]}" "$@" >"$D/restore.stdout" 2>"$D/restore.stderr" &
+	log "cryo restore -D $IMG $*"
+	"$CRYO" restore -D "$IMG" -o "$D/restore.log" -v4 "${OPTS[@]}" "$@" >"$D/restore.stdout" 2>"$D/restore.stderr" &
 	local rpid=$! sent=0 end=$(( $(now_ms) + 30000 ))
 	HELPERS+=("$rpid")
 	touch "$D/go"
@@ -349,7 +350,7 @@ restore_fg() { # [ARGS]
 
 restore_detached() {
 	rm -f "$D/result" "$D/go" "$D/pidfile"
-	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4 "${PROG_OPTS[@]}"
+	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4 "${OPTS[@]}"
 	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
 	[[ -s $D/pidfile ]] || die "cryo restore -d wrote no pidfile"
 	local p
@@ -414,7 +415,7 @@ flavor_exit_status() {
 	dump_ok dump
 	check_tree_gone
 	log "cryo restore -D $IMG (then SIGTERM to the restored root)"
-	"$CRYO" restore -D "$IMG" -o "$D/restore.log" -v4 "${PROG_OPTS[@]}" >"$D/restore.stdout" 2>"$D/restore.stderr" &
+	"$CRYO" restore -D "$IMG" -o "$D/restore.log" -v4 "${OPTS[@]}" >"$D/restore.stdout" 2>"$D/restore.stderr" &
 	local rpid=$!
 	HELPERS+=("$rpid")
 	wait_until 30 usr1_ready || die "the restored root $ROOT did not come up within 30 s (state $(state_of "$ROOT"))"
@@ -668,7 +669,7 @@ err_unsupported_socket() {
 	start_prog "$HELPER"
 	dump dump
 	expect_fail dump "dump of a process holding a socket"
-	expect_msg dump "dump of a process holding a socket" socket
+	expect_msg dump "dump of a process holding a socket" socket "datagrams queued"
 	grep -qF -e "$ROOT" -e "$COMM" "$D/dump.stderr" ||
 		die "the message names neither the task's pid $ROOT nor its name $COMM: $(msg_of dump)"
 	check_tree_running "after the refused dump"
@@ -705,6 +706,46 @@ err_ghost_limit() {
 	dump dump --ghost-limit 4K
 	expect_fail dump "dump of deleted files over --ghost-limit 4K"
 	expect_msg dump "dump of deleted files over --ghost-limit 4K" "ghost-limit" "deleted"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+}
+
+# A datagram socket connected to a socket outside the tree: refused without --ext-unix-sk,
+# naming the socket, the peer's name and its holder; a stream connection to outside: refused
+# even with it. The tree keeps running.
+err_ext_unix_sk() {
+	helper unix_ext
+	start_prog "$HELPER"
+	wait_until 5 test -s "$D/ready.ext-helper" || die "setup: the helper outside the tree did not start"
+	local hpid
+	hpid=$(tr -dc '0-9' <"$D/ready.ext-helper")
+	dump dump
+	expect_fail dump "dump of a socket connected outside the tree without --ext-unix-sk"
+	expect_msg dump "dump without --ext-unix-sk" --ext-unix-sk "task $ROOT" ext.sock "task $hpid"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+
+	# A stream connection to a server outside: refused even with --ext-unix-sk.
+	new_run stream
+	helper unix_ext_stream
+	start_prog "$HELPER"
+	wait_until 5 test -s "$D/ready.ext-helper" || die "setup: the server outside the tree did not start"
+	hpid=$(tr -dc '0-9' <"$D/ready.ext-helper")
+	dump dump --ext-unix-sk
+	expect_fail dump "dump --ext-unix-sk of a stream connection to a server outside the tree"
+	expect_msg dump "dump --ext-unix-sk of a stream connection" "task $ROOT" stream "task $hpid"
+	check_tree_running "after the refused dump --ext-unix-sk"
+	finish_original "after the refused dump --ext-unix-sk"
+}
+
+# Data sent on a connection still waiting in a listener's backlog: only accept() reaches
+# it, so the dump is refused naming the listener; the tree keeps running, the data intact.
+err_unix_inflight() {
+	helper unix_inflight
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of data sent on a connection not accepted yet"
+	expect_msg dump "dump of data sent before accept" "task $ROOT" inflight.sock listening accept
 	check_tree_running "after the refused dump"
 	finish_original "after the refused dump"
 }
@@ -797,11 +838,11 @@ time.sleep(120)' "$D"
 
 	new_run with-l
 	start_prog "$HELPER"
-	PROG_OPTS=(-l)
+	OPTS=(-l)
 	dump_ok dump
 	check_tree_gone
 	[[ -s $IMG/file-locks.img ]] || die "no file-locks.img after dump -l"
-	PROG_OPTS=()
+	OPTS=()
 	restore_must_fail restore-no-l "restore of file locks without -l" "$IMG" --file-locks "task $ROOT"
 
 	# An outside process now holds a POSIX write lock on bytes 0..9 of fc.
@@ -819,7 +860,7 @@ time.sleep(120)' "$D"
 	RESTORE_ARGS=()
 	kill -KILL "$holder"
 	wait "$holder" 2>/dev/null
-	PROG_OPTS=(-l)
+	OPTS=(-l)
 	restore_fg
 }
 
@@ -852,7 +893,7 @@ demo)
 	;;
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
-	freeze-timeout | file-locks)
+	freeze-timeout | file-locks | ext-unix-sk | unix-inflight)
 	"err_${FLAVOR//-/_}"
 	;;
 *)

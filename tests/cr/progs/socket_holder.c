@@ -1,6 +1,6 @@
-/* socket_holder: holds a UDP socket on loopback with a datagram queued (cryo does not
- * support inet sockets yet: dump must refuse and leave us running). After go, the
- * datagram must still be queued.
+/* socket_holder: holds a UDP socket on loopback with two datagrams queued, an empty one
+ * first (cryo cannot save queued datagrams: dump must refuse and leave us running). After
+ * go, both datagrams must still be queued.
  */
 #include "common.h"
 #include <arpa/inet.h>
@@ -18,12 +18,16 @@ int main(int argc, char **argv)
 		cr_fail("setup: udp socket: %s", strerror(errno));
 		cr_finish();
 	}
-	if (sendto(s, "hello-socket\n", 13, 0, (struct sockaddr *)&a, sizeof a) != 13)
+	/* an empty datagram first: the socket's FIONREAD then says 0 */
+	if (sendto(s, "", 0, 0, (struct sockaddr *)&a, sizeof a) != 0 ||
+	    sendto(s, "hello-socket\n", 13, 0, (struct sockaddr *)&a, sizeof a) != 13)
 		cr_fail("setup: sendto: %s", strerror(errno));
 	cr_ready();
 	cr_wait_go();
 	char buf[32] = { 0 };
 	ssize_t n = recv(s, buf, sizeof buf - 1, MSG_DONTWAIT);
+	CHECK_I("bytes of the first (empty) datagram", 0, n);
+	n = recv(s, buf, sizeof buf - 1, MSG_DONTWAIT);
 	CHECK_I("bytes read back from the socket", 13, n);
 	CHECK_S("socket content", "hello-socket\n", buf);
 	cr_finish();

@@ -1,13 +1,45 @@
 /* unix_sockets: a socketpair (stream) with data queued both ways and shared with a child;
- * a seqpacket pair keeping message boundaries; a bound datagram socket with messages from an
- * unnamed sender connected to it; a listening socket with one accepted connection (data
- * queued) and one connection still waiting in its backlog. After restore all the data is
- * there, in order and with boundaries, and every connection still works both ways.
+ * a seqpacket pair keeping message boundaries (an empty message among them); a bound datagram
+ * socket with messages (one empty) from an unnamed sender connected to it, and a named socket
+ * connected to it holding a message from it; a listening socket
+ * with one accepted connection (data queued) and one connection still waiting in its backlog;
+ * buffer sizes set on some sockets; SO_PASSCRED on a seqpacket receiver. After restore all
+ * the data is there, in order and with boundaries, every connection still works both ways,
+ * the buffer sizes are the same and credentials arrive with each message where asked for.
  */
 #include "common.h"
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+
+static int int_opt(int fd, int name) {
+	int v = -1;
+	socklen_t len = sizeof v;
+	if (getsockopt(fd, SOL_SOCKET, name, &v, &len)) return -1;
+	return v;
+}
+
+/* A message with its SCM_CREDENTIALS, which must name us. */
+static void expect_creds(int fd, const char *want, const char *what) {
+	char buf[64] = {0}, ctl[CMSG_SPACE(sizeof(struct ucred))];
+	struct iovec iov = {buf, sizeof buf - 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+	ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT);
+	if (n != (ssize_t)strlen(want) || memcmp(buf, want, strlen(want))) {
+		cr_fail("%s: expected \"%s\" got %zd bytes \"%s\"", what, want, n, n > 0 ? buf : "");
+		return;
+	}
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_CREDENTIALS) {
+		cr_fail("%s: no SCM_CREDENTIALS with the message (SO_PASSCRED lost?)", what);
+		return;
+	}
+	struct ucred cr;
+	memcpy(&cr, CMSG_DATA(c), sizeof cr);
+	if (cr.pid != getpid() || cr.uid != getuid() || cr.gid != getgid())
+		cr_fail("%s: credentials pid %d uid %d gid %d, expected %d %d %d", what, cr.pid, cr.uid, cr.gid, getpid(),
+			getuid(), getgid());
+}
 
 static int addr_of(struct sockaddr_un *a, const char *name) {
 	memset(a, 0, sizeof *a);
@@ -37,14 +69,38 @@ int main(int argc, char **argv) {
 	send(sp[0], "to-1", 4, 0);
 	send(sp[1], "to-0", 4, 0);
 	send(sq[0], "m1", 2, 0);
+	send(sq[0], "", 0, 0);
 	send(sq[0], "msg2", 4, 0);
+	/* buffer sizes (the kernel doubles what it is given) */
+	int bsz = 40000, rsz = 50000;
+	if (setsockopt(sp[0], SOL_SOCKET, SO_SNDBUF, &bsz, sizeof bsz) ||
+	    setsockopt(sp[0], SOL_SOCKET, SO_RCVBUF, &rsz, sizeof rsz))
+		cr_fail("setup: buffer sizes: %s", strerror(errno));
+	const int sp_snd = int_opt(sp[0], SO_SNDBUF), sp_rcv = int_opt(sp[0], SO_RCVBUF);
+	const int sp1_snd = int_opt(sp[1], SO_SNDBUF);
+	/* credentials passed with each message received on pc[1] */
+	int pc[2], one = 1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pc) || setsockopt(pc[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof one))
+		cr_fail("setup: SO_PASSCRED pair: %s", strerror(errno));
 
 	struct sockaddr_un da, la;
 	int dlen = addr_of(&da, "dgram.sock"), llen = addr_of(&la, "listen.sock");
 	int dg = socket(AF_UNIX, SOCK_DGRAM, 0), ds = socket(AF_UNIX, SOCK_DGRAM, 0);
 	if (bind(dg, (struct sockaddr *)&da, dlen) || connect(ds, (struct sockaddr *)&da, dlen)) cr_fail("setup: dgram");
 	send(ds, "d-one", 5, 0);
+	send(ds, "", 0, 0);
 	send(ds, "d-two", 5, 0);
+	int dg_rcv = 300000;
+	if (setsockopt(dg, SOL_SOCKET, SO_RCVBUF, &dg_rcv, sizeof dg_rcv)) cr_fail("setup: SO_RCVBUF: %s", strerror(errno));
+	dg_rcv = int_opt(dg, SO_RCVBUF);
+	/* a named dgram socket connected to dg, with a message from dg queued: only its peer may
+	 * send to it, so the restore must queue the message before connecting it */
+	struct sockaddr_un na;
+	int nlen = addr_of(&na, "named.sock");
+	int dn = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (bind(dn, (struct sockaddr *)&na, nlen) || connect(dn, (struct sockaddr *)&da, dlen) ||
+	    sendto(dg, "to-named", 8, 0, (struct sockaddr *)&na, nlen) != 8)
+		cr_fail("setup: named dgram: %s", strerror(errno));
 
 	int ls = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (bind(ls, (struct sockaddr *)&la, llen) || listen(ls, 8)) cr_fail("setup: listen");
@@ -76,9 +132,24 @@ int main(int argc, char **argv) {
 	if (n != 12 || memcmp(buf, "to-0from-kid", 12)) cr_fail("socketpair end 0: got %zd \"%s\"", n, buf);
 	expect(sp[1], "to-1", "socketpair end 1");
 	expect(sq[1], "m1", "seqpacket first message");
-	expect(sq[1], "msg2", "seqpacket second message");
+	expect(sq[1], "", "seqpacket empty message");
+	expect(sq[1], "msg2", "seqpacket third message");
+	if (recv(sq[1], buf, sizeof buf, MSG_DONTWAIT) != -1 || errno != EAGAIN) cr_fail("seqpacket: more than three messages queued");
 	expect(dg, "d-one", "dgram first message");
-	expect(dg, "d-two", "dgram second message");
+	expect(dg, "", "dgram empty message");
+	expect(dg, "d-two", "dgram third message");
+	if (recv(dg, buf, sizeof buf, MSG_DONTWAIT) != -1 || errno != EAGAIN) cr_fail("dgram: more than three messages queued");
+	expect(dn, "to-named", "named dgram socket connected to the bound one");
+	if (send(dn, "from-named", 10, 0) != 10) cr_fail("named dgram socket not connected after restore: %s", strerror(errno));
+	expect(dg, "from-named", "dgram from the named socket");
+	CHECK_I("socketpair end 0 SO_SNDBUF", sp_snd, int_opt(sp[0], SO_SNDBUF));
+	CHECK_I("socketpair end 0 SO_RCVBUF", sp_rcv, int_opt(sp[0], SO_RCVBUF));
+	CHECK_I("socketpair end 1 SO_SNDBUF (left as it was)", sp1_snd, int_opt(sp[1], SO_SNDBUF));
+	CHECK_I("bound dgram socket SO_RCVBUF", dg_rcv, int_opt(dg, SO_RCVBUF));
+	CHECK_I("SO_PASSCRED on the receiving end", 1, int_opt(pc[1], SO_PASSCRED));
+	CHECK_I("SO_PASSCRED on the sending end (never set)", 0, int_opt(pc[0], SO_PASSCRED));
+	if (send(pc[0], "cred", 4, 0) != 4) cr_fail("SO_PASSCRED pair: send: %s", strerror(errno));
+	expect_creds(pc[1], "cred", "message on the SO_PASSCRED socket");
 	if (send(ds, "d-three", 7, 0) != 7) cr_fail("dgram sender not connected after restore");
 	expect(dg, "d-three", "dgram after restore");
 	expect(a1, "client-hello", "accepted connection");
