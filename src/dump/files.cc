@@ -6,9 +6,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/timerfd.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include "base/error.h"
@@ -33,12 +31,6 @@ std::string kind_of_link(const std::string& link) {
 }
 
 }  // namespace
-
-bool is_tty_rdev(dev_t rdev) {
-  unsigned maj = major(rdev);
-  // 4: ttyN/ttySN, 5: /dev/tty, console, ptmx, 136-143: pty slaves, 2/3: legacy ptys.
-  return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143) || maj == 2 || maj == 3;
-}
 
 uint32_t FileTable::by_path(const std::string& path, uint32_t flags) {
   auto key = std::make_pair(path, flags);
@@ -73,6 +65,7 @@ uint64_t link_inode(const std::string& link) {
 }  // namespace
 
 void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, bool shell_job) {
+  shell_job_ = shell_job;
   std::string base = fmt::format("/proc/{}/fd", pid);
   image::Writer w(dir, fmt::format("fdinfo-{}.img", files_id), image::magic::kFdinfo);
   for (int fd : proc::list_dir_numbers(base)) {
@@ -85,7 +78,6 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
 
     // What kind of file: decides the entry type and how it is dumped.
     fd_types type;
-    bool tty = false;
     if (link.rfind("pipe:", 0) == 0) {
       type = PIPE;
     } else if (link.rfind("socket:", 0) == 0) {
@@ -119,17 +111,11 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
       type = MEMFD;
     } else if (S_ISCHR(st.st_mode) && is_tty_rdev(st.st_rdev)) {
       type = TTY;
-      tty = true;
     } else if (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode) || S_ISDIR(st.st_mode)) {
       type = REG;
     } else {
       fail("task {} fd {}: {} (mode {:o}) is not supported yet", pid, fd, link, st.st_mode);
     }
-    if (tty && !shell_job)
-      fail(
-          "task {} fd {} is the terminal {}: the tree is attached to a terminal; dump it with "
-          "--shell-job (-j)",
-          pid, fd, link);
     if (type != MEMFD && link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0)
       fail("task {} fd {}: deleted file {} is not supported yet", pid, fd, link);
 
@@ -148,27 +134,9 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
       e.set_id(id);
       e.set_type(type);
       switch (type) {
-        case TTY: {
-          auto* t = e.mutable_tty();
-          t->set_id(id);
-          t->set_tty_info_id(static_cast<uint32_t>(st.st_rdev));
-          t->set_flags(flags);
-          zero_fown(t->mutable_fown());
-          if (!ttys_.count(st.st_rdev)) {
-            tty_info_entry ti;
-            ti.set_id(static_cast<uint32_t>(st.st_rdev));
-            ti.set_type(major(st.st_rdev) >= 136 && major(st.st_rdev) <= 143 ? PTY : EXT_TTY);
-            ti.set_locked(false);
-            ti.set_exclusive(false);
-            ti.set_packet_mode(false);
-            ti.set_sid(0);
-            ti.set_pgrp(0);
-            ti.set_rdev(static_cast<uint32_t>(st.st_rdev));
-            if (ti.type() == PTY) ti.mutable_pty()->set_index(minor(st.st_rdev));
-            ttys_[st.st_rdev] = ti;
-          }
+        case TTY:
+          ttys_.add(pid, fd, link, st, id, flags, &e);
           break;
-        }
         case PIPE: {
           auto* p = e.mutable_pipe();
           p->set_id(id);
@@ -274,7 +242,7 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
   w.close();
 }
 
-void FileTable::write(const std::string& dir) {
+void FileTable::write(const std::string& dir, const std::function<bool(pid_t)>& in_tree) {
   unix_.check_peers();
   image::Writer w(dir, "files.img", image::magic::kFiles);
   for (const auto& e : entries_) w.put(e);
@@ -286,11 +254,7 @@ void FileTable::write(const std::string& dir) {
     for (const auto& [ino, mi] : memfds_) m.put(mi);
     m.close();
   }
-  if (!ttys_.empty()) {
-    image::Writer t(dir, "tty-info.img", image::magic::kTtyInfo);
-    for (const auto& [rdev, e] : ttys_) t.put(e);
-    t.close();
-  }
+  ttys_.write(dir, shell_job_, in_tree);
 }
 
 }  // namespace cryo::dump

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -12,8 +13,8 @@
 #include "dump/pipes.h"
 #include "dump/shmem.h"
 #include "dump/sockets.h"
+#include "dump/tty.h"
 #include "image/fdinfo.h"
-#include "tty.pb.h"
 
 namespace cryo::dump {
 
@@ -21,15 +22,16 @@ class FileTable {
  public:
   // A path-only entry (mapped file, exe, cwd, root); the same path and flags share an id.
   uint32_t by_path(const std::string& path, uint32_t flags);
-  // Dumps every fd of `pid` into fdinfo-<files_id>.img in `dir`. With shell_job false,
-  // a terminal fd is refused.
+  // Dumps every fd of `pid` into fdinfo-<files_id>.img in `dir`. With shell_job false, a
+  // terminal that is not a pty pair of the tree is refused (by write()).
   void dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, bool shell_job);
-  // Writes files.img (and tty-info.img when terminals were seen).
-  void write(const std::string& dir);
+  // Writes files.img and the images of the kinds that have their own (pipe data, sockets,
+  // memfds, terminals). `in_tree` says whether a PID is a task of the dumped tree.
+  void write(const std::string& dir, const std::function<bool(pid_t)>& in_tree);
   // Where memfd contents go (dumped with the shared memory objects).
   void set_shmem(ShmemTable* shmem) { shmem_ = shmem; }
-  // True when some fd of the tree is a terminal.
-  bool saw_tty() const { return !ttys_.empty(); }
+  // True when some fd of the tree is a terminal other than a pty pair of the tree.
+  bool saw_external_tty() const { return ttys_.has_external(); }
 
  private:
   struct Known {
@@ -41,14 +43,12 @@ class FileTable {
   std::map<std::pair<std::string, uint32_t>, uint32_t> paths_;
   std::vector<Known> fds_;  // one representative per open file, for kcmp
   std::vector<file_entry> entries_;
-  std::map<uint64_t, tty_info_entry> ttys_;  // by rdev
+  TtyTable ttys_;
+  bool shell_job_ = false;
   PipeData pipes_;
   ShmemTable* shmem_ = nullptr;
   std::map<uint64_t, memfd_inode_entry> memfds_;  // by inode
   UnixSockets unix_;
 };
-
-// True for the major numbers of terminals: ttys, consoles, ptys.
-bool is_tty_rdev(dev_t rdev);
 
 }  // namespace cryo::dump

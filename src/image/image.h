@@ -33,6 +33,7 @@ constexpr uint32_t kPipesData = 0x56453709;
 constexpr uint32_t kFifoData = 0x59333054;
 constexpr uint32_t kSkQueues = 0x56264026;
 constexpr uint32_t kMemfdInode = 0x48453499;
+constexpr uint32_t kTtyData = 0x59413026;
 }  // namespace magic
 
 constexpr uint32_t kImagesV1_1 = 2;  // inventory_entry.img_version

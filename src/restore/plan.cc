@@ -14,6 +14,7 @@
 #include "inventory.pb.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
+#include "restore/tty.h"
 
 namespace cryo::restore {
 
@@ -73,6 +74,12 @@ Plan load_plan(const std::string& dir, bool shell_job) {
     image::Reader r(dir, "files.img", image::magic::kFiles);
     file_entry e;
     while (r.next(e)) plan.files[e.id()] = e;
+  }
+
+  if (image::exists(dir, "tty-info.img")) {
+    image::Reader r(dir, "tty-info.img", image::magic::kTtyInfo);
+    tty_info_entry e;
+    while (r.next(e)) plan.ttys[e.id()] = e;
   }
 
   if (image::exists(dir, "seccomp.img"))
@@ -155,7 +162,7 @@ Plan load_plan(const std::string& dir, bool shell_job) {
         fail("image files.img is corrupt: task {} fd {} refers to missing file {}", pid, fd.fd(),
              fd.id());
       if (it->second.type() == TTY) {
-        plan.shell_job = true;
+        if (!tty_in_tree(plan, it->second.tty())) plan.shell_job = true;
       } else if (it->second.type() == REG) {
         check_file(it->second.reg(), pid, "open file");
       } else if (it->second.type() == FIFO) {
