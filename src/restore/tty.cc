@@ -200,7 +200,7 @@ void Ttys::set_foreground(RemoteTask& rt) {
     log::warn("pty {}: its foreground group {} has no task in the tree; left as is", index, pgrp);
     return;
   }
-  long fd = remote_slave(rt, pairs_.at(index), index);
+  long fd = remote_slave(rt, pair(index), index);
   uint64_t a = rt.put(0, &pgrp, sizeof pgrp);
   long r = rt.syscall(SYS_ioctl, {static_cast<uint64_t>(fd), TIOCSPGRP, a});
   rt.check("close", SYS_close, {static_cast<uint64_t>(fd)});

@@ -7,6 +7,10 @@
  * the kernel during the dump. After restore: the same pty index, the slave is the session's
  * controlling terminal with the same foreground group, the same attributes and window size,
  * the queued bytes arrive byte for byte in both directions, and new bytes still flow.
+ * A second pair stays in canonical mode with echo: a complete line, a line ended by the EOF
+ * character and a partial line wait for the child, their echo for the root. After restore
+ * the child reads the same two lines and the partial one only once it is completed, and the
+ * echo equals what a fresh pty with the same settings echoes for the same input.
  */
 #include "common.h"
 #include <poll.h>
@@ -22,6 +26,8 @@ static const struct winsize want_ws = { .ws_row = 37, .ws_col = 123, .ws_xpixel 
 static const char to_slave[] = "queued-input\r\n\0\003\177\033[A^D\004-end";
 static const char to_master[] = "queued-output\n\r\0\377\004\021\023tail";
 #define TO_SLAVE_LEN (sizeof to_slave - 1)
+static char cooked_name[64];
+static const char cooked_in[] = "line one\rabc\004partial";
 #define TO_MASTER_LEN (sizeof to_master - 1)
 
 /* Reads exactly n bytes from fd within 5 s; returns how many arrived. */
@@ -111,6 +117,80 @@ static void check_dev_tty(const char *who, int slave)
 	close(fd);
 }
 
+/* The canonical pair, from the child's side: whole lines only. */
+static void check_cooked(int c)
+{
+	char buf[256];
+	struct pollfd p = { .fd = c, .events = POLLIN };
+	const char *lines[] = { "line one\n", "abc" };
+	for (int i = 0; i < 2; i++) {
+		ssize_t r = poll(&p, 1, 5000) > 0 ? read(c, buf, sizeof buf - 1) : -1;
+		buf[r > 0 ? r : 0] = 0;
+		if (r < 0)
+			cr_fail("canonical line %d: nothing to read: %s", i + 1, strerror(errno));
+		else
+			CHECK_S("canonical line", lines[i], buf);
+	}
+	if (poll(&p, 1, 300) != 0)
+		cr_fail("canonical: the partial line is readable before its end");
+	kill(getppid(), SIGUSR2); /* the root may complete the line now */
+	ssize_t r = poll(&p, 1, 5000) > 0 ? read(c, buf, sizeof buf - 1) : -1;
+	buf[r > 0 ? r : 0] = 0;
+	CHECK_S("canonical completed line", "partial end\n", buf);
+}
+
+/* Everything fd has to read, until it stays quiet for 300 ms. */
+static size_t read_all(int fd, char *buf, size_t cap)
+{
+	size_t got = 0;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	while (got < cap && poll(&p, 1, 300) > 0) {
+		ssize_t r = read(fd, buf + got, cap - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	return got;
+}
+
+/* The echo a fresh pty with the cooked pair's settings gives for the same input. */
+static size_t reference_echo(int cooked_master, char *buf, size_t cap)
+{
+	struct termios t;
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	char name[64];
+	if (m < 0 || grantpt(m) || unlockpt(m) || ptsname_r(m, name, sizeof name))
+		return 0;
+	int s = open(name, O_RDWR | O_NOCTTY);
+	tcgetattr(cooked_master, &t);
+	tcsetattr(s, TCSANOW, &t);
+	cr_write_all(m, cooked_in, sizeof cooked_in - 1);
+	size_t n = read_all(m, buf, cap);
+	close(s);
+	close(m);
+	return n;
+}
+
+static void check_cooked_echo(int cm)
+{
+	char want[512], got[512];
+	size_t nw = reference_echo(cm, want, sizeof want);
+	size_t ng = read_all(cm, got, sizeof got);
+	if (nw == 0)
+		cr_fail("canonical: the reference pty echoed nothing");
+	if (nw != ng || memcmp(want, got, nw) != 0) {
+		char a[1100], b[1100];
+		size_t i;
+		for (i = 0; i < nw && i * 2 + 2 < sizeof a; i++)
+			sprintf(a + i * 2, "%02x", (unsigned char)want[i]);
+		a[i * 2] = 0;
+		for (i = 0; i < ng && i * 2 + 2 < sizeof b; i++)
+			sprintf(b + i * 2, "%02x", (unsigned char)got[i]);
+		b[i * 2] = 0;
+		cr_fail("canonical: echo queued for the master is %s, a fresh pty echoes %s", b, a);
+	}
+}
+
 static int grandchild(int s)
 {
 	setpgid(0, 0);
@@ -160,6 +240,9 @@ static int child(int m)
 	int s2 = open(pts_name, O_RDWR | O_NOCTTY | O_NONBLOCK);
 	if (s2 < 0)
 		cr_fail("setup: second open of %s: %s", pts_name, strerror(errno));
+	int c = open(cooked_name, O_RDWR | O_NOCTTY);
+	if (c < 0)
+		cr_fail("setup: open %s: %s", cooked_name, strerror(errno));
 	pid_t gc = fork();
 	if (gc == 0)
 		_exit(grandchild(s));
@@ -201,6 +284,7 @@ static int child(int m)
 	if (fcntl(s, F_GETFL) & O_NONBLOCK)
 		cr_fail("child: the first open file got O_NONBLOCK");
 	check_termios("child", s);
+	check_cooked(c);
 	int stt;
 	if (waitpid(gc, &stt, 0) != gc || !WIFEXITED(stt) || WEXITSTATUS(stt) != 0)
 		cr_fail("grandchild %d failed its checks (status 0x%x)", (int)gc, stt);
@@ -213,13 +297,25 @@ int main(int argc, char **argv)
 	int m = posix_openpt(O_RDWR | O_NOCTTY);
 	if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, pts_name, sizeof pts_name))
 		cr_fail("setup: posix_openpt: %s", strerror(errno));
+	sigset_t usr2;
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &usr2, NULL);
+	int cm = posix_openpt(O_RDWR | O_NOCTTY);
+	if (cm < 0 || grantpt(cm) < 0 || unlockpt(cm) < 0 ||
+	    ptsname_r(cm, cooked_name, sizeof cooked_name))
+		cr_fail("setup: posix_openpt: %s", strerror(errno));
 	pid_t kid = fork();
-	if (kid == 0)
+	if (kid == 0) {
+		close(cm);
 		_exit(child(m));
+	}
 	cr_wait_for("ready-child");
 	cr_wait_for("ready-gc");
 	if (cr_write_all(m, to_slave, TO_SLAVE_LEN) < 0)
 		cr_fail("setup: write to the master: %s", strerror(errno));
+	if (cr_write_all(cm, cooked_in, sizeof cooked_in - 1) < 0)
+		cr_fail("setup: write to the canonical master: %s", strerror(errno));
 	tcgetattr(m, &want_tio); /* the slave's, as the child set them */
 	cr_ready();
 	cr_wait_go();
@@ -235,6 +331,12 @@ int main(int argc, char **argv)
 	expect_nothing_more("master input", m);
 	if (cr_write_all(m, "new-in", 6) < 0)
 		cr_fail("write new bytes to the master: %s", strerror(errno));
+	check_cooked_echo(cm);
+	struct timespec ten = { 10, 0 };
+	if (sigtimedwait(&usr2, NULL, &ten) != SIGUSR2)
+		cr_fail("canonical: no word from the child within 10 s");
+	if (cr_write_all(cm, " end\n", 5) < 0)
+		cr_fail("canonical: write to the master: %s", strerror(errno));
 	int st;
 	if (waitpid(kid, &st, 0) != kid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		cr_fail("child %d failed its checks (status 0x%x)", (int)kid, st);
