@@ -238,11 +238,17 @@ void TtyTable::write(const std::string& dir, bool shell_job,
     const bool has_lock = std::memcmp(&lck, &unlocked, sizeof lck) != 0;
     if (has_lock && ::ioctl(m, TIOCSLCKTRMIOS, &unlocked) < 0)
       fail_sys("{}: cannot unlock its terminal attributes for a moment", what);
-    kernel::PtyQueues q = kernel::pty_drain(m, s, t, packet, what);
-    kernel::pty_requeue(m, s, t, q, what);
-    // Switching the attributes posts status changes to a packet-mode reader: drop them.
-    int one = 1;
-    if (packet && ::ioctl(m, TIOCPKT, &one) < 0) fail_sys("{}: cannot reset packet mode", what);
+    kernel::PtyQueues q;
+    try {
+      q = kernel::pty_drain(m, s, t, packet, what);
+      kernel::pty_requeue(m, s, t, q, what);
+      // Switching the attributes posts status changes to a packet-mode reader: drop them.
+      int one = 1;
+      if (packet && ::ioctl(m, TIOCPKT, &one) < 0) fail_sys("{}: cannot reset packet mode", what);
+    } catch (const Error&) {
+      if (has_lock) ::ioctl(m, TIOCSLCKTRMIOS, &lck);
+      throw;
+    }
     if (has_lock && ::ioctl(m, TIOCSLCKTRMIOS, &lck) < 0)
       fail_sys("{}: cannot lock its terminal attributes again", what);
     log::info("{}: {} bytes queued for the slave, {} for the master", what, q.to_slave.size(),

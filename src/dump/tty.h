@@ -2,6 +2,21 @@
 // its state (termios, window size, locks, packet mode, controlling session and foreground
 // group) in tty-info.img and the bytes queued in both directions in tty-data.img. Any other
 // terminal is the shell job's (--shell-job): restore puts it on the terminal cryo runs in.
+//
+// Queued bytes: reading a terminal consumes them, so cryo reads them through copies of the
+// tree's own files while it is frozen and puts them back at once (the tree then finds them
+// whether the dump fails, kills it or leaves it running), with the line discipline's
+// processing switched off so that nothing is echoed, translated or taken as a signal twice.
+// What cannot be kept exactly:
+// - canonical input loses its line marks when read; they are rebuilt from the newline, VEOL
+//   and VEOL2 characters and from the NUL an end-of-file mark (^D) leaves in the queue. So a
+//   NUL typed in canonical mode comes back as an end-of-file mark, and a line-end or EOF
+//   character quoted with VLNEXT comes back as a line end;
+// - in packet mode, a status change the master has not read yet is dropped;
+// - output stopped by flow control (^S) and the echo column are not saved.
+// Refused: unread bytes on a master whose slave no task of the tree holds (there is no fd to
+// put them back through), and a pty that is the controlling terminal of a session whose
+// leader is outside the tree. /dev/tty opened by name is the shell job's terminal.
 #pragma once
 
 #include <sys/stat.h>

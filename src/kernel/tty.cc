@@ -121,16 +121,21 @@ void pty_requeue(int master, int slave, const Termios2& t, const PtyQueues& q,
     lines = input.size();
   }
   set_termios(master, quiet, what);
-  if (!input.empty()) {
-    write_all(master, input, what, "slave's input");
-    wait_queued(slave, lines, what, "slave's input");
-    // The rest of a canonical line cannot be seen from here: give the kernel a moment.
-    if (canon && lines && lines < input.size())
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (!q.to_master.empty()) {
-    write_all(slave, q.to_master, what, "master's input");
-    wait_queued(master, q.to_master.size(), what, "master's input");
+  try {
+    if (!input.empty()) {
+      write_all(master, input, what, "slave's input");
+      wait_queued(slave, lines, what, "slave's input");
+      // The rest of a canonical line cannot be seen from here: give the kernel a moment.
+      if (canon && lines && lines < input.size())
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (!q.to_master.empty()) {
+      write_all(slave, q.to_master, what, "master's input");
+      wait_queued(master, q.to_master.size(), what, "master's input");
+    }
+  } catch (const Error&) {
+    ::ioctl(master, kTcsets2, &t);  // the terminal must not stay quiet after a failure
+    throw;
   }
   set_termios(master, t, what);
 }
