@@ -11,6 +11,8 @@
  * character and a partial line wait for the child, their echo for the root. After restore
  * the child reads the same two lines and the partial one only once it is completed, and the
  * echo equals what a fresh pty with the same settings echoes for the same input.
+ * A third pair is in packet mode, locked, with an exclusive slave and output waiting for the
+ * master: all three modes hold after restore and the output comes as one data packet.
  */
 #include "common.h"
 #include <poll.h>
@@ -27,6 +29,8 @@ static const char to_slave[] = "queued-input\r\n\0\003\177\033[A^D\004-end";
 static const char to_master[] = "queued-output\n\r\0\377\004\021\023tail";
 #define TO_SLAVE_LEN (sizeof to_slave - 1)
 static char cooked_name[64];
+static char packet_name[64];
+static const char packet_out[] = "packet-data";
 static const char cooked_in[] = "line one\rabc\004partial";
 #define TO_MASTER_LEN (sizeof to_master - 1)
 
@@ -243,6 +247,14 @@ static int child(int m)
 	int c = open(cooked_name, O_RDWR | O_NOCTTY);
 	if (c < 0)
 		cr_fail("setup: open %s: %s", cooked_name, strerror(errno));
+	int ps = open(packet_name, O_RDWR | O_NOCTTY);
+	struct termios pt;
+	if (ps < 0 || tcgetattr(ps, &pt) < 0)
+		cr_fail("setup: open %s: %s", packet_name, strerror(errno));
+	cfmakeraw(&pt);
+	if (tcsetattr(ps, TCSANOW, &pt) < 0 || ioctl(ps, TIOCEXCL) < 0 ||
+	    cr_write_all(ps, packet_out, sizeof packet_out - 1) < 0)
+		cr_fail("setup: packet-mode pair: %s", strerror(errno));
 	pid_t gc = fork();
 	if (gc == 0)
 		_exit(grandchild(s));
@@ -285,6 +297,9 @@ static int child(int m)
 		cr_fail("child: the first open file got O_NONBLOCK");
 	check_termios("child", s);
 	check_cooked(c);
+	int excl = 0;
+	if (ioctl(ps, TIOCGEXCL, &excl) < 0 || !excl)
+		cr_fail("child: the slave %s is no longer exclusive", packet_name);
 	int stt;
 	if (waitpid(gc, &stt, 0) != gc || !WIFEXITED(stt) || WEXITSTATUS(stt) != 0)
 		cr_fail("grandchild %d failed its checks (status 0x%x)", (int)gc, stt);
@@ -305,9 +320,15 @@ int main(int argc, char **argv)
 	if (cm < 0 || grantpt(cm) < 0 || unlockpt(cm) < 0 ||
 	    ptsname_r(cm, cooked_name, sizeof cooked_name))
 		cr_fail("setup: posix_openpt: %s", strerror(errno));
+	int pm = posix_openpt(O_RDWR | O_NOCTTY);
+	int one = 1;
+	if (pm < 0 || grantpt(pm) < 0 || unlockpt(pm) < 0 ||
+	    ptsname_r(pm, packet_name, sizeof packet_name) || ioctl(pm, TIOCPKT, &one) < 0)
+		cr_fail("setup: packet-mode pty: %s", strerror(errno));
 	pid_t kid = fork();
 	if (kid == 0) {
 		close(cm);
+		close(pm);
 		_exit(child(m));
 	}
 	cr_wait_for("ready-child");
@@ -317,6 +338,8 @@ int main(int argc, char **argv)
 	if (cr_write_all(cm, cooked_in, sizeof cooked_in - 1) < 0)
 		cr_fail("setup: write to the canonical master: %s", strerror(errno));
 	tcgetattr(m, &want_tio); /* the slave's, as the child set them */
+	if (ioctl(pm, TIOCSPTLCK, &one) < 0)
+		cr_fail("setup: lock the packet-mode pty: %s", strerror(errno));
 	cr_ready();
 	cr_wait_go();
 
@@ -337,6 +360,20 @@ int main(int argc, char **argv)
 		cr_fail("canonical: no word from the child within 10 s");
 	if (cr_write_all(cm, " end\n", 5) < 0)
 		cr_fail("canonical: write to the master: %s", strerror(errno));
+	int pkt = 0, lck = 0;
+	if (ioctl(pm, TIOCGPKT, &pkt) < 0 || !pkt)
+		cr_fail("packet mode is off after restore");
+	if (ioctl(pm, TIOCGPTLCK, &lck) < 0 || !lck)
+		cr_fail("the packet-mode pty is unlocked after restore");
+	int fd = open(packet_name, O_RDWR | O_NOCTTY);
+	if (fd >= 0) {
+		cr_fail("the locked slave %s could be opened", packet_name);
+		close(fd);
+	}
+	char want[sizeof packet_out];
+	want[0] = TIOCPKT_DATA;
+	memcpy(want + 1, packet_out, sizeof packet_out - 1);
+	expect_bytes("packet-mode output", pm, want, sizeof want);
 	int st;
 	if (waitpid(kid, &st, 0) != kid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		cr_fail("child %d failed its checks (status 0x%x)", (int)kid, st);
