@@ -70,6 +70,27 @@ void wait_queued(int fd, size_t want, const std::string& what, const char* end) 
 
 }  // namespace
 
+CanonInput canon_input(const std::string& queued, const Termios2& t) {
+  const uint8_t veof = t.c_cc[VEOF], veol = t.c_cc[VEOL];
+  const uint8_t veol2 = (t.c_lflag & IEXTEN) ? t.c_cc[VEOL2] : 0;
+  CanonInput ci{queued, 0};
+  size_t marks = 0, marks_in_lines = 0, end = 0;
+  for (size_t i = 0; i < ci.bytes.size(); i++) {
+    const uint8_t c = static_cast<uint8_t>(ci.bytes[i]);
+    const bool eof = c == 0 && veof != 0;
+    if (eof) {
+      ci.bytes[i] = static_cast<char>(veof);
+      marks++;
+    }
+    if (eof || c == '\n' || (c && (c == veol || c == veol2))) {
+      end = i + 1;
+      marks_in_lines = marks;
+    }
+  }
+  ci.readable = end - marks_in_lines;
+  return ci;
+}
+
 PtyQueues pty_drain(int master, int slave, const Termios2& t, bool packet_mode,
                     const std::string& what) {
   PtyQueues q;
@@ -96,29 +117,15 @@ void pty_requeue(int master, int slave, const Termios2& t, const PtyQueues& q,
   quiet.c_oflag &= ~static_cast<uint32_t>(OPOST);
   quiet.c_lflag = canon ? (ICANON | (t.c_lflag & IEXTEN)) : 0;
   std::string input = q.to_slave;
-  size_t lines = 0;  // what a canonical reader can read at once: the complete lines
+  size_t lines = input.size();  // what the slave's FIONREAD shows once the input is in
   if (canon) {
     for (auto& c : quiet.c_cc) c = 0;
     quiet.c_cc[VEOL] = t.c_cc[VEOL];
     if (iexten) quiet.c_cc[VEOL2] = t.c_cc[VEOL2];
-    // An end-of-file mark is queued as a NUL that ends a line: the EOF character makes it so.
     quiet.c_cc[VEOF] = t.c_cc[VEOF];
-    size_t marks = 0, marks_in_lines = 0;
-    for (size_t i = 0; i < input.size(); i++) {
-      unsigned char c = static_cast<unsigned char>(input[i]);
-      bool eof = c == 0 && t.c_cc[VEOF] != 0;
-      if (eof) {
-        input[i] = static_cast<char>(t.c_cc[VEOF]);
-        marks++;
-      }
-      if (eof || c == '\n' || (c && c == quiet.c_cc[VEOL]) || (c && c == quiet.c_cc[VEOL2])) {
-        lines = i + 1;
-        marks_in_lines = marks;
-      }
-    }
-    lines -= marks_in_lines;  // FIONREAD does not count end-of-file marks
-  } else {
-    lines = input.size();
+    CanonInput ci = canon_input(input, t);
+    input = std::move(ci.bytes);
+    lines = ci.readable;
   }
   set_termios(master, quiet, what);
   try {

@@ -36,6 +36,15 @@ struct PtyQueues {
 PtyQueues pty_drain(int master, int slave, const Termios2& termios, bool packet_mode,
                     const std::string& what);
 
+// Queued canonical input as it is written back: an end-of-file mark, a NUL that ends a line in
+// the queue, becomes the EOF character again; `readable` is what FIONREAD on the slave shows
+// once the complete lines are in (it leaves out the partial last line and the EOF marks).
+struct CanonInput {
+  std::string bytes;
+  size_t readable = 0;
+};
+CanonInput canon_input(const std::string& queued, const Termios2& termios);
+
 // Puts `q` back (or into a new pair) with the line discipline's processing switched off, so
 // that no byte is echoed, translated or taken as a signal or line-editing character again;
 // waits until the kernel has queued every byte, then sets the slave's termios to `termios`.
