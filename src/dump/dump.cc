@@ -126,10 +126,10 @@ void run(const Options& opts) {
     image::write_one(dir, fmt::format("fs-{}.img", t.pid), image::magic::kFs, fs);
   }
   pages_written += shmem.dump(dir, &next_pages_id);
-  files.write(dir, opts.ext_unix_sk);
+  files.write(dir, opts.ext_unix_sk, [&](pid_t p) { return tree.contains(p); });
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
   seccomp.write(dir);
-  if (files.saw_tty() && !opts.shell_job)
+  if (files.saw_external_tty() && !opts.shell_job)
     fail("the tree uses a terminal: dump it with --shell-job (-j)");
 
   image::Writer ps(dir, "pstree.img", image::magic::kPstree);

@@ -7,9 +7,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/timerfd.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include "base/error.h"
@@ -34,12 +32,6 @@ std::string kind_of_link(const std::string& link) {
 }
 
 }  // namespace
-
-bool is_tty_rdev(dev_t rdev) {
-  unsigned maj = major(rdev);
-  // 4: ttyN/ttySN, 5: /dev/tty, console, ptmx, 136-143: pty slaves, 2/3: legacy ptys.
-  return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143) || maj == 2 || maj == 3;
-}
 
 uint32_t FileTable::by_path(const std::string& path, uint32_t flags, const std::string& proc_link) {
   auto key = std::make_pair(path, flags);
@@ -135,6 +127,7 @@ uint32_t FileTable::memfd_mapping(pid_t pid, const std::string& proc_link, const
 }
 
 void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, bool shell_job) {
+  shell_job_ = shell_job;
   std::string base = fmt::format("/proc/{}/fd", pid);
   image::Writer w(dir, fmt::format("fdinfo-{}.img", files_id), image::magic::kFdinfo);
   for (int fd : proc::list_dir_numbers(base)) {
@@ -147,7 +140,6 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
 
     // What kind of file: decides the entry type and how it is dumped.
     fd_types type;
-    bool tty = false;
     if (link.rfind("pipe:", 0) == 0) {
       type = PIPE;
     } else if (link.rfind("socket:", 0) == 0) {
@@ -185,17 +177,11 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
       type = MEMFD;
     } else if (S_ISCHR(st.st_mode) && is_tty_rdev(st.st_rdev)) {
       type = TTY;
-      tty = true;
     } else if (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode) || S_ISDIR(st.st_mode)) {
       type = REG;
     } else {
       fail("task {} fd {}: {} (mode {:o}) is not supported yet", pid, fd, link, st.st_mode);
     }
-    if (tty && !shell_job)
-      fail(
-          "task {} fd {} is the terminal {}: the tree is attached to a terminal; dump it with "
-          "--shell-job (-j)",
-          pid, fd, link);
     const std::string gone = type == REG ? deleted_path(link) : "";
     if (type != MEMFD && type != REG && !deleted_path(link).empty())
       fail("task {} fd {}: a deleted FIFO or device ({}) is not supported yet", pid, fd, link);
@@ -215,27 +201,9 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
       e.set_id(id);
       e.set_type(type);
       switch (type) {
-        case TTY: {
-          auto* t = e.mutable_tty();
-          t->set_id(id);
-          t->set_tty_info_id(static_cast<uint32_t>(st.st_rdev));
-          t->set_flags(flags);
-          zero_fown(t->mutable_fown());
-          if (!ttys_.count(st.st_rdev)) {
-            tty_info_entry ti;
-            ti.set_id(static_cast<uint32_t>(st.st_rdev));
-            ti.set_type(major(st.st_rdev) >= 136 && major(st.st_rdev) <= 143 ? PTY : EXT_TTY);
-            ti.set_locked(false);
-            ti.set_exclusive(false);
-            ti.set_packet_mode(false);
-            ti.set_sid(0);
-            ti.set_pgrp(0);
-            ti.set_rdev(static_cast<uint32_t>(st.st_rdev));
-            if (ti.type() == PTY) ti.mutable_pty()->set_index(minor(st.st_rdev));
-            ttys_[st.st_rdev] = ti;
-          }
+        case TTY:
+          ttys_.add(pid, fd, link, st, id, flags, &e);
           break;
-        }
         case PIPE: {
           auto* p = e.mutable_pipe();
           p->set_id(id);
@@ -360,7 +328,8 @@ void FileTable::resolve_detached_epoll() {
   detached_.clear();
 }
 
-void FileTable::write(const std::string& dir, bool ext_unix_sk) {
+void FileTable::write(const std::string& dir, bool ext_unix_sk,
+                      const std::function<bool(pid_t)>& in_tree) {
   for (auto& e : unix_.finish(ext_unix_sk, [this] { return next_id_++; }))
     entries_.push_back(std::move(e));
   resolve_detached_epoll();
@@ -375,11 +344,7 @@ void FileTable::write(const std::string& dir, bool ext_unix_sk) {
     for (const auto& [ino, mi] : memfds_) m.put(mi);
     m.close();
   }
-  if (!ttys_.empty()) {
-    image::Writer t(dir, "tty-info.img", image::magic::kTtyInfo);
-    for (const auto& [rdev, e] : ttys_) t.put(e);
-    t.close();
-  }
+  ttys_.write(dir, shell_job_, in_tree);
 }
 
 }  // namespace cryo::dump

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -16,8 +17,8 @@
 #include "dump/pipes.h"
 #include "dump/shmem.h"
 #include "dump/sockets.h"
+#include "dump/tty.h"
 #include "image/fdinfo.h"
-#include "tty.pb.h"
 
 namespace cryo::dump {
 
@@ -30,18 +31,20 @@ class FileTable {
   // opens; its content is saved with the shared memory objects.
   uint32_t memfd_mapping(pid_t pid, const std::string& proc_link, const std::string& link,
                          uint32_t flags);
-  // Dumps every fd of `pid` into fdinfo-<files_id>.img in `dir`. With shell_job false,
-  // a terminal fd is refused.
+  // Dumps every fd of `pid` into fdinfo-<files_id>.img in `dir`. With shell_job false, a
+  // terminal that is not a pty pair of the tree is refused (by write()).
   void dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, bool shell_job);
-  // Writes files.img (and tty-info.img when terminals were seen). With ext_unix_sk, unix
-  // sockets connected outside the tree are kept (see UnixSockets::finish).
-  void write(const std::string& dir, bool ext_unix_sk);
+  // Writes files.img and the images of the kinds that have their own (pipe data, sockets,
+  // memfds, terminals, ghost files). With ext_unix_sk, unix sockets connected outside the
+  // tree are kept (see UnixSockets::finish). `in_tree` says whether a PID is a task of the
+  // dumped tree.
+  void write(const std::string& dir, bool ext_unix_sk, const std::function<bool(pid_t)>& in_tree);
   // Where memfd contents go (dumped with the shared memory objects).
   void set_shmem(ShmemTable* shmem) { shmem_ = shmem; }
   // Where the locks of each fd are noted (and refused without -l).
   void set_locks(FileLockTable* locks) { locks_ = locks; }
-  // True when some fd of the tree is a terminal.
-  bool saw_tty() const { return !ttys_.empty(); }
+  // True when some fd of the tree is a terminal other than a pty pair of the tree.
+  bool saw_external_tty() const { return ttys_.has_external(); }
   // The largest deleted file saved (--ghost-limit).
   void set_ghost_limit(uint64_t bytes) { ghosts_.set_limit(bytes); }
 
@@ -55,7 +58,8 @@ class FileTable {
   std::map<std::pair<std::string, uint32_t>, uint32_t> paths_;
   std::vector<Known> fds_;  // one representative per open file, for kcmp
   std::vector<file_entry> entries_;
-  std::map<uint64_t, tty_info_entry> ttys_;  // by rdev
+  TtyTable ttys_;
+  bool shell_job_ = false;
   PipeData pipes_;
   ShmemTable* shmem_ = nullptr;
   void add_memfd_inode(pid_t pid, const std::string& proc_link, const std::string& link,
@@ -74,8 +78,5 @@ class FileTable {
   UnixSockets unix_;
   GhostFiles ghosts_;
 };
-
-// True for the major numbers of terminals: ttys, consoles, ptys.
-bool is_tty_rdev(dev_t rdev);
 
 }  // namespace cryo::dump

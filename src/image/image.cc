@@ -37,6 +37,8 @@ std::string magic_name(uint32_t m) {
       return "STATS";
     case magic::kTtyInfo:
       return "TTY_INFO";
+    case magic::kTtyData:
+      return "TTY_DATA";
   }
   return fmt::format("{:#x}", m);
 }

@@ -36,6 +36,7 @@ constexpr uint32_t kMemfdInode = 0x48453499;
 constexpr uint32_t kGhostFile = 0x52583605;
 constexpr uint32_t kRemapFpath = 0x59133954;
 constexpr uint32_t kFileLocks = 0x54323616;
+constexpr uint32_t kTtyData = 0x59413026;
 }  // namespace magic
 
 constexpr uint32_t kImagesV1_1 = 2;  // inventory_entry.img_version

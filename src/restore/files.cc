@@ -22,17 +22,6 @@
 namespace cryo::restore {
 namespace {
 
-// The terminal cryo itself runs in: a shell job's terminal fds are attached to it.
-std::string own_terminal() {
-  for (int fd : {0, 1, 2}) {
-    char buf[256];
-    if (::isatty(fd) && ::ttyname_r(fd, buf, sizeof buf) == 0) return buf;
-  }
-  fail(
-      "the images hold a shell job but cryo does not run in a terminal: run cryo restore -j "
-      "from the terminal the job should use");
-}
-
 void write_all(int fd, const std::string& data, const char* what, uint32_t id) {
   size_t off = 0;
   while (off < data.size()) {
@@ -45,7 +34,7 @@ void write_all(int fd, const std::string& data, const char* what, uint32_t id) {
 
 }  // namespace
 
-FileSet::FileSet(const Plan& plan) : plan_(plan) {
+FileSet::FileSet(const Plan& plan, Ttys& ttys) : plan_(plan), ttys_(ttys) {
   unix_ = std::make_unique<UnixSockets>(
       plan, [this](uint32_t id) { return get(id); },
       [this](uint32_t id, Fd fd) { files_[id] = std::move(fd); });
@@ -176,13 +165,9 @@ int FileSet::get(uint32_t id) {
     case REG:
       fd = open_reg(f.reg());
       break;
-    case TTY: {
-      std::string tty = own_terminal();
-      fd.reset(::open(tty.c_str(),
-                      static_cast<int>((f.tty().flags() & ~O_CREAT) | O_NOCTTY | O_CLOEXEC)));
-      if (!fd) fail_sys("cannot open terminal {}", tty);
+    case TTY:
+      fd = ttys_.open(f.tty());
       break;
-    }
     case PIPE:
       fd = open_pipe_end(f.pipe().pipe_id(), f.pipe().flags(), false, "");
       break;

@@ -13,12 +13,13 @@
 #include "pipe-data.pb.h"
 #include "restore/plan.h"
 #include "restore/sockets.h"
+#include "restore/tty.h"
 
 namespace cryo::restore {
 
 class FileSet {
  public:
-  explicit FileSet(const Plan& plan);
+  FileSet(const Plan& plan, Ttys& ttys);
   // cryo's own fd on file `id`, created on first use.
   int get(uint32_t id);
   const file_entry& entry(uint32_t id) const { return plan_.files.at(id); }
@@ -31,6 +32,7 @@ class FileSet {
   Fd open_pipe_end(uint32_t pipe_id, uint32_t flags, bool fifo, const std::string& path);
   void load_pipe_data(const char* image, uint32_t magic, bool fifo);
   const Plan& plan_;
+  Ttys& ttys_;
   std::map<uint32_t, Fd> files_;
   struct Pipe {
     Fd rd, wr;  // cryo's ends; for a FIFO, rd is an O_RDWR handle keeping it open

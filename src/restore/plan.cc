@@ -15,6 +15,7 @@
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
 #include "remap-file-path.pb.h"
+#include "restore/tty.h"
 
 namespace cryo::restore {
 
@@ -92,6 +93,12 @@ Plan load_plan(const std::string& dir, bool shell_job) {
              e.orig_id(), remap_type_Name(e.remap_type()));
       plan.ghosts[e.orig_id()] = e.remap_id();
     }
+  }
+
+  if (image::exists(dir, "tty-info.img")) {
+    image::Reader r(dir, "tty-info.img", image::magic::kTtyInfo);
+    tty_info_entry e;
+    while (r.next(e)) plan.ttys[e.id()] = e;
   }
 
   if (image::exists(dir, "seccomp.img"))
@@ -182,7 +189,7 @@ Plan load_plan(const std::string& dir, bool shell_job) {
         fail("image files.img is corrupt: task {} fd {} refers to missing file {}", pid, fd.fd(),
              fd.id());
       if (it->second.type() == TTY) {
-        plan.shell_job = true;
+        if (!tty_in_tree(plan, it->second.tty())) plan.shell_job = true;
       } else if (it->second.type() == REG) {
         check_file(plan, it->second.reg(), pid, "open file");
       } else if (it->second.type() == FIFO) {

@@ -37,9 +37,10 @@ struct Plan {
   std::string dir;
   std::vector<TaskPlan> tasks;  // parents before children; tasks[0] is the root
   std::map<uint32_t, file_entry> files;
-  seccomp_entry seccomp;                // filters referred to by thread cores
-  bool shell_job = false;               // the images hold a terminal job
-  std::map<uint32_t, uint32_t> ghosts;  // file id -> ghost file id (remap-fpath.img)
+  seccomp_entry seccomp;                    // filters referred to by thread cores
+  std::map<uint32_t, tty_info_entry> ttys;  // tty-info.img by id
+  bool shell_job = false;                   // the images hold a terminal job
+  std::map<uint32_t, uint32_t> ghosts;      // file id -> ghost file id (remap-fpath.img)
   int find(pid_t pid) const;
   const reg_file_entry& reg(uint32_t id, const char* what, pid_t pid) const;
 };

@@ -23,6 +23,7 @@
 #include "restore/mm.h"
 #include "restore/plan.h"
 #include "restore/tree.h"
+#include "restore/tty.h"
 #include "stats.pb.h"
 
 namespace cryo::restore {
@@ -50,8 +51,10 @@ int run(const Options& opts) {
   wait_pids_free(plan);
   GhostFiles ghosts(plan);
 
+  // cryo's own pty ends must be gone before release, like its other files.
+  std::optional<Ttys> ttys(std::in_place, plan);
   NewTree tree(plan);
-  tree.create();
+  tree.create(*ttys);
   uint32_t forking_us = usec_since(t0);
   fault_point("restore-after-fork");
 
@@ -59,7 +62,7 @@ int run(const Options& opts) {
   ShmemSet shmem(plan);
   // cryo's own copies of the tree's files must be gone before release: a pipe whose writers
   // are all closed in the tree must read as EOF there.
-  std::optional<FileSet> files(std::in_place, plan);
+  std::optional<FileSet> files(std::in_place, plan, *ttys);
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     if (plan.tasks[i].zombie) continue;
     pages += restore_mm(tree.task(i), plan.tasks[i], plan, shmem, *files);
@@ -91,7 +94,9 @@ int run(const Options& opts) {
     leader.unmap_scratch();
     for (size_t k = 0; k < threads.size(); k++) restore_registers(*threads[k], t.threads[k]);
   }
+  ttys->finish();
   files.reset();
+  ttys.reset();
   ghosts.remove();
   fault_point("restore-before-release");
 

@@ -131,16 +131,21 @@ void NewTree::fork_child(size_t i) {
   log::debug("created task {} in parent {}", want, parent.tid());
 }
 
-void NewTree::create() {
+void NewTree::create(Ttys& ttys) {
   const TaskPlan& root = plan_.tasks[0];
   fork_root();
-  // Sessions are set as each task is created, so its children inherit them.
-  if (root.ps.sid() == root.ps.pid()) remote_[0]->check("setsid", SYS_setsid);
+  // Sessions and their controlling terminals are set as each task is created, so its
+  // children inherit them.
+  if (root.ps.sid() == root.ps.pid()) {
+    remote_[0]->check("setsid", SYS_setsid);
+    ttys.attach_ctty(*remote_[0]);
+  }
   for (size_t i = 1; i < plan_.tasks.size(); i++) {
     const TaskPlan& t = plan_.tasks[i];
     fork_child(i);
     if (t.ps.sid() == t.ps.pid()) {
       remote_[i]->check("setsid", SYS_setsid);
+      ttys.attach_ctty(*remote_[i]);
     } else if (t.ps.sid() != plan_.tasks[t.parent].ps.sid()) {
       fail(
           "task {}: session {} differs from its parent's and it does not lead it: not "
@@ -165,6 +170,8 @@ void NewTree::create() {
     }
     // else: a shell job's group, inherited from cryo.
   }
+  for (size_t i = 0; i < plan_.tasks.size(); i++)
+    if (plan_.tasks[i].ps.sid() == plan_.tasks[i].ps.pid()) ttys.set_foreground(*remote_[i]);
   // Zombies: end each with its dumped wait status.
   std::vector<size_t> zombie_parents;
   for (size_t i = 0; i < plan_.tasks.size(); i++) {

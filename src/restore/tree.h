@@ -9,6 +9,7 @@
 
 #include "infect/remote_task.h"
 #include "restore/plan.h"
+#include "restore/tty.h"
 
 namespace cryo::restore {
 
@@ -19,8 +20,9 @@ class NewTree {
   NewTree(const NewTree&) = delete;
   NewTree& operator=(const NewTree&) = delete;
 
-  // Creates every task with its PID, session and group; zombies end as zombies.
-  void create();
+  // Creates every task with its PID, session (with its pty as controlling terminal) and
+  // group; zombies end as zombies.
+  void create(Ttys& ttys);
   // The remote-syscall handle of task i of the plan (alive tasks only).
   RemoteTask& task(size_t i) { return *remote_[i]; }
   // Creates the other threads of task i (its leader must be ready to clone them); returns
