@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "dump/event_files.h"
-#include "dump/ghost_files.h"
 #include "dump/file_locks.h"
+#include "dump/ghost_files.h"
 #include "dump/pipes.h"
 #include "dump/shmem.h"
 #include "dump/sockets.h"
