@@ -1,5 +1,7 @@
 #include "arch/x86_64/regs.h"
 
+#include <sys/syscall.h>
+
 #include <cpuid.h>
 #include <elf.h>
 #include <sys/ptrace.h>
@@ -254,9 +256,17 @@ void prepare_restart(Regs& r) {
       r.rip -= 2;
       break;
     case kERestartRestartBlock:
-      // The kernel's restart state (the time left to sleep, ...) is not in the images: the
-      // call returns EINTR, as CRIU does, rather than starting over from the beginning.
-      r.rax = static_cast<uint64_t>(-4L);
+      // The kernel's restart state (the time left to sleep) is not in the images. Sleeps and
+      // polls start over with their arguments, which are still in the registers: waiting
+      // longer is harmless, while an EINTR (what CRIU gives) kills programs that block every
+      // signal and take none as a reason to stop. Other calls get EINTR.
+      if (r.orig_rax == SYS_poll || r.orig_rax == SYS_nanosleep ||
+          r.orig_rax == SYS_clock_nanosleep) {
+        r.rax = r.orig_rax;
+        r.rip -= 2;
+      } else {
+        r.rax = static_cast<uint64_t>(-4L);
+      }
       break;
     default:
       break;
