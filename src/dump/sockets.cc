@@ -140,55 +140,14 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
   }
 }
 
-namespace {
-
-// A unix socket name as people write it: @ for an abstract one, "unnamed" for none.
-std::string printable(const std::string& name) {
-  if (name.empty()) return "unnamed";
-  if (name[0] == '\0') {
-    std::string r = "@";
-    r.append(name, 1, std::string::npos);
-    return r;
-  }
-  return name.c_str();
-}
-
-// Which process holds socket `ino` (for a message about a socket outside the tree).
-std::string holder_of(uint32_t ino) {
-  const std::string want = fmt::format("socket:[{}]", ino);
-  for (int pid : proc::list_dir_numbers("/proc")) {
-    std::string base = fmt::format("/proc/{}/fd", pid);
-    std::vector<int> fds;
-    try {
-      fds = proc::list_dir_numbers(base);
-    } catch (const Error&) {
-      continue;  // gone, or not ours to read
-    }
-    for (int fd : fds) {
-      char link[64];
-      ssize_t n = ::readlink(fmt::format("{}/{}", base, fd).c_str(), link, sizeof link);
-      if (n > 0 && want.compare(0, want.size(), link, static_cast<size_t>(n)) == 0) {
-        std::string comm = "?";
-        try {
-          comm = proc::read_file(fmt::format("/proc/{}/comm", pid));
-          if (!comm.empty() && comm.back() == '\n') comm.pop_back();
-        } catch (const Error&) {
-        }
-        return fmt::format("held by task {} ({}) fd {}", pid, comm, fd);
-      }
-    }
-  }
-  return "held by no process found in /proc";
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string UnixSockets::describe(uint32_t ino) const {
   auto it = diag_.find(ino);
   if (it == diag_.end()) return fmt::format("socket {} (unknown to sock_diag)", ino);
   static const char* const kTypes[] = {"?", "stream", "dgram", "?", "?", "seqpacket"};
   const char* type = it->second.type < 6 ? kTypes[it->second.type] : "?";
-  return fmt::format("{} socket {} ({})", type, ino, printable(it->second.name));
+  return fmt::format("{} socket {} ({})", type, ino, kernel::unix_name_printable(it->second.name));
 }
 
 std::vector<file_entry> UnixSockets::finish(bool ext_unix_sk,
@@ -226,7 +185,7 @@ std::vector<file_entry> UnixSockets::finish(bool ext_unix_sk,
         std::string listener =
             dumped_.count(lino)
                 ? fmt::format("task {} fd {}", dumped_.at(lino).pid, dumped_.at(lino).fd)
-                : holder_of(lino);
+                : proc::socket_holder(lino);
         if (d.wqueue)
           fail(
               "{} sent data ({} bytes of socket buffer in use) on a connection that the "
@@ -246,7 +205,7 @@ std::vector<file_entry> UnixSockets::finish(bool ext_unix_sk,
 
     // The peer is outside the tree.
     auto pd = diag_.find(peer);
-    const std::string other = fmt::format("{}, {}", describe(peer), holder_of(peer));
+    const std::string other = fmt::format("{}, {}", describe(peer), proc::socket_holder(peer));
     if (!ext_unix_sk)
       fail(
           "{} is connected to {} outside the dumped tree: dump with --ext-unix-sk to keep such a "

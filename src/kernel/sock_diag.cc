@@ -92,4 +92,14 @@ std::map<uint32_t, UnixDiag> unix_diag_all() {
   return all;
 }
 
+std::string unix_name_printable(const std::string& name) {
+  if (name.empty()) return "unnamed";
+  if (name[0] == '\0') {
+    std::string r = "@";
+    r.append(name, 1, std::string::npos);
+    return r;
+  }
+  return name.c_str();
+}
+
 }  // namespace cryo::kernel

@@ -21,4 +21,7 @@ struct UnixDiag {
 // Every unix socket of the caller's network namespace, by inode.
 std::map<uint32_t, UnixDiag> unix_diag_all();
 
+// A unix socket name as people write it: @ for an abstract one, "unnamed" for none.
+std::string unix_name_printable(const std::string& name);
+
 }  // namespace cryo::kernel

@@ -618,4 +618,31 @@ std::vector<pid_t> read_threads(pid_t pid) {
   return std::vector<pid_t>(v.begin(), v.end());
 }
 
+std::string socket_holder(uint32_t ino) {
+  const std::string want = fmt::format("socket:[{}]", ino);
+  for (int pid : list_dir_numbers("/proc")) {
+    std::string base = fmt::format("/proc/{}/fd", pid);
+    std::vector<int> fds;
+    try {
+      fds = list_dir_numbers(base);
+    } catch (const Error&) {
+      continue;  // gone, or not ours to read
+    }
+    for (int fd : fds) {
+      char link[64];
+      ssize_t n = ::readlink(fmt::format("{}/{}", base, fd).c_str(), link, sizeof link);
+      if (n > 0 && want.compare(0, want.size(), link, static_cast<size_t>(n)) == 0) {
+        std::string comm = "?";
+        try {
+          comm = read_file(fmt::format("/proc/{}/comm", pid));
+          if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+        } catch (const Error&) {
+        }
+        return fmt::format("held by task {} ({}) fd {}", pid, comm, fd);
+      }
+    }
+  }
+  return "held by no process found in /proc";
+}
+
 }  // namespace cryo::proc

@@ -112,8 +112,10 @@ std::vector<Limit> read_limits(pid_t pid);
 std::string read_file(const std::string& path);                     // whole file; throws on error
 std::optional<std::string> try_read_file(const std::string& path);  // nullopt if absent
 std::string read_link(const std::string& path);                     // readlink; throws on error
-std::vector<int> list_dir_numbers(const std::string& path);         // numeric entries, sorted
-std::vector<pid_t> read_children(pid_t pid, pid_t tid);             // /proc/PID/task/TID/children
-std::vector<pid_t> read_threads(pid_t pid);                         // /proc/PID/task, sorted
+std::vector<int> list_dir_numbers(const std::string& path);
+// "held by task PID (comm) fd N" for socket inode `ino`, from a scan of /proc/*/fd.
+std::string socket_holder(uint32_t ino);                 // numeric entries, sorted
+std::vector<pid_t> read_children(pid_t pid, pid_t tid);  // /proc/PID/task/TID/children
+std::vector<pid_t> read_threads(pid_t pid);              // /proc/PID/task, sorted
 
 }  // namespace cryo::proc

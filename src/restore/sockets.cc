@@ -12,6 +12,8 @@
 #include "base/log.h"
 #include "image/fdinfo.h"
 #include "image/image.h"
+#include "kernel/sock_diag.h"
+#include "proc/proc.h"
 #include "sk-packet.pb.h"
 
 namespace cryo::restore {
@@ -28,34 +30,33 @@ sockaddr_un address(const std::string& name, socklen_t* len) {
   return a;
 }
 
-std::string printable(const std::string& name) {
-  if (name.empty()) return "(unnamed)";
-  if (name[0] == '\0') {
-    std::string r = "@";
-    r.append(name, 1, std::string::npos);
-    return r;
-  }
-  return name.c_str();
-}
-
 void bind_to(int fd, const std::string& name, uint32_t id) {
   socklen_t len;
   sockaddr_un a = address(name, &len);
   if (name[0] != '\0') {
-    // The dumped process's socket file is still there: a socket no one listens on any more.
+    // The dumped process's socket file is still there: a socket no one is bound to any more.
+    // One a live socket is bound to now belongs to someone else: never take it away.
     std::string path = name.c_str();
     struct stat st;
-    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+      for (const auto& [ino, d] : kernel::unix_diag_all())
+        if (d.name == path)
+          fail(
+              "cannot bind unix socket {} to {}: a running socket is bound there now ({}): stop "
+              "it, or restore where the path is free",
+              id, path, proc::socket_holder(ino));
+      ::unlink(path.c_str());
+    }
   }
   if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) < 0)
-    fail_sys("cannot bind unix socket {} to {}", id, printable(name));
+    fail_sys("cannot bind unix socket {} to {}", id, kernel::unix_name_printable(name));
 }
 
 void connect_to(int fd, const std::string& name, uint32_t id, const char* hint = "") {
   socklen_t len;
   sockaddr_un a = address(name, &len);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), len) < 0)
-    fail_sys("cannot connect unix socket {} to {}{}", id, printable(name), hint);
+    fail_sys("cannot connect unix socket {} to {}{}", id, kernel::unix_name_printable(name), hint);
 }
 
 }  // namespace
@@ -149,7 +150,8 @@ Fd UnixSockets::open(const file_entry& f) {
     if (u.name().empty()) fail("unix socket {} listens without a name", u.id());
     bind_to(s.get(), u.name(), u.id());
     if (::listen(s.get(), static_cast<int>(u.backlog() ? u.backlog() : 128)) < 0)
-      fail_sys("cannot listen on unix socket {} ({})", u.id(), printable(u.name()));
+      fail_sys("cannot listen on unix socket {} ({})", u.id(),
+               kernel::unix_name_printable(u.name()));
     return s;
   }
   const unix_sk_entry* peer = u.peer() ? by_ino(u.peer()) : nullptr;
@@ -207,7 +209,7 @@ Fd UnixSockets::open(const file_entry& f) {
                " (the socket outside the dumped tree it was connected to: start its owner "
                "before restoring)");
     log::info("unix socket {} connected again to {} outside the tree", u.id(),
-              printable(peer->name()));
+              kernel::unix_name_printable(peer->name()));
   } else if (peer) {
     // A datagram socket connected to a bound one that is not connected back.
     get_(peer->id());

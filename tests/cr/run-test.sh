@@ -8,7 +8,7 @@
 # "loop_sh" or "python" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
-# ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight).
+# ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted) are taken
@@ -688,6 +688,31 @@ err_inotify_deleted() {
 	finish_original "after the refused dump"
 }
 
+# A path a dumped socket was bound to is taken by a live socket outside the tree when the
+# restore comes: the restore fails naming it, leaves its socket file alone, and works once
+# the path is free again.
+err_socket_path_taken() {
+	helper unix_sockets
+	start_prog "$HELPER"
+	dump_ok dump
+	check_tree_gone
+	spawn /usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1] + "/listen.sock")
+s.listen(1)
+open(sys.argv[1] + "/taker", "w").write("ok")
+time.sleep(120)' "$D"
+	local taker=$SPAWN_PID
+	HELPERS+=("$taker")
+	wait_until 10 test -s "$D/taker" || die "setup: the outside process did not bind listen.sock"
+	restore_must_fail restore-taken "restore while $D/listen.sock is bound by pid $taker" "$IMG" \
+		"$D/listen.sock" "task $taker"
+	[[ -S $D/listen.sock ]] || die "the failed restore removed the live socket file $D/listen.sock"
+	kill -KILL "$taker"
+	wait "$taker" 2>/dev/null
+	restore_fg
+}
+
 err_freeze_timeout() {
 	helper vfork_wait
 	start_prog "$HELPER"
@@ -893,7 +918,7 @@ demo)
 	;;
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
-	freeze-timeout | file-locks | ext-unix-sk | unix-inflight)
+	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken)
 	"err_${FLAVOR//-/_}"
 	;;
 *)
