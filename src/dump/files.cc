@@ -37,22 +37,7 @@ uint32_t FileTable::by_path(const std::string& path, uint32_t flags, const std::
   auto key = std::make_pair(path, flags);
   if (auto it = paths_.find(key); it != paths_.end()) return it->second;
   uint32_t id = next_id_++;
-  if (std::string gone = deleted_path(path); !gone.empty()) {
-    if (proc_link.empty()) fail("{}: a deleted file or directory is not supported here", path);
-    ghosts_.add(id, proc_link, fmt::format("{} ({})", gone, proc_link));
-    file_entry e;
-    e.set_type(REG);
-    e.set_id(id);
-    auto* r = e.mutable_reg();
-    r->set_id(id);
-    r->set_flags(flags);
-    r->set_pos(0);
-    zero_fown(r->mutable_fown());
-    r->set_name(gone);
-    entries_.push_back(std::move(e));
-    paths_[key] = id;
-    return id;
-  }
+  const std::string gone = deleted_path(path);
   file_entry e;
   e.set_type(REG);
   e.set_id(id);
@@ -61,9 +46,12 @@ uint32_t FileTable::by_path(const std::string& path, uint32_t flags, const std::
   r->set_flags(flags);
   r->set_pos(0);
   zero_fown(r->mutable_fown());
-  r->set_name(path);
+  r->set_name(gone.empty() ? path : gone);
   struct stat st;
-  if (::stat(path.c_str(), &st) == 0) {
+  if (!gone.empty()) {
+    if (proc_link.empty()) fail("{}: a deleted file or directory is not supported here", path);
+    ghosts_.add(id, proc_link, fmt::format("{} ({})", gone, proc_link));
+  } else if (::stat(path.c_str(), &st) == 0) {
     if (S_ISREG(st.st_mode)) r->set_size(st.st_size);
     r->set_mode(st.st_mode);
   }
