@@ -5,7 +5,7 @@
 #
 # PROGRAM_OR_NAME is the path of a test program (tests/cr/progs/*.c) for the
 # flavors restore, restore-detached, leave-running, exit-status and shell-job;
-# "loop_sh" or "python" for the flavor demo; "errors" for the error flavors
+# "loop_sh", "script", "pipeline", "python" or "redis" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken).
@@ -543,6 +543,34 @@ demo_loop_sh() {
 	wait_until 5 is_gone "$ROOT" || die "restored shell did not die on SIGKILL"
 }
 
+demo_script() {
+	# script(1) from util-linux: a pty pair inside the tree (script holds the master and polls
+	# it with a timeout; a shell runs on the slave, its controlling terminal). The shell's
+	# lines keep flowing through the pty into the typescript: none lost or repeated.
+	SEND_USR1=0
+	command -v script >/dev/null || die "script is not installed (util-linux)"
+	spawn script -q -f -c "i=0; while :; do i=\$((i+1)); echo line \$i; sleep 0.1; done; : $D" \
+		"$D/typescript"
+	ROOT=$SPAWN_PID BGPID=$SPAWN_PID
+	echo "$ROOT" >"$D/ready"
+	last() { awk '/^line /{n=$2} END{print n+0}' "$D/typescript" 2>/dev/null; }
+	at_least() { (( $(last) >= $1 )); }
+	wait_until 10 at_least 5 || die "script did not start writing lines"
+	EXE=$(readlink "/proc/$ROOT/exe")
+	dump_ok dump
+	check_tree_gone
+	local v1
+	v1=$(last)
+	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4
+	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
+	wait_until 10 at_least $((v1 + 10)) || die "lines stopped after restore at $(last) (dumped at $v1)"
+	is_running "$ROOT" || die "restored script $ROOT not running (state $(state_of "$ROOT"))"
+	local bad
+	bad=$(awk '/^line /{n=$2+0; if (p && n != p + 1) print p " -> " n; p=n}' "$D/typescript" | head -3)
+	[[ -z $bad ]] || die "lines lost or repeated around the dump: $bad"
+	log "script goes on after restore: line $v1 -> $(last)"
+}
+
 demo_redis() {
 	# A real server from Debian's packages (epoll, threads, a unix socket) with an idle
 	# client connected, both in the tree; the client uses its connection after restore.
@@ -910,6 +938,7 @@ restore | restore-detached | leave-running | shell-job | exit-status)
 demo)
 	case $(basename "$PROG") in
 	loop_sh) demo_loop_sh ;;
+	script) demo_script ;;
 	pipeline) demo_pipeline ;;
 	python) demo_python ;;
 	redis) demo_redis ;;
