@@ -224,8 +224,14 @@ void wait_pids_free(const Plan& plan) {
   using namespace std::chrono;
   const auto deadline = steady_clock::now() + seconds(30);
   bool said = false;
+  // Every PID and TID of the tree: a thread's TID is taken as surely as a process's PID.
+  std::vector<pid_t> ids;
   for (const auto& t : plan.tasks) {
-    pid_t pid = t.pid();
+    ids.push_back(t.pid());
+    for (int k = 1; k < t.ps.threads_size(); k++)
+      ids.push_back(static_cast<pid_t>(t.ps.threads(k)));
+  }
+  for (pid_t pid : ids) {
     for (;;) {
       auto st = proc::try_read_file(fmt::format("/proc/{}/stat", pid));
       if (!st) break;
@@ -235,11 +241,22 @@ void wait_pids_free(const Plan& plan) {
       } catch (const Error&) {
         break;
       }
-      if (s.state != 'Z' && s.state != 'X')
+      if (s.state != 'Z' && s.state != 'X') {
+        pid_t tgid = s.pid;
+        if (auto status = proc::try_read_file(fmt::format("/proc/{}/status", pid))) try {
+            tgid = proc::parse_status(*status).tgid;
+          } catch (const Error&) {
+          }
+        if (tgid != pid)
+          fail(
+              "PID {} is in use by a thread of process {} ({}): stop that process or restore "
+              "where PID {} is free",
+              pid, tgid, s.comm, pid);
         fail(
             "PID {} is in use by process {} ({}): stop that process or restore where PID {} "
             "is free",
             pid, s.pid, s.comm, pid);
+      }
       if (steady_clock::now() > deadline)
         fail("PID {} is still held by a zombie of process {} after 30 s: its parent must reap it",
              pid, s.ppid);

@@ -11,7 +11,7 @@
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
-# vfork_wait, file_locks, inotify_deleted) are taken
+# vfork_wait, file_locks, inotify_deleted, pid_taker) are taken
 # from $CR_PROGS_DIR, else from the directory of PROGRAM_OR_NAME.
 #
 # Protocol with the programs: `prog WORKDIR` builds its state, writes
@@ -644,6 +644,24 @@ err_occupied_pid() {
 	expect_msg restore-busy "restore while pid $ROOT is alive" "$ROOT" "$COMM"
 	check_tree_running "after the refused restore"
 	finish_original "the original after the refused restore"
+
+	# A thread's TID held by another process: refused before anything is created, naming it.
+	new_run tid
+	helper threads
+	start_prog "$HELPER"
+	local tid
+	tid=$(ls "/proc/$ROOT/task" | grep -vx "$ROOT" | sort -n | tail -1)
+	[[ -n $tid ]] || die "setup: the threads program has no second thread"
+	dump_ok dump
+	check_tree_gone
+	helper pid_taker
+	spawn "$HELPER" "$D" "$tid"
+	HELPERS+=("$SPAWN_PID")
+	wait_until 10 test -s "$D/taken" || die "setup: pid_taker could not take PID $tid"
+	restore_must_fail restore-tid "restore while thread id $tid is taken" "$IMG" "PID $tid" \
+		"pid_taker"
+	pkill -KILL -P "$SPAWN_PID"
+	kill -KILL "$SPAWN_PID"
 }
 
 # A restore that must fail with a message containing WORDs and leave no
