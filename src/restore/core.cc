@@ -247,6 +247,10 @@ void restore_creds(RemoteTask& rt, const core_entry& core) {
     return v;
   };
   constexpr uint32_t kKeepCaps = 1u << 4;  // SECBIT_KEEP_CAPS
+  // The *_LOCKED bits (odd positions): once set, the bits they guard cannot change.
+  constexpr uint32_t kLockBits = 0xaaa;
+  constexpr uint64_t kSetpcap = 1ULL << 8;  // CAP_SETPCAP, needed to set securebits
+  const uint32_t locks = c.secbits() & kLockBits;
 
   // While still root: shrink the bounding set, set groups and gids.
   if (c.cap_bnd_size()) {
@@ -264,13 +268,15 @@ void restore_creds(RemoteTask& rt, const core_entry& core) {
   rt.check("setgroups", SYS_setgroups, {groups.size(), g});
   rt.check("setresgid", SYS_setresgid, {c.gid(), c.egid(), c.sgid()});
   rt.syscall(SYS_setfsgid, {c.fsgid()});
-  if (c.secbits() & ~kKeepCaps)
-    rt.check("prctl(PR_SET_SECUREBITS)", SYS_prctl, {PR_SET_SECUREBITS, c.secbits() & ~kKeepCaps});
+  // Unlocked bits now; locked ones only at the end, as they would forbid the steps between.
+  if (c.secbits() & ~(kKeepCaps | kLockBits))
+    rt.check("prctl(PR_SET_SECUREBITS)", SYS_prctl,
+             {PR_SET_SECUREBITS, c.secbits() & ~(kKeepCaps | kLockBits)});
   // Keep the permitted set across the uid change, then set the dumped sets exactly.
   rt.check("prctl(PR_SET_KEEPCAPS)", SYS_prctl, {PR_SET_KEEPCAPS, 1});
   rt.check("setresuid", SYS_setresuid, {c.uid(), c.euid(), c.suid()});
   rt.syscall(SYS_setfsuid, {c.fsuid()});
-  if (c.cap_prm_size()) {
+  auto capset = [&](uint64_t eff, uint64_t prm, uint64_t inh) {
     struct {
       uint32_t version;
       int pid;
@@ -278,7 +284,6 @@ void restore_creds(RemoteTask& rt, const core_entry& core) {
     struct {
       uint32_t effective, permitted, inheritable;
     } data[2];
-    uint64_t eff = cap64(c.cap_eff()), prm = cap64(c.cap_prm()), inh = cap64(c.cap_inh());
     for (int i = 0; i < 2; i++) {
       data[i].effective = static_cast<uint32_t>(eff >> (32 * i));
       data[i].permitted = static_cast<uint32_t>(prm >> (32 * i));
@@ -287,9 +292,18 @@ void restore_creds(RemoteTask& rt, const core_entry& core) {
     uint64_t h = rt.put(0, &hdr, sizeof hdr);
     uint64_t d = rt.put(64, data, sizeof data);
     rt.check("capset", SYS_capset, {h, d});
+  };
+  const uint64_t eff = cap64(c.cap_eff()), prm = cap64(c.cap_prm()), inh = cap64(c.cap_inh());
+  if (locks) {
+    // Setting securebits takes CAP_SETPCAP: hold it (the task still has root's permitted set)
+    // until the locked bits are in, together with the dumped keep-caps bit.
+    capset(prm | kSetpcap, prm | kSetpcap, inh);
+    rt.check("prctl(PR_SET_SECUREBITS)", SYS_prctl, {PR_SET_SECUREBITS, c.secbits()});
   }
-  rt.check("prctl(PR_SET_KEEPCAPS)", SYS_prctl,
-           {PR_SET_KEEPCAPS, (c.secbits() & kKeepCaps) ? 1u : 0u});
+  if (c.cap_prm_size()) capset(eff, prm, inh);
+  if (!locks)
+    rt.check("prctl(PR_SET_KEEPCAPS)", SYS_prctl,
+             {PR_SET_KEEPCAPS, (c.secbits() & kKeepCaps) ? 1u : 0u});
   if (c.no_new_privs())
     rt.check("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0});
 }
