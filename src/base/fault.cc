@@ -7,9 +7,13 @@
 
 namespace cryo {
 
-void fault_point(const char* name) {
+bool fault_wanted(const char* name) {
   const char* want = std::getenv("CRYO_FAULT");
-  if (want && std::strcmp(want, name) == 0) fail("fault injected at {} (CRYO_FAULT)", name);
+  return want && std::strcmp(want, name) == 0;
+}
+
+void fault_point(const char* name) {
+  if (fault_wanted(name)) fail("fault injected at {} (CRYO_FAULT)", name);
 }
 
 }  // namespace cryo

@@ -5,5 +5,7 @@ namespace cryo {
 
 // Throws Error("fault injected at NAME") when the environment asks for this point.
 void fault_point(const char* name);
+// True when the environment asks for point NAME: for injected events other than failures.
+bool fault_wanted(const char* name);
 
 }  // namespace cryo

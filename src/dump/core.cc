@@ -13,6 +13,7 @@
 
 #include "arch/x86_64/regs.h"
 #include "base/error.h"
+#include "base/fault.h"
 #include "base/log.h"
 #include "infect/remote_task.h"
 #include "kernel/syscalls.h"
@@ -151,7 +152,7 @@ class ThreadProbe {
   // which blocks its signals and puts its registers back.
   ThreadProbe(FrozenThread& th, uint64_t gadget, uint64_t sigmask, uint64_t scratch,
               bool nested = false)
-      : rt_(th.tid, gadget), nested_(nested), owns_scratch_(scratch == 0) {
+      : th_(th), rt_(th.tid, gadget), nested_(nested), owns_scratch_(scratch == 0) {
     rt_.set_saved_regs(th.regs);
     if (!nested_) guard_.emplace(th.tid, sigmask);
     if (scratch)
@@ -160,6 +161,7 @@ class ThreadProbe {
       rt_.map_scratch(kernel::kPageSize);
   }
   ~ThreadProbe() {
+    if (rt_.stop_requested()) th_.stop_requested = true;
     try {
       if (owns_scratch_) rt_.unmap_scratch();
       if (!nested_) rt_.restore_regs();
@@ -170,6 +172,7 @@ class ThreadProbe {
   RemoteTask& rt() { return rt_; }
 
  private:
+  FrozenThread& th_;
   RemoteTask rt_;
   bool nested_;
   bool owns_scratch_;
@@ -296,6 +299,7 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   {
     ThreadProbe probe(leader, gadget, masks[0], 0);
     RemoteTask& rt = probe.rt();
+    if (fault_wanted("dump-stop-signal")) ::kill(pid, SIGSTOP);  // a stop asked mid-probe
     uint64_t s = rt.scratch();
     for (int sig = 1; sig <= kMaxSig; sig++) {
       if (sig == SIGKILL || sig == SIGSTOP) continue;
@@ -349,6 +353,10 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   tc->set_personality(static_cast<uint32_t>(std::stoul(pers, nullptr, 16)));
   std::string oom = proc::read_file(fmt::format("/proc/{}/oom_score_adj", pid));
   tc->set_oom_score_adj(std::stoi(oom));
+  // A SIGSTOP held back during the probes: the task is stopped, in the images and on release.
+  for (const auto& th : t.threads)
+    if (th.stop_requested) t.stopped = true;
+  if (t.stopped) tc->set_task_state(image::kTaskStopped);
   return cores;
 }
 

@@ -19,6 +19,7 @@ struct FrozenThread {
   pid_t tid = 0;
   arch::Regs regs{};
   bool regs_saved = false;
+  bool stop_requested = false;  // a SIGSTOP came while cryo ran syscalls in it
 };
 
 struct FrozenTask {

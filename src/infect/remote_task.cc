@@ -77,8 +77,10 @@ long RemoteTask::syscall(long nr, std::initializer_list<uint64_t> args) {
       fail("task {} trapped at {:#x} instead of after the syscall at {:#x}", tid_, after.rip,
            gadget_);
     }
-    // A signal arrived before the syscall ran: it is an artifact of cryo's work (all of the
-    // task's own signals are blocked meanwhile), so it is discarded.
+    // A signal arrived before the syscall ran. The task's own signals are blocked meanwhile,
+    // so it is an artifact of cryo's work and is discarded, except SIGSTOP (it cannot be
+    // blocked): the stop someone asked for is noted and made when cryo is done.
+    if (ws.stop_sig() == SIGSTOP) stop_requested_ = true;
     log::debug("task {}: discarding signal {} during remote syscall {}", tid_, ws.stop_sig(), nr);
   }
 }

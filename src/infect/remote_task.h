@@ -38,6 +38,9 @@ class RemoteTask {
 
   // New children reported by PTRACE_EVENT_FORK/CLONE during the last syscall.
   const std::vector<pid_t>& new_children() const { return new_children_; }
+  // True when a SIGSTOP arrived during a remote syscall: it was held back, the caller must
+  // make the stop happen once it is done with the task.
+  bool stop_requested() const { return stop_requested_; }
 
   // Memory of the task.
   void read_mem(uint64_t addr, void* buf, size_t len) const;
@@ -66,6 +69,7 @@ class RemoteTask {
   uint64_t scratch_ = 0;
   size_t scratch_len_ = 0;
   std::vector<pid_t> new_children_;
+  bool stop_requested_ = false;
 };
 
 // Finds a "syscall" instruction in the task's vDSO (or any executable mapping).

@@ -8,7 +8,8 @@
 # "loop_sh", "script", "pipeline", "python" or "redis" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
-# ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken).
+# ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
+# stop-during-dump).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted, pid_taker) are taken
@@ -759,6 +760,34 @@ time.sleep(120)' "$D"
 	restore_fg
 }
 
+# A SIGSTOP that comes while cryo runs syscalls inside a task (CRYO_FAULT=dump-stop-signal
+# sends one then) is not lost: after dump -R the task is stopped; after a dump and restore,
+# the restored task is stopped. Both go on after SIGCONT.
+is_stopped() { [[ $(proc_state "$1") == T ]]; }
+err_stop_during_dump() {
+	helper memory
+	start_prog "$HELPER"
+	export CRYO_FAULT=dump-stop-signal
+	dump_ok dump -R
+	unset CRYO_FAULT
+	wait_until 5 is_stopped "$ROOT" || die "the SIGSTOP sent during dump -R was lost (state $(state_of "$ROOT"))"
+	kill -CONT "$ROOT"
+	finish_original "after SIGCONT"
+
+	new_run kill
+	start_prog "$HELPER"
+	export CRYO_FAULT=dump-stop-signal
+	dump_ok dump
+	unset CRYO_FAULT
+	check_tree_gone
+	run_cryo restore restore -d -D "$IMG" -o "$D/restore.log" -v4
+	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
+	wait_until 5 is_stopped "$ROOT" || die "the SIGSTOP sent during the dump did not reach the images (restored state $(state_of "$ROOT"))"
+	kill -CONT "$ROOT"
+	BGPID=""
+	finish_original "the restored task after SIGCONT"
+}
+
 err_freeze_timeout() {
 	helper vfork_wait
 	start_prog "$HELPER"
@@ -965,7 +994,8 @@ demo)
 	;;
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
-	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken)
+	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
+	stop-during-dump)
 	"err_${FLAVOR//-/_}"
 	;;
 *)
