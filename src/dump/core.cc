@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 
 #include <cstdio>
 #include <cstring>
@@ -194,7 +195,27 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, uint64_t gad
          st.cap_amb);
 
   auto* ti = core->mutable_thread_info();
-  arch::regs_to_image(th.regs, ti->mutable_gpregs());
+  arch::Regs regs = th.regs;
+  if (rseq_len > 0 && rseq.rseq_abi_pointer) {
+    // Cut inside a critical section: the image resumes it at its abort handler. (The task
+    // itself is left as it is: on its next return to user space the kernel does the same.)
+    uint64_t cs_ptr = 0;
+    kernel::RseqCs cs{};
+    iovec l1{&cs_ptr, sizeof cs_ptr},
+        r1{reinterpret_cast<void*>(rseq.rseq_abi_pointer + kernel::kRseqCsOffset), sizeof cs_ptr};
+    if (::process_vm_readv(tid, &l1, 1, &r1, 1, 0) == sizeof cs_ptr && cs_ptr) {
+      iovec l2{&cs, sizeof cs}, r2{reinterpret_cast<void*>(cs_ptr), sizeof cs};
+      if (::process_vm_readv(tid, &l2, 1, &r2, 1, 0) != sizeof cs)
+        fail_sys("task {}: cannot read its rseq critical section at {:#x}", tid, cs_ptr);
+      uint64_t ip = kernel::rseq_resume_ip(regs.rip, cs);
+      if (ip != regs.rip) {
+        log::debug("task {}: in an rseq critical section at {:#x}: resumes at {:#x}", tid, regs.rip,
+                   ip);
+        regs.rip = ip;
+      }
+    }
+  }
+  arch::regs_to_image(regs, ti->mutable_gpregs());
   arch::xstate_to_image(xstate, ti->mutable_fpregs());
   auto* thc = core->mutable_thread_core();
   thc->set_blk_sigset(sigmask);

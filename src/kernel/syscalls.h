@@ -45,6 +45,25 @@ struct RseqConfig {
   uint32_t pad;
 };
 
+// struct rseq_cs: a restartable sequence's critical section, as the task describes it.
+struct RseqCs {
+  uint32_t version;
+  uint32_t flags;
+  uint64_t start_ip;
+  uint64_t post_commit_offset;
+  uint64_t abort_ip;
+};
+// Offset of the rseq_cs pointer in struct rseq.
+constexpr uint64_t kRseqCsOffset = 8;
+
+// Where a thread stopped at `ip` must go on: a thread inside a critical section was cut in
+// the middle of it and must restart at the section's abort handler, as the kernel would
+// have made it on its next return to user space.
+inline uint64_t rseq_resume_ip(uint64_t ip, const RseqCs& cs) {
+  if (ip >= cs.start_ip && ip - cs.start_ip < cs.post_commit_offset) return cs.abort_ip;
+  return ip;
+}
+
 // The kernel's struct sigaction layout for rt_sigaction(2) on x86_64.
 struct KernelSigaction {
   uint64_t handler;
