@@ -3,6 +3,7 @@
 #include "restore/event_files.h"
 #include "restore/fsnotify.h"
 #include "restore/inet.h"
+#include "restore/shmem.h"
 
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -90,19 +91,21 @@ Fd FileSet::open_memfd(const memfd_file_entry& m) {
     Fd pf(::open(pages.c_str(), O_RDONLY | O_CLOEXEC));
     if (!pf) fail_sys("cannot open image {}", pages);
     pagemap_entry e;
-    std::string buf;
     off_t off = 0;
     while (r.next(e)) {
-      size_t len = e.nr_pages() * kernel::kPageSize;
-      buf.resize(len);
-      if (::pread(pf.get(), buf.data(), len, off) != static_cast<ssize_t>(len))
-        fail("image {} is truncated at offset {}", pages, off);
+      uint64_t len = e.nr_pages() * kernel::kPageSize;
+      read_pages_in_chunks(pf.get(), pages, off, len, [&](uint64_t at, const char* p, size_t n) {
+        // The last page may reach past the file's size: write only what the file holds.
+        uint64_t start = e.vaddr() + at;
+        uint64_t end = std::min<uint64_t>(start + n, mi.size());
+        for (uint64_t w = start; w < end;) {
+          ssize_t k = ::pwrite(mfd.get(), p + (w - start), end - w, static_cast<off_t>(w));
+          if (k < 0 && errno == EINTR) continue;
+          if (k <= 0) fail_sys("cannot fill memfd {}", mi.name());
+          w += static_cast<uint64_t>(k);
+        }
+      });
       off += static_cast<off_t>(len);
-      // The last page may reach past the file's size: write only what the file holds.
-      uint64_t end = std::min<uint64_t>(e.vaddr() + len, mi.size());
-      if (end > e.vaddr() &&
-          ::pwrite(mfd.get(), buf.data(), end - e.vaddr(), static_cast<off_t>(e.vaddr())) < 0)
-        fail_sys("cannot fill memfd {}", mi.name());
     }
     if (sealing && mi.seals() && ::fcntl(mfd.get(), F_ADD_SEALS, mi.seals()) < 0)
       fail_sys("cannot seal memfd {} with {:#x}", mi.name(), mi.seals());

@@ -218,12 +218,15 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
       uint64_t vaddr, len, off;
     };
     std::vector<Run> runs;
+    constexpr uint64_t kMaxRun = 1ULL << 30;
     uint64_t off = 0;
     for (const auto& p : t.pages) {
       uint64_t len = p.nr_pages() * kernel::kPageSize;
       if (off + len > pages.size())
         fail("image pages-{}.img is truncated at offset {}", t.pages_id, off);
-      runs.push_back({p.vaddr(), len, off});
+      // At most 1 GiB a run: one process_vm_writev moves less than 2 GiB.
+      for (uint64_t at = 0; at < len; at += kMaxRun)
+        runs.push_back({p.vaddr() + at, std::min(kMaxRun, len - at), off + at});
       off += len;
       written += p.nr_pages();
     }

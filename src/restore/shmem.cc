@@ -16,6 +16,20 @@
 
 namespace cryo::restore {
 
+void read_pages_in_chunks(int fd, const std::string& name, off_t off, uint64_t len,
+                          const std::function<void(uint64_t, const char*, size_t)>& put) {
+  constexpr size_t kChunk = 16 << 20;
+  std::vector<char> buf(static_cast<size_t>(std::min<uint64_t>(len, kChunk)));
+  for (uint64_t done = 0; done < len;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(len - done, kChunk));
+    ssize_t got = ::pread(fd, buf.data(), n, off + static_cast<off_t>(done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) fail("image {} is truncated at offset {}", name, off + static_cast<off_t>(done));
+    put(done, buf.data(), static_cast<size_t>(got));
+    done += static_cast<uint64_t>(got);
+  }
+}
+
 ShmemSet::ShmemSet(const Plan& plan) : plan_(plan) {
   // An object's size: the furthest any mapping of it reaches.
   for (const auto& t : plan.tasks)
@@ -42,16 +56,14 @@ void ShmemSet::create(RemoteTask& rt, uint64_t shmid, Object& o,
   Fd fd(::open(pages.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) fail_sys("cannot open image {}", pages);
   pagemap_entry e;
-  std::vector<char> buf;
   off_t off = 0;
   while (r.next(e)) {
     uint64_t len = e.nr_pages() * kernel::kPageSize;
     if (e.vaddr() + len > o.size) fail("image {} is corrupt: pages beyond the object", name);
-    buf.resize(len);
-    if (::pread(fd.get(), buf.data(), len, off) != static_cast<ssize_t>(len))
-      fail("image {} is truncated at offset {}", pages, off);
+    read_pages_in_chunks(fd.get(), pages, off, len, [&](uint64_t at, const char* p, size_t n) {
+      rt.write_mem(o.tmp + e.vaddr() + at, p, n);
+    });
     off += static_cast<off_t>(len);
-    rt.write_mem(o.tmp + e.vaddr(), buf.data(), len);
     pages_ += e.nr_pages();
   }
   log::debug("task {}: shared memory object {} ({} bytes) created", rt.tid(), shmid, o.size);

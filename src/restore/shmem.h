@@ -8,7 +8,9 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -16,6 +18,12 @@
 #include "restore/plan.h"
 
 namespace cryo::restore {
+
+// Reads `len` bytes of the pages image `fd` (named `name`) from `off`, in pieces of at most
+// 16 MiB (a run may be larger than one read or one process_vm_writev can take), handing each
+// to `put(offset in the run, bytes, count)`.
+void read_pages_in_chunks(int fd, const std::string& name, off_t off, uint64_t len,
+                          const std::function<void(uint64_t, const char*, size_t)>& put);
 
 class ShmemSet {
  public:
