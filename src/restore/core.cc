@@ -154,8 +154,15 @@ void restore_process_state(RemoteTask& rt, const TaskPlan& t) {
   if (tc.has_oom_score_adj()) {
     Fd fd(::open(fmt::format("/proc/{}/oom_score_adj", pid).c_str(), O_WRONLY | O_CLOEXEC));
     std::string v = std::to_string(tc.oom_score_adj());
-    if (!fd || ::write(fd.get(), v.data(), v.size()) < 0)
+    if (!fd || ::write(fd.get(), v.data(), v.size()) < 0) {
+      if (errno == EACCES && tc.oom_score_adj() < 0)
+        fail_sys(
+            "task {}: cannot restore oom_score_adj {}: a value below cryo's own needs "
+            "CAP_SYS_RESOURCE; run cryo restore with that capability (or with the same "
+            "oom_score_adj)",
+            pid, v);
       fail_sys("task {}: cannot restore oom_score_adj {}", pid, v);
+    }
   }
   uint64_t all = ~0ULL;
   if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) < 0)

@@ -9,7 +9,7 @@
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
-# stop-during-dump).
+# stop-during-dump oom-score-adj).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted, pid_taker) are taken
@@ -788,6 +788,26 @@ err_stop_during_dump() {
 	finish_original "the restored task after SIGCONT"
 }
 
+# Images asking for an oom_score_adj below what cryo may set (crit-edited: no task here can
+# lower its own without CAP_SYS_RESOURCE): the restore fails saying so, leaving nothing.
+err_oom_score_adj() {
+	helper memory
+	start_prog "$HELPER"
+	dump_ok dump
+	check_tree_gone
+	local core=$IMG/core-$ROOT.img
+	"$CRIT" decode -i "$core" -o "$D/core.json" || die "crit decode of $core failed"
+	/usr/bin/python3 - "$D/core.json" <<-'PY' || die "cannot edit $D/core.json"
+		import json, sys
+		j = json.load(open(sys.argv[1]))
+		j["entries"][0]["tc"]["oom_score_adj"] = -500
+		json.dump(j, open(sys.argv[1], "w"))
+	PY
+	"$CRIT" encode -i "$D/core.json" -o "$core" || die "crit encode of $core failed"
+	restore_must_fail restore-oom "restore of oom_score_adj -500" "$IMG" oom_score_adj -500 \
+		CAP_SYS_RESOURCE
+}
+
 err_freeze_timeout() {
 	helper vfork_wait
 	start_prog "$HELPER"
@@ -995,7 +1015,7 @@ demo)
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
-	stop-during-dump)
+	stop-during-dump | oom-score-adj)
 	"err_${FLAVOR//-/_}"
 	;;
 *)
