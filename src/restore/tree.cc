@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -189,6 +190,14 @@ void NewTree::create(Ttys& ttys) {
         z.check("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), a, 0, 8});
       }
       cont_sig = sig;
+      // Never a core file of the dying stand-in (its memory is not the dumped one's). The
+      // core bit of the wait status is therefore lost.
+      rlimit no_core{0, 0};
+      if (::prlimit(z.tid(), RLIMIT_CORE, &no_core, nullptr) < 0)
+        fail_sys("cannot disable core dumps of zombie {}", z.tid());
+      if (WCOREDUMP(status))
+        log::warn("task {} dumped core when it died: its restored wait status says it did not",
+                  t.pid());
       r.rip = z.gadget();
       r.rax = SYS_getpid;
     } else {
