@@ -74,6 +74,14 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
       for (uint32_t c : l.icons)
         if (c == ino) peer = lino;
   u->set_peer(peer);
+  // A datagram socket whose peer was closed is still connected to it (getpeername works),
+  // though sock_diag shows no peer.
+  if (d.type == SOCK_DGRAM && !peer) {
+    sockaddr_storage a;
+    socklen_t alen = sizeof a;
+    if (::getpeername(sk.get(), reinterpret_cast<sockaddr*>(&a), &alen) == 0)
+      u->set_cryo_peer_closed(true);
+  }
   zero_fown(u->mutable_fown());
   fill_sk_opts(sk.get(), u->mutable_opts());
   // A path name may come with its terminating NUL; an abstract one is kept as it is.
@@ -200,6 +208,17 @@ std::vector<file_entry> UnixSockets::finish(bool ext_unix_sk,
               self, describe(lino), listener);
         peer = lino;
       }
+    }
+    // An unnamed datagram socket takes messages only from a socket connected to it, and
+    // connecting it elsewhere afterwards empties its queue: restore can refill it only when
+    // it and its peer are connected to each other (a pair), or its peer was closed.
+    if (d.type == SOCK_DGRAM && where.queued && d.name.empty() && peer) {
+      auto pd = diag_.find(peer);
+      if (pd == diag_.end() || pd->second.peer != ino)
+        fail(
+            "{} has messages queued, no name and no peer connected back to it: cryo cannot put "
+            "them back on restore; read them and dump again",
+            self);
     }
     if (!peer || dumped_.count(peer)) continue;
 

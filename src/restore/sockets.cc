@@ -184,14 +184,19 @@ Fd UnixSockets::open(const file_entry& f) {
     return mine;
   }
 
-  if (!peer && u.state() == 1 /* TCP_ESTABLISHED */ && type != SOCK_DGRAM) {
+  // (A datagram socket others connect to reads as established too: its own mark says.)
+  const bool peer_closed =
+      !peer && (type == SOCK_DGRAM ? u.cryo_peer_closed() : u.state() == 1 /* TCP_ESTABLISHED */);
+  if (peer_closed) {
     // Connected, but its peer has been closed: a socketpair whose other end goes away once
-    // the queued data is in, so reads give that data and then end of file.
+    // the queued data is in, so reads give that data and then end of file (a datagram
+    // socket's sends then fail with ECONNREFUSED, as they would have).
     int sv[2];
     if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0)
       fail_sys("cannot create unix socket {}", u.id());
     Fd mine(sv[0]), theirs(sv[1]);
     set_opts(mine.get(), u);
+    if (!u.name().empty()) bind_to(mine.get(), u.name(), u.id());
     fill(mine.get(), u, theirs.get());
     theirs.reset();
     finish(mine.get(), u);

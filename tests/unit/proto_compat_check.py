@@ -137,6 +137,7 @@ def describe(f):
 # them as unknown fields. (message, field number) -> name.
 CRYO_EXTENSIONS = {
     ("eventpoll_tfd_entry", 1000): "cryo_target_id",
+    ("unix_sk_entry", 1000): "cryo_peer_closed",
 }
 
 NEWER_THAN_DEBIAN_CRIU = {

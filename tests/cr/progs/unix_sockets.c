@@ -3,7 +3,9 @@
  * socket with messages (one empty) from an unnamed sender connected to it, and a named socket
  * connected to it holding a message from it; a listening socket
  * with one accepted connection (data queued) and one connection still waiting in its backlog;
- * buffer sizes set on some sockets; SO_PASSCRED on a seqpacket receiver. After restore all
+ * buffer sizes set on some sockets; SO_PASSCRED on a seqpacket receiver; an unnamed datagram
+ * socket whose peer sent two messages and closed (the messages, then ECONNREFUSED). After
+ * restore all
  * the data is there, in order and with boundaries, every connection still works both ways,
  * the buffer sizes are the same and credentials arrive with each message where asked for.
  */
@@ -116,6 +118,12 @@ int main(int argc, char **argv) {
 	send(h[1], "last-words", 10, 0);
 	close(h[1]);
 
+	int gd[2];  /* datagram: the peer of gd[0] sends two messages, then closes */
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, gd)) cr_fail("setup: socketpair gd");
+	send(gd[1], "dg-one", 6, 0);
+	send(gd[1], "dg-two!", 7, 0);
+	close(gd[1]);
+
 	pid_t kid = fork();
 	if (kid == 0) {
 		cr_wait_go();
@@ -165,6 +173,14 @@ int main(int argc, char **argv) {
 		cr_sleep_ms(20);
 		expect(a2, "late", "backlog connection");
 	}
+	char gb[16] = {0};
+	if (recv(gd[0], gb, sizeof gb, MSG_DONTWAIT) != 6 || memcmp(gb, "dg-one", 6)) cr_fail("gd: first message '%s'", gb);
+	memset(gb, 0, sizeof gb);
+	if (recv(gd[0], gb, sizeof gb, MSG_DONTWAIT) != 7 || memcmp(gb, "dg-two!", 7)) cr_fail("gd: second message '%s'", gb);
+	errno = 0;
+	if (recv(gd[0], gb, sizeof gb, MSG_DONTWAIT) != -1 || errno != EAGAIN) cr_fail("gd: a third message or %s", strerror(errno));
+	errno = 0;
+	if (send(gd[0], "x", 1, MSG_DONTWAIT) != -1 || errno != ECONNREFUSED) cr_fail("gd: send to the closed peer: %s", strerror(errno));
 	cr_finish();
 	return 0;
 }
