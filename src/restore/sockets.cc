@@ -40,7 +40,7 @@ void bind_to(int fd, const std::string& name, uint32_t id) {
     struct stat st;
     if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
       for (const auto& [ino, d] : kernel::unix_diag_all())
-        if (d.name == path)
+        if (!d.name.empty() && d.name[0] != '\0' && d.name.c_str() == path)
           fail(
               "cannot bind unix socket {} to {}: a running socket is bound there now ({}): stop "
               "it, or restore where the path is free",

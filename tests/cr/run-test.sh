@@ -743,9 +743,12 @@ err_socket_path_taken() {
 	start_prog "$HELPER"
 	dump_ok dump
 	check_tree_gone
-	spawn /usr/bin/python3 -c 'import socket, sys, time
+	spawn /usr/bin/python3 -c 'import os, socket, sys, time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind(sys.argv[1] + "/listen.sock")
+path = sys.argv[1] + "/listen.sock"
+if os.path.exists(path):
+    os.unlink(path)  # the stale file of the dumped server, as a new server would
+s.bind(path)
 s.listen(1)
 open(sys.argv[1] + "/taker", "w").write("ok")
 time.sleep(120)' "$D"
