@@ -1,5 +1,6 @@
 /* shmem: MAP_SHARED|MAP_ANONYMOUS memory shared by a parent and two children stays shared
- * (their writes after restore meet), with its content and holes. */
+ * (their writes after restore meet), with its content and holes. An object whose tail was
+ * unmapped keeps it: mremap brings it back with its content. */
 #define _GNU_SOURCE
 #include "common.h"
 #include <sys/mman.h>
@@ -13,6 +14,9 @@ int main(int argc, char **argv) {
 	for (int i = 0; i < SZ; i += 4096 * 3) a[i] = (unsigned char)(i / 4096 + 1);
 	munmap(a, 4096 * 2);  /* the parent maps the object from offset 8K on */
 	b[100] = 42;
+	unsigned char *d = mmap(0, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	for (int p = 0; p < 4; p++) memset(d + p * 4096, 'a' + p, 4096);
+	munmap(d + 2 * 4096, 2 * 4096);  /* the tail stays in the object */
 	pid_t kids[2];
 	for (int k = 0; k < 2; k++) {
 		kids[k] = fork();
@@ -41,6 +45,11 @@ int main(int argc, char **argv) {
 		if (strncmp(s0, s1, 40) || strcmp(strrchr(s0, ' '), strrchr(s1, ' '))) { *e0 = *e1 = 0; cr_fail("maps: %s vs %s", s0, s1); break; }
 		s0 = e0 + 1; s1 = e1 + 1;
 	}
+	unsigned char *d2 = mremap(d, 2 * 4096, 4 * 4096, MREMAP_MAYMOVE);
+	if (d2 == MAP_FAILED) cr_fail("mremap of the shrunk object: %s", strerror(errno));
+	else
+		for (int p = 0; p < 4; p++)
+			if (d2[p * 4096] != 'a' + p || d2[p * 4096 + 4095] != 'a' + p) { cr_fail("object tail page %d: %c", p, d2[p * 4096]); break; }
 	cr_finish();
 	return 0;
 }
