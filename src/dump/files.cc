@@ -37,7 +37,7 @@ uint32_t FileTable::by_path(const std::string& path, uint32_t flags, const std::
   auto key = std::make_pair(path, flags);
   if (auto it = paths_.find(key); it != paths_.end()) return it->second;
   uint32_t id = next_id_++;
-  const std::string gone = deleted_path(path);
+  const std::string gone = deleted_path(path, proc_link);
   file_entry e;
   e.set_type(REG);
   e.set_id(id);
@@ -170,8 +170,9 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
     } else {
       fail("task {} fd {}: {} (mode {:o}) is not supported yet", pid, fd, link, st.st_mode);
     }
-    const std::string gone = type == REG ? deleted_path(link) : "";
-    if (type != MEMFD && type != REG && !deleted_path(link).empty())
+    const std::string fd_path = fmt::format("{}/{}", base, fd);
+    const std::string gone = type == REG ? deleted_path(link, fd_path) : "";
+    if (type != MEMFD && type != REG && !deleted_path(link, fd_path).empty())
       fail("task {} fd {}: a deleted FIFO or device ({}) is not supported yet", pid, fd, link);
 
     // One id per open file: the same open file seen before (dup, fork) shares it.

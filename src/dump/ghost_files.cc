@@ -13,23 +13,35 @@
 
 namespace cryo::dump {
 
-std::string deleted_path(const std::string& link) {
+std::string deleted_path(const std::string& link, const std::string& proc_path) {
   constexpr std::string_view kSuffix = " (deleted)";
   if (link.size() <= kSuffix.size() || link.front() != '/' ||
       link.compare(link.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0)
     return "";
-  return link.substr(0, link.size() - kSuffix.size());
+  std::string gone = link.substr(0, link.size() - kSuffix.size());
+  struct stat st, named;
+  if (proc_path.empty() || ::stat(proc_path.c_str(), &st) < 0) return gone;
+  if (::stat(link.c_str(), &named) == 0 && named.st_dev == st.st_dev && named.st_ino == st.st_ino)
+    return "";  // a live file whose name ends in " (deleted)"
+  if (!S_ISDIR(st.st_mode) && st.st_nlink > 0)
+    fail(
+        "{}: its name {} was removed but it keeps {} other hard link(s): not supported (a saved "
+        "copy would part from them)",
+        proc_path, gone, st.st_nlink);
+  return gone;
 }
 
 void GhostFiles::add(uint32_t file_id, const std::string& proc_path, const std::string& what) {
-  Fd fd(::open(proc_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) fd.reset(::open(proc_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) fail_sys("{}: cannot open the deleted file through {}", what, proc_path);
+  // What it is first: opening a device or FIFO could block or act on it.
   struct stat st;
-  if (::fstat(fd.get(), &st) < 0) fail_sys("{}: cannot stat the deleted file", what);
+  if (::stat(proc_path.c_str(), &st) < 0)
+    fail_sys("{}: cannot stat the deleted file through {}", what, proc_path);
   if (!S_ISREG(st.st_mode))
     fail("{}: a deleted {} is not supported: only deleted regular files are saved", what,
          S_ISDIR(st.st_mode) ? "directory" : "special file");
+  Fd fd(::open(proc_path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (!fd) fail_sys("{}: cannot open the deleted file through {}", what, proc_path);
+  if (::fstat(fd.get(), &st) < 0) fail_sys("{}: cannot stat the deleted file", what);
   if (static_cast<uint64_t>(st.st_size) > limit_)
     fail(
         "{}: the deleted file is {} bytes, over the ghost file limit of {} bytes: raise it with "

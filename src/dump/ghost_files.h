@@ -41,7 +41,10 @@ class GhostFiles {
   std::vector<remap_file_path_entry> remaps_;
 };
 
-// "/path (deleted)" -> "/path"; empty when `link` does not name a deleted file.
-std::string deleted_path(const std::string& link);
+// "/path (deleted)" -> "/path" when `link` (as /proc shows it) names a file whose last name
+// is gone; empty when it does not, also for a live file really named "... (deleted)".
+// `proc_path` (/proc/PID/fd/N, ...) reaches the file. A file that lost this name but keeps
+// others is refused: a saved copy would part from them.
+std::string deleted_path(const std::string& link, const std::string& proc_path);
 
 }  // namespace cryo::dump

@@ -28,12 +28,12 @@ bool is_pts(dev_t rdev) {
   return major(rdev) >= kPtsMajorFirst && major(rdev) <= kPtsMajorLast;
 }
 
-// CRIU's tty ids: a pty's master and slave are told apart by the low bit.
+// CRIU's tty ids: a pty's master and slave are told apart by the low bit (1: master).
 uint32_t master_id(uint32_t index) {
-  return index << 1;
+  return index << 1 | 1;
 }
 uint32_t slave_id(uint32_t index) {
-  return index << 1 | 1;
+  return index << 1;
 }
 
 Fd copy_of(pid_t pid, int fd, const std::string& link) {

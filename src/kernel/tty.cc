@@ -1,16 +1,21 @@
 #include "kernel/tty.h"
 
 #include <asm/termbits.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "base/error.h"
+#include "base/log.h"
 
 namespace cryo::kernel {
 namespace {
+
+constexpr size_t kLdiscBuf = 4095;  // N_TTY's read buffer, less one
 
 void set_termios(int master, const Termios2& t, const std::string& what) {
   if (::ioctl(master, kTcsets2, &t) < 0) fail_sys("{}: cannot set the terminal attributes", what);
@@ -42,11 +47,20 @@ std::string drain(int fd, bool packet_mode) {
   return out;
 }
 
+// Writes with a deadline: a terminal that takes no more (output stopped, a corrupt image
+// asking for more than a pty holds) must give an error, not a hang.
 void write_all(int fd, const std::string& data, const std::string& what, const char* end) {
+  using namespace std::chrono;
+  const auto deadline = steady_clock::now() + seconds(5);
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+      if (steady_clock::now() > deadline)
+        fail(
+            "{}: the {} took only {} of {} bytes in 5 s (flow stopped, or more than a "
+            "terminal holds)",
+            what, end, off, data.size());
       pollfd p{fd, POLLOUT, 0};
       ::poll(&p, 1, 100);
       continue;
@@ -56,14 +70,17 @@ void write_all(int fd, const std::string& data, const std::string& what, const c
   }
 }
 
-void wait_queued(int fd, size_t want, const std::string& what, const char* end) {
+// Waits (bounded) until the line discipline has taken `want` bytes, so that they are
+// processed under the quiet attributes. Its buffer holds 4095 bytes at most; the rest waits
+// in the terminal's flip buffers and is processed once the reader makes room.
+bool wait_queued(int fd, size_t want) {
   using namespace std::chrono;
+  want = std::min<size_t>(want, kLdiscBuf);
   const auto deadline = steady_clock::now() + seconds(2);
   for (;;) {
     int n = queued(fd);
-    if (n >= 0 && static_cast<size_t>(n) >= want) return;
-    if (steady_clock::now() > deadline)
-      fail("{}: the {} holds {} of the {} queued bytes after 2 s", what, end, n, want);
+    if (n >= 0 && static_cast<size_t>(n) >= want) return true;
+    if (steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(milliseconds(1));
   }
 }
@@ -127,24 +144,45 @@ void pty_requeue(int master, int slave, const Termios2& t, const PtyQueues& q,
     input = std::move(ci.bytes);
     lines = ci.readable;
   }
+  // Non-blocking for the time of the writes, so that a deadline holds; the flags are the
+  // open files' own (the task's, at dump), so they go back after.
+  const int mflags = ::fcntl(master, F_GETFL), sflags = ::fcntl(slave, F_GETFL);
+  if (mflags < 0 || sflags < 0) fail_sys("{}: cannot read the flags of its terminal", what);
+  ::fcntl(master, F_SETFL, mflags | O_NONBLOCK);
+  ::fcntl(slave, F_SETFL, sflags | O_NONBLOCK);
+  struct FlagsBack {
+    int fd, flags;
+    ~FlagsBack() { ::fcntl(fd, F_SETFL, flags); }
+  } mback{master, mflags}, sback{slave, sflags};
   set_termios(master, quiet, what);
-  try {
-    if (!input.empty()) {
-      write_all(master, input, what, "slave's input");
-      wait_queued(slave, lines, what, "slave's input");
-      // The rest of a canonical line cannot be seen from here: give the kernel a moment.
-      if (canon && lines && lines < input.size())
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Both directions are written before anything can fail for a wait: bytes once drained
+  // must go back whatever happens next.
+  std::optional<Error> failed;
+  auto put_back = [&](int fd, const std::string& data, const char* end) {
+    try {
+      if (!data.empty()) write_all(fd, data, what, end);
+    } catch (const Error& e) {
+      if (!failed) failed = e;
     }
-    if (!q.to_master.empty()) {
-      write_all(slave, q.to_master, what, "master's input");
-      wait_queued(master, q.to_master.size(), what, "master's input");
-    }
-  } catch (const Error&) {
-    ::ioctl(master, kTcsets2, &t);  // the terminal must not stay quiet after a failure
-    throw;
+  };
+  put_back(master, input, "slave's input");
+  put_back(slave, q.to_master, "master's input");
+  if (!failed) {
+    bool in = input.empty() || wait_queued(slave, lines);
+    // The rest of a canonical line cannot be seen from here: give the kernel a moment.
+    if (in && canon && lines < input.size())
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    bool out = q.to_master.empty() || wait_queued(master, q.to_master.size());
+    if (!in || !out)
+      log::warn(
+          "{}: the terminal had not taken all of its queued bytes after 2 s; the rest is "
+          "processed with its own attributes (echo, translation)",
+          what);
   }
-  set_termios(master, t, what);
+  // The terminal must not stay quiet, also after a failure.
+  if (::ioctl(master, kTcsets2, &t) < 0 && !failed)
+    fail_sys("{}: cannot set the terminal attributes", what);
+  if (failed) throw *failed;
 }
 
 }  // namespace cryo::kernel

@@ -59,7 +59,7 @@ void fill(int fd, const std::string& dir, uint32_t id, const std::string& path) 
 
 }  // namespace
 
-GhostFiles::GhostFiles(Plan& plan) {
+GhostFiles::GhostFiles(Plan& plan) try {
   std::map<uint32_t, std::string> made;  // ghost id -> where it is
   for (const auto& [file_id, ghost_id] : plan.ghosts) {
     auto fe = plan.files.find(file_id);
@@ -78,19 +78,27 @@ GhostFiles::GhostFiles(Plan& plan) {
       if (!fd)
         fail_sys("cannot recreate deleted file {} at {} (its directory must exist)", r->name(),
                  path);
-      created_.push_back(path);
+      struct stat st;
+      if (::fstat(fd.get(), &st) < 0) fail_sys("cannot stat {}", path);
+      created_.push_back({path, st.st_dev, st.st_ino});
       fill(fd.get(), plan.dir, ghost_id, path);
       log::debug("deleted file {} recreated at {} from ghost {}", r->name(), path, ghost_id);
       it = made.emplace(ghost_id, path).first;
     }
     r->set_name(it->second);
   }
+} catch (...) {
+  remove();  // the destructor does not run for a constructor that throws
+  throw;
 }
 
 void GhostFiles::remove() {
-  for (const auto& path : created_)
-    if (::unlink(path.c_str()) < 0 && errno != ENOENT)
-      log::warn("cannot remove the temporary file {}: {}", path, std::strerror(errno));
+  for (const Made& m : created_) {
+    struct stat st;
+    if (::lstat(m.path.c_str(), &st) < 0 || st.st_dev != m.dev || st.st_ino != m.ino) continue;
+    if (::unlink(m.path.c_str()) < 0 && errno != ENOENT)
+      log::warn("cannot remove the temporary file {}: {}", m.path, std::strerror(errno));
+  }
   created_.clear();
 }
 

@@ -3,6 +3,8 @@
 // once every task holds it, so the tree sees an open file with no name again.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -21,7 +23,12 @@ class GhostFiles {
   void remove();
 
  private:
-  std::vector<std::string> created_;
+  struct Made {
+    std::string path;
+    dev_t dev;
+    ino_t ino;  // removed only while the path still names this file
+  };
+  std::vector<Made> created_;
 };
 
 }  // namespace cryo::restore

@@ -18,10 +18,10 @@ namespace cryo::restore {
 namespace {
 
 uint32_t master_id(uint32_t index) {
-  return index << 1;
+  return index << 1 | 1;
 }
 uint32_t slave_id(uint32_t index) {
-  return index << 1 | 1;
+  return index << 1;
 }
 
 // The terminal cryo itself runs in: a shell job's terminal fds are attached to it.

@@ -68,6 +68,34 @@ static void expect_bytes(const char *who, int fd, const char *want, size_t n)
 		}
 }
 
+/* More than the line discipline's 4095-byte buffer, queued after the small messages. */
+#define BIG_IN 6000
+#define BIG_OUT 5000
+static char big_byte(size_t i, int seed) { return (char)('A' + (i * 7 + (size_t)seed) % 26); }
+
+static int write_big(int fd, size_t n, int seed)
+{
+	char buf[BIG_IN];
+	for (size_t i = 0; i < n; i++)
+		buf[i] = big_byte(i, seed);
+	return cr_write_all(fd, buf, n);
+}
+
+static void expect_big(const char *who, int fd, size_t n, int seed)
+{
+	char buf[BIG_IN];
+	size_t got = read_exact(fd, buf, n);
+	if (got != n) {
+		cr_fail("%s: %zu of %zu queued bytes arrived", who, got, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (buf[i] != big_byte(i, seed)) {
+			cr_fail("%s: byte %zu is 0x%02x", who, i, (unsigned char)buf[i]);
+			return;
+		}
+}
+
 static void expect_nothing_more(const char *who, int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -200,7 +228,7 @@ static int grandchild(int s)
 	setpgid(0, 0);
 	while (tcgetpgrp(s) != getpid())
 		cr_sleep_ms(5);
-	if (cr_write_all(s, to_master, TO_MASTER_LEN) < 0)
+	if (cr_write_all(s, to_master, TO_MASTER_LEN) < 0 || write_big(s, BIG_OUT, 2) < 0)
 		cr_fail("setup: write to the slave: %s", strerror(errno));
 	cr_ready_named("ready-gc");
 	cr_wait_go();
@@ -211,6 +239,7 @@ static int grandchild(int s)
 	check_dev_tty("grandchild", s);
 	check_termios("grandchild", s);
 	expect_bytes("slave input queued before the dump", s, to_slave, TO_SLAVE_LEN);
+	expect_big("slave input past the line buffer", s, BIG_IN, 1);
 	expect_nothing_more("slave input", s);
 	if (cr_write_all(s, "new-out", 7) < 0)
 		cr_fail("write new bytes to the slave: %s", strerror(errno));
@@ -333,7 +362,7 @@ int main(int argc, char **argv)
 	}
 	cr_wait_for("ready-child");
 	cr_wait_for("ready-gc");
-	if (cr_write_all(m, to_slave, TO_SLAVE_LEN) < 0)
+	if (cr_write_all(m, to_slave, TO_SLAVE_LEN) < 0 || write_big(m, BIG_IN, 1) < 0)
 		cr_fail("setup: write to the master: %s", strerror(errno));
 	if (cr_write_all(cm, cooked_in, sizeof cooked_in - 1) < 0)
 		cr_fail("setup: write to the canonical master: %s", strerror(errno));
@@ -350,6 +379,7 @@ int main(int argc, char **argv)
 		CHECK_S("pty slave name (index)", pts_name, name);
 	check_termios("root", m);
 	expect_bytes("master input queued before the dump", m, to_master, TO_MASTER_LEN);
+	expect_big("master input past the line buffer", m, BIG_OUT, 2);
 	expect_bytes("new master input", m, "new-out", 7);
 	expect_nothing_more("master input", m);
 	if (cr_write_all(m, "new-in", 6) < 0)
