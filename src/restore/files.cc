@@ -221,6 +221,13 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
   // fd number to restore, so fds can be placed in increasing order: the lowest free number
   // is then never above the one wanted.
   uint64_t top = t.fds.back().fd() + 1;
+  // Also above the numbers an epoll registration of a closed fd is put back at for a moment.
+  for (const auto& fdi : t.fds) {
+    const file_entry& f = files.entry(fdi.id());
+    if (f.type() != EVENTPOLL) continue;
+    for (const auto& tfd : f.epfd().tfd())
+      if (tfd.has_cryo_target_id()) top = std::max<uint64_t>(top, uint64_t{tfd.tfd()} + 1);
+  }
   long p = rt.check("pidfd_open", SYS_pidfd_open, {static_cast<uint64_t>(::getpid()), 0});
   long pidfd = rt.check("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl,
                         {static_cast<uint64_t>(p), F_DUPFD_CLOEXEC,
@@ -248,19 +255,19 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
   for (const auto& fdi : t.fds) {
     const file_entry& f = files.entry(fdi.id());
     if (f.type() != EVENTPOLL || !files.first_fill(fdi.id())) continue;
-    auto add = [&](const eventpoll_tfd_entry& tfd) {
+    auto add = [&](const eventpoll_tfd_entry& tfd, uint64_t epfd) {
       struct __attribute__((packed)) {
         uint32_t events;
         uint64_t data;
       } ev{tfd.events(), tfd.data()};
       uint64_t a = rt.put(0, &ev, sizeof ev);
-      long r = rt.syscall(SYS_epoll_ctl, {fdi.fd(), EPOLL_CTL_ADD, tfd.tfd(), a});
+      long r = rt.syscall(SYS_epoll_ctl, {epfd, EPOLL_CTL_ADD, tfd.tfd(), a});
       if (r < 0)
         fail_errno(static_cast<int>(-r), "task {}: cannot register fd {} in epoll fd {} again", pid,
                    tfd.tfd(), fdi.fd());
     };
     for (const auto& tfd : f.epfd().tfd())
-      if (!tfd.has_cryo_target_id()) add(tfd);
+      if (!tfd.has_cryo_target_id()) add(tfd, fdi.fd());
     // A file registered under an fd number that was closed (or reused) since: it is put at
     // that number for the time of the registration, the number's own file moved aside.
     for (const auto& tfd : f.epfd().tfd()) {
@@ -273,7 +280,7 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
         fail_errno(static_cast<int>(-got), "task {}: cannot take file {} watched by epoll fd {}",
                    pid, tfd.cryo_target_id(), fdi.fd());
       if (static_cast<uint64_t>(got) == num) {  // the number was free and lowest
-        add(tfd);
+        add(tfd, fdi.fd());
         rt.check("close", SYS_close, {num});
         continue;
       }
@@ -284,7 +291,8 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
         aside = rt.check("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl,
                          {num, F_DUPFD_CLOEXEC, static_cast<uint64_t>(pidfd) + 1});
       rt.check("dup3", SYS_dup3, {static_cast<uint64_t>(got), num, O_CLOEXEC});
-      add(tfd);
+      // (The epoll itself may sit at that number: it is the copy moved aside then.)
+      add(tfd, num == fdi.fd() ? static_cast<uint64_t>(aside) : fdi.fd());
       if (aside >= 0) {
         bool cloexec = holder->flags() & FD_CLOEXEC;
         rt.check("dup3", SYS_dup3, {static_cast<uint64_t>(aside), num, cloexec ? O_CLOEXEC : 0u});

@@ -25,6 +25,8 @@ class FileSet {
   const file_entry& entry(uint32_t id) const { return plan_.files.at(id); }
   // True the first time an epoll instance is asked for: its registrations are then made.
   bool first_fill(uint32_t id) { return filled_.insert(id).second; }
+  // The restore succeeded: the socket files it bound stay (else they go with the FileSet).
+  void keep() { unix_->keep(); }
 
  private:
   Fd open_reg(const reg_file_entry& r);

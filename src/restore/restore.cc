@@ -95,6 +95,7 @@ int run(const Options& opts) {
     for (size_t k = 0; k < threads.size(); k++) restore_registers(*threads[k], t.threads[k]);
   }
   ttys->finish();
+  files->keep();
   files.reset();
   ttys.reset();
   ghosts.remove();

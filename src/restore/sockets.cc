@@ -98,8 +98,10 @@ const unix_sk_entry* UnixSockets::by_ino(uint32_t ino) const {
 }
 
 // Puts u's saved queue back, sent from `sender` (its peer) or, for a bound datagram socket
-// without a peer of its own, from a socket of cryo's.
-void UnixSockets::fill(int fd, const unix_sk_entry& u, int sender) {
+// without a peer of its own, from a socket of cryo's. The queued bytes are charged to the
+// sender until they are read: its send buffer is raised for the time of the filling, and a
+// socket that takes no more fails rather than blocks.
+void UnixSockets::fill(int fd, const unix_sk_entry& u, int sender, const std::string& dest) {
   auto it = queues_.find(u.id());
   if (it == queues_.end()) return;
   Fd tmp;
@@ -111,13 +113,52 @@ void UnixSockets::fill(int fd, const unix_sk_entry& u, int sender) {
     sender = tmp.get();
   }
   (void)fd;
+  size_t total = 0;
+  for (const std::string& m : it->second) total += m.size() + 1024;  // data and overhead
+  int old_buf = 0;
+  socklen_t len = sizeof old_buf;
+  ::getsockopt(sender, SOL_SOCKET, SO_SNDBUF, &old_buf, &len);
+  int want = static_cast<int>(std::min<size_t>(total + (1 << 16), 1 << 30));
+  if (want > old_buf) ::setsockopt(sender, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want);
+  socklen_t dlen = 0;
+  sockaddr_un to{};
+  if (!dest.empty()) to = address(dest, &dlen);
+  size_t sent = 0;
   for (const std::string& m : it->second) {
     size_t off = 0;
     do {
-      ssize_t n = ::send(sender, m.data() + off, m.size() - off, MSG_NOSIGNAL);
+      ssize_t n = ::sendto(sender, m.data() + off, m.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT,
+                           dlen ? reinterpret_cast<sockaddr*>(&to) : nullptr, dlen);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN)
+        fail(
+            "unix socket {} takes no more of its queued data after {} of {} messages (its queue "
+            "limits, e.g. net.unix.max_dgram_qlen, are lower here than where it was dumped)",
+            u.id(), sent, it->second.size());
       if (n < 0) fail_sys("cannot put {} queued bytes back into unix socket {}", m.size(), u.id());
       off += static_cast<size_t>(n);
     } while (u.type() == SOCK_STREAM && off < m.size());
+    sent++;
+  }
+  // The sender's own size again (the kernel reports twice what it was given).
+  if (want > old_buf) {
+    int half = old_buf / 2;
+    ::setsockopt(sender, SOL_SOCKET, SO_SNDBUFFORCE, &half, sizeof half);
+  }
+}
+
+void UnixSockets::bind(int fd, const std::string& name, uint32_t id) {
+  bind_to(fd, name, id);
+  if (name[0] == '\0') return;
+  struct stat st;
+  if (::stat(name.c_str(), &st) == 0) bound_.push_back({name.c_str(), st.st_dev, st.st_ino});
+}
+
+UnixSockets::~UnixSockets() {
+  for (const Bound& b : bound_) {
+    struct stat st;
+    if (::lstat(b.path.c_str(), &st) == 0 && st.st_dev == b.dev && st.st_ino == b.ino)
+      ::unlink(b.path.c_str());
   }
 }
 
@@ -148,7 +189,7 @@ Fd UnixSockets::open(const file_entry& f) {
     Fd s = make();
     set_opts(s.get(), u);
     if (u.name().empty()) fail("unix socket {} listens without a name", u.id());
-    bind_to(s.get(), u.name(), u.id());
+    bind(s.get(), u.name(), u.id());
     if (::listen(s.get(), static_cast<int>(u.backlog() ? u.backlog() : 128)) < 0)
       fail_sys("cannot listen on unix socket {} ({})", u.id(),
                kernel::unix_name_printable(u.name()));
@@ -168,14 +209,29 @@ Fd UnixSockets::open(const file_entry& f) {
     finish(s.get(), u);
     return s;
   }
+  if (type == SOCK_DGRAM && u.peer() == u.ino()) {
+    // A datagram socket connected to itself (by its name): what it sent to itself is queued.
+    if (u.name().empty()) fail("unix socket {} is connected to itself but has no name", u.id());
+    Fd s = make();
+    set_opts(s.get(), u);
+    bind(s.get(), u.name(), u.id());
+    connect_to(s.get(), u.name(), u.id());
+    fill(s.get(), u, s.get());
+    finish(s.get(), u);
+    return s;
+  }
   if (peer && peer->peer() == u.ino()) {
-    // Connected to each other: a socketpair.
+    // Connected to each other: a socketpair (datagram ends keep their names).
     int sv[2];
     if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0)
       fail_sys("cannot create unix sockets {} and {}", u.id(), peer->id());
     Fd mine(sv[0]), theirs(sv[1]);
     set_opts(mine.get(), u);
     set_opts(theirs.get(), *peer);
+    if (type == SOCK_DGRAM) {
+      if (!u.name().empty()) bind(mine.get(), u.name(), u.id());
+      if (!peer->name().empty()) bind(theirs.get(), peer->name(), peer->id());
+    }
     fill(mine.get(), u, theirs.get());
     fill(theirs.get(), *peer, mine.get());
     finish(mine.get(), u);
@@ -196,7 +252,8 @@ Fd UnixSockets::open(const file_entry& f) {
       fail_sys("cannot create unix socket {}", u.id());
     Fd mine(sv[0]), theirs(sv[1]);
     set_opts(mine.get(), u);
-    if (!u.name().empty()) bind_to(mine.get(), u.name(), u.id());
+    // (A connected stream socket shows its listener's name: only a datagram one has its own.)
+    if (type == SOCK_DGRAM && !u.name().empty()) bind(mine.get(), u.name(), u.id());
     fill(mine.get(), u, theirs.get());
     theirs.reset();
     finish(mine.get(), u);
@@ -204,9 +261,18 @@ Fd UnixSockets::open(const file_entry& f) {
   }
   Fd s = make();
   set_opts(s.get(), u);
-  if (!u.name().empty()) bind_to(s.get(), u.name(), u.id());
-  // Queued messages come from a socket of cryo's, before the connect: a connected datagram
-  // socket takes messages from its peer only.
+  if (!u.name().empty()) bind(s.get(), u.name(), u.id());
+  if (peer && !outside && !u.name().empty()) {
+    // A datagram socket connected to a bound one that is not connected back: its queue is
+    // refilled by that peer (a connected socket takes messages from its peer only, and a
+    // peer is held to no queue length), sending to this socket's name.
+    int from = get_(peer->id());
+    connect_to(s.get(), peer->name(), u.id());
+    fill(s.get(), u, from, u.name());
+    finish(s.get(), u);
+    return s;
+  }
+  // Queued messages come from a socket of cryo's, before the connect.
   fill(s.get(), u, -1);
   if (outside) {
     // Connected to a socket outside the tree (--ext-unix-sk): that socket's name again.

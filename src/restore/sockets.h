@@ -23,11 +23,22 @@ class UnixSockets {
   // socketpair as the fd of a file id.
   UnixSockets(const Plan& plan, std::function<int(uint32_t)> get,
               std::function<void(uint32_t, Fd)> adopt);
+  // Removes the socket files it bound, unless keep() was called (the restore succeeded).
+  ~UnixSockets();
   Fd open(const file_entry& f);
+  void keep() { bound_.clear(); }
 
  private:
   const unix_sk_entry* by_ino(uint32_t ino) const;
-  void fill(int fd, const unix_sk_entry& u, int sender);
+  // Puts u's saved queue back, sent from `sender` (to `dest` when not empty).
+  void fill(int fd, const unix_sk_entry& u, int sender, const std::string& dest = "");
+  void bind(int fd, const std::string& name, uint32_t id);
+  struct Bound {
+    std::string path;
+    dev_t dev;
+    ino_t ino;
+  };
+  std::vector<Bound> bound_;  // socket files made by this restore
   const Plan& plan_;
   std::function<int(uint32_t)> get_;
   std::function<void(uint32_t, Fd)> adopt_;

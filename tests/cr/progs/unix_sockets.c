@@ -4,8 +4,10 @@
  * connected to it holding a message from it; a listening socket
  * with one accepted connection (data queued) and one connection still waiting in its backlog;
  * buffer sizes set on some sockets; SO_PASSCRED on a seqpacket receiver; an unnamed datagram
- * socket whose peer sent two messages and closed (the messages, then ECONNREFUSED). After
- * restore all
+ * socket whose peer sent two messages and closed (the messages, then ECONNREFUSED); a named
+ * datagram pair (both names kept); a datagram socket connected to itself; 20 messages (more
+ * than net.unix.max_dgram_qlen) sent by its peer to a named socket connected to that peer.
+ * After restore all
  * the data is there, in order and with boundaries, every connection still works both ways,
  * the buffer sizes are the same and credentials arrive with each message where asked for.
  */
@@ -118,6 +120,28 @@ int main(int argc, char **argv) {
 	send(h[1], "last-words", 10, 0);
 	close(h[1]);
 
+	struct sockaddr_un p1a, p2a, sa, qa, qb;
+	int p1l = addr_of(&p1a, "np1.sock"), p2l = addr_of(&p2a, "np2.sock");
+	int np1 = socket(AF_UNIX, SOCK_DGRAM, 0), np2 = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (bind(np1, (struct sockaddr *)&p1a, p1l) || bind(np2, (struct sockaddr *)&p2a, p2l) ||
+	    connect(np1, (struct sockaddr *)&p2a, p2l) || connect(np2, (struct sockaddr *)&p1a, p1l) ||
+	    send(np1, "p1", 2, 0) != 2)
+		cr_fail("setup: named dgram pair: %s", strerror(errno));
+	int sl = addr_of(&sa, "self.sock");
+	int sc = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (bind(sc, (struct sockaddr *)&sa, sl) || connect(sc, (struct sockaddr *)&sa, sl) || send(sc, "me", 2, 0) != 2)
+		cr_fail("setup: self-connected dgram: %s", strerror(errno));
+	int ql = addr_of(&qa, "qa.sock"), qbl = addr_of(&qb, "qb.sock");
+	int qsa = socket(AF_UNIX, SOCK_DGRAM, 0), qsb = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (bind(qsa, (struct sockaddr *)&qa, ql) || bind(qsb, (struct sockaddr *)&qb, qbl) ||
+	    connect(qsa, (struct sockaddr *)&qb, qbl))
+		cr_fail("setup: qa/qb: %s", strerror(errno));
+	for (int i = 0; i < 20; i++) {
+		char m[16];
+		int n = snprintf(m, sizeof m, "q%02d", i);
+		if (sendto(qsb, m, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&qa, ql) != n) cr_fail("setup: message %d to qa: %s", i, strerror(errno));
+	}
+
 	int gd[2];  /* datagram: the peer of gd[0] sends two messages, then closes */
 	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, gd)) cr_fail("setup: socketpair gd");
 	send(gd[1], "dg-one", 6, 0);
@@ -172,6 +196,22 @@ int main(int argc, char **argv) {
 		send(c2, "late", 4, 0);
 		cr_sleep_ms(20);
 		expect(a2, "late", "backlog connection");
+	}
+	struct sockaddr_un got_a;
+	socklen_t gl = sizeof got_a;
+	if (getsockname(np1, (struct sockaddr *)&got_a, &gl) || strcmp(got_a.sun_path, p1a.sun_path)) cr_fail("np1: name lost");
+	gl = sizeof got_a;
+	if (getsockname(np2, (struct sockaddr *)&got_a, &gl) || strcmp(got_a.sun_path, p2a.sun_path)) cr_fail("np2: name lost");
+	expect(np2, "p1", "named pair: queued message");
+	if (send(np2, "p2", 2, 0) != 2) cr_fail("named pair: send back: %s", strerror(errno));
+	expect(np1, "p2", "named pair: new message");
+	expect(sc, "me", "self-connected: queued message");
+	gl = sizeof got_a;
+	if (getpeername(sc, (struct sockaddr *)&got_a, &gl) || strcmp(got_a.sun_path, sa.sun_path)) cr_fail("self-connected: peer");
+	for (int i = 0; i < 20; i++) {
+		char m[16];
+		snprintf(m, sizeof m, "q%02d", i);
+		expect(qsa, m, "qa: message from its peer");
 	}
 	char gb[16] = {0};
 	if (recv(gd[0], gb, sizeof gb, MSG_DONTWAIT) != 6 || memcmp(gb, "dg-one", 6)) cr_fail("gd: first message '%s'", gb);
