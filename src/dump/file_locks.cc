@@ -74,6 +74,7 @@ void FileLockTable::note_fd(pid_t pid, int fd, uint32_t file_id, const std::stri
     if (!added && !(flag == kFlFlock && l.pid == pid && h.e.pid() != pid)) continue;
     h.path = path;
     h.ino = l.ino;
+    h.dev = makedev(l.dev_major, l.dev_minor);
     h.e.set_flag(flag);
     h.e.set_type(type);
     h.e.set_pid(pid);
@@ -102,7 +103,8 @@ void FileLockTable::write(const std::string& dir, const std::function<bool(pid_t
     bool seen = false;
     for (const auto& [key, h] : held_)
       seen |= h.e.flag() == kFlPosix && h.e.pid() == l.pid && h.ino == l.ino &&
-              h.e.start() == l.start && h.e.len() == len;
+              h.dev == makedev(l.dev_major, l.dev_minor) && h.e.start() == l.start &&
+              h.e.len() == len;
     if (!seen && enabled_)
       fail("task {} holds a {} on {} that none of its fds shows: cryo cannot restore it", l.pid,
            describe(l), file);

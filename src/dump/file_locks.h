@@ -34,6 +34,7 @@ class FileLockTable {
     file_lock_entry e;
     std::string path;
     uint64_t ino = 0;
+    dev_t dev = 0;  // with ino: the file (inode numbers repeat across filesystems)
   };
   struct Where {
     pid_t pid;

@@ -1,5 +1,6 @@
 #include "dump/tty.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/sysmacros.h>
@@ -221,7 +222,20 @@ void TtyTable::write(const std::string& dir, bool shell_job,
             "{}: the master has {} unread bytes but no process of the tree holds the slave "
             "/dev/pts/{}: not supported",
             what, n, index);
-      log::info("{}: no slave open in the tree; input queued for the slave is not saved", what);
+      // Input waiting for a slave no task holds goes with the dump: say how much.
+      int peek = ::ioctl(m, TIOCGPTPEER, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+      int queued = 0;
+      if (peek >= 0) {
+        pollfd sp{peek, POLLIN, 0};
+        ::poll(&sp, 1, 0);
+        if (::ioctl(peek, FIONREAD, &queued) < 0) queued = 0;
+        ::close(peek);
+      }
+      if (queued > 0)
+        log::warn(
+            "{}: {} bytes of input queued for /dev/pts/{} are not saved: no task of the "
+            "tree holds that slave",
+            what, queued, index);
       continue;
     }
     const int s = p.slave.copy.get();

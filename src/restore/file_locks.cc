@@ -27,7 +27,9 @@ std::string describe(const file_lock_entry& e) {
   const char* type = e.type() == F_WRLCK ? "write" : "read";
   if (e.flag() == kFlFlock) return fmt::format("{} {} lock", kind, type);
   if (e.len() == 0) return fmt::format("{} {} lock (bytes {}..EOF)", kind, type, e.start());
-  return fmt::format("{} {} lock (bytes {}..{})", kind, type, e.start(), e.start() + e.len() - 1);
+  // Unsigned, so that a corrupt entry cannot overflow here.
+  const uint64_t last = static_cast<uint64_t>(e.start()) + static_cast<uint64_t>(e.len()) - 1;
+  return fmt::format("{} {} lock (bytes {}..{})", kind, type, e.start(), last);
 }
 
 // "process N (comm)"; a process that has exited may have left its open file to others.

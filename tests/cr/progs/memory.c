@@ -450,7 +450,14 @@ int main(int argc, char **argv)
 	cr_init(argc, argv);
 	pretouch_stack(); /* the stack VMA must not grow between the two maps snapshots */
 
-	big = mmap(NULL, BIG_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* Between two guard pages, so that no anonymous neighbour the layout happens to put next
+	 * to it merges with it (its bounds are checked exactly). */
+	char *guard = mmap(NULL, BIG_SIZE + 2 * PAGE, PROT_NONE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (guard == MAP_FAILED)
+		die("mmap guard");
+	big = mmap(guard + PAGE, BIG_SIZE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	if (big == MAP_FAILED)
 		die("mmap 64 MiB");
 	fill(big, BIG_SIZE, 1);
