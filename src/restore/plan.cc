@@ -189,6 +189,11 @@ Plan load_plan(const std::string& dir, bool shell_job) {
         fail("image files.img is corrupt: task {} fd {} refers to missing file {}", pid, fd.fd(),
              fd.id());
       if (it->second.type() == TTY) {
+        if (!plan.ttys.count(it->second.tty().tty_info_id()))
+          fail(
+              "image files.img is corrupt: task {} fd {} is terminal {}, which tty-info.img does "
+              "not hold",
+              pid, fd.fd(), it->second.tty().tty_info_id());
         if (!tty_in_tree(plan, it->second.tty())) plan.shell_job = true;
       } else if (it->second.type() == REG) {
         check_file(plan, it->second.reg(), pid, "open file");

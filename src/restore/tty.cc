@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "base/log.h"
 #include "image/image.h"
 #include "kernel/tty.h"
+#include "proc/proc.h"
 
 namespace cryo::restore {
 namespace {
@@ -74,6 +76,11 @@ Ttys::Pair& Ttys::pair(uint32_t index) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
 
   // A new master gets the lowest free index: take (and hold) the lower ones until ours.
+  if (auto max = proc::try_read_file("/proc/sys/kernel/pty/max")) {
+    unsigned long limit = std::strtoul(max->c_str(), nullptr, 10);
+    if (limit && index >= limit)
+      fail("{}: beyond the {} ptys this machine allows (kernel.pty.max)", what, limit);
+  }
   Pair p;
   std::vector<Fd> lower;
   for (;;) {
