@@ -349,14 +349,20 @@ restore_fg() { # [ARGS]
 	log "restored tree passed its checks"
 }
 
-restore_detached() {
-	rm -f "$D/result" "$D/go" "$D/pidfile"
+# cryo restore -d must succeed and write the original root's pid to its pidfile.
+restore_detached_ok() {
+	rm -f "$D/pidfile"
 	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4 "${OPTS[@]}"
 	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
 	[[ -s $D/pidfile ]] || die "cryo restore -d wrote no pidfile"
 	local p
 	p=$(tr -dc '0-9' <"$D/pidfile")
 	[[ $p == "$ROOT" ]] || die "pidfile holds $p, expected the original pid $ROOT"
+}
+
+restore_detached() {
+	rm -f "$D/result" "$D/go"
+	restore_detached_ok
 	check_tree_running "after cryo restore -d"
 	[[ $(readlink "/proc/$ROOT/exe") == "$EXE" ]] || die "restored pid $ROOT runs $(readlink "/proc/$ROOT/exe"), expected $EXE"
 	touch "$D/go"
@@ -483,8 +489,7 @@ demo_pipeline() {
 	check_tree_gone
 	local n1
 	n1=$(lines)
-	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4
-	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
+	restore_detached_ok
 	wait_until 10 at_least $((n1 + 100)) || die "the pipeline stopped after restore at $(lines) lines"
 	local kids
 	kids=$(pgrep -s "$ROOT")
@@ -514,9 +519,7 @@ demo_loop_sh() {
 	[[ $v1 == "$v2" ]] || die "count still changing after dump ($v1 -> $v2)"
 	# (empty: the dump caught "echo > count" between truncate and write)
 
-	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4
-	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
-	[[ $(tr -dc '0-9' <"$D/pidfile") == "$ROOT" ]] || die "pidfile $(cat "$D/pidfile") != original pid $ROOT"
+	restore_detached_ok
 	is_running "$ROOT" || die "restored shell $ROOT not running (state $(state_of "$ROOT"))"
 	[[ $(readlink "/proc/$ROOT/exe") == "$EXE" ]] || die "restored pid $ROOT runs $(readlink "/proc/$ROOT/exe")"
 	local sid
@@ -562,8 +565,7 @@ demo_script() {
 	check_tree_gone
 	local v1
 	v1=$(last)
-	run_cryo restore restore -d --pidfile "$D/pidfile" -D "$IMG" -o "$D/restore.log" -v4
-	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
+	restore_detached_ok
 	wait_until 10 at_least $((v1 + 10)) || die "lines stopped after restore at $(last) (dumped at $v1)"
 	is_running "$ROOT" || die "restored script $ROOT not running (state $(state_of "$ROOT"))"
 	local bad
@@ -783,8 +785,7 @@ err_stop_during_dump() {
 	dump_ok dump
 	unset CRYO_FAULT
 	check_tree_gone
-	run_cryo restore restore -d -D "$IMG" -o "$D/restore.log" -v4
-	(( RC == 0 )) || die "cryo restore -d exited $RC: $(msg_of restore)"
+	restore_detached_ok
 	wait_until 5 is_stopped "$ROOT" || die "the SIGSTOP sent during the dump did not reach the images (restored state $(state_of "$ROOT"))"
 	kill -CONT "$ROOT"
 	BGPID=""
