@@ -7,5 +7,7 @@ namespace cryo {
 void fault_point(const char* name);
 // True when the environment asks for point NAME: for injected events other than failures.
 bool fault_wanted(const char* name);
+// N when the environment asks for CRYO_FAULT=NAME=N, else -1: for faults at a count.
+long fault_number(const char* name);
 
 }  // namespace cryo

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "base/error.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "cli/check.h"
 #include "cli/options.h"
@@ -23,12 +24,19 @@ std::string log_path(const cryo::cli::Options& o) {
 }
 
 int run(int argc, char** argv) {
+  // From the first instruction on, a stop signal is noted, not fatal: a dump or restore acts
+  // on it at its next safe point; other actions give the signals their default back below.
+  cryo::catch_stop_signals();
   cryo::cli::Options o;
   try {
     if (!cryo::cli::parse(argc, argv, &o)) return 0;
   } catch (const cryo::Error& e) {
     std::fprintf(stderr, "Error: %s\n", e.what());
     return 1;
+  }
+  if (o.action != "dump" && o.action != "restore") {
+    cryo::default_stop_signals();
+    if (int sig = cryo::stop_signal()) ::raise(sig);
   }
   try {
     if (o.action == "dump" || o.action == "restore") {
@@ -38,13 +46,9 @@ int run(int argc, char** argv) {
     }
     cryo::log::init(log_path(o), o.verbosity);
     if (o.action == "check") return cryo::cli::check(o);
-    // Interrupting cryo while it works inside a task would leave that task half-probed:
-    // such signals wait until the dump is over (or the restore has released the tree).
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&stop_signals, sig);
-    if (o.action == "dump" || o.action == "restore")
-      ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+    // Ctrl-C, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly: the dumped tree
+    // is put back and runs on, a half-restored one is removed.
+    cryo::interrupt_point();
     if (o.action == "dump") {
       if (o.tree == 0) cryo::fail("dump needs the root of the tree: -t PID");
       cryo::dump::Options d;

@@ -15,7 +15,9 @@
 #include "arch/x86_64/regs.h"
 #include "base/error.h"
 #include "base/fault.h"
+#include "base/interrupt.h"
 #include "base/log.h"
+#include "infect/probe.h"
 #include "infect/remote_task.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
@@ -24,25 +26,6 @@ namespace cryo::dump {
 namespace {
 
 constexpr int kMaxSig = 64;
-
-// Blocks every signal of a seized task while cryo runs syscalls in it, so none is consumed
-// behind the task's back; the destructor puts the task's own mask back.
-class SigmaskGuard {
- public:
-  SigmaskGuard(pid_t tid, uint64_t saved) : tid_(tid), saved_(saved) {
-    uint64_t all = ~0ULL;
-    if (ptrace(PTRACE_SETSIGMASK, tid_, sizeof all, &all) < 0)
-      fail_sys("cannot block signals of task {}", tid_);
-  }
-  ~SigmaskGuard() {
-    if (ptrace(PTRACE_SETSIGMASK, tid_, sizeof saved_, &saved_) < 0)
-      log::warn("cannot put back the signal mask of task {}: {}", tid_, strerror(errno));
-  }
-
- private:
-  pid_t tid_;
-  uint64_t saved_;
-};
 
 void fill_itimer(itimer_entry* e, const itimerval& v) {
   e->set_isec(v.it_interval.tv_sec);
@@ -145,45 +128,10 @@ core_entry dump_zombie_core(const FrozenTask& t) {
 
 namespace {
 
-// Runs syscalls in one thread with all its signals blocked and a scratch area; puts the
-// thread's registers back at the end.
-class ThreadProbe {
- public:
-  // `nested`: the thread is already being probed by an enclosing ThreadProbe (the leader),
-  // which blocks its signals and puts its registers back.
-  ThreadProbe(FrozenThread& th, uint64_t gadget, uint64_t sigmask, uint64_t scratch,
-              bool nested = false)
-      : th_(th), rt_(th.tid, gadget), nested_(nested), owns_scratch_(scratch == 0) {
-    rt_.set_saved_regs(th.regs);
-    if (!nested_) guard_.emplace(th.tid, sigmask);
-    if (scratch)
-      rt_.adopt_scratch(scratch, kernel::kPageSize);
-    else
-      rt_.map_scratch(kernel::kPageSize);
-  }
-  ~ThreadProbe() {
-    if (rt_.stop_requested()) th_.stop_requested = true;
-    try {
-      if (owns_scratch_) rt_.unmap_scratch();
-      if (!nested_) rt_.restore_regs();
-    } catch (const Error& e) {
-      log::warn("{}", e.what());
-    }
-  }
-  RemoteTask& rt() { return rt_; }
-
- private:
-  FrozenThread& th_;
-  RemoteTask rt_;
-  bool nested_;
-  bool owns_scratch_;
-  std::optional<SigmaskGuard> guard_;
-};
-
 // State of one thread: registers, masks, per-thread attributes and credentials.
 // `sigmask` is the thread's own mask and th.regs its own registers, read before any probe.
-void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, uint64_t gadget,
-                 uint64_t scratch, SeccompTable& seccomp, core_entry* core) {
+void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadgets& gadgets,
+                 SeccompTable& seccomp, core_entry* core) {
   const pid_t tid = th.tid;
   std::string xstate = arch::get_xstate(tid);
   kernel::RseqConfig rseq{};
@@ -226,7 +174,8 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, uint64_t gad
 
   auto* creds = thc->mutable_creds();
   {
-    ThreadProbe probe(th, gadget, sigmask, scratch, /*nested=*/th.tid == t.pid);
+    interrupt_point();
+    ThreadProbe probe(th, gadgets, sigmask);
     RemoteTask& rt = probe.rt();
     uint64_t s = rt.scratch();
     rt.check("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, s});
@@ -296,7 +245,9 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   const pid_t pid = t.pid;
   std::vector<core_entry> cores(t.threads.size());
   for (auto& c : cores) c.set_mtype(core_entry::X86_64);
-  const uint64_t gadget = find_syscall_gadget(pid);
+  const Gadgets gadgets = find_gadgets(pid);
+  if (!gadgets.syscall)
+    fail("task {}: no syscall instruction found in its executable mappings", pid);
 
   // Process-wide state, asked of the leader. Its scratch area serves the other threads.
   core_entry& core = cores[0];
@@ -318,7 +269,8 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   tc->set_blk_sigset(masks[0]);
   dump_signal_queue(pid, true, tc->mutable_signals_s());
   {
-    ThreadProbe probe(leader, gadget, masks[0], 0);
+    interrupt_point();
+    ThreadProbe probe(leader, gadgets, masks[0]);
     RemoteTask& rt = probe.rt();
     if (fault_wanted("dump-stop-signal")) ::kill(pid, SIGSTOP);  // a stop asked mid-probe
     uint64_t s = rt.scratch();
@@ -352,10 +304,9 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     long thp = rt.syscall(SYS_prctl, {PR_GET_THP_DISABLE, 0, 0, 0, 0});
     extras->dumpable = dumpable >= 0 ? static_cast<int>(dumpable) : 1;
     extras->thp_disabled = thp > 0;
-
-    for (size_t i = 0; i < t.threads.size(); i++)
-      dump_thread(t, t.threads[i], masks[i], gadget, s, seccomp, &cores[i]);
   }
+  for (size_t i = 0; i < t.threads.size(); i++)
+    dump_thread(t, t.threads[i], masks[i], gadgets, seccomp, &cores[i]);
 
   auto* rl = tc->mutable_rlimits();
   for (int r = 0; r < RLIM_NLIMITS; r++) {

@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "base/fault.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "core.pb.h"
 #include "dump/core.h"
@@ -87,6 +88,7 @@ void run(const Options& opts) {
   std::string& dir = const_cast<std::string&>(opts.dir);
 
   for (auto& t : tasks) {
+    interrupt_point();
     task_kobj_ids_entry ids;
     ids.set_vm_id(t.pid);
     ids.set_files_id(t.pid);
@@ -116,6 +118,7 @@ void run(const Options& opts) {
     mem_read += ps.read_seconds;
     mem_write += ps.write_seconds;
 
+    interrupt_point();
     files.dump_fds(t.pid, ids.files_id(), dir, opts.shell_job);
     fs_entry fs;
     std::string cwd = proc::read_link(fmt::format("/proc/{}/cwd", t.pid));
@@ -144,6 +147,8 @@ void run(const Options& opts) {
   }
   ps.close();
 
+  // The last point where a stop signal aborts the dump: past it, the dump completes.
+  interrupt_point();
   inventory_entry inv;
   inv.set_img_version(image::kImagesV1_1);
   inv.set_fdinfo_per_id(true);

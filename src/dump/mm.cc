@@ -10,6 +10,7 @@
 #include <future>
 
 #include "base/error.h"
+#include "base/interrupt.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "image/image.h"
@@ -187,6 +188,7 @@ PageStats dump_pages(pid_t pid, const mm_entry& mm, const std::string& dir, uint
   };
   auto read_batch = [&](bool readable) {
     if (remote.empty()) return;
+    interrupt_point();
     auto t0 = clock::now();
     size_t total = 0;
     for (auto& r : remote) total += r.iov_len;

@@ -10,14 +10,20 @@
 #include <thread>
 
 #include "base/error.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "infect/wait_status.h"
 
 namespace cryo {
+namespace {
+
+// Syscall stops marked, so that one left behind by a killed cryo carries no signal.
+constexpr long kSeizeOptions = PTRACE_O_TRACESYSGOOD;
+
+}  // namespace
 
 FrozenTree::FrozenTree(pid_t root, unsigned timeout_s)
-    : timeout_s_(timeout_s),
-      deadline_(std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s)) {
+    : timeout_s_(timeout_s), deadline_(std::chrono::seconds(timeout_s)) {
   if (root <= 0) fail("invalid PID {}: give the PID of the tree's root task with -t", root);
   if (::kill(root, 0) < 0 && errno == ESRCH)
     fail("no process with PID {}: check the PID given with -t", root);
@@ -85,7 +91,8 @@ FrozenTree::FrozenTree(pid_t root, unsigned timeout_s)
 }
 
 void FrozenTree::seize(pid_t pid) {
-  if (ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) < 0) {
+  // Never PTRACE_O_EXITKILL: if cryo dies, the kernel detaches the tree and it runs on.
+  if (ptrace(PTRACE_SEIZE, pid, nullptr, kSeizeOptions) < 0) {
     if (errno == ESRCH) fail("task {} vanished while the tree was being frozen", pid);
     fail_sys("cannot seize task {} with ptrace", pid);
   }
@@ -108,29 +115,22 @@ void FrozenTree::seize(pid_t pid) {
 // A task stops for ptrace only on its way back to user space: one in an uninterruptible
 // sleep (D state: I/O, a vfork parent waiting for its child) may never get there.
 WaitStatus FrozenTree::wait_stop(pid_t tid) {
-  auto pause = std::chrono::microseconds(20);
   for (;;) {
-    int st;
-    pid_t r = ::waitpid(tid, &st, __WALL | WNOHANG);
-    if (r == tid) return WaitStatus(st);
-    if (r < 0 && errno != EINTR) fail_sys("cannot wait for task {}", tid);
-    if (std::chrono::steady_clock::now() > deadline_) {
+    // In slices, so that a stop signal aborts the freeze.
+    if (auto ws = try_wait_task(tid, Deadline(std::chrono::milliseconds(50)))) return *ws;
+    interrupt_point();
+    if (deadline_.expired()) {
       unstopped_ = tid;
-      std::string state = "?", wchan;
-      if (auto text = proc::try_read_file(fmt::format("/proc/{}/stat", tid)))
-        state = std::string(1, proc::parse_stat(*text).state);
-      if (auto w = proc::try_read_file(fmt::format("/proc/{}/wchan", tid)); w && *w != "0")
-        wchan = fmt::format(", waiting in {}", *w);
+      std::string state = proc::describe_state(tid);
       fail(
-          "task {} did not stop within {} s (state {}{}){}: retry when it can be interrupted, or "
-          "give a longer --timeout",
-          tid, timeout_s_, state, wchan,
-          state == "D" ? "; it is in an uninterruptible sleep (I/O, or a vfork parent waiting "
-                         "for its child)"
-                       : "");
+          "task {} did not stop within {} s ({}){}: retry when it can be interrupted, or give a "
+          "longer --timeout",
+          tid, timeout_s_, state,
+          state.starts_with("state D")
+              ? "; it is in an uninterruptible sleep (I/O, or a vfork parent waiting for its "
+                "child)"
+              : "");
     }
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::microseconds(5000));
   }
 }
 
@@ -151,7 +151,7 @@ void FrozenTree::seize_threads(FrozenTask& t) {
       }
       // cryo's remote syscalls must not meet the thread's seccomp filters.
       if (proc::read_status(tid).seccomp != 0 &&
-          ptrace(PTRACE_SETOPTIONS, tid, nullptr, PTRACE_O_SUSPEND_SECCOMP) < 0)
+          ptrace(PTRACE_SETOPTIONS, tid, nullptr, kSeizeOptions | PTRACE_O_SUSPEND_SECCOMP) < 0)
         fail_sys(
             "task {} runs under seccomp and cryo cannot suspend its filters (cryo needs "
             "CAP_SYS_ADMIN and no seccomp filter of its own)",
@@ -214,14 +214,10 @@ void FrozenTree::commit(End how) {
       if (!t.zombie) ::kill(t.pid, SIGKILL);
     // A leader is reported dead only after its other threads: wait for those first. A
     // thread already reaped (ECHILD) is gone too.
-    auto reap = [](pid_t tid) {
-      for (;;) {
-        int st;
-        pid_t r = ::waitpid(tid, &st, __WALL);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0 || WIFEXITED(st) || WIFSIGNALED(st)) return;
-        ptrace(PTRACE_CONT, tid, nullptr, 0);
-      }
+    Deadline deadline(kTaskWait);
+    auto reap = [&](pid_t tid) {
+      if (!wait_gone(tid, deadline))
+        log::warn("killed task {} has not ended yet ({})", tid, proc::describe_state(tid));
     };
     for (const auto& t : tasks_) {
       for (size_t i = 1; i < t.threads.size(); i++) reap(t.threads[i].tid);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "arch/x86_64/regs.h"
+#include "base/deadline.h"
 #include "infect/wait_status.h"
 #include "proc/proc.h"
 
@@ -60,7 +61,7 @@ class FrozenTree {
   std::vector<pid_t> seized_;
   pid_t unstopped_ = 0;  // seized, but never stopped: detached only when cryo exits
   unsigned timeout_s_;
-  std::chrono::steady_clock::time_point deadline_;
+  Deadline deadline_;
   bool committed_ = false;
 };
 

@@ -4,10 +4,15 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
+#include <thread>
 
 #include "base/error.h"
+#include "base/fault.h"
 #include "base/log.h"
 #include "proc/proc.h"
 
@@ -22,14 +27,74 @@ std::string WaitStatus::str() const {
   return fmt::format("status {:#x}", raw_);
 }
 
-WaitStatus wait_task(pid_t tid) {
-  int st;
-  for (;;) {
-    pid_t r = ::waitpid(tid, &st, __WALL);
-    if (r == tid) return WaitStatus(st);
-    if (r < 0 && errno == EINTR) continue;
-    fail_sys("cannot wait for task {}", tid);
+namespace {
+
+// A stop of a task resumed with PTRACE_SYSCALL at a syscall entry or exit (TRACESYSGOOD).
+constexpr int kSyscallStop = SIGTRAP | 0x80;
+
+bool is_fault(int sig) {
+  return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP ||
+         sig == SIGSYS;
+}
+
+}  // namespace
+
+std::optional<WaitStatus> try_wait_task(pid_t tid, const Deadline& deadline) {
+  // Stops come within microseconds: ask often at first, then back off.
+  auto pause = std::chrono::microseconds(10);
+  for (int round = 0;; round++) {
+    int st;
+    pid_t r = ::waitpid(tid, &st, __WALL | WNOHANG);
+    if (r == tid) {
+      note_stop();
+      return WaitStatus(st);
+    }
+    if (r < 0 && errno != EINTR) fail_sys("cannot wait for task {}", tid);
+    if (deadline.expired()) return std::nullopt;
+    if (round < 64) {
+      ::sched_yield();
+      continue;
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(2000));
   }
+}
+
+void note_stop() {
+  static const long kill_at = fault_number("kill-at-stop");
+  static const long term_at = fault_number("term-at-stop");
+  static long stops = 0;
+  ++stops;
+  if (stops == kill_at) ::raise(SIGKILL);
+  if (stops == term_at) ::raise(SIGTERM);
+}
+
+WaitStatus wait_task(pid_t tid, const Deadline& deadline) {
+  if (auto ws = try_wait_task(tid, deadline)) return *ws;
+  fail("task {} did not respond within {} s ({})", tid, deadline.seconds(),
+       proc::describe_state(tid));
+}
+
+bool wait_gone(pid_t tid, const Deadline& deadline) {
+  auto pause = std::chrono::microseconds(50);
+  for (;;) {
+    int st;
+    pid_t r = ::waitpid(tid, &st, __WALL | WNOHANG);
+    if (r < 0 && errno == ECHILD) return true;
+    if (r == tid) {
+      WaitStatus ws(st);
+      if (ws.gone()) return true;
+      ::ptrace(PTRACE_CONT, tid, nullptr, 0);
+      continue;
+    }
+    if (deadline.expired()) return false;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(5000));
+  }
+}
+
+WaitStatus wait_task(pid_t tid) {
+  return wait_task(tid, Deadline(kTaskWait));
 }
 
 RemoteTask::RemoteTask(pid_t tid, uint64_t gadget)
@@ -37,6 +102,24 @@ RemoteTask::RemoteTask(pid_t tid, uint64_t gadget)
 
 void RemoteTask::restore_regs() {
   arch::set_regs(tid_, saved_);
+}
+
+// The next stop of the task during syscall `nr`. When none comes in time, the task is
+// interrupted (a syscall sleeping interruptibly ends) so that the caller can put it back.
+WaitStatus RemoteTask::wait(long nr) {
+  Deadline deadline(kRemoteSyscallWait);
+  if (auto ws = try_wait_task(tid_, deadline)) return *ws;
+  std::string state = proc::describe_state(tid_);
+  ::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr);
+  for (int i = 0; i < 4; i++) {
+    auto ws = try_wait_task(tid_, Deadline(std::chrono::seconds(1)));
+    if (!ws || ws->gone()) break;
+    if (ws->event() == PTRACE_EVENT_STOP) break;
+    if (ws->stop_sig() == kSyscallStop) continue;  // the exit of the interrupted call
+    ::ptrace(PTRACE_SYSCALL, tid_, nullptr, 0);
+  }
+  fail("task {}: syscall {} run by cryo did not finish within {} s ({})", tid_, nr,
+       deadline.seconds(), state);
 }
 
 long RemoteTask::syscall(long nr, std::initializer_list<uint64_t> args) {
@@ -53,16 +136,27 @@ long RemoteTask::syscall(long nr, std::initializer_list<uint64_t> args) {
   r.r8 = a[4];
   r.r9 = a[5];
   r.rip = gadget_;
+  if (stack_) r.rsp = stack_;
   r.eflags &= ~0x100ULL;
   arch::set_regs(tid_, r);
   new_children_.clear();
-  int sig = 0;
+  bool entered = false;
+  int faults = 0;
   for (;;) {
-    if (ptrace(PTRACE_SINGLESTEP, tid_, nullptr, sig) < 0)
-      fail_sys("cannot step task {} over syscall {}", tid_, nr);
-    sig = 0;
-    WaitStatus ws = wait_task(tid_);
+    if (ptrace(PTRACE_SYSCALL, tid_, nullptr, 0) < 0)
+      fail_sys("cannot resume task {} into syscall {}", tid_, nr);
+    WaitStatus ws = wait(nr);
     if (ws.gone()) fail("task {} {} during remote syscall {}", tid_, ws.str(), nr);
+    if (ws.stop_sig() == kSyscallStop) {
+      if (!entered) {
+        entered = true;
+        continue;
+      }
+      arch::Regs after = arch::get_regs(tid_);
+      if (after.rip == gadget_ + 2) return static_cast<long>(after.rax);
+      fail("task {} stopped at {:#x} instead of after the syscall at {:#x}", tid_, after.rip,
+           gadget_);
+    }
     if (ws.event() == PTRACE_EVENT_FORK || ws.event() == PTRACE_EVENT_CLONE ||
         ws.event() == PTRACE_EVENT_VFORK) {
       unsigned long child = 0;
@@ -71,17 +165,23 @@ long RemoteTask::syscall(long nr, std::initializer_list<uint64_t> args) {
       continue;
     }
     if (ws.event() != 0) continue;
-    if (ws.stop_sig() == SIGTRAP) {
-      arch::Regs after = arch::get_regs(tid_);
-      if (after.rip == gadget_ + 2) return static_cast<long>(after.rax);
-      fail("task {} trapped at {:#x} instead of after the syscall at {:#x}", tid_, after.rip,
-           gadget_);
+    int sig = ws.stop_sig();
+    if (is_fault(sig) && !entered) {
+      // The instruction cryo borrowed cannot run (its page is gone or not executable): try
+      // once more, then give up rather than loop.
+      if (++faults > 1)
+        fail(
+            "task {}: syscall {} run by cryo faults with signal {} at {:#x}: its code at that "
+            "address is not runnable",
+            tid_, nr, sigabbrev_np(sig), gadget_);
+      arch::set_regs(tid_, r);
+      continue;
     }
     // A signal arrived before the syscall ran. The task's own signals are blocked meanwhile,
     // so it is an artifact of cryo's work and is discarded, except SIGSTOP (it cannot be
     // blocked): the stop someone asked for is noted and made when cryo is done.
-    if (ws.stop_sig() == SIGSTOP) stop_requested_ = true;
-    log::debug("task {}: discarding signal {} during remote syscall {}", tid_, ws.stop_sig(), nr);
+    if (sig == SIGSTOP) stop_requested_ = true;
+    log::debug("task {}: discarding signal {} during remote syscall {}", tid_, sig, nr);
   }
 }
 
@@ -126,27 +226,6 @@ uint64_t RemoteTask::put(size_t off, const void* data, size_t len) {
   if (off + len > scratch_len_) fail("task {}: scratch area too small for {} bytes", tid_, len);
   write_mem(scratch_ + off, data, len);
   return scratch_ + off;
-}
-
-uint64_t find_syscall_gadget(pid_t pid) {
-  auto vmas = proc::read_maps(pid);
-  // The vDSO first: it is always there and never written.
-  std::vector<const proc::Vma*> order;
-  for (const auto& v : vmas)
-    if (v.x && v.path == "[vdso]") order.push_back(&v);
-  for (const auto& v : vmas)
-    if (v.x && v.r && v.path != "[vdso]" && v.path != "[vsyscall]") order.push_back(&v);
-  std::string buf;
-  for (const proc::Vma* v : order) {
-    size_t len = std::min<uint64_t>(v->size(), 1 << 20);
-    buf.resize(len);
-    iovec local{buf.data(), len}, remote{reinterpret_cast<void*>(v->start), len};
-    if (::process_vm_readv(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len)) continue;
-    for (size_t i = 0; i + 1 < len; i++)
-      if (static_cast<uint8_t>(buf[i]) == 0x0f && static_cast<uint8_t>(buf[i + 1]) == 0x05)
-        return v->start + i;
-  }
-  fail("task {}: no syscall instruction found in its executable mappings", pid);
 }
 
 }  // namespace cryo

@@ -1,16 +1,21 @@
 // Runs syscalls inside a ptrace-stopped task: the task's registers are pointed at a
 // "syscall" instruction already present in its address space (the vDSO has several) and the
-// task is single-stepped over it. Nothing is written into the task's memory.
+// task is resumed with PTRACE_SYSCALL up to the syscall's exit stop. No single-step and no
+// breakpoint: the task never has a SIGTRAP pending that would kill it if cryo died (the
+// tracee must have PTRACE_O_TRACESYSGOOD, so that a syscall stop left behind carries no
+// signal either).
 #pragma once
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <vector>
 
 #include "arch/x86_64/regs.h"
+#include "infect/gadgets.h"
 #include "infect/wait_status.h"
 
 namespace cryo {
@@ -31,6 +36,8 @@ class RemoteTask {
   uint64_t check(const char* what, long nr, std::initializer_list<uint64_t> args = {});
 
   void set_gadget(uint64_t gadget) { gadget_ = gadget; }
+  // The stack pointer each call runs with (0: the saved one). See infect/probe.h.
+  void set_stack(uint64_t sp) { stack_ = sp; }
   uint64_t gadget() const { return gadget_; }
   const arch::Regs& saved_regs() const { return saved_; }
   void set_saved_regs(const arch::Regs& r) { saved_ = r; }
@@ -64,7 +71,9 @@ class RemoteTask {
  private:
   pid_t tid_;
   pid_t tgid_ = 0;
+  WaitStatus wait(long nr);
   uint64_t gadget_;
+  uint64_t stack_ = 0;
   arch::Regs saved_;
   uint64_t scratch_ = 0;
   size_t scratch_len_ = 0;
@@ -72,7 +81,7 @@ class RemoteTask {
   bool stop_requested_ = false;
 };
 
-// Finds a "syscall" instruction in the task's vDSO (or any executable mapping).
-uint64_t find_syscall_gadget(pid_t pid);
+// How long one remote syscall may take: they are all short, a hang means a broken task.
+constexpr std::chrono::seconds kRemoteSyscallWait{30};
 
 }  // namespace cryo

@@ -4,7 +4,11 @@
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 
+#include <chrono>
+#include <optional>
 #include <string>
+
+#include "base/deadline.h"
 
 namespace cryo {
 
@@ -28,7 +32,21 @@ class WaitStatus {
   int raw_ = 0;
 };
 
-// waitpid(tid, __WALL) retrying on EINTR; throws naming the task on error.
+// The next state change of a traced task, or nothing if none comes before `deadline`.
+std::optional<WaitStatus> try_wait_task(pid_t tid, const Deadline& deadline);
+// Waits for the next state change of a traced task: throws naming the task and its state
+// when none comes before `deadline` (the task is left as it is), or on error.
+WaitStatus wait_task(pid_t tid, const Deadline& deadline);
+// Same, within kTaskWait.
 WaitStatus wait_task(pid_t tid);
+constexpr std::chrono::seconds kTaskWait{30};
+
+// Waits until a killed task is gone: its end reported (stops on the way are resumed), or
+// reaped already. False when it is still there at the deadline.
+bool wait_gone(pid_t tid, const Deadline& deadline);
+
+// Counts the ptrace stops cryo sees. For tests of cryo's own death: CRYO_FAULT=kill-at-stop=N
+// makes cryo SIGKILL itself at the N-th stop, CRYO_FAULT=term-at-stop=N sends it a SIGTERM.
+void note_stop();
 
 }  // namespace cryo

@@ -290,6 +290,15 @@ Stat read_stat(pid_t pid) {
   return parse_file(pid_path(pid, "stat"), parse_stat);
 }
 
+std::string describe_state(pid_t tid) {
+  std::string state = "?", wchan;
+  if (auto text = try_read_file(fmt::format("/proc/{}/stat", tid)))
+    state = std::string(1, parse_stat(*text).state);
+  if (auto w = try_read_file(fmt::format("/proc/{}/wchan", tid)); w && *w != "0" && !w->empty())
+    wchan = fmt::format(", waiting in {}", *w);
+  return fmt::format("state {}{}", state, wchan);
+}
+
 // ---- status ----------------------------------------------------------------------------
 
 Status parse_status(const std::string& text) {

@@ -33,6 +33,8 @@ struct Stat {
 };
 Stat parse_stat(const std::string& text);
 Stat read_stat(pid_t pid);
+// "state D, waiting in WCHAN" of a task, for messages about a task that does not respond.
+std::string describe_state(pid_t tid);
 
 // /proc/PID/status, the fields cryo uses.
 struct Status {

@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "base/fault.h"
 #include "base/fd.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "image/image.h"
 #include "restore/core.h"
@@ -53,8 +54,10 @@ int run(const Options& opts) {
 
   // cryo's own pty ends must be gone before release, like its other files.
   std::optional<Ttys> ttys(std::in_place, plan);
+  interrupt_point();
   NewTree tree(plan);
   tree.create(*ttys);
+  interrupt_point();
   uint32_t forking_us = usec_since(t0);
   fault_point("restore-after-fork");
 
@@ -64,6 +67,7 @@ int run(const Options& opts) {
   // are all closed in the tree must read as EOF there.
   std::optional<FileSet> files(std::in_place, plan, *ttys);
   for (size_t i = 0; i < plan.tasks.size(); i++) {
+    interrupt_point();
     if (plan.tasks[i].zombie) continue;
     pages += restore_mm(tree.task(i), plan.tasks[i], plan, shmem, *files);
   }
@@ -73,6 +77,7 @@ int run(const Options& opts) {
   fault_point("restore-after-memory");
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     const TaskPlan& t = plan.tasks[i];
+    interrupt_point();
     if (t.zombie) continue;
     RemoteTask& leader = tree.task(i);
     restore_files(leader, t, *files);
@@ -100,6 +105,7 @@ int run(const Options& opts) {
   ttys.reset();
   ghosts.remove();
   fault_point("restore-before-release");
+  interrupt_point();
 
   stats_entry stats;
   auto* r = stats.mutable_restore();
@@ -125,11 +131,9 @@ int run(const Options& opts) {
         forking_us, r->restore_time(), static_cast<unsigned long>(pages));
   if (opts.detached) return 0;
 
-  // The tree runs on its own now: cryo may be interrupted again while it waits.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&stop_signals, sig);
-  ::sigprocmask(SIG_UNBLOCK, &stop_signals, nullptr);
+  // The tree runs on its own now: a stop signal ends cryo, not the tree.
+  default_stop_signals();
+  if (int sig = stop_signal()) ::raise(sig);
 
   // As CRIU does without -d: wait for the root task and pass on how it ended.
   int st;

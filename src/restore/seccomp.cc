@@ -10,15 +10,14 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "restore/tree.h"
 
 namespace cryo::restore {
 
 void restore_seccomp(RemoteTask& rt, const thread_core_entry& thc, const seccomp_entry& filters) {
   if (!thc.has_seccomp_mode() || thc.seccomp_mode() == disabled) return;
   const pid_t tid = rt.tid();
-  long opts =
-      PTRACE_O_EXITKILL | PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE | PTRACE_O_SUSPEND_SECCOMP;
-  if (ptrace(PTRACE_SETOPTIONS, tid, nullptr, opts) < 0)
+  if (ptrace(PTRACE_SETOPTIONS, tid, nullptr, kTraceOptions | PTRACE_O_SUSPEND_SECCOMP) < 0)
     fail_sys("task {}: cannot suspend seccomp while restoring it", tid);
   if (thc.seccomp_mode() == strict) {
     rt.check("prctl(PR_SET_SECCOMP, strict)", SYS_prctl, {PR_SET_SECCOMP, SECCOMP_MODE_STRICT});

@@ -56,15 +56,10 @@ void NewTree::kill_all() {
   log::info("restore failed: killing the {} task(s) created so far", created_.size());
   for (pid_t pid : created_) ::kill(pid, SIGKILL);
   // A leader is reported dead only after its other threads: wait for those first.
-  for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
-    pid_t pid = *it;
-    for (int i = 0; i < 100; i++) {
-      int st;
-      pid_t r = ::waitpid(pid, &st, __WALL);
-      if (r < 0 && errno != EINTR) break;
-      if (r == pid && (WIFEXITED(st) || WIFSIGNALED(st))) break;
-    }
-  }
+  Deadline deadline(kTaskWait);
+  for (auto it = created_.rbegin(); it != created_.rend(); ++it)
+    if (!wait_gone(*it, deadline))
+      log::warn("killed task {} has not ended yet ({})", *it, proc::describe_state(*it));
   created_.clear();
 }
 
@@ -92,8 +87,7 @@ void NewTree::fork_root() {
   created_.push_back(want);
   WaitStatus ws = wait_task(want);
   if (!ws.stopped()) fail("new task {} {} before cryo could trace it", want, ws.str());
-  long opts = PTRACE_O_EXITKILL | PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE;
-  if (ptrace(PTRACE_SETOPTIONS, want, nullptr, opts) < 0)
+  if (ptrace(PTRACE_SETOPTIONS, want, nullptr, kTraceOptions) < 0)
     fail_sys("cannot set ptrace options on task {}", want);
   remote_[0] = std::make_unique<RemoteTask>(want, find_syscall_gadget(want));
 

@@ -2,6 +2,7 @@
 // first instruction. The destructor kills every task created unless the restore released them.
 #pragma once
 
+#include <sys/ptrace.h>
 #include <sys/types.h>
 
 #include <memory>
@@ -12,6 +13,11 @@
 #include "restore/tty.h"
 
 namespace cryo::restore {
+
+// ptrace options of every task a restore creates: a dying cryo takes them along, children are
+// traced from their birth, and syscall stops are marked (see infect/remote_task.h).
+constexpr long kTraceOptions =
+    PTRACE_O_EXITKILL | PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD;
 
 class NewTree {
  public:

@@ -1,0 +1,147 @@
+#include "infect/probe.h"
+
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+
+#include <cstring>
+
+#include "arch/x86_64/sigframe.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "kernel/syscalls.h"
+#include "proc/proc.h"
+
+namespace cryo {
+namespace {
+
+constexpr uint64_t kRedZone = 128;  // below the stack pointer, still the thread's (x86_64 ABI)
+constexpr uint64_t kTrapFlag = 0x100;
+
+bool has_shadow_stack(pid_t tid) {
+  auto text = proc::try_read_file(fmt::format("/proc/{}/status", tid));
+  if (!text) return false;
+  size_t p = text->find("x86_Thread_features:");
+  if (p == std::string::npos) return false;
+  size_t e = text->find('\n', p);
+  return text->substr(p, e == std::string::npos ? e : e - p).find("shstk") != std::string::npos;
+}
+
+bool in_private_writable(const std::vector<proc::Vma>& vmas, uint64_t lo, uint64_t hi) {
+  for (const auto& v : vmas)
+    if (v.start <= lo && hi <= v.end) return v.r && v.w && !v.shared;
+  return false;
+}
+
+void set_mask(pid_t tid, uint64_t mask) {
+  if (ptrace(PTRACE_SETSIGMASK, tid, sizeof mask, &mask) < 0)
+    fail_sys("cannot set the signal mask of task {}", tid);
+}
+
+}  // namespace
+
+ThreadProbe::ThreadProbe(FrozenThread& th, const Gadgets& gadgets, uint64_t sigmask)
+    : th_(th), rt_(th.tid, gadgets.syscall), sigmask_(sigmask) {
+  rt_.set_saved_regs(th.regs);
+  try {
+    framed_ = place_frame(gadgets, sigmask);
+    if (framed_) {
+      // Registers that lead back through the frame, before the mask changes: from here on,
+      // a resumed thread runs a getpid, then rt_sigreturn.
+      arch::Regs r = th.regs;
+      r.rip = rt_.gadget();
+      r.rsp = saved_at_ + kScratch;
+      r.rax = SYS_getpid;
+      r.orig_rax = static_cast<uint64_t>(-1L);
+      r.eflags &= ~kTrapFlag;
+      arch::set_regs(th.tid, r);
+    }
+    // No signal of the thread's own may be taken behind its back while cryo works in it.
+    set_mask(th.tid, ~0ULL);
+    masked_ = true;
+    if (!framed_) rt_.map_scratch(kernel::kPageSize);
+  } catch (...) {
+    end();
+    throw;
+  }
+}
+
+ThreadProbe::~ThreadProbe() {
+  end();
+}
+
+bool ThreadProbe::place_frame(const Gadgets& gadgets, uint64_t sigmask) {
+  const pid_t tid = th_.tid;
+  if (!gadgets.can_recover()) {
+    log::warn(
+        "task {}: no 'syscall; ret' and rt_sigreturn code found in it: if cryo is killed while "
+        "it works in this task, the task may crash",
+        tid);
+    return false;
+  }
+  if (has_shadow_stack(tid)) {
+    log::warn(
+        "task {} uses a shadow stack: if cryo is killed while it works in this task, the "
+        "task may crash",
+        tid);
+    return false;
+  }
+  const uint64_t top = th_.regs.rsp - kRedZone;
+  arch::Sigframe f =
+      arch::build_sigframe(top, th_.regs, arch::get_xstate(tid), sigmask, gadgets.sigreturn);
+  const uint64_t lo = f.addr - kScratch;
+  if (f.addr < kScratch || top > th_.regs.rsp ||
+      !in_private_writable(proc::read_maps(tid), lo, top)) {
+    log::warn(
+        "task {}: no room for a recovery frame below its stack pointer {:#x}: if cryo is killed "
+        "while it works in this task, the task may crash",
+        tid, th_.regs.rsp);
+    return false;
+  }
+  saved_bytes_.resize(top - lo);
+  rt_.read_mem(lo, saved_bytes_.data(), saved_bytes_.size());
+  saved_at_ = lo;
+  rt_.write_mem(f.addr, f.bytes.data(), f.bytes.size());
+  // The frame starts right above the scratch area: calls run with it as their stack.
+  rt_.set_stack(f.addr);
+  rt_.set_gadget(gadgets.syscall_ret);
+  rt_.adopt_scratch(saved_at_, kScratch);
+  log::debug("task {}: recovery frame at {:#x}", tid, f.addr);
+  return true;
+}
+
+void ThreadProbe::end() {
+  const pid_t tid = th_.tid;
+  if (rt_.stop_requested()) th_.stop_requested = true;
+  try {
+    if (masked_) set_mask(tid, sigmask_);
+    masked_ = false;
+    if (!framed_) rt_.unmap_scratch();
+    // Back to an ordinary ptrace stop, with the thread's own registers: interrupt first, so
+    // that leaving a syscall stop passes through signal handling, where the kernel restarts
+    // a syscall the thread was in; a killed cryo would leave the thread right there.
+    if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0)
+      fail_sys("cannot interrupt task {}", tid);
+    arch::set_regs(tid, th_.regs);
+    int sig = 0;
+    for (int round = 0;; round++) {
+      if (ptrace(PTRACE_CONT, tid, nullptr, sig) < 0) fail_sys("cannot resume task {}", tid);
+      WaitStatus ws = wait_task(tid);
+      if (ws.gone()) fail("task {} {} while cryo put it back", tid, ws.str());
+      if (ws.event() == PTRACE_EVENT_STOP) break;
+      // A signal of its own came first: deliver it as it would have been, then stop again.
+      sig = ws.event() ? 0 : ws.stop_sig();
+      if (round > 16) fail("task {} does not come back to a stop", tid);
+      if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0)
+        fail_sys("cannot interrupt task {}", tid);
+    }
+    if (framed_ && !saved_bytes_.empty()) {
+      rt_.write_mem(saved_at_, saved_bytes_.data(), saved_bytes_.size());
+      saved_bytes_.clear();
+    }
+  } catch (const Error& e) {
+    log::warn("{}", e.what());
+  }
+}
+
+}  // namespace cryo

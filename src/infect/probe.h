@@ -1,0 +1,53 @@
+// A scope in which cryo runs syscalls inside one seized thread of a tree being dumped, made
+// so that the thread survives cryo's death at any instant of it:
+//  - below the thread's stack pointer (past the red zone) cryo writes a signal frame holding
+//    the thread's registers, xsave area and signal mask (arch/x86_64/sigframe.h);
+//  - every call runs with that frame as its stack, from a "syscall" that is followed only by
+//    register clearing and a "ret" (the vDSO has one), and the "ret" goes to an rt_sigreturn;
+//  - so whatever state cryo leaves the thread in, resuming it (which the kernel does when
+//    the tracer dies) finishes at most one harmless syscall and then restores everything.
+// The end of the scope puts back the mask, the registers and the bytes under the frame, and
+// returns the thread to an ordinary ptrace stop. Where no frame can be made (no gadgets, no
+// room below the stack pointer, a shadow stack), calls run with a scratch mapping instead, as
+// before, and the log says that this thread is not protected.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "infect/frozen_tree.h"
+#include "infect/gadgets.h"
+#include "infect/remote_task.h"
+
+namespace cryo {
+
+class ThreadProbe {
+ public:
+  // `th.regs` must hold the thread's own registers and `sigmask` its own mask.
+  ThreadProbe(FrozenThread& th, const Gadgets& gadgets, uint64_t sigmask);
+  ~ThreadProbe();
+  ThreadProbe(const ThreadProbe&) = delete;
+  ThreadProbe& operator=(const ThreadProbe&) = delete;
+
+  RemoteTask& rt() { return rt_; }
+  // Room for out-parameters, kScratch bytes.
+  uint64_t scratch() const { return rt_.scratch(); }
+  bool protected_by_frame() const { return framed_; }
+  static constexpr size_t kScratch = 1024;
+
+ private:
+  bool place_frame(const Gadgets& gadgets, uint64_t sigmask);
+  void end();
+  FrozenThread& th_;
+  RemoteTask rt_;
+  uint64_t sigmask_;
+  bool framed_ = false;
+  bool masked_ = false;
+  uint64_t saved_at_ = 0;  // the bytes the frame and scratch cover, put back at the end
+  std::string saved_bytes_;
+};
+
+}  // namespace cryo
