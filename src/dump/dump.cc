@@ -69,6 +69,7 @@ void run(const Options& opts) {
   for (const auto& t : tasks) {
     if (t.zombie && t.pid == root.pid) fail("the root task {} is a zombie", t.pid);
     if (!t.zombie) check_namespaces(t.pid);
+    if (!t.zombie) refuse_io_uring(t.pid, t.io_workers);
     if (t.pid != root.pid && (!tree.contains(t.sid) && t.sid != root.sid))
       fail("task {}: its session {} is neither in the tree nor the root's: not supported yet",
            t.pid, t.sid);

@@ -116,6 +116,10 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
       flags |= MAP_ANONYMOUS;
     } else if (v.path[0] == '[') {
       fail("{}: this kind of mapping is not supported yet", where());
+    } else if (v.path.rfind("anon_inode:", 0) == 0) {
+      // Not a path (io_uring rings, perf or bpf buffers): only the object behind it could be
+      // mapped again.
+      fail("{}: a mapping of {} is not supported yet", where(), v.path.substr(11));
     } else {
       if (v.path.rfind("/SYSV", 0) == 0 || v.path.rfind("/dev/zero", 0) == 0)
         fail("{}: SysV shared memory and /dev/zero mappings are not supported yet", where());

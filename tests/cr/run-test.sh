@@ -9,10 +9,10 @@
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
-# stop-during-dump oom-score-adj).
+# stop-during-dump oom-score-adj io-uring).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
-# vfork_wait, file_locks, inotify_deleted, pid_taker) are taken
+# vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring) are taken
 # from $CR_PROGS_DIR, else from the directory of PROGRAM_OR_NAME.
 #
 # Protocol with the programs: `prog WORKDIR` builds its state, writes
@@ -824,6 +824,45 @@ err_freeze_timeout() {
 	finish_original "after the refused dump"
 }
 
+# io_uring: a ring with an SQPOLL thread, the same ring with its fd closed (registered with
+# the ring itself), and a ring whose worker thread blocks in a read. Their kernel threads never
+# stop for ptrace: the dump must refuse at once, within --timeout, naming the task, the fd (or
+# the mapping) and io_uring; the program keeps running and its ring still works.
+err_io_uring() {
+	helper io_uring
+	local mode t0 took fd f
+	for mode in sqpoll worker sqpoll-nofd; do
+		new_run "$mode"
+		start_cmd "$HELPER" "$D" "$mode"
+		fd=""
+		for f in /proc/"$ROOT"/fd/*; do
+			[[ $(readlink "$f") == "anon_inode:[io_uring]" ]] && fd=${f##*/}
+		done
+		if [[ $mode == sqpoll-nofd ]]; then
+			[[ -z $fd ]] || die "setup: $mode still has the ring open as fd $fd"
+		else
+			[[ -n $fd ]] || die "setup: $mode has no io_uring fd"
+		fi
+		t0=$(now_ms)
+		CRYO_TIMEOUT=30 dump dump --timeout 2
+		took=$(( $(now_ms) - t0 ))
+		expect_fail dump "dump of an io_uring ring ($mode)"
+		(( took < 5000 )) || die "the refused dump of $mode took $took ms with --timeout 2"
+		if [[ -n $fd ]]; then
+			expect_msg dump "dump of an io_uring ring ($mode)" "task $ROOT fd $fd:" \
+				"io_uring" "not supported yet"
+		else
+			expect_msg dump "dump of an io_uring ring ($mode)" "task $ROOT:" "io_uring" mapped \
+				"not supported yet"
+		fi
+		[[ -e $IMG/inventory.img ]] && die "the refused dump of $mode left an inventory.img"
+		check_tree_running "after the refused dump of $mode"
+		[[ $(awk '/^TracerPid:/ {print $2}' "/proc/$ROOT/status") == 0 ]] ||
+			die "$mode: pid $ROOT is still traced after the refused dump"
+		finish_original "$mode after the refused dump"
+	done
+}
+
 err_ghost_limit() {
 	helper deleted_files
 	start_prog "$HELPER"
@@ -1019,7 +1058,7 @@ demo)
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
-	stop-during-dump | oom-score-adj)
+	stop-during-dump | oom-score-adj | io-uring)
 	"err_${FLAVOR//-/_}"
 	;;
 *)
