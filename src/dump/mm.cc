@@ -151,8 +151,7 @@ PageStats dump_pages(pid_t pid, const mm_entry& mm, const std::string& dir, uint
   if (!mem) fail_sys("cannot open /proc/{}/mem", pid);
 
   std::string pages_name = fmt::format("pages-{}.img", pages_id);
-  Fd out(::open((dir + "/" + pages_name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!out) fail_sys("cannot create image {}/{}", dir, pages_name);
+  Fd out = image::create_raw(dir, pages_name);
   image::Writer pm(dir, fmt::format("pagemap-{}.img", pid), image::magic::kPagemap);
   pagemap_head head;
   head.set_pages_id(pages_id);
