@@ -1,6 +1,7 @@
 #include "dump/dump.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -48,6 +49,14 @@ void check_namespaces(pid_t pid) {
 void run(const Options& opts) {
   if (::access(opts.dir.c_str(), W_OK) < 0)
     fail_sys("cannot use the images directory {} (it must exist and be writable)", opts.dir);
+  struct stat dst;
+  if (::stat(opts.dir.c_str(), &dst) == 0 &&
+      (dst.st_uid != ::geteuid() || (dst.st_mode & (S_IWGRP | S_IWOTH))))
+    log::user(log::kWarn,
+              fmt::format("images directory {} (owner uid {}, mode {:04o}) can be written by "
+                          "others than uid {}: cryo restore will refuse it (chown it, chmod "
+                          "go-w it, or dump elsewhere)",
+                          opts.dir, dst.st_uid, dst.st_mode & 07777, ::geteuid()));
   // An older image set here must not look whole if this dump fails half-way.
   if (::unlink((opts.dir + "/inventory.img").c_str()) < 0 && errno != ENOENT)
     fail_sys("cannot remove the old {}/inventory.img", opts.dir);

@@ -25,6 +25,7 @@
 #include "restore/mm.h"
 #include "restore/plan.h"
 #include "restore/tree.h"
+#include "restore/trust.h"
 #include "restore/tty.h"
 #include "stats.pb.h"
 
@@ -76,6 +77,7 @@ class PidFile {
 
 int run(const Options& opts) {
   auto t0 = clock::now();
+  check_images_trusted(opts.dir);
   Plan plan = load_plan(opts.dir, opts.shell_job);
   PidFile pidfile(opts.pidfile);
   FileLocks locks(plan, opts.file_locks);

@@ -9,7 +9,7 @@
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
-# stop-during-dump oom-score-adj io-uring pidfile log-file image-part-symlink).
+# stop-during-dump oom-score-adj io-uring pidfile log-file images-perms image-part-symlink).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring) are taken
@@ -25,6 +25,9 @@
 # success. Test processes are killed on exit (only those whose command line
 # names the WORKDIR).
 set -u
+# cryo restore refuses group- or world-writable images: whatever the caller's umask, the
+# directories made here are writable by root alone.
+umask 022
 
 if (( $# != 3 )); then
 	echo "usage: $0 CRYO_BINARY PROGRAM_OR_NAME FLAVOR" >&2
@@ -952,6 +955,52 @@ err_log_file() {
 	finish_original "after the dumps"
 }
 
+# Who may restore what: an images directory, or an image in it, that someone other than the
+# restoring user could have written is refused before any process is created, naming the
+# path, owner and mode and the fix. The images are intact and restore once fixed. A dump
+# into such a directory warns that its restore will be refused.
+err_images_perms() {
+	helper task_state
+	start_prog "$HELPER"
+	mkdir -p "$IMG"
+	chmod 0777 "$IMG"
+	dump_ok dump
+	expect_msg dump "dump into a world-writable images directory" "$IMG" 0777 "restore will refuse"
+	check_tree_gone
+	local core=$IMG/core-$ROOT.img mm=$IMG/mm-$ROOT.img
+	restore_must_fail restore-dir-777 "restore from a world-writable images directory" "$IMG" \
+		"images directory $IMG" "writable by others" 0777 credentials "chmod go-w"
+	chmod 0775 "$IMG"
+	restore_must_fail restore-dir-775 "restore from a group-writable images directory" "$IMG" \
+		"images directory $IMG" "writable by its group" 0775 "chmod go-w"
+	chmod 0755 "$IMG"
+	chown 65534 "$IMG"
+	restore_must_fail restore-dir-owner "restore from an images directory of uid 65534" "$IMG" \
+		"images directory $IMG" "not owned by uid 0" "owner uid 65534" chown
+	chown 0 "$IMG"
+
+	chown 65534 "$core"
+	restore_must_fail restore-file-owner "restore with core-$ROOT.img of uid 65534" "$IMG" \
+		"image $core" "not owned by uid 0" "owner uid 65534" credentials chown
+	chown 0 "$core"
+	chmod 0666 "$core"
+	restore_must_fail restore-file-666 "restore with a world-writable core-$ROOT.img" "$IMG" \
+		"image $core" "writable by others" 0666 "chmod go-w"
+	chmod 0600 "$core"
+
+	mv "$mm" "$D/mm-real.img"
+	ln -s "$D/mm-real.img" "$mm"
+	restore_must_fail restore-file-link "restore with mm-$ROOT.img a symlink" "$IMG" \
+		"image $mm" "symbolic link"
+	rm "$mm"
+	mkfifo "$mm"
+	restore_must_fail restore-file-fifo "restore with a FIFO as mm-$ROOT.img" "$IMG" \
+		"image $mm" "not a regular file"
+	rm "$mm"
+	mv "$D/mm-real.img" "$mm"
+	restore_fg
+}
+
 # Image temporaries (.NAME.part) and raw pages images are created anew: a symlink planted at
 # their path is removed, not written through; the dump works and restores.
 err_image_part_symlink() {
@@ -1171,7 +1220,7 @@ demo)
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
-	stop-during-dump | oom-score-adj | io-uring | pidfile | log-file | \
+	stop-during-dump | oom-score-adj | io-uring | pidfile | log-file | images-perms | \
 	image-part-symlink)
 	"err_${FLAVOR//-/_}"
 	;;

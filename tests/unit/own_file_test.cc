@@ -1,5 +1,5 @@
-// cryo's own output files and image reads: no symlink followed, no file of someone else
-// reused, no FIFO waited on.
+// cryo's own output files and the images it trusts: no symlink followed, no file of someone
+// else reused, no FIFO waited on.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/own_file.h"
 #include "image/image.h"
+#include "restore/trust.h"
 
 namespace cryo {
 namespace {
@@ -125,6 +126,37 @@ TEST_F(OwnFileTest, ReaderRefusesAFifoAndALinkWithoutWaiting) {
   ASSERT_EQ(::symlink(path("real.img").c_str(), path("mm-1.img").c_str()), 0);
   msg = error_of([&] { image::Reader r(dir_, "mm-1.img", image::magic::kMm); });
   EXPECT_NE(msg.find("symbolic link"), std::string::npos) << msg;
+}
+
+TEST_F(OwnFileTest, ImagesTrustedOnlyIfNobodyElseCanWriteThem) {
+  put("core-1.img", "x");
+  ASSERT_EQ(::chmod(path("core-1.img").c_str(), 0600), 0);
+  ASSERT_EQ(::chmod(dir_.c_str(), 0700), 0);
+  EXPECT_EQ(error_of([&] { restore::check_images_trusted(dir_); }), "");
+
+  ASSERT_EQ(::chmod(dir_.c_str(), 0777), 0);
+  std::string msg = error_of([&] { restore::check_images_trusted(dir_); });
+  EXPECT_NE(msg.find("images directory " + dir_ + " is writable by others"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("0777"), std::string::npos) << msg;
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+
+  ASSERT_EQ(::chmod(path("core-1.img").c_str(), 0620), 0);
+  msg = error_of([&] { restore::check_images_trusted(dir_); });
+  EXPECT_NE(msg.find("image " + path("core-1.img") + " is writable by its group"),
+            std::string::npos)
+      << msg;
+  ASSERT_EQ(::chmod(path("core-1.img").c_str(), 0644), 0);
+
+  // Files that are not images (a log, a stale temporary) are not the restore's business.
+  put("restore.log", "");
+  ASSERT_EQ(::chmod(path("restore.log").c_str(), 0666), 0);
+  EXPECT_EQ(error_of([&] { restore::check_images_trusted(dir_); }), "");
+
+  ASSERT_EQ(::symlink(path("core-1.img").c_str(), path("mm-1.img").c_str()), 0);
+  msg = error_of([&] { restore::check_images_trusted(dir_); });
+  EXPECT_NE(msg.find("image " + path("mm-1.img") + " is a symbolic link"), std::string::npos)
+      << msg;
 }
 
 }  // namespace
