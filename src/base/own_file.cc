@@ -74,10 +74,11 @@ Fd recreate_file(const std::string& path, const std::string& what) {
   if (::lstat(path.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode))
       fail("cannot create {} {}: a directory is in its place; remove it and retry", what, path);
+    const std::string was = describe(path, st);
     // Unlinking a symlink removes the link, never what it points to.
     if (::unlink(path.c_str()) < 0 && errno != ENOENT)
-      fail_sys("cannot remove {} left at the path of {} {}", describe(path, st), what, path);
-    log::debug("removed {} left at the path of {} {}", describe(path, st), what, path);
+      fail_sys("cannot remove {} left at the path of {} {}", was, what, path);
+    log::debug("removed {} left at the path of {} {}", was, what, path);
   } else if (errno != ENOENT) {
     fail_sys("cannot look at the path of {} {}", what, path);
   }
