@@ -1,6 +1,5 @@
 #include "base/log.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -8,6 +7,7 @@
 #include <mutex>
 
 #include "base/error.h"
+#include "base/own_file.h"
 
 namespace cryo::log {
 namespace {
@@ -37,9 +37,7 @@ void put(int fd, const std::string& s) {
 void init(const std::string& path, int lvl) {
   g_level = lvl;
   if (path.empty() || path == "-") return;
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail_sys("cannot open log file {}", path);
-  g_fd = fd;
+  g_fd = open_own_file(path, "log file").release();
 }
 
 int level() {

@@ -1,6 +1,7 @@
 #include "dump/dump.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -49,6 +50,14 @@ void check_namespaces(pid_t pid) {
 void run(const Options& opts) {
   if (::access(opts.dir.c_str(), W_OK) < 0)
     fail_sys("cannot use the images directory {} (it must exist and be writable)", opts.dir);
+  struct stat dst;
+  if (::stat(opts.dir.c_str(), &dst) == 0 &&
+      (dst.st_uid != ::geteuid() || (dst.st_mode & (S_IWGRP | S_IWOTH))))
+    log::user(log::kWarn,
+              fmt::format("images directory {} (owner uid {}, mode {:04o}) can be written by "
+                          "others than uid {}: cryo restore will refuse it (chown it, chmod "
+                          "go-w it, or dump elsewhere)",
+                          opts.dir, dst.st_uid, dst.st_mode & 07777, ::geteuid()));
   // An older image set here must not look whole if this dump fails half-way.
   if (::unlink((opts.dir + "/inventory.img").c_str()) < 0 && errno != ENOENT)
     fail_sys("cannot remove the old {}/inventory.img", opts.dir);
@@ -70,6 +79,7 @@ void run(const Options& opts) {
   for (const auto& t : tasks) {
     if (t.zombie && t.pid == root.pid) fail("the root task {} is a zombie", t.pid);
     if (!t.zombie) check_namespaces(t.pid);
+    if (!t.zombie) refuse_io_uring(t.pid, t.io_workers);
     if (t.pid != root.pid && (!tree.contains(t.sid) && t.sid != root.sid))
       fail("task {}: its session {} is neither in the tree nor the root's: not supported yet",
            t.pid, t.sid);

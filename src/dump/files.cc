@@ -20,6 +20,8 @@
 namespace cryo::dump {
 namespace {
 
+constexpr const char* kIoUringLink = "anon_inode:[io_uring]";
+
 // What kind of non-regular object a /proc/PID/fd link names, for the refusal message.
 std::string kind_of_link(const std::string& link) {
   if (link.rfind("socket:", 0) == 0) return "socket";
@@ -31,7 +33,41 @@ std::string kind_of_link(const std::string& link) {
   return "";
 }
 
+[[noreturn]] void refuse_fd(pid_t pid, int fd, const std::string& kind, const std::string& link) {
+  fail("task {} fd {}: {} ({}) is not supported yet", pid, fd, kind, link);
+}
+
 }  // namespace
+
+void refuse_io_uring(pid_t pid, const std::vector<pid_t>& io_workers) {
+  std::string base = fmt::format("/proc/{}/fd", pid);
+  for (int fd : proc::list_dir_numbers(base)) {
+    std::string link;
+    try {
+      link = proc::read_link(fmt::format("{}/{}", base, fd));
+    } catch (const Error&) {
+      continue;  // closed meanwhile by a task outside the tree sharing the fd table
+    }
+    if (link == kIoUringLink) refuse_fd(pid, fd, kind_of_link(link), link);
+  }
+  for (const proc::Vma& v : proc::read_maps(pid))
+    if (v.path == kIoUringLink)
+      fail(
+          "task {}: an io_uring instance is mapped at {:x}-{:x} ({}) with no fd left on it: "
+          "io_uring is not supported yet",
+          pid, v.start, v.end, v.path);
+  if (!io_workers.empty()) {
+    std::string names;
+    for (pid_t tid : io_workers) {
+      std::string comm =
+          proc::try_read_file(fmt::format("/proc/{}/task/{}/comm", pid, tid)).value_or("exited");
+      if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+      names += fmt::format("{}{} {}", names.empty() ? "" : ", ", tid, comm);
+    }
+    fail("task {}: io_uring kernel threads work for it ({}): io_uring is not supported yet", pid,
+         names);
+  }
+}
 
 uint32_t FileTable::by_path(const std::string& path, uint32_t flags, const std::string& proc_link) {
   auto key = std::make_pair(path, flags);
@@ -158,7 +194,7 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir, b
     } else if (link == "anon_inode:[fanotify]") {
       type = FANOTIFY;
     } else if (std::string k = kind_of_link(link); !k.empty()) {
-      fail("task {} fd {}: {} ({}) is not supported yet", pid, fd, k, link);
+      refuse_fd(pid, fd, k, link);
     } else if (S_ISFIFO(st.st_mode)) {
       type = FIFO;
     } else if (S_ISREG(st.st_mode) && link.rfind("/memfd:", 0) == 0) {

@@ -22,6 +22,11 @@
 
 namespace cryo::dump {
 
+// Refuses a task using io_uring, before anything is dumped: an fd on a ring (the same message
+// dump_fds gives for any unsupported fd), a ring still mapped after its fd was closed, or
+// io_uring kernel threads (`io_workers`, never seized) working for it.
+void refuse_io_uring(pid_t pid, const std::vector<pid_t>& io_workers);
+
 class FileTable {
  public:
   // A path-only entry (mapped file, exe, cwd, root); the same path and flags share an id.

@@ -117,6 +117,10 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
       flags |= MAP_ANONYMOUS;
     } else if (v.path[0] == '[') {
       fail("{}: this kind of mapping is not supported yet", where());
+    } else if (v.path.rfind("anon_inode:", 0) == 0) {
+      // Not a path (io_uring rings, perf or bpf buffers): only the object behind it could be
+      // mapped again.
+      fail("{}: a mapping of {} is not supported yet", where(), v.path.substr(11));
     } else {
       if (v.path.rfind("/SYSV", 0) == 0 || v.path.rfind("/dev/zero", 0) == 0)
         fail("{}: SysV shared memory and /dev/zero mappings are not supported yet", where());
@@ -148,8 +152,7 @@ PageStats dump_pages(pid_t pid, const mm_entry& mm, const std::string& dir, uint
   if (!mem) fail_sys("cannot open /proc/{}/mem", pid);
 
   std::string pages_name = fmt::format("pages-{}.img", pages_id);
-  Fd out(::open((dir + "/" + pages_name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!out) fail_sys("cannot create image {}/{}", dir, pages_name);
+  Fd out = image::create_raw(dir, pages_name);
   image::Writer pm(dir, fmt::format("pagemap-{}.img", pid), image::magic::kPagemap);
   pagemap_head head;
   head.set_pages_id(pages_id);

@@ -35,9 +35,7 @@ uint64_t ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
     off_t size = ::lseek(fd.get(), 0, SEEK_END);
     uint32_t pages_id = (*next_pages_id)++;
     std::string pages_name = fmt::format("pages-{}.img", pages_id);
-    Fd out(
-        ::open((dir + "/" + pages_name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!out) fail_sys("cannot create image {}/{}", dir, pages_name);
+    Fd out = image::create_raw(dir, pages_name);
     image::Writer pm(dir, fmt::format("pagemap-shmem-{}.img", inode), image::magic::kPagemap);
     pagemap_head head;
     head.set_pages_id(pages_id);

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/own_file.h"
 
 namespace cryo::image {
 namespace {
@@ -51,9 +52,7 @@ void append_u32(std::string& s, uint32_t v) {
 
 Writer::Writer(const std::string& dir, const std::string& name, uint32_t magic, bool service)
     : dir_(dir), name_(name), tmp_("." + name + ".part") {
-  fd_.reset(::openat(AT_FDCWD, (dir_ + "/" + tmp_).c_str(),
-                     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd_) fail_sys("cannot create image {}/{}", dir_, name_);
+  fd_ = create_raw(dir_, tmp_);
   if (magic != magic::kInventory) append_u32(buf_, service ? magic::kService : magic::kCommon);
   append_u32(buf_, magic);
 }
@@ -103,8 +102,7 @@ void Writer::close() {
 
 Reader::Reader(const std::string& dir, const std::string& name, uint32_t magic) : name_(name) {
   std::string path = dir + "/" + name;
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) fail_sys("cannot open image {}", path);
+  Fd fd = open_image(path);
   struct stat st;
   if (::fstat(fd.get(), &st) < 0) fail_sys("cannot stat image {}", path);
   data_.resize(st.st_size);
@@ -174,6 +172,26 @@ void read_one(const std::string& dir, const std::string& name, uint32_t magic,
 
 bool exists(const std::string& dir, const std::string& name) {
   return ::access((dir + "/" + name).c_str(), F_OK) == 0;
+}
+
+Fd create_raw(const std::string& dir, const std::string& name) {
+  return recreate_file(dir + "/" + name, "image");
+}
+
+Fd open_image(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!fd && errno == ELOOP)
+    fail(
+        "image {} is a symbolic link: cryo reads only regular files as images; put the file "
+        "itself in the images directory",
+        path);
+  if (!fd) fail_sys("cannot open image {}", path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) < 0) fail_sys("cannot stat image {}", path);
+  if (!S_ISREG(st.st_mode))
+    fail("image {} is {}, not a regular file: cryo reads only regular files as images", path,
+         file_type_name(st.st_mode));
+  return fd;
 }
 
 }  // namespace cryo::image

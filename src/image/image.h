@@ -111,4 +111,11 @@ void read_one(const std::string& dir, const std::string& name, uint32_t magic,
 
 bool exists(const std::string& dir, const std::string& name);
 
+// Creates DIR/NAME for writing, mode 0600, removing a file or symlink an earlier run left
+// there and never writing through a link (see recreate_file): for raw images written in place.
+Fd create_raw(const std::string& dir, const std::string& name);
+// Opens an image file for reading: a symlink is not followed and anything but a regular file
+// is refused (a FIFO put in an image's place must not hang the restore).
+Fd open_image(const std::string& path);
+
 }  // namespace cryo::image

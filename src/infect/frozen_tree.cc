@@ -134,14 +134,22 @@ WaitStatus FrozenTree::wait_stop(pid_t tid) {
   }
 }
 
-// Seizes every thread of a process, again until no new thread appears.
+// Seizes every thread of a process, again until no new thread appears. io_uring's kernel
+// threads (iou-sqp-*, iou-wrk-*) are only noted: they never return to user space, so a
+// remote syscall in one would wait forever; the dump refuses their ring later.
 void FrozenTree::seize_threads(FrozenTask& t) {
   for (;;) {
     bool added = false;
     for (pid_t tid : proc::read_threads(t.pid)) {
       bool known = std::any_of(t.threads.begin(), t.threads.end(),
-                               [&](const FrozenThread& th) { return th.tid == tid; });
+                               [&](const FrozenThread& th) { return th.tid == tid; }) ||
+                   std::find(t.io_workers.begin(), t.io_workers.end(), tid) != t.io_workers.end();
       if (known) continue;
+      if (tid != t.pid && proc::is_io_worker(t.pid, tid)) {
+        t.io_workers.push_back(tid);
+        log::debug("task {}: thread {} is an io_uring worker: not seized", t.pid, tid);
+        continue;
+      }
       try {
         seize(tid);
       } catch (const Error&) {

@@ -32,6 +32,7 @@ struct FrozenTask {
   proc::Stat stat;
   std::vector<pid_t> children;
   std::vector<FrozenThread> threads;  // threads[0] is the leader (tid == pid)
+  std::vector<pid_t> io_workers;      // io_uring kernel threads: listed, never seized
 };
 
 class FrozenTree {

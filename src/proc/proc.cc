@@ -299,6 +299,17 @@ std::string describe_state(pid_t tid) {
   return fmt::format("state {}{}", state, wchan);
 }
 
+bool is_io_worker(pid_t pid, pid_t tid) {
+  std::string path = fmt::format("/proc/{}/task/{}/stat", pid, tid);
+  auto text = try_read_file(path);
+  if (!text) return false;  // exited: the caller's seize says so
+  try {
+    return (parse_stat(*text).flags & kPfIoWorker) != 0;
+  } catch (const Error& e) {
+    fail("cannot parse {}: {}", path, e.what());
+  }
+}
+
 // ---- status ----------------------------------------------------------------------------
 
 Status parse_status(const std::string& text) {

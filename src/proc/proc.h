@@ -36,6 +36,12 @@ Stat read_stat(pid_t pid);
 // "state D, waiting in WCHAN" of a task, for messages about a task that does not respond.
 std::string describe_state(pid_t tid);
 
+// PF_IO_WORKER in Stat::flags: an io_uring kernel thread (iou-sqp-*, iou-wrk-*) listed among a
+// process's threads. It never returns to user space, so it can neither stop nor be dumped.
+constexpr uint64_t kPfIoWorker = 0x10;
+// True if /proc/PID/task/TID is an io_uring worker; false if it is not, or is gone.
+bool is_io_worker(pid_t pid, pid_t tid);
+
 // /proc/PID/status, the fields cryo uses.
 struct Status {
   std::string name;

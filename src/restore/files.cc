@@ -88,8 +88,7 @@ Fd FileSet::open_memfd(const memfd_file_entry& m) {
     pagemap_head head;
     if (!r.next(head)) fail("image {} is truncated: no header", pm);
     std::string pages = fmt::format("{}/pages-{}.img", plan_.dir, head.pages_id());
-    Fd pf(::open(pages.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!pf) fail_sys("cannot open image {}", pages);
+    Fd pf = image::open_image(pages);
     pagemap_entry e;
     off_t off = 0;
     while (r.next(e)) {

@@ -37,8 +37,7 @@ class PagesFile {
  public:
   PagesFile(const std::string& dir, uint32_t id) {
     path_ = fmt::format("{}/pages-{}.img", dir, id);
-    Fd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) fail_sys("cannot open image {}", path_);
+    Fd fd = image::open_image(path_);
     len_ = static_cast<size_t>(::lseek(fd.get(), 0, SEEK_END));
     if (len_) {
       void* p = ::mmap(nullptr, len_, PROT_READ, MAP_PRIVATE, fd.get(), 0);

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "base/fd.h"
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "base/own_file.h"
 #include "image/image.h"
 #include "restore/core.h"
 #include "restore/file_locks.h"
@@ -24,6 +26,7 @@
 #include "restore/mm.h"
 #include "restore/plan.h"
 #include "restore/tree.h"
+#include "restore/trust.h"
 #include "restore/tty.h"
 #include "stats.pb.h"
 
@@ -36,18 +39,48 @@ uint32_t usec_since(clock::time_point t0) {
       std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count());
 }
 
-void write_pidfile(const std::string& path, pid_t pid) {
-  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  std::string s = std::to_string(pid);
-  if (!fd || ::write(fd.get(), s.data(), s.size()) != static_cast<ssize_t>(s.size()))
-    fail_sys("cannot write pidfile {}", path);
-}
+// --pidfile, created (O_EXCL, mode 0600, as CRIU does) before any process exists, so a path
+// that cannot be used fails the restore while there is nothing to undo. The root's PID is
+// written just before release; a failed restore removes the file again.
+class PidFile {
+ public:
+  explicit PidFile(const std::string& path) : path_(path) {
+    if (path_.empty()) return;
+    fd_ = create_new_file(path_, "pidfile");
+    if (::fstat(fd_.get(), &st_) < 0) fail_sys("cannot stat pidfile {}", path_);
+  }
+  PidFile(const PidFile&) = delete;
+  PidFile& operator=(const PidFile&) = delete;
+  ~PidFile() {
+    if (path_.empty() || kept_) return;
+    // Only the file cryo created: someone may have replaced it meanwhile.
+    struct stat now;
+    if (::lstat(path_.c_str(), &now) == 0 && now.st_dev == st_.st_dev && now.st_ino == st_.st_ino)
+      ::unlink(path_.c_str());
+  }
+  void write(pid_t pid) {
+    if (path_.empty()) return;
+    std::string s = std::to_string(pid);
+    if (::write(fd_.get(), s.data(), s.size()) != static_cast<ssize_t>(s.size()))
+      fail_sys("cannot write pidfile {}", path_);
+    if (::close(fd_.release()) < 0) fail_sys("cannot write pidfile {}", path_);
+  }
+  void keep() { kept_ = true; }
+
+ private:
+  std::string path_;
+  Fd fd_;
+  struct stat st_ {};
+  bool kept_ = false;
+};
 
 }  // namespace
 
 int run(const Options& opts) {
   auto t0 = clock::now();
+  check_images_trusted(opts.dir);
   Plan plan = load_plan(opts.dir, opts.shell_job);
+  PidFile pidfile(opts.pidfile);
   FileLocks locks(plan, opts.file_locks);
   wait_pids_free(plan);
   GhostFiles ghosts(plan);
@@ -119,9 +152,10 @@ int run(const Options& opts) {
   } catch (const Error& e) {
     log::warn("{}", e.what());  // a read-only images directory must not fail a restore
   }
-  if (!opts.pidfile.empty()) write_pidfile(opts.pidfile, tree.root());
+  pidfile.write(tree.root());
 
   tree.release(opts.leave_stopped);
+  pidfile.keep();
   log::info("Restore finished successfully: {} task(s), {} pages in {} us", plan.tasks.size(),
             pages, r->restore_time());
   if (opts.display_stats)

@@ -63,8 +63,7 @@ void ShmemSet::create(RemoteTask& rt, uint64_t shmid, Object& o,
             static_cast<uint64_t>(-1L), 0});
   o.creator = rt.tid();
   std::string pages = fmt::format("{}/pages-{}.img", plan_.dir, head.pages_id());
-  Fd fd(::open(pages.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) fail_sys("cannot open image {}", pages);
+  Fd fd = image::open_image(pages);
   off_t off = 0;
   for (const pagemap_entry& e : entries) {
     uint64_t len = e.nr_pages() * kernel::kPageSize;

@@ -9,10 +9,10 @@
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
-# stop-during-dump oom-score-adj).
+# stop-during-dump oom-score-adj io-uring pidfile log-file images-perms image-part-symlink).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
-# vfork_wait, file_locks, inotify_deleted, pid_taker) are taken
+# vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring) are taken
 # from $CR_PROGS_DIR, else from the directory of PROGRAM_OR_NAME.
 #
 # Protocol with the programs: `prog WORKDIR` builds its state, writes
@@ -25,6 +25,9 @@
 # success. Test processes are killed on exit (only those whose command line
 # names the WORKDIR).
 set -u
+# cryo restore refuses group- or world-writable images: whatever the caller's umask, the
+# directories made here are writable by root alone.
+umask 022
 
 if (( $# != 3 )); then
 	echo "usage: $0 CRYO_BINARY PROGRAM_OR_NAME FLAVOR" >&2
@@ -358,6 +361,9 @@ restore_detached_ok() {
 	local p
 	p=$(tr -dc '0-9' <"$D/pidfile")
 	[[ $p == "$ROOT" ]] || die "pidfile holds $p, expected the original pid $ROOT"
+	local mode
+	mode=$(stat -c %a "$D/pidfile")
+	[[ $mode == 600 ]] || die "the pidfile has mode $mode, expected 600"
 }
 
 restore_detached() {
@@ -824,6 +830,201 @@ err_freeze_timeout() {
 	finish_original "after the refused dump"
 }
 
+# io_uring: a ring with an SQPOLL thread, the same ring with its fd closed (registered with
+# the ring itself), and a ring whose worker thread blocks in a read. Their kernel threads never
+# stop for ptrace: the dump must refuse at once, within --timeout, naming the task, the fd (or
+# the mapping) and io_uring; the program keeps running and its ring still works.
+err_io_uring() {
+	helper io_uring
+	local mode t0 took fd f
+	for mode in sqpoll worker sqpoll-nofd; do
+		new_run "$mode"
+		start_cmd "$HELPER" "$D" "$mode"
+		fd=""
+		for f in /proc/"$ROOT"/fd/*; do
+			[[ $(readlink "$f") == "anon_inode:[io_uring]" ]] && fd=${f##*/}
+		done
+		if [[ $mode == sqpoll-nofd ]]; then
+			[[ -z $fd ]] || die "setup: $mode still has the ring open as fd $fd"
+		else
+			[[ -n $fd ]] || die "setup: $mode has no io_uring fd"
+		fi
+		t0=$(now_ms)
+		CRYO_TIMEOUT=30 dump dump --timeout 2
+		took=$(( $(now_ms) - t0 ))
+		expect_fail dump "dump of an io_uring ring ($mode)"
+		(( took < 5000 )) || die "the refused dump of $mode took $took ms with --timeout 2"
+		if [[ -n $fd ]]; then
+			expect_msg dump "dump of an io_uring ring ($mode)" "task $ROOT fd $fd:" \
+				"io_uring" "not supported yet"
+		else
+			expect_msg dump "dump of an io_uring ring ($mode)" "task $ROOT:" "io_uring" mapped \
+				"not supported yet"
+		fi
+		[[ -e $IMG/inventory.img ]] && die "the refused dump of $mode left an inventory.img"
+		check_tree_running "after the refused dump of $mode"
+		[[ $(awk '/^TracerPid:/ {print $2}' "/proc/$ROOT/status") == 0 ]] ||
+			die "$mode: pid $ROOT is still traced after the refused dump"
+		finish_original "$mode after the refused dump"
+	done
+}
+
+# --pidfile is created anew (O_EXCL, mode 0600) before any process: a symlink planted there
+# (to a file or dangling) or an existing file is refused, naming the path, with nothing
+# restored and nothing written through the link; a restore failing later removes the pidfile
+# it created. Then a restore with a fresh pidfile works (restore_detached checks mode 0600).
+err_pidfile() {
+	helper task_state
+	start_prog "$HELPER"
+	dump_ok dump
+	check_tree_gone
+	echo precious >"$D/target"
+	ln -s "$D/target" "$D/pid-link"
+	ln -s "$D/absent" "$D/pid-dangling"
+	echo 12345 >"$D/pid-old"
+	local case path
+	for case in link:pid-link dangling:pid-dangling old:pid-old; do
+		path=$D/${case#*:}
+		RESTORE_ARGS=(-d --pidfile "$path")
+		restore_must_fail "restore-pidfile-${case%%:*}" "restore with --pidfile $path (${case%%:*})" \
+			"$IMG" "pidfile $path" "already exists" remove
+	done
+	RESTORE_ARGS=()
+	expect_msg restore-pidfile-link "a symlink as pidfile" "symbolic link"
+	[[ $(<"$D/target") == precious ]] || die "the refused restore wrote through the pidfile symlink: $(cat "$D/target")"
+	[[ -L $D/pid-link && $(readlink "$D/pid-link") == "$D/target" ]] || die "the pidfile symlink was changed"
+	[[ ! -e $D/absent ]] || die "the refused restore created the target of a dangling pidfile symlink"
+	[[ $(<"$D/pid-old") == 12345 ]] || die "the refused restore changed the existing pidfile: $(cat "$D/pid-old")"
+
+	# Created before the tree, removed when the restore fails after it.
+	export CRYO_FAULT=restore-before-release
+	RESTORE_ARGS=(-d --pidfile "$D/pid-fault")
+	restore_must_fail restore-pidfile-fault "restore --pidfile with CRYO_FAULT=restore-before-release" \
+		"$IMG" "fault injected"
+	unset CRYO_FAULT
+	RESTORE_ARGS=()
+	[[ ! -e $D/pid-fault ]] || die "a failed restore left its pidfile $D/pid-fault"
+	restore_detached
+}
+
+# -o FILE: never written through a symlink, never another user's file, a FIFO or a device;
+# an existing log of our own is truncated and made 0600; -o - still logs to stderr.
+err_log_file() {
+	helper task_state
+	start_prog "$HELPER"
+	mkdir -p "$IMG"
+	echo precious >"$D/target"
+	ln -s "$D/target" "$D/link.log"
+	touch "$D/other.log"
+	chown 65534 "$D/other.log"
+	mkfifo "$D/fifo.log"
+	local name why
+	for name in link other fifo; do
+		case $name in
+		link) why="symbolic link" ;;
+		other) why="uid 65534" ;;
+		fifo) why=FIFO ;;
+		esac
+		run_cryo "dump-$name" dump -R -t "$ROOT" -D "$IMG" -o "$D/$name.log" -v4
+		expect_fail "dump-$name" "dump -o $D/$name.log ($why)"
+		expect_msg "dump-$name" "dump -o $D/$name.log" "log file $D/$name.log" "$why"
+		check_tree_running "after the refused dump -o $name.log"
+	done
+	[[ $(<"$D/target") == precious ]] || die "cryo wrote through the log symlink: $(head -c 200 "$D/target")"
+	[[ -L $D/link.log ]] || die "the log symlink was replaced"
+	[[ ! -s $D/other.log && $(stat -c %u "$D/other.log") == 65534 ]] || die "another user's log file was changed"
+	[[ -p $D/fifo.log ]] || die "the FIFO log was replaced"
+
+	# A relative log goes to the images directory; an old log of ours there is truncated.
+	echo "OLD-LOG-LINE" >"$IMG/mine.log"
+	chmod 644 "$IMG/mine.log"
+	run_cryo dump-mine dump -R -t "$ROOT" -D "$IMG" -o mine.log -v4
+	(( RC == 0 )) || die "dump -R -o mine.log (an old log of ours) exited $RC: $(msg_of dump-mine)"
+	grep -q OLD-LOG-LINE "$IMG/mine.log" && die "the old log was not truncated"
+	grep -q "froze" "$IMG/mine.log" || die "nothing logged to $IMG/mine.log"
+	[[ $(stat -c %a "$IMG/mine.log") == 600 ]] || die "the log has mode $(stat -c %a "$IMG/mine.log"), expected 600"
+	rm -f "$IMG/inventory.img"
+	run_cryo dump-new dump -R -t "$ROOT" -D "$IMG" -o new.log -v4
+	(( RC == 0 )) || die "dump -R -o new.log exited $RC: $(msg_of dump-new)"
+	[[ $(stat -c %a "$IMG/new.log") == 600 ]] || die "a new log has mode $(stat -c %a "$IMG/new.log"), expected 600"
+	run_cryo dump-stderr dump -R -t "$ROOT" -D "$IMG" -o - -v4
+	(( RC == 0 )) || die "dump -R -o - exited $RC: $(msg_of dump-stderr)"
+	grep -q "froze" "$D/dump-stderr.stderr" || die "dump -o - -v4 logged nothing to stderr"
+	[[ ! -e $IMG/- ]] || die "dump -o - created a file named '-'"
+	check_tree_running "after dump -R"
+	finish_original "after the dumps"
+}
+
+# Who may restore what: an images directory, or an image in it, that someone other than the
+# restoring user could have written is refused before any process is created, naming the
+# path, owner and mode and the fix. The images are intact and restore once fixed. A dump
+# into such a directory warns that its restore will be refused.
+err_images_perms() {
+	helper task_state
+	start_prog "$HELPER"
+	mkdir -p "$IMG"
+	chmod 0777 "$IMG"
+	dump_ok dump
+	expect_msg dump "dump into a world-writable images directory" "$IMG" 0777 "restore will refuse"
+	check_tree_gone
+	local core=$IMG/core-$ROOT.img mm=$IMG/mm-$ROOT.img
+	restore_must_fail restore-dir-777 "restore from a world-writable images directory" "$IMG" \
+		"images directory $IMG" "writable by others" 0777 credentials "chmod go-w"
+	chmod 0775 "$IMG"
+	restore_must_fail restore-dir-775 "restore from a group-writable images directory" "$IMG" \
+		"images directory $IMG" "writable by its group" 0775 "chmod go-w"
+	chmod 0755 "$IMG"
+	chown 65534 "$IMG"
+	restore_must_fail restore-dir-owner "restore from an images directory of uid 65534" "$IMG" \
+		"images directory $IMG" "not owned by uid 0" "owner uid 65534" chown
+	chown 0 "$IMG"
+
+	chown 65534 "$core"
+	restore_must_fail restore-file-owner "restore with core-$ROOT.img of uid 65534" "$IMG" \
+		"image $core" "not owned by uid 0" "owner uid 65534" credentials chown
+	chown 0 "$core"
+	chmod 0666 "$core"
+	restore_must_fail restore-file-666 "restore with a world-writable core-$ROOT.img" "$IMG" \
+		"image $core" "writable by others" 0666 "chmod go-w"
+	chmod 0600 "$core"
+
+	mv "$mm" "$D/mm-real.img"
+	ln -s "$D/mm-real.img" "$mm"
+	restore_must_fail restore-file-link "restore with mm-$ROOT.img a symlink" "$IMG" \
+		"image $mm" "symbolic link"
+	rm "$mm"
+	mkfifo "$mm"
+	restore_must_fail restore-file-fifo "restore with a FIFO as mm-$ROOT.img" "$IMG" \
+		"image $mm" "not a regular file"
+	rm "$mm"
+	mv "$D/mm-real.img" "$mm"
+	restore_fg
+}
+
+# Image temporaries (.NAME.part) and raw pages images are created anew: a symlink planted at
+# their path is removed, not written through; the dump works and restores.
+err_image_part_symlink() {
+	helper task_state
+	start_prog "$HELPER"
+	mkdir -p "$IMG"
+	echo precious >"$D/outside"
+	local f planted=(".core-$ROOT.img.part" ".inventory.img.part" ".stats-dump.part" pages-1.img
+		"fs-$ROOT.img")
+	for f in "${planted[@]}"; do
+		ln -s "$D/outside" "$IMG/$f"
+	done
+	dump_ok dump
+	check_tree_gone
+	[[ $(<"$D/outside") == precious ]] || die "the dump wrote through a planted symlink: $(head -c 100 "$D/outside" | cat -v)"
+	for f in "${planted[@]}"; do
+		[[ ! -L $IMG/$f ]] || die "the planted symlink $IMG/$f is still there"
+	done
+	[[ -f $IMG/core-$ROOT.img && ! -L $IMG/core-$ROOT.img ]] || die "core-$ROOT.img is not a regular file"
+	[[ $(stat -c %a "$IMG/core-$ROOT.img") == 600 ]] || die "core-$ROOT.img has mode $(stat -c %a "$IMG/core-$ROOT.img"), expected 600"
+	[[ $(stat -c %a "$IMG/pages-1.img") == 600 ]] || die "pages-1.img has mode $(stat -c %a "$IMG/pages-1.img"), expected 600"
+	restore_fg
+}
+
 err_ghost_limit() {
 	helper deleted_files
 	start_prog "$HELPER"
@@ -1019,7 +1220,8 @@ demo)
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
-	stop-during-dump | oom-score-adj)
+	stop-during-dump | oom-score-adj | io-uring | pidfile | log-file | images-perms | \
+	image-part-symlink)
 	"err_${FLAVOR//-/_}"
 	;;
 *)
