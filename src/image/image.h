@@ -95,6 +95,8 @@ class Reader {
   bool next(google::protobuf::MessageLite& m);
   std::string_view take_raw(size_t len);
   bool at_end() const { return off_ >= data_.size(); }
+  size_t offset() const { return off_; }
+  size_t remaining() const { return data_.size() - off_; }
   const std::string& name() const { return name_; }
 
  private:
@@ -103,12 +105,15 @@ class Reader {
   size_t off_ = 0;
 };
 
-// Convenience: an image holding exactly one entry.
+// Convenience: an image holding exactly one entry (anything after it is refused).
 void write_one(const std::string& dir, const std::string& name, uint32_t magic,
                const google::protobuf::MessageLite& m, bool service = false);
 void read_one(const std::string& dir, const std::string& name, uint32_t magic,
               google::protobuf::MessageLite& m);
 
 bool exists(const std::string& dir, const std::string& name);
+
+// Sends libprotobuf's own log lines to cryo's debug log: an error is cryo's one message.
+void silence_protobuf_log();
 
 }  // namespace cryo::image
