@@ -22,11 +22,9 @@
 #include "pagemap.pb.h"
 
 namespace cryo::restore {
-namespace {
 
-// Puts a pipe's saved data back through cryo's own end, made non-blocking: data the pipe
-// cannot hold fails the restore instead of hanging it (the planner refuses what is known
-// not to fit; this is for what it cannot know, e.g. a pipe made smaller by the user's limits).
+// The planner refuses data known not to fit; this is for what it cannot know (e.g. a pipe
+// kept small by the user's pipe-user-pages limits).
 void put_pipe_data(int fd, const std::string& data, uint32_t pipe_id) {
   int fl = ::fcntl(fd, F_GETFL);
   if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
@@ -46,8 +44,6 @@ void put_pipe_data(int fd, const std::string& data, uint32_t pipe_id) {
     off += static_cast<size_t>(n);
   }
 }
-
-}  // namespace
 
 Fd open_checked(const std::string& path, uint32_t flags, bool has_mode, uint32_t mode,
                 const std::string& what) {

@@ -51,6 +51,10 @@ class FileSet {
 Fd open_checked(const std::string& path, uint32_t flags, bool has_mode, uint32_t mode,
                 const std::string& what);
 
+// Puts a pipe's saved data back through `fd`, cryo's own write end (made non-blocking): data
+// the pipe cannot hold fails instead of blocking for ever.
+void put_pipe_data(int fd, const std::string& data, uint32_t pipe_id);
+
 void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files);
 void restore_fs(RemoteTask& rt, const TaskPlan& t, const Plan& plan);
 
