@@ -188,7 +188,7 @@ Plan load_plan(const std::string& dir, bool shell_job) {
     image::Reader r(dir, "files.img", image::magic::kFiles);
     file_entry e;
     while (r.next(e)) {
-      check_file_entry(e);
+      check_file_entry(e, lim);
       if (!plan.files.emplace(e.id(), e).second)
         fail(
             "image files.img: file id {} is listed twice: the fds naming it would get either: "

@@ -178,7 +178,7 @@ void check_fds(const std::vector<fdinfo_entry>& fds, const std::string& image, c
   }
 }
 
-void check_file_entry(const file_entry& f) {
+void check_file_entry(const file_entry& f, const Limits& lim) {
   bool has = false;
   uint32_t inner = f.id();
   const char* part = "";
@@ -212,6 +212,11 @@ void check_file_entry(const file_entry& f) {
          fd_types_Name(f.type()), part, kRedo);
   if (inner != f.id())
     fail("image files.img: file {} has a '{}' part with id {}: {}", f.id(), part, inner, kRedo);
+  if (f.type() == EVENTPOLL)
+    for (const auto& tfd : f.epfd().tfd())
+      if (tfd.tfd() >= lim.nr_open)
+        fail("image files.img: epoll file {} watches fd {}, beyond fs.nr_open ({}): {}", f.id(),
+             tfd.tfd(), lim.nr_open, kRedo);
 }
 
 void check_creds(const creds_entry& c, const std::string& image) {

@@ -50,8 +50,9 @@ void check_pages_size(uint64_t pages, uint64_t file_size, const std::string& pag
 
 // fdinfo-N.img, sorted by fd: each fd number once, below fs.nr_open.
 void check_fds(const std::vector<fdinfo_entry>& fds, const std::string& image, const Limits& lim);
-// A files.img entry carries the part its type says, with the entry's own id.
-void check_file_entry(const file_entry& f);
+// A files.img entry carries the part its type says, with the entry's own id; an epoll's
+// registrations name fd numbers below fs.nr_open.
+void check_file_entry(const file_entry& f, const Limits& lim);
 
 // core-TID.img: credentials that the set*id calls would take as "unchanged" (-1), groups.
 void check_creds(const creds_entry& c, const std::string& image);

@@ -283,14 +283,33 @@ file_entry reg_file(uint32_t id) {
   return f;
 }
 
+TEST(CheckFileEntry, EpollWatchesBeyondNrOpen) {
+  file_entry f;
+  f.set_type(EVENTPOLL);
+  f.set_id(8);
+  eventpoll_file_entry* ep = f.mutable_epfd();
+  ep->set_id(8);
+  ep->set_flags(0);
+  *ep->mutable_fown() = reg_file(1).reg().fown();
+  eventpoll_tfd_entry* t = ep->add_tfd();
+  t->set_id(8);
+  t->set_tfd(5);
+  t->set_events(1);
+  t->set_data(0);
+  EXPECT_NO_THROW(check_file_entry(f, limits()));
+  t->set_tfd(5000);
+  expect_refused([&] { check_file_entry(f, limits()); },
+                 {"files.img", "epoll file 8", "fd 5000", "fs.nr_open"});
+}
+
 TEST(CheckFileEntry, TypeNeedsItsPartWithTheSameId) {
-  EXPECT_NO_THROW(check_file_entry(reg_file(3)));
+  EXPECT_NO_THROW(check_file_entry(reg_file(3), limits()));
   file_entry f = reg_file(3);
   f.set_type(PIPE);
-  expect_refused([&] { check_file_entry(f); }, {"files.img", "file 3", "PIPE", "'pipe'"});
+  expect_refused([&] { check_file_entry(f, limits()); }, {"files.img", "file 3", "PIPE", "'pipe'"});
   f = reg_file(3);
   f.mutable_reg()->set_id(4);
-  expect_refused([&] { check_file_entry(f); }, {"files.img", "file 3", "'reg'", "id 4"});
+  expect_refused([&] { check_file_entry(f, limits()); }, {"files.img", "file 3", "'reg'", "id 4"});
 }
 
 creds_entry creds() {
