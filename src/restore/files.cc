@@ -65,7 +65,8 @@ Fd open_checked(const std::string& path, uint32_t flags, bool has_mode, uint32_t
     fail("{}: {} is now {}, it was {} when dumped: restore needs the same file", what,
          printable(path), file_kind(st.st_mode),
          has_mode ? file_kind(mode) : "not a FIFO or socket");
-  if (!(flags & O_NONBLOCK)) {
+  // (An O_PATH file has no status flags to change.)
+  if (!(flags & (O_NONBLOCK | O_PATH))) {
     int fl = ::fcntl(fd.get(), F_GETFL);
     if (fl < 0 || ::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK) < 0)
       fail_sys("{}: cannot clear O_NONBLOCK on {}", what, printable(path));

@@ -70,6 +70,8 @@ TEST_F(OpenTest, NonBlockingOnlyWhenTheImageSaysSo) {
   EXPECT_EQ(fcntl(fd.get(), F_GETFL) & (O_NONBLOCK | O_ACCMODE), O_RDWR);
   fd = open_checked(path, O_RDONLY | O_NONBLOCK, true, S_IFREG | 0600, "file 3");
   EXPECT_EQ(fcntl(fd.get(), F_GETFL) & O_NONBLOCK, O_NONBLOCK);
+  fd = open_checked(path, O_PATH, true, S_IFREG | 0600, "file 3");
+  EXPECT_EQ(fcntl(fd.get(), F_GETFL) & O_PATH, O_PATH);
 }
 
 TEST_F(OpenTest, ControlCharactersOfThePathAreEscaped) {
