@@ -12,6 +12,7 @@
 #include "cli/check.h"
 #include "cli/options.h"
 #include "dump/dump.h"
+#include "image/image.h"
 #include "restore/restore.h"
 
 namespace {
@@ -95,6 +96,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cryo::image::silence_protobuf_log();
   // A dying reader of our output must not kill cryo mid-dump.
   ::signal(SIGPIPE, SIG_IGN);
   // A restore holds every file of the tree open at once: allow as many fds as we may.

@@ -4,7 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
+
+#include <google/protobuf/stubs/logging.h>
 
 #include "base/log.h"
 #include "base/own_file.h"
@@ -142,9 +145,15 @@ bool Reader::next(google::protobuf::MessageLite& m) {
   if (data_.size() - off_ - 4 < len)
     fail("image {} is truncated: entry at offset {} claims {} bytes, only {} left", name_, off_,
          len, data_.size() - off_ - 4);
-  if (!m.ParseFromArray(data_.data() + off_ + 4, static_cast<int>(len)))
+  // Parsed partially, then checked: the missing fields are named in cryo's one message
+  // (ParseFromArray would log them through libprotobuf first).
+  if (len > static_cast<uint32_t>(INT32_MAX) ||
+      !m.ParsePartialFromArray(data_.data() + off_ + 4, static_cast<int>(len)))
     fail("image {} is corrupt: entry at offset {} ({} bytes) does not decode as {}", name_, off_,
          len, m.GetTypeName());
+  if (!m.IsInitialized())
+    fail("image {} is corrupt: entry at offset {} ({}) lacks required field(s) {}", name_, off_,
+         m.GetTypeName(), m.InitializationErrorString());
   off_ += 4 + len;
   return true;
 }
@@ -168,6 +177,19 @@ void read_one(const std::string& dir, const std::string& name, uint32_t magic,
               google::protobuf::MessageLite& m) {
   Reader r(dir, name, magic);
   if (!r.next(m)) fail("image {}/{} is truncated: it holds no entry", dir, name);
+  // Bytes after the one entry are a second entry or garbage: neither belongs there.
+  if (!r.at_end())
+    fail("image {}/{} is corrupt: {} bytes follow its one entry (at offset {})", dir, name,
+         r.remaining(), r.offset());
+}
+
+void silence_protobuf_log() {
+  // libprotobuf logs some failures itself; cryo reports them in its own message. Its lines
+  // go to cryo's log at debug level instead of stderr.
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel, const char* file, int line, const std::string& msg) {
+        log::debug("libprotobuf {}:{}: {}", file, line, msg);
+      });
 }
 
 bool exists(const std::string& dir, const std::string& name) {

@@ -95,6 +95,8 @@ class Reader {
   bool next(google::protobuf::MessageLite& m);
   std::string_view take_raw(size_t len);
   bool at_end() const { return off_ >= data_.size(); }
+  size_t offset() const { return off_; }
+  size_t remaining() const { return data_.size() - off_; }
   const std::string& name() const { return name_; }
 
  private:
@@ -103,7 +105,7 @@ class Reader {
   size_t off_ = 0;
 };
 
-// Convenience: an image holding exactly one entry.
+// Convenience: an image holding exactly one entry (anything after it is refused).
 void write_one(const std::string& dir, const std::string& name, uint32_t magic,
                const google::protobuf::MessageLite& m, bool service = false);
 void read_one(const std::string& dir, const std::string& name, uint32_t magic,
@@ -117,5 +119,7 @@ Fd create_raw(const std::string& dir, const std::string& name);
 // Opens an image file for reading: a symlink is not followed and anything but a regular file
 // is refused (a FIFO put in an image's place must not hang the restore).
 Fd open_image(const std::string& path);
+// Sends libprotobuf's own log lines to cryo's debug log: an error is cryo's one message.
+void silence_protobuf_log();
 
 }  // namespace cryo::image

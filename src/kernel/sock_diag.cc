@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "base/error.h"
+#include "base/strings.h"
 
 namespace cryo::kernel {
 namespace {
@@ -94,12 +95,13 @@ std::map<uint32_t, UnixDiag> unix_diag_all() {
 
 std::string unix_name_printable(const std::string& name) {
   if (name.empty()) return "unnamed";
+  // (Names come from images too: their control characters are escaped.)
   if (name[0] == '\0') {
     std::string r = "@";
-    r.append(name, 1, std::string::npos);
+    r += printable(std::string_view(name).substr(1));
     return r;
   }
-  return name.c_str();
+  return printable(name.c_str());
 }
 
 }  // namespace cryo::kernel

@@ -16,55 +16,74 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
 #include "pagemap.pb.h"
 
 namespace cryo::restore {
-namespace {
 
-void write_all(int fd, const std::string& data, const char* what, uint32_t id) {
+// The planner refuses data known not to fit; this is for what it cannot know (e.g. a pipe
+// kept small by the user's pipe-user-pages limits).
+void put_pipe_data(int fd, const std::string& data, uint32_t pipe_id) {
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    fail_sys("cannot make pipe {} non-blocking", pipe_id);
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail_sys("cannot put the saved data back into {} {}", what, id);
+    if (n < 0 && errno == EAGAIN) {
+      int size = ::fcntl(fd, F_GETPIPE_SZ);
+      fail(
+          "pipe {} takes only {} of its {} saved bytes here (its size is {} bytes): its data "
+          "cannot go back",
+          pipe_id, off, data.size(), size);
+    }
+    if (n <= 0) fail_sys("cannot put the saved data back into pipe {}", pipe_id);
     off += static_cast<size_t>(n);
   }
 }
 
-}  // namespace
+Fd open_checked(const std::string& path, uint32_t flags, bool has_mode, uint32_t mode,
+                const std::string& what) {
+  flags &= ~static_cast<uint32_t>(O_CREAT | O_EXCL | O_TRUNC);
+  Fd fd(::open(path.c_str(), static_cast<int>(flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)));
+  struct stat st;
+  if (!fd) {
+    int err = errno;
+    // A FIFO opened for writing without a reader says ENXIO when non-blocking.
+    if (err == ENXIO && ::stat(path.c_str(), &st) == 0 && has_mode &&
+        (st.st_mode & S_IFMT) != (mode & S_IFMT))
+      fail("{}: {} is now {}, it was {} when dumped: restore needs the same file", what,
+           printable(path), file_kind(st.st_mode), file_kind(mode));
+    fail_errno(err, "{}: cannot open {}", what, printable(path));
+  }
+  if (::fstat(fd.get(), &st) < 0) fail_sys("{}: cannot stat {}", what, printable(path));
+  const bool fifo_ok = !has_mode && !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode);
+  if (has_mode ? (st.st_mode & S_IFMT) != (mode & S_IFMT) : !fifo_ok)
+    fail("{}: {} is now {}, it was {} when dumped: restore needs the same file", what,
+         printable(path), file_kind(st.st_mode),
+         has_mode ? file_kind(mode) : "not a FIFO or socket");
+  // (An O_PATH file has no status flags to change.)
+  if (!(flags & (O_NONBLOCK | O_PATH))) {
+    int fl = ::fcntl(fd.get(), F_GETFL);
+    if (fl < 0 || ::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK) < 0)
+      fail_sys("{}: cannot clear O_NONBLOCK on {}", what, printable(path));
+  }
+  return fd;
+}
 
 FileSet::FileSet(const Plan& plan, Ttys& ttys) : plan_(plan), ttys_(ttys) {
   unix_ = std::make_unique<UnixSockets>(
       plan, [this](uint32_t id) { return get(id); },
       [this](uint32_t id, Fd fd) { files_[id] = std::move(fd); });
-  if (image::exists(plan.dir, "memfd.img")) {
-    image::Reader r(plan.dir, "memfd.img", image::magic::kMemfdInode);
-    memfd_inode_entry m;
-    while (r.next(m)) memfd_inodes_[m.inode_id()] = m;
-  }
-  load_pipe_data("pipes-data.img", image::magic::kPipesData, false);
-  load_pipe_data("fifo-data.img", image::magic::kFifoData, true);
-}
-
-void FileSet::load_pipe_data(const char* name, uint32_t magic, bool fifo) {
-  if (!image::exists(plan_.dir, name)) return;
-  image::Reader r(plan_.dir, name, magic);
-  pipe_data_entry e;
-  while (r.next(e)) {
-    Data& d = data_[{fifo, e.pipe_id()}];
-    d.size = e.size();
-    d.bytes = std::string(r.take_raw(e.bytes()));
-  }
 }
 
 Fd FileSet::open_reg(const reg_file_entry& r) {
-  uint32_t flags = r.flags() & ~static_cast<uint32_t>(O_CREAT | O_EXCL | O_TRUNC);
-  Fd fd(::open(r.name().c_str(), static_cast<int>(flags | O_NOCTTY | O_CLOEXEC)));
-  if (!fd) fail_sys("cannot open {} (file {})", r.name(), r.id());
+  Fd fd = open_checked(r.name(), r.flags(), r.has_mode(), r.mode(), fmt::format("file {}", r.id()));
   if (r.pos() && ::lseek(fd.get(), static_cast<off_t>(r.pos()), SEEK_SET) < 0 && errno != ESPIPE)
-    fail_sys("cannot seek {} to {}", r.name(), r.pos());
+    fail_sys("cannot seek {} to {}", printable(r.name()), r.pos());
   return fd;
 }
 
@@ -73,26 +92,24 @@ Fd FileSet::open_reg(const reg_file_entry& r) {
 Fd FileSet::open_memfd(const memfd_file_entry& m) {
   auto& mfd = memfds_[m.inode_id()];
   if (!mfd) {
-    auto it = memfd_inodes_.find(m.inode_id());
-    if (it == memfd_inodes_.end())
+    auto it = plan_.memfd_inodes.find(m.inode_id());
+    if (it == plan_.memfd_inodes.end())
       fail("image memfd.img does not hold memfd inode {} of file {}", m.inode_id(), m.id());
     const memfd_inode_entry& mi = it->second;
+    const std::string name = printable(mi.name());
     constexpr uint32_t kSealSeal = 1;  // F_SEAL_SEAL alone: created without MFD_ALLOW_SEALING
     bool sealing = mi.seals() != kSealSeal;
     mfd.reset(::memfd_create(mi.name().c_str(), MFD_CLOEXEC | (sealing ? MFD_ALLOW_SEALING : 0)));
-    if (!mfd) fail_sys("cannot create memfd {}", mi.name());
-    if (::ftruncate(mfd.get(), static_cast<off_t>(mi.size())) < 0)
-      fail_sys("cannot size memfd {} to {} bytes", mi.name(), mi.size());
-    std::string pm = fmt::format("pagemap-shmem-{}.img", mi.shmid());
-    image::Reader r(plan_.dir, pm, image::magic::kPagemap);
-    pagemap_head head;
-    if (!r.next(head)) fail("image {} is truncated: no header", pm);
-    std::string pages = fmt::format("{}/pages-{}.img", plan_.dir, head.pages_id());
+    if (!mfd) fail_sys("cannot create memfd {}", name);
+    if (mi.size() > static_cast<uint64_t>(INT64_MAX) ||
+        ::ftruncate(mfd.get(), static_cast<off_t>(mi.size())) < 0)
+      fail_sys("cannot size memfd {} to {} bytes", name, mi.size());
+    const SharedPages& sp = plan_.shared_pages.at(mi.shmid());  // checked by the planner
+    std::string pages = fmt::format("{}/pages-{}.img", plan_.dir, sp.pages_id);
     Fd pf = image::open_image(pages);
-    pagemap_entry e;
     off_t off = 0;
-    while (r.next(e)) {
-      uint64_t len = e.nr_pages() * kernel::kPageSize;
+    for (const pagemap_entry& e : sp.runs) {
+      uint64_t len = uint64_t{e.nr_pages()} * kernel::kPageSize;
       read_pages_in_chunks(pf.get(), pages, off, len, [&](uint64_t at, const char* p, size_t n) {
         // The last page may reach past the file's size: write only what the file holds.
         uint64_t start = e.vaddr() + at;
@@ -100,14 +117,14 @@ Fd FileSet::open_memfd(const memfd_file_entry& m) {
         for (uint64_t w = start; w < end;) {
           ssize_t k = ::pwrite(mfd.get(), p + (w - start), end - w, static_cast<off_t>(w));
           if (k < 0 && errno == EINTR) continue;
-          if (k <= 0) fail_sys("cannot fill memfd {}", mi.name());
+          if (k <= 0) fail_sys("cannot fill memfd {}", name);
           w += static_cast<uint64_t>(k);
         }
       });
       off += static_cast<off_t>(len);
     }
     if (sealing && mi.seals() && ::fcntl(mfd.get(), F_ADD_SEALS, mi.seals()) < 0)
-      fail_sys("cannot seal memfd {} with {:#x}", mi.name(), mi.seals());
+      fail_sys("cannot seal memfd {} with {:#x}", name, mi.seals());
   }
   uint32_t flags = m.flags() & ~static_cast<uint32_t>(O_CREAT | O_EXCL | O_TRUNC);
   Fd fd(::open(fmt::format("/proc/self/fd/{}", mfd.get()).c_str(),
@@ -118,32 +135,37 @@ Fd FileSet::open_memfd(const memfd_file_entry& m) {
   return fd;
 }
 
-Fd FileSet::open_pipe_end(uint32_t pipe_id, uint32_t flags, bool fifo, const std::string& path) {
+Fd FileSet::open_pipe_end(uint32_t pipe_id, uint32_t flags, bool fifo, const reg_file_entry* r) {
   Pipe& p = pipes_[pipe_id];
+  const std::string path = r ? r->name() : "";
   if (!p.rd) {
     if (fifo) {
-      // O_RDWR never blocks on a FIFO and keeps it open while its ends are opened.
-      p.rd.reset(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-      if (!p.rd) fail_sys("cannot open FIFO {}", path);
+      // O_RDWR never blocks on a FIFO and keeps it open while its ends are opened; checked to
+      // still be a FIFO (a regular file there now would be taken as the pipe).
+      p.rd = open_checked(path, O_RDWR, true, S_IFIFO, fmt::format("FIFO {}", pipe_id));
     } else {
       int fds[2];
       if (::pipe2(fds, O_CLOEXEC) < 0) fail_sys("cannot create pipe {}", pipe_id);
       p.rd.reset(fds[0]);
       p.wr.reset(fds[1]);
     }
-    auto it = data_.find({fifo, pipe_id});
-    if (it != data_.end()) {
+    auto it = plan_.pipe_data.find({fifo, pipe_id});
+    if (it != plan_.pipe_data.end()) {
       int wfd = fifo ? p.rd.get() : p.wr.get();
       if (it->second.size && ::fcntl(wfd, F_SETPIPE_SZ, it->second.size) < 0)
         fail_sys("cannot size pipe {} to {} bytes", pipe_id, it->second.size);
-      write_all(wfd, it->second.bytes, "pipe", pipe_id);
+      put_pipe_data(wfd, it->second.bytes, pipe_id);
     }
   }
   const int acc = static_cast<int>(flags & O_ACCMODE);
   Fd end;
   if (fifo) {
     end.reset(::open(path.c_str(), (acc | O_NONBLOCK | O_CLOEXEC)));
-    if (!end) fail_sys("cannot open FIFO {}", path);
+    if (!end) fail_sys("cannot open FIFO {}", printable(path));
+    struct stat st;
+    if (::fstat(end.get(), &st) < 0 || !S_ISFIFO(st.st_mode))
+      fail("FIFO {}: {} is no longer a FIFO: restore needs the same file", pipe_id,
+           printable(path));
   } else {
     // A new open file on the pipe (as a FIFO open would be), not a dup of cryo's end: each
     // open file keeps its own status flags. Never blocks: cryo holds both ends.
@@ -171,11 +193,11 @@ int FileSet::get(uint32_t id) {
       fd = ttys_.open(f.tty());
       break;
     case PIPE:
-      fd = open_pipe_end(f.pipe().pipe_id(), f.pipe().flags(), false, "");
+      fd = open_pipe_end(f.pipe().pipe_id(), f.pipe().flags(), false, nullptr);
       break;
     case FIFO: {
       const reg_file_entry& r = plan_.reg(f.fifo().regf_id(), "FIFO", 0);
-      fd = open_pipe_end(f.fifo().pipe_id(), r.flags(), true, r.name());
+      fd = open_pipe_end(f.fifo().pipe_id(), r.flags(), true, &r);
       break;
     }
     case UNIXSK:

@@ -31,8 +31,7 @@ class FileSet {
  private:
   Fd open_reg(const reg_file_entry& r);
   Fd open_memfd(const memfd_file_entry& m);
-  Fd open_pipe_end(uint32_t pipe_id, uint32_t flags, bool fifo, const std::string& path);
-  void load_pipe_data(const char* image, uint32_t magic, bool fifo);
+  Fd open_pipe_end(uint32_t pipe_id, uint32_t flags, bool fifo, const reg_file_entry* path);
   const Plan& plan_;
   Ttys& ttys_;
   std::map<uint32_t, Fd> files_;
@@ -41,16 +40,20 @@ class FileSet {
     bool filled = false;
   };
   std::map<uint32_t, Pipe> pipes_;
-  struct Data {
-    uint32_t size = 0;
-    std::string bytes;
-  };
-  std::map<std::pair<bool, uint32_t>, Data> data_;  // (fifo, pipe_id)
   std::unique_ptr<UnixSockets> unix_;
   std::set<uint32_t> filled_;
-  std::map<uint64_t, memfd_inode_entry> memfd_inodes_;
   std::map<uint64_t, Fd> memfds_;  // by inode id: cryo's memfd
 };
+
+// Opens a file named in the images without blocking (a FIFO now at a regular file's path would
+// block the open) and checks that it is of the kind the image says (`mode`, when known);
+// O_NONBLOCK is then taken off unless `flags` have it. `what` names the file in errors.
+Fd open_checked(const std::string& path, uint32_t flags, bool has_mode, uint32_t mode,
+                const std::string& what);
+
+// Puts a pipe's saved data back through `fd`, cryo's own write end (made non-blocking): data
+// the pipe cannot hold fails instead of blocking for ever.
+void put_pipe_data(int fd, const std::string& data, uint32_t pipe_id);
 
 void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files);
 void restore_fs(RemoteTask& rt, const TaskPlan& t, const Plan& plan);

@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "base/strings.h"
 
 namespace cryo::restore {
 namespace {
@@ -67,8 +68,8 @@ Fd open_inotify(const inotify_file_entry& e) {
     for (int tries = 0;; tries++) {
       got = ::inotify_add_watch(fd.get(), path.c_str(), mask | IN_DONT_FOLLOW);
       if (got < 0)
-        fail_sys("inotify file {}: cannot watch {} again (wd {}, mask {:#x})", e.id(), path, want,
-                 mask);
+        fail_sys("inotify file {}: cannot watch {} again (wd {}, mask {:#x})", e.id(),
+                 printable(path), want, mask);
       if (got >= want || got <= prev || set_next) break;
       // The kernel hands out wds in increasing order and does not reuse a removed one soon:
       // a watch added and removed again uses up a number.
@@ -82,7 +83,7 @@ Fd open_inotify(const inotify_file_entry& e) {
       fail(
           "inotify file {}: watching {} again gave wd {} instead of {}{}", e.id(), path, got, want,
           got <= prev ? " (the path leads to an inode an earlier watch of this instance has)" : "");
-    log::debug("inotify file {}: wd {} mask {:#x} on {}", e.id(), want, mask, path);
+    log::debug("inotify file {}: wd {} mask {:#x} on {}", e.id(), want, mask, printable(path));
     prev = want;
   }
   if (skipped) {
@@ -123,14 +124,15 @@ Fd open_fanotify(const fanotify_file_entry& e) {
     const unsigned keep = kind | FAN_MARK_DONT_FOLLOW | (m.mflags() & FAN_MARK_EVICTABLE);
     if (m.mask() &&
         ::fanotify_mark(fd.get(), FAN_MARK_ADD | keep, m.mask(), AT_FDCWD, path.c_str()) < 0)
-      fail_sys("fanotify file {}: cannot mark {} again with mask {:#x}", e.id(), path, m.mask());
+      fail_sys("fanotify file {}: cannot mark {} again with mask {:#x}", e.id(), printable(path),
+               m.mask());
     if (m.ignored_mask()) {
       const unsigned how = (m.mflags() & FAN_MARK_IGNORE) ? FAN_MARK_IGNORE : FAN_MARK_IGNORED_MASK;
       if (::fanotify_mark(fd.get(),
                           FAN_MARK_ADD | keep | how | (m.mflags() & FAN_MARK_IGNORED_SURV_MODIFY),
                           m.ignored_mask(), AT_FDCWD, path.c_str()) < 0)
-        fail_sys("fanotify file {}: cannot mark {} again with ignored mask {:#x}", e.id(), path,
-                 m.ignored_mask());
+        fail_sys("fanotify file {}: cannot mark {} again with ignored mask {:#x}", e.id(),
+                 printable(path), m.ignored_mask());
     }
     log::debug("fanotify file {}: mark {:#x}/{:#x} flags {:#x} on {}", e.id(), m.mask(),
                m.ignored_mask(), m.mflags(), path);

@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "ghost-file.pb.h"
 #include "image/image.h"
 
@@ -18,6 +19,7 @@ namespace {
 
 void fill(int fd, const std::string& dir, uint32_t id, const std::string& path) {
   const std::string name = fmt::format("ghost-file-{:x}.img", id);
+  const std::string where = printable(path);  // a name from the images
   image::Reader r(dir, name, image::magic::kGhostFile);
   ghost_file_entry g;
   if (!r.next(g)) fail("image {} is truncated: no entry", name);
@@ -29,7 +31,7 @@ void fill(int fd, const std::string& dir, uint32_t id, const std::string& path) 
       ssize_t n =
           ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(off + done));
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) fail_sys("cannot write the content of deleted file {} into {}", name, path);
+      if (n <= 0) fail_sys("cannot write the content of deleted file {} into {}", name, where);
       done += static_cast<size_t>(n);
     }
   };
@@ -37,7 +39,8 @@ void fill(int fd, const std::string& dir, uint32_t id, const std::string& path) 
   if (g.chunks()) {
     ghost_chunk_entry c;
     while (r.next(c)) {
-      if (c.off() + c.len() > size) fail("image {} is corrupt: a chunk ends past the file", name);
+      if (c.len() > size || c.off() > size - c.len())
+        fail("image {} is corrupt: a chunk ends past the file", name);
       put(c.off(), r.take_raw(c.len()));
     }
   } else {
@@ -45,16 +48,16 @@ void fill(int fd, const std::string& dir, uint32_t id, const std::string& path) 
     put(0, r.take_raw(size));
   }
   if (::ftruncate(fd, static_cast<off_t>(size)) < 0)
-    fail_sys("cannot size deleted file {} to {} bytes", path, size);
+    fail_sys("cannot size deleted file {} to {} bytes", where, size);
   if (::fchown(fd, g.uid(), g.gid()) < 0)
-    fail_sys("cannot give deleted file {} its owner {}:{}", path, g.uid(), g.gid());
+    fail_sys("cannot give deleted file {} its owner {}:{}", where, g.uid(), g.gid());
   if (::fchmod(fd, g.mode() & 07777) < 0)
-    fail_sys("cannot give deleted file {} its mode {:o}", path, g.mode() & 07777);
+    fail_sys("cannot give deleted file {} its mode {:o}", where, g.mode() & 07777);
   timespec times[2] = {
       {static_cast<time_t>(g.atim().tv_sec()), static_cast<long>(g.atim().tv_usec() * 1000)},
       {static_cast<time_t>(g.mtim().tv_sec()), static_cast<long>(g.mtim().tv_usec() * 1000)}};
   if (g.has_atim() && g.has_mtim() && ::futimens(fd, times) < 0)
-    fail_sys("cannot set the times of deleted file {}", path);
+    fail_sys("cannot set the times of deleted file {}", where);
 }
 
 }  // namespace
@@ -76,13 +79,14 @@ GhostFiles::GhostFiles(Plan& plan) try {
         fd.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
       }
       if (!fd)
-        fail_sys("cannot recreate deleted file {} at {} (its directory must exist)", r->name(),
-                 path);
+        fail_sys("cannot recreate deleted file {} at {} (its directory must exist)",
+                 printable(r->name()), printable(path));
       struct stat st;
-      if (::fstat(fd.get(), &st) < 0) fail_sys("cannot stat {}", path);
+      if (::fstat(fd.get(), &st) < 0) fail_sys("cannot stat {}", printable(path));
       created_.push_back({path, st.st_dev, st.st_ino});
       fill(fd.get(), plan.dir, ghost_id, path);
-      log::debug("deleted file {} recreated at {} from ghost {}", r->name(), path, ghost_id);
+      log::debug("deleted file {} recreated at {} from ghost {}", printable(r->name()),
+                 printable(path), ghost_id);
       it = made.emplace(ghost_id, path).first;
     }
     r->set_name(it->second);

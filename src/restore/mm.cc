@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
@@ -56,6 +58,28 @@ class PagesFile {
   char* data_ = nullptr;
   size_t len_ = 0;
 };
+
+// Opens file `r` in the task without blocking and checks its kind against the image: a FIFO
+// put where a mapped file was would otherwise block the task's open, and cryo with it. The fd
+// only serves mmap or PR_SET_MM_MAP, so O_NONBLOCK stays.
+uint64_t open_in_task(RemoteTask& rt, const reg_file_entry& r, uint64_t flags, const char* what) {
+  const pid_t pid = rt.tid();
+  long fd = rt.syscall(SYS_openat, {static_cast<uint64_t>(AT_FDCWD), rt.put_str(0, r.name()),
+                                    flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0});
+  if (fd < 0)
+    fail_errno(static_cast<int>(-fd), "task {}: cannot open {} {}", pid, what, printable(r.name()));
+  struct stat st {};
+  uint64_t a = rt.put(1024, &st, sizeof st);
+  long err = rt.syscall(SYS_fstat, {static_cast<uint64_t>(fd), a});
+  if (err < 0)
+    fail_errno(static_cast<int>(-err), "task {}: cannot stat {}", pid, printable(r.name()));
+  rt.read_mem(a, &st, sizeof st);
+  if (r.has_mode() ? (st.st_mode & S_IFMT) != (r.mode() & S_IFMT) : !S_ISREG(st.st_mode))
+    fail("task {} {}: {} is now {}, it was {} when dumped: restore needs the same file", pid, what,
+         printable(r.name()), file_kind(st.st_mode),
+         r.has_mode() ? file_kind(r.mode()) : "a regular file");
+  return static_cast<uint64_t>(fd);
+}
 
 // The vDSO and its data pages move as one block, keeping their relative layout.
 struct Block {
@@ -186,12 +210,8 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
         file_fds[v.shmid()] = fd;
       } else if (it == file_fds.end()) {
         const reg_file_entry& r = plan.reg(static_cast<uint32_t>(v.shmid()), "mapping", pid);
-        uint64_t path = rt.put_str(0, r.name());
         bool rw = (v.status() & image::kVmaFileShared) && (r.flags() & O_ACCMODE) == O_RDWR;
-        fd = static_cast<long>(
-            rt.check("open of a mapped file", SYS_openat,
-                     {static_cast<uint64_t>(AT_FDCWD), path,
-                      static_cast<uint64_t>((rw ? O_RDWR : O_RDONLY) | O_CLOEXEC), 0}));
+        fd = static_cast<long>(open_in_task(rt, r, rw ? O_RDWR : O_RDONLY, "mapped file"));
         file_fds[v.shmid()] = fd;
       } else {
         fd = it->second;
@@ -307,9 +327,7 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
 
   // mm fields, auxv and exe link.
   const reg_file_entry& exe = plan.reg(mm.exe_file_id(), "executable", pid);
-  uint64_t path = rt.put_str(0, exe.name());
-  uint64_t exe_fd = rt.check("open of the executable", SYS_openat,
-                             {static_cast<uint64_t>(AT_FDCWD), path, O_RDONLY | O_CLOEXEC, 0});
+  uint64_t exe_fd = open_in_task(rt, exe, O_RDONLY, "executable");
   std::vector<uint64_t> auxv(mm.mm_saved_auxv().begin(), mm.mm_saved_auxv().end());
   uint64_t auxv_addr = rt.put(4096, auxv.data(), auxv.size() * 8);
   kernel::PrctlMmMap m{};

@@ -6,16 +6,23 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <set>
 #include <thread>
+#include <tuple>
 
+#include "arch/x86_64/regs.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "image/image.h"
 #include "inventory.pb.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
 #include "remap-file-path.pb.h"
 #include "restore/tty.h"
+#include "restore/validate.h"
+#include "sk-packet.pb.h"
 
 namespace cryo::restore {
 
@@ -35,23 +42,113 @@ const reg_file_entry& Plan::reg(uint32_t id, const char* what, pid_t pid) const 
 
 namespace {
 
-// A file the task will open or map must still be there, with the size it had; a deleted
-// one comes from its ghost image instead.
+// A file the task will open or map must still be there, of the same kind (a FIFO where a
+// regular file was would block its opening) and with the size it had; a deleted one comes
+// from its ghost image instead.
 void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what) {
   if (auto g = plan.ghosts.find(r.id()); g != plan.ghosts.end()) {
     if (!image::exists(plan.dir, fmt::format("ghost-file-{:x}.img", g->second)))
       fail("task {} {}: deleted file {} needs image ghost-file-{:x}.img, which is missing", pid,
-           what, r.name(), g->second);
+           what, printable(r.name()), g->second);
     return;
   }
   struct stat st;
   if (::stat(r.name().c_str(), &st) < 0)
-    fail_sys("task {} {}: file {} is missing on this machine", pid, what, r.name());
+    fail_sys("task {} {}: file {} is missing on this machine", pid, what, printable(r.name()));
+  if (r.has_mode() && (r.mode() & S_IFMT) != (st.st_mode & S_IFMT))
+    fail(
+        "task {} {}: {} is now {}, it was {} when dumped (files.img id {}): restore needs the "
+        "same file",
+        pid, what, printable(r.name()), file_kind(st.st_mode), file_kind(r.mode()), r.id());
   if (r.has_size() && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) != r.size())
     fail(
         "task {} {}: file {} changed size since the dump (was {} bytes, now {}): restore "
         "needs the same file",
-        pid, what, r.name(), r.size(), st.st_size);
+        pid, what, printable(r.name()), r.size(), st.st_size);
+}
+
+uint64_t file_size(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) < 0) fail_sys("cannot open image {}", path);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+// A pagemap image whose runs are checked by `check` (returning the page count), and its pages.
+std::pair<uint32_t, std::vector<pagemap_entry>> read_pagemap(
+    const std::string& dir, const std::string& name,
+    const std::function<uint64_t(const std::vector<pagemap_entry>&)>& check) {
+  image::Reader r(dir, name, image::magic::kPagemap);
+  pagemap_head head;
+  if (!r.next(head)) fail("image {} is truncated: no header", name);
+  std::vector<pagemap_entry> runs;
+  for (pagemap_entry e; r.next(e);) runs.push_back(e);
+  uint64_t pages = check(runs);
+  const std::string pages_name = fmt::format("pages-{}.img", head.pages_id());
+  check_pages_size(pages, file_size(dir + "/" + pages_name), pages_name, name);
+  return {head.pages_id(), std::move(runs)};
+}
+
+void load_pipe_data(Plan& plan, const char* name, uint32_t magic, bool fifo, const Limits& lim) {
+  if (!image::exists(plan.dir, name)) return;
+  image::Reader r(plan.dir, name, magic);
+  pipe_data_entry e;
+  while (r.next(e)) {
+    check_pipe_data(e, name, lim);
+    auto [it, fresh] = plan.pipe_data.try_emplace({fifo, e.pipe_id()});
+    if (!fresh)
+      fail("image {}: pipe {} has data twice: corrupt or edited images: dump the tree again", name,
+           e.pipe_id());
+    it->second.size = e.size();
+    it->second.bytes = std::string(r.take_raw(e.bytes()));
+  }
+}
+
+void load_sk_queues(Plan& plan) {
+  if (!image::exists(plan.dir, "sk-queues.img")) return;
+  image::Reader r(plan.dir, "sk-queues.img", image::magic::kSkQueues);
+  sk_packet_entry e;
+  while (r.next(e)) {
+    auto f = plan.files.find(e.id_for());
+    if (f == plan.files.end() || f->second.type() != UNIXSK)
+      fail(
+          "image sk-queues.img: queued data for file {}, which is not a unix socket in "
+          "files.img: corrupt or edited images: dump the tree again",
+          e.id_for());
+    plan.sk_queues[e.id_for()].emplace_back(r.take_raw(e.length()));
+  }
+  for (const auto& [id, msgs] : plan.sk_queues) check_socket_queue(id, msgs, "sk-queues.img");
+}
+
+// Pages of shared memory and memfds, checked now: they are written after tasks exist.
+void load_shared_pages(Plan& plan) {
+  auto load = [&](uint64_t shmid, uint64_t limit) {
+    if (plan.shared_pages.count(shmid)) return;
+    const std::string name = fmt::format("pagemap-shmem-{}.img", shmid);
+    SharedPages sp;
+    std::tie(sp.pages_id, sp.runs) =
+        read_pagemap(plan.dir, name, [&](const std::vector<pagemap_entry>& runs) {
+          return check_page_runs(runs, name, nullptr, limit);
+        });
+    if (!sp.runs.empty())
+      sp.end = sp.runs.back().vaddr() + uint64_t{sp.runs.back().nr_pages()} * kernel::kPageSize;
+    plan.shared_pages[shmid] = std::move(sp);
+  };
+  for (const auto& t : plan.tasks)
+    for (const auto& v : t.mm.vmas())
+      if (v.status() & image::kVmaAnonShared) load(v.shmid(), kSharedObjectMax);
+  if (!image::exists(plan.dir, "memfd.img")) return;
+  image::Reader r(plan.dir, "memfd.img", image::magic::kMemfdInode);
+  for (memfd_inode_entry m; r.next(m);) {
+    if (!plan.memfd_inodes.emplace(m.inode_id(), m).second)
+      fail(
+          "image memfd.img: memfd inode {} is listed twice: corrupt or edited images: dump the "
+          "tree again",
+          m.inode_id());
+    // Its pages stop at its size (the last one may reach past it).
+    const uint64_t page = kernel::kPageSize;
+    load(m.shmid(),
+         m.size() >= kSharedObjectMax ? kSharedObjectMax : (m.size() + page - 1) / page * page);
+  }
 }
 
 }  // namespace
@@ -67,10 +164,19 @@ Plan load_plan(const std::string& dir, bool shell_job) {
     fail("image inventory.img has version {}, cryo reads version {}", inv.img_version(),
          image::kImagesV1_1);
 
+  const Limits lim = Limits::of_system();
+  const uint64_t xfeatures = arch::cpu_xfeatures();
+
   {
     image::Reader r(dir, "pstree.img", image::magic::kPstree);
     pstree_entry e;
+    std::set<uint32_t> ids;  // every PID and TID once
     while (r.next(e)) {
+      for (uint32_t id : e.threads())
+        if (id != e.pid() && !ids.insert(id).second)
+          fail("image pstree.img: thread {} is listed twice: corrupt or edited images", id);
+      if (!ids.insert(e.pid()).second)
+        fail("image pstree.img: PID {} is listed twice: corrupt or edited images", e.pid());
       TaskPlan t;
       t.ps = e;
       plan.tasks.push_back(std::move(t));
@@ -81,7 +187,14 @@ Plan load_plan(const std::string& dir, bool shell_job) {
   {
     image::Reader r(dir, "files.img", image::magic::kFiles);
     file_entry e;
-    while (r.next(e)) plan.files[e.id()] = e;
+    while (r.next(e)) {
+      check_file_entry(e, lim);
+      if (!plan.files.emplace(e.id(), e).second)
+        fail(
+            "image files.img: file id {} is listed twice: the fds naming it would get either: "
+            "corrupt or edited images: dump the tree again",
+            e.id());
+    }
   }
 
   if (image::exists(dir, "remap-fpath.img")) {
@@ -114,12 +227,19 @@ Plan load_plan(const std::string& dir, bool shell_job) {
         fail("image pstree.img is corrupt: parent {} of task {} is not listed before it",
              t.ps.ppid(), pid);
     }
-    image::read_one(dir, fmt::format("core-{}.img", pid), image::magic::kCore, t.core);
+    const std::string core_img = fmt::format("core-{}.img", pid);
+    image::read_one(dir, core_img, image::magic::kCore, t.core);
     if (t.core.mtype() != core_entry::X86_64)
       fail("image core-{}.img is for another architecture ({})", pid,
            static_cast<int>(t.core.mtype()));
     if (!t.core.has_tc()) fail("image core-{}.img is corrupt: no task core", pid);
-    t.zombie = t.core.tc().task_state() == image::kTaskDead;
+    const uint32_t state = t.core.tc().task_state();
+    if (state != image::kTaskAlive && state != image::kTaskDead && state != image::kTaskStopped)
+      fail(
+          "image {}: tc.task_state {} is none of alive (1), dead (2), stopped (3): corrupt or "
+          "edited images",
+          core_img, state);
+    t.zombie = state == image::kTaskDead;
     if (t.zombie) {
       if (i == 0) fail("image core-{}.img: the root task is a zombie", pid);
       continue;
@@ -133,41 +253,35 @@ Plan load_plan(const std::string& dir, bool shell_job) {
         c = t.core;
       else
         image::read_one(dir, fmt::format("core-{}.img", tid), image::magic::kCore, c);
+      const std::string img = fmt::format("core-{}.img", tid);
       if (!c.has_thread_info() || !c.has_thread_core())
-        fail("image core-{}.img is corrupt: no registers", tid);
+        fail("image {} is corrupt: no registers", img);
+      if (k == 0) check_task_core(c.tc(), img);
+      arch::check_regs_image(c.thread_info().gpregs(), img);
+      arch::check_fpregs_image(c.thread_info().fpregs(), xfeatures, img);
+      if (c.thread_core().has_creds()) check_creds(c.thread_core().creds(), img);
       t.threads.push_back(std::move(c));
     }
     image::read_one(dir, fmt::format("ids-{}.img", pid), image::magic::kIds, t.ids);
-    image::read_one(dir, fmt::format("mm-{}.img", pid), image::magic::kMm, t.mm);
+    const std::string mm_img = fmt::format("mm-{}.img", pid);
+    image::read_one(dir, mm_img, image::magic::kMm, t.mm);
+    check_mm(t.mm, mm_img, lim);
     image::read_one(dir, fmt::format("fs-{}.img", pid), image::magic::kFs, t.fs);
     {
-      image::Reader r(dir, fmt::format("fdinfo-{}.img", t.ids.files_id()), image::magic::kFdinfo);
+      const std::string img = fmt::format("fdinfo-{}.img", t.ids.files_id());
+      image::Reader r(dir, img, image::magic::kFdinfo);
       fdinfo_entry e;
       while (r.next(e)) t.fds.push_back(e);
       std::sort(t.fds.begin(), t.fds.end(),
                 [](const auto& a, const auto& b) { return a.fd() < b.fd(); });
+      check_fds(t.fds, img, lim);
     }
     {
-      image::Reader r(dir, fmt::format("pagemap-{}.img", pid), image::magic::kPagemap);
-      pagemap_head head;
-      if (!r.next(head)) fail("image pagemap-{}.img is truncated: no header", pid);
-      t.pages_id = head.pages_id();
-      pagemap_entry e;
-      uint64_t total = 0;
-      while (r.next(e)) {
-        if (e.flags() & (image::kPeParent | image::kPeLazy))
-          fail("image pagemap-{}.img needs parent or lazy pages: not supported yet", pid);
-        total += e.nr_pages();
-        t.pages.push_back(e);
-      }
-      std::string pages = fmt::format("{}/pages-{}.img", dir, t.pages_id);
-      struct stat st;
-      if (::stat(pages.c_str(), &st) < 0) fail_sys("cannot open image {}", pages);
-      if (static_cast<uint64_t>(st.st_size) != total * kernel::kPageSize)
-        fail(
-            "image {} is truncated or corrupt: pagemap-{}.img lists {} pages ({} bytes), the "
-            "file holds {} bytes",
-            pages, pid, total, total * kernel::kPageSize, st.st_size);
+      const std::string img = fmt::format("pagemap-{}.img", pid);
+      std::tie(t.pages_id, t.pages) =
+          read_pagemap(dir, img, [&](const std::vector<pagemap_entry>& runs) {
+            return check_page_runs(runs, img, &t.mm, kUserTop);
+          });
     }
 
     // Everything the task will open or map.
@@ -209,9 +323,13 @@ Plan load_plan(const std::string& dir, bool shell_job) {
              static_cast<int>(it->second.type()));
       }
     }
-    plan.reg(t.fs.cwd_id(), "cwd", pid);
-    plan.reg(t.fs.root_id(), "root", pid);
+    check_file(plan, plan.reg(t.fs.cwd_id(), "cwd", pid), pid, "cwd");
+    check_file(plan, plan.reg(t.fs.root_id(), "root", pid), pid, "root");
   }
+  load_shared_pages(plan);
+  load_pipe_data(plan, "pipes-data.img", image::magic::kPipesData, false, lim);
+  load_pipe_data(plan, "fifo-data.img", image::magic::kFifoData, true, lim);
+  load_sk_queues(plan);
   const TaskPlan& r = plan.tasks[0];
   if (plan.find(static_cast<pid_t>(r.ps.sid())) < 0 ||
       plan.find(static_cast<pid_t>(r.ps.pgid())) < 0)

@@ -10,6 +10,7 @@
 #include "core.pb.h"
 #include "fs.pb.h"
 #include "image/fdinfo.h"
+#include "memfd.pb.h"
 #include "mm.pb.h"
 #include "pagemap.pb.h"
 #include "pstree.pb.h"
@@ -33,19 +34,37 @@ struct TaskPlan {
   pid_t pid() const { return static_cast<pid_t>(ps.pid()); }
 };
 
+// Pages of a shared memory object or memfd (pagemap-shmem-SHMID.img), offsets in the object.
+struct SharedPages {
+  uint32_t pages_id = 0;
+  std::vector<pagemap_entry> runs;
+  uint64_t end = 0;  // where the last page ends
+};
+
+// Bytes queued in a pipe or FIFO (pipes-data.img, fifo-data.img).
+struct PipeData {
+  uint32_t size = 0;  // the pipe's capacity; 0: the default
+  std::string bytes;
+};
+
 struct Plan {
   std::string dir;
   std::vector<TaskPlan> tasks;  // parents before children; tasks[0] is the root
   std::map<uint32_t, file_entry> files;
-  seccomp_entry seccomp;                    // filters referred to by thread cores
-  std::map<uint32_t, tty_info_entry> ttys;  // tty-info.img by id
-  bool shell_job = false;                   // the images hold a terminal job
-  std::map<uint32_t, uint32_t> ghosts;      // file id -> ghost file id (remap-fpath.img)
+  seccomp_entry seccomp;                               // filters referred to by thread cores
+  std::map<uint32_t, tty_info_entry> ttys;             // tty-info.img by id
+  bool shell_job = false;                              // the images hold a terminal job
+  std::map<uint32_t, uint32_t> ghosts;                 // file id -> ghost file id (remap-fpath.img)
+  std::map<uint64_t, SharedPages> shared_pages;        // by shmid
+  std::map<uint64_t, memfd_inode_entry> memfd_inodes;  // memfd.img by inode id
+  std::map<std::pair<bool, uint32_t>, PipeData> pipe_data;  // by (fifo, pipe_id)
+  std::map<uint32_t, std::vector<std::string>> sk_queues;   // sk-queues.img by socket file id
   int find(pid_t pid) const;
   const reg_file_entry& reg(uint32_t id, const char* what, pid_t pid) const;
 };
 
-// Reads and checks all images of `dir`. `shell_job` is the user's -j.
+// Reads and checks all images of `dir` (images are untrusted: see validate.h). `shell_job` is
+// the user's -j.
 Plan load_plan(const std::string& dir, bool shell_job);
 
 // Waits (bounded) for the tree's PIDs held by zombies to be released; fails naming the

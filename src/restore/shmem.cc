@@ -43,30 +43,20 @@ ShmemSet::ShmemSet(const Plan& plan) : plan_(plan) {
 void ShmemSet::create(RemoteTask& rt, uint64_t shmid, Object& o,
                       std::vector<std::pair<uint64_t, uint64_t>>& busy) {
   // The object may reach past every mapping (a tail unmapped since, that mremap can bring
-  // back): its pages say how far.
-  std::string name = fmt::format("pagemap-shmem-{}.img", shmid);
-  image::Reader r(plan_.dir, name, image::magic::kPagemap);
-  pagemap_head head;
-  if (!r.next(head)) fail("image {} is truncated: no header", name);
-  std::vector<pagemap_entry> entries;
-  for (pagemap_entry e; r.next(e);) {
-    uint64_t end = e.vaddr() + e.nr_pages() * kernel::kPageSize;
-    if (end < e.vaddr() || end > (1ULL << 47))
-      fail("image {} is corrupt: pages at {:#x} beyond any address space", name, e.vaddr());
-    o.size = std::max(o.size, end);
-    entries.push_back(e);
-  }
+  // back): its pages say how far (checked by the planner).
+  const SharedPages& sp = plan_.shared_pages.at(shmid);
+  o.size = std::max(o.size, sp.end);
   o.tmp = pick_free(busy, o.size);
   busy.emplace_back(o.tmp, o.tmp + o.size);
   rt.check("mmap of shared memory", SYS_mmap,
            {o.tmp, o.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
             static_cast<uint64_t>(-1L), 0});
   o.creator = rt.tid();
-  std::string pages = fmt::format("{}/pages-{}.img", plan_.dir, head.pages_id());
+  std::string pages = fmt::format("{}/pages-{}.img", plan_.dir, sp.pages_id);
   Fd fd = image::open_image(pages);
   off_t off = 0;
-  for (const pagemap_entry& e : entries) {
-    uint64_t len = e.nr_pages() * kernel::kPageSize;
+  for (const pagemap_entry& e : sp.runs) {
+    uint64_t len = uint64_t{e.nr_pages()} * kernel::kPageSize;
     read_pages_in_chunks(fd.get(), pages, off, len, [&](uint64_t at, const char* p, size_t n) {
       rt.write_mem(o.tmp + e.vaddr() + at, p, n);
     });

@@ -10,11 +10,12 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "image/fdinfo.h"
 #include "image/image.h"
 #include "kernel/sock_diag.h"
 #include "proc/proc.h"
-#include "sk-packet.pb.h"
+#include "restore/validate.h"
 
 namespace cryo::restore {
 namespace {
@@ -24,7 +25,8 @@ constexpr uint32_t kListen = 10;  // TCP_LISTEN
 sockaddr_un address(const std::string& name, socklen_t* len) {
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
-  if (name.size() > sizeof a.sun_path) fail("unix socket name too long: {}", name);
+  if (name.size() > sizeof a.sun_path)
+    fail("unix socket name too long: {}", kernel::unix_name_printable(name));
   std::memcpy(a.sun_path, name.data(), name.size());
   *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
   return a;
@@ -44,7 +46,7 @@ void bind_to(int fd, const std::string& name, uint32_t id) {
           fail(
               "cannot bind unix socket {} to {}: a running socket is bound there now ({}): stop "
               "it, or restore where the path is free",
-              id, path, proc::socket_holder(ino));
+              id, printable(path), proc::socket_holder(ino));
       ::unlink(path.c_str());
     }
   }
@@ -86,10 +88,6 @@ UnixSockets::UnixSockets(const Plan& plan, std::function<int(uint32_t)> get,
     : plan_(plan), get_(std::move(get)), adopt_(std::move(adopt)) {
   for (const auto& [id, f] : plan.files)
     if (f.type() == UNIXSK) inos_[f.usk().ino()] = &f.usk();
-  if (!image::exists(plan.dir, "sk-queues.img")) return;
-  image::Reader r(plan.dir, "sk-queues.img", image::magic::kSkQueues);
-  sk_packet_entry e;
-  while (r.next(e)) queues_[e.id_for()].emplace_back(r.take_raw(e.length()));
 }
 
 const unix_sk_entry* UnixSockets::by_ino(uint32_t ino) const {
@@ -102,8 +100,8 @@ const unix_sk_entry* UnixSockets::by_ino(uint32_t ino) const {
 // sender until they are read: its send buffer is raised for the time of the filling, and a
 // socket that takes no more fails rather than blocks.
 void UnixSockets::fill(int fd, const unix_sk_entry& u, int sender, const std::string& dest) {
-  auto it = queues_.find(u.id());
-  if (it == queues_.end()) return;
+  auto it = plan_.sk_queues.find(u.id());
+  if (it == plan_.sk_queues.end()) return;
   Fd tmp;
   if (sender < 0) {
     if (u.type() == SOCK_STREAM || u.name().empty())
@@ -114,11 +112,12 @@ void UnixSockets::fill(int fd, const unix_sk_entry& u, int sender, const std::st
   }
   (void)fd;
   size_t total = 0;
-  for (const std::string& m : it->second) total += m.size() + 1024;  // data and overhead
+  for (const std::string& m : it->second) total += m.size() + kSocketMsgOverhead;
   int old_buf = 0;
   socklen_t len = sizeof old_buf;
   ::getsockopt(sender, SOL_SOCKET, SO_SNDBUF, &old_buf, &len);
-  int want = static_cast<int>(std::min<size_t>(total + (1 << 16), 1 << 30));
+  // (The planner refused queues over kSocketQueueMax.)
+  int want = static_cast<int>(std::min<size_t>(total, kSocketQueueMax) + (1 << 16));
   if (want > old_buf) ::setsockopt(sender, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want);
   socklen_t dlen = 0;
   sockaddr_un to{};

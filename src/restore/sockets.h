@@ -43,7 +43,6 @@ class UnixSockets {
   std::function<int(uint32_t)> get_;
   std::function<void(uint32_t, Fd)> adopt_;
   std::map<uint32_t, const unix_sk_entry*> inos_;
-  std::map<uint32_t, std::vector<std::string>> queues_;  // by file id
 };
 
 }  // namespace cryo::restore

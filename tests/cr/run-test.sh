@@ -9,7 +9,8 @@
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
-# stop-during-dump oom-score-adj io-uring pidfile log-file images-perms image-part-symlink).
+# stop-during-dump oom-score-adj io-uring pidfile log-file images-perms image-part-symlink
+# hostile-memory hostile-core hostile-files hostile-pipes).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring) are taken
@@ -818,6 +819,214 @@ err_oom_score_adj() {
 		CAP_SYS_RESOURCE
 }
 
+# ---------------------------------------------------------------- hostile images
+# Images are untrusted input. An image set edited with crit (decode, a python edit of the
+# JSON, encode) must be refused with one message naming the image and the field, with a
+# non-zero exit, before any task is created, leaving no process and no file behind; the
+# intact images still restore afterwards.
+
+# crit_edit FILE PYTHON: runs PYTHON on the decoded FILE, its entries in `e`; num(v) reads a
+# number crit writes as hex text.
+crit_edit() {
+	local f=$1
+	"$CRIT" decode -i "$f" -o "$f.json" 2>"$D/crit.err" ||
+		die "crit decode of ${f##*/} failed: $(tail -n 3 "$D/crit.err" | tr '\n' ' ')"
+	/usr/bin/python3 - "$f.json" "$2" <<-'PY' || die "cannot edit ${f##*/} with: $2"
+		import json, sys
+		def num(v): return int(v, 0) if isinstance(v, str) else v
+		j = json.load(open(sys.argv[1]))
+		e = j["entries"]
+		exec(sys.argv[2])
+		json.dump(j, open(sys.argv[1], "w"))
+	PY
+	"$CRIT" encode -i "$f.json" -o "$f" 2>"$D/crit.err" ||
+		die "crit encode of ${f##*/} failed: $(tail -n 3 "$D/crit.err" | tr '\n' ' ')"
+	rm -f "$f.json" "$D/crit.err"
+}
+
+# crit_get FILE PYTHON-EXPRESSION: prints the expression over the decoded FILE (`e`, `num`).
+crit_get() {
+	"$CRIT" decode -i "$1" 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+def num(v): return int(v, 0) if isinstance(v, str) else v
+e = json.load(sys.stdin)["entries"]
+print(eval(sys.argv[1]))' "$2"
+}
+
+# hostile_copy NAME: a fresh copy of the images to edit, in $COPY.
+hostile_copy() {
+	COPY=$D/img-$1
+	rm -rf "$COPY"
+	cp -a "$IMG" "$COPY"
+}
+
+# files_snapshot: every file under D except cryo's own output of the run NAME and the copies.
+files_snapshot() { # NAME
+	find "$D" -path "$D/img-*" -prune -o -print | grep -vxF -e "$D/$1.log" -e "$D/$1.stdout" \
+		-e "$D/$1.stderr" | sort
+}
+
+# must_refuse NAME WHAT WORD...: a restore of $COPY fails with one message holding every
+# WORD, creates no task, leaves no file in D or in the copy.
+must_refuse() {
+	local name=$1 what=$2
+	shift 2
+	local before copy_before
+	before=$(files_snapshot "$name")
+	copy_before=$(ls -A "$COPY")
+	restore_must_fail "$name" "$what" "$COPY" "$@"
+	local lines
+	lines=$(wc -l <"$D/$name.stderr")
+	(( lines == 1 )) || die "$what: $lines lines on stderr, expected one message: $(msg_of "$name")"
+	grep -q "created root task" "$D/$name.log" &&
+		die "$what: refused only after creating tasks (the planner must see it)"
+	[[ $(files_snapshot "$name") == "$before" ]] ||
+		die "$what: the refused restore left files behind: $(diff <(echo "$before") <(files_snapshot "$name") | tr '\n' ' ')"
+	[[ $(ls -A "$COPY") == "$copy_before" ]] ||
+		die "$what: the refused restore wrote into the images directory: $(ls -A "$COPY" | tr '\n' ' ')"
+}
+
+err_hostile_memory() {
+	helper memory
+	start_prog "$HELPER"
+	dump_ok dump
+	check_tree_gone
+	local pm=pagemap-$ROOT.img mm=mm-$ROOT.img
+
+	# Two pagemap entries over the same pages: every page after them would shift.
+	hostile_copy overlap
+	local n
+	n=$(crit_get "$COPY/$pm" 'len(e)')
+	(( n >= 3 )) || die "setup: $pm has $n entries, two runs of pages needed"
+	crit_edit "$COPY/$pm" 'e[2]["vaddr"] = e[1]["vaddr"]'
+	must_refuse restore-overlap "restore with overlapping pagemap entries" "$pm" "entry 2" overlaps
+
+	hostile_copy outside
+	crit_edit "$COPY/$pm" 'e[1]["vaddr"] = hex(0x1000)'
+	must_refuse restore-outside "restore with pages outside any mapping" "$pm" "entry 1" \
+		"private mapping"
+
+	hostile_copy unaligned
+	crit_edit "$COPY/$mm" 'v = e[0]["vmas"][2]; v["end"] = hex(num(v["end"]) + 0x800)'
+	must_refuse restore-unaligned "restore with an unaligned mapping" "$mm" "vmas[2]" "page aligned"
+
+	hostile_copy vma-overlap
+	crit_edit "$COPY/$mm" 'v = e[0]["vmas"]; v[3]["start"] = v[2]["start"]'
+	must_refuse restore-vma-overlap "restore with overlapping mappings" "$mm" "vmas[3]" overlaps
+
+	if (( $(cat /proc/sys/vm/mmap_min_addr) > 0 )); then
+		hostile_copy vma-zero
+		crit_edit "$COPY/$mm" 'vs = e[0]["vmas"]; vs.insert(0, dict(next(v for v in vs
+		    if num(v["status"]) & 0x200), start=0, end=0x1000))  # 0x200: VMA_ANON_PRIVATE'
+		must_refuse restore-vma-zero "restore with a mapping at address 0" "$mm" "vmas[0]" \
+			"mmap_min_addr"
+	else
+		log "vm.mmap_min_addr is 0 here: a mapping at 0 is allowed, not tested"
+	fi
+
+	hostile_copy beyond
+	crit_edit "$COPY/$mm" 'v = e[0]["vmas"][-2]; v["end"] = hex(0x800000000000)'
+	must_refuse restore-beyond "restore with a mapping beyond user space" "$mm" "user address space"
+
+	restore_fg # the intact images still restore
+}
+
+err_hostile_core() {
+	helper task_state
+	start_prog "$HELPER"
+	dump_ok dump
+	check_tree_gone
+	local core=core-$ROOT.img
+
+	hostile_copy uid
+	crit_edit "$COPY/$core" 'e[0]["thread_core"]["creds"]["uid"] = 0xffffffff'
+	must_refuse restore-uid "restore with uid -1" "$core" "creds.uid" "-1"
+	hostile_copy fsgid
+	crit_edit "$COPY/$core" 'e[0]["thread_core"]["creds"]["fsgid"] = 0xffffffff'
+	must_refuse restore-fsgid "restore with fsgid -1" "$core" "creds.fsgid"
+
+	hostile_copy personality
+	crit_edit "$COPY/$core" 'e[0]["tc"]["personality"] = 0xffffffff'
+	must_refuse restore-personality "restore with personality -1" "$core" "tc.personality"
+
+	hostile_copy rip
+	crit_edit "$COPY/$core" 'e[0]["thread_info"]["gpregs"]["ip"] = "0x0"'
+	must_refuse restore-rip "restore with rip 0" "$core" "gpregs.ip"
+
+	hostile_copy noncanonical
+	crit_edit "$COPY/$core" 'e[0]["thread_info"]["gpregs"]["ip"] = "0x800000001000"'
+	must_refuse restore-noncanonical "restore with a non-canonical rip" "$core" "gpregs.ip" canonical
+
+	hostile_copy tf
+	crit_edit "$COPY/$core" 'r = e[0]["thread_info"]["gpregs"]; r["flags"] = hex(num(r["flags"]) | 0x100)'
+	must_refuse restore-tf "restore with the trap flag set" "$core" "gpregs.flags" TF
+
+	hostile_copy st-space
+	crit_edit "$COPY/$core" 'f = e[0]["thread_info"]["fpregs"]; f["st_space"] = f["st_space"][:16]'
+	must_refuse restore-st-space "restore with a short st_space" "$core" "fpregs.st_space" 32
+
+	hostile_copy trailing
+	printf 'trailing garbage' >>"$COPY/$core"
+	must_refuse restore-trailing "restore with bytes after the one entry of $core" "$core" \
+		"bytes follow"
+
+	restore_fg
+}
+
+err_hostile_files() {
+	helper files
+	start_prog "$HELPER"
+	dump_ok dump
+	check_tree_gone
+	local files_id fdinfo
+	files_id=$(crit_get "$IMG/ids-$ROOT.img" 'e[0]["files_id"]')
+	fdinfo=fdinfo-$files_id.img
+
+	# Two entries for one fd number: one of the files would be dropped without a word.
+	hostile_copy dup-fd
+	local fd0
+	fd0=$(crit_get "$IMG/$fdinfo" 'e[0]["fd"]')
+	crit_edit "$COPY/$fdinfo" 'e.append(dict(e[-1], fd=e[0]["fd"]))'
+	must_refuse restore-dup-fd "restore with fd $fd0 listed twice" "$fdinfo" "fd $fd0" twice
+
+	hostile_copy dup-file
+	local id0
+	id0=$(crit_get "$IMG/files.img" 'e[0]["id"]')
+	crit_edit "$COPY/files.img" 'e.append(e[0])'
+	must_refuse restore-dup-file "restore with file id $id0 listed twice" files.img "file id $id0" \
+		twice
+
+	# A regular file the tree had open is a FIFO now: opening it would block for ever.
+	local path=$D/file-C
+	[[ -f $path ]] || die "setup: $path is not a regular file"
+	crit_get "$IMG/files.img" "[f['reg']['name'] for f in e if f.get('reg')]" | grep -qF "$path" ||
+		die "setup: files.img does not name $path"
+	mv "$path" "$path.saved"
+	mkfifo "$path"
+	COPY=$IMG
+	must_refuse restore-fifo "restore with $path now a FIFO" "$path" FIFO "regular file"
+	rm -f "$path"
+	mv "$path.saved" "$path"
+
+	restore_fg
+}
+
+# Data larger than its pipe: the write back would block for ever.
+err_hostile_pipes() {
+	helper pipes
+	start_prog "$HELPER"
+	dump_ok dump
+	check_tree_gone
+	local big
+	big=$(crit_get "$IMG/pipes-data.img" 'max(x["bytes"] for x in e)')
+	(( big > 4096 )) || die "setup: no pipe holds more than 4096 bytes (largest: $big)"
+	hostile_copy pipe-size
+	crit_edit "$COPY/pipes-data.img" '[x.update(size=4096) for x in e if x["bytes"] > 4096]'
+	must_refuse restore-pipe-size "restore of $big bytes into a pipe of 4096" pipes-data.img \
+		"$big bytes" 4096
+	restore_fg
+}
+
 err_freeze_timeout() {
 	helper vfork_wait
 	start_prog "$HELPER"
@@ -1221,7 +1430,7 @@ missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrup
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
 	stop-during-dump | oom-score-adj | io-uring | pidfile | log-file | images-perms | \
-	image-part-symlink)
+	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes)
 	"err_${FLAVOR//-/_}"
 	;;
 *)

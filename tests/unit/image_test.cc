@@ -127,6 +127,53 @@ TEST_F(ImageTest, WrongKindOfImage) {
   EXPECT_THROW(Reader(dir_, "core-1.img", magic::kMm), Error);
 }
 
+TEST_F(ImageTest, ReadOneRefusesBytesAfterItsEntry) {
+  write_one(dir_, "core-1.img", magic::kPstree, entry(1));
+  pstree_entry e;
+  EXPECT_NO_THROW(read_one(dir_, "core-1.img", magic::kPstree, e));
+  write_all("core-1.img", read_all("core-1.img") + "abc");
+  try {
+    read_one(dir_, "core-1.img", magic::kPstree, e);
+    FAIL() << "trailing bytes accepted";
+  } catch (const Error& err) {
+    std::string m = err.what();
+    EXPECT_NE(m.find("core-1.img"), std::string::npos) << m;
+    EXPECT_NE(m.find("3 bytes follow"), std::string::npos) << m;
+  }
+  // A second whole entry is refused the same way.
+  Writer w(dir_, "core-2.img", magic::kPstree);
+  w.put(entry(1));
+  w.put(entry(2));
+  w.close();
+  EXPECT_THROW(read_one(dir_, "core-2.img", magic::kPstree, e), Error);
+}
+
+// An entry lacking required fields: one message from cryo naming them, nothing from
+// libprotobuf on stderr.
+TEST_F(ImageTest, MissingRequiredFieldOnReadIsOneMessage) {
+  silence_protobuf_log();
+  pstree_entry partial;
+  partial.set_pid(5);
+  std::string body = partial.SerializePartialAsString();
+  std::string raw;
+  uint32_t words[3] = {magic::kCommon, magic::kPstree, static_cast<uint32_t>(body.size())};
+  raw.append(reinterpret_cast<const char*>(words), sizeof words);
+  write_all("pstree.img", raw + body);
+  testing::internal::CaptureStderr();
+  pstree_entry e;
+  EXPECT_FALSE(e.ParseFromString(body));  // libprotobuf would log this one itself
+  std::string what;
+  try {
+    Reader r(dir_, "pstree.img", magic::kPstree);
+    r.next(e);
+  } catch (const Error& err) {
+    what = err.what();
+  }
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  EXPECT_NE(what.find("pstree.img"), std::string::npos) << what;
+  EXPECT_NE(what.find("ppid"), std::string::npos) << what;
+}
+
 TEST_F(ImageTest, MissingFile) {
   EXPECT_THROW(Reader(dir_, "nope.img", magic::kMm), Error);
 }

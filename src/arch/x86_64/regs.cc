@@ -44,8 +44,52 @@ void copy_out(const std::string& area, uint32_t off, size_t count,
 template <typename T>
 void copy_in(const google::protobuf::RepeatedField<T>& src, std::string& area, uint32_t off) {
   size_t n = src.size() * sizeof(T);
-  if (n == 0 || off + n > area.size()) return;
+  if (n == 0) return;
+  if (off + n > area.size())
+    fail("the xsave area of this CPU ({} bytes) has no room for {} bytes at offset {}", area.size(),
+         n, off);
   std::memcpy(area.data() + off, src.data(), n);
+}
+
+// User-space selectors of a 64-bit task (__USER_CS, __USER_DS).
+constexpr uint64_t kUserCs = 0x33, kUserSs = 0x2b;
+constexpr uint64_t kTrapFlag = 0x100;
+constexpr uint64_t kUserTop = 0x7ffffffff000ULL;
+
+// The xsave arrays of CRIU's user_x86_xsave_entry: component bit, field, number of elements.
+struct XsaveArray {
+  int bit;
+  const char* name;
+  int count;
+};
+constexpr XsaveArray kXsaveArrays[] = {
+    {2, "ymmh_space", 64},   // 16 x 16 bytes, as u32
+    {3, "bndreg_state", 8},  // 4 x 16 bytes, as u64
+    {4, "bndcsr_state", 2},  // 16 bytes
+    {5, "opmask_reg", 8},    // k0..k7
+    {6, "zmm_upper", 64},    // 16 x 32 bytes, as u64
+    {7, "hi16_zmm", 128},    // 16 x 64 bytes, as u64
+    {9, "pkru", 2},          // PKRU and its padding, as u32
+};
+
+int xsave_array_size(const user_x86_xsave_entry& x, int bit) {
+  switch (bit) {
+    case 2:
+      return x.ymmh_space_size();
+    case 3:
+      return x.bndreg_state_size();
+    case 4:
+      return x.bndcsr_state_size();
+    case 5:
+      return x.opmask_reg_size();
+    case 6:
+      return x.zmm_upper_size();
+    case 7:
+      return x.hi16_zmm_size();
+    case 9:
+      return x.pkru_size();
+  }
+  return 0;
 }
 
 }  // namespace
@@ -140,6 +184,84 @@ Regs regs_from_image(const user_x86_regs_entry& e) {
   r.fs = e.fs();
   r.gs = e.gs();
   return r;
+}
+
+void check_regs_image(const user_x86_regs_entry& e, const std::string& image) {
+  constexpr const char* kRedo = "corrupt or edited images: dump the tree again";
+  auto canonical = [](uint64_t a) {
+    // Bits 63..47 all equal.
+    uint64_t top = a >> 47;
+    return top == 0 || top == (1ULL << 17) - 1;
+  };
+  if (e.has_mode() && e.mode() != NATIVE)
+    fail("image {}: gpregs.mode {}: 32-bit (compat) tasks are not supported", image,
+         static_cast<int>(e.mode()));
+  if (e.ip() == 0) fail("image {}: gpregs.ip is 0: the thread cannot run: {}", image, kRedo);
+  if (!canonical(e.ip()))
+    fail("image {}: gpregs.ip {:#x} is not canonical (bits 63..47 differ): {}", image, e.ip(),
+         kRedo);
+  if (e.ip() >= kUserTop)
+    fail("image {}: gpregs.ip {:#x} is outside user space: {}", image, e.ip(), kRedo);
+  if (e.sp() == 0) fail("image {}: gpregs.sp is 0: the thread cannot run: {}", image, kRedo);
+  if (!canonical(e.sp()))
+    fail("image {}: gpregs.sp {:#x} is not canonical (bits 63..47 differ): {}", image, e.sp(),
+         kRedo);
+  if (e.flags() & kTrapFlag)
+    fail(
+        "image {}: gpregs.flags {:#x} has the trap flag (TF, 0x100) set: the thread would stop "
+        "with SIGTRAP after one instruction: {}",
+        image, e.flags(), kRedo);
+  if (e.cs() != kUserCs || e.ss() != kUserSs)
+    fail(
+        "image {}: gpregs.cs {:#x} / ss {:#x} are not the 64-bit user selectors ({:#x} / {:#x}): "
+        "{}",
+        image, e.cs(), e.ss(), kUserCs, kUserSs, kRedo);
+  // PTRACE_SETREGS refuses these; say which one.
+  if (e.fs_base() >= kUserTop || e.gs_base() >= kUserTop)
+    fail("image {}: gpregs.fs_base {:#x} / gs_base {:#x}: outside user space: {}", image,
+         e.fs_base(), e.gs_base(), kRedo);
+}
+
+uint64_t cpu_xfeatures() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __cpuid(1, a, b, c, d);
+  if (!(c & bit_OSXSAVE)) return 0x3;  // x87 and SSE only
+  uint32_t lo, hi;
+  asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return uint64_t{hi} << 32 | lo;
+}
+
+void check_fpregs_image(const user_x86_fpregs_entry& e, uint64_t xfeatures,
+                        const std::string& image) {
+  constexpr const char* kRedo = "corrupt or edited images: dump the tree again";
+  // Sizes of CRIU's user_x86_fpregs_entry: the FXSAVE area's 8 x87 registers (16 bytes each)
+  // and 16 XMM registers, as u32; padding is the area's last 96 bytes.
+  if (e.st_space_size() != 32)
+    fail("image {}: fpregs.st_space has {} elements, expected 32: {}", image, e.st_space_size(),
+         kRedo);
+  if (e.xmm_space_size() != 64)
+    fail("image {}: fpregs.xmm_space has {} elements, expected 64: {}", image, e.xmm_space_size(),
+         kRedo);
+  if (e.padding_size() != 0 && e.padding_size() != 24)
+    fail("image {}: fpregs.padding has {} elements, expected 24: {}", image, e.padding_size(),
+         kRedo);
+  if (!e.has_xsave()) return;
+  const user_x86_xsave_entry& x = e.xsave();
+  for (const XsaveArray& a : kXsaveArrays) {
+    const int n = xsave_array_size(x, a.bit);
+    const bool in_use = x.xstate_bv() & (1ULL << a.bit);
+    if (n != 0 && n != a.count)
+      fail("image {}: fpregs.xsave.{} has {} elements, expected {}: {}", image, a.name, n, a.count,
+           kRedo);
+    if (in_use && n == 0)
+      fail("image {}: fpregs.xsave.xstate_bv {:#x} says {} is in use, but it is empty: {}", image,
+           x.xstate_bv(), a.name, kRedo);
+  }
+  if (uint64_t missing = x.xstate_bv() & ~xfeatures)
+    fail(
+        "image {}: fpregs.xsave.xstate_bv {:#x} holds register state this CPU does not have "
+        "(components {:#x}; this CPU has {:#x}): restore on a CPU like the one of the dump",
+        image, x.xstate_bv(), missing, xfeatures);
 }
 
 // Legacy FXSAVE region layout (first 512 bytes of the xsave area).

@@ -28,6 +28,15 @@ void xstate_to_image(const std::string& area, user_x86_fpregs_entry* e);
 // Fills `area` (a buffer of this CPU's xsave size, e.g. the target's current area) from the image.
 void xstate_from_image(const user_x86_fpregs_entry& e, std::string& area);
 
+// Images are untrusted: these refuse, naming `image` and the field, registers a thread cannot
+// run from (ip or sp 0 or outside user space, the trap flag, selectors of another mode) and
+// fp/xsave arrays whose sizes differ from CRIU's format or components this CPU lacks.
+void check_regs_image(const user_x86_regs_entry& e, const std::string& image);
+void check_fpregs_image(const user_x86_fpregs_entry& e, uint64_t xfeatures,
+                        const std::string& image);
+// The xsave components this CPU and kernel have enabled (XCR0).
+uint64_t cpu_xfeatures();
+
 // A task stopped inside an interrupted syscall carries -ERESTART* in ax; make it re-execute
 // the call on resume, as the kernel would after a signal without handler.
 void prepare_restart(Regs& r);
