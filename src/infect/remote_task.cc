@@ -6,8 +6,11 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -39,25 +42,82 @@ bool is_fault(int sig) {
 
 }  // namespace
 
+namespace {
+
+void wake(int) {}
+
+// Wakes this thread out of a blocking waitpid: a timer of the thread whose signal has a
+// handler without SA_RESTART, so that the wait fails with EINTR. It fires periodically once
+// armed, so that a tick that came just before the wait began cannot make it sleep forever.
+class WaitAlarm {
+ public:
+  WaitAlarm() : sig_(SIGRTMIN + 6) {
+    static std::once_flag once;
+    std::call_once(once, [this] {
+      struct sigaction sa {};
+      sa.sa_handler = wake;
+      sigemptyset(&sa.sa_mask);
+      ::sigaction(sig_, &sa, nullptr);
+    });
+    sigevent ev{};
+    ev.sigev_notify = SIGEV_THREAD_ID;
+    ev.sigev_signo = sig_;
+    ev._sigev_un._tid = ::gettid();  // sigev_notify_thread_id: glibc 2.36 lacks the name
+    if (::timer_create(CLOCK_MONOTONIC, &ev, &timer_) < 0)
+      fail_sys("cannot create a timer for waiting on tasks");
+  }
+  ~WaitAlarm() { ::timer_delete(timer_); }
+  void arm(std::chrono::nanoseconds first) {
+    using namespace std::chrono;
+    auto ts = [](nanoseconds d) {
+      return timespec{static_cast<time_t>(duration_cast<seconds>(d).count()),
+                      static_cast<long>((d % seconds(1)).count())};
+    };
+    itimerspec it{ts(milliseconds(100)), ts(std::max(first, nanoseconds(1000)))};
+    ::timer_settime(timer_, 0, &it, nullptr);
+  }
+  void disarm() {
+    itimerspec it{};
+    ::timer_settime(timer_, 0, &it, nullptr);
+  }
+
+ private:
+  int sig_;
+  timer_t timer_{};
+};
+
+}  // namespace
+
 std::optional<WaitStatus> try_wait_task(pid_t tid, const Deadline& deadline) {
-  // Stops come within microseconds: ask often at first, then back off.
-  auto pause = std::chrono::microseconds(10);
-  for (int round = 0;; round++) {
-    int st;
+  int st;
+  // Most stops come within microseconds: a few looks first, without a syscall of setup.
+  for (int round = 0; round < 8; round++) {
     pid_t r = ::waitpid(tid, &st, __WALL | WNOHANG);
     if (r == tid) {
       note_stop();
       return WaitStatus(st);
     }
     if (r < 0 && errno != EINTR) fail_sys("cannot wait for task {}", tid);
-    if (deadline.expired()) return std::nullopt;
-    if (round < 64) {
-      ::sched_yield();
-      continue;
-    }
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::microseconds(2000));
+    ::sched_yield();
   }
+  thread_local WaitAlarm alarm;
+  for (;;) {
+    auto left = deadline.remaining();
+    if (left == left.zero()) {
+      pid_t r = ::waitpid(tid, &st, __WALL | WNOHANG);
+      if (r == tid) break;
+      if (r < 0 && errno != EINTR) fail_sys("cannot wait for task {}", tid);
+      return std::nullopt;
+    }
+    alarm.arm(left);
+    pid_t r = ::waitpid(tid, &st, __WALL);
+    int err = errno;
+    alarm.disarm();
+    if (r == tid) break;
+    if (r < 0 && err != EINTR) fail_errno(err, "cannot wait for task {}", tid);
+  }
+  note_stop();
+  return WaitStatus(st);
 }
 
 void note_stop() {

@@ -296,6 +296,14 @@ std::string describe_state(pid_t tid) {
     state = std::string(1, parse_stat(*text).state);
   if (auto w = try_read_file(fmt::format("/proc/{}/wchan", tid)); w && *w != "0" && !w->empty())
     wchan = fmt::format(", waiting in {}", *w);
+  // A task that does not come back while running in the kernel: where it is.
+  if (wchan.empty() && state == "R")
+    if (auto stack = try_read_file(fmt::format("/proc/{}/stack", tid)); stack && !stack->empty()) {
+      std::string top = stack->substr(0, stack->find('\n'));
+      size_t sp = top.find(' ');
+      wchan =
+          fmt::format(", in the kernel at {}", sp == std::string::npos ? top : top.substr(sp + 1));
+    }
   return fmt::format("state {}{}", state, wchan);
 }
 

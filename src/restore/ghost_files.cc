@@ -62,7 +62,17 @@ void fill(int fd, const std::string& dir, uint32_t id, const std::string& path) 
 
 }  // namespace
 
-GhostFiles::GhostFiles(Plan& plan) try {
+GhostFiles::GhostFiles(Plan& plan) {
+  // Not a function-try-block: its handler would run after the members are gone.
+  try {
+    create(plan);
+  } catch (...) {
+    remove();  // the destructor does not run for a constructor that throws
+    throw;
+  }
+}
+
+void GhostFiles::create(Plan& plan) {
   std::map<uint32_t, std::string> made;  // ghost id -> where it is
   for (const auto& [file_id, ghost_id] : plan.ghosts) {
     auto fe = plan.files.find(file_id);
@@ -91,9 +101,6 @@ GhostFiles::GhostFiles(Plan& plan) try {
     }
     r->set_name(it->second);
   }
-} catch (...) {
-  remove();  // the destructor does not run for a constructor that throws
-  throw;
 }
 
 void GhostFiles::remove() {

@@ -23,6 +23,7 @@ class GhostFiles {
   void remove();
 
  private:
+  void create(Plan& plan);
   struct Made {
     std::string path;
     dev_t dev;

@@ -13,6 +13,7 @@
 
 #include "arch/x86_64/regs.h"
 #include "base/error.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "image/image.h"
@@ -356,6 +357,7 @@ void wait_pids_free(const Plan& plan) {
   }
   for (pid_t pid : ids) {
     for (;;) {
+      interrupt_point();
       auto st = proc::try_read_file(fmt::format("/proc/{}/stat", pid));
       if (!st) break;
       proc::Stat s;
