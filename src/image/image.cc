@@ -108,6 +108,14 @@ Reader::Reader(const std::string& dir, const std::string& name, uint32_t magic) 
   Fd fd = open_image(path);
   struct stat st;
   if (::fstat(fd.get(), &st) < 0) fail_sys("cannot stat image {}", path);
+  // Read whole: a size no dump writes (a sparse file of terabytes) must not be allocated.
+  const uint64_t ram = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
+                       static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (static_cast<uint64_t>(st.st_size) > ram / 2)
+    fail(
+        "image {} is {} bytes, more than half of this machine's memory: corrupt, or too large "
+        "to read",
+        path, st.st_size);
   data_.resize(st.st_size);
   size_t got = 0;
   while (got < data_.size()) {
