@@ -226,6 +226,14 @@ restore_round() { # KIND SIG DELAY FAULT
 			sleep 0.05
 		done
 		[[ -n $alive ]] && { out="processes left alive after a killed restore:$alive"; ok=1; }
+		local expect=$sig
+		[[ $fault == term-at-stop=* ]] && expect=TERM
+		if [[ $expect != "" && $expect != KILL ]] && ! [[ $rc == $((128 + $(kill -l "$expect"))) && ! -s $IMG/restore.log ]]; then
+			if ! grep -q "interrupted by SIG$expect" "$W/restore.err" || [[ $(wc -l <"$W/restore.err") != 1 ]]; then
+				out="$out restore exited $rc after SIG$expect without one line saying it was interrupted: $(cat "$W/restore.err")"
+				ok=1
+			fi
+		fi
 	fi
 	rm -f "$IMG/restore.log" "$IMG/stats-restore"
 	local after
@@ -248,11 +256,12 @@ CRYO_FAULT=restore-before-release "$CRYO" restore -D "$IMG" -d 2>/dev/null
 t1=$(date +%s.%N)
 REST_S=$(echo "$t1 - $t0" | bc)
 for ((r = 0; r < RROUNDS; r++)); do
-	case $((r % 3)) in
+	case $((r % 4)) in
 	0) restore_round restore-kill-at-stop "" 0 "kill-at-stop=$((1 + r * 40))" ;;
 	1) restore_round restore-sigkill KILL "$(echo "scale=3; $REST_S * $((RANDOM % 1000)) / 1000" | bc)" "" ;;
-	2) restore_round "restore-sig${signals[$(((r / 3) % 4))]}" "${signals[$(((r / 3) % 4))]}" \
+	2) restore_round "restore-sig${signals[$(((r / 4) % 4))]}" "${signals[$(((r / 4) % 4))]}" \
 		"$(echo "scale=3; $REST_S * $((RANDOM % 1000)) / 1000" | bc)" "" ;;
+	3) restore_round restore-sigTERM-at-stop "" 0 "term-at-stop=$((1 + r * 40))" ;;
 	esac
 done
 # Finally a restore that is left alone brings the tree back whole.
