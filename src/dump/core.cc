@@ -106,6 +106,34 @@ void dump_posix_timers(pid_t pid, RemoteTask& rt, task_timers_entry* timers) {
   }
 }
 
+// A thread stopped inside an rseq critical section is moved to the section's abort handler
+// and its rseq_cs cleared, as the kernel does on the thread's next return to user space.
+// Done before any syscall in the thread: that return (at cryo's gadget, outside the section)
+// would clear rseq_cs without the abort, and the thread would go on unprotected.
+void abort_rseq(pid_t tid, arch::Regs& regs) {
+  kernel::RseqConfig rseq{};
+  long len =
+      ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), tid, sizeof rseq, &rseq);
+  if (len <= 0 || !rseq.rseq_abi_pointer) return;
+  const uint64_t cs_at = rseq.rseq_abi_pointer + kernel::kRseqCsOffset;
+  uint64_t cs_ptr = 0;
+  iovec l1{&cs_ptr, sizeof cs_ptr}, r1{reinterpret_cast<void*>(cs_at), sizeof cs_ptr};
+  if (::process_vm_readv(tid, &l1, 1, &r1, 1, 0) != sizeof cs_ptr || !cs_ptr) return;
+  kernel::RseqCs cs{};
+  iovec l2{&cs, sizeof cs}, r2{reinterpret_cast<void*>(cs_ptr), sizeof cs};
+  if (::process_vm_readv(tid, &l2, 1, &r2, 1, 0) != sizeof cs)
+    fail_sys("task {}: cannot read its rseq critical section at {:#x}", tid, cs_ptr);
+  uint64_t ip = kernel::rseq_resume_ip(regs.rip, cs);
+  if (ip == regs.rip) return;
+  log::debug("task {}: in an rseq critical section at {:#x}: resumes at {:#x}", tid, regs.rip, ip);
+  uint64_t zero = 0;
+  iovec l3{&zero, sizeof zero}, r3{reinterpret_cast<void*>(cs_at), sizeof zero};
+  if (::process_vm_writev(tid, &l3, 1, &r3, 1, 0) != sizeof zero)
+    fail_sys("task {}: cannot clear its rseq critical section pointer", tid);
+  regs.rip = ip;
+  arch::set_regs(tid, regs);
+}
+
 void fill_caps(google::protobuf::RepeatedField<uint32_t>* f, uint64_t v) {
   f->Add(static_cast<uint32_t>(v));
   f->Add(static_cast<uint32_t>(v >> 32));
@@ -143,26 +171,7 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadget
          st.cap_amb);
 
   auto* ti = core->mutable_thread_info();
-  arch::Regs regs = th.regs;
-  if (rseq_len > 0 && rseq.rseq_abi_pointer) {
-    // Cut inside a critical section: the image resumes it at its abort handler. (The task
-    // itself is left as it is: on its next return to user space the kernel does the same.)
-    uint64_t cs_ptr = 0;
-    kernel::RseqCs cs{};
-    iovec l1{&cs_ptr, sizeof cs_ptr},
-        r1{reinterpret_cast<void*>(rseq.rseq_abi_pointer + kernel::kRseqCsOffset), sizeof cs_ptr};
-    if (::process_vm_readv(tid, &l1, 1, &r1, 1, 0) == sizeof cs_ptr && cs_ptr) {
-      iovec l2{&cs, sizeof cs}, r2{reinterpret_cast<void*>(cs_ptr), sizeof cs};
-      if (::process_vm_readv(tid, &l2, 1, &r2, 1, 0) != sizeof cs)
-        fail_sys("task {}: cannot read its rseq critical section at {:#x}", tid, cs_ptr);
-      uint64_t ip = kernel::rseq_resume_ip(regs.rip, cs);
-      if (ip != regs.rip) {
-        log::debug("task {}: in an rseq critical section at {:#x}: resumes at {:#x}", tid, regs.rip,
-                   ip);
-        regs.rip = ip;
-      }
-    }
-  }
+  const arch::Regs& regs = th.regs;  // already out of an rseq critical section
   arch::regs_to_image(regs, ti->mutable_gpregs());
   arch::xstate_to_image(xstate, ti->mutable_fpregs());
   auto* thc = core->mutable_thread_core();
@@ -262,6 +271,7 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   for (size_t i = 0; i < t.threads.size(); i++) {
     FrozenThread& th = t.threads[i];
     th.regs = arch::get_regs(th.tid);
+    abort_rseq(th.tid, th.regs);
     th.regs_saved = true;
     if (ptrace(PTRACE_GETSIGMASK, th.tid, sizeof masks[i], &masks[i]) < 0)
       fail_sys("cannot read the signal mask of task {}", th.tid);

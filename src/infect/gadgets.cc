@@ -44,14 +44,14 @@ bool clears_then_returns(const uint8_t* code, size_t len, size_t i) {
   return false;
 }
 
-// Gadget offsets found in one mapped file (by device, inode and offset), relative to the
-// mapping's start; 0 means absent. The vDSO is keyed by its size.
+// Gadget offsets found in one mapping of a file (by device, inode, offset and size), relative
+// to the mapping's start, plus one; 0 means absent.
 using MapKey = std::tuple<uint32_t, uint32_t, uint64_t, uint64_t, uint64_t>;
 std::mutex g_cache_lock;
 std::map<MapKey, Gadgets> g_cache;
 
 MapKey key_of(const proc::Vma& v) {
-  return {v.dev_major, v.dev_minor, v.inode, v.pgoff, v.path == "[vdso]" ? v.size() : 0};
+  return {v.dev_major, v.dev_minor, v.inode, v.pgoff, v.size()};
 }
 
 Gadgets relative(const Gadgets& g, uint64_t base) {
@@ -94,7 +94,11 @@ void take_from(pid_t pid, const proc::Vma& v, Gadgets* g) {
     auto it = g_cache.find(key);
     if (it != g_cache.end()) rel = it->second, cached = true;
   }
-  if (cached) {
+  // A remembered offset is used only inside this mapping (the same file may be mapped
+  // differently elsewhere).
+  auto inside = [&](uint64_t off) { return off && off - 1 + 16 <= v.size(); };
+  if (cached && (!rel.syscall || inside(rel.syscall)) &&
+      (!rel.syscall_ret || inside(rel.syscall_ret)) && (!rel.sigreturn || inside(rel.sigreturn))) {
     Gadgets found;
     if (rel.syscall && still_there(pid, v.start + rel.syscall - 1, is_syscall))
       found.syscall = v.start + rel.syscall - 1;

@@ -27,9 +27,20 @@ bool has_shadow_stack(pid_t tid) {
   return text->substr(p, e == std::string::npos ? e : e - p).find("shstk") != std::string::npos;
 }
 
-bool in_private_writable(const std::vector<proc::Vma>& vmas, uint64_t lo, uint64_t hi) {
-  for (const auto& v : vmas)
-    if (v.start <= lo && hi <= v.end) return v.r && v.w && !v.shared;
+// True when [lo, hi) lies in a thread's own stack: the main stack, or an anonymous mapping
+// right above a guard page (how the C library makes thread stacks). Elsewhere (a green
+// thread's stack in the heap, a sigaltstack in a buffer) the bytes below the stack pointer
+// may belong to someone else, and a killed cryo could not put them back.
+bool in_thread_stack(const std::vector<proc::Vma>& vmas, uint64_t lo, uint64_t hi) {
+  for (size_t i = 0; i < vmas.size(); i++) {
+    const proc::Vma& v = vmas[i];
+    if (v.start > lo || hi > v.end) continue;
+    if (!v.r || !v.w || v.shared) return false;
+    if (v.path == "[stack]") return true;
+    if (!v.path.empty() || i == 0) return false;
+    const proc::Vma& below = vmas[i - 1];
+    return below.end == v.start && !below.r && !below.w && !below.x;
+  }
   return false;
 }
 
@@ -46,12 +57,12 @@ ThreadProbe::ThreadProbe(FrozenThread& th, const Gadgets& gadgets, uint64_t sigm
   try {
     framed_ = place_frame(gadgets, sigmask);
     if (framed_) {
-      // Registers that lead back through the frame, before the mask changes: from here on,
-      // a resumed thread runs a getpid, then rt_sigreturn.
+      // Registers that lead back through the frame, before the mask changes: parked on the
+      // rt_sigreturn itself (as if the gadget's "ret" had run), so that a thread resumed now
+      // runs no other syscall, which its seccomp filters could refuse once cryo is gone.
       arch::Regs r = th.regs;
-      r.rip = rt_.gadget();
-      r.rsp = saved_at_ + kScratch;
-      r.rax = SYS_getpid;
+      r.rip = gadgets.sigreturn;
+      r.rsp = saved_at_ + kScratch + sizeof(uint64_t);
       r.orig_rax = static_cast<uint64_t>(-1L);
       r.eflags &= ~kTrapFlag;
       arch::set_regs(th.tid, r);
@@ -90,11 +101,10 @@ bool ThreadProbe::place_frame(const Gadgets& gadgets, uint64_t sigmask) {
   arch::Sigframe f =
       arch::build_sigframe(top, th_.regs, arch::get_xstate(tid), sigmask, gadgets.sigreturn);
   const uint64_t lo = f.addr - kScratch;
-  if (f.addr < kScratch || top > th_.regs.rsp ||
-      !in_private_writable(proc::read_maps(tid), lo, top)) {
+  if (f.addr < kScratch || top > th_.regs.rsp || !in_thread_stack(proc::read_maps(tid), lo, top)) {
     log::warn(
-        "task {}: no room for a recovery frame below its stack pointer {:#x}: if cryo is killed "
-        "while it works in this task, the task may crash",
+        "task {}: its stack pointer {:#x} is not in a thread stack with room for a recovery "
+        "frame: if cryo is killed while it works in this task, the task may crash",
         tid, th_.regs.rsp);
     return false;
   }
@@ -113,13 +123,21 @@ bool ThreadProbe::place_frame(const Gadgets& gadgets, uint64_t sigmask) {
 void ThreadProbe::end() {
   const pid_t tid = th_.tid;
   if (rt_.stop_requested()) th_.stop_requested = true;
-  try {
-    if (masked_) set_mask(tid, sigmask_);
-    masked_ = false;
-    if (!framed_) rt_.unmap_scratch();
-    // Back to an ordinary ptrace stop, with the thread's own registers: interrupt first, so
-    // that leaving a syscall stop passes through signal handling, where the kernel restarts
-    // a syscall the thread was in; a killed cryo would leave the thread right there.
+  // Each step on its own: one that fails must not keep the others from putting things back.
+  auto step = [tid](auto&& what) {
+    try {
+      what();
+    } catch (const std::exception& e) {
+      log::warn("task {}: {}", tid, e.what());
+    }
+  };
+  if (masked_) step([&] { set_mask(tid, sigmask_); });
+  masked_ = false;
+  if (!framed_) step([&] { rt_.unmap_scratch(); });
+  // Back to an ordinary ptrace stop, with the thread's own registers: interrupt first, so
+  // that leaving a syscall stop passes through signal handling, where the kernel restarts
+  // a syscall the thread was in; a killed cryo would leave the thread right there.
+  step([&] {
     if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0)
       fail_sys("cannot interrupt task {}", tid);
     arch::set_regs(tid, th_.regs);
@@ -129,19 +147,17 @@ void ThreadProbe::end() {
       WaitStatus ws = wait_task(tid);
       if (ws.gone()) fail("task {} {} while cryo put it back", tid, ws.str());
       if (ws.event() == PTRACE_EVENT_STOP) break;
-      // A signal of its own came first: deliver it as it would have been, then stop again.
+      // The interrupt is taken before any signal; should one come first all the same, it is
+      // delivered as it would have been, and the thread stops again.
       sig = ws.event() ? 0 : ws.stop_sig();
       if (round > 16) fail("task {} does not come back to a stop", tid);
       if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0)
         fail_sys("cannot interrupt task {}", tid);
     }
-    if (framed_ && !saved_bytes_.empty()) {
-      rt_.write_mem(saved_at_, saved_bytes_.data(), saved_bytes_.size());
-      saved_bytes_.clear();
-    }
-  } catch (const Error& e) {
-    log::warn("{}", e.what());
-  }
+  });
+  if (framed_ && !saved_bytes_.empty())
+    step([&] { rt_.write_mem(saved_at_, saved_bytes_.data(), saved_bytes_.size()); });
+  saved_bytes_.clear();
 }
 
 }  // namespace cryo

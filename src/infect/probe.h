@@ -4,6 +4,7 @@
 //    the thread's registers, xsave area and signal mask (arch/x86_64/sigframe.h);
 //  - every call runs with that frame as its stack, from a "syscall" that is followed only by
 //    register clearing and a "ret" (the vDSO has one), and the "ret" goes to an rt_sigreturn;
+//    between calls the thread is parked on that rt_sigreturn;
 //  - so whatever state cryo leaves the thread in, resuming it (which the kernel does when
 //    the tracer dies) finishes at most one harmless syscall and then restores everything.
 // The end of the scope puts back the mask, the registers and the bytes under the frame, and
@@ -36,7 +37,7 @@ class ThreadProbe {
   // Room for out-parameters, kScratch bytes.
   uint64_t scratch() const { return rt_.scratch(); }
   bool protected_by_frame() const { return framed_; }
-  static constexpr size_t kScratch = 1024;
+  static constexpr size_t kScratch = 128;  // the largest out-parameter is 32 bytes
 
  private:
   bool place_frame(const Gadgets& gadgets, uint64_t sigmask);

@@ -59,6 +59,10 @@ class WaitAlarm {
       sigemptyset(&sa.sa_mask);
       ::sigaction(sig_, &sa, nullptr);
     });
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig_);
+    ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);  // a launcher may have blocked it
     sigevent ev{};
     ev.sigev_notify = SIGEV_THREAD_ID;
     ev.sigev_signo = sig_;

@@ -78,7 +78,11 @@ void NewTree::fork_root() {
   }
   if (r == 0) {
     // The new task: stop under cryo's trace and wait to be shaped. Raw syscalls only: the C
-    // library's view of this process is the parent's.
+    // library's view of this process is the parent's. cryo's own signal handlers must not
+    // outlive the copy: an image that sets fewer sigactions leaves the rest at default.
+    kernel::KernelSigaction dfl{};
+    for (int sig = 1; sig <= 64; sig++)
+      if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, 8);
     ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
     ::syscall(SYS_kill, ::syscall(SYS_getpid), SIGSTOP);
     ::syscall(SYS_exit_group, 127);

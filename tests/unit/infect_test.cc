@@ -74,9 +74,11 @@ TEST(Sigframe, LayoutAsRtSigreturnReadsIt) {
   uint64_t fp;
   std::memcpy(&fp, f.bytes.data() + mc + 184, 8);
   EXPECT_EQ(fp % 64, 0u);
-  uint32_t magic1, magic2;
+  uint32_t magic1, magic2, size;
   std::memcpy(&magic1, f.bytes.data() + (fp - f.addr) + 464, 4);
-  std::memcpy(&magic2, f.bytes.data() + (fp - f.addr) + xstate.size(), 4);
+  std::memcpy(&size, f.bytes.data() + (fp - f.addr) + 464 + 16, 4);
+  EXPECT_EQ(size, 576u);  // nothing in use beyond the legacy area and the header
+  std::memcpy(&magic2, f.bytes.data() + (fp - f.addr) + size, 4);
   EXPECT_EQ(magic1, 0x46505853u);
   EXPECT_EQ(magic2, 0x46505845u);
   std::memcpy(&word, f.bytes.data() + 8 + 296, 8);

@@ -7,6 +7,7 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/error.h"
@@ -113,6 +114,20 @@ std::string get_xstate(pid_t tid) {
     fail_sys("cannot read the xsave area of task {}", tid);
   area.resize(iov.iov_len);
   return area;
+}
+
+size_t xstate_used_size(const std::string& area, int also) {
+  constexpr size_t kLegacyAndHeader = 576;
+  if (area.size() < kLegacyAndHeader) return area.size();
+  uint64_t bv;
+  std::memcpy(&bv, area.data() + 512, sizeof bv);
+  size_t used = kLegacyAndHeader;
+  for (int bit = 2; bit < 63; bit++) {
+    if (!(bv & (1ULL << bit)) && bit != also) continue;
+    Component c = component(bit);
+    if (c.size) used = std::max<size_t>(used, c.offset + c.size);
+  }
+  return std::min(used, area.size());
 }
 
 void set_xstate(pid_t tid, const std::string& area) {
@@ -367,23 +382,28 @@ void xstate_from_image(const user_x86_fpregs_entry& e, std::string& area) {
   put32(x.pkru(), 9);
 }
 
-void prepare_restart(Regs& r) {
+void prepare_restart(Regs& r, bool eintr_nohand) {
   if (static_cast<long>(r.orig_rax) < 0) return;
   long ret = static_cast<long>(r.rax);
   switch (-ret) {
+    case kERestartNoHand:
+      if (eintr_nohand) {
+        r.rax = static_cast<uint64_t>(-4L);
+        break;
+      }
+      [[fallthrough]];
     case kERestartSys:
     case kERestartNoIntr:
-    case kERestartNoHand:
       r.rax = r.orig_rax;
       r.rip -= 2;
       break;
     case kERestartRestartBlock:
-      // The kernel's restart state (the time left to sleep) is not in the images. Sleeps and
-      // polls start over with their arguments, which are still in the registers: waiting
-      // longer is harmless, while an EINTR (what CRIU gives) kills programs that block every
-      // signal and take none as a reason to stop. Other calls get EINTR.
+      // The kernel's restart state (the time left to sleep) is not in the images. Sleeps,
+      // polls and timed futex waits start over with their arguments, which are still in the
+      // registers: waiting longer is harmless, while an EINTR (what CRIU gives) kills programs that
+      // block every signal and take none as a reason to stop. Other calls get EINTR.
       if (r.orig_rax == SYS_poll || r.orig_rax == SYS_nanosleep ||
-          r.orig_rax == SYS_clock_nanosleep) {
+          r.orig_rax == SYS_clock_nanosleep || r.orig_rax == SYS_futex) {
         r.rax = r.orig_rax;
         r.rip -= 2;
       } else {

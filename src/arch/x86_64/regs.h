@@ -20,6 +20,9 @@ void set_regs(pid_t tid, const Regs& r);
 // NT_X86_XSTATE returns it.
 std::string get_xstate(pid_t tid);
 void set_xstate(pid_t tid, const std::string& area);
+// How many bytes of an xsave area (standard format) its components in use span: the legacy
+// area and header, up to the end of the last component set in XSTATE_BV (bit `also` too).
+size_t xstate_used_size(const std::string& area, int also = -1);
 
 void regs_to_image(const Regs& r, user_x86_regs_entry* e);
 Regs regs_from_image(const user_x86_regs_entry& e);
@@ -38,8 +41,11 @@ void check_fpregs_image(const user_x86_fpregs_entry& e, uint64_t xfeatures,
 uint64_t cpu_xfeatures();
 
 // A task stopped inside an interrupted syscall carries -ERESTART* in ax; make it re-execute
-// the call on resume, as the kernel would after a signal without handler.
-void prepare_restart(Regs& r);
+// the call on resume, as the kernel would after a signal without handler. `eintr_nohand`:
+// calls the kernel restarts only when no handler runs (pause, sigsuspend, ppoll, select...)
+// return EINTR instead, within their contract: for a resume that cannot know whether a
+// pending signal will be handled first (a wakeup must not be lost).
+void prepare_restart(Regs& r, bool eintr_nohand = false);
 
 // The instruction pair "syscall" (0f 05).
 constexpr uint16_t kSyscallInsn = 0x050f;

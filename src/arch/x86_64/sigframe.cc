@@ -67,9 +67,23 @@ Sigframe build_sigframe(uint64_t top, const Regs& regs, const std::string& xstat
   if (xstate.size() < 576)
     fail("xsave area of {} bytes is too small for a signal frame", xstate.size());
   Regs r = regs;
-  prepare_restart(r);  // rt_sigreturn resumes without the kernel's syscall restart
+  // rt_sigreturn resumes without the kernel's syscall restart, and a signal held during the
+  // dump may be handled right after it.
+  prepare_restart(r, /*eintr_nohand=*/true);
 
-  const size_t fp_len = xstate.size() + sizeof(uint32_t);
+  // The xsave area as rt_sigreturn wants it: XCR0 (which ptrace leaves in the first word
+  // of the software-reserved bytes) as the features, PKRU always present (the kernel puts
+  // it in every signal frame), and a size no larger than the thread's own buffer (a thread
+  // that never used AMX tiles has a smaller one than the largest area ptrace shows).
+  constexpr int kPkruBit = 9;
+  uint64_t xcr0 = 0, bv = 0;
+  std::memcpy(&xcr0, xstate.data() + kSwBytesOffset, sizeof xcr0);
+  std::memcpy(&bv, xstate.data() + 512, sizeof bv);
+  if (!xcr0) xcr0 = bv | 3;
+  if (xcr0 & (1ULL << kPkruBit)) bv |= 1ULL << kPkruBit;
+  const size_t used = xstate_used_size(xstate, (xcr0 >> kPkruBit) & 1 ? kPkruBit : -1);
+
+  const size_t fp_len = used + sizeof(uint32_t);
   const uint64_t fp_addr = align_down(top - fp_len, 64);
   const uint64_t addr = align_down(fp_addr - sizeof(RtSigframe), 64);
   Sigframe f;
@@ -93,19 +107,17 @@ Sigframe build_sigframe(uint64_t top, const Regs& regs, const std::string& xstat
   std::memcpy(f.bytes.data(), &frame, sizeof frame);
 
   char* fp = f.bytes.data() + (fp_addr - addr);
-  std::memcpy(fp, xstate.data(), xstate.size());
+  std::memcpy(fp, xstate.data(), used);
+  std::memcpy(fp + 512, &bv, sizeof bv);
   // The software-reserved bytes tell rt_sigreturn that a whole xsave area follows.
   FxSwBytes sw{};
   sw.magic1 = kFpXstateMagic1;
   sw.extended_size = static_cast<uint32_t>(fp_len);
-  std::memcpy(&sw.xfeatures, xstate.data() + 512, sizeof sw.xfeatures);  // xstate_bv
-  FxSwBytes from_kernel;
-  std::memcpy(&from_kernel, xstate.data() + kSwBytesOffset, sizeof from_kernel);
-  if (from_kernel.magic1 == kFpXstateMagic1) sw.xfeatures = from_kernel.xfeatures;
-  sw.xstate_size = static_cast<uint32_t>(xstate.size());
+  sw.xfeatures = xcr0;
+  sw.xstate_size = static_cast<uint32_t>(used);
   std::memcpy(fp + kSwBytesOffset, &sw, sizeof sw);
   uint32_t magic2 = kFpXstateMagic2;
-  std::memcpy(fp + xstate.size(), &magic2, sizeof magic2);
+  std::memcpy(fp + used, &magic2, sizeof magic2);
   return f;
 }
 
