@@ -341,6 +341,12 @@ class Runner {
     }
   }
 
+  static std::string status_text(int st) {
+    if (WIFSIGNALED(st))
+      return fmt::format("killed by signal {} ({})", WTERMSIG(st), strsignal(WTERMSIG(st)));
+    return fmt::format("exit status {}", WEXITSTATUS(st));
+  }
+
   // A child for iterations [from, to); returns where the next child starts.
   uint64_t fork_batch(uint64_t from, uint64_t to) {
     int fds[2];
@@ -387,16 +393,28 @@ class Runner {
     while (::waitpid(pid, &st, 0) < 0)
       if (errno != EINTR) fail_sys("waitpid");
     if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && !started) return to;
-    if (!started) fail("a fuzzing child died between iterations (status {:#x})", st);
+    if (!started) {
+      // Died outside any iteration (at its exit, say): a crash of the runner, not of an image.
+      std::string err;
+      try {
+        err = read_file(err_);
+      } catch (const Error&) {
+      }
+      fmt::print(
+          "FINDING crash: a fuzzing child for iterations {}..{} died after its last "
+          "iteration ({}); its stderr:\n{}\n",
+          from, to - 1, status_text(st), err.substr(0, 4000));
+      counts_[kCrash]++;
+      failures_++;
+      return to;
+    }
     std::string msg;
     Outcome r = kCrash;
     if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM) {
       r = kHang;
       msg = fmt::format("no answer within {} s", o_.timeout);
-    } else if (WIFSIGNALED(st)) {
-      msg = fmt::format("killed by signal {} ({})", WTERMSIG(st), strsignal(WTERMSIG(st)));
     } else {
-      msg = fmt::format("exit status {}", WEXITSTATUS(st));
+      msg = status_text(st);
     }
     next = *started + 1;
     record(*started, r, msg);

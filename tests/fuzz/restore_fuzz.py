@@ -47,6 +47,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -172,18 +173,23 @@ def restore_pristine(work):
     subprocess.run(["cp", "-a", work + ".pristine", work], check=True)
 
 
-def host_leftovers(exes):
-    """Processes outside any namespace of ours still running a corpus program."""
+def host_leftovers(exes, base):
+    """Processes outside the cases' namespaces running a program of this corpus: a corpus
+    program with its work directory in `base` (not other runs of the same programs)."""
     found = []
-    me = os.getpid()
+    own_ns = os.readlink("/proc/self/ns/pid")
     for e in os.listdir("/proc"):
-        if not e.isdigit() or int(e) == me:
+        if not e.isdigit():
             continue
         try:
+            # A process of a case still running (another job's) is in that case's namespace.
+            if os.readlink(f"/proc/{e}/ns/pid") != own_ns:
+                continue
             exe = os.readlink(f"/proc/{e}/exe")
+            argv = open(f"/proc/{e}/cmdline", "rb").read().split(b"\0")
         except OSError:
             continue
-        if exe in exes:
+        if exe in exes and len(argv) > 1 and under(argv[1].decode(errors="replace"), [base]):
             found.append(int(e))
     return found
 
@@ -272,6 +278,10 @@ def cmd_inner(a):
     spec = json.load(open(a.spec))
     res = {"rc": None, "signal": None, "hang": False}
     try:
+        # Copies mounted over the corpus work directories (replay): the corpus stays as it is.
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+        for target, source in spec.get("binds", {}).items():
+            mount(source, target, None, MS_BIND)
         lock_down(spec["writable"])
     except OSError as e:
         res["setup_error"] = str(e)
@@ -430,12 +440,20 @@ class Fuzzer:
         self.kinds = {}      # (class, signatures) -> count
         self.reasons = {}    # refusal reasons -> count
         self.snaps = {n: snapshot(p["work"]) for n, p in self.progs.items()}
+        # With several jobs, cases of one program run one at a time and look at their own
+        # program's work directory only.
+        self.lock = threading.Lock()
+        self.prog_locks = {n: threading.Lock() for n in self.names}
 
     def case(self, it):
+        name = random.Random(f"{self.a.seed}:{it}").choice(self.names)
+        with self.prog_locks[name]:
+            return self._case(it, name)
+
+    def _case(self, it, name):
         a = self.a
-        rnd = random.Random(f"{a.seed}:{it}")
-        name = rnd.choice(self.names)
         prog = self.progs[name]
+        watched = self.names if getattr(a, "jobs", 1) <= 1 else [name]
         case_dir = os.path.join(self.work, f"case-{it}")
         shutil.rmtree(case_dir, ignore_errors=True)
         os.makedirs(case_dir)
@@ -454,11 +472,11 @@ class Fuzzer:
             spec["stderr"]) else ""
         img_diff = diff(img_before, snapshot(img), ignore=("stats-restore",))
         work_diffs = {}
-        for n, p in self.progs.items():
-            d = diff(self.snaps[n], snapshot(p["work"]))
+        for n in watched:
+            d = diff(self.snaps[n], snapshot(self.progs[n]["work"]))
             if any(d):
                 work_diffs[n] = d
-        host_left = host_leftovers(self.exes)
+        host_left = host_leftovers(self.exes, self.base)
         for pid in host_left:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -468,6 +486,11 @@ class Fuzzer:
         for n in work_diffs:
             restore_pristine(self.progs[n]["work"])
             self.snaps[n] = snapshot(self.progs[n]["work"])
+        with self.lock:
+            return self.account(it, name, cls, reason, muts, sigs, case_dir)
+
+    def account(self, it, name, cls, reason, muts, sigs, case_dir):
+        a = self.a
         self.counts[cls] += 1
         if cls == "refused":
             key = "".join("#" if c.isdigit() else c for c in reason)[:90]
@@ -546,16 +569,33 @@ class Fuzzer:
 def cmd_restore(a):
     f = Fuzzer(a)
     t0 = time.monotonic()
-    n = 0
-    for it in range(a.first, a.first + a.iterations):
-        if a.time_budget and time.monotonic() - t0 > a.time_budget:
-            log(f"time budget of {a.time_budget} s spent after {n} case(s)")
-            break
-        f.case(it)
-        n += 1
-        if a.progress and n % a.progress == 0:
-            log(f"{n} cases: " + ", ".join(f"{c} {f.counts[c]}" for c in CLASSES if f.counts[c]))
-    f.report(n, time.monotonic() - t0)
+    done = [0]
+    its = iter(range(a.first, a.first + a.iterations))
+    its_lock = threading.Lock()
+
+    def worker():
+        while True:
+            with its_lock:
+                if a.time_budget and time.monotonic() - t0 > a.time_budget:
+                    return
+                it = next(its, None)
+            if it is None:
+                return
+            f.case(it)
+            with f.lock:
+                done[0] += 1
+                if a.progress and done[0] % a.progress == 0:
+                    log(f"{done[0]} cases: " +
+                        ", ".join(f"{c} {f.counts[c]}" for c in CLASSES if f.counts[c]))
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, a.jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if done[0] < a.iterations:
+        log(f"time budget of {a.time_budget} s spent after {done[0]} case(s)")
+    f.report(done[0], time.monotonic() - t0)
     return 1 if f.failures else 0
 
 
@@ -566,6 +606,19 @@ def cmd_replay(a):
     spec = json.loads(json.dumps(spec).replace(old_case, d))
     spec["argv"][0] = os.path.realpath(a.cryo)
     spec["writable"] = sorted(set(spec["writable"]) | {d})
+    # The programs' work directories as they were at the dump, in copies mounted over them
+    # inside the namespace: the replay changes nothing of the corpus.
+    spec["binds"] = {}
+    for w in spec["writable"]:
+        meta = os.path.join(w, "corpus.json")
+        if not os.path.exists(meta):
+            continue
+        for name, prog in json.load(open(meta))["programs"].items():
+            copy = os.path.join(d, "replay-work", name)
+            shutil.rmtree(copy, ignore_errors=True)
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            subprocess.run(["cp", "-a", prog["work"] + ".pristine", copy], check=True)
+            spec["binds"][prog["work"]] = copy
     for n in ("pidfile", "result"):
         try:
             os.unlink(spec[n])
@@ -619,7 +672,7 @@ def cmd_selftest(a):
             args = argparse.Namespace(cryo=fake, mutator=a.mutator, corpus=base, seed=1,
                                       first=0, iterations=1, count=1, timeout=2,
                                       time_budget=0, findings=None, known=None, verbose=False,
-                                      work=os.path.join(root, "run"), progress=0)
+                                      work=os.path.join(root, "run"), progress=0, jobs=1)
             fz = Fuzzer(args)
             got = fz.case(0)
             ok = got == want.strip()
@@ -632,8 +685,10 @@ def cmd_selftest(a):
             faults.append(("heap-overflow", "crash"))
         for inject, want in faults:
             env = dict(os.environ, CRYO_FUZZ_INJECT=inject)
+            # A sanitizer report may take seconds to symbolize on a loaded machine.
+            timeout = "2" if want == "hang" else "30"
             r = subprocess.run([a.mutator, "parsers", "--seed", "1", "--iterations", "1",
-                                "--timeout", "2", "--work", os.path.join(root, "parsers"),
+                                "--timeout", timeout, "--work", os.path.join(root, "parsers"),
                                 base], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
             ok = r.returncode == 1 and f"FINDING {want}" in r.stdout
@@ -669,6 +724,7 @@ def main():
     r.add_argument("--known")
     r.add_argument("--work", help="where cases are made (default CORPUS/run)")
     r.add_argument("--progress", type=int, default=0, help="a line every N cases")
+    r.add_argument("-j", "--jobs", type=int, default=1, help="cases at once")
     r.add_argument("-v", "--verbose", action="store_true")
     i = sub.add_parser("inner")
     i.add_argument("spec")
