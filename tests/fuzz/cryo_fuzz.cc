@@ -6,6 +6,7 @@
 //                                           and prints its mutations ("signature<TAB>detail")
 //   cryo-fuzz check DIR                     runs the parsers once on DIR (reproducers)
 //   cryo-fuzz info                          says whether it was built with sanitizers
+//   cryo-fuzz seeds CORPUS... OUT           seeds for the libFuzzer target (libfuzzer.cc)
 //
 // A CORPUS argument is an images directory or a directory holding some (*/ or */*/).
 // Outcomes of one mutated set: accepted (every parser took it), refused (cryo::Error: the
@@ -39,6 +40,7 @@
 #include "image_set.h"
 #include "mutator.h"
 #include "rng.h"
+#include "schema.h"
 #include "targets.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -70,59 +72,6 @@ void usage() {
                "                         CORPUS...\n"
                "       cryo-fuzz mutate --seed S --iteration I [--count N] SRC DST\n"
                "       cryo-fuzz check DIR\n");
-}
-
-bool has_inventory(const std::string& dir) {
-  return ::access((dir + "/inventory.img").c_str(), F_OK) == 0;
-}
-
-std::vector<std::string> subdirs(const std::string& dir) {
-  std::vector<std::string> out;
-  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
-  if (!d) fail_sys("cannot open {}", dir);
-  while (dirent* e = ::readdir(d.get())) {
-    std::string n = e->d_name;
-    if (n == "." || n == "..") continue;
-    struct stat st;
-    if (::stat((dir + "/" + n).c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-      out.push_back(dir + "/" + n);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-// Images directories in `root`: itself, or its subdirectories two levels down at most.
-void find_sets(const std::string& root, int depth, std::vector<std::string>& out) {
-  if (has_inventory(root)) {
-    out.push_back(root);
-    return;
-  }
-  if (depth == 0) return;
-  for (const auto& d : subdirs(root)) find_sets(d, depth - 1, out);
-}
-
-void remove_tree(const std::string& path) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) < 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    std::vector<std::string> names;
-    {
-      std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(path.c_str()), ::closedir);
-      if (!d) fail_sys("cannot open {}", path);
-      while (dirent* e = ::readdir(d.get())) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") names.push_back(n);
-      }
-    }
-    for (const auto& n : names) remove_tree(path + "/" + n);
-    if (::rmdir(path.c_str()) < 0) fail_sys("cannot remove {}", path);
-  } else if (::unlink(path.c_str()) < 0) {
-    fail_sys("cannot remove {}", path);
-  }
-}
-
-void make_dir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0700) < 0 && errno != EEXIST) fail_sys("cannot create {}", path);
 }
 
 // ------------------------------------------------------------------ known findings
@@ -512,6 +461,29 @@ int cmd_mutate(uint64_t seed, uint64_t iteration, int count, const std::string& 
   return 0;
 }
 
+// Seeds for the libFuzzer target: [set index][file index][content] for every file with entries.
+int cmd_seeds(const std::vector<std::string>& corpus, const std::string& out) {
+  std::vector<std::string> dirs;
+  for (const auto& c : corpus) find_sets(c, 2, dirs);
+  make_dir(out);
+  size_t n = 0;
+  for (size_t s = 0; s < dirs.size() && s < 256; s++) {
+    ImageSet set = ImageSet::load(dirs[s]);
+    size_t k = 0;
+    for (const ImageFile& f : set.files) {
+      const ImageKind* kind = kind_of(f.name);
+      if (!kind || !kind->magic) continue;
+      const size_t index = k++;  // as libfuzzer.cc counts: every file with entries
+      if (!f.data || index > 255) continue;
+      std::string seed{static_cast<char>(s), static_cast<char>(index)};
+      write_file(fmt::format("{}/seed-{}-{}", out, s, index), seed + *f.data);
+      n++;
+    }
+  }
+  fmt::print("{} seeds from {} image set(s) in {}\n", n, dirs.size(), out);
+  return 0;
+}
+
 int cmd_check(const std::string& dir) {
   try {
     run_parsers(dir);
@@ -598,6 +570,10 @@ int main_(int argc, char** argv) {
     fmt::print("sanitizers: none\n");
 #endif
     return 0;
+  }
+  if (cmd == "seeds") {
+    if (args.size() < 2) fail("seeds needs CORPUS... OUT");
+    return cmd_seeds({args.begin(), args.end() - 1}, args.back());
   }
   if (cmd == "check") {
     if (args.size() != 1) fail("check needs DIR");

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "base/fd.h"
@@ -59,6 +61,59 @@ void write_file(const std::string& path, const std::string& data) {
   Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) fail_sys("cannot create {}", path);
   write_at(fd.get(), path, 0, data.data(), data.size());
+}
+
+static bool has_inventory(const std::string& dir) {
+  return ::access((dir + "/inventory.img").c_str(), F_OK) == 0;
+}
+
+static std::vector<std::string> subdirs(const std::string& dir) {
+  std::vector<std::string> out;
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+  if (!d) fail_sys("cannot open {}", dir);
+  while (dirent* e = ::readdir(d.get())) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    struct stat st;
+    if (::stat((dir + "/" + n).c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      out.push_back(dir + "/" + n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Images directories in `root`: itself, or its subdirectories two levels down at most.
+void find_sets(const std::string& root, int depth, std::vector<std::string>& out) {
+  if (has_inventory(root)) {
+    out.push_back(root);
+    return;
+  }
+  if (depth == 0) return;
+  for (const auto& d : subdirs(root)) find_sets(d, depth - 1, out);
+}
+
+void remove_tree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) < 0) return;
+  if (S_ISDIR(st.st_mode)) {
+    std::vector<std::string> names;
+    {
+      std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(path.c_str()), ::closedir);
+      if (!d) fail_sys("cannot open {}", path);
+      while (dirent* e = ::readdir(d.get())) {
+        std::string n = e->d_name;
+        if (n != "." && n != "..") names.push_back(n);
+      }
+    }
+    for (const auto& n : names) remove_tree(path + "/" + n);
+    if (::rmdir(path.c_str()) < 0) fail_sys("cannot remove {}", path);
+  } else if (::unlink(path.c_str()) < 0) {
+    fail_sys("cannot remove {}", path);
+  }
+}
+
+void make_dir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) < 0 && errno != EEXIST) fail_sys("cannot create {}", path);
 }
 
 ImageSet ImageSet::load(const std::string& dir, uint64_t keep_limit) {

@@ -38,6 +38,12 @@ class ImageSet {
   std::string dir_;
 };
 
+// Images directories in `root`: itself when it holds inventory.img, else its subdirectories
+// down to `depth` levels, in name order.
+void find_sets(const std::string& root, int depth, std::vector<std::string>& out);
+void remove_tree(const std::string& path);
+void make_dir(const std::string& path);
+
 // Reads a whole file; throws cryo::Error when it cannot.
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& data);

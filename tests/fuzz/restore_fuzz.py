@@ -443,6 +443,7 @@ class Fuzzer:
         # With several jobs, cases of one program run one at a time and look at their own
         # program's work directory only.
         self.lock = threading.Lock()
+        self.results = open(a.results, "a") if getattr(a, "results", None) else None
         self.prog_locks = {n: threading.Lock() for n in self.names}
 
     def case(self, it):
@@ -492,6 +493,10 @@ class Fuzzer:
     def account(self, it, name, cls, reason, muts, sigs, case_dir):
         a = self.a
         self.counts[cls] += 1
+        if self.results:
+            self.results.write(json.dumps({"it": it, "prog": name, "class": cls,
+                                           "reason": reason, "mutations": muts}) + "\n")
+            self.results.flush()
         if cls == "refused":
             key = "".join("#" if c.isdigit() else c for c in reason)[:90]
             self.reasons[key] = self.reasons.get(key, 0) + 1
@@ -557,6 +562,15 @@ class Fuzzer:
         print(f"  most frequent refusals ({len(self.reasons)} distinct):")
         for r, k in sorted(self.reasons.items(), key=lambda x: -x[1])[:12]:
             print(f"    {k:5} {r}")
+        restored = {}
+        for (cls, sigs), v in self.kinds.items():
+            if cls.startswith("restored"):
+                for sig in set(sigs):
+                    restored[sig] = restored.get(sig, 0) + v
+        if restored:
+            print(f"  restored (exit 0) after ({len(restored)} distinct signatures; top 20):")
+            for sig, v in sorted(restored.items(), key=lambda x: -x[1])[:20]:
+                print(f"    {v:5} {sig}")
         odd = [(k, v) for k, v in self.kinds.items() if k[0] not in ("refused", "restored")]
         if odd:
             print("  non-clean cases:")
@@ -725,6 +739,7 @@ def main():
     r.add_argument("--work", help="where cases are made (default CORPUS/run)")
     r.add_argument("--progress", type=int, default=0, help="a line every N cases")
     r.add_argument("-j", "--jobs", type=int, default=1, help="cases at once")
+    r.add_argument("--results", help="append one JSON line per case to this file")
     r.add_argument("-v", "--verbose", action="store_true")
     i = sub.add_parser("inner")
     i.add_argument("spec")
