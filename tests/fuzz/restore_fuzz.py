@@ -345,8 +345,16 @@ def run_in_namespace(spec, case_dir, timeout):
     return res
 
 
-def classify(res, stderr_text, img_diff, work_diffs, host_left):
-    """(class, reason)."""
+def classify(res, stderr_text, img_diff, work_diffs, host_left, log_tail=""):
+    """(class, reason). A crash's reason ends with the last line of cryo's log (where it
+    was)."""
+    cls, reason = classify_(res, stderr_text, img_diff, work_diffs, host_left)
+    if cls in ("crash", "hang") and log_tail:
+        reason += f"; last log line: {log_tail}"
+    return cls, reason
+
+
+def classify_(res, stderr_text, img_diff, work_diffs, host_left):
     if res is None or "outer_rc" in res:
         rc = res.get("outer_rc") if res else None
         if rc in (124, 137, -9):
@@ -483,7 +491,12 @@ class Fuzzer:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        cls, reason = classify(res, stderr_text, img_diff, work_diffs, host_left)
+        log_path = os.path.join(case_dir, "restore.log")
+        log_tail = ""
+        if os.path.exists(log_path):
+            lines = open(log_path, errors="replace").read().splitlines()
+            log_tail = lines[-1][:200] if lines else ""
+        cls, reason = classify(res, stderr_text, img_diff, work_diffs, host_left, log_tail)
         for n in work_diffs:
             restore_pristine(self.progs[n]["work"])
             self.snaps[n] = snapshot(self.progs[n]["work"])
