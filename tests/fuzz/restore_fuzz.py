@@ -395,6 +395,9 @@ def classify_(res, stderr_text, img_diff, work_diffs, host_left):
             return "crash", f"cryo exited {rc}"
         errors = [l for l in lines if l.startswith("Error: ")]
         others = [l for l in lines if not l.startswith(("Error: ", "Warn: "))]
+        if any(c < " " and c not in "\n\t" for c in stderr_text):
+            return "unclear", (f"non-printable bytes on stderr: "
+                               f"{stderr_text.strip()[:200]!r}")
         if len(errors) != 1 or others:
             first = (others or errors)[0][:200]
             return "unclear", (f"{len(errors)} error line(s), {len(others)} other line(s) on "
@@ -551,6 +554,16 @@ class Fuzzer:
         shutil.rmtree(dst, ignore_errors=True)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.copytree(case_dir, dst, copy_function=os.link)
+        # A log that grew without bound (a loop in cryo) keeps its head and tail.
+        log_path = os.path.join(dst, "restore.log")
+        if os.path.exists(log_path) and os.path.getsize(log_path) > (1 << 20):
+            with open(log_path, "rb") as f:
+                head = f.read(256 << 10)
+                f.seek(-(256 << 10), os.SEEK_END)
+                tail = f.read()
+            os.unlink(log_path)
+            with open(log_path, "wb") as f:
+                f.write(head + b"\n[... cut by restore_fuzz.py ...]\n" + tail)
         me = os.path.abspath(__file__)
         with open(os.path.join(dst, "README"), "w") as f:
             f.write(f"{cls}: {reason}\n")
