@@ -518,7 +518,8 @@ class Fuzzer:
             self.reasons[key] = self.reasons.get(key, 0) + 1
         known = None
         if cls in FAILURES:
-            known = match_known(self.known, cls, sigs, reason)
+            # "set:NAME" names the image set, for findings that any change to it shows.
+            known = match_known(self.known, cls, sigs + [f"set:{name}"], reason)
             if known:
                 self.known_hits += 1
             else:
