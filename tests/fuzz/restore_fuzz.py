@@ -531,7 +531,8 @@ class Fuzzer:
         kind = (cls, tuple(sigs))
         seen = self.kinds.get(kind, 0)
         self.kinds[kind] = seen + 1
-        keep = cls not in ("refused", "restored") and self.findings and seen < 2
+        keep = (cls not in ("refused", "restored") and self.findings and
+                (not a.max_saved or seen < a.max_saved))
         if keep:
             self.save(it, name, cls, reason, muts, case_dir, known)
         shutil.rmtree(case_dir, ignore_errors=True)
@@ -690,21 +691,22 @@ def cmd_selftest(a):
         with open(os.path.join(base, "corpus.json"), "w") as f:
             json.dump({"programs": {"fake": {"opts": [], "work": work, "img": img,
                                              "exe": "/bin/false"}}}, f)
-        fakes = {
-            "refused": 'echo "Error: image inventory.img is corrupt" >&2; exit 1',
-            "restored": 'setsid sleep 100 </dev/null >/dev/null 2>&1 & echo $! > "$PIDFILE"; exit 0',
-            "restored-dead": 'echo 99999 > "$PIDFILE"; exit 0',
-            "crash": 'kill -SEGV $$',
-            "crash ": 'echo "Error: internal: vector::_M_range_check" >&2; exit 1',
-            "hang": 'sleep 100',
-            "leftover": 'setsid sleep 100 </dev/null >/dev/null 2>&1 & echo "Error: x" >&2; exit 1',
-            "leftover ": 'touch /tmp/ghost; echo "Error: x" >&2; exit 1',
-            "leftover  ": f'touch "$IMG/stray"; echo "Error: x" >&2; exit 1',
-            "leftover   ": f'touch "{work}/sock"; echo "Error: x" >&2; exit 1',
-            "unclear": 'echo "Error: a" >&2; echo "Error: b" >&2; exit 1',
-        }
+        fakes = [
+            ("refused", 'echo "Error: image inventory.img is corrupt" >&2; exit 1'),
+            ("restored", 'setsid sleep 100 </dev/null >/dev/null 2>&1 & echo $! > "$PIDFILE"'),
+            ("restored-dead", 'echo 99999 > "$PIDFILE"; exit 0'),
+            ("crash", 'kill -SEGV $$'),
+            ("crash", 'echo "Error: internal: vector::_M_range_check" >&2; exit 1'),
+            ("hang", 'sleep 100'),
+            ("leftover", 'setsid sleep 100 </dev/null >/dev/null 2>&1 & echo "Error: x" >&2; exit 1'),
+            ("leftover", 'touch /tmp/ghost; echo "Error: x" >&2; exit 1'),
+            ("leftover", 'touch "$IMG/stray"; echo "Error: x" >&2; exit 1'),
+            ("leftover", f'touch "{work}/sock"; echo "Error: x" >&2; exit 1'),
+            ("unclear", 'echo "Error: a" >&2; echo "Error: b" >&2; exit 1'),
+            ("unclear", "printf 'Error: file /usr/\\r\\001\\n' >&2; exit 1"),
+        ]
         bad = 0
-        for want, body in fakes.items():
+        for want, body in fakes:
             fake = os.path.join(root, "fake-cryo")
             with open(fake, "w") as f:
                 f.write("#!/bin/bash\n# args: restore -D IMG -d --pidfile FILE ...\n"
@@ -712,13 +714,14 @@ def cmd_selftest(a):
             os.chmod(fake, 0o755)
             args = argparse.Namespace(cryo=fake, mutator=a.mutator, corpus=base, seed=1,
                                       first=0, iterations=1, count=1, timeout=2,
-                                      time_budget=0, findings=None, known=None, verbose=False,
-                                      work=os.path.join(root, "run"), progress=0, jobs=1)
+                                      time_budget=0, findings=None, known=None,
+                                      verbose=False, max_saved=0, progress=0, jobs=1,
+                                      work=os.path.join(root, "run"))
             fz = Fuzzer(args)
             got = fz.case(0)
-            ok = got == want.strip()
+            ok = got == want
             bad += not ok
-            print(f"  fake cryo '{body[:60]}': {got} {'ok' if ok else f'(expected {want.strip()})'}")
+            print(f"  fake cryo '{body[:60]}': {got} {'ok' if ok else f'(expected {want})'}")
         # cryo-fuzz's own classification, with faults injected into its child.
         faults = [("segv", "crash"), ("hang", "hang"), ("internal", "internal")]
         info = subprocess.run([a.mutator, "info"], stdout=subprocess.PIPE, text=True).stdout
@@ -767,6 +770,8 @@ def main():
     r.add_argument("--progress", type=int, default=0, help="a line every N cases")
     r.add_argument("-j", "--jobs", type=int, default=1, help="cases at once")
     r.add_argument("--results", help="append one JSON line per case to this file")
+    r.add_argument("--max-saved", type=int, default=0,
+                   help="save at most N cases of one class and mutation signatures (0: all)")
     r.add_argument("-v", "--verbose", action="store_true")
     i = sub.add_parser("inner")
     i.add_argument("spec")
