@@ -40,6 +40,27 @@ void copy_file(const std::string& from, const std::string& to) {
   }
 }
 
+bool has_inventory(const std::string& dir) {
+  return ::access((dir + "/inventory.img").c_str(), F_OK) == 0;
+}
+
+std::vector<std::string> subdirs(const std::string& dir) {
+  std::vector<std::string> out;
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+  if (!d) fail_sys("cannot open {}", dir);
+  while (dirent* e = ::readdir(d.get())) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    struct stat st;
+    if (::stat((dir + "/" + n).c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      out.push_back(dir + "/" + n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Images directories in `root`: itself, or its subdirectories two levels down at most.
+
 }  // namespace
 
 std::string read_file(const std::string& path) {
@@ -63,26 +84,6 @@ void write_file(const std::string& path, const std::string& data) {
   write_at(fd.get(), path, 0, data.data(), data.size());
 }
 
-static bool has_inventory(const std::string& dir) {
-  return ::access((dir + "/inventory.img").c_str(), F_OK) == 0;
-}
-
-static std::vector<std::string> subdirs(const std::string& dir) {
-  std::vector<std::string> out;
-  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
-  if (!d) fail_sys("cannot open {}", dir);
-  while (dirent* e = ::readdir(d.get())) {
-    std::string n = e->d_name;
-    if (n == "." || n == "..") continue;
-    struct stat st;
-    if (::stat((dir + "/" + n).c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-      out.push_back(dir + "/" + n);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-// Images directories in `root`: itself, or its subdirectories two levels down at most.
 void find_sets(const std::string& root, int depth, std::vector<std::string>& out) {
   if (has_inventory(root)) {
     out.push_back(root);
