@@ -58,7 +58,7 @@ PROGRAMS = {
     "memory": [], "pipes": [], "files": [], "threads": [], "tree": [], "unix_sockets": [],
     "deleted_files": [], "memfd": [], "epoll": [], "event_fds": [], "shmem": [],
     "task_state": [], "signals_pending": [], "file_locks": ["-l"], "inet_sockets": [],
-    "ptimers": [], "seccomp": [],
+    "ptimers": [], "seccomp": [], "pty": [],
 }
 
 FAILURES = ("crash", "hang", "leftover", "unclear")
@@ -235,6 +235,10 @@ def lock_down(writable):
     for w in writable:
         mount(w, w, None, MS_BIND | MS_REC)
     mount("cryo-fuzz-tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    # Ptys of our own (a new devpts instance): restored pty pairs take their dumped indexes
+    # here, whatever the machine's other terminals hold.
+    mount("devpts", "/dev/pts", "devpts", MS_NOSUID, "newinstance,ptmxmode=0666,mode=0620")
+    mount("/dev/pts/ptmx", "/dev/ptmx", None, MS_BIND)
     keep = ["/proc", "/dev", "/tmp"] + list(writable)
     with open("/proc/self/mountinfo") as f:
         lines = f.read().splitlines()
