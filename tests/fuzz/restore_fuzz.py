@@ -513,7 +513,9 @@ class Fuzzer:
         log_path = os.path.join(case_dir, "restore.log")
         log_tail = ""
         if os.path.exists(log_path):
-            lines = open(log_path, errors="replace").read().splitlines()
+            with open(log_path, "rb") as f:
+                f.seek(max(0, os.path.getsize(log_path) - 4096))
+                lines = f.read().decode(errors="replace").splitlines()
             log_tail = lines[-1][:200] if lines else ""
         cls, reason = classify(res, stderr_text, img_diff, work_diffs, host_left, log_tail)
         for n in work_diffs:
