@@ -114,6 +114,13 @@ void remove_tree(const std::string& path) {
 }
 
 void make_dir(const std::string& path) {
+  // With its parents: a findings directory may be asked for before anything made its parent.
+  size_t slash = path.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) {
+    struct stat st;
+    std::string parent = path.substr(0, slash);
+    if (::stat(parent.c_str(), &st) < 0 && errno == ENOENT) make_dir(parent);
+  }
   if (::mkdir(path.c_str(), 0700) < 0 && errno != EEXIST) fail_sys("cannot create {}", path);
 }
 

@@ -386,15 +386,17 @@ def classify_(res, stderr_text, img_diff, work_diffs, host_left):
             return "crash", f"{marker} on stderr"
     if res["signal"]:
         return "crash", f"cryo killed by signal {res['signal']} ({signal.Signals(res['signal']).name})"
-    rc = res["rc"]
     left = []
     if host_left:
         left.append(f"processes outside the namespace: {host_left}")
+    rc = res["rc"]
     new, gone, changed = img_diff
     if new:
         left.append(f"new files in the images directory: {new}")
     for prog, (n, g, c) in work_diffs.items():
-        if n:
+        # A restored tree binds again the socket files it had at the dump (another case may
+        # have removed them meanwhile): only a failed restore leaves files behind.
+        if n and rc != 0:
             left.append(f"new files in {prog}/work: {n}")
         if g:
             left.append(f"files removed from {prog}/work: {g}")
