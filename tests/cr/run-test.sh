@@ -540,7 +540,9 @@ demo_loop_sh() {
 		c=$(count)
 	done
 	if [[ -n $v1 ]]; then
-		(( c == v1 + 1 )) || die "count continued at $c, expected $((v1 + 1)) (restarted or jumped?)"
+		# v1+1 first; a loaded machine may let this poll miss a 200 ms step or two.
+		(( c > v1 && c <= v1 + 3 )) ||
+			die "count continued at $c, expected $((v1 + 1)) (restarted or jumped?)"
 	else
 		v1=$((c - 1))
 	fi
