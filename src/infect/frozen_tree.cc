@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <thread>
 
 #include "base/error.h"
 #include "base/interrupt.h"

@@ -40,10 +40,6 @@ bool is_fault(int sig) {
          sig == SIGSYS;
 }
 
-}  // namespace
-
-namespace {
-
 void wake(int) {}
 
 // Wakes this thread out of a blocking waitpid: a timer of the thread whose signal has a
