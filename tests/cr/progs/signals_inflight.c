@@ -69,7 +69,15 @@ int main(int argc, char **argv)
 	cr_path(path, sizeof path, "sent");
 	unlink(path);
 	pid_t me = getpid();
+	/* The stream may start before fork() returns here: no signal may be handled while
+	 * `sender` is not set yet. */
+	sigset_t sig, old;
+	sigemptyset(&sig);
+	sigaddset(&sig, SIG);
+	sigprocmask(SIG_BLOCK, &sig, &old);
 	sender = fork();
+	if (sender > 0)
+		sigprocmask(SIG_SETMASK, &old, NULL);
 	if (sender < 0) {
 		cr_fail("setup: fork: %s", strerror(errno));
 		cr_finish();
