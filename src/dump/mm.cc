@@ -10,8 +10,8 @@
 #include <future>
 
 #include "base/error.h"
-#include "base/interrupt.h"
 #include "base/fd.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"

@@ -20,8 +20,6 @@
 namespace cryo::restore {
 namespace {
 
-constexpr uint32_t kListen = 10;  // TCP_LISTEN
-
 sockaddr_un address(const std::string& name, socklen_t* len) {
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
@@ -184,7 +182,7 @@ Fd UnixSockets::open(const file_entry& f) {
     }
   };
 
-  if (u.state() == kListen) {
+  if (u.state() == image::kSkListen) {
     Fd s = make();
     set_opts(s.get(), u);
     if (u.name().empty()) fail("unix socket {} listens without a name", u.id());
@@ -199,7 +197,7 @@ Fd UnixSockets::open(const file_entry& f) {
     fail("unix socket {} is connected to socket {} which the images do not hold", u.id(), u.peer());
 
   const bool outside = peer && (peer->uflags() & image::kUskExtern);
-  if (peer && !outside && peer->state() == kListen) {
+  if (peer && !outside && peer->state() == image::kSkListen) {
     // Waiting in a listener's backlog: connect to it again (it is created first).
     get_(peer->id());
     Fd s = make();
