@@ -1,13 +1,9 @@
 #include "dump/files.h"
 
 #include "dump/event_files.h"
-#include "dump/fsnotify.h"
-#include "dump/inet.h"
 
 #include <fcntl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "base/error.h"

@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "image/fdinfo.h"
+#include "restore/file_kind.h"
 #include "restore/sockets.h"
 
 namespace cryo::restore {
@@ -81,6 +82,20 @@ Fd open_inet_socket(const inet_sk_entry& s) {
   if (::fcntl(fd.get(), F_SETFL, s.flags() & O_NONBLOCK) < 0)
     fail_sys("cannot set the flags of socket {}", s.id());
   return fd;
+}
+
+namespace {
+
+class InetSocketKind : public FileKind {
+ public:
+  fd_types type() const override { return INETSK; }
+  Fd open(const file_entry& f, FileSet&) override { return open_inet_socket(f.isk()); }
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_inet_socket_kind() {
+  return std::make_unique<InetSocketKind>();
 }
 
 }  // namespace cryo::restore

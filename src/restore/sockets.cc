@@ -15,6 +15,8 @@
 #include "image/image.h"
 #include "kernel/sock_diag.h"
 #include "proc/proc.h"
+#include "restore/file_kind.h"
+#include "restore/files.h"
 #include "restore/validate.h"
 
 namespace cryo::restore {
@@ -285,6 +287,32 @@ Fd UnixSockets::open(const file_entry& f) {
   }
   finish(s.get(), u);
   return s;
+}
+
+namespace {
+
+class UnixSocketKind : public FileKind {
+ public:
+  fd_types type() const override { return UNIXSK; }
+  Fd open(const file_entry& f, FileSet& files) override {
+    if (!sockets_)
+      sockets_ = std::make_unique<UnixSockets>(
+          files.plan(), [&files](uint32_t id) { return files.get(id); },
+          [&files](uint32_t id, Fd fd) { files.adopt(id, std::move(fd)); });
+    return sockets_->open(f);
+  }
+  void keep() override {
+    if (sockets_) sockets_->keep();
+  }
+
+ private:
+  std::unique_ptr<UnixSockets> sockets_;
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_unix_socket_kind() {
+  return std::make_unique<UnixSocketKind>();
 }
 
 }  // namespace cryo::restore

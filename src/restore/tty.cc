@@ -16,6 +16,8 @@
 #include "image/image.h"
 #include "kernel/tty.h"
 #include "proc/proc.h"
+#include "restore/file_kind.h"
+#include "restore/files.h"
 
 namespace cryo::restore {
 namespace {
@@ -224,6 +226,28 @@ void Ttys::finish() {
       fail_sys("pty {}: cannot make its master exclusive", index);
   }
   pairs_.clear();
+}
+
+namespace {
+
+class TtyKind : public FileKind {
+ public:
+  fd_types type() const override { return TTY; }
+  void check(Plan& plan, const file_entry& f, pid_t pid, int fd) const override {
+    if (!plan.ttys.count(f.tty().tty_info_id()))
+      fail(
+          "image files.img is corrupt: task {} fd {} is terminal {}, which tty-info.img does "
+          "not hold",
+          pid, fd, f.tty().tty_info_id());
+    if (!tty_in_tree(plan, f.tty())) plan.shell_job = true;
+  }
+  Fd open(const file_entry& f, FileSet& files) override { return files.ttys().open(f.tty()); }
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_tty_kind() {
+  return std::make_unique<TtyKind>();
 }
 
 }  // namespace cryo::restore
