@@ -394,7 +394,14 @@ struct Parser {
           fail("option {}{} takes no value: give it alone", argv[optind - 1], from(src));
         if (optopt)
           fail("unknown option -{}{}: see 'cryo --help'", static_cast<char>(optopt), from(src));
-        fail("unknown or ambiguous option {}{}: see 'cryo --help'", argv[optind - 1], from(src));
+        std::string word = argv[optind - 1];
+        std::string name = word.substr(word.find_first_not_of('-'));
+        name = name.substr(0, name.find('='));
+        int matches = 0;
+        for (const auto& o : longs)
+          if (o.name && std::strncmp(o.name, name.c_str(), name.size()) == 0) matches++;
+        fail("{} option {}{}: see 'cryo --help'", matches > 1 ? "ambiguous" : "unknown", word,
+             from(src));
       }
       if (c >= 10000) {
         const OptionSpec& s = kTable[c - 10000];
@@ -683,9 +690,9 @@ void man_group(const char* title, Status status) {
     if (s.metavar)
       head += s.arg == A::kOptional ? "[=\\fI" + roff(s.metavar) + "\\fR]"
                                     : " \\fI" + roff(s.metavar) + "\\fR";
-    std::printf(".TP\n%s\n%s%s\n", head.c_str(), roff(s.help).c_str(),
-                s.negatable ? " (\\fB\\-\\-no\\-" : "");
-    if (s.negatable) std::printf("%s\\fR is accepted too.)\n", roff(s.name).c_str());
+    std::string text = roff(s.help);
+    if (s.negatable) text += " (\\fB\\-\\-no\\-" + roff(s.name) + "\\fR is taken too.)";
+    std::printf(".TP\n%s\n%s\n", head.c_str(), text.c_str());
   }
 }
 

@@ -283,7 +283,8 @@ TEST(Options, ConfigFileSyntax) {
 TEST(Options, ConfigPrecedence) {
   TempDir d;
   ConfigSources src;
-  src.global = d.write("etc/default.conf", "images-dir /global\nlog-file g.log\nshell-job\nverbosity\n");
+  src.global =
+      d.write("etc/default.conf", "images-dir /global\nlog-file g.log\nshell-job\nverbosity\n");
   src.home = d.path / "home";
   d.write("home/.criu/default.conf", "# the user's\nimages-dir /user\nfile-locks\n");
   // Global, then the user's file: later wins, flags add up.
