@@ -3,7 +3,7 @@ BUILD ?= build
 TYPE ?= Release
 PREFIX ?= /usr/local
 
-.PHONY: all deps build test demo bench clean format install install-criu-alias
+.PHONY: all deps build test demo bench bench-fds clean format install install-criu-alias
 
 all: build
 
@@ -30,6 +30,9 @@ demo: build
 
 bench: build
 	./bench/run.sh $(BUILD)/cryo
+
+bench-fds: build
+	./bench/fds.sh $(BUILD)/cryo
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

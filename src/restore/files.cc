@@ -89,11 +89,13 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
     top = std::max(top, files.kind(f).needs_free(f));
   }
   FdInstaller installer(rt, top);
+  std::vector<FdInstaller::Placement> all;
+  all.reserve(t.fds.size());
   for (const auto& fdi : t.fds) {
-    const std::string what = fmt::format("file {} for fd {}", fdi.id(), fdi.fd());
-    installer.install(files.get(fdi.id()), fdi.fd(), fdi.flags() & FD_CLOEXEC, what.c_str());
+    all.push_back({fdi.fd(), files.get(fdi.id()), (fdi.flags() & FD_CLOEXEC) != 0});
     log::debug("task {} fd {}: file {}", pid, fdi.fd(), fdi.id());
   }
+  installer.install_all(all);
   for (const auto& fdi : t.fds) {
     const file_entry& f = files.entry(fdi.id());
     files.kind(f).settle(rt, t, fdi, installer, files);
