@@ -81,6 +81,10 @@ static int check(int made, FILE* out) {
     char buf[16];
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) bad++, fprintf(out, "FAIL fd %d not a file\n", fd);
+    // Only the file was opened close-on-exec.
+    if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC) || (fcntl(fd + 1, F_GETFD) & FD_CLOEXEC) ||
+        (fcntl(fd + 6, F_GETFD) & FD_CLOEXEC))
+      bad++, fprintf(out, "FAIL fds %d..%d: close-on-exec changed\n", fd, fd + 6);
     if (read(fd + 1, buf, sizeof buf) != 3 || memcmp(buf, "abc", 3))
       bad++, fprintf(out, "FAIL pipe %d lost its bytes\n", fd + 1);
     if (read(fd + 4, buf, sizeof buf) != 4 || memcmp(buf, "wxyz", 4))
@@ -150,13 +154,15 @@ int main(int argc, char** argv) {
     put("ready", text);
   }
   while (!exists("go")) usleep(20000);
-  char res[4096];
-  snprintf(res, sizeof res, "%s/result-%d", dir, index);
-  FILE* out = fopen(res, "w");
+  char* text_buf = NULL;
+  size_t text_len = 0;
+  FILE* out = open_memstream(&text_buf, &text_len);
   if (!out) return 2;
   int bad = check(made, out);
   fprintf(out, bad ? "FAIL %d\n" : "PASS %d fds\n", bad ? bad : made);
   fclose(out);
+  snprintf(name, sizeof name, "result-%d", index);
+  put(name, text_buf);  // whole, by rename: the root may be reading
   if (index != 0) {
     pause();  // the root kills its tree at the end
     return 0;

@@ -60,27 +60,20 @@ uint64_t FdInstaller::take(int mine, const char* what) {
   return static_cast<uint64_t>(got);
 }
 
-void FdInstaller::install(int mine, uint64_t target, bool cloexec, const char* what) {
-  const uint64_t got = take(mine, what);
-  if (got != target) {
-    rt_.check("dup3", SYS_dup3, {got, target, cloexec ? static_cast<uint64_t>(O_CLOEXEC) : 0});
-    rt_.check("close", SYS_close, {got});
-  } else if (!cloexec) {
-    rt_.check("fcntl(F_SETFD)", SYS_fcntl, {target, F_SETFD, 0});
-  }
-}
-
 // A file at a time takes three remote syscalls (pidfd_getfd, dup3 or fcntl, close), each a
 // round trip through ptrace: thousands of fds would take seconds. Instead cryo sends its
 // files over a unix datagram socket, up to SCM_MAX_FD in one message, and the task receives
 // each message with one recvmsg. The kernel puts received files at the lowest free numbers,
 // in order: with every number below taken, a run of consecutive targets lands exactly. Numbers
 // no file goes to are filled with placeholders (cryo's /dev/null), closed at the end, one
-// close_range per gap. Close-on-exec comes from MSG_CMSG_CLOEXEC, so a message carries files
-// of one setting. The numbers the task got are checked against the targets.
+// close_range per gap. Close-on-exec: every file arrives with the setting most of them have
+// (MSG_CMSG_CLOEXEC or not); the others are set after, each run of consecutive files with
+// one close_range(CLOSE_RANGE_CLOEXEC), or each file with one fcntl(F_SETFD, 0) when close-
+// on-exec must come off. The numbers the task got are checked against the targets.
 void FdInstaller::install_all(const std::vector<Placement>& all) {
   if (all.empty()) return;
-  constexpr size_t kMaxPerMessage = 253;  // SCM_MAX_FD
+  constexpr size_t kMaxPerMessage = 253;            // SCM_MAX_FD
+  constexpr uint64_t kCloseRangeCloexec = 1u << 2;  // CLOSE_RANGE_CLOEXEC
   const uint64_t top = all.back().target;
   if (top >= pidfd_) fail("internal: fd {} to install is not below the pidfd {}", top, pidfd_);
   int sv[2];
@@ -103,9 +96,14 @@ void FdInstaller::install_all(const std::vector<Placement>& all) {
   };
   std::vector<Slot> slots(top + 1, Slot{placeholder.get(), true, true});
   for (const Placement& p : all) slots[p.target] = Slot{p.mine, p.cloexec, false};
-  // A placeholder goes with its neighbours' setting, so as not to split a message.
-  for (size_t i = slots.size(); i-- > 0;)
-    if (slots[i].hole && i + 1 < slots.size()) slots[i].cloexec = slots[i + 1].cloexec;
+  // Which setting to receive with: the one that leaves fewer remote calls after.
+  size_t cloexec_runs = 0, plain = 0;
+  for (size_t i = 0; i < slots.size(); i++) {
+    if (slots[i].hole) continue;
+    if (!slots[i].cloexec) plain++;
+    if (slots[i].cloexec && (i == 0 || !slots[i - 1].cloexec || slots[i - 1].hole)) cloexec_runs++;
+  }
+  const bool receive_cloexec = plain < cloexec_runs;
 
   // The message the task receives into: msghdr, iovec, one byte, control.
   constexpr size_t kHdr = 0, kIov = 64, kByte = 96, kControl = 128;
@@ -113,10 +111,7 @@ void FdInstaller::install_all(const std::vector<Placement>& all) {
   size_t at = 0;
   std::vector<char> control(CMSG_SPACE(sizeof(int) * kMaxPerMessage));
   while (at < slots.size()) {
-    size_t n = 1;
-    while (at + n < slots.size() && n < kMaxPerMessage &&
-           slots[at + n].cloexec == slots[at].cloexec)
-      n++;
+    const size_t n = std::min(kMaxPerMessage, slots.size() - at);
     // Send.
     char byte = 0;
     iovec iov{&byte, 1};
@@ -145,7 +140,7 @@ void FdInstaller::install_all(const std::vector<Placement>& all) {
     rt_.put(kHdr, &rmsg, sizeof rmsg);
     std::vector<char> zero(clen, 0);
     rt_.put(kControl, zero.data(), clen);
-    const uint64_t flags = slots[at].cloexec ? MSG_CMSG_CLOEXEC : 0;
+    const uint64_t flags = receive_cloexec ? MSG_CMSG_CLOEXEC : 0;
     long r = rt_.syscall(SYS_recvmsg, {sock, base + kHdr, flags});
     if (r != 1)
       fail_errno(r < 0 ? static_cast<int>(-r) : EPROTO,
@@ -167,6 +162,18 @@ void FdInstaller::install_all(const std::vector<Placement>& all) {
         fail("task {}: file for fd {} landed at fd {}: an fd below it was not free", rt_.tid(),
              at + k, landed[k]);
     at += n;
+  }
+  // Close-on-exec where it differs from what the files came with.
+  for (size_t i = 0; i < slots.size(); i++) {
+    if (slots[i].hole || slots[i].cloexec == receive_cloexec) continue;
+    if (receive_cloexec) {
+      rt_.check("fcntl(F_SETFD)", SYS_fcntl, {i, F_SETFD, 0});
+      continue;
+    }
+    size_t j = i;
+    while (j + 1 < slots.size() && !slots[j + 1].hole && slots[j + 1].cloexec) j++;
+    rt_.check("close_range(CLOSE_RANGE_CLOEXEC)", SYS_close_range, {i, j, kCloseRangeCloexec});
+    i = j;
   }
   // Close the placeholders, a range at a time.
   for (size_t i = 0; i < slots.size();) {

@@ -42,9 +42,6 @@ class FdInstaller {
   // The task takes cryo's fd `mine`; returns the number it got (the lowest free one).
   // `what` names the file in errors.
   uint64_t take(int mine, const char* what);
-  // The task takes cryo's fd `mine` at number `target` (close-on-exec as `cloexec`): placing
-  // fds in increasing order, the number the task gets is never above the one wanted.
-  void install(int mine, uint64_t target, bool cloexec, const char* what);
   // Where one of cryo's files goes in the task.
   struct Placement {
     uint64_t target;  // the fd number, below the pidfd's

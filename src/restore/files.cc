@@ -44,7 +44,34 @@ Fd open_checked(const std::string& path, uint32_t flags, bool has_mode, uint32_t
 }
 
 FileSet::FileSet(const Plan& plan, Ttys& ttys)
-    : plan_(plan), ttys_(ttys), kinds_(make_file_kinds()) {}
+    : plan_(plan), ttys_(ttys), kinds_(make_file_kinds()) {
+  for (const TaskPlan& t : plan.tasks)
+    for (const auto& fdi : t.fds) users_[fdi.id()]++;
+  std::vector<uint32_t> needed;
+  for (const auto& [id, f] : plan.files) {
+    if (!users_.count(id)) continue;  // not an fd's: made (or not) for other reasons
+    needed.clear();
+    kind(f).needs(f, plan, &needed);
+    for (uint32_t n : needed) users_[n]++;
+  }
+}
+
+void FileSet::done_with(const TaskPlan& t) {
+  for (const auto& fdi : t.fds) release(fdi.id());
+  log::debug("task {}: cryo now holds {} files of the tree", t.pid(), files_.size());
+}
+
+void FileSet::release(uint32_t id) {
+  auto u = users_.find(id);
+  if (u == users_.end() || u->second == 0) return;
+  if (--u->second) return;
+  files_.erase(id);
+  released_.insert(id);
+  std::vector<uint32_t> needed;
+  const file_entry& f = entry(id);
+  kind(f).needs(f, plan_, &needed);
+  for (uint32_t n : needed) release(n);
+}
 
 FileSet::~FileSet() = default;
 
@@ -67,6 +94,8 @@ const file_entry& FileSet::entry(uint32_t id) const {
 
 int FileSet::get(uint32_t id) {
   if (auto it = files_.find(id); it != files_.end()) return it->second.get();
+  if (released_.count(id))
+    fail("internal: file {} is needed again after cryo let go of it: restore cannot go on", id);
   const file_entry& f = entry(id);
   Fd fd = kind(f).open(f, *this);
   int raw = fd.get();

@@ -114,6 +114,7 @@ int run(const Options& opts) {
     if (t.zombie) continue;
     RemoteTask& leader = tree.task(i);
     restore_files(leader, t, *files);
+    files->done_with(t);
     // After restore_files: closing any fd on a file drops the task's POSIX locks on it.
     locks.restore(leader, t);
     restore_fs(leader, t, plan);
