@@ -177,16 +177,19 @@ class Show {
       for (auto& m : read_all<memfd_inode_entry>(dir_, "memfd.img", image::magic::kMemfdInode))
         memfd_names_[m.inode_id()] = m.name();
     for (const pstree_entry& p : tree_) {
-      task_kobj_ids_entry ids = read_single<task_kobj_ids_entry>(
-          dir_, fmt::format("ids-{}.img", p.pid()), image::magic::kIds);
+      std::string ids_name = fmt::format("ids-{}.img", p.pid());
+      if (!image::exists(dir_, ids_name)) continue;  // a zombie
+      task_kobj_ids_entry ids =
+          read_single<task_kobj_ids_entry>(dir_, ids_name, image::magic::kIds);
       files_id_[p.pid()] = ids.files_id();
       std::string fdname = fmt::format("fdinfo-{}.img", ids.files_id());
       if (fdinfo_.count(ids.files_id()) || !image::exists(dir_, fdname)) continue;
       fdinfo_[ids.files_id()] = read_all<fdinfo_entry>(dir_, fdname, image::magic::kFdinfo);
     }
     for (const pstree_entry& p : tree_)
-      for (const fdinfo_entry& fd : fdinfo_[files_id_[p.pid()]])
-        owners_[fd.id()].push_back({p.pid(), fd.fd()});
+      if (files_id_.count(p.pid()))
+        for (const fdinfo_entry& fd : fdinfo_[files_id_[p.pid()]])
+          owners_[fd.id()].push_back({p.pid(), fd.fd()});
     for (auto& [id, f] : files_)
       if (f.has_usk()) unix_by_ino_[f.usk().ino()] = id;
   }
@@ -344,8 +347,10 @@ class Show {
   void process(const pstree_entry& p) {
     uint32_t pid = p.pid();
     out_ += fmt::format("Process {} ({})\n", pid, comm_of(pid));
+    processes_++;
     if (state_[pid] == image::kTaskDead) {
       out_ += "  zombie: no memory or files\n\n";
+      zombies_++;
       return;
     }
     if (p.threads_size() > 1) {
@@ -357,7 +362,6 @@ class Show {
     } else {
       threads_++;
     }
-    processes_++;
     memory(pid);
     fds(pid);
     out_ += '\n';
@@ -479,7 +483,8 @@ class Show {
     uint64_t queued = 0;
     for (auto& [id, n] : queued_) queued += n;
     out_ += "Totals\n";
-    out_ += fmt::format("  processes {}, threads {}\n", processes_, threads_);
+    out_ += fmt::format("  processes {}{}, threads {}\n", processes_,
+                        zombies_ ? fmt::format(" ({} zombie)", zombies_) : "", threads_);
     out_ += fmt::format("  memory areas {}, {} mapped, {} page(s) dumped ({})\n", vmas_,
                         human(mapped_), pages_, human(pages_ * kPage));
     out_ += fmt::format("  fds {}, files {}, sockets {}, pipe/fifo data {}\n", fds_, files_.size(),
@@ -502,7 +507,7 @@ class Show {
   std::map<uint32_t, uint32_t> unix_by_ino_;               // inode -> file id
   std::map<uint32_t, std::string> comm_;
   std::map<uint32_t, uint32_t> state_;
-  uint64_t processes_ = 0, threads_ = 0, vmas_ = 0, mapped_ = 0, pages_ = 0, fds_ = 0;
+  uint64_t processes_ = 0, zombies_ = 0, threads_ = 0, vmas_ = 0, mapped_ = 0, pages_ = 0, fds_ = 0;
   size_t sockets_ = 0;
 };
 
