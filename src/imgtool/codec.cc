@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <charconv>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -223,32 +224,16 @@ const CRIU_Opts& opts_of(const FD* f) {
 
 // --- numbers ---
 
-std::string to_dec(Int v) {
-  if (v == 0) return "0";
-  bool neg = v < 0;
-  unsigned __int128 u =
-      neg ? -static_cast<unsigned __int128>(v) : static_cast<unsigned __int128>(v);
-  std::string s;
-  while (u) {
-    s += static_cast<char>('0' + static_cast<int>(u % 10));
-    u /= 10;
-  }
-  if (neg) s += '-';
-  return {s.rbegin(), s.rend()};
+std::string to_dec(Int v) {  // every value here fits 64 bits, signed or not
+  char buf[24];
+  auto r = v < 0 ? std::to_chars(buf, buf + sizeof buf, static_cast<int64_t>(v))
+                 : std::to_chars(buf, buf + sizeof buf, static_cast<uint64_t>(v));
+  return std::string(buf, r.ptr);
 }
 
 std::string to_hex(Int v) {  // Python's "0x%x" % v
-  bool neg = v < 0;
-  unsigned __int128 u =
-      neg ? -static_cast<unsigned __int128>(v) : static_cast<unsigned __int128>(v);
-  std::string s;
-  do {
-    s += "0123456789abcdef"[static_cast<int>(u & 0xf)];
-    u >>= 4;
-  } while (u);
-  s += "x0";
-  if (neg) s += '-';
-  return {s.rbegin(), s.rend()};
+  if (v < 0) return fmt::format("-{:#x}", static_cast<uint64_t>(-v));
+  return fmt::format("{:#x}", static_cast<uint64_t>(v));
 }
 
 // Python's int(s, base) for base 0 (prefixes 0x/0o/0b, no leading zeros in decimal) or 10.
@@ -352,62 +337,72 @@ std::string ipv6_text(const unsigned char b[16]) {
 
 class Decoder {
  public:
-  explicit Decoder(bool pretty) : pretty_(pretty) {}
+  Decoder(json::Writer& w, bool pretty) : w_(w), pretty_(pretty) {}
 
-  json::Value message(const pb::Message& m, bool hex) const {
-    json::Value obj = json::Value::object();
+  // The set fields of m, in field-number order, as members of the object being written.
+  void fields(const pb::Message& m, bool hex) {
     const pb::Reflection* r = m.GetReflection();
     std::vector<const FD*> fields;
     r->ListFields(m, &fields);
     for (const FD* f : fields) {
       const CRIU_Opts& o = opts_of(f);
       bool fhex = hex || o.hex();
-      if (f->is_repeated()) {
-        json::Value list = json::Value::array();
-        int n = r->FieldSize(m, f);
-        if (pretty_ && o.ipadd() && (n == 1 || n >= 4) && f->cpp_type() == FD::CPPTYPE_UINT32) {
-          list.items.push_back(ip(m, r, f, n));
-        } else {
-          for (int i = 0; i < n; i++) list.items.push_back(value(m, r, f, i, fhex));
-        }
-        obj.add(f->name(), std::move(list));
-      } else {
-        obj.add(f->name(), value(m, r, f, -1, fhex));
+      w_.key(f->name());
+      if (!f->is_repeated()) {
+        value(m, r, f, -1, fhex);
+        continue;
       }
+      w_.begin_array();
+      int n = r->FieldSize(m, f);
+      if (pretty_ && o.ipadd() && (n == 1 || n >= 4) && f->cpp_type() == FD::CPPTYPE_UINT32) {
+        ip(m, r, f, n);
+      } else {
+        for (int i = 0; i < n; i++) value(m, r, f, i, fhex);
+      }
+      w_.end_array();
     }
-    return obj;
   }
 
  private:
-  json::Value ip(const pb::Message& m, const pb::Reflection* r, const FD* f, int n) const {
+  void ip(const pb::Message& m, const pb::Reflection* r, const FD* f, int n) {
     unsigned char b[16];
     int words = n == 1 ? 1 : 4;
     for (int k = 0; k < words; k++) {
       uint32_t w = r->GetRepeatedUInt32(m, f, k);
       std::memcpy(b + 4 * k, &w, 4);  // the word holds the address bytes in memory order
     }
-    if (words == 1) return json::Value::string(fmt::format("{}.{}.{}.{}", b[0], b[1], b[2], b[3]));
-    return json::Value::string(ipv6_text(b));
+    if (words == 1)
+      w_.string(fmt::format("{}.{}.{}.{}", b[0], b[1], b[2], b[3]));
+    else
+      w_.string(ipv6_text(b));
   }
 
-  json::Value value(const pb::Message& m, const pb::Reflection* r, const FD* f, int i,
-                    bool hex) const {
+  void value(const pb::Message& m, const pb::Reflection* r, const FD* f, int i, bool hex) {
     bool rep = i >= 0;
     Int v;
     switch (f->cpp_type()) {
       case FD::CPPTYPE_MESSAGE:
-        return message(rep ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f), hex);
+        w_.begin_object();
+        fields(rep ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f), hex);
+        w_.end_object();
+        return;
       case FD::CPPTYPE_BOOL:
-        return json::Value::of_bool(rep ? r->GetRepeatedBool(m, f, i) : r->GetBool(m, f));
-      case FD::CPPTYPE_ENUM: {
-        const pb::EnumValueDescriptor* e = rep ? r->GetRepeatedEnum(m, f, i) : r->GetEnum(m, f);
-        return json::Value::string(e->name());
-      }
+        w_.boolean(rep ? r->GetRepeatedBool(m, f, i) : r->GetBool(m, f));
+        return;
+      case FD::CPPTYPE_ENUM:
+        w_.string((rep ? r->GetRepeatedEnum(m, f, i) : r->GetEnum(m, f))->name());
+        return;
       case FD::CPPTYPE_STRING: {
-        std::string s = rep ? r->GetRepeatedString(m, f, i) : r->GetString(m, f);
-        if (f->type() != FD::TYPE_BYTES) return json::Value::string(std::move(s));
-        if (opts_of(f).conv() == "unix_name") return json::Value::string(qp_encode(s));
-        return json::Value::string(base64_lines(s));
+        std::string scratch;
+        const std::string& s = rep ? r->GetRepeatedStringReference(m, f, i, &scratch)
+                                   : r->GetStringReference(m, f, &scratch);
+        if (f->type() != FD::TYPE_BYTES)
+          w_.string(s);
+        else if (opts_of(f).conv() == "unix_name")
+          w_.string(qp_encode(s));
+        else
+          w_.string(base64_lines(s));
+        return;
       }
       case FD::CPPTYPE_INT32:
         v = rep ? r->GetRepeatedInt32(m, f, i) : r->GetInt32(m, f);
@@ -424,18 +419,17 @@ class Decoder {
       default:
         fail("field {} has a type crit does not decode (float or double)", f->full_name());
     }
-    if (!pretty_) return json::Value::number(to_dec(v));
+    if (!pretty_) return w_.number(to_dec(v));
     const CRIU_Opts& o = opts_of(f);
-    if (hex) return json::Value::string(to_hex(v));
+    if (hex) return w_.string(to_hex(v));
     if (o.dev()) {
       uint64_t u = static_cast<uint64_t>(v);
-      if (o.odev())
-        return json::Value::string(fmt::format("{}:{}", glibc_major(u), glibc_minor(u)));
-      return json::Value::string(fmt::format("{}:{}", u >> 20, u & 0xfffff));
+      if (o.odev()) return w_.string(fmt::format("{}:{}", glibc_major(u), glibc_minor(u)));
+      return w_.string(fmt::format("{}:{}", u >> 20, u & 0xfffff));
     }
     if (!o.flags().empty()) {
       const FlagMap* fm = flag_map(o.flags());
-      if (!fm) return json::Value::string(to_hex(v));
+      if (!fm) return w_.string(to_hex(v));
       std::string s;
       uint64_t u = static_cast<uint64_t>(v), known = 0;
       for (const Bit& b : fm->bits) {
@@ -449,16 +443,16 @@ class Decoder {
         if (!s.empty()) s += " | ";
         s += fmt::format("{:#x}", u & ~known);
       }
-      return json::Value::string(s);
+      return w_.string(s);
     }
     if (!o.dict().empty()) {
       for (const Named& n : kNamed)
-        if (o.dict() == n.dict && f->name() == n.field && v == n.value)
-          return json::Value::string(n.name);
+        if (o.dict() == n.dict && f->name() == n.field && v == n.value) return w_.string(n.name);
     }
-    return json::Value::number(to_dec(v));
+    w_.number(to_dec(v));
   }
 
+  json::Writer& w_;
   bool pretty_;
 };
 
@@ -518,17 +512,21 @@ bool bool_field(const pb::Message& m, const char* name) {
   return f && m.GetReflection()->GetBool(m, f);
 }
 
-std::unique_ptr<pb::Message> parse_entry(In& in, const pb::Descriptor* type, size_t n) {
+// Parses entry n (of type) into m, which is reused from entry to entry.
+void parse_entry(In& in, pb::Message& m, size_t n) {
   size_t at = in.offset();
   uint32_t size = in.u32("an entry's size");
   if (size > 0x7fffffff) fail("corrupt image: entry {} at offset {} has size {:#x}", n, at, size);
   std::string_view body = in.take(size, "an entry");
-  std::unique_ptr<pb::Message> m(
-      pb::MessageFactory::generated_factory()->GetPrototype(type)->New());
   // As crit: fields that are required but missing do not stop the decoding.
-  if (!m->ParsePartialFromArray(body.data(), static_cast<int>(body.size())))
-    fail("corrupt image: entry {} at offset {} is not a valid {} message", n, at, type->name());
-  return m;
+  if (!m.ParsePartialFromArray(body.data(), static_cast<int>(body.size())))
+    fail("corrupt image: entry {} at offset {} is not a valid {} message", n, at,
+         m.GetDescriptor()->name());
+}
+
+std::unique_ptr<pb::Message> new_message(const pb::Descriptor* type) {
+  return std::unique_ptr<pb::Message>(
+      pb::MessageFactory::generated_factory()->GetPrototype(type)->New());
 }
 
 }  // namespace
@@ -545,7 +543,7 @@ const Kind* kind_by_name(std::string_view name) {
   return nullptr;
 }
 
-json::Value decode_image(std::string_view data, bool pretty) {
+std::string decode_image(std::string_view data, bool pretty) {
   In in(data);
   if (data.empty()) fail("empty file: not an image");
   uint32_t magic = in.u32("the magic");
@@ -557,27 +555,40 @@ json::Value decode_image(std::string_view data, bool pretty) {
       if (m == magic) fail("image kind {} is not one cryo's schema knows", name);
     fail("unknown magic {:#x}: not an image (raw data such as pages-N.img has no magic)", magic);
   }
-  Decoder dec(pretty);
-  json::Value img = json::Value::object();
-  img.add("magic", json::Value::string(kind->name));
-  json::Value& entries = img.add("entries", json::Value::array());
+  std::string out;
+  out.reserve(data.size() * (pretty ? 6 : 3) + 64);
+  json::Writer w(out, pretty);
+  Decoder dec(w, pretty);
+  std::unique_ptr<pb::Message> first = new_message(kind->message());
+  std::unique_ptr<pb::Message> rest = kind->rest ? new_message(kind->rest()) : nullptr;
+  w.begin_object();
+  w.key("magic");
+  w.string(kind->name);
+  w.key("entries");
+  w.begin_array();
   for (size_t n = 0; !in.done(); n++) {
-    const pb::Descriptor* type = (n > 0 && kind->rest) ? kind->rest() : kind->message();
-    std::unique_ptr<pb::Message> m = parse_entry(in, type, n);
-    json::Value e = dec.message(*m, false);
+    pb::Message& m = (n > 0 && rest) ? *rest : *first;
+    parse_entry(in, m, n);
+    w.begin_object();
+    dec.fields(m, false);
     if (kind->ghost) {
-      if (n == 0 && !bool_field(*m, "chunks")) {
-        e.add("extra", json::Value::string(base64_lines(in.rest())));
+      if (n == 0 && !bool_field(m, "chunks")) {
+        w.key("extra");
+        w.string(base64_lines(in.rest()));
       } else if (n > 0) {
-        e.add("extra", json::Value::string(base64_lines(in.take(uint_field(*m, "len"), "data"))));
+        w.key("extra");
+        w.string(base64_lines(in.take(uint_field(m, "len"), "data")));
       }
     } else if (kind->extra_len) {
-      uint64_t len = uint_field(*m, kind->extra_len);
-      e.add("extra", json::Value::string(base64_lines(in.take(len, "an entry's data"))));
+      uint64_t len = uint_field(m, kind->extra_len);
+      w.key("extra");
+      w.string(base64_lines(in.take(len, "an entry's data")));
     }
-    entries.items.push_back(std::move(e));
+    w.end_object();
   }
-  return img;
+  w.end_array();
+  w.end_object();
+  return out;
 }
 
 // --- JSON -> image bytes ---
@@ -778,27 +789,6 @@ class Encoder {
   }
 };
 
-void put_u32(std::string& out, uint32_t v) {
-  out.append(reinterpret_cast<const char*>(&v), 4);
-}
-
-// Appends entry n, of message type, from its JSON e; returns the message.
-std::unique_ptr<pb::Message> put_entry(std::string& out, const pb::Descriptor* type,
-                                       const json::Value& e, size_t n) {
-  std::unique_ptr<pb::Message> m(
-      pb::MessageFactory::generated_factory()->GetPrototype(type)->New());
-  Encoder enc;
-  enc.entry_ = fmt::format("entry {}", n);
-  enc.message(m.get(), e, "");
-  // As crit (python protobuf's SerializeToString): an entry must be complete.
-  if (!m->IsInitialized())
-    fail("entry {}: required field(s) missing: {}", n, m->InitializationErrorString());
-  std::string body = m->SerializeAsString();
-  put_u32(out, static_cast<uint32_t>(body.size()));
-  out += body;
-  return m;
-}
-
 std::string extra_bytes(const json::Value* x, size_t n) {
   if (!x) fail("entry {}: no \"extra\" (the data after the entry)", n);
   if (!x->is_string()) fail("entry {}: \"extra\" must be a base64 string, found {}", n, x->kind());
@@ -809,47 +799,85 @@ std::string extra_bytes(const json::Value* x, size_t n) {
   }
 }
 
+// Builds the image entry by entry, as crit's images.dump() does.
+class ImageEncoder {
+ public:
+  void magic(const json::Value& mv) {
+    if (!mv.is_string()) fail("the JSON has no \"magic\" name");
+    kind_ = kind_by_name(mv.text);
+    if (!kind_) {
+      for (const auto& [name, m] : kForeign)
+        if (mv.text == name) fail("image kind {} is not one cryo's schema knows", name);
+      fail("unknown magic name '{}'", mv.text);
+    }
+    out_.clear();
+    if (kind_->magic != image::magic::kInventory)
+      put_u32(kind_->magic == image::magic::kStats ? image::magic::kService
+                                                   : image::magic::kCommon);
+    put_u32(kind_->magic);
+    first_ = new_message(kind_->message());
+    if (kind_->rest) rest_ = new_message(kind_->rest());
+  }
+
+  void entry(const json::Value& e) {
+    size_t n = n_++;
+    if (done_) return;  // a ghost file without chunks: crit writes its first entry only
+    pb::Message& m = (n > 0 && rest_) ? *rest_ : *first_;
+    m.Clear();
+    Encoder enc;
+    enc.entry_ = fmt::format("entry {}", n);
+    enc.message(&m, e, "");
+    // As crit (python protobuf's SerializeToString): an entry must be complete.
+    if (!m.IsInitialized())
+      fail("entry {}: required field(s) missing: {}", n, m.InitializationErrorString());
+    put_u32(static_cast<uint32_t>(m.ByteSizeLong()));
+    m.AppendToString(&out_);
+    if (kind_->ghost) {
+      if (n == 0 && !bool_field(m, "chunks")) done_ = true;
+      if (n > 0 || done_) out_ += extra_bytes(e.find("extra"), n);
+    } else if (kind_->extra_len) {
+      const json::Value* x = e.find("extra");
+      if (x && x->truthy()) out_ += extra_bytes(x, n);
+    }
+  }
+
+  std::string take() { return std::move(out_); }
+
+ private:
+  void put_u32(uint32_t v) { out_.append(reinterpret_cast<const char*>(&v), 4); }
+
+  const Kind* kind_ = nullptr;
+  std::string out_;
+  std::unique_ptr<pb::Message> first_, rest_;
+  size_t n_ = 0;
+  bool done_ = false;
+};
+
 }  // namespace
 
-std::string encode_image(const json::Value& img) {
+std::string encode_image(std::string_view text) {
+  // Entry by entry when the JSON starts {"magic": ..., "entries": [ as crit writes it: a large
+  // image is never held as a whole JSON tree. Any failure there is judged again on the whole
+  // document (a "magic" repeated after the entries would be the one that counts).
+  try {
+    ImageEncoder enc;
+    if (json::parse_image(
+            text, [&](const json::Value& m) { enc.magic(m); },
+            [&](const json::Value& e) { enc.entry(e); }))
+      return enc.take();
+  } catch (const Error&) {
+  }
+  json::Value img = json::parse(text);
   if (img.type != json::Value::Type::kObject)
     fail("the JSON is {}, not an image object {{\"magic\": ..., \"entries\": [...]}}", img.kind());
   const json::Value* mv = img.find("magic");
-  if (!mv || !mv->is_string()) fail("the JSON has no \"magic\" name");
-  const Kind* kind = kind_by_name(mv->text);
-  if (!kind) {
-    for (const auto& [name, m] : kForeign)
-      if (mv->text == name) fail("image kind {} is not one cryo's schema knows", name);
-    fail("unknown magic name '{}'", mv->text);
-  }
+  if (!mv) fail("the JSON has no \"magic\" name");
   const json::Value* ev = img.find("entries");
   if (!ev || ev->type != json::Value::Type::kArray) fail("the JSON has no \"entries\" list");
-  std::string out;
-  if (kind->magic != image::magic::kInventory)
-    put_u32(out,
-            kind->magic == image::magic::kStats ? image::magic::kService : image::magic::kCommon);
-  put_u32(out, kind->magic);
-  bool chunks = false;
-  for (size_t n = 0; n < ev->items.size(); n++) {
-    const json::Value& e = ev->items[n];
-    const pb::Descriptor* type = (n > 0 && kind->rest) ? kind->rest() : kind->message();
-    std::unique_ptr<pb::Message> m = put_entry(out, type, e, n);
-    if (kind->ghost) {
-      if (n == 0) {
-        chunks = bool_field(*m, "chunks");
-        if (!chunks) {
-          out += extra_bytes(e.find("extra"), n);
-          break;  // crit writes the first entry only
-        }
-      } else {
-        out += extra_bytes(e.find("extra"), n);
-      }
-    } else if (kind->extra_len) {
-      const json::Value* x = e.find("extra");
-      if (x && x->truthy()) out += extra_bytes(x, n);
-    }
-  }
-  return out;
+  ImageEncoder enc;
+  enc.magic(*mv);
+  for (const json::Value& e : ev->items) enc.entry(e);
+  return enc.take();
 }
 
 // --- bytes encodings ---

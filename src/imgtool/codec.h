@@ -30,12 +30,13 @@ struct Kind {
 const Kind* kind_by_magic(uint32_t magic);
 const Kind* kind_by_name(std::string_view name);
 
-// Decodes a whole image file. Throws cryo::Error naming the fault (unknown magic, truncated
+// Decodes a whole image file into crit's JSON text (as json.dump writes it, without the new
+// line crit adds on stdout). Throws cryo::Error naming the fault (unknown magic, truncated
 // or corrupt entry).
-json::Value decode_image(std::string_view data, bool pretty);
-// Encodes crit's JSON of an image (plain or pretty). Throws cryo::Error naming the entry and
-// field that is wrong.
-std::string encode_image(const json::Value& img);
+std::string decode_image(std::string_view data, bool pretty);
+// Encodes crit's JSON text of an image (plain or pretty). Throws cryo::Error naming the
+// entry and field that is wrong, or where the JSON is invalid.
+std::string encode_image(std::string_view json_text);
 
 // Exposed for the tests: crit's bytes encodings.
 std::string base64_lines(std::string_view data);  // base64.encodebytes

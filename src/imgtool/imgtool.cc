@@ -112,15 +112,12 @@ std::string named(const std::string& path) {
 
 int decode(const Args& a) {
   std::string data = read_input(a.in);
-  json::Value img;
+  std::string out;
   try {
-    img = decode_image(data, a.pretty);
+    out = decode_image(data, a.pretty);
   } catch (const Error& e) {
     fail("{}: {}", named(a.in), e.what());
   }
-  std::string out;
-  out.reserve(data.size() * 2);
-  json::write(out, img, a.pretty);
   // As crit: a new line ends the JSON on stdout only.
   if (a.out.empty() || a.out == "-") out += '\n';
   write_output(a.out, out);
@@ -131,7 +128,7 @@ int encode(const Args& a) {
   std::string text = read_input(a.in);
   std::string out;
   try {
-    out = encode_image(json::parse(text));
+    out = encode_image(text);
   } catch (const Error& e) {
     fail("{}: {}", named(a.in), e.what());
   }

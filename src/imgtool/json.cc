@@ -72,6 +72,62 @@ class Parser {
  public:
   explicit Parser(std::string_view s) : s_(s) {}
 
+  bool image(const std::function<void(const Value&)>& on_magic,
+             const std::function<void(const Value&)>& on_entry) {
+    skip_ws();
+    if (!next_is('{')) return false;
+    i_++;
+    skip_ws();
+    if (!member_name("magic")) return false;
+    Value magic = value(1);
+    skip_ws();
+    if (!next_is(',')) return false;
+    i_++;
+    skip_ws();
+    if (!member_name("entries")) return false;
+    if (!next_is('[')) return false;
+    on_magic(magic);
+    i_++;
+    skip_ws();
+    if (next_is(']')) {
+      i_++;
+    } else {
+      for (;;) {
+        skip_ws();
+        on_entry(value(2));
+        skip_ws();
+        if (next_is(',')) {
+          i_++;
+          continue;
+        }
+        if (next_is(']')) {
+          i_++;
+          break;
+        }
+        error("expected ',' or ']' in a list");
+      }
+    }
+    skip_ws();
+    while (next_is(',')) {
+      i_++;
+      skip_ws();
+      if (!next_is('"')) error("expected a member name in double quotes");
+      std::string key = string();
+      if (key == "magic" || key == "entries") return false;  // the last one counts
+      skip_ws();
+      if (!next_is(':')) error("expected ':' after a member name");
+      i_++;
+      skip_ws();
+      value(1);
+      skip_ws();
+    }
+    if (!next_is('}')) error("expected ',' or '}' in an object");
+    i_++;
+    skip_ws();
+    if (i_ != s_.size()) error("extra data after the JSON value");
+    return true;
+  }
+
   Value document() {
     skip_ws();
     Value v = value(0);
@@ -92,6 +148,25 @@ class Parser {
       }
     }
     fail("invalid JSON at line {} column {}: {}", line, col, what);
+  }
+
+  bool next_is(char c) const { return i_ < s_.size() && s_[i_] == c; }
+
+  // "NAME": (and the blanks after), or false with nothing consumed.
+  bool member_name(std::string_view name) {
+    size_t save = i_;
+    if (!next_is('"') || string() != name) {
+      i_ = save;
+      return false;
+    }
+    skip_ws();
+    if (!next_is(':')) {
+      i_ = save;
+      return false;
+    }
+    i_++;
+    skip_ws();
+    return true;
   }
 
   void skip_ws() {
@@ -375,54 +450,32 @@ void write_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-void newline(std::string& out, int level) {
-  out += '\n';
-  out.append(static_cast<size_t>(level) * 4, ' ');
-}
-
-void write_value(std::string& out, const Value& v, bool pretty, int level) {
+void write_value(Writer& w, const Value& v) {
   switch (v.type) {
     case Value::Type::kNull:
-      out += "null";
+      w.null();
       return;
     case Value::Type::kBool:
-      out += v.boolean ? "true" : "false";
+      w.boolean(v.boolean);
       return;
     case Value::Type::kNumber:
-      out += v.text;
+      w.number(v.text);
       return;
     case Value::Type::kString:
-      write_string(out, v.text);
+      w.string(v.text);
       return;
     case Value::Type::kArray:
-      if (v.items.empty()) {
-        out += "[]";
-        return;
-      }
-      out += '[';
-      for (size_t k = 0; k < v.items.size(); k++) {
-        if (k) out += pretty ? "," : ", ";
-        if (pretty) newline(out, level + 1);
-        write_value(out, v.items[k], pretty, level + 1);
-      }
-      if (pretty) newline(out, level);
-      out += ']';
+      w.begin_array();
+      for (const Value& item : v.items) write_value(w, item);
+      w.end_array();
       return;
     case Value::Type::kObject:
-      if (v.members.empty()) {
-        out += "{}";
-        return;
+      w.begin_object();
+      for (const auto& [k, m] : v.members) {
+        w.key(k);
+        write_value(w, m);
       }
-      out += '{';
-      for (size_t k = 0; k < v.members.size(); k++) {
-        if (k) out += pretty ? "," : ", ";
-        if (pretty) newline(out, level + 1);
-        write_string(out, v.members[k].first);
-        out += ": ";
-        write_value(out, v.members[k].second, pretty, level + 1);
-      }
-      if (pretty) newline(out, level);
-      out += '}';
+      w.end_object();
       return;
   }
 }
@@ -433,8 +486,71 @@ Value parse(std::string_view text) {
   return Parser(text).document();
 }
 
+bool parse_image(std::string_view text, const std::function<void(const Value&)>& on_magic,
+                 const std::function<void(const Value&)>& on_entry) {
+  return Parser(text).image(on_magic, on_entry);
+}
+
 void write(std::string& out, const Value& v, bool pretty) {
-  write_value(out, v, pretty, 0);
+  Writer w(out, pretty);
+  write_value(w, v);
+}
+
+// Python's json.dump: ", " and ": " on one line; with indent=4, "," at the end of a line and
+// each item on its own line, indented; an empty list or object stays "[]" / "{}".
+void Writer::newline(size_t depth) {
+  out_ += '\n';
+  out_.append(depth * 4, ' ');
+}
+
+void Writer::before_value() {
+  if (after_key_) {
+    after_key_ = false;
+    return;
+  }
+  if (stack_.empty()) return;
+  if (stack_.back()++) out_ += pretty_ ? "," : ", ";
+  if (pretty_) newline(stack_.size());
+}
+
+void Writer::open(char c) {
+  before_value();
+  out_ += c;
+  stack_.push_back(0);
+}
+
+void Writer::close(char c) {
+  if (pretty_ && stack_.back()) newline(stack_.size() - 1);
+  out_ += c;
+  stack_.pop_back();
+}
+
+void Writer::key(std::string_view k) {
+  if (stack_.back()++) out_ += pretty_ ? "," : ", ";
+  if (pretty_) newline(stack_.size());
+  write_string(out_, k);
+  out_ += ": ";
+  after_key_ = true;
+}
+
+void Writer::string(std::string_view s) {
+  before_value();
+  write_string(out_, s);
+}
+
+void Writer::number(std::string_view digits) {
+  before_value();
+  out_ += digits;
+}
+
+void Writer::boolean(bool b) {
+  before_value();
+  out_ += b ? "true" : "false";
+}
+
+void Writer::null() {
+  before_value();
+  out_ += "null";
 }
 
 }  // namespace cryo::imgtool::json

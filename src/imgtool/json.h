@@ -3,6 +3,7 @@
 // pretty), so `cryo decode` matches `crit decode` byte for byte.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -64,9 +65,44 @@ struct Value {
   const char* kind() const;
 };
 
+// Writes JSON as it goes (no tree), laid out exactly as write() lays out a Value. In an
+// object, key() comes before each value.
+class Writer {
+ public:
+  Writer(std::string& out, bool pretty) : out_(out), pretty_(pretty) {}
+  void begin_object() { open('{'); }
+  void end_object() { close('}'); }
+  void begin_array() { open('['); }
+  void end_array() { close(']'); }
+  void key(std::string_view k);
+  void string(std::string_view s);
+  void number(std::string_view digits);
+  void boolean(bool b);
+  void null();
+
+ private:
+  void open(char c);
+  void close(char c);
+  void before_value();
+  void newline(size_t depth);
+
+  std::string& out_;
+  bool pretty_;
+  bool after_key_ = false;
+  std::vector<size_t> stack_;  // per open list or object: the items written so far
+};
+
 // Parses one JSON text (surrounding white space allowed). Throws cryo::Error naming the line
 // and column of the first fault.
 Value parse(std::string_view text);
+
+// Reads an image's JSON laid out as crit writes it, {"magic": M, "entries": [E, ...], ...}
+// (more members allowed after them, but not another "magic" or "entries"), calling on_magic(M)
+// and then on_entry(E) for each entry as it is read, so that no tree of the whole document is
+// built. Returns false, having maybe called them for a part, when the text is not laid out so
+// (the caller then parses the whole with parse()). Throws for invalid JSON.
+bool parse_image(std::string_view text, const std::function<void(const Value&)>& on_magic,
+                 const std::function<void(const Value&)>& on_entry);
 
 // Appends v as Python's json.dump(v, indent=4 if pretty else None) writes it.
 void write(std::string& out, const Value& v, bool pretty);

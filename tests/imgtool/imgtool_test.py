@@ -395,6 +395,31 @@ def generated_images(ours, rng, out_dir):
     return paths + pm
 
 
+# --- JSON laid out otherwise than crit writes it ---
+
+def check_layouts(cryo, image):
+    """cryo encode reads any JSON layout of an image as crit does (json.load): members in
+    another order, more members, other blanks, a repeated member (the last one counts)."""
+    original = open(image, "rb").read()
+    img = json.loads(crit_decode(image, False), object_pairs_hook=collections.OrderedDict)
+    texts = {
+        "entries before magic": json.dumps({"entries": img["entries"], "magic": img["magic"]}),
+        "another member": json.dumps({"magic": img["magic"], "entries": img["entries"], "x": [1, {}]}),
+        "indent 1, no spaces": json.dumps(img, indent=1, separators=(",", ":")),
+        "repeated entries": '{"magic": %s, "entries": [], "entries": %s}' % (
+            json.dumps(img["magic"]), json.dumps(img["entries"])),
+        "repeated magic": '{"magic": "PSTREE", "entries": %s, "magic": %s}' % (
+            json.dumps(img["entries"]), json.dumps(img["magic"])),
+    }
+    for what, text in texts.items():
+        r = run([cryo, "encode"], input_bytes=text.encode())
+        if r.returncode != 0 or r.stdout != original:
+            fail("encode of %s JSON with %s: exit %d %s" % (image, what, r.returncode,
+                                                           r.stderr.decode(errors="replace").strip()))
+        else:
+            notes["JSON layouts"] += 1
+
+
 # --- errors ---
 
 def check_errors(cryo, tmp, some_image, pages_image):
@@ -571,6 +596,7 @@ def main(argv):
             "%s %d" % kv for kv in sorted(gen_kinds.items()))), flush=True)
 
         if some_image and pages_image:
+            check_layouts(cryo, some_image)
             check_errors(cryo, tmp, some_image, pages_image)
         else:
             fail("no core or pages image for the error cases")
