@@ -66,7 +66,7 @@ fi
 mapfile -t IMAGES < <(find "$DIR" -maxdepth 1 -type f ! -name 'pages-*' | sort)
 ((${#IMAGES[@]} > 0)) || die "no images in $DIR"
 echo "cryo image tool benchmark: $CRYO vs $CRIT"
-echo "machine: $(nproc) CPUs, kernel $(uname -r)"
+echo "machine: $(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "images: $DIR, ${#IMAGES[@]} files (pages-*.img left out), $(du -ch "${IMAGES[@]}" | tail -1 | cut -f1)"
 echo
 

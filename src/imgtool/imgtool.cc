@@ -1,6 +1,8 @@
 #include "imgtool/imgtool.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -89,12 +91,30 @@ std::string read_input(const std::string& path) {
   return data;
 }
 
+// -o PATH: a regular file is (re)created as cryo's own output file (never through a link:
+// cryo often runs as root). Writing into something that exists and is not a file is allowed
+// for /dev/null, a FIFO and cryo's own stdout (/dev/stdout), as scripts use them.
+Fd open_output(const std::string& path) {
+  struct stat st, out;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    bool null_dev = S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3;
+    bool stdout_file =
+        ::fstat(STDOUT_FILENO, &out) == 0 && out.st_dev == st.st_dev && out.st_ino == st.st_ino;
+    if (null_dev || S_ISFIFO(st.st_mode) || stdout_file) {
+      Fd fd(::open(path.c_str(), O_WRONLY | O_NOCTTY | O_CLOEXEC));
+      if (!fd) fail_sys("cannot open {}", path);
+      return fd;
+    }
+  }
+  return open_own_file(path, "output file");
+}
+
 void write_output(const std::string& path, std::string_view data) {
   Fd owned;
   int fd = STDOUT_FILENO;
   bool to_stdout = path.empty() || path == "-";
   if (!to_stdout) {
-    owned = open_own_file(path, "output file");
+    owned = open_output(path);
     fd = owned.get();
   }
   while (!data.empty()) {

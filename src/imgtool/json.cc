@@ -303,9 +303,13 @@ class Parser {
         return out;
       }
       if (c < 0x20) error("control character in a string");
-      if (c != '\\') {
-        out += static_cast<char>(c);
-        i_++;
+      if (c != '\\') {  // a run of plain characters at once
+        size_t end = i_ + 1;
+        while (end < s_.size() && s_[end] != '"' && s_[end] != '\\' &&
+               static_cast<unsigned char>(s_[end]) >= 0x20)
+          end++;
+        out.append(s_.data() + i_, end - i_);
+        i_ = end;
         continue;
       }
       i_++;

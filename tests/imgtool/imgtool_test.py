@@ -471,6 +471,13 @@ def check_errors(cryo, tmp, some_image, pages_image):
            b'{"magic": "PIPES_DATA", "entries": [{"pipe_id": 1, "bytes": 1, "extra": "QQ"}]}')
     expect(["encode"], "field vmas[0].prot", "bad flag name",
            b'{"magic": "MM", "entries": [{"vmas": [{"prot": "PROT_BOGUS"}]}]}')
+    r = run([cryo, "decode", "-i", some_image, "-o", "/dev/null"])
+    if r.returncode != 0 or r.stderr:
+        fail("decode -o /dev/null: exit %d %r" % (r.returncode, r.stderr))
+    os.symlink(p("target.json"), p("link.json"))
+    expect(["decode", "-i", some_image, "-o", p("link.json")], "symbolic link", "-o through a link")
+    if os.path.exists(p("target.json")):
+        fail("decode -o LINK wrote through the link")
     expect(["decode", "-x"], "unknown argument '-x'", "bad option")
     expect(["decode", "-i"], "needs a value", "option without value")
     expect(["show", p("missing-dir")], "not a directory", "show: missing dir")
