@@ -117,7 +117,7 @@ const std::pair<const char*, uint32_t> kForeign[] = {
     {"IPCNS_MSG", 0x55453737},   {"NETNS", 0x55933752},       {"USERNS", 0x55474906},
     {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},     {"BPFMAP_FILE", 0x57506142},
     {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047},    {"SIGNAL", 0x59255647},
-    {"BINFMT_MISC", 0x67343323}, {"KDAT", 0x57246079},
+    {"BINFMT_MISC", 0x67343323}, {"KDAT", 0x57023458},
 };
 
 // The named bits crit shows for a field marked (criu).flags.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <string_view>
 
@@ -163,6 +164,8 @@ bool is_verb(const std::string& verb) {
 }
 
 int run(const std::string& verb, int argc, char** argv) {
+  // A filter: `cryo decode ... | head` ends quietly when head is done, as cat would.
+  ::signal(SIGPIPE, SIG_DFL);
   try {
     Args a = parse(verb, argc, argv);
     if (a.help) {
