@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <algorithm>
 #include <cstring>
@@ -173,6 +174,12 @@ class Show {
       for (auto& r :
            read_all<remap_file_path_entry>(dir_, "remap-fpath.img", image::magic::kRemapFpath))
         ghosts_.insert(r.orig_id());
+    if (image::exists(dir_, "tty-info.img"))
+      for (auto& t : read_all<tty_info_entry>(dir_, "tty-info.img", image::magic::kTtyInfo))
+        ttys_[t.id()] = t;
+    if (image::exists(dir_, "tty-data.img"))
+      for (auto& t : read_all<tty_data_entry>(dir_, "tty-data.img", image::magic::kTtyData))
+        tty_queued_[t.tty_id()] += t.data().size();
     if (image::exists(dir_, "memfd.img"))
       for (auto& m : read_all<memfd_inode_entry>(dir_, "memfd.img", image::magic::kMemfdInode))
         memfd_names_[m.inode_id()] = m.name();
@@ -285,12 +292,33 @@ class Show {
               fmt::format("{} ({}, pos {})", n == memfd_names_.end() ? "?" : "memfd:" + n->second,
                           access_mode(f.memfd().flags()), f.memfd().pos())};
     }
-    if (f.has_tty())
-      return {"tty",
-              fmt::format("tty #{} ({})", f.tty().tty_info_id(), access_mode(f.tty().flags()))};
+    if (f.has_tty()) return {"tty", tty(f.tty())};
     if (f.has_ext()) return {"external", ""};
     (void)pid;
     return {fd_types_Name(f.type()), ""};
+  }
+
+  std::string tty(const tty_file_entry& t) const {
+    auto it = ttys_.find(t.tty_info_id());
+    const tty_info_entry* i = it == ttys_.end() ? nullptr : &it->second;
+    std::string d;
+    if (t.has_regf_id())
+      d = file_name(t.regf_id());
+    else if (i && i->type() == PTY && i->has_pty())
+      d = major(i->rdev()) == 5 ? "/dev/ptmx" : fmt::format("/dev/pts/{}", i->pty().index());
+    else
+      d = fmt::format("tty #{}", t.tty_info_id());
+    d += fmt::format(" ({})", access_mode(t.flags()));
+    if (!i) return d;
+    if (i->type() == PTY && i->has_pty())
+      d += fmt::format(", {} of pty {}", major(i->rdev()) == 5 ? "master" : "slave",
+                       i->pty().index());
+    else
+      d += fmt::format(", {}", TtyType_Name(i->type()));
+    if (i->sid()) d += fmt::format(", session {}, foreground group {}", i->sid(), i->pgrp());
+    if (auto q = tty_queued_.find(i->id()); q != tty_queued_.end())
+      d += fmt::format(", {} queued", human(q->second));
+    return d;
   }
 
   void header() {
@@ -500,6 +528,8 @@ class Show {
   std::map<uint32_t, uint64_t> queued_;                    // pipe id -> bytes
   std::map<uint32_t, std::pair<uint64_t, uint64_t>> skq_;  // socket file id -> packets, bytes
   std::set<uint32_t> ghosts_;                              // deleted files' ids
+  std::map<uint32_t, tty_info_entry> ttys_;                // tty info id -> info
+  std::map<uint32_t, uint64_t> tty_queued_;                // tty info id -> bytes
   std::map<uint64_t, std::string> memfd_names_;            // inode id -> name
   std::map<uint32_t, uint32_t> files_id_;                  // pid -> files_id
   std::map<uint32_t, std::vector<fdinfo_entry>> fdinfo_;   // files_id -> fds
