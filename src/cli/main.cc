@@ -13,6 +13,7 @@
 #include "cli/options.h"
 #include "dump/dump.h"
 #include "image/image.h"
+#include "imgtool/imgtool.h"
 #include "restore/restore.h"
 
 namespace {
@@ -25,6 +26,9 @@ std::string log_path(const cryo::cli::Options& o) {
 }
 
 int run(int argc, char** argv) {
+  // The image tool (decode, encode, show) has its own command line.
+  if (argc > 1 && cryo::imgtool::is_verb(argv[1]))
+    return cryo::imgtool::run(argv[1], argc - 1, argv + 1);
   // From the first instruction on, a stop signal is noted, not fatal: a dump or restore acts
   // on it at its next safe point; other actions give the signals their default back below.
   cryo::catch_stop_signals();
