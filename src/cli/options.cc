@@ -574,7 +574,13 @@ void check_action(const Options& o) {
     if (o.action_args.size() != 1) fail("swrk takes one argument: cryo swrk FD");
     fail("'swrk' is not supported by cryo yet");
   }
-  for (const char* v : {"pre-dump", "page-server", "lazy-pages", "service", "dedup", "show"})
+  for (const char* v : {"decode", "encode", "show"})
+    if (a == v)
+      fail(
+          "the image tool's '{}' comes first, with its own options: cryo {} ... (see cryo {} "
+          "--help)",
+          a, a, a);
+  for (const char* v : {"pre-dump", "page-server", "lazy-pages", "service", "dedup"})
     if (a == v) {
       no_args();
       fail("'{}' is not supported by cryo yet", a);

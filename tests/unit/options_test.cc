@@ -252,7 +252,7 @@ TEST(Options, UnknownAndMissing) {
 }
 
 TEST(Options, Verbs) {
-  for (const char* v : {"pre-dump", "page-server", "lazy-pages", "service", "dedup", "show"}) {
+  for (const char* v : {"pre-dump", "page-server", "lazy-pages", "service", "dedup"}) {
     std::string e = error_of({v});
     EXPECT_TRUE(has(e, std::string("'") + v + "' is not supported")) << e;
   }
