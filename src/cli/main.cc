@@ -63,6 +63,7 @@ int run(int argc, char** argv) {
       d.ghost_limit = o.ghost_limit;
       d.timeout = o.timeout;
       d.display_stats = o.display_stats;
+      d.stats_json = o.stats_json;
       cryo::dump::run(d);
       cryo::log::info("Dumping finished successfully");
       return 0;
@@ -77,6 +78,7 @@ int run(int argc, char** argv) {
       r.ext_unix_sk = o.ext_unix_sk;
       r.pidfile = o.pidfile;
       r.display_stats = o.display_stats;
+      r.stats_json = o.stats_json;
       return cryo::restore::run(r);
     }
     if (o.action == "pre-dump" || o.action == "page-server" || o.action == "lazy-pages" ||

@@ -22,6 +22,7 @@ enum LongOnly {
   kGhostLimit,
   kTimeout,
   kUnsupported,
+  kStatsJson,
 };
 
 // CRIU options that later steps will implement: refused clearly rather than ignored.
@@ -87,6 +88,7 @@ void usage() {
       "  --timeout SECONDS      how long the tree may take to stop (default 10)\n"
       "  --pidfile FILE         write the restored root's PID to FILE\n"
       "  --display-stats        print dump/restore statistics\n"
+      "  --stats-json FILE      write dump/restore statistics to FILE as JSON\n"
       "  --no-default-config    do not read configuration files\n"
       "  -V|--version           print the version\n"
       "  -h|--help              print this help\n");
@@ -111,6 +113,7 @@ bool parse(int argc, char** argv, Options* o) {
       {"help", no_argument, nullptr, 'h'},
       {"pidfile", required_argument, nullptr, kPidfile},
       {"display-stats", no_argument, nullptr, kDisplayStats},
+      {"stats-json", required_argument, nullptr, kStatsJson},
       {"no-default-config", no_argument, nullptr, kNoDefaultConfig},
       {"feature", required_argument, nullptr, kFeature},
       {"all", no_argument, nullptr, kAll},
@@ -211,6 +214,9 @@ bool parse(int argc, char** argv, Options* o) {
         break;
       case kDisplayStats:
         o->display_stats = true;
+        break;
+      case kStatsJson:
+        o->stats_json = optarg;
         break;
       case kNoDefaultConfig:
         break;  // cryo reads no configuration files

@@ -26,6 +26,7 @@ struct Options {
   unsigned timeout = 10;           // seconds the tree has to stop (CRIU's default)
   bool restore_detached = false;
   bool display_stats = false;
+  std::string stats_json;  // --stats-json FILE: the statistics as JSON
   bool check_all = false;
   std::vector<std::string> features;
 };

@@ -10,9 +10,10 @@
 #include <future>
 
 #include "base/error.h"
-#include "base/interrupt.h"
 #include "base/fd.h"
+#include "base/interrupt.h"
 #include "base/log.h"
+#include "base/progress.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
 #include "pagemap.pb.h"
@@ -225,6 +226,7 @@ PageStats dump_pages(pid_t pid, const mm_entry& mm, const std::string& dir, uint
     used += total;
     remote.clear();
     pending = 0;
+    progress::add_done(total / kernel::kPageSize);
     stats.read_seconds += std::chrono::duration<double>(clock::now() - t0).count();
   };
 
