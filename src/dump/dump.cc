@@ -63,6 +63,29 @@ int64_t estimate_pages(pid_t pid) {
   return kib / 4;
 }
 
+// The kernel objects a task refers to. Every task shares cryo's namespaces (checked above),
+// so each namespace kind has one id, the same in every task and in the inventory's root_ids;
+// CRIU writes these ids for every task too (and sets ns_per_id).
+task_kobj_ids_entry kobj_ids(pid_t pid) {
+  task_kobj_ids_entry ids;
+  ids.set_vm_id(pid);
+  ids.set_files_id(pid);
+  ids.set_fs_id(pid);
+  ids.set_sighand_id(pid);
+  ids.set_pid_ns_id(1);
+  ids.set_net_ns_id(2);
+  ids.set_ipc_ns_id(3);
+  ids.set_uts_ns_id(4);
+  ids.set_mnt_ns_id(5);
+  ids.set_user_ns_id(6);
+  ids.set_cgroup_ns_id(7);
+  if (::access("/proc/self/ns/time", F_OK) == 0) ids.set_time_ns_id(8);
+  return ids;
+}
+
+// inventory_entry.network_lock_method: cryo locks no network (CRIU's NETWORK_LOCK_SKIP).
+constexpr uint32_t kNetworkLockSkip = 2;
+
 }  // namespace
 
 void run(const Options& opts) {
@@ -124,11 +147,7 @@ void run(const Options& opts) {
 
   for (auto& t : tasks) {
     interrupt_point();
-    task_kobj_ids_entry ids;
-    ids.set_vm_id(t.pid);
-    ids.set_files_id(t.pid);
-    ids.set_fs_id(t.pid);
-    ids.set_sighand_id(t.pid);
+    task_kobj_ids_entry ids = kobj_ids(t.pid);
     if (t.zombie) {
       image::write_one(dir, fmt::format("core-{}.img", t.pid), image::magic::kCore,
                        dump_zombie_core(t));
@@ -146,7 +165,7 @@ void run(const Options& opts) {
 
     mm_entry mm = collect_mm(t.pid, extras.brk, files, shmem);
     mm.set_dumpable(extras.dumpable);
-    if (extras.thp_disabled) mm.set_thp_disabled(true);
+    mm.set_thp_disabled(extras.thp_disabled);
     image::write_one(dir, fmt::format("mm-{}.img", t.pid), image::magic::kMm, mm);
     progress::phase(fmt::format("memory of task {}", t.pid));
     PageStats ps = dump_pages(t.pid, mm, dir, next_pages_id++);
@@ -193,13 +212,9 @@ void run(const Options& opts) {
   inventory_entry inv;
   inv.set_img_version(image::kImagesV1_1);
   inv.set_fdinfo_per_id(true);
-  task_kobj_ids_entry root_ids;
-  root_ids.set_vm_id(root.pid);
-  root_ids.set_files_id(root.pid);
-  root_ids.set_fs_id(root.pid);
-  root_ids.set_sighand_id(root.pid);
-  *inv.mutable_root_ids() = root_ids;
-  inv.set_ns_per_id(false);
+  *inv.mutable_root_ids() = kobj_ids(root.pid);
+  inv.set_ns_per_id(true);
+  inv.set_network_lock_method(kNetworkLockSkip);
   inv.set_lsmtype(NO_LSM);
   std::string uptime = proc::read_file("/proc/uptime");
   inv.set_dump_uptime(static_cast<uint64_t>(std::stod(uptime) * 1e6));

@@ -92,6 +92,8 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
     if (v.has_flag("gd")) flags |= MAP_GROWSDOWN;
     if (v.has_flag("nr")) flags |= MAP_NORESERVE;
     e->set_fd(-1);
+    // As CRIU, for every mapping: how its file would be opened ("mw": may be made writable).
+    e->set_fdflags((v.shared && (v.w || v.has_flag("mw"))) ? O_RDWR : O_RDONLY);
     if (uint64_t m = madv_bits(v)) e->set_madv(m);
     uint32_t status = image::kVmaRegular;
     auto where = [&] {

@@ -12,6 +12,8 @@
 #   quiet      no progress when stderr is not a terminal, nor with -v0 on a terminal
 #   interrupt  SIGTERM while progress is shown still aborts the dump cleanly: the line is
 #              erased, the error is printed, the tree runs on with its memory intact
+#   fields     the other images cryo writes carry every optional field CRIU always writes
+#              (inventory, ids, core, mm, fs, pagemap; fd images have their own tests)
 #   freeze     a task that cannot stop: "freezing" is shown, the --timeout error follows on
 #              a clean line, the task runs on
 # CR_PROGS_DIR holds the test programs (shmem, vfork_wait). Runs as root. CRYO_FAULT
@@ -264,8 +266,52 @@ case_freeze() {
 	log "freeze timeout with progress shown: error on a clean line, task runs on"
 }
 
+case_fields() {
+	local d=$W/fields
+	prog shmem "$d"
+	"$CRYO" dump -t "$ROOT" -D "$d/img" -o dump.log -v4 >"$d/dump.out" 2>"$d/dump.err" || die "dump failed"
+	wait_pid_free "$ROOT"
+	python3 - "$d/img" <<'EOF' || die "image fields check failed"
+import glob, json, subprocess, sys
+img = sys.argv[1]
+def decode(name):
+    return json.loads(subprocess.check_output(["/usr/bin/crit", "decode", "-i", f"{img}/{name}"]))["entries"]
+def need(what, obj, keys):
+    missing = [k for k in keys if k not in obj]
+    assert not missing, f"{what} lacks {missing}: {sorted(obj)}"
+ns = ["pid_ns_id", "net_ns_id", "ipc_ns_id", "uts_ns_id", "mnt_ns_id", "user_ns_id", "cgroup_ns_id"]
+inv = decode("inventory.img")[0]
+need("inventory", inv, ["img_version", "fdinfo_per_id", "ns_per_id", "lsmtype", "root_ids",
+                        "network_lock_method"])
+need("inventory root_ids", inv["root_ids"], ns)
+pids = [e["pid"] for e in decode("pstree.img")]
+for p in pids:
+    ids = decode(f"ids-{p}.img")[0]
+    need(f"ids-{p}", ids, ["vm_id", "files_id", "fs_id", "sighand_id"] + ns)
+    assert all(ids[k] == inv["root_ids"][k] for k in ns), f"ids-{p} namespaces differ from the root's"
+    core = decode(f"core-{p}.img")[0]
+    need(f"core-{p} tc", core["tc"], ["timers", "rlimits", "signals_s", "loginuid", "oom_score_adj",
+                                       "sigactions", "child_subreaper"])
+    need(f"core-{p} ids", core["ids"], ns)
+    need(f"core-{p} thread_core", core["thread_core"],
+         ["sched_nice", "sched_policy", "blk_sigset", "sas", "pdeath_sig", "signals_p", "creds",
+          "seccomp_mode", "comm"])
+    mm = decode(f"mm-{p}.img")[0]
+    need(f"mm-{p}", mm, ["exe_file_id", "mm_saved_auxv", "vmas", "dumpable", "thp_disabled"])
+    for v in mm["vmas"]:
+        need(f"mm-{p} vma {v['start']}", v, ["start", "end", "pgoff", "shmid", "prot", "flags",
+                                             "status", "fd", "fdflags"])
+    need(f"fs-{p}", decode(f"fs-{p}.img")[0], ["cwd_id", "root_id", "umask"])
+    for e in decode(f"pagemap-{p}.img")[1:]:
+        need(f"pagemap-{p}", e, ["vaddr", "nr_pages", "flags"])
+print("inventory, ids, core, mm, fs, pagemap of", len(pids), "tasks: every field CRIU always writes")
+EOF
+	"$CRYO" restore -D "$d/img" -d -o restore.log -v4 >"$d/restore.out" 2>"$d/restore.err" || die "restore failed"
+	finish "$d" "restored shmem program"
+}
+
 case $CASE in
-images | progress | quiet | interrupt | freeze) "case_$CASE" ;;
+images | fields | progress | quiet | interrupt | freeze) "case_$CASE" ;;
 *) die "unknown case $CASE" ;;
 esac
 log "PASS stats/$CASE"
