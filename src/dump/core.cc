@@ -174,6 +174,7 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadget
   const arch::Regs& regs = th.regs;  // already out of an rseq critical section
   arch::regs_to_image(regs, ti->mutable_gpregs());
   arch::xstate_to_image(xstate, ti->mutable_fpregs());
+  arch::tls_to_image(tid, ti);
   auto* thc = core->mutable_thread_core();
   thc->set_blk_sigset(sigmask);
   std::string comm = proc::read_file(fmt::format("/proc/{}/task/{}/comm", t.pid, tid));

@@ -293,6 +293,8 @@ for p in pids:
     need(f"core-{p} tc", core["tc"], ["timers", "rlimits", "signals_s", "loginuid", "oom_score_adj",
                                        "sigactions", "child_subreaper"])
     need(f"core-{p} ids", core["ids"], ns)
+    tls = core["thread_info"].get("tls", [])
+    assert [d["entry_number"] for d in tls] == [12, 13, 14], f"core-{p}: TLS descriptors {tls}"
     need(f"core-{p} thread_core", core["thread_core"],
          ["sched_nice", "sched_policy", "blk_sigset", "sas", "pdeath_sig", "signals_p", "creds",
           "seccomp_mode", "comm"])
