@@ -81,11 +81,8 @@ int run(int argc, char** argv) {
       r.stats_json = o.stats_json;
       return cryo::restore::run(r);
     }
-    if (o.action == "pre-dump" || o.action == "page-server" || o.action == "lazy-pages" ||
-        o.action == "dedup" || o.action == "swrk" || o.action == "service" ||
-        o.action == "cpuinfo" || o.action == "exec" || o.action == "show")
-      cryo::fail("action '{}' is not supported by this version of cryo yet", o.action);
-    cryo::fail("unknown action '{}': use one of check, dump, restore", o.action);
+    cryo::cli::check_action(o);  // parse() let only dump, restore and check through
+    return 1;
   } catch (const cryo::Error& e) {
     cryo::log::error("{}", e.what());
     return 1;

@@ -129,13 +129,17 @@ void run(const Options& opts) {
            t.pid, t.sid);
   }
 
-  FileTable files;
   ShmemTable shmem;
   SeccompTable seccomp;
-  files.set_shmem(&shmem);
-  files.set_ghost_limit(opts.ghost_limit);
   FileLockTable locks(opts.file_locks);
-  files.set_locks(&locks);
+  FileTableOptions fo;
+  fo.shell_job = opts.shell_job;
+  fo.ext_unix_sk = opts.ext_unix_sk;
+  fo.ghost_limit = opts.ghost_limit;
+  fo.shmem = &shmem;
+  fo.locks = &locks;
+  fo.in_tree = [&](pid_t p) { return tree.contains(p); };
+  FileTable files(std::move(fo));
   uint64_t pages_scanned = 0, pages_written = 0;
   double mem_read = 0, mem_write = 0;
   uint32_t next_pages_id = 1;
@@ -177,7 +181,7 @@ void run(const Options& opts) {
 
     interrupt_point();
     progress::phase(fmt::format("files of task {}", t.pid));
-    files.dump_fds(t.pid, ids.files_id(), dir, opts.shell_job);
+    files.dump_fds(t.pid, ids.files_id(), dir);
     fs_entry fs;
     std::string cwd = proc::read_link(fmt::format("/proc/{}/cwd", t.pid));
     std::string rootdir = proc::read_link(fmt::format("/proc/{}/root", t.pid));
@@ -189,11 +193,9 @@ void run(const Options& opts) {
   progress::phase("shared memory");
   ShmemPages shpages = shmem.dump(dir, &next_pages_id);
   progress::phase("writing images");
-  files.write(dir, opts.ext_unix_sk, [&](pid_t p) { return tree.contains(p); });
+  files.write(dir);
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
   seccomp.write(dir);
-  if (files.saw_external_tty() && !opts.shell_job)
-    fail("the tree uses a terminal: dump it with --shell-job (-j)");
 
   image::Writer ps(dir, "pstree.img", image::magic::kPstree);
   for (const auto& t : tasks) {

@@ -6,7 +6,12 @@
 
 #include <sys/stat.h>
 
+#include <sys/timerfd.h>
+
 #include "base/error.h"
+#include "base/log.h"
+#include "dump/file_kind.h"
+#include "dump/files.h"
 #include "kernel/syscalls.h"
 
 namespace cryo::dump {
@@ -116,6 +121,91 @@ std::vector<DetachedTarget> dump_eventpoll(pid_t pid, int epfd, const std::strin
     if (same != 0) detached.push_back({ep->tfd_size() - 1, static_cast<uint32_t>(tfd), slot.toff});
   }
   return detached;
+}
+
+namespace {
+
+class EventfdKind : public FileKind {
+ public:
+  fd_types type() const override { return EVENTFD; }
+  bool claims(FdContext& c) override { return c.link == "anon_inode:[eventfd]"; }
+  void dump(FdContext& c, uint32_t id, file_entry* e) override {
+    dump_eventfd(c.fdinfo, id, c.flags, e);
+  }
+};
+
+class TimerfdKind : public FileKind {
+ public:
+  fd_types type() const override { return TIMERFD; }
+  bool claims(FdContext& c) override { return c.link == "anon_inode:[timerfd]"; }
+  void dump(FdContext& c, uint32_t id, file_entry* e) override {
+    // An expired periodic timerfd counts its missed expirations and re-arms only when
+    // asked: timerfd_gettime on a copy does that, without consuming them.
+    itimerspec its;
+    if (::timerfd_gettime(c.copy(), &its) < 0) fail_sys("{}: cannot read the timer", c.where());
+    c.reread_fdinfo();
+    dump_timerfd(c.fdinfo, id, c.flags, e);
+  }
+};
+
+class SignalfdKind : public FileKind {
+ public:
+  fd_types type() const override { return SIGNALFD; }
+  bool claims(FdContext& c) override { return c.link == "anon_inode:[signalfd]"; }
+  void dump(FdContext& c, uint32_t id, file_entry* e) override {
+    dump_signalfd(c.fdinfo, id, c.flags, e);
+  }
+};
+
+class EventpollKind : public FileKind {
+ public:
+  fd_types type() const override { return EVENTPOLL; }
+  bool claims(FdContext& c) override { return c.link == "anon_inode:[eventpoll]"; }
+  void dump(FdContext& c, uint32_t id, file_entry* e) override {
+    for (const DetachedTarget& d : dump_eventpoll(c.pid, c.fd, c.fdinfo, id, c.flags, e))
+      detached_.push_back({id, d, c.pid, c.fd});
+  }
+  // A registration whose fd number was closed or reused still watches its file, which some
+  // fd of the tree holds: find which, so restore can register it again.
+  void finish(FileTable& table, const DumpEnd&) override {
+    for (const Detached& d : detached_) {
+      kernel::KcmpEpollSlot slot{static_cast<uint32_t>(d.epfd), d.target.tfd, d.target.toff};
+      uint32_t found = table.epoll_target(d.pid, slot);
+      if (!found)
+        fail(
+            "task {}: epoll fd {} watches a file registered as fd {}, which was closed since, "
+            "and no fd of the dumped tree holds that file any more: not supported",
+            d.pid, d.epfd, d.target.tfd);
+      table.entry(d.id).mutable_epfd()->mutable_tfd(d.target.tfd_index)->set_cryo_target_id(found);
+      log::debug("task {}: epoll fd {} watches closed fd {}: file {}", d.pid, d.epfd, d.target.tfd,
+                 found);
+    }
+    detached_.clear();
+  }
+
+ private:
+  struct Detached {
+    uint32_t id;  // the epoll's file
+    DetachedTarget target;
+    pid_t pid;
+    int epfd;
+  };
+  std::vector<Detached> detached_;
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_eventfd_kind(FileTable&) {
+  return std::make_unique<EventfdKind>();
+}
+std::unique_ptr<FileKind> make_timerfd_kind(FileTable&) {
+  return std::make_unique<TimerfdKind>();
+}
+std::unique_ptr<FileKind> make_signalfd_kind(FileTable&) {
+  return std::make_unique<SignalfdKind>();
+}
+std::unique_ptr<FileKind> make_eventpoll_kind(FileTable&) {
+  return std::make_unique<EventpollKind>();
 }
 
 }  // namespace cryo::dump

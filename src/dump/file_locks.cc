@@ -5,13 +5,16 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "image/fdinfo.h"
 #include "image/image.h"
 
 namespace cryo::dump {
 namespace {
 
 // CRIU's file_lock_entry.flag values.
-constexpr uint32_t kFlPosix = 1, kFlFlock = 2, kFlOfd = 4;
+using image::kLockFlock;
+using image::kLockOfd;
+using image::kLockPosix;
 
 // The kind as a user knows it, for messages.
 std::string kind_name(const std::string& kind) {
@@ -44,9 +47,9 @@ void FileLockTable::note_fd(pid_t pid, int fd, uint32_t file_id, const std::stri
           "task {} fd {} ({}) holds a {} lease ({}): leases cannot be dumped; release it "
           "(fcntl F_SETLEASE F_UNLCK) before the dump",
           pid, fd, path, l.type == "WRITE" ? "write" : "read", l.mode);
-    uint32_t flag = l.kind == "POSIX"    ? kFlPosix
-                    : l.kind == "FLOCK"  ? kFlFlock
-                    : l.kind == "OFDLCK" ? kFlOfd
+    uint32_t flag = l.kind == "POSIX"    ? kLockPosix
+                    : l.kind == "FLOCK"  ? kLockFlock
+                    : l.kind == "OFDLCK" ? kLockOfd
                                          : 0;
     if (!flag)
       fail("task {} fd {} ({}) holds a lock of kind {}: cryo cannot restore it", pid, fd, path,
@@ -66,12 +69,12 @@ void FileLockTable::note_fd(pid_t pid, int fd, uint32_t file_id, const std::stri
           pid, fd, path, describe(l));
 
     uint32_t type = l.type == "WRITE" ? F_WRLCK : F_RDLCK;
-    auto key = std::make_tuple(flag == kFlPosix ? pid : 0, file_id, flag, type, l.start, l.end);
+    auto key = std::make_tuple(flag == kLockPosix ? pid : 0, file_id, flag, type, l.start, l.end);
     auto [it, added] = held_.try_emplace(key);
     Held& h = it->second;
     // An flock or OFD lock is the open file's: any task holding that file can take it again.
     // Prefer the one /proc shows as its taker, as the kernel will show the same one after.
-    if (!added && !(flag == kFlFlock && l.pid == pid && h.e.pid() != pid)) continue;
+    if (!added && !(flag == kLockFlock && l.pid == pid && h.e.pid() != pid)) continue;
     h.path = path;
     h.ino = l.ino;
     h.dev = makedev(l.dev_major, l.dev_minor);
@@ -102,7 +105,7 @@ void FileLockTable::write(const std::string& dir, const std::function<bool(pid_t
     int64_t len = l.end < 0 ? 0 : l.end - l.start + 1;
     bool seen = false;
     for (const auto& [key, h] : held_)
-      seen |= h.e.flag() == kFlPosix && h.e.pid() == l.pid && h.ino == l.ino &&
+      seen |= h.e.flag() == kLockPosix && h.e.pid() == l.pid && h.ino == l.ino &&
               h.dev == makedev(l.dev_major, l.dev_minor) && h.e.start() == l.start &&
               h.e.len() == len;
     if (!seen && enabled_)

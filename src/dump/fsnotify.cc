@@ -169,11 +169,11 @@ std::string watched_path(const Who& who, uint32_t kdev, uint64_t ino, const fh_e
 }
 
 // Events still queued are lost: say so.
-void warn_pending(pid_t pid, int fd, const char* kind) {
-  Fd pidfd(kernel::pidfd_open(pid));
-  Fd copy(pidfd ? kernel::pidfd_getfd(pidfd.get(), fd) : -1);
+void warn_pending(FdContext& c, const char* kind) {
+  const pid_t pid = c.pid;
+  const int fd = c.fd;
   int bytes = 0;
-  if (!copy || ::ioctl(copy.get(), FIONREAD, &bytes) < 0)
+  if (::ioctl(c.copy(), FIONREAD, &bytes) < 0)
     fail_sys("task {} fd {}: cannot inspect its {} queue", pid, fd, kind);
   if (bytes > 0)
     log::user(log::kWarn, fmt::format("task {} fd {}: the {} bytes of {} events still queued are "
@@ -202,9 +202,12 @@ std::vector<FdinfoRecord> fdinfo_records(const std::string& text, const std::str
   return out;
 }
 
-void dump_inotify(pid_t pid, int fd, uint32_t id, uint32_t flags, file_entry* e) {
-  warn_pending(pid, fd, "inotify");
-  std::string text = proc::read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd));
+void dump_inotify(FdContext& c, uint32_t id, file_entry* e) {
+  const pid_t pid = c.pid;
+  const int fd = c.fd;
+  const uint32_t flags = c.flags;
+  const std::string& text = c.fdinfo;
+  warn_pending(c, "inotify");
   auto* ie = e->mutable_ify();
   ie->set_id(id);
   ie->set_flags(flags);
@@ -231,9 +234,12 @@ void dump_inotify(pid_t pid, int fd, uint32_t id, uint32_t flags, file_entry* e)
             [](const inotify_wd_entry& a, const inotify_wd_entry& b) { return a.wd() < b.wd(); });
 }
 
-void dump_fanotify(pid_t pid, int fd, uint32_t id, uint32_t flags, file_entry* e) {
-  warn_pending(pid, fd, "fanotify");
-  std::string text = proc::read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd));
+void dump_fanotify(FdContext& c, uint32_t id, file_entry* e) {
+  const pid_t pid = c.pid;
+  const int fd = c.fd;
+  const uint32_t flags = c.flags;
+  const std::string& text = c.fdinfo;
+  warn_pending(c, "fanotify");
   auto* fe = e->mutable_ffy();
   fe->set_id(id);
   fe->set_flags(flags);
@@ -290,6 +296,31 @@ void dump_fanotify(pid_t pid, int fd, uint32_t id, uint32_t flags, file_entry* e
     }
   }
   if (!header) fail("task {} fd {}: no 'fanotify flags:' in its fdinfo (kernel too old?)", pid, fd);
+}
+
+namespace {
+
+class InotifyKind : public FileKind {
+ public:
+  fd_types type() const override { return INOTIFY; }
+  bool claims(FdContext& c) override { return c.link == "anon_inode:inotify"; }
+  void dump(FdContext& c, uint32_t id, file_entry* e) override { dump_inotify(c, id, e); }
+};
+
+class FanotifyKind : public FileKind {
+ public:
+  fd_types type() const override { return FANOTIFY; }
+  bool claims(FdContext& c) override { return c.link == "anon_inode:[fanotify]"; }
+  void dump(FdContext& c, uint32_t id, file_entry* e) override { dump_fanotify(c, id, e); }
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_inotify_kind(FileTable&) {
+  return std::make_unique<InotifyKind>();
+}
+std::unique_ptr<FileKind> make_fanotify_kind(FileTable&) {
+  return std::make_unique<FanotifyKind>();
 }
 
 }  // namespace cryo::dump

@@ -10,12 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "dump/file_kind.h"
 #include "image/fdinfo.h"
 
 namespace cryo::dump {
 
-void dump_inotify(pid_t pid, int fd, uint32_t id, uint32_t flags, file_entry* e);
-void dump_fanotify(pid_t pid, int fd, uint32_t id, uint32_t flags, file_entry* e);
+void dump_inotify(FdContext& c, uint32_t id, file_entry* e);
+void dump_fanotify(FdContext& c, uint32_t id, file_entry* e);
 
 // The "key:value" words of each fdinfo line that starts with `prefix` and a space, in order
 // ("inotify wd:3 ino:1a sdev:..." -> {wd: 3, ino: 1a, sdev: ...}).

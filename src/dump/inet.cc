@@ -12,12 +12,12 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "dump/event_files.h"
+#include "dump/file_kind.h"
 #include "dump/sockets.h"
+#include "image/fdinfo.h"
 
 namespace cryo::dump {
 namespace {
-
-constexpr uint32_t kEstablished = 1, kClose = 7, kListen = 10;
 
 // Address words (network order) and port (host order) of a sockaddr_storage.
 void split(const sockaddr_storage& a, google::protobuf::RepeatedField<uint32_t>* words,
@@ -72,21 +72,21 @@ void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint
     if (::getsockopt(sk, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
       fail_sys("{}: cannot read its TCP state", where);
     state = ti.tcpi_state;
-    if (state == kListen) {
+    if (state == image::kSkListen) {
       backlog = ti.tcpi_sacked;  // for a listener: its backlog limit
       if (ti.tcpi_unacked)       // for a listener: connections waiting to be accepted
         fail(
             "{} has {} connection(s) waiting to be accepted: restoring them needs "
             "--tcp-established, which is not supported yet",
             where, ti.tcpi_unacked);
-    } else if (state != kClose) {
+    } else if (state != image::kSkClose) {
       fail(
           "{} is connected to {} (TCP state {}): established TCP connections need "
           "--tcp-established, which is not supported yet",
           where, show(dst), state);
     }
   } else if (type == SOCK_DGRAM && (proto == IPPROTO_UDP || proto == 0)) {
-    state = connected ? kEstablished : kClose;
+    state = connected ? image::kSkEstablished : image::kSkClose;
     // FIONREAD gives the first datagram's size only, 0 for an empty one: the receive memory
     // in use tells whether any datagram waits.
     int first = 0;
@@ -125,6 +125,26 @@ void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint
   if (family == AF_INET6 && sk_int_opt(sk, IPPROTO_IPV6, IPV6_V6ONLY)) s->set_v6only(true);
   if (sk_int_opt(sk, IPPROTO_IP, IP_FREEBIND)) s->mutable_ip_opts()->set_freebind(true);
   log::debug("{}: state {}", where, state);
+}
+
+namespace {
+
+class InetSocketKind : public FileKind {
+ public:
+  fd_types type() const override { return INETSK; }
+  bool claims(FdContext& c) override {
+    const int domain = c.socket_domain();
+    return domain == AF_INET || domain == AF_INET6;
+  }
+  void dump(FdContext& c, uint32_t id, file_entry* e) override {
+    dump_inet_socket(c.pid, c.fd, c.copy(), c.link_inode(), id, c.flags, e);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_inet_socket_kind(FileTable&) {
+  return std::make_unique<InetSocketKind>();
 }
 
 }  // namespace cryo::dump

@@ -6,6 +6,10 @@
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "dump/event_files.h"
+#include "dump/file_kind.h"
+#include "dump/files.h"
+#include "dump/ghost_files.h"
 #include "image/image.h"
 
 namespace cryo::dump {
@@ -60,6 +64,61 @@ void PipeData::write(const std::string& dir) {
     }
     w.close();
   }
+}
+
+namespace {
+
+// An end of an unnamed pipe: one entry per open file, the data once per pipe.
+class PipeKind : public FileKind {
+ public:
+  fd_types type() const override { return PIPE; }
+  bool claims(FdContext& c) override { return c.link.rfind("pipe:", 0) == 0; }
+  void dump(FdContext& c, uint32_t id, file_entry* e) override {
+    auto* p = e->mutable_pipe();
+    p->set_id(id);
+    p->set_pipe_id(c.link_inode());
+    p->set_flags(c.flags);
+    zero_fown(p->mutable_fown());
+    data_.add(c.pid, c.fd, c.link_inode(), false);
+  }
+  void write(const DumpEnd& end) override { data_.write(end.dir); }
+
+ private:
+  PipeData data_;
+};
+
+// An end of a FIFO: its path is a reg-file entry of its own.
+class FifoKind : public FileKind {
+ public:
+  explicit FifoKind(FileTable& t) : table_(t) {}
+  fd_types type() const override { return FIFO; }
+  bool claims(FdContext& c) override {
+    if (!S_ISFIFO(c.st.st_mode)) return false;
+    if (!deleted_path(c.link, c.proc_path).empty())
+      fail("{}: a deleted FIFO is not supported yet", c.where());
+    return true;
+  }
+  void dump(FdContext& c, uint32_t id, file_entry* e) override {
+    auto* f = e->mutable_fifo();
+    f->set_id(id);
+    f->set_pipe_id(static_cast<uint32_t>(c.st.st_ino));
+    f->set_regf_id(table_.by_path(c.link, c.flags));
+    data_.add(c.pid, c.fd, c.st.st_ino, true);
+  }
+  void write(const DumpEnd& end) override { data_.write(end.dir); }
+
+ private:
+  FileTable& table_;
+  PipeData data_;
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_pipe_kind(FileTable&) {
+  return std::make_unique<PipeKind>();
+}
+std::unique_ptr<FileKind> make_fifo_kind(FileTable& t) {
+  return std::make_unique<FifoKind>(t);
 }
 
 }  // namespace cryo::dump

@@ -12,6 +12,8 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "dump/event_files.h"
+#include "dump/files.h"
+#include "image/fdinfo.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
@@ -44,8 +46,11 @@ void fill_sk_opts(int s, sk_opts_entry* o) {
   if (sk_int_opt(s, SOL_SOCKET, SO_BROADCAST)) o->set_so_broadcast(true);
 }
 
-void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t flags,
-                       file_entry* e) {
+void UnixSockets::dump(FdContext& c, uint32_t id, file_entry* e) {
+  const pid_t pid = c.pid;
+  const int fd = c.fd;
+  const uint32_t ino = c.link_inode();
+  const uint32_t flags = c.flags;
   if (!loaded_) {
     diag_ = kernel::unix_diag_all();
     loaded_ = true;
@@ -55,9 +60,7 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
     fail("task {} fd {}: unix socket {} is unknown to sock_diag (another network namespace?)", pid,
          fd, ino);
   const kernel::UnixDiag& d = it->second;
-  Fd pidfd(kernel::pidfd_open(pid));
-  Fd sk(pidfd ? kernel::pidfd_getfd(pidfd.get(), fd) : -1);
-  if (!sk) fail_sys("cannot get a copy of task {} fd {} (unix socket {})", pid, fd, ino);
+  const int sk = c.copy();
 
   auto* u = e->mutable_usk();
   u->set_id(id);
@@ -66,7 +69,7 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
   u->set_state(d.state);
   u->set_flags(flags);
   u->set_uflags(0);
-  u->set_backlog(d.state == 10 /* TCP_LISTEN */ ? d.wqueue : 0);
+  u->set_backlog(d.state == image::kSkListen ? d.wqueue : 0);
   // A connection still in a listener's backlog has no peer of its own: the listener lists it.
   uint32_t peer = d.peer;
   if (!peer && d.state == 1 /* TCP_ESTABLISHED */)
@@ -79,11 +82,11 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
   if (d.type == SOCK_DGRAM && !peer) {
     sockaddr_storage a;
     socklen_t alen = sizeof a;
-    if (::getpeername(sk.get(), reinterpret_cast<sockaddr*>(&a), &alen) == 0)
+    if (::getpeername(sk, reinterpret_cast<sockaddr*>(&a), &alen) == 0)
       u->set_cryo_peer_closed(true);
   }
   zero_fown(u->mutable_fown());
-  fill_sk_opts(sk.get(), u->mutable_opts());
+  fill_sk_opts(sk, u->mutable_opts());
   // A path name may come with its terminating NUL; an abstract one is kept as it is.
   std::string name = d.name;
   if (!name.empty() && name[0] != '\0') name = name.c_str();
@@ -91,19 +94,19 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
   if (d.shutdown) u->set_shutdown(static_cast<sk_shutdown>(d.shutdown & 3));
   dumped_[ino] = {pid, fd, id, false};
 
-  if (d.state == 10) return;  // a listener has no data of its own
+  if (d.state == image::kSkListen) return;  // a listener has no data of its own
   // Queued data, peeked message by message from offset 0 on; the peek offset is put back.
   int old_off = -1;
   socklen_t len = sizeof old_off;
-  ::getsockopt(sk.get(), SOL_SOCKET, SO_PEEK_OFF, &old_off, &len);
+  ::getsockopt(sk, SOL_SOCKET, SO_PEEK_OFF, &old_off, &len);
   int zero = 0;
-  if (::setsockopt(sk.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0)
+  if (::setsockopt(sk, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0)
     fail_sys("task {} fd {}: cannot peek into unix socket {}", pid, fd, ino);
   // The socket is the task's own: its peek offset goes back whatever happens.
   struct PeekBack {
     int fd, off;
     ~PeekBack() { ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off); }
-  } peek_back{sk.get(), old_off};
+  } peek_back{sk, old_off};
   std::string buf(1 << 20, '\0');
   std::string stream;
   const size_t queued_before = queues_.size();
@@ -115,7 +118,7 @@ void UnixSockets::dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t fl
     msg.msg_iovlen = 1;
     msg.msg_control = ctl;
     msg.msg_controllen = sizeof ctl;
-    ssize_t n = ::recvmsg(sk.get(), &msg, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+    ssize_t n = ::recvmsg(sk, &msg, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
     if (n < 0) {
       if (errno == EAGAIN) break;
       fail_sys("task {} fd {}: cannot peek into unix socket {}", pid, fd, ino);
@@ -167,7 +170,7 @@ std::vector<file_entry> UnixSockets::finish(bool ext_unix_sk,
     const std::string self =
         fmt::format("task {} fd {}: unix {}", where.pid, where.fd, describe(ino));
 
-    if (d.state == 10 /* TCP_LISTEN */) {
+    if (d.state == image::kSkListen) {
       for (uint32_t c : d.icons) {
         // A connection whose client has closed: whatever it sent is out of reach.
         if (c == 0)
@@ -294,6 +297,29 @@ void UnixSockets::write(const std::string& dir) {
     w.put_raw(p.data.data(), p.data.size());
   }
   w.close();
+}
+
+namespace {
+
+class UnixSocketKind : public FileKind {
+ public:
+  fd_types type() const override { return UNIXSK; }
+  bool claims(FdContext& c) override { return c.socket_domain() == AF_UNIX; }
+  void dump(FdContext& c, uint32_t id, file_entry* e) override { sockets_.dump(c, id, e); }
+  void finish(FileTable& t, const DumpEnd& end) override {
+    for (auto& e : sockets_.finish(end.ext_unix_sk, [&t] { return t.new_id(); }))
+      t.add_entry(std::move(e));
+  }
+  void write(const DumpEnd& end) override { sockets_.write(end.dir); }
+
+ private:
+  UnixSockets sockets_;
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_unix_socket_kind(FileTable&) {
+  return std::make_unique<UnixSocketKind>();
 }
 
 }  // namespace cryo::dump

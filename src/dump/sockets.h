@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dump/file_kind.h"
 #include "image/fdinfo.h"
 #include "kernel/sock_diag.h"
 #include "sk-opts.pb.h"
@@ -23,8 +24,8 @@ int sk_int_opt(int s, int level, int name);
 
 class UnixSockets {
  public:
-  // Fills e->usk for task pid's fd, an AF_UNIX socket with inode `ino`, and saves its queue.
-  void dump(pid_t pid, int fd, uint32_t ino, uint32_t id, uint32_t flags, file_entry* e);
+  // Fills e->usk for fd `c`, an AF_UNIX socket, and saves its queue.
+  void dump(FdContext& c, uint32_t id, file_entry* e);
   // Checks every connection once all tasks are dumped: each peer must be in the tree or, with
   // ext_unix_sk, be a named datagram socket outside it. Returns the entries (flagged
   // image::kUskExtern) of those outside sockets, with ids from new_id.

@@ -10,6 +10,8 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "dump/event_files.h"
+#include "dump/ghost_files.h"
+#include "image/fdinfo.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
 #include "kernel/tty.h"
@@ -27,21 +29,6 @@ bool is_ptmx(dev_t rdev) {
 }
 bool is_pts(dev_t rdev) {
   return major(rdev) >= kPtsMajorFirst && major(rdev) <= kPtsMajorLast;
-}
-
-// CRIU's tty ids: a pty's master and slave are told apart by the low bit (1: master).
-uint32_t master_id(uint32_t index) {
-  return index << 1 | 1;
-}
-uint32_t slave_id(uint32_t index) {
-  return index << 1;
-}
-
-Fd copy_of(pid_t pid, int fd, const std::string& link) {
-  Fd pidfd(kernel::pidfd_open(pid));
-  Fd copy(pidfd ? kernel::pidfd_getfd(pidfd.get(), fd) : -1);
-  if (!copy) fail_sys("task {} fd {}: cannot get a copy of the terminal {}", pid, fd, link);
-  return copy;
 }
 
 void put_termios(termios_entry* e, const kernel::Termios2& t) {
@@ -81,23 +68,26 @@ bool is_tty_rdev(dev_t rdev) {
          maj == 3;
 }
 
-void TtyTable::add(pid_t pid, int fd, const std::string& link, const struct stat& st, uint32_t id,
-                   uint32_t flags, file_entry* e) {
+void TtyTable::add(FdContext& c, uint32_t id, file_entry* e) {
+  const pid_t pid = c.pid;
+  const int fd = c.fd;
+  const std::string& link = c.link;
+  const struct stat& st = c.st;
   uint32_t info_id;
   End* end = nullptr;
   if (is_ptmx(st.st_rdev)) {
-    Fd copy = copy_of(pid, fd, link);
+    Fd copy = c.take_copy();
     unsigned index = 0;
     if (::ioctl(copy.get(), TIOCGPTN, &index) < 0)
       fail_sys("task {} fd {}: cannot read the index of pty master {}", pid, fd, link);
-    info_id = master_id(index);
+    info_id = image::pty_master_id(index);
     end = &ptys_[index].master;
     end->copy = std::move(copy);
   } else if (is_pts(st.st_rdev)) {
     uint32_t index = (major(st.st_rdev) - kPtsMajorFirst) * 256 + minor(st.st_rdev);
-    info_id = slave_id(index);
+    info_id = image::pty_slave_id(index);
     end = &ptys_[index].slave;
-    if (!end->copy) end->copy = copy_of(pid, fd, link);
+    if (!end->copy) end->copy = c.take_copy();
   } else {
     info_id = kOtherTtyId | static_cast<uint32_t>(st.st_rdev);
     if (!others_.count(info_id)) {
@@ -123,7 +113,7 @@ void TtyTable::add(pid_t pid, int fd, const std::string& link, const struct stat
   auto* t = e->mutable_tty();
   t->set_id(id);
   t->set_tty_info_id(info_id);
-  t->set_flags(flags);
+  t->set_flags(c.flags);
   zero_fown(t->mutable_fown());
 }
 
@@ -157,7 +147,7 @@ void TtyTable::write(const std::string& dir, bool shell_job,
     ti.set_pgrp(0);
     if (!p.master.pid) {
       // The shell job's terminal: only its identity, restore uses cryo's own terminal.
-      ti.set_id(slave_id(index));
+      ti.set_id(image::pty_slave_id(index));
       ti.set_rdev(static_cast<uint32_t>(p.slave.st.st_rdev));
       infos.push_back(ti);
       continue;
@@ -205,7 +195,7 @@ void TtyTable::write(const std::string& dir, bool shell_job,
     }
 
     tty_info_entry master = ti;
-    master.set_id(master_id(index));
+    master.set_id(image::pty_master_id(index));
     master.set_exclusive(get_int(m, TIOCGEXCL, "TIOCGEXCL", what));
     master.set_rdev(static_cast<uint32_t>(p.master.st.st_rdev));
     master.set_dev(static_cast<uint32_t>(p.master.st.st_dev));
@@ -240,7 +230,7 @@ void TtyTable::write(const std::string& dir, bool shell_job,
     }
     const int s = p.slave.copy.get();
     tty_info_entry slave = ti;
-    slave.set_id(slave_id(index));
+    slave.set_id(image::pty_slave_id(index));
     slave.set_exclusive(get_int(s, TIOCGEXCL, "TIOCGEXCL", what));
     slave.set_rdev(static_cast<uint32_t>(p.slave.st.st_rdev));
     slave.set_dev(static_cast<uint32_t>(p.slave.st.st_dev));
@@ -269,13 +259,13 @@ void TtyTable::write(const std::string& dir, bool shell_job,
               q.to_master.size());
     if (!q.to_slave.empty()) {
       tty_data_entry d;
-      d.set_tty_id(slave_id(index));
+      d.set_tty_id(image::pty_slave_id(index));
       d.set_data(q.to_slave);
       data.push_back(std::move(d));
     }
     if (!q.to_master.empty()) {
       tty_data_entry d;
-      d.set_tty_id(master_id(index));
+      d.set_tty_id(image::pty_master_id(index));
       d.set_data(q.to_master);
       data.push_back(std::move(d));
     }
@@ -292,6 +282,35 @@ void TtyTable::write(const std::string& dir, bool shell_job,
     for (const auto& d : data) w.put(d);
     w.close();
   }
+}
+
+namespace {
+
+// A terminal: a pty end of the tree, or the shell job's terminal (-j).
+class TtyKind : public FileKind {
+ public:
+  fd_types type() const override { return TTY; }
+  bool claims(FdContext& c) override {
+    if (!S_ISCHR(c.st.st_mode) || !is_tty_rdev(c.st.st_rdev)) return false;
+    if (!deleted_path(c.link, c.proc_path).empty())
+      fail("{}: a deleted terminal device is not supported yet", c.where());
+    return true;
+  }
+  void dump(FdContext& c, uint32_t id, file_entry* e) override { ttys_.add(c, id, e); }
+  void write(const DumpEnd& end) override {
+    ttys_.write(end.dir, end.shell_job, end.in_tree);
+    if (ttys_.has_external() && !end.shell_job)
+      fail("the tree uses a terminal: dump it with --shell-job (-j)");
+  }
+
+ private:
+  TtyTable ttys_;
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_tty_kind(FileTable&) {
+  return std::make_unique<TtyKind>();
 }
 
 }  // namespace cryo::dump

@@ -27,6 +27,7 @@
 #include <string>
 
 #include "base/fd.h"
+#include "dump/file_kind.h"
 #include "image/fdinfo.h"
 #include "tty.pb.h"
 
@@ -37,9 +38,8 @@ bool is_tty_rdev(dev_t rdev);
 
 class TtyTable {
  public:
-  // Fills `e` (a TTY file entry, id `id`) for fd `fd` of task `pid`, a terminal `link`.
-  void add(pid_t pid, int fd, const std::string& link, const struct stat& st, uint32_t id,
-           uint32_t flags, file_entry* e);
+  // Fills `e` (a TTY file entry, id `id`) for fd `c`, a terminal.
+  void add(FdContext& c, uint32_t id, file_entry* e);
   // True when a terminal fd is not part of a pty pair of the tree: a shell job's terminal.
   bool has_external() const;
   // Reads the state and the queued bytes of every pty pair (the bytes are put back at once,

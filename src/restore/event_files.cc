@@ -8,7 +8,14 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <sys/syscall.h>
+
+#include <algorithm>
+#include <set>
+
 #include "base/error.h"
+#include "restore/file_kind.h"
+#include "restore/files.h"
 
 namespace cryo::restore {
 namespace {
@@ -69,6 +76,112 @@ Fd open_eventpoll(const eventpoll_file_entry& e) {
   if (!fd) fail_sys("cannot create epoll instance {}", e.id());
   set_flags(fd.get(), e.flags(), "epoll instance", e.id());
   return fd;
+}
+
+namespace {
+
+class EventfdKind : public FileKind {
+ public:
+  fd_types type() const override { return EVENTFD; }
+  Fd open(const file_entry& f, FileSet&) override { return open_eventfd(f.efd()); }
+};
+
+class TimerfdKind : public FileKind {
+ public:
+  fd_types type() const override { return TIMERFD; }
+  Fd open(const file_entry& f, FileSet&) override { return open_timerfd(f.tfd()); }
+};
+
+class SignalfdKind : public FileKind {
+ public:
+  fd_types type() const override { return SIGNALFD; }
+  Fd open(const file_entry& f, FileSet&) override { return open_signalfd(f.sgfd()); }
+};
+
+// An epoll instance is made empty; the task registers its files in it once all its fds are in
+// place, as epoll keys registrations by the task's own fd numbers.
+class EventpollKind : public FileKind {
+ public:
+  fd_types type() const override { return EVENTPOLL; }
+  Fd open(const file_entry& f, FileSet&) override { return open_eventpoll(f.epfd()); }
+  // A registration of a closed fd is made with its file put back at that number a while.
+  uint64_t needs_free(const file_entry& f) const override {
+    uint64_t top = 0;
+    for (const auto& tfd : f.epfd().tfd())
+      if (tfd.has_cryo_target_id()) top = std::max<uint64_t>(top, uint64_t{tfd.tfd()} + 1);
+    return top;
+  }
+  void settle(RemoteTask& rt, const TaskPlan& t, const fdinfo_entry& fdi, FdInstaller& installer,
+              FileSet& files) override;
+
+ private:
+  std::set<uint32_t> filled_;  // epoll files registered (once, by the first task holding one)
+};
+
+void EventpollKind::settle(RemoteTask& rt, const TaskPlan& t, const fdinfo_entry& fdi,
+                           FdInstaller& installer, FileSet& files) {
+  if (!filled_.insert(fdi.id()).second) return;
+  const pid_t pid = t.pid();
+  const file_entry& f = files.entry(fdi.id());
+  auto add = [&](const eventpoll_tfd_entry& tfd, uint64_t epfd) {
+    struct __attribute__((packed)) {
+      uint32_t events;
+      uint64_t data;
+    } ev{tfd.events(), tfd.data()};
+    uint64_t a = rt.put(0, &ev, sizeof ev);
+    long r = rt.syscall(SYS_epoll_ctl, {epfd, EPOLL_CTL_ADD, tfd.tfd(), a});
+    if (r < 0)
+      fail_errno(static_cast<int>(-r), "task {}: cannot register fd {} in epoll fd {} again", pid,
+                 tfd.tfd(), fdi.fd());
+  };
+  for (const auto& tfd : f.epfd().tfd())
+    if (!tfd.has_cryo_target_id()) add(tfd, fdi.fd());
+  // A file registered under an fd number that was closed (or reused) since: it is put at
+  // that number for the time of the registration, the number's own file moved aside.
+  for (const auto& tfd : f.epfd().tfd()) {
+    if (!tfd.has_cryo_target_id()) continue;
+    const uint64_t num = tfd.tfd();
+    const std::string what =
+        fmt::format("file {} watched by epoll fd {}", tfd.cryo_target_id(), fdi.fd());
+    const uint64_t got = installer.take(files.get(tfd.cryo_target_id()), what.c_str());
+    if (got == num) {  // the number was free and lowest
+      add(tfd, fdi.fd());
+      rt.check("close", SYS_close, {num});
+      continue;
+    }
+    auto holder = std::find_if(t.fds.begin(), t.fds.end(),
+                               [&](const fdinfo_entry& e) { return e.fd() == num; });
+    long aside = -1;
+    if (holder != t.fds.end())
+      aside = static_cast<long>(rt.check("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl,
+                                         {num, F_DUPFD_CLOEXEC, installer.pidfd() + 1}));
+    rt.check("dup3", SYS_dup3, {got, num, O_CLOEXEC});
+    // (The epoll itself may sit at that number: it is the copy moved aside then.)
+    add(tfd, num == fdi.fd() ? static_cast<uint64_t>(aside) : fdi.fd());
+    if (aside >= 0) {
+      bool cloexec = holder->flags() & FD_CLOEXEC;
+      rt.check("dup3", SYS_dup3, {static_cast<uint64_t>(aside), num, cloexec ? O_CLOEXEC : 0u});
+      rt.check("close", SYS_close, {static_cast<uint64_t>(aside)});
+    } else {
+      rt.check("close", SYS_close, {num});
+    }
+    rt.check("close", SYS_close, {got});
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_eventfd_kind() {
+  return std::make_unique<EventfdKind>();
+}
+std::unique_ptr<FileKind> make_timerfd_kind() {
+  return std::make_unique<TimerfdKind>();
+}
+std::unique_ptr<FileKind> make_signalfd_kind() {
+  return std::make_unique<SignalfdKind>();
+}
+std::unique_ptr<FileKind> make_eventpoll_kind() {
+  return std::make_unique<EventpollKind>();
 }
 
 }  // namespace cryo::restore

@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "image/fdinfo.h"
 #include "image/image.h"
 #include "proc/proc.h"
 
@@ -18,14 +19,16 @@ namespace cryo::restore {
 namespace {
 
 // CRIU's file_lock_entry.flag values.
-constexpr uint32_t kFlPosix = 1, kFlFlock = 2, kFlOfd = 4;
+using image::kLockFlock;
+using image::kLockOfd;
+using image::kLockPosix;
 
 std::string describe(const file_lock_entry& e) {
-  const char* kind = e.flag() == kFlPosix   ? "POSIX (fcntl)"
-                     : e.flag() == kFlFlock ? "flock"
-                                            : "OFD";
+  const char* kind = e.flag() == kLockPosix   ? "POSIX (fcntl)"
+                     : e.flag() == kLockFlock ? "flock"
+                                              : "OFD";
   const char* type = e.type() == F_WRLCK ? "write" : "read";
-  if (e.flag() == kFlFlock) return fmt::format("{} {} lock", kind, type);
+  if (e.flag() == kLockFlock) return fmt::format("{} {} lock", kind, type);
   if (e.len() == 0) return fmt::format("{} {} lock (bytes {}..EOF)", kind, type, e.start());
   // Unsigned, so that a corrupt entry cannot overflow here.
   const uint64_t last = static_cast<uint64_t>(e.start()) + static_cast<uint64_t>(e.len()) - 1;
@@ -76,7 +79,7 @@ FileLocks::FileLocks(const Plan& plan, bool enabled) {
         }))
       fail("image file-locks.img is corrupt: task {} has no fd {} for its {}", pid, e.fd(),
            describe(e));
-    if ((e.flag() != kFlPosix && e.flag() != kFlFlock && e.flag() != kFlOfd) ||
+    if ((e.flag() != kLockPosix && e.flag() != kLockFlock && e.flag() != kLockOfd) ||
         (e.type() != F_RDLCK && e.type() != F_WRLCK) || e.start() < 0 || e.len() < 0)
       fail(
           "image file-locks.img: task {} fd {} has a lock cryo cannot take (flag {}, type {}, "
@@ -100,7 +103,7 @@ void FileLocks::restore(RemoteTask& rt, const TaskPlan& t) const {
   for (const file_lock_entry& e : it->second) {
     const uint64_t fd = static_cast<uint32_t>(e.fd());
     std::string path = proc::read_link(fmt::format("/proc/{}/fd/{}", pid, fd));
-    if (e.flag() == kFlFlock) {
+    if (e.flag() == kLockFlock) {
       // Non-blocking: a lock someone else took since the dump must fail the restore, not hang.
       uint64_t cmd = (e.type() == F_WRLCK ? LOCK_EX : LOCK_SH) | LOCK_NB;
       long r = rt.syscall(SYS_flock, {fd, cmd});
@@ -111,7 +114,7 @@ void FileLocks::restore(RemoteTask& rt, const TaskPlan& t) const {
         fail_errno(static_cast<int>(-r), "task {} fd {}: cannot take its {} on {} again", pid, fd,
                    describe(e), path);
     } else {
-      const bool ofd = e.flag() == kFlOfd;
+      const bool ofd = e.flag() == kLockOfd;
       struct flock fl = {};
       fl.l_type = static_cast<short>(e.type());
       fl.l_whence = SEEK_SET;

@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "restore/file_kind.h"
 
 namespace cryo::restore {
 namespace {
@@ -139,6 +140,29 @@ Fd open_fanotify(const fanotify_file_entry& e) {
   }
   set_nonblock(fd.get(), e.flags(), "fanotify group", e.id());
   return fd;
+}
+
+namespace {
+
+class InotifyKind : public FileKind {
+ public:
+  fd_types type() const override { return INOTIFY; }
+  Fd open(const file_entry& f, FileSet&) override { return open_inotify(f.ify()); }
+};
+
+class FanotifyKind : public FileKind {
+ public:
+  fd_types type() const override { return FANOTIFY; }
+  Fd open(const file_entry& f, FileSet&) override { return open_fanotify(f.ffy()); }
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_inotify_kind() {
+  return std::make_unique<InotifyKind>();
+}
+std::unique_ptr<FileKind> make_fanotify_kind() {
+  return std::make_unique<FanotifyKind>();
 }
 
 }  // namespace cryo::restore

@@ -9,12 +9,12 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "image/fdinfo.h"
+#include "restore/file_kind.h"
 #include "restore/sockets.h"
 
 namespace cryo::restore {
 namespace {
-
-constexpr uint32_t kEstablished = 1, kListen = 10;
 
 socklen_t join(uint32_t family, const google::protobuf::RepeatedField<uint32_t>& words,
                uint32_t port, sockaddr_storage* a) {
@@ -70,10 +70,10 @@ Fd open_inet_socket(const inet_sk_entry& s) {
           s.id(), s.src_port());
   }
   set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, o.reuseaddr() ? 1 : 0, "SO_REUSEADDR", s.id());
-  if (s.state() == kListen) {
+  if (s.state() == image::kSkListen) {
     if (::listen(fd.get(), static_cast<int>(s.backlog() ? s.backlog() : 128)) < 0)
       fail_sys("socket {}: cannot listen on port {}", s.id(), s.src_port());
-  } else if (s.state() == kEstablished && s.type() == SOCK_DGRAM) {
+  } else if (s.state() == image::kSkEstablished && s.type() == SOCK_DGRAM) {
     sockaddr_storage dst;
     socklen_t dlen = join(s.family(), s.dst_addr(), s.dst_port(), &dst);
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&dst), dlen) < 0)
@@ -82,6 +82,20 @@ Fd open_inet_socket(const inet_sk_entry& s) {
   if (::fcntl(fd.get(), F_SETFL, s.flags() & O_NONBLOCK) < 0)
     fail_sys("cannot set the flags of socket {}", s.id());
   return fd;
+}
+
+namespace {
+
+class InetSocketKind : public FileKind {
+ public:
+  fd_types type() const override { return INETSK; }
+  Fd open(const file_entry& f, FileSet&) override { return open_inet_socket(f.isk()); }
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_inet_socket_kind() {
+  return std::make_unique<InetSocketKind>();
 }
 
 }  // namespace cryo::restore

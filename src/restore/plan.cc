@@ -1,5 +1,7 @@
 #include "restore/plan.h"
 
+#include "restore/file_kind.h"
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,31 +44,6 @@ const reg_file_entry& Plan::reg(uint32_t id, const char* what, pid_t pid) const 
 }
 
 namespace {
-
-// A file the task will open or map must still be there, of the same kind (a FIFO where a
-// regular file was would block its opening) and with the size it had; a deleted one comes
-// from its ghost image instead.
-void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what) {
-  if (auto g = plan.ghosts.find(r.id()); g != plan.ghosts.end()) {
-    if (!image::exists(plan.dir, fmt::format("ghost-file-{:x}.img", g->second)))
-      fail("task {} {}: deleted file {} needs image ghost-file-{:x}.img, which is missing", pid,
-           what, printable(r.name()), g->second);
-    return;
-  }
-  struct stat st;
-  if (::stat(r.name().c_str(), &st) < 0)
-    fail_sys("task {} {}: file {} is missing on this machine", pid, what, printable(r.name()));
-  if (r.has_mode() && (r.mode() & S_IFMT) != (st.st_mode & S_IFMT))
-    fail(
-        "task {} {}: {} is now {}, it was {} when dumped (files.img id {}): restore needs the "
-        "same file",
-        pid, what, printable(r.name()), file_kind(st.st_mode), file_kind(r.mode()), r.id());
-  if (r.has_size() && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) != r.size())
-    fail(
-        "task {} {}: file {} changed size since the dump (was {} bytes, now {}): restore "
-        "needs the same file",
-        pid, what, printable(r.name()), r.size(), st.st_size);
-}
 
 uint64_t file_size(const std::string& path) {
   struct stat st;
@@ -154,6 +131,31 @@ void load_shared_pages(Plan& plan) {
 
 }  // namespace
 
+// A file the task will open or map must still be there, of the same kind (a FIFO where a
+// regular file was would block its opening) and with the size it had; a deleted one comes
+// from its ghost image instead.
+void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what) {
+  if (auto g = plan.ghosts.find(r.id()); g != plan.ghosts.end()) {
+    if (!image::exists(plan.dir, fmt::format("ghost-file-{:x}.img", g->second)))
+      fail("task {} {}: deleted file {} needs image ghost-file-{:x}.img, which is missing", pid,
+           what, printable(r.name()), g->second);
+    return;
+  }
+  struct stat st;
+  if (::stat(r.name().c_str(), &st) < 0)
+    fail_sys("task {} {}: file {} is missing on this machine", pid, what, printable(r.name()));
+  if (r.has_mode() && (r.mode() & S_IFMT) != (st.st_mode & S_IFMT))
+    fail(
+        "task {} {}: {} is now {}, it was {} when dumped (files.img id {}): restore needs the "
+        "same file",
+        pid, what, printable(r.name()), file_kind(st.st_mode), file_kind(r.mode()), r.id());
+  if (r.has_size() && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) != r.size())
+    fail(
+        "task {} {}: file {} changed size since the dump (was {} bytes, now {}): restore "
+        "needs the same file",
+        pid, what, printable(r.name()), r.size(), st.st_size);
+}
+
 Plan load_plan(const std::string& dir, bool shell_job) {
   Plan plan;
   plan.dir = dir;
@@ -218,6 +220,7 @@ Plan load_plan(const std::string& dir, bool shell_job) {
   if (image::exists(dir, "seccomp.img"))
     image::read_one(dir, "seccomp.img", image::magic::kSeccomp, plan.seccomp);
 
+  const FileKinds kinds = make_file_kinds();
   const pid_t root = plan.tasks[0].pid();
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     TaskPlan& t = plan.tasks[i];
@@ -303,26 +306,11 @@ Plan load_plan(const std::string& dir, bool shell_job) {
       if (it == plan.files.end())
         fail("image files.img is corrupt: task {} fd {} refers to missing file {}", pid, fd.fd(),
              fd.id());
-      if (it->second.type() == TTY) {
-        if (!plan.ttys.count(it->second.tty().tty_info_id()))
-          fail(
-              "image files.img is corrupt: task {} fd {} is terminal {}, which tty-info.img does "
-              "not hold",
-              pid, fd.fd(), it->second.tty().tty_info_id());
-        if (!tty_in_tree(plan, it->second.tty())) plan.shell_job = true;
-      } else if (it->second.type() == REG) {
-        check_file(plan, it->second.reg(), pid, "open file");
-      } else if (it->second.type() == FIFO) {
-        check_file(plan, plan.reg(it->second.fifo().regf_id(), "FIFO", pid), pid, "FIFO");
-      } else if (it->second.type() == PIPE || it->second.type() == EVENTFD ||
-                 it->second.type() == UNIXSK || it->second.type() == INETSK ||
-                 it->second.type() == TIMERFD || it->second.type() == SIGNALFD ||
-                 it->second.type() == EVENTPOLL || it->second.type() == MEMFD ||
-                 it->second.type() == INOTIFY || it->second.type() == FANOTIFY) {
-      } else {
+      auto kind = kinds.find(it->second.type());
+      if (kind == kinds.end())
         fail("task {} fd {}: file kind {} is not supported yet", pid, fd.fd(),
              static_cast<int>(it->second.type()));
-      }
+      kind->second->check(plan, it->second, pid, static_cast<int>(fd.fd()));
     }
     check_file(plan, plan.reg(t.fs.cwd_id(), "cwd", pid), pid, "cwd");
     check_file(plan, plan.reg(t.fs.root_id(), "root", pid), pid, "root");

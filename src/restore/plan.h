@@ -67,6 +67,10 @@ struct Plan {
 // the user's -j.
 Plan load_plan(const std::string& dir, bool shell_job);
 
+// Checks that the file `r` names is here as it was dumped (or its ghost image is there);
+// `what` (executable, mapping, open file, ...) and the task name it in errors.
+void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what);
+
 // Waits (bounded) for the tree's PIDs held by zombies to be released; fails naming the
 // process that holds a PID.
 void wait_pids_free(const Plan& plan);

@@ -15,12 +15,12 @@
 #include "image/image.h"
 #include "kernel/sock_diag.h"
 #include "proc/proc.h"
+#include "restore/file_kind.h"
+#include "restore/files.h"
 #include "restore/validate.h"
 
 namespace cryo::restore {
 namespace {
-
-constexpr uint32_t kListen = 10;  // TCP_LISTEN
 
 sockaddr_un address(const std::string& name, socklen_t* len) {
   sockaddr_un a{};
@@ -184,7 +184,7 @@ Fd UnixSockets::open(const file_entry& f) {
     }
   };
 
-  if (u.state() == kListen) {
+  if (u.state() == image::kSkListen) {
     Fd s = make();
     set_opts(s.get(), u);
     if (u.name().empty()) fail("unix socket {} listens without a name", u.id());
@@ -199,7 +199,7 @@ Fd UnixSockets::open(const file_entry& f) {
     fail("unix socket {} is connected to socket {} which the images do not hold", u.id(), u.peer());
 
   const bool outside = peer && (peer->uflags() & image::kUskExtern);
-  if (peer && !outside && peer->state() == kListen) {
+  if (peer && !outside && peer->state() == image::kSkListen) {
     // Waiting in a listener's backlog: connect to it again (it is created first).
     get_(peer->id());
     Fd s = make();
@@ -287,6 +287,32 @@ Fd UnixSockets::open(const file_entry& f) {
   }
   finish(s.get(), u);
   return s;
+}
+
+namespace {
+
+class UnixSocketKind : public FileKind {
+ public:
+  fd_types type() const override { return UNIXSK; }
+  Fd open(const file_entry& f, FileSet& files) override {
+    if (!sockets_)
+      sockets_ = std::make_unique<UnixSockets>(
+          files.plan(), [&files](uint32_t id) { return files.get(id); },
+          [&files](uint32_t id, Fd fd) { files.adopt(id, std::move(fd)); });
+    return sockets_->open(f);
+  }
+  void keep() override {
+    if (sockets_) sockets_->keep();
+  }
+
+ private:
+  std::unique_ptr<UnixSockets> sockets_;
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_unix_socket_kind() {
+  return std::make_unique<UnixSocketKind>();
 }
 
 }  // namespace cryo::restore

@@ -12,19 +12,15 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "image/fdinfo.h"
 #include "image/image.h"
 #include "kernel/tty.h"
 #include "proc/proc.h"
+#include "restore/file_kind.h"
+#include "restore/files.h"
 
 namespace cryo::restore {
 namespace {
-
-uint32_t master_id(uint32_t index) {
-  return index << 1 | 1;
-}
-uint32_t slave_id(uint32_t index) {
-  return index << 1;
-}
 
 // The terminal cryo itself runs in: a shell job's terminal fds are attached to it.
 std::string own_terminal() {
@@ -56,7 +52,7 @@ kernel::Termios2 termios_of(const termios_entry& e) {
 bool tty_in_tree(const Plan& plan, const tty_file_entry& f) {
   auto it = plan.ttys.find(f.tty_info_id());
   if (it == plan.ttys.end() || it->second.type() != PTY || !it->second.has_pty()) return false;
-  return plan.ttys.count(master_id(it->second.pty().index())) != 0;
+  return plan.ttys.count(image::pty_master_id(it->second.pty().index())) != 0;
 }
 
 Ttys::Ttys(const Plan& plan) : plan_(plan) {
@@ -68,7 +64,7 @@ Ttys::Ttys(const Plan& plan) : plan_(plan) {
 
 Ttys::Pair& Ttys::pair(uint32_t index) {
   if (auto it = pairs_.find(index); it != pairs_.end()) return it->second;
-  const tty_info_entry& info = plan_.ttys.at(master_id(index));
+  const tty_info_entry& info = plan_.ttys.at(image::pty_master_id(index));
   const std::string what = fmt::format("pty {}", index);
   const std::string pts = fmt::format("/dev/pts/{}", index);
   // The dumped tree's own pty may take a moment to go away after the dump killed it.
@@ -109,8 +105,8 @@ Ttys::Pair& Ttys::pair(uint32_t index) {
   // On a master, the termios and window size ioctls act on its slave.
   if (info.has_termios()) {
     kernel::PtyQueues q;
-    if (auto d = data_.find(slave_id(index)); d != data_.end()) q.to_slave = d->second;
-    if (auto d = data_.find(master_id(index)); d != data_.end()) q.to_master = d->second;
+    if (auto d = data_.find(image::pty_slave_id(index)); d != data_.end()) q.to_slave = d->second;
+    if (auto d = data_.find(image::pty_master_id(index)); d != data_.end()) q.to_master = d->second;
     kernel::pty_requeue(m, p.slave.get(), termios_of(info.termios()), q, what);
     log::debug("{}: {} bytes queued for the slave, {} for the master", what, q.to_slave.size(),
                q.to_master.size());
@@ -147,7 +143,7 @@ Fd Ttys::open(const tty_file_entry& f) {
   const uint32_t index = info.pty().index();
   Pair& p = pair(index);
   Fd fd;
-  if (f.tty_info_id() == master_id(index)) {
+  if (f.tty_info_id() == image::pty_master_id(index)) {
     // A pty has one master: every master file of the tree is this one open file.
     fd.reset(::fcntl(p.master.get(), F_DUPFD_CLOEXEC, 0));
     if (!fd) fail_sys("pty {}: cannot duplicate its master", index);
@@ -163,7 +159,7 @@ Fd Ttys::open(const tty_file_entry& f) {
 
 const tty_info_entry* Ttys::session_tty(pid_t sid) const {
   for (const auto& [id, info] : plan_.ttys)
-    if (info.type() == PTY && info.has_pty() && id == master_id(info.pty().index()) &&
+    if (info.type() == PTY && info.has_pty() && id == image::pty_master_id(info.pty().index()) &&
         info.sid() == static_cast<uint32_t>(sid))
       return &info;
   return nullptr;
@@ -219,17 +215,39 @@ void Ttys::set_foreground(RemoteTask& rt) {
 
 void Ttys::finish() {
   for (auto& [index, p] : pairs_) {
-    const tty_info_entry& info = plan_.ttys.at(master_id(index));
+    const tty_info_entry& info = plan_.ttys.at(image::pty_master_id(index));
     int one = 1;
     if (info.locked() && ::ioctl(p.master.get(), TIOCSPTLCK, &one) < 0)
       fail_sys("pty {}: cannot lock it", index);
-    if (auto s = plan_.ttys.find(slave_id(index));
+    if (auto s = plan_.ttys.find(image::pty_slave_id(index));
         s != plan_.ttys.end() && s->second.exclusive() && ::ioctl(p.slave.get(), TIOCEXCL) < 0)
       fail_sys("pty {}: cannot make its slave exclusive", index);
     if (info.exclusive() && ::ioctl(p.master.get(), TIOCEXCL) < 0)
       fail_sys("pty {}: cannot make its master exclusive", index);
   }
   pairs_.clear();
+}
+
+namespace {
+
+class TtyKind : public FileKind {
+ public:
+  fd_types type() const override { return TTY; }
+  void check(Plan& plan, const file_entry& f, pid_t pid, int fd) const override {
+    if (!plan.ttys.count(f.tty().tty_info_id()))
+      fail(
+          "image files.img is corrupt: task {} fd {} is terminal {}, which tty-info.img does "
+          "not hold",
+          pid, fd, f.tty().tty_info_id());
+    if (!tty_in_tree(plan, f.tty())) plan.shell_job = true;
+  }
+  Fd open(const file_entry& f, FileSet& files) override { return files.ttys().open(f.tty()); }
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_tty_kind() {
+  return std::make_unique<TtyKind>();
 }
 
 }  // namespace cryo::restore

@@ -76,7 +76,9 @@ TEST_F(FsnotifyLive, DumpAndRecreateKeepsWds) {
   }
 
   file_entry e;
-  dump::dump_inotify(getpid(), in.get(), 7, O_NONBLOCK, &e);
+  FdSource self(getpid());
+  dump::FdContext c(self, in.get());
+  dump::dump_inotify(c, 7, &e);
   ASSERT_TRUE(e.has_ify());
   ASSERT_EQ(e.ify().wd_size(), 2);
   EXPECT_EQ(e.ify().wd(0).wd(), 1u);
@@ -103,8 +105,10 @@ TEST_F(FsnotifyLive, DeletedWatchedFileIsRefused) {
   ASSERT_EQ(inotify_add_watch(in.get(), file.c_str(), IN_MODIFY), 1);
   ASSERT_EQ(unlink(file.c_str()), 0);
   file_entry e;
+  FdSource self(getpid());
+  dump::FdContext c(self, in.get());
   try {
-    dump::dump_inotify(getpid(), in.get(), 1, 0, &e);
+    dump::dump_inotify(c, 1, &e);
     FAIL() << "dump of a watch on a deleted file did not fail";
   } catch (const Error& err) {
     std::string m = err.what();

@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "restore/files.h"
+#include "restore/pipes.h"
 
 namespace cryo::restore {
 namespace {
