@@ -67,6 +67,7 @@ int run(int argc, char** argv) {
       d.ghost_limit = o.ghost_limit;
       d.timeout = o.timeout;
       d.display_stats = o.display_stats;
+      d.stats_json = o.stats_json;
       cryo::dump::run(d);
       cryo::log::info("Dumping finished successfully");
       return 0;
@@ -81,6 +82,7 @@ int run(int argc, char** argv) {
       r.ext_unix_sk = o.ext_unix_sk;
       r.pidfile = o.pidfile;
       r.display_stats = o.display_stats;
+      r.stats_json = o.stats_json;
       return cryo::restore::run(r);
     }
     cryo::cli::check_action(o);  // parse() let only dump, restore and check through

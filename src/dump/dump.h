@@ -19,6 +19,7 @@ struct Options {
   uint64_t ghost_limit = 1 << 20;
   unsigned timeout = 10;
   bool display_stats = false;
+  std::string stats_json;  // --stats-json FILE (relative to the current directory)
 };
 
 void run(const Options& opts);
