@@ -91,6 +91,7 @@ class FileTable {
   // first fd of a new open file with id `fresh`.
   uint32_t identify(const FdContext& c, uint32_t fresh);
   FileKind& kind_of(FdContext& c);
+  void note_owner(FdContext& c, file_entry* e);
 
   FileTableOptions opts_;
   FileKinds kinds_;
