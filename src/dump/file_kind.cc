@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 
 #include "base/error.h"
+#include "base/log.h"
+#include "dump/files.h"
 
 namespace cryo::dump {
 
@@ -49,6 +51,22 @@ uint32_t FdContext::link_inode() const {
 
 std::string FdContext::where() const {
   return fmt::format("task {} fd {} ({})", pid, fd, link);
+}
+
+uint32_t FileTable::dump_held_file(FdSource& source, int fd) {
+  FdContext c(source, fd);
+  FileKind& kind = kind_of(c);
+  const uint32_t id = identify(c, next_id_);
+  if (id == next_id_) {
+    next_id_++;
+    file_entry e;
+    e.set_id(id);
+    e.set_type(kind.type());
+    kind.dump(c, id, &e);
+    add_entry(std::move(e));
+  }
+  log::debug("file in flight {} -> file {}", c.link, id);
+  return id;
 }
 
 // The kinds' factories, each in its kind's file.

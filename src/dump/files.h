@@ -63,6 +63,11 @@ class FileTable {
   void add_entry(file_entry e);
   file_entry& entry(uint32_t id);
   GhostFiles& ghosts() { return ghosts_; }
+  // Dumps an open file cryo holds itself at `fd` (one received in flight in a unix socket's
+  // queue, SCM_RIGHTS) like a task's fd, without an fdinfo entry; returns its file id, the id
+  // of the tree's open file when it is one. `fd` must stay open until the table is written
+  // (later fds are compared with it). Defined in file_kind.cc.
+  uint32_t dump_held_file(FdSource& source, int fd);
   // Notes the memfd inode `st` of a memfd reachable through `proc_link` (`link` as /proc
   // names it), once; its content is saved with the shared memory objects.
   void add_memfd_inode(pid_t pid, const std::string& proc_link, const std::string& link,

@@ -5,6 +5,7 @@
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
 #include <sys/socket.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -45,6 +46,12 @@ int parse_attr(const nlattr* a, void* data) {
       d->wqueue = q->udiag_wqueue;
       break;
     }
+    case UNIX_DIAG_VFS: {
+      auto* v = static_cast<const unix_diag_vfs*>(mnl_attr_get_payload(a));
+      d->vfs_dev = v->udiag_vfs_dev;
+      d->vfs_ino = v->udiag_vfs_ino;
+      break;
+    }
     case UNIX_DIAG_SHUTDOWN:
       d->shutdown = mnl_attr_get_u8(a);
       break;
@@ -78,8 +85,8 @@ std::map<uint32_t, UnixDiag> unix_diag_all() {
   auto* req = static_cast<unix_diag_req*>(mnl_nlmsg_put_extra_header(nlh, sizeof(unix_diag_req)));
   req->sdiag_family = AF_UNIX;
   req->udiag_states = ~0u;
-  req->udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS |
-                    UDIAG_SHOW_RQLEN;  // UNIX_DIAG_SHUTDOWN comes always
+  req->udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN |
+                    UDIAG_SHOW_VFS;  // UNIX_DIAG_SHUTDOWN comes always
   if (mnl_socket_sendto(nl.s, nlh, nlh->nlmsg_len) < 0) fail_sys("cannot query unix sockets");
   std::map<uint32_t, UnixDiag> all;
   unsigned portid = mnl_socket_get_portid(nl.s);
@@ -91,6 +98,10 @@ std::map<uint32_t, UnixDiag> unix_diag_all() {
     if (r < 0) fail_sys("bad answer from sock_diag");
   }
   return all;
+}
+
+bool same_kernel_dev(uint32_t kdev, uint64_t st_dev) {
+  return (kdev >> 20) == major(st_dev) && (kdev & 0xfffff) == minor(st_dev);
 }
 
 std::string unix_name_printable(const std::string& name) {

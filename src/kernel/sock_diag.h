@@ -8,6 +8,13 @@
 
 namespace cryo::kernel {
 
+// ioctl on a unix socket bound to a path: an O_PATH fd on its socket file (linux/un.h's
+// SIOCUNIXFILE, SIOCPROTOPRIVATE + 0; that header clashes with <sys/un.h>).
+constexpr unsigned long kSiocUnixFile = 0x89E0;
+
+// The kernel's dev_t as sock_diag reports it (12-bit major, 20-bit minor) matches `st_dev`.
+bool same_kernel_dev(uint32_t kdev, uint64_t st_dev);
+
 struct UnixDiag {
   uint32_t ino = 0;
   uint8_t type = 0, state = 0;
@@ -16,6 +23,7 @@ struct UnixDiag {
   std::vector<uint32_t> icons;      // a listener's connections not yet accepted
   uint32_t rqueue = 0, wqueue = 0;  // for a listener: backlog length and limit
   uint8_t shutdown = 0;
+  uint32_t vfs_dev = 0, vfs_ino = 0;  // the socket file a path name was bound to (0: none)
 };
 
 // Every unix socket of the caller's network namespace, by inode.
