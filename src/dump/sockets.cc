@@ -1,6 +1,8 @@
 #include "dump/sockets.h"
 
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <net/if.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "base/error.h"
 #include "base/fd.h"
@@ -47,6 +50,35 @@ void fill_sk_opts(int s, sk_opts_entry* o) {
   if (sk_int_opt(s, SOL_SOCKET, SO_REUSEPORT)) o->set_so_reuseport(true);
   if (sk_int_opt(s, SOL_SOCKET, SO_KEEPALIVE)) o->set_so_keepalive(true);
   if (sk_int_opt(s, SOL_SOCKET, SO_BROADCAST)) o->set_so_broadcast(true);
+  if (int v = sk_int_opt(s, SOL_SOCKET, SO_PRIORITY)) o->set_so_priority(static_cast<uint32_t>(v));
+  if (int v = sk_int_opt(s, SOL_SOCKET, SO_RCVLOWAT); v > 1)
+    o->set_so_rcvlowat(static_cast<uint32_t>(v));
+  if (int v = sk_int_opt(s, SOL_SOCKET, SO_MARK)) o->set_so_mark(static_cast<uint32_t>(v));
+  if (sk_int_opt(s, SOL_SOCKET, SO_PASSSEC)) o->set_so_passsec(true);
+  if (sk_int_opt(s, SOL_SOCKET, SO_DONTROUTE)) o->set_so_dontroute(true);
+  if (sk_int_opt(s, SOL_SOCKET, SO_NO_CHECK)) o->set_so_no_check(true);
+  if (sk_int_opt(s, SOL_SOCKET, SO_OOBINLINE)) o->set_so_oobinline(1);
+  if (int v = sk_int_opt(s, SOL_SOCKET, SO_BUF_LOCK)) o->set_so_buf_lock(static_cast<uint32_t>(v));
+  linger lg{};
+  len = sizeof lg;
+  if (::getsockopt(s, SOL_SOCKET, SO_LINGER, &lg, &len) == 0 && lg.l_onoff)
+    o->set_so_linger(static_cast<uint32_t>(lg.l_linger));
+  char dev[IFNAMSIZ + 1] = {};
+  len = IFNAMSIZ;
+  if (::getsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, dev, &len) == 0 && len > 0 && dev[0])
+    o->set_so_bound_dev(dev);
+  // A classic BPF filter (SO_ATTACH_FILTER): its instructions, 8 bytes each, as CRIU saves them.
+  socklen_t count = 0;
+  if (::getsockopt(s, SOL_SOCKET, SO_GET_FILTER, nullptr, &count) == 0 && count > 0) {
+    std::vector<sock_filter> f(count);
+    if (::getsockopt(s, SOL_SOCKET, SO_GET_FILTER, f.data(), &count) < 0)
+      fail_sys("socket: cannot read its BPF filter");
+    for (socklen_t i = 0; i < count; i++) {
+      uint64_t w;
+      std::memcpy(&w, &f[i], sizeof w);
+      o->add_so_filter(w);
+    }
+  }
 }
 
 // A socket bound to a path: its file's mode and owner, whether that file is still the socket's

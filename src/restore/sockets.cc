@@ -1,6 +1,7 @@
 #include "restore/sockets.h"
 
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -80,6 +81,37 @@ void apply_sk_opts(int fd, const sk_opts_entry& o, uint32_t id) {
   if (o.so_passcred()) set_int(SO_PASSCRED, 1, "SO_PASSCRED");
   if (o.so_keepalive()) set_int(SO_KEEPALIVE, 1, "SO_KEEPALIVE");
   if (o.so_broadcast()) set_int(SO_BROADCAST, 1, "SO_BROADCAST");
+  if (o.so_priority()) set_int(SO_PRIORITY, static_cast<int>(o.so_priority()), "SO_PRIORITY");
+  if (o.has_so_rcvlowat()) set_int(SO_RCVLOWAT, static_cast<int>(o.so_rcvlowat()), "SO_RCVLOWAT");
+  if (o.so_mark()) set_int(SO_MARK, static_cast<int>(o.so_mark()), "SO_MARK");
+  if (o.so_passsec()) set_int(SO_PASSSEC, 1, "SO_PASSSEC");
+  if (o.so_dontroute()) set_int(SO_DONTROUTE, 1, "SO_DONTROUTE");
+  if (o.so_no_check()) set_int(SO_NO_CHECK, 1, "SO_NO_CHECK");
+  if (o.so_oobinline()) set_int(SO_OOBINLINE, 1, "SO_OOBINLINE");
+  if (o.has_so_linger()) {
+    linger lg{1, static_cast<int>(o.so_linger())};
+    if (::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) < 0)
+      fail_sys("socket {}: cannot set SO_LINGER", id);
+  }
+  if (!o.so_bound_dev().empty() &&
+      ::setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, o.so_bound_dev().data(),
+                   static_cast<socklen_t>(o.so_bound_dev().size())) < 0)
+    fail_sys(
+        "socket {}: cannot bind it to device {} (SO_BINDTODEVICE): is there such an "
+        "interface here?",
+        id, printable(o.so_bound_dev()));
+  if (o.so_filter_size() > 0) {
+    std::vector<sock_filter> f(static_cast<size_t>(o.so_filter_size()));
+    for (int i = 0; i < o.so_filter_size(); i++) {
+      uint64_t w = o.so_filter(i);
+      std::memcpy(&f[static_cast<size_t>(i)], &w, sizeof w);
+    }
+    sock_fprog prog{static_cast<unsigned short>(f.size()), f.data()};
+    if (::setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
+      fail_sys("socket {}: cannot attach its BPF filter of {} instructions", id, f.size());
+  }
+  // Last: setting the buffer sizes above locked them.
+  if (o.has_so_buf_lock()) set_int(SO_BUF_LOCK, static_cast<int>(o.so_buf_lock()), "SO_BUF_LOCK");
 }
 
 UnixSockets::UnixSockets(const Plan& plan, std::function<int(uint32_t)> get,

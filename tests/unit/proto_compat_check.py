@@ -138,6 +138,9 @@ def describe(f):
 CRYO_EXTENSIONS = {
     ("eventpoll_tfd_entry", 1000): "cryo_target_id",
     ("unix_sk_entry", 1000): "cryo_peer_closed",
+    ("inet_sk_entry", 1000): "cryo_tcp_nodelay",
+    ("inet_sk_entry", 1001): "cryo_tcp_cork",
+    ("inet_sk_entry", 1002): "cryo_udp_cork",
 }
 
 NEWER_THAN_DEBIAN_CRIU = {
