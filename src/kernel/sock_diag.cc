@@ -123,7 +123,7 @@ int on_packet(const nlmsghdr* nlh, void* data) {
   PacketDiag d;
   d.ino = m->pdiag_ino;
   d.type = m->pdiag_type;
-  d.proto = ntohs(m->pdiag_num);
+  d.proto = m->pdiag_num;  // (the kernel gives it in host order)
   mnl_attr_parse(
       nlh, sizeof(*m),
       [](const nlattr* a, void* p) {
