@@ -232,7 +232,14 @@ void UnixSockets::dump(FdContext& c, uint32_t id, file_entry* e) {
         scm->set_type(SCM_RIGHTS);
         for (Fd& f : got) {
           if (!table_) fail("internal: unix sockets without their file table");
-          scm->add_rights(table_->dump_held_file(self_, f.get()));
+          try {
+            scm->add_rights(table_->dump_held_file(self_, f.get()));
+          } catch (const Error& err) {
+            fail(
+                "task {} fd {}: unix socket {} holds a message carrying a file cryo cannot save: "
+                "{}",
+                pid, fd, ino, err.what());
+          }
           held_.push_back(std::move(f));
         }
         got.clear();
@@ -295,8 +302,11 @@ std::vector<file_entry> UnixSockets::finish(bool ext_unix_sk,
   std::map<uint32_t, uint32_t> outside_ids;  // inode -> id of its entry
   for (const auto& [ino, where] : dumped_) {
     const kernel::UnixDiag& d = diag_.at(ino);
+    // (A socket no task holds travels in a message, held by cryo for the dump.)
     const std::string self =
-        fmt::format("task {} fd {}: unix {}", where.pid, where.fd, describe(ino));
+        where.pid == ::getpid()
+            ? fmt::format("unix {}, in flight in a message queued on another socket", describe(ino))
+            : fmt::format("task {} fd {}: unix {}", where.pid, where.fd, describe(ino));
 
     if (d.state == image::kSkListen) {
       for (uint32_t c : d.icons) {
