@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "base/error.h"
 #include "base/fd.h"
@@ -180,8 +181,10 @@ void UnixSockets::dump(FdContext& c, uint32_t id, file_entry* e) {
     int fd, off;
     ~PeekBack() { ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off); }
   } peek_back{sk, old_off};
-  std::string& buf = peek_buf_;  // one for all sockets: zeroing 1 MiB each costs
-  if (buf.empty()) buf.resize(1 << 20);
+  // Not zeroed: 1 MiB of zeroes per socket would cost more than the peeking. Its own per
+  // socket: a socket carried in a message is dumped while this one's queue is read.
+  constexpr size_t kPeekMax = 1 << 20;
+  std::unique_ptr<char[]> buf(new char[kPeekMax]);
   std::string stream;
   const size_t queued_before = queues_.size();
   // Room for the most fds one message carries (SCM_MAX_FD) and the credentials.
@@ -196,7 +199,7 @@ void UnixSockets::dump(FdContext& c, uint32_t id, file_entry* e) {
     queues_.push_back(std::move(p));
   };
   for (;;) {
-    iovec iov{buf.data(), buf.size()};
+    iovec iov{buf.get(), kPeekMax};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -221,7 +224,7 @@ void UnixSockets::dump(FdContext& c, uint32_t id, file_entry* e) {
     if (msg.msg_flags & MSG_CTRUNC)
       fail("task {} fd {}: unix socket {} holds a message with more control data than cryo reads",
            pid, fd, ino);
-    if (static_cast<size_t>(n) > buf.size())
+    if (static_cast<size_t>(n) > kPeekMax)
       fail("task {} fd {}: unix socket {} holds a message of {} bytes: too big", pid, fd, ino, n);
     if (n == 0 && d.type == SOCK_STREAM && got.empty()) break;
     Packet p;
@@ -262,12 +265,12 @@ void UnixSockets::dump(FdContext& c, uint32_t id, file_entry* e) {
     }
     const bool plain = p.entry.scm_size() == 0 && !p.entry.has_ucred();
     if (d.type == SOCK_STREAM && plain) {
-      stream.append(buf.data(), static_cast<size_t>(n));
+      stream.append(buf.get(), static_cast<size_t>(n));
       continue;
     }
     // A stream's data with fds or credentials stays a piece of its own: they go with it.
     flush_stream();
-    p.data.assign(buf.data(), static_cast<size_t>(n));
+    p.data.assign(buf.get(), static_cast<size_t>(n));
     queues_.push_back(std::move(p));
     if (d.type == SOCK_STREAM && n == 0) break;
   }

@@ -55,7 +55,6 @@ class UnixSockets {
     std::string data;
   };
   std::vector<Packet> queues_;
-  std::string peek_buf_;
   FileTable* table_;
   FdSource self_{::getpid()};  // cryo itself, holding the fds messages carry
   std::vector<Fd> held_;       // those fds, open until the dump is written

@@ -26,6 +26,7 @@
 #include "memfd.pb.h"
 #include "mm.pb.h"
 #include "opts.pb.h"
+#include "packet-sock.pb.h"
 #include "pagemap.pb.h"
 #include "pipe-data.pb.h"
 #include "pipe.pb.h"
@@ -37,6 +38,7 @@
 #include "seccomp.pb.h"
 #include "signalfd.pb.h"
 #include "sk-inet.pb.h"
+#include "sk-netlink.pb.h"
 #include "sk-packet.pb.h"
 #include "sk-unix.pb.h"
 #include "stats.pb.h"
@@ -81,6 +83,8 @@ const Kind kKinds[] = {
     {"FIFO_DATA", image::magic::kFifoData, d<pipe_data_entry>, nullptr, "bytes"},
     {"UNIXSK", 0x54373943, d<unix_sk_entry>},
     {"INETSK", 0x56443851, d<inet_sk_entry>},
+    {"PACKETSK", 0x60454618, d<packet_sock_entry>},
+    {"NETLINK_SK", 0x58005614, d<netlink_sk_entry>},
     {"SK_QUEUES", image::magic::kSkQueues, d<sk_packet_entry>, nullptr, "length"},
     {"EVENTFD_FILE", 0x44523722, d<eventfd_file_entry>},
     {"EVENTPOLL_FILE", 0x45023858, d<eventpoll_file_entry>},
@@ -111,13 +115,12 @@ const Kind kKinds[] = {
 const std::pair<const char*, uint32_t> kForeign[] = {
     {"UTSNS", 0x54473203},       {"TIMENS", 0x43114433},      {"PIDNS", 0x61157326},
     {"IPC_VAR", 0x53115007},     {"CGROUP", 0x59383330},      {"TCP_STREAM", 0x51465506},
-    {"NS_FILES", 0x61394011},    {"NETLINK_SK", 0x58005614},  {"MNTS", 0x55563928},
-    {"TUNFILE", 0x57143751},     {"IRMAP_CACHE", 0x57004059}, {"PACKETSK", 0x60454618},
-    {"NETDEV", 0x57373951},      {"IPCNS_SHM", 0x46283044},   {"IPCNS_SEM", 0x59573019},
-    {"IPCNS_MSG", 0x55453737},   {"NETNS", 0x55933752},       {"USERNS", 0x55474906},
-    {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},     {"BPFMAP_FILE", 0x57506142},
-    {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047},    {"SIGNAL", 0x59255647},
-    {"BINFMT_MISC", 0x67343323}, {"KDAT", 0x57023458},
+    {"NS_FILES", 0x61394011},    {"MNTS", 0x55563928},        {"TUNFILE", 0x57143751},
+    {"IRMAP_CACHE", 0x57004059}, {"NETDEV", 0x57373951},      {"IPCNS_SHM", 0x46283044},
+    {"IPCNS_SEM", 0x59573019},   {"IPCNS_MSG", 0x55453737},   {"NETNS", 0x55933752},
+    {"USERNS", 0x55474906},      {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},
+    {"BPFMAP_FILE", 0x57506142}, {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047},
+    {"SIGNAL", 0x59255647},      {"BINFMT_MISC", 0x67343323}, {"KDAT", 0x57023458},
 };
 
 // The named bits crit shows for a field marked (criu).flags.
