@@ -21,6 +21,7 @@ enum LongOnly {
   kExtUnixSk,
   kGhostLimit,
   kTimeout,
+  kLinkRemap,
   kUnsupported,
 };
 
@@ -40,7 +41,6 @@ const char* const kLater[] = {
     "manage-cgroups",
     "root",
     "inherit-fd",
-
     "status-fd",
     "tcp-close",
     "skip-mnt",
@@ -50,7 +50,6 @@ const char* const kLater[] = {
     "weak-sysctls",
     "network-lock",
     "irmap-scan-path",
-    "link-remap",
     "evasive-devices",
     "force-irmap",
     "empty-ns",
@@ -84,6 +83,7 @@ void usage() {
       "  -l|--file-locks        dump and restore file locks\n"
       "  --ext-unix-sk          allow unix sockets connected to a peer outside the tree\n"
       "  --ghost-limit SIZE     largest deleted file saved in the images (default 1M)\n"
+      "  --link-remap           keep a deleted file by a hidden link instead of a copy\n"
       "  --timeout SECONDS      how long the tree may take to stop (default 10)\n"
       "  --pidfile FILE         write the restored root's PID to FILE\n"
       "  --display-stats        print dump/restore statistics\n"
@@ -106,6 +106,7 @@ bool parse(int argc, char** argv, Options* o) {
       {"file-locks", no_argument, nullptr, 'l'},
       {"ext-unix-sk", optional_argument, nullptr, kExtUnixSk},
       {"ghost-limit", required_argument, nullptr, kGhostLimit},
+      {"link-remap", no_argument, nullptr, kLinkRemap},
       {"timeout", required_argument, nullptr, kTimeout},
       {"version", no_argument, nullptr, 'V'},
       {"help", no_argument, nullptr, 'h'},
@@ -177,6 +178,9 @@ bool parse(int argc, char** argv, Options* o) {
         break;
       case kExtUnixSk:
         o->ext_unix_sk = true;
+        break;
+      case kLinkRemap:
+        o->link_remap = true;
         break;
       case kTimeout: {
         char* end;

@@ -89,11 +89,15 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
     top = std::max(top, files.kind(f).needs_free(f));
   }
   FdInstaller installer(rt, top);
-  for (const auto& fdi : t.fds) {
-    const std::string what = fmt::format("file {} for fd {}", fdi.id(), fdi.fd());
-    installer.install(files.get(fdi.id()), fdi.fd(), fdi.flags() & FD_CLOEXEC, what.c_str());
-    log::debug("task {} fd {}: file {}", pid, fdi.fd(), fdi.id());
-  }
+  // Two passes: a file about the task's fds (/proc/PID/fdinfo/N) opens once they are there.
+  for (bool late : {false, true})
+    for (const auto& fdi : t.fds) {
+      const file_entry& f = files.entry(fdi.id());
+      if (files.kind(f).after_others(f) != late) continue;
+      const std::string what = fmt::format("file {} for fd {}", fdi.id(), fdi.fd());
+      installer.install(files.get(fdi.id()), fdi.fd(), fdi.flags() & FD_CLOEXEC, what.c_str());
+      log::debug("task {} fd {}: file {}", pid, fdi.fd(), fdi.id());
+    }
   for (const auto& fdi : t.fds) {
     const file_entry& f = files.entry(fdi.id());
     files.kind(f).settle(rt, t, fdi, installer, files);

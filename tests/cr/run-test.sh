@@ -48,6 +48,7 @@ CRIT=/usr/bin/crit
 declare -A PROG_OPTS=(
 	[file_locks]="-l"
 	[unix_ext]="--ext-unix-sk"
+	[link_remap]="--link-remap"
 )
 read -ra OPTS <<<"${PROG_OPTS[$(basename "$PROG")]:-}"
 
