@@ -85,7 +85,8 @@ class PathKind : public RegularKind {
  public:
   using RegularKind::RegularKind;
   bool claims(FdContext& c) override {
-    return (c.flags & O_PATH) && !c.link.empty() && c.link[0] == '/';
+    return (c.flags & O_PATH) && !c.link.empty() && c.link[0] == '/' &&
+           c.link.rfind("/memfd:", 0) != 0;
   }
 };
 

@@ -4,7 +4,8 @@
  * child's pidfd polls readable and pidfd_send_signal says ESRCH; the live child's pidfd
  * does not poll readable until pidfd_send_signal(SIGUSR2) through it makes the child exit
  * with status 7, which waitid(P_PIDFD) then reports; a signal sent through the pidfd on
- * itself reaches the process.
+ * itself reaches the process. With WORKDIR/pidfd-outside, fd 41 is a pidfd on the parent, outside
+ * the tree (errors/file-kinds: the dump refuses it).
  */
 #include "common.h"
 #include <poll.h>
@@ -59,6 +60,12 @@ int main(int argc, char **argv)
 	if (pa < 0 || pd < 0 || ps < 0) cr_fail("setup: pidfd_open: %s", strerror(errno));
 	if (waitpid(dead, NULL, 0) != dead) cr_fail("setup: reap");
 	if (dup2(pa, 40) != 40) cr_fail("setup: dup2");
+	/* errors/file-kinds: a pidfd on the parent, outside the tree, which the dump refuses */
+	if (cr_exists("pidfd-outside")) {
+		int po = pidfd_open(getppid(), 0);
+		if (po < 0 || dup2(po, 41) != 41) cr_fail("setup: pidfd on the parent");
+		close(po);
+	}
 	struct sigaction sa = { 0 };
 	sa.sa_handler = on_usr2;
 	sigaction(SIGUSR2, &sa, NULL);
