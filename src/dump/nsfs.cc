@@ -23,14 +23,11 @@ class NsfsKind : public FileKind {
   }
   void dump(FdContext& c, uint32_t id, file_entry* e) override {
     const std::string name = c.link.substr(0, c.link.find(":["));
-    // Its own namespace of that kind, or the one its children get (pid, time).
-    bool own = false;
-    for (const std::string& which : {name, name + "_for_children"}) {
-      struct stat st;
-      if (::stat(fmt::format("/proc/{}/ns/{}", c.pid, which).c_str(), &st) == 0 &&
-          st.st_dev == c.st.st_dev && st.st_ino == c.st.st_ino)
-        own = true;
-    }
+    // Only the namespace the task is in: cryo gives back cryo's own, which is the restored
+    // task's (not one made for its children by unshare(CLONE_NEWPID/NEWTIME)).
+    struct stat st;
+    const bool own = ::stat(fmt::format("/proc/{}/ns/{}", c.pid, name).c_str(), &st) == 0 &&
+                     st.st_dev == c.st.st_dev && st.st_ino == c.st.st_ino;
     if (!own)
       fail(
           "{}: an open file on a {} namespace the task is not in: cryo restores into the "

@@ -130,13 +130,6 @@ void load_shared_pages(Plan& plan) {
   }
 }
 
-}  // namespace
-
-// A file the task will open or map must still be there, of the same kind (a FIFO where a
-// regular file was would block its opening) and with the size it had; a deleted one comes
-// from its ghost image instead.
-namespace {
-
 // Whether `path` is under /proc/PID/ of a task of the plan.
 bool proc_task_in_tree(const Plan& plan, const std::string& path) {
   constexpr std::string_view kProc = "/proc/";
@@ -150,6 +143,9 @@ bool proc_task_in_tree(const Plan& plan, const std::string& path) {
 
 }  // namespace
 
+// A file the task will open or map must still be there, of the same kind (a FIFO where a
+// regular file was would block its opening) and with the size it had (but a log may have
+// been written to or truncated meanwhile); a deleted one comes from its ghost image instead.
 void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what) {
   if (auto g = plan.ghosts.find(r.id()); g != plan.ghosts.end()) {
     if (!image::exists(plan.dir, fmt::format("ghost-file-{:x}.img", g->second)))
@@ -169,11 +165,11 @@ void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char
         "task {} {}: {} is now {}, it was {} when dumped (files.img id {}): restore needs the "
         "same file",
         pid, what, printable(r.name()), file_kind(st.st_mode), file_kind(r.mode()), r.id());
-  // A log (write-only, O_APPEND) may grow while the tree runs on or after --leave-running:
-  // the task only ever writes at its end, so a larger file is accepted, as CRIU does.
+  // A log (write-only, O_APPEND) is written on by the tree left running (--leave-running) or
+  // by others, or rotated: the task only ever writes at its end, so its size is not checked,
+  // as CRIU does.
   const bool log = (r.flags() & O_ACCMODE) == O_WRONLY && (r.flags() & O_APPEND);
-  if (r.has_size() && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) != r.size() &&
-      !(log && static_cast<uint64_t>(st.st_size) > r.size()))
+  if (r.has_size() && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) != r.size() && !log)
     fail(
         "task {} {}: file {} changed size since the dump (was {} bytes, now {}): restore "
         "needs the same file",

@@ -784,6 +784,18 @@ err_file_kinds() {
 	expect_msg dump "dump of a pidfd on a process outside the tree" pidfd "not in the dumped tree" "task $ROOT fd 41"
 	check_tree_running "after the refused dump"
 	finish_original "after the refused dump"
+
+	# A namespace file of a namespace the task is not in (a time namespace made for its
+	# children): refused, naming the fd and the namespace.
+	new_run ns-other
+	helper file_kinds
+	touch "$D/ns-other"
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of a file on a namespace the task is not in"
+	expect_msg dump "dump of a file on a namespace the task is not in" "task $ROOT fd 33" "time namespace"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
 }
 
 err_socket_path_taken() {

@@ -11,7 +11,8 @@
  *         or /dev/ttyS0, the first that opens; noted and skipped when none does)
  * After restore: kinds, inodes, flags, symlink targets, the log's old content followed by the
  * new line, /proc files read for this process and the child, the namespace files are this
- * process's namespaces (setns works), the terminal is the same device.
+ * process's namespaces (setns works), the terminal is the same device. With WORKDIR/ns-other,
+ * fd 33 is on a time namespace the task is not in (errors/file-kinds: the dump refuses it).
  */
 #include "common.h"
 #include <sched.h>
@@ -76,6 +77,14 @@ int main(int argc, char **argv)
 		if (t >= 0) { dup2(t, 32); close(t); tty = ttys[i]; }
 	}
 	if (!tty) cr_note("no terminal device other than a pty opens here: fd 32 skipped");
+	/* errors/file-kinds: fd 33 on a time namespace made for children only, which the task is
+	 * not in: the dump refuses it */
+	if (cr_exists("ns-other")) {
+		if (unshare(0x80 /* CLONE_NEWTIME */)) cr_fail("setup: unshare(CLONE_NEWTIME): %s", strerror(errno));
+		int t = open("/proc/self/ns/time_for_children", O_RDONLY);
+		if (t < 0 || dup2(t, 33) != 33) cr_fail("setup: time_for_children");
+		close(t);
+	}
 	for (int i = 20; i <= 32; i++) fstat(i, &before[i]);
 	unlink(wpath[4]);
 	void *mark = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
