@@ -4,7 +4,8 @@
  * child's pidfd polls readable and pidfd_send_signal says ESRCH; the live child's pidfd
  * does not poll readable until pidfd_send_signal(SIGUSR2) through it makes the child exit
  * with status 7, which waitid(P_PIDFD) then reports; a signal sent through the pidfd on
- * itself reaches the process. With WORKDIR/pidfd-outside, fd 41 is a pidfd on the parent, outside
+ * itself reaches the process. A pidfd on a zombie child polls readable and waitid(P_PIDFD)
+ * reaps it with its status 5. With WORKDIR/pidfd-outside, fd 41 is a pidfd on the parent, outside
  * the tree (errors/file-kinds: the dump refuses it).
  */
 #include "common.h"
@@ -56,6 +57,10 @@ int main(int argc, char **argv)
 	}
 	pid_t dead = fork();
 	if (dead == 0) _exit(3);
+	pid_t zombie = fork();
+	if (zombie == 0) _exit(5);
+	int pz = pidfd_open(zombie, 0);
+	if (pz < 0 || !readable(pz, 5000)) cr_fail("setup: the zombie child did not exit");
 	int pa = pidfd_open(live, 0), pd = pidfd_open(dead, 0), ps = pidfd_open(getpid(), PIDFD_NONBLOCK);
 	if (pa < 0 || pd < 0 || ps < 0) cr_fail("setup: pidfd_open: %s", strerror(errno));
 	if (waitpid(dead, NULL, 0) != dead) cr_fail("setup: reap");
@@ -76,6 +81,7 @@ int main(int argc, char **argv)
 	CHECK_I("fdinfo Pid of the dup", live, fdinfo_pid(40));
 	CHECK_I("fdinfo Pid of the reaped child's pidfd", -1, fdinfo_pid(pd));
 	CHECK_I("fdinfo Pid of the own pidfd", getpid(), fdinfo_pid(ps));
+	CHECK_I("fdinfo Pid of the zombie child's pidfd", zombie, fdinfo_pid(pz));
 	if (!(fcntl(ps, F_GETFL) & O_NONBLOCK)) cr_fail("own pidfd lost PIDFD_NONBLOCK");
 	if (fcntl(pa, F_GETFL) & O_NONBLOCK) cr_fail("live child's pidfd became non-blocking");
 	if (syscall(SYS_kcmp, getpid(), getpid(), 0 /* KCMP_FILE */, pa, 40) != 0)
@@ -86,6 +92,16 @@ int main(int argc, char **argv)
 	errno = 0;
 	if (pidfd_send_signal(pd, 0) == 0 || errno != ESRCH)
 		cr_fail("signal through the reaped child's pidfd: %s, want ESRCH", strerror(errno));
+
+	if (!readable(pz, 0)) cr_fail("the zombie child's pidfd does not poll readable");
+	siginfo_t zi;
+	memset(&zi, 0, sizeof zi);
+	if (syscall(SYS_waitid, P_PIDFD, pz, &zi, WEXITED, NULL) != 0)
+		cr_fail("waitid(P_PIDFD) on the zombie child: %s", strerror(errno));
+	else {
+		CHECK_I("zombie waitid pid", zombie, zi.si_pid);
+		CHECK_I("zombie exit status", 5, zi.si_status);
+	}
 
 	if (readable(ps, 0)) cr_fail("own pidfd polls readable");
 	if (pidfd_send_signal(ps, SIGUSR2) != 0) cr_fail("signal through own pidfd: %s", strerror(errno));
