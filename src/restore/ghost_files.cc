@@ -124,12 +124,15 @@ void GhostFiles::create(Plan& plan) {
       // At its old name when that is free, so the tree sees the same "(deleted)" path.
       std::string path = r->name();
       Fd fd;
-      if (!make_node(path, g, name, &fd)) {
-        path = fmt::format("{}.cryo.{:x}.ghost", r->name(), ghost_id);
-        if (!make_node(path, g, name, &fd)) {
+      // Else next to it; a restore killed with SIGKILL may have left a ghost of its own there.
+      for (int n = 0; !make_node(path, g, name, &fd); n++) {
+        if (n == 100) {
           errno = EEXIST;
-          fail_sys("cannot recreate deleted file {} at {}", printable(r->name()), printable(path));
+          fail_sys("cannot recreate deleted file {}: {} and 99 other names next to it are taken",
+                   printable(r->name()), printable(path));
         }
+        path = n == 0 ? fmt::format("{}.cryo.{:x}.ghost", r->name(), ghost_id)
+                      : fmt::format("{}.cryo.{:x}.{}.ghost", r->name(), ghost_id, n);
       }
       struct stat st;
       if (::lstat(path.c_str(), &st) < 0) fail_sys("cannot stat {}", printable(path));
