@@ -1,8 +1,9 @@
 # Thin wrapper: deps, build, test, demo. The real build is CMake.
 BUILD ?= build
 TYPE ?= Release
+PREFIX ?= /usr/local
 
-.PHONY: all deps build test demo bench clean format
+.PHONY: all deps build test demo bench bench-fds clean format install install-criu-alias
 
 all: build
 
@@ -10,8 +11,16 @@ deps:
 	./scripts/install-deps.sh
 
 build:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(TYPE) >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(TYPE) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	cmake --build $(BUILD) -j$$(nproc)
+
+# cryo into $(PREFIX)/sbin and cryo(8) into $(PREFIX)/share/man/man8 (DESTDIR for staging).
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+
+# Also a criu symlink, for tools that run criu by name.
+install-criu-alias: install
+	ln -sfn cryo $(DESTDIR)$(PREFIX)/sbin/criu
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure
@@ -21,6 +30,9 @@ demo: build
 
 bench: build
 	./bench/run.sh $(BUILD)/cryo
+
+bench-fds: build
+	./bench/fds.sh $(BUILD)/cryo
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

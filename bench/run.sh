@@ -202,7 +202,7 @@ for size in "${SIZES[@]}"; do
   r_pop=$(calc %.2f "$rest_bw / $populate_MiBps")
 
   # cryo's own phase times, as rates over the pages it wrote.
-  pages=$(stat_of "$R_DUMP_STATS" "Pages written")
+  pages=$(stat_of "$R_DUMP_STATS" "Memory pages written")
   memdump_us=$(stat_of "$R_DUMP_STATS" "Memory dump time")
   memwrite_us=$(stat_of "$R_DUMP_STATS" "Memory write time")
   echo "dump:    ${dump_s} s  ${dump_bw} MiB/s  (dump/memcpy ${d_mc}, dump/disk ${d_dk})"

@@ -5,9 +5,11 @@
 #include <chrono>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 
 #include "base/error.h"
 #include "base/own_file.h"
+#include "base/progress.h"
 
 namespace cryo::log {
 namespace {
@@ -24,6 +26,9 @@ std::string stamp(Level lvl) {
 }
 
 void put(int fd, const std::string& s) {
+  // A progress line on the terminal is erased first, and redrawn after.
+  std::optional<progress::Hold> hold;
+  if (fd == STDERR_FILENO) hold.emplace();
   size_t off = 0;
   while (off < s.size()) {
     ssize_t n = ::write(fd, s.data() + off, s.size() - off);

@@ -13,6 +13,7 @@
 #include "cli/options.h"
 #include "dump/dump.h"
 #include "image/image.h"
+#include "imgtool/imgtool.h"
 #include "restore/restore.h"
 
 namespace {
@@ -25,6 +26,9 @@ std::string log_path(const cryo::cli::Options& o) {
 }
 
 int run(int argc, char** argv) {
+  // The image tool (decode, encode, show) has its own command line.
+  if (argc > 1 && cryo::imgtool::is_verb(argv[1]))
+    return cryo::imgtool::run(argv[1], argc - 1, argv + 1);
   // From the first instruction on, a stop signal is noted, not fatal: a dump or restore acts
   // on it at its next safe point; other actions give the signals their default back below.
   cryo::catch_stop_signals();
@@ -64,6 +68,7 @@ int run(int argc, char** argv) {
       d.link_remap = o.link_remap;
       d.timeout = o.timeout;
       d.display_stats = o.display_stats;
+      d.stats_json = o.stats_json;
       cryo::dump::run(d);
       cryo::log::info("Dumping finished successfully");
       return 0;
@@ -78,13 +83,11 @@ int run(int argc, char** argv) {
       r.ext_unix_sk = o.ext_unix_sk;
       r.pidfile = o.pidfile;
       r.display_stats = o.display_stats;
+      r.stats_json = o.stats_json;
       return cryo::restore::run(r);
     }
-    if (o.action == "pre-dump" || o.action == "page-server" || o.action == "lazy-pages" ||
-        o.action == "dedup" || o.action == "swrk" || o.action == "service" ||
-        o.action == "cpuinfo" || o.action == "exec" || o.action == "show")
-      cryo::fail("action '{}' is not supported by this version of cryo yet", o.action);
-    cryo::fail("unknown action '{}': use one of check, dump, restore", o.action);
+    cryo::cli::check_action(o);  // parse() let only dump, restore and check through
+    return 1;
   } catch (const cryo::Error& e) {
     cryo::log::error("{}", e.what());
     return 1;

@@ -2,64 +2,654 @@
 
 #include <getopt.h>
 
+#include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <set>
+#include <fstream>
+#include <map>
+#include <memory>
 
 #include "base/error.h"
 
 namespace cryo::cli {
+
+// CRIU's short options: every letter CRIU takes, with the same argument kinds.
+const char kShortOptions[] = "dSsRt:hD:o:v::x::Vr:jJ:lW:L:M:";
+
 namespace {
 
-enum LongOnly {
-  kPidfile = 1000,
-  kDisplayStats,
-  kNoDefaultConfig,
-  kFeature,
-  kAll,
-  kExtUnixSk,
-  kGhostLimit,
-  kTimeout,
-  kLinkRemap,
-  kUnsupported,
+using A = Arg;
+using S = Status;
+
+// Every option of CRIU 4.2, in the order of CRIU's help, then cryo's own.
+constexpr OptionSpec kTable[] = {
+    // Common options.
+    {"verbosity", 'v', A::kOptional, S::kImplemented, false, "NUM",
+     "-v raises the log level by one (-vv by two ...); -vNUM or --verbosity=NUM sets it: 0 "
+     "nothing, 1 errors, 2 warnings (default), 3 information, 4 debug"},
+    {"log-file", 'o', A::kRequired, S::kImplemented, false, "FILE",
+     "log file, relative to the work directory ('-' for stderr; created 0600)"},
+    {"images-dir", 'D', A::kRequired, S::kImplemented, false, "DIR",
+     "directory of the image files (default: the current directory; must exist)"},
+    {"work-dir", 'W', A::kRequired, S::kImplemented, false, "DIR",
+     "directory for the log (default: the images directory)"},
+    {"pidfile", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "restore: write the root task's PID to FILE (must not exist; created 0600)"},
+    {"display-stats", 0, A::kNone, S::kImplemented, true, nullptr, "print dump/restore statistics"},
+    {"stats-json", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "write dump/restore statistics as JSON to FILE (cryo's own option)"},
+    {"config", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "read options from FILE (instead of the default configuration files)"},
+    {"no-default-config", 0, A::kNone, S::kImplemented, false, nullptr,
+     "do not read /etc/criu/default.conf and ~/.criu/default.conf"},
+    {"help", 'h', A::kNone, S::kImplemented, false, nullptr, "print this help"},
+    {"version", 'V', A::kNone, S::kImplemented, false, nullptr,
+     "print the CRIU version cryo implements and cryo's own version"},
+    // Dump and restore.
+    {"tree", 't', A::kRequired, S::kImplemented, false, "PID",
+     "dump: the root of the process tree to checkpoint"},
+    {"leave-running", 'R', A::kNone, S::kImplemented, false, nullptr,
+     "dump: let the tree run on afterwards"},
+    {"leave-stopped", 's', A::kNone, S::kImplemented, false, nullptr,
+     "dump/restore: leave the tree stopped"},
+    {"restore-detached", 'd', A::kNone, S::kImplemented, true, nullptr,
+     "restore: exit once the tree runs (else wait for the root and return its status)"},
+    {"daemon", 0, A::kNone, S::kImplemented, true, nullptr, "the same as --restore-detached"},
+    {"shell-job", 'j', A::kNone, S::kImplemented, true, nullptr,
+     "the tree is a job of a terminal session: needed on dump and restore"},
+    {"file-locks", 'l', A::kNone, S::kImplemented, true, nullptr,
+     "dump and restore the tree's file locks (flock, POSIX, OFD)"},
+    {"ext-unix-sk", 'x', A::kOptional, S::kImplemented, false, nullptr,
+     "allow unix sockets connected to a peer outside the tree (an inode list is not "
+     "supported yet)"},
+    {"ghost-limit", 0, A::kRequired, S::kImplemented, false, "SIZE",
+     "dump: most disk space a deleted file may use to be saved whole (K, M, G suffixes; "
+     "default 1M; a sparse file counts by its blocks)"},
+    {"link-remap", 0, A::kNone, S::kImplemented, true, nullptr,
+     "dump: a file whose open name was removed while another hard link keeps it is kept by a "
+     "new link link_remap.ID in its directory (the restore removes it)"},
+    {"timeout", 0, A::kRequired, S::kImplemented, false, "SECONDS",
+     "dump: how long the tree may take to stop (default 10)"},
+    // Check.
+    {"feature", 0, A::kRequired, S::kImplemented, false, "NAME",
+     "check: only check feature NAME (repeatable; see cryo check --all)"},
+    {"extra", 0, A::kNone, S::kImplemented, true, nullptr,
+     "check: also check the features some trees need"},
+    {"experimental", 0, A::kNone, S::kImplemented, true, nullptr,
+     "check: also check experimental features"},
+    {"all", 0, A::kNone, S::kImplemented, false, nullptr,
+     "check: every feature, one line each (--extra and --experimental)"},
+    // Accepted: they cannot change what cryo does.
+    {"pre-dump-mode", 0, A::kRequired, S::kIgnored, false, "splice|read",
+     "how pre-dump reads memory; the value is checked (pre-dump is not supported yet)"},
+    {"ghost-fiemap", 0, A::kNone, S::kIgnored, true, nullptr,
+     "a faster way to find holes in big deleted files; the images hold the same data"},
+    {"weak-sysctls", 0, A::kNone, S::kIgnored, true, nullptr,
+     "skip sysctls the kernel lacks: cryo restores no namespace sysctls"},
+    {"skip-in-flight", 0, A::kNone, S::kIgnored, true, nullptr,
+     "ignore half-open incoming TCP connections: cryo never saves them"},
+    {"skip-file-rwx-check", 0, A::kNone, S::kIgnored, true, nullptr,
+     "cryo checks a file's type and size on restore, never its permission bits"},
+    {"log-pid", 0, A::kNone, S::kIgnored, true, nullptr,
+     "per-process log files: cryo writes one log"},
+    {"deprecated", 0, A::kNone, S::kIgnored, true, nullptr,
+     "allow deprecated features: cryo has none"},
+    {"close", 0, A::kRequired, S::kIgnored, false, "FD",
+     "close FD first: the restored tree never inherits cryo's descriptors"},
+    {"manage-cgroups", 0, A::kOptional, S::kIgnored, false, "MODE",
+     "only =none and =ignore are accepted: cryo leaves cgroups alone (restored tasks stay "
+     "in cryo's cgroup)"},
+    {"file-validation", 0, A::kRequired, S::kIgnored, false, "METHOD",
+     "only 'filesize' is accepted: cryo checks files by size ('buildid' is not supported "
+     "yet)"},
+    {"network-lock", 0, A::kRequired, S::kIgnored, false, "iptables|nftables|skip",
+     "the value is checked; the lock only guards established TCP connections, which cryo "
+     "does not dump yet"},
+    {"ext-mount-map", 'M', A::kRequired, S::kIgnored, false, "KEY:VAL",
+     "mount namespace option: cryo dumps only trees sharing its mount namespace"},
+    {"skip-mnt", 0, A::kRequired, S::kIgnored, false, "PATH",
+     "mount namespace option (repeatable): cryo dumps no mounts"},
+    {"enable-fs", 0, A::kRequired, S::kIgnored, false, "FSNAMES",
+     "mount namespace option (repeatable): cryo dumps no mounts"},
+    {"enable-external-sharing", 0, A::kNone, S::kIgnored, false, nullptr,
+     "mount namespace option: cryo dumps no mounts"},
+    {"enable-external-masters", 0, A::kNone, S::kIgnored, false, nullptr,
+     "mount namespace option: cryo dumps no mounts"},
+    {"mntns-compat-mode", 0, A::kNone, S::kIgnored, true, nullptr,
+     "mount engine choice: cryo restores no mounts"},
+    {"lsm-mount-context", 0, A::kRequired, S::kIgnored, false, "CTX",
+     "mount context of restored mounts: cryo restores no mounts"},
+    // Refused: cryo cannot do these yet.
+    {"restore-sibling", 'S', A::kNone, S::kRefused, true, nullptr,
+     "restore the root task as a sibling"},
+    {"root", 'r', A::kRequired, S::kRefused, false, "PATH", "change the root filesystem"},
+    {"join-ns", 'J', A::kRequired, S::kRefused, false, "NS:{PID|FILE}",
+     "restore into an existing namespace"},
+    {"libdir", 'L', A::kRequired, S::kRefused, false, "DIR", "plugin directory"},
+    {"tcp-established", 0, A::kNone, S::kRefused, true, nullptr,
+     "checkpoint/restore established TCP connections"},
+    {"tcp-close", 0, A::kNone, S::kRefused, true, nullptr,
+     "restore established TCP connections closed"},
+    {"evasive-devices", 0, A::kNone, S::kRefused, true, nullptr, "use any path to a device file"},
+    {"veth-pair", 0, A::kRequired, S::kRefused, false, "IN=OUT", "veth devices' names"},
+    {"action-script", 0, A::kRequired, S::kRefused, false, "FILE",
+     "run an action script (repeatable)"},
+    {"page-server", 0, A::kNone, S::kRefused, true, nullptr, "send pages to a page server"},
+    {"address", 0, A::kRequired, S::kRefused, false, "ADDR", "page server or service address"},
+    {"port", 0, A::kRequired, S::kRefused, false, "PORT", "page server port"},
+    {"ps-socket", 0, A::kRequired, S::kRefused, false, "FD", "page server socket"},
+    {"prev-images-dir", 0, A::kRequired, S::kRefused, false, "DIR",
+     "images of the previous (pre-)dump"},
+    {"track-mem", 0, A::kNone, S::kRefused, true, nullptr, "track memory changes"},
+    {"auto-dedup", 0, A::kNone, S::kRefused, true, nullptr, "deduplicate pages"},
+    {"lazy-pages", 0, A::kNone, S::kRefused, false, nullptr, "restore pages on demand"},
+    {"cpu-cap", 0, A::kOptional, S::kRefused, false, "CAP", "CPU capabilities to check"},
+    {"force-irmap", 0, A::kNone, S::kRefused, true, nullptr,
+     "resolve fsnotify watches by scanning"},
+    {"irmap-scan-path", 0, A::kRequired, S::kRefused, false, "PATH",
+     "where to scan for fsnotify watches (repeatable)"},
+    {"exec-cmd", 0, A::kNone, S::kRefused, false, nullptr, "run a command after restore"},
+    {"cgroup-root", 0, A::kRequired, S::kRefused, false, "[CTL:]PATH", "cgroup root (repeatable)"},
+    {"cgroup-props", 0, A::kRequired, S::kRefused, false, "STRING", "cgroup properties"},
+    {"cgroup-props-file", 0, A::kRequired, S::kRefused, false, "FILE", "cgroup properties"},
+    {"cgroup-dump-controller", 0, A::kRequired, S::kRefused, false, "NAME",
+     "cgroup controller to dump"},
+    {"cgroup-yard", 0, A::kRequired, S::kRefused, false, "PATH", "cgroup yard"},
+    {"freeze-cgroup", 0, A::kRequired, S::kRefused, false, "PATH", "freeze the tree with a cgroup"},
+    {"inherit-fd", 0, A::kRequired, S::kRefused, false, "fd[NUM]:RES",
+     "inherit a file descriptor (repeatable)"},
+    {"external", 0, A::kRequired, S::kRefused, false, "RES", "an external resource (repeatable)"},
+    {"empty-ns", 0, A::kRequired, S::kRefused, false, "net", "create an empty namespace"},
+    {"lsm-profile", 0, A::kRequired, S::kRefused, false, "TYPE:NAME",
+     "LSM profile of restored tasks"},
+    {"status-fd", 0, A::kRequired, S::kRefused, false, "FD", "report readiness on FD"},
+    {"stream", 0, A::kNone, S::kRefused, true, nullptr, "images through criu-image-streamer"},
+    {"unprivileged", 0, A::kNone, S::kRefused, true, nullptr, "run as a non-root user"},
+    {"allow-uprobes", 0, A::kNone, S::kRefused, true, nullptr, "dump uprobes areas"},
+    {"tls", 0, A::kNone, S::kRefused, true, nullptr, "TLS for the page server"},
+    {"tls-cacert", 0, A::kRequired, S::kRefused, false, "FILE", "TLS CA certificate"},
+    {"tls-cacrl", 0, A::kRequired, S::kRefused, false, "FILE", "TLS revocation list"},
+    {"tls-cert", 0, A::kRequired, S::kRefused, false, "FILE", "TLS certificate"},
+    {"tls-key", 0, A::kRequired, S::kRefused, false, "FILE", "TLS key"},
+    {"tls-no-cn-verify", 0, A::kNone, S::kRefused, false, nullptr, "TLS without CN check"},
+    {"ms", 0, A::kNone, S::kRemoved, false, nullptr, "removed in CRIU: use check --extra or --all"},
+    {"help-man", 0, A::kNone, S::kHidden, false, nullptr, "print cryo(8)"},
 };
 
-// CRIU options that later steps will implement: refused clearly rather than ignored.
-const char* const kLater[] = {
-    "pre-dump",
-    "page-server",
-    "lazy-pages",
-    "track-mem",
-    "prev-images-dir",
-    "auto-dedup",
-    "tcp-established",
-    "address",
-    "port",
-    "freeze-cgroup",
-    "external",
-    "manage-cgroups",
-    "root",
-    "inherit-fd",
-    "status-fd",
-    "tcp-close",
-    "skip-mnt",
-    "enable-fs",
-    "action-script",
-    "cpu-cap",
-    "weak-sysctls",
-    "network-lock",
-    "irmap-scan-path",
-    "evasive-devices",
-    "force-irmap",
-    "empty-ns",
-    "join-ns",
-    "veth-pair",
-    "cgroup-root",
-    "config",
-    "stream",
-    "mntns-compat-mode",
+const OptionSpec* find_letter(int c) {
+  for (const auto& s : kTable)
+    if (s.letter && s.letter == c) return &s;
+  return nullptr;
+}
+
+std::string spelling(const OptionSpec& s) {
+  std::string r;
+  if (s.letter) r = std::string("-") + s.letter + "/";
+  return r + "--" + s.name;
+}
+
+// CRIU's atoi: leading blanks, a sign and digits; anything else ends the number (0 if none).
+int atoi_like(const char* s) {
+  return static_cast<int>(std::strtol(s, nullptr, 10));
+}
+
+uint64_t parse_size(const char* s) {
+  // A size with an optional K, M or G suffix, as CRIU takes it.
+  char* end;
+  errno = 0;
+  unsigned long long v = std::strtoull(s, &end, 10);
+  int shift = 0;
+  if (*end == 'K' || *end == 'k') shift = 10;
+  if (*end == 'M' || *end == 'm') shift = 20;
+  if (*end == 'G' || *end == 'g') shift = 30;
+  if (shift) end++;
+  if (end == s || *end || s[0] == '-' || errno || (shift && v > (~0ULL >> shift)))
+    fail("bad size '{}' for --ghost-limit: give bytes, or a number with K, M or G", s);
+  return static_cast<uint64_t>(v) << shift;
+}
+
+// One source of options: a config file's words or the command line.
+struct Source {
+  std::string where;  // "" for the command line, else "config FILE"
+  std::vector<std::string> words;
 };
+
+struct Parser {
+  Options* o;
+  bool handled = false;  // help, version or man page printed
+
+  std::string from(const Source& src) const {
+    return src.where.empty() ? "" : fmt::format(" (in {})", src.where);
+  }
+
+  [[noreturn]] void refuse(const OptionSpec& s, bool negated, const Source& src) const {
+    if (s.status == S::kRemoved)
+      fail("option --{}{} was removed from CRIU: {}", s.name, from(src), s.help);
+    fail("option {}{}{} is not supported by cryo yet: remove it", negated ? "--no-" : "",
+         negated ? s.name : spelling(s).c_str(), from(src));
+  }
+
+  void apply(const OptionSpec& s, bool negated, const char* arg, const Source& src) {
+    const std::string name = s.name;
+    if (negated) {
+      // --no-NAME: CRIU's default for every such option is off, which is what cryo does
+      // without it; for cryo's own flags it turns them off.
+      if (name == "restore-detached" || name == "daemon") o->restore_detached = false;
+      if (name == "shell-job") o->shell_job = false;
+      if (name == "file-locks") o->file_locks = false;
+      if (name == "link-remap") o->link_remap = false;
+      if (name == "display-stats") o->display_stats = false;
+      if (name == "extra") o->check_extra = false;
+      if (name == "experimental") o->check_experimental = false;
+      return;
+    }
+    if (name == "manage-cgroups") {
+      if (arg && (std::strcmp(arg, "none") == 0 || std::strcmp(arg, "ignore") == 0)) return;
+      bool known = !arg;
+      for (const char* m : {"props", "soft", "full", "strict"})
+        if (arg && std::strcmp(arg, m) == 0) known = true;
+      if (!known)
+        fail(
+            "bad mode '{}' for --manage-cgroups{}: use none, props, soft, full, strict or "
+            "ignore",
+            arg, from(src));
+      fail(
+          "option --manage-cgroups{}{}{} is not supported by cryo yet: cryo leaves cgroups "
+          "alone, as --manage-cgroups=ignore does",
+          arg ? "=" : "", arg ? arg : "", from(src));
+    }
+    if (name == "file-validation") {
+      if (std::strcmp(arg, "filesize") == 0) return;
+      if (std::strcmp(arg, "buildid") == 0)
+        fail("--file-validation buildid{} is not supported by cryo yet: use filesize", from(src));
+      fail("bad method '{}' for --file-validation{}: use filesize or buildid", arg, from(src));
+    }
+    if (s.status == S::kRefused || s.status == S::kRemoved) refuse(s, false, src);
+    if (name == "pre-dump-mode") {
+      if (std::strcmp(arg, "splice") && std::strcmp(arg, "read"))
+        fail("bad mode '{}' for --pre-dump-mode{}: use splice or read", arg, from(src));
+    } else if (name == "network-lock") {
+      if (std::strcmp(arg, "iptables") && std::strcmp(arg, "nftables") && std::strcmp(arg, "skip"))
+        fail("bad method '{}' for --network-lock{}: use iptables, nftables or skip", arg,
+             from(src));
+    } else if (name == "close") {
+      char* end;
+      long fd = std::strtol(arg, &end, 10);
+      if (end == arg || *end || fd < 0 || fd > INT_MAX)
+        fail("bad descriptor '{}' for --close{}: give a file descriptor number", arg, from(src));
+    } else if (name == "tree") {
+      char* end;
+      long v = std::strtol(arg, &end, 10);
+      if (*end || end == arg || v <= 0 || v > 0x7fffffff)
+        fail("bad PID '{}' for -t/--tree{}: give a positive process ID", arg, from(src));
+      o->tree = static_cast<pid_t>(v);
+    } else if (name == "images-dir") {
+      o->images_dir = arg;
+    } else if (name == "work-dir") {
+      o->work_dir = arg;
+    } else if (name == "log-file") {
+      o->log_file = arg;
+    } else if (name == "verbosity") {
+      // As CRIU: -v and --verbosity add one; -vvv adds three; otherwise the leading number
+      // of the argument, 0 if it has none (so -verbosity=0, read as -v "erbosity=0", is 0).
+      if (!arg)
+        o->verbosity++;
+      else if (arg[0] == 'v')
+        o->verbosity += static_cast<int>(std::strlen(arg)) + 1;
+      else
+        o->verbosity = atoi_like(arg);
+    } else if (name == "leave-running") {
+      o->leave_running = true;
+    } else if (name == "leave-stopped") {
+      o->leave_stopped = true;
+    } else if (name == "shell-job") {
+      o->shell_job = true;
+    } else if (name == "restore-detached" || name == "daemon") {
+      o->restore_detached = true;
+    } else if (name == "file-locks") {
+      o->file_locks = true;
+    } else if (name == "ext-unix-sk") {
+      if (arg)
+        fail(
+            "-x/--ext-unix-sk={}{}: a list of socket inodes is not supported by cryo yet: "
+            "give --ext-unix-sk without a value",
+            arg, from(src));
+      o->ext_unix_sk = true;
+    } else if (name == "timeout") {
+      char* end;
+      long v = std::strtol(arg, &end, 10);
+      if (end == arg || *end || v <= 0 || v > 86400)
+        fail("bad timeout '{}' for --timeout{}: give seconds, 1 to 86400", arg, from(src));
+      o->timeout = static_cast<unsigned>(v);
+    } else if (name == "ghost-limit") {
+      o->ghost_limit = parse_size(arg);
+    } else if (name == "link-remap") {
+      o->link_remap = true;
+    } else if (name == "pidfile") {
+      o->pidfile = arg;
+    } else if (name == "display-stats") {
+      o->display_stats = true;
+    } else if (name == "stats-json") {
+      if (!*arg) fail("--stats-json{} needs a file name", from(src));
+      o->stats_json = arg;
+    } else if (name == "feature") {
+      o->features.push_back(arg);
+    } else if (name == "all") {
+      o->check_all = true;
+      o->check_extra = o->check_experimental = true;
+    } else if (name == "extra") {
+      o->check_extra = true;
+    } else if (name == "experimental") {
+      o->check_experimental = true;
+    } else if (name == "help") {
+      usage();
+      handled = true;
+    } else if (name == "version") {
+      version();
+      handled = true;
+    } else if (name == "help-man") {
+      man_page();
+      handled = true;
+    }
+    // config, no-default-config: read before parsing (see parse()). kIgnored: nothing.
+  }
+
+  // Runs getopt over one source; returns the words that are not options.
+  std::vector<std::string> run(const Source& src) {
+    std::vector<option> longs;
+    // val: index into kTable, plus 10000 for the --no- form.
+    std::vector<std::unique_ptr<std::string>> names;
+    for (size_t i = 0; i < std::size(kTable); i++) {
+      const auto& s = kTable[i];
+      int kind = s.arg == A::kNone       ? no_argument
+                 : s.arg == A::kRequired ? required_argument
+                                         : optional_argument;
+      longs.push_back({s.name, kind, nullptr, static_cast<int>(1000 + i)});
+      if (s.negatable) {
+        names.push_back(std::make_unique<std::string>(std::string("no-") + s.name));
+        longs.push_back({names.back()->c_str(), no_argument, nullptr, static_cast<int>(10000 + i)});
+      }
+    }
+    longs.push_back({nullptr, 0, nullptr, 0});
+
+    std::vector<std::string> words = src.words;
+    words.insert(words.begin(), "cryo");
+    std::vector<char*> argv;
+    for (auto& w : words) argv.push_back(w.data());
+    argv.push_back(nullptr);
+    const int argc = static_cast<int>(words.size());
+
+    opterr = 0;
+    optind = 0;  // a full reset of getopt for each source
+    std::string short_opts = std::string(":") + kShortOptions;
+    for (;;) {
+      int idx = -1;
+      int c = getopt_long(argc, argv.data(), short_opts.c_str(), longs.data(), &idx);
+      if (c == -1) break;
+      if (c == ':') {
+        const OptionSpec* s =
+            optopt >= 1000 && optopt < 10000 ? &kTable[optopt - 1000] : find_letter(optopt);
+        std::string what = s ? spelling(*s) : std::string(argv[optind - 1]);
+        fail("option {}{} needs an argument", what, from(src));
+      }
+      if (c == '?') {
+        if (optopt >= 1000)
+          fail("option {}{} takes no value: give it alone", argv[optind - 1], from(src));
+        if (optopt)
+          fail("unknown option -{}{}: see 'cryo --help'", static_cast<char>(optopt), from(src));
+        std::string word = argv[optind - 1];
+        std::string name = word.substr(word.find_first_not_of('-'));
+        name = name.substr(0, name.find('='));
+        int matches = 0;
+        for (const auto& o : longs)
+          if (o.name && std::strncmp(o.name, name.c_str(), name.size()) == 0) matches++;
+        fail("{} option {}{}: see 'cryo --help'", matches > 1 ? "ambiguous" : "unknown", word,
+             from(src));
+      }
+      if (c >= 10000) {
+        const OptionSpec& s = kTable[c - 10000];
+        apply(s, true, nullptr, src);
+      } else if (c >= 1000) {
+        apply(kTable[c - 1000], false, optarg, src);
+      } else {
+        const OptionSpec* s = find_letter(c);
+        if (!s) fail("unknown option -{}{}: see 'cryo --help'", static_cast<char>(c), from(src));
+        apply(*s, false, optarg, src);
+      }
+      if (handled) return {};
+    }
+    // getopt_long permutes: what is left are the action and its arguments.
+    std::vector<std::string> rest;
+    for (int i = optind; i < argc; i++) rest.push_back(argv[i]);
+    return rest;
+  }
+};
+
+std::vector<std::string> read_config(const std::string& path, bool must_exist) {
+  std::ifstream in(path);
+  if (!in) {
+    if (!must_exist && errno == ENOENT) return {};
+    fail("cannot read config file {}: {}: fix the path", path, std::strerror(errno));
+  }
+  std::vector<std::string> words;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto w = config_line_words(line);
+    words.insert(words.end(), w.begin(), w.end());
+  }
+  return words;
+}
+
+}  // namespace
+
+std::span<const OptionSpec> option_table() {
+  return kTable;
+}
+
+std::vector<std::string> config_line_words(const std::string& line) {
+  std::vector<std::string> words;
+  size_t i = 0;
+  const size_t n = line.size();
+  auto blank = [&](size_t k) { return line[k] == ' ' || line[k] == '\t' || line[k] == '\r'; };
+  while (i < n) {
+    while (i < n && blank(i)) i++;
+    if (i >= n || line[i] == '\n') break;
+    if (line[i] == '#') break;  // a comment to the end of the line
+    std::string w;
+    if (line[i] == '"' && line.find('"', i + 1) != std::string::npos) {
+      // A quoted value: up to the next unescaped quote; \" stands for a quote.
+      i++;
+      while (i < n && line[i] != '"') {
+        if (line[i] == '\\' && i + 1 < n && line[i + 1] == '"') {
+          w += '"';
+          i += 2;
+          continue;
+        }
+        w += line[i++];
+      }
+      i++;  // the closing quote
+    } else {
+      while (i < n && !blank(i) && line[i] != '\n') w += line[i++];
+    }
+    if (words.empty()) w.insert(0, "--");
+    words.push_back(std::move(w));
+  }
+  return words;
+}
+
+ConfigSources default_config_sources() {
+  ConfigSources s;
+  if (const char* home = std::getenv("HOME")) s.home = home;
+  if (const char* env = std::getenv("CRIU_CONFIG_FILE")) {
+    s.env_file = env;
+    s.has_env_file = true;
+  }
+  return s;
+}
+
+bool parse(int argc, char** argv, Options* o) {
+  return parse(argc, argv, o, default_config_sources());
+}
+
+bool parse(int argc, char** argv, Options* o, const ConfigSources& sources) {
+  // First a look over the command line alone, as CRIU does: help wins over everything, and
+  // --config/--no-default-config decide which files are read.
+  bool no_default = false;
+  std::string config_file;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      usage();
+      return false;
+    }
+    if (a == "--help-man") {
+      man_page();
+      return false;
+    }
+    if (a == "--no-default-config") no_default = true;
+    if (a == "--config") {
+      if (i + 1 >= argc) fail("option --config needs an argument");
+      config_file = argv[i + 1];
+      no_default = true;
+    } else if (a.starts_with("--config=")) {
+      config_file = a.substr(9);
+      no_default = true;
+    }
+  }
+
+  std::vector<Source> sources_in_order;
+  if (!no_default) {
+    sources_in_order.push_back({"config " + sources.global, read_config(sources.global, false)});
+    if (!sources.home.empty()) {
+      std::string user = sources.home + "/.criu/default.conf";
+      sources_in_order.push_back({"config " + user, read_config(user, false)});
+    }
+  }
+  if (sources.has_env_file)
+    sources_in_order.push_back({"config " + sources.env_file + " (CRIU_CONFIG_FILE)",
+                                read_config(sources.env_file, true)});
+  if (!config_file.empty())
+    sources_in_order.push_back({"config " + config_file, read_config(config_file, true)});
+
+  Parser p{o};
+  for (const auto& src : sources_in_order) {
+    auto rest = p.run(src);
+    if (p.handled) return false;
+    if (!rest.empty())
+      fail(
+          "unexpected word '{}' in {}: one option per line, an optional value written "
+          "NAME=VALUE",
+          rest.front(), src.where);
+  }
+  Source cmdline{"", {}};
+  for (int i = 1; i < argc; i++) cmdline.words.push_back(argv[i]);
+  auto rest = p.run(cmdline);
+  if (p.handled) return false;
+  if (rest.empty()) fail("no action given: use one of check, dump, restore (see 'cryo --help')");
+  o->action = rest.front();
+  o->action_args.assign(rest.begin() + 1, rest.end());
+  check_action(*o);
+  return true;
+}
+
+void check_action(const Options& o) {
+  const std::string& a = o.action;
+  auto no_args = [&] {
+    if (!o.action_args.empty())
+      fail("unexpected argument '{}' after '{}': {} takes options only", o.action_args.front(), a,
+           a);
+  };
+  if (a == "dump" || a == "restore" || a == "check") return no_args();
+  if (a == "cpuinfo") {
+    if (o.action_args.empty()) fail("cpuinfo needs a sub-command: cpuinfo dump or cpuinfo check");
+    const std::string& sub = o.action_args.front();
+    if (sub != "dump" && sub != "check")
+      fail("unknown cpuinfo sub-command '{}': use cpuinfo dump or cpuinfo check", sub);
+    if (o.action_args.size() > 1)
+      fail("unexpected argument '{}' after 'cpuinfo {}'", o.action_args[1], sub);
+    fail("'cpuinfo {}' is not supported by cryo yet", sub);
+  }
+  if (a == "exec")
+    fail(
+        "the 'exec' action was removed from CRIU (the Compel library replaced it) and cryo "
+        "has none");
+  if (a == "swrk") {
+    if (o.action_args.size() != 1) fail("swrk takes one argument: cryo swrk FD");
+    fail("'swrk' is not supported by cryo yet");
+  }
+  for (const char* v : {"decode", "encode", "show"})
+    if (a == v)
+      fail(
+          "the image tool's '{}' comes first, with its own options: cryo {} ... (see cryo {} "
+          "--help)",
+          a, a, a);
+  for (const char* v : {"pre-dump", "page-server", "lazy-pages", "service", "dedup"})
+    if (a == v) {
+      no_args();
+      fail("'{}' is not supported by cryo yet", a);
+    }
+  fail("unknown command '{}': use dump, restore or check (see 'cryo --help')", a);
+}
+
+void version() {
+  std::printf("Version: %s\n", kCriuVersion);
+  std::printf("GitID: cryo-%s\n", CRYO_VERSION);
+}
+
+namespace {
+
+std::string left_column(const OptionSpec& s) {
+  std::string r = "  ";
+  r += s.letter ? std::string("-") + s.letter + "|" : "   ";
+  r += std::string("--") + s.name;
+  if (s.metavar)
+    r += s.arg == A::kOptional ? std::string("[=") + s.metavar + "]" : std::string(" ") + s.metavar;
+  return r;
+}
+
+// Wraps words to lines of at most width columns, each after indent.
+std::string wrap(const std::string& text, size_t first_col, size_t indent, size_t width) {
+  std::string out, word;
+  size_t col = first_col;
+  auto flush = [&] {
+    if (word.empty()) return;
+    if (col > indent && col + 1 + word.size() > width) {
+      out += '\n';
+      out.append(indent, ' ');
+      col = indent;
+    } else if (col > indent || (col == indent && !out.empty() && out.back() != ' ')) {
+      out += ' ';
+      col++;
+    }
+    out += word;
+    col += word.size();
+    word.clear();
+  };
+  for (char ch : text) {
+    if (ch == ' ')
+      flush();
+    else
+      word += ch;
+  }
+  flush();
+  return out;
+}
+
+void print_group(const char* title, Status status) {
+  std::printf("\n%s\n", title);
+  for (const auto& s : kTable) {
+    if (s.status != status) continue;
+    std::string left = left_column(s);
+    constexpr size_t kCol = 34;
+    if (left.size() + 1 >= kCol)
+      std::printf("%s\n%s", left.c_str(), std::string(kCol, ' ').c_str());
+    else
+      std::printf("%-*s", static_cast<int>(kCol), left.c_str());
+    std::printf("%s\n", wrap(s.help, kCol, kCol, 100).c_str());
+  }
+}
 
 }  // namespace
 
@@ -68,180 +658,94 @@ void usage() {
       "Usage:\n"
       "  cryo dump -t PID [-D DIR] [<options>]\n"
       "  cryo restore [-D DIR] [<options>]\n"
-      "  cryo check [--feature NAME | --all]\n"
+      "  cryo check [--feature NAME | --extra | --experimental | --all]\n"
       "\n"
-      "Options:\n"
-      "  -t|--tree PID          checkpoint the process tree rooted at PID\n"
-      "  -D|--images-dir DIR    directory for image files (default: .)\n"
-      "  -W|--work-dir DIR      directory for logs (default: the images directory)\n"
-      "  -o|--log-file FILE     log file, relative to the work directory\n"
-      "  -v[NUM]|--verbosity[=NUM]  log level 0..4 (-v alone raises it by one)\n"
-      "  -R|--leave-running     resume the tree after dump\n"
-      "  -s|--leave-stopped     leave the tree stopped after dump or restore\n"
-      "  -j|--shell-job         the tree is a job of a terminal session\n"
-      "  -d|--restore-detached  do not wait for the restored root task\n"
-      "  -l|--file-locks        dump and restore file locks\n"
-      "  --ext-unix-sk          allow unix sockets connected to a peer outside the tree\n"
-      "  --ghost-limit SIZE     largest deleted file saved in the images (default 1M)\n"
-      "  --link-remap           keep a deleted file by a hidden link instead of a copy\n"
-      "  --timeout SECONDS      how long the tree may take to stop (default 10)\n"
-      "  --pidfile FILE         write the restored root's PID to FILE\n"
-      "  --display-stats        print dump/restore statistics\n"
-      "  --no-default-config    do not read configuration files\n"
-      "  -V|--version           print the version\n"
-      "  -h|--help              print this help\n");
+      "cryo takes CRIU %s's command line. Not supported yet: pre-dump, page-server,\n"
+      "lazy-pages, service, swrk, dedup, cpuinfo dump|check.\n"
+      "Options come from /etc/criu/default.conf, ~/.criu/default.conf, $CRIU_CONFIG_FILE,\n"
+      "--config FILE, then the command line. Flags can be negated: --no-shell-job.\n",
+      kCriuVersion);
+  print_group("Options:", S::kImplemented);
+  print_group("Accepted, without effect on what cryo does:", S::kIgnored);
+  std::string refused;
+  for (const auto& s : kTable)
+    if (s.status == S::kRefused || s.status == S::kRemoved)
+      refused += (refused.empty() ? "" : ", ") + spelling(s);
+  std::printf("\nRefused by name (not supported yet):\n  %s\n", wrap(refused, 2, 2, 100).c_str());
 }
 
-bool parse(int argc, char** argv, Options* o) {
-  std::vector<option> longs = {
-      {"tree", required_argument, nullptr, 't'},
-      {"images-dir", required_argument, nullptr, 'D'},
-      {"work-dir", required_argument, nullptr, 'W'},
-      {"log-file", required_argument, nullptr, 'o'},
-      {"verbosity", optional_argument, nullptr, 'v'},
-      {"leave-running", no_argument, nullptr, 'R'},
-      {"leave-stopped", no_argument, nullptr, 's'},
-      {"shell-job", no_argument, nullptr, 'j'},
-      {"restore-detached", no_argument, nullptr, 'd'},
-      {"file-locks", no_argument, nullptr, 'l'},
-      {"ext-unix-sk", optional_argument, nullptr, kExtUnixSk},
-      {"ghost-limit", required_argument, nullptr, kGhostLimit},
-      {"link-remap", no_argument, nullptr, kLinkRemap},
-      {"timeout", required_argument, nullptr, kTimeout},
-      {"version", no_argument, nullptr, 'V'},
-      {"help", no_argument, nullptr, 'h'},
-      {"pidfile", required_argument, nullptr, kPidfile},
-      {"display-stats", no_argument, nullptr, kDisplayStats},
-      {"no-default-config", no_argument, nullptr, kNoDefaultConfig},
-      {"feature", required_argument, nullptr, kFeature},
-      {"all", no_argument, nullptr, kAll},
-  };
-  for (const char* name : kLater) longs.push_back({name, optional_argument, nullptr, kUnsupported});
-  longs.push_back({nullptr, 0, nullptr, 0});
+namespace {
 
-  opterr = 0;
-  optind = 1;
-  bool verbosity_set = false;
-  for (;;) {
-    int idx = -1;
-    int c = getopt_long(argc, argv, ":t:D:W:o:v::RsjdlVh", longs.data(), &idx);
-    if (c == -1) break;
-    switch (c) {
-      case 't': {
-        char* end;
-        long v = std::strtol(optarg, &end, 10);
-        if (*end || v <= 0 || v > 0x7fffffff)
-          fail("bad PID '{}' for -t/--tree: give a positive process ID", optarg);
-        o->tree = static_cast<pid_t>(v);
-        break;
-      }
-      case 'D':
-        o->images_dir = optarg;
-        break;
-      case 'W':
-        o->work_dir = optarg;
-        break;
-      case 'o':
-        o->log_file = optarg;
-        break;
-      case 'v':
-        if (optarg) {
-          // -v4, -vvv, --verbosity=3
-          if (std::strspn(optarg, "v") == std::strlen(optarg)) {
-            o->verbosity =
-                (verbosity_set ? o->verbosity : 2) + 1 + static_cast<int>(std::strlen(optarg));
-          } else {
-            char* end;
-            long v = std::strtol(optarg, &end, 10);
-            if (*end || v < 0) fail("bad verbosity '{}': use -v0 .. -v4", optarg);
-            o->verbosity = static_cast<int>(v);
-          }
-        } else {
-          o->verbosity = (verbosity_set ? o->verbosity : 2) + 1;
-        }
-        verbosity_set = true;
-        break;
-      case 'R':
-        o->leave_running = true;
-        break;
-      case 's':
-        o->leave_stopped = true;
-        break;
-      case 'j':
-        o->shell_job = true;
-        break;
-      case 'd':
-        o->restore_detached = true;
-        break;
-      case 'l':
-        o->file_locks = true;
-        break;
-      case kExtUnixSk:
-        o->ext_unix_sk = true;
-        break;
-      case kLinkRemap:
-        o->link_remap = true;
-        break;
-      case kTimeout: {
-        char* end;
-        long v = std::strtol(optarg, &end, 10);
-        if (end == optarg || *end || v <= 0 || v > 86400)
-          fail("bad timeout '{}' for --timeout: give seconds, 1 to 86400", optarg);
-        o->timeout = static_cast<unsigned>(v);
-        break;
-      }
-      case kGhostLimit: {
-        // A size with an optional K, M or G suffix, as CRIU takes it.
-        char* end;
-        unsigned long long v = std::strtoull(optarg, &end, 10);
-        int shift = 0;
-        if (*end == 'K' || *end == 'k') shift = 10;
-        if (*end == 'M' || *end == 'm') shift = 20;
-        if (*end == 'G' || *end == 'g') shift = 30;
-        if (shift) end++;
-        if (end == optarg || *end || optarg[0] == '-' || (shift && v > (~0ULL >> shift)))
-          fail("bad size '{}' for --ghost-limit: give bytes, or a number with K, M or G", optarg);
-        o->ghost_limit = static_cast<uint64_t>(v) << shift;
-        break;
-      }
-      case 'V':
-        std::printf("Version: %s (cryo)\n", CRYO_VERSION);
-        return false;
-      case 'h':
-        usage();
-        return false;
-      case kPidfile:
-        o->pidfile = optarg;
-        break;
-      case kDisplayStats:
-        o->display_stats = true;
-        break;
-      case kNoDefaultConfig:
-        break;  // cryo reads no configuration files
-      case kFeature:
-        o->features.push_back(optarg);
-        break;
-      case kAll:
-        o->check_all = true;
-        break;
-      case kUnsupported:
-        fail("option --{} is not supported by this version of cryo yet", longs[idx].name);
-      case ':':
-        fail("option {} needs an argument", argv[optind - 1]);
-      default:
-        if (optopt && optopt != '?')
-          fail("unknown option -{}: see 'cryo --help'", static_cast<char>(optopt));
-        fail("unknown option {}: see 'cryo --help'", argv[optind - 1]);
-    }
+// troff: a backslash and a leading dot or quote must be escaped.
+std::string roff(const std::string& s) {
+  std::string r;
+  for (char c : s) {
+    if (c == '\\')
+      r += "\\e";
+    else if (c == '-')
+      r += "\\-";
+    else
+      r += c;
   }
-  // getopt_long permutes argv: options may come before or after the action, as with CRIU.
-  if (optind >= argc) {
-    usage();
-    fail("no action given: use one of check, dump, restore");
+  if (!r.empty() && (r[0] == '.' || r[0] == '\'')) r.insert(0, "\\&");
+  return r;
+}
+
+void man_group(const char* title, Status status) {
+  std::printf(".SS %s\n", title);
+  for (const auto& s : kTable) {
+    if (s.status != status && !(status == S::kRefused && s.status == S::kRemoved)) continue;
+    std::string head;
+    if (s.letter) head += std::string("\\fB\\-") + s.letter + "\\fR, ";
+    head += "\\fB\\-\\-" + roff(s.name) + "\\fR";
+    if (s.metavar)
+      head += s.arg == A::kOptional ? "[=\\fI" + roff(s.metavar) + "\\fR]"
+                                    : " \\fI" + roff(s.metavar) + "\\fR";
+    std::string text = roff(s.help);
+    if (s.negatable) text += " (\\fB\\-\\-no\\-" + roff(s.name) + "\\fR is taken too.)";
+    std::printf(".TP\n%s\n%s\n", head.c_str(), text.c_str());
   }
-  o->action = argv[optind++];
-  if (optind < argc) fail("unexpected argument '{}'", argv[optind]);
-  return true;
+}
+
+}  // namespace
+
+void man_page() {
+  std::printf(
+      ".TH CRYO 8 \"\" \"cryo %s\" \"System Administration\"\n"
+      ".SH NAME\n"
+      "cryo \\- checkpoint and restore Linux process trees (a drop\\-in for criu)\n"
+      ".SH SYNOPSIS\n"
+      "\\fBcryo\\fR \\fIcommand\\fR [\\fIoptions\\fR]\n"
+      ".SH DESCRIPTION\n"
+      "\\fBcryo\\fR saves a running process tree to a directory of image files and restores "
+      "it later, on the same or another machine. It takes the command line of CRIU %s and "
+      "writes CRIU's image format, so it can be installed as \\fBcriu\\fR.\n"
+      ".SH COMMANDS\n"
+      ".TP\n\\fBdump\\fR\ncheckpoint the tree rooted at \\fB\\-t\\fR \\fIPID\\fR\n"
+      ".TP\n\\fBrestore\\fR\nrestore a tree from the images directory\n"
+      ".TP\n\\fBcheck\\fR\ndoes this kernel offer what cryo needs? With \\fB\\-\\-feature\\fR "
+      "\\fINAME\\fR: prints \\fINAME\\fR \\fBis supported\\fR and exits 0 when both the "
+      "kernel and cryo support it, else exits 1 saying which one lacks it\n"
+      ".TP\n\\fBpre\\-dump\\fR, \\fBpage\\-server\\fR, \\fBlazy\\-pages\\fR, \\fBservice\\fR, "
+      "\\fBswrk\\fR, \\fBdedup\\fR, \\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
+      "CRIU's; refused by name: not supported yet\n"
+      ".SH OPTIONS\n",
+      CRYO_VERSION, kCriuVersion);
+  man_group("Options", S::kImplemented);
+  man_group("Accepted without effect on what cryo does", S::kIgnored);
+  man_group("Refused (not supported yet)", S::kRefused);
+  std::printf(
+      ".SH FILES\n"
+      ".TP\n/etc/criu/default.conf, ~/.criu/default.conf\n"
+      "read first unless \\fB\\-\\-config\\fR or \\fB\\-\\-no\\-default\\-config\\fR is given; "
+      "then the file named by \\fBCRIU_CONFIG_FILE\\fR, then \\fB\\-\\-config\\fR \\fIFILE\\fR, "
+      "then the command line: a later source overrides an earlier one. One option per line "
+      "without the leading dashes, its value after a blank; \\fB#\\fR starts a comment; "
+      "\"double quotes\" keep blanks in a value.\n"
+      ".SH EXIT STATUS\n"
+      "0 on success; 1 on an error, which is reported in one line naming its cause.\n"
+      ".SH SEE ALSO\n"
+      "\\fBcriu\\fR(8), \\fBcrit\\fR(1)\n");
 }
 
 }  // namespace cryo::cli

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -27,13 +28,66 @@ struct Options {
   unsigned timeout = 10;           // seconds the tree has to stop (CRIU's default)
   bool restore_detached = false;
   bool display_stats = false;
-  bool check_all = false;
-  std::vector<std::string> features;
+  bool check_all = false;                // check --all: --extra and --experimental
+  bool check_extra = false;              // check --extra
+  bool check_experimental = false;       // check --experimental
+  std::vector<std::string> features;     // check --feature NAME (repeatable)
+  std::string stats_json;                // --stats-json FILE
+  std::vector<std::string> action_args;  // words after the action: "cpuinfo dump", "swrk FD"
 };
 
+// One row per option of CRIU 4.2 (and cryo's own): the parser, --help and the man page are
+// all made from this table.
+enum class Arg { kNone, kRequired, kOptional };
+enum class Status {
+  kImplemented,  // cryo does what CRIU does
+  kIgnored,      // accepted: it cannot change what cryo does (see the help text for why)
+  kRefused,      // refused by name: cryo cannot do it yet
+  kRemoved,      // removed from CRIU itself
+  kHidden,       // cryo's internal (the man page generator)
+};
+struct OptionSpec {
+  const char* name;  // long name, without the dashes
+  char letter;       // short option letter, or 0
+  Arg arg;
+  Status status;
+  bool negatable;       // CRIU also takes --no-NAME
+  const char* metavar;  // argument name in the help, or nullptr
+  const char* help;
+};
+std::span<const OptionSpec> option_table();
+// getopt's short option string: CRIU's letters, in CRIU's order.
+extern const char kShortOptions[];
+
+// Where configuration files come from. The defaults are CRIU's: /etc/criu/default.conf,
+// then $HOME/.criu/default.conf (both skipped with --config or --no-default-config), then the
+// file named by $CRIU_CONFIG_FILE, then --config FILE, then the command line itself; a later
+// source overrides an earlier one. Tests give their own paths.
+struct ConfigSources {
+  std::string global = "/etc/criu/default.conf";
+  std::string home;      // empty: no $HOME, the user's file is skipped
+  std::string env_file;  // $CRIU_CONFIG_FILE
+  bool has_env_file = false;
+};
+ConfigSources default_config_sources();
+
 // Parses argv; throws Error with a clear message on a wrong or unsupported option.
-// Returns false when the command was fully handled (help, version).
+// Returns false when the command was fully handled (help, version, man page).
 bool parse(int argc, char** argv, Options* o);
-void usage();
+bool parse(int argc, char** argv, Options* o, const ConfigSources& sources);
+// Throws unless o.action is a command cryo runs (dump, restore, check) with no stray words.
+// CRIU's other commands are refused by name.
+void check_action(const Options& o);
+
+// Splits one line of a configuration file into words as CRIU does: the first word gets "--"
+// in front, '#' starts a comment, "double quotes" keep spaces (\" is a quote inside them).
+std::vector<std::string> config_line_words(const std::string& line);
+
+void usage();     // --help, to stdout
+void man_page();  // cryo(8) in troff, to stdout (--help-man)
+void version();   // --version, to stdout
+
+// The CRIU release whose command line, image format and feature names cryo implements.
+inline constexpr const char* kCriuVersion = "4.2";
 
 }  // namespace cryo::cli

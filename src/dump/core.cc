@@ -174,6 +174,7 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadget
   const arch::Regs& regs = th.regs;  // already out of an rseq critical section
   arch::regs_to_image(regs, ti->mutable_gpregs());
   arch::xstate_to_image(xstate, ti->mutable_fpregs());
+  arch::tls_to_image(tid, ti);
   auto* thc = core->mutable_thread_core();
   thc->set_blk_sigset(sigmask);
   std::string comm = proc::read_file(fmt::format("/proc/{}/task/{}/comm", t.pid, tid));
@@ -309,7 +310,7 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     rt.check("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, {PR_GET_CHILD_SUBREAPER, s});
     int subreaper = 0;
     rt.read_mem(s, &subreaper, sizeof subreaper);
-    if (subreaper) tc->set_child_subreaper(true);
+    tc->set_child_subreaper(subreaper != 0);
     long dumpable = rt.syscall(SYS_prctl, {PR_GET_DUMPABLE});
     long thp = rt.syscall(SYS_prctl, {PR_GET_THP_DISABLE, 0, 0, 0, 0});
     extras->dumpable = dumpable >= 0 ? static_cast<int>(dumpable) : 1;
@@ -335,6 +336,9 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   tc->set_personality(static_cast<uint32_t>(std::stoul(pers, nullptr, 16)));
   std::string oom = proc::read_file(fmt::format("/proc/{}/oom_score_adj", pid));
   tc->set_oom_score_adj(std::stoi(oom));
+  // As CRIU on a kernel with audit: the login uid (4294967295 when never set).
+  if (auto luid = proc::try_read_file(fmt::format("/proc/{}/loginuid", pid)))
+    tc->set_loginuid(static_cast<uint32_t>(std::stoul(*luid)));
   // A SIGSTOP held back during the probes: the task is stopped, in the images and on release.
   for (const auto& th : t.threads)
     if (th.stop_requested) t.stopped = true;

@@ -6,11 +6,15 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
 
 #include "base/error.h"
 #include "base/fault.h"
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "base/progress.h"
 #include "core.pb.h"
 #include "dump/core.h"
 #include "dump/file_locks.h"
@@ -19,11 +23,11 @@
 #include "dump/seccomp.h"
 #include "fs.pb.h"
 #include "image/image.h"
+#include "image/stats.h"
 #include "infect/frozen_tree.h"
 #include "inventory.pb.h"
 #include "proc/proc.h"
 #include "pstree.pb.h"
-#include "stats.pb.h"
 
 namespace cryo::dump {
 namespace {
@@ -45,6 +49,43 @@ void check_namespaces(pid_t pid) {
   }
 }
 
+// Pages the dump of task `pid` will likely write (its anonymous memory, swapped or not): only
+// for the progress total, corrected once the task's pages are dumped.
+int64_t estimate_pages(pid_t pid) {
+  auto s = proc::try_read_file(fmt::format("/proc/{}/smaps_rollup", pid));
+  if (!s) return 0;
+  int64_t kib = 0;
+  for (const char* key : {"\nAnonymous:", "\nSwap:"}) {
+    auto at = s->find(key);
+    if (at != std::string::npos)
+      kib += std::strtoll(s->c_str() + at + std::strlen(key), nullptr, 10);
+  }
+  return kib / 4;
+}
+
+// The kernel objects a task refers to. Every task shares cryo's namespaces (checked above),
+// so each namespace kind has one id, the same in every task and in the inventory's root_ids;
+// CRIU writes these ids for every task too (and sets ns_per_id).
+task_kobj_ids_entry kobj_ids(pid_t pid) {
+  task_kobj_ids_entry ids;
+  ids.set_vm_id(pid);
+  ids.set_files_id(pid);
+  ids.set_fs_id(pid);
+  ids.set_sighand_id(pid);
+  ids.set_pid_ns_id(1);
+  ids.set_net_ns_id(2);
+  ids.set_ipc_ns_id(3);
+  ids.set_uts_ns_id(4);
+  ids.set_mnt_ns_id(5);
+  ids.set_user_ns_id(6);
+  ids.set_cgroup_ns_id(7);
+  if (::access("/proc/self/ns/time", F_OK) == 0) ids.set_time_ns_id(8);
+  return ids;
+}
+
+// inventory_entry.network_lock_method: cryo locks no network (CRIU's NETWORK_LOCK_SKIP).
+constexpr uint32_t kNetworkLockSkip = 2;
+
 }  // namespace
 
 void run(const Options& opts) {
@@ -61,6 +102,9 @@ void run(const Options& opts) {
   // An older image set here must not look whole if this dump fails half-way.
   if (::unlink((opts.dir + "/inventory.img").c_str()) < 0 && errno != ENOENT)
     fail_sys("cannot remove the old {}/inventory.img", opts.dir);
+  image::StatsJsonFile json(opts.stats_json);
+  progress::Reporter progress("dump");
+  progress::phase("freezing");
   auto t_start = clock::now();
   FrozenTree tree(opts.tree, opts.timeout);
   uint32_t freezing_us = usec_since(t_start);
@@ -101,20 +145,21 @@ void run(const Options& opts) {
   double mem_read = 0, mem_write = 0;
   uint32_t next_pages_id = 1;
   std::string& dir = const_cast<std::string&>(opts.dir);
+  std::map<pid_t, int64_t> estimate;
+  if (progress::active())
+    for (const auto& t : tasks)
+      if (!t.zombie) progress::add_total(estimate[t.pid] = estimate_pages(t.pid));
 
   for (auto& t : tasks) {
     interrupt_point();
-    task_kobj_ids_entry ids;
-    ids.set_vm_id(t.pid);
-    ids.set_files_id(t.pid);
-    ids.set_fs_id(t.pid);
-    ids.set_sighand_id(t.pid);
+    task_kobj_ids_entry ids = kobj_ids(t.pid);
     if (t.zombie) {
       image::write_one(dir, fmt::format("core-{}.img", t.pid), image::magic::kCore,
                        dump_zombie_core(t));
       continue;
     }
     log::info("dumping task {} ({})", t.pid, t.stat.comm);
+    progress::phase(fmt::format("task {}", t.pid));
     CoreExtras extras;
     std::vector<core_entry> cores = dump_core(t, seccomp, &extras);
     *cores[0].mutable_ids() = ids;
@@ -125,15 +170,18 @@ void run(const Options& opts) {
 
     mm_entry mm = collect_mm(t.pid, extras.brk, files, shmem);
     mm.set_dumpable(extras.dumpable);
-    if (extras.thp_disabled) mm.set_thp_disabled(true);
+    mm.set_thp_disabled(extras.thp_disabled);
     image::write_one(dir, fmt::format("mm-{}.img", t.pid), image::magic::kMm, mm);
+    progress::phase(fmt::format("memory of task {}", t.pid));
     PageStats ps = dump_pages(t.pid, mm, dir, next_pages_id++);
+    progress::add_total(static_cast<int64_t>(ps.written) - estimate[t.pid]);
     pages_scanned += ps.scanned;
     pages_written += ps.written;
     mem_read += ps.read_seconds;
     mem_write += ps.write_seconds;
 
     interrupt_point();
+    progress::phase(fmt::format("files of task {}", t.pid));
     files.dump_fds(t.pid, ids.files_id(), dir);
     fs_entry fs;
     std::string cwd = proc::read_link(fmt::format("/proc/{}/cwd", t.pid));
@@ -144,7 +192,9 @@ void run(const Options& opts) {
     fs.set_umask(proc::read_status(t.pid).umask);
     image::write_one(dir, fmt::format("fs-{}.img", t.pid), image::magic::kFs, fs);
   }
-  pages_written += shmem.dump(dir, &next_pages_id);
+  progress::phase("shared memory");
+  ShmemPages shpages = shmem.dump(dir, &next_pages_id);
+  progress::phase("writing images");
   files.write(dir);
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
   seccomp.write(dir);
@@ -166,13 +216,9 @@ void run(const Options& opts) {
   inventory_entry inv;
   inv.set_img_version(image::kImagesV1_1);
   inv.set_fdinfo_per_id(true);
-  task_kobj_ids_entry root_ids;
-  root_ids.set_vm_id(root.pid);
-  root_ids.set_files_id(root.pid);
-  root_ids.set_fs_id(root.pid);
-  root_ids.set_sighand_id(root.pid);
-  *inv.mutable_root_ids() = root_ids;
-  inv.set_ns_per_id(false);
+  *inv.mutable_root_ids() = kobj_ids(root.pid);
+  inv.set_ns_per_id(true);
+  inv.set_network_lock_method(kNetworkLockSkip);
   inv.set_lsmtype(NO_LSM);
   std::string uptime = proc::read_file("/proc/uptime");
   inv.set_dump_uptime(static_cast<uint64_t>(std::stod(uptime) * 1e6));
@@ -180,32 +226,40 @@ void run(const Options& opts) {
 
   fault_point("dump-after-images");
 
-  uint32_t frozen_us = usec_since(t_frozen);
-  stats_entry stats;
-  auto* d = stats.mutable_dump();
-  d->set_freezing_time(freezing_us);
-  d->set_frozen_time(frozen_us);
-  d->set_memdump_time(static_cast<uint32_t>(mem_read * 1e6));
-  d->set_memwrite_time(static_cast<uint32_t>(mem_write * 1e6));
-  d->set_pages_scanned(pages_scanned);
-  d->set_pages_skipped_parent(0);
-  d->set_pages_written(pages_written);
-  d->set_pages_lazy(0);
-  image::write_one(dir, "stats-dump", image::magic::kStats, stats, /*service=*/true);
-
   files.commit();
+  progress::phase("releasing the tree");
   tree.commit(opts.leave_stopped   ? FrozenTree::End::kStop
               : opts.leave_running ? FrozenTree::End::kRun
                                    : FrozenTree::End::kKill);
-  log::info("dump of tree {} finished: {} task(s), {} pages written", opts.tree, tasks.size(),
-            pages_written);
+  progress.stop();
+  // As CRIU: the tree is frozen until it is killed, resumed or left stopped, and the
+  // statistics are written once the dump is complete.
+  stats_entry stats = image::empty_dump_stats();
+  auto* d = stats.mutable_dump();
+  d->set_freezing_time(freezing_us);
+  d->set_frozen_time(usec_since(t_frozen));
+  d->set_memdump_time(static_cast<uint32_t>(mem_read * 1e6));
+  d->set_memwrite_time(static_cast<uint32_t>(mem_write * 1e6));
+  d->set_pages_scanned(pages_scanned);
+  d->set_pages_written(pages_written);
+  d->set_shpages_scanned(shpages.scanned);
+  d->set_shpages_written(shpages.written);
+  log::info("dump of tree {} finished: {} task(s), {} pages written ({} of shared memory)",
+            opts.tree, tasks.size(), pages_written + shpages.written, shpages.written);
+  // The dump is done: a statistics file that cannot be written does not undo it.
+  try {
+    image::write_one(dir, "stats-dump", image::magic::kStats, stats, /*service=*/true);
+  } catch (const Error& e) {
+    log::user(log::kWarn, e.what());
+  }
   if (opts.display_stats) {
-    std::printf("Displaying dump stats:\n");
-    std::printf(
-        "Freezing time: %u us\nFrozen time: %u us\nMemory dump time: %u us\n"
-        "Memory write time: %u us\nPages scanned: %lu\nPages written: %lu\n",
-        freezing_us, frozen_us, d->memdump_time(), d->memwrite_time(),
-        static_cast<unsigned long>(pages_scanned), static_cast<unsigned long>(pages_written));
+    std::fputs(image::stats_text(stats).c_str(), stdout);
+    std::fflush(stdout);
+  }
+  try {
+    json.write(stats);
+  } catch (const Error& e) {
+    log::user(log::kWarn, e.what());
   }
 }
 

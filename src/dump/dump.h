@@ -20,6 +20,7 @@ struct Options {
   bool link_remap = false;  // --link-remap: deleted files are linked, not copied
   unsigned timeout = 10;
   bool display_stats = false;
+  std::string stats_json;  // --stats-json FILE (relative to the current directory)
 };
 
 void run(const Options& opts);

@@ -36,6 +36,12 @@ std::string kind_of_link(const std::string& link) {
 }  // namespace
 
 void refuse_io_uring(pid_t pid, const std::vector<pid_t>& io_workers) {
+  const proc::Vma* ring = nullptr;
+  const std::vector<proc::Vma> maps = proc::read_maps(pid);
+  for (const proc::Vma& v : maps)
+    if (v.path == kIoUringLink) ring = &v;
+  if (!ring && io_workers.empty()) return;  // an fd on a ring alone is refused with the fds
+  // Name the ring's fd when there is one, as the fds would.
   std::string base = fmt::format("/proc/{}/fd", pid);
   for (int fd : proc::list_dir_numbers(base)) {
     std::string link;
@@ -46,23 +52,20 @@ void refuse_io_uring(pid_t pid, const std::vector<pid_t>& io_workers) {
     }
     if (link == kIoUringLink) refuse_fd(pid, fd, kind_of_link(link), link);
   }
-  for (const proc::Vma& v : proc::read_maps(pid))
-    if (v.path == kIoUringLink)
-      fail(
-          "task {}: an io_uring instance is mapped at {:x}-{:x} ({}) with no fd left on it: "
-          "io_uring is not supported yet",
-          pid, v.start, v.end, v.path);
-  if (!io_workers.empty()) {
-    std::string names;
-    for (pid_t tid : io_workers) {
-      std::string comm =
-          proc::try_read_file(fmt::format("/proc/{}/task/{}/comm", pid, tid)).value_or("exited");
-      if (!comm.empty() && comm.back() == '\n') comm.pop_back();
-      names += fmt::format("{}{} {}", names.empty() ? "" : ", ", tid, comm);
-    }
-    fail("task {}: io_uring kernel threads work for it ({}): io_uring is not supported yet", pid,
-         names);
+  if (ring)
+    fail(
+        "task {}: an io_uring instance is mapped at {:x}-{:x} ({}) with no fd left on it: "
+        "io_uring is not supported yet",
+        pid, ring->start, ring->end, ring->path);
+  std::string names;
+  for (pid_t tid : io_workers) {
+    std::string comm =
+        proc::try_read_file(fmt::format("/proc/{}/task/{}/comm", pid, tid)).value_or("exited");
+    if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    names += fmt::format("{}{} {}", names.empty() ? "" : ", ", tid, comm);
   }
+  fail("task {}: io_uring kernel threads work for it ({}): io_uring is not supported yet", pid,
+       names);
 }
 
 FileTable::FileTable(FileTableOptions o) : opts_(std::move(o)) {

@@ -23,9 +23,10 @@
 
 namespace cryo::dump {
 
-// Refuses a task using io_uring, before anything is dumped: an fd on a ring (the same message
-// dump_fds gives for any unsupported fd), a ring still mapped after its fd was closed, or
-// io_uring kernel threads (`io_workers`, never seized) working for it.
+// Refuses a task using io_uring, before anything is dumped: a ring mapped (naming its fd, if
+// any, as dump_fds names any unsupported fd) or io_uring kernel threads (`io_workers`, never
+// seized) working for it. An fd on a ring that is neither mapped nor worked for is refused
+// by dump_fds.
 void refuse_io_uring(pid_t pid, const std::vector<pid_t>& io_workers);
 
 struct FileTableOptions {

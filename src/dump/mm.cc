@@ -13,6 +13,7 @@
 #include "base/fd.h"
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "base/progress.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
 #include "pagemap.pb.h"
@@ -91,6 +92,8 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
     if (v.has_flag("gd")) flags |= MAP_GROWSDOWN;
     if (v.has_flag("nr")) flags |= MAP_NORESERVE;
     e->set_fd(-1);
+    // As CRIU, for every mapping: how its file would be opened ("mw": may be made writable).
+    e->set_fdflags((v.shared && (v.w || v.has_flag("mw"))) ? O_RDWR : O_RDONLY);
     if (uint64_t m = madv_bits(v)) e->set_madv(m);
     uint32_t status = image::kVmaRegular;
     auto where = [&] {
@@ -225,6 +228,7 @@ PageStats dump_pages(pid_t pid, const mm_entry& mm, const std::string& dir, uint
     used += total;
     remote.clear();
     pending = 0;
+    progress::add_done(total / kernel::kPageSize);
     stats.read_seconds += std::chrono::duration<double>(clock::now() - t0).count();
   };
 

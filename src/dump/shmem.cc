@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/progress.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
 #include "pagemap.pb.h"
@@ -24,8 +25,8 @@ void ShmemTable::add_link(uint64_t inode, const std::string& link, pid_t pid) {
   objects_.try_emplace(inode, Where{pid, link});
 }
 
-uint64_t ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
-  uint64_t written = 0;
+ShmemPages ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
+  ShmemPages pages;
   for (const auto& [inode, w] : objects_) {
     // The object itself, through a /proc link: its holes are skipped with
     // SEEK_DATA/SEEK_HOLE and its pages read without touching the task.
@@ -33,6 +34,8 @@ uint64_t ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
     Fd fd(::open(link.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) fail_sys("cannot open shared memory object {} of task {} ({})", inode, w.pid, link);
     off_t size = ::lseek(fd.get(), 0, SEEK_END);
+    pages.scanned +=
+        kernel::page_up(static_cast<uint64_t>(std::max<off_t>(size, 0))) / kernel::kPageSize;
     uint32_t pages_id = (*next_pages_id)++;
     std::string pages_name = fmt::format("pages-{}.img", pages_id);
     Fd out = image::create_raw(dir, pages_name);
@@ -65,14 +68,16 @@ uint64_t ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
         if (::write(out.get(), buf.data(), n) != static_cast<ssize_t>(n))
           fail_sys("cannot write image {}/{}", dir, pages_name);
         off += static_cast<off_t>(n);
+        progress::add_total(static_cast<int64_t>(n / kernel::kPageSize));
+        progress::add_done(n / kernel::kPageSize);
       }
-      written += static_cast<uint64_t>(end - data) / kernel::kPageSize;
+      pages.written += static_cast<uint64_t>(end - data) / kernel::kPageSize;
       pos = hole;
     }
     pm.close();
     log::info("shared memory object {} ({} bytes) dumped from task {}", inode, size, w.pid);
   }
-  return written;
+  return pages;
 }
 
 }  // namespace cryo::dump

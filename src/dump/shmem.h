@@ -11,14 +11,20 @@
 
 namespace cryo::dump {
 
+// Pages of the objects (CRIU's shpages_* statistics): all of their pages, and those written.
+struct ShmemPages {
+  uint64_t scanned = 0;
+  uint64_t written = 0;
+};
+
 class ShmemTable {
  public:
   // Notes that task `pid` maps object `inode` at [start, end).
   void add(pid_t pid, uint64_t inode, uint64_t start, uint64_t end);
   // Notes an object reachable through a /proc link (a memfd: /proc/PID/fd/N).
   void add_link(uint64_t inode, const std::string& link, pid_t pid);
-  // Dumps each object once; returns the pages written.
-  uint64_t dump(const std::string& dir, uint32_t* next_pages_id);
+  // Dumps each object once.
+  ShmemPages dump(const std::string& dir, uint32_t* next_pages_id);
 
  private:
   struct Where {

@@ -107,7 +107,8 @@ void UnixSockets::dump(FdContext& c, uint32_t id, file_entry* e) {
     int fd, off;
     ~PeekBack() { ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off); }
   } peek_back{sk, old_off};
-  std::string buf(1 << 20, '\0');
+  std::string& buf = peek_buf_;  // one for all sockets: zeroing 1 MiB each costs
+  if (buf.empty()) buf.resize(1 << 20);
   std::string stream;
   const size_t queued_before = queues_.size();
   char ctl[CMSG_SPACE(sizeof(int) * 64)];

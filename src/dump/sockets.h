@@ -48,6 +48,7 @@ class UnixSockets {
     std::string data;
   };
   std::vector<Packet> queues_;
+  std::string peek_buf_;
 };
 
 }  // namespace cryo::dump

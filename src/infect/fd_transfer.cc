@@ -1,12 +1,14 @@
 #include "infect/fd_transfer.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 
 #include "base/error.h"
+#include "base/log.h"
 #include "kernel/syscalls.h"
 
 namespace cryo {
@@ -58,14 +60,134 @@ uint64_t FdInstaller::take(int mine, const char* what) {
   return static_cast<uint64_t>(got);
 }
 
-void FdInstaller::install(int mine, uint64_t target, bool cloexec, const char* what) {
-  const uint64_t got = take(mine, what);
-  if (got != target) {
-    rt_.check("dup3", SYS_dup3, {got, target, cloexec ? static_cast<uint64_t>(O_CLOEXEC) : 0});
-    rt_.check("close", SYS_close, {got});
-  } else if (!cloexec) {
-    rt_.check("fcntl(F_SETFD)", SYS_fcntl, {target, F_SETFD, 0});
+// A file at a time takes three remote syscalls (pidfd_getfd, dup3 or fcntl, close), each a
+// round trip through ptrace: thousands of fds would take seconds. Instead cryo sends its
+// files over a unix datagram socket, up to SCM_MAX_FD in one message, and the task receives
+// each message with one recvmsg. The kernel puts received files at the lowest free numbers,
+// in order: with every number below taken, a run of consecutive targets lands exactly. Numbers
+// no file goes to are filled with placeholders (cryo's /dev/null), closed at the end, one
+// close_range per gap. Close-on-exec: every file arrives with the setting most of them have
+// (MSG_CMSG_CLOEXEC or not); the others are set after, each run of consecutive files with
+// one close_range(CLOSE_RANGE_CLOEXEC), or each file with one fcntl(F_SETFD, 0) when close-
+// on-exec must come off. The numbers the task got are checked against the targets.
+void FdInstaller::install_all(const std::vector<Placement>& all) {
+  if (all.empty()) return;
+  constexpr size_t kMaxPerMessage = 253;            // SCM_MAX_FD
+  constexpr uint64_t kCloseRangeCloexec = 1u << 2;  // CLOSE_RANGE_CLOEXEC
+  const uint64_t top = all.back().target;
+  if (top >= pidfd_) fail("internal: fd {} to install is not below the pidfd {}", top, pidfd_);
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0)
+    fail_sys("task {}: cannot make a socket pair to pass its files", rt_.tid());
+  Fd mine(sv[0]), theirs(sv[1]);
+  Fd placeholder(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!placeholder) fail_sys("cannot open /dev/null");
+  // The task's end, above every number to fill.
+  const uint64_t got = take(theirs.get(), "the socket its files come through");
+  const uint64_t sock =
+      rt_.check("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl, {got, F_DUPFD_CLOEXEC, pidfd_ + 1});
+  rt_.check("close", SYS_close, {got});
+
+  // Every number from 0 to the highest target: a file or a placeholder.
+  struct Slot {
+    int fd;
+    bool cloexec;
+    bool hole;
+  };
+  std::vector<Slot> slots(top + 1, Slot{placeholder.get(), true, true});
+  for (const Placement& p : all) slots[p.target] = Slot{p.mine, p.cloexec, false};
+  // Which setting to receive with: the one that leaves fewer remote calls after.
+  size_t cloexec_runs = 0, plain = 0;
+  for (size_t i = 0; i < slots.size(); i++) {
+    if (slots[i].hole) continue;
+    if (!slots[i].cloexec) plain++;
+    if (slots[i].cloexec && (i == 0 || !slots[i - 1].cloexec || slots[i - 1].hole)) cloexec_runs++;
   }
+  const bool receive_cloexec = plain < cloexec_runs;
+
+  // The message the task receives into: msghdr, iovec, one byte, control.
+  constexpr size_t kHdr = 0, kIov = 64, kByte = 96, kControl = 128;
+  const uint64_t base = rt_.scratch();
+  size_t at = 0;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * kMaxPerMessage));
+  while (at < slots.size()) {
+    const size_t n = std::min(kMaxPerMessage, slots.size() - at);
+    // Send.
+    char byte = 0;
+    iovec iov{&byte, 1};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    int* fds = reinterpret_cast<int*>(CMSG_DATA(c));
+    for (size_t k = 0; k < n; k++) fds[k] = slots[at + k].fd;
+    if (::sendmsg(mine.get(), &msg, MSG_NOSIGNAL) != 1)
+      fail_sys("task {}: cannot send it files {} to {}", rt_.tid(), at, at + n - 1);
+    // Receive, in the task.
+    const size_t clen = CMSG_SPACE(sizeof(int) * n);
+    iovec riov{reinterpret_cast<void*>(base + kByte), 1};
+    msghdr rmsg{};
+    rmsg.msg_iov = reinterpret_cast<iovec*>(base + kIov);
+    rmsg.msg_iovlen = 1;
+    rmsg.msg_control = reinterpret_cast<void*>(base + kControl);
+    rmsg.msg_controllen = clen;
+    rt_.put(kIov, &riov, sizeof riov);
+    rt_.put(kHdr, &rmsg, sizeof rmsg);
+    std::vector<char> zero(clen, 0);
+    rt_.put(kControl, zero.data(), clen);
+    const uint64_t flags = receive_cloexec ? MSG_CMSG_CLOEXEC : 0;
+    long r = rt_.syscall(SYS_recvmsg, {sock, base + kHdr, flags});
+    if (r != 1)
+      fail_errno(r < 0 ? static_cast<int>(-r) : EPROTO,
+                 "task {}: cannot receive its files {} to {}", rt_.tid(), at, at + n - 1);
+    // Check where they landed.
+    msghdr back{};
+    rt_.read_mem(base + kHdr, &back, sizeof back);
+    rt_.read_mem(base + kControl, control.data(), clen);
+    msghdr view{};
+    view.msg_control = control.data();
+    view.msg_controllen = back.msg_controllen;
+    cmsghdr* rc = CMSG_FIRSTHDR(&view);
+    if ((back.msg_flags & MSG_CTRUNC) || !rc || rc->cmsg_type != SCM_RIGHTS ||
+        rc->cmsg_len != CMSG_LEN(sizeof(int) * n))
+      fail("task {}: its files {} to {} did not all arrive", rt_.tid(), at, at + n - 1);
+    const int* landed = reinterpret_cast<const int*>(CMSG_DATA(rc));
+    for (size_t k = 0; k < n; k++)
+      if (static_cast<uint64_t>(landed[k]) != at + k)
+        fail("task {}: file for fd {} landed at fd {}: an fd below it was not free", rt_.tid(),
+             at + k, landed[k]);
+    at += n;
+  }
+  // Close-on-exec where it differs from what the files came with.
+  for (size_t i = 0; i < slots.size(); i++) {
+    if (slots[i].hole || slots[i].cloexec == receive_cloexec) continue;
+    if (receive_cloexec) {
+      rt_.check("fcntl(F_SETFD)", SYS_fcntl, {i, F_SETFD, 0});
+      continue;
+    }
+    size_t j = i;
+    while (j + 1 < slots.size() && !slots[j + 1].hole && slots[j + 1].cloexec) j++;
+    rt_.check("close_range(CLOSE_RANGE_CLOEXEC)", SYS_close_range, {i, j, kCloseRangeCloexec});
+    i = j;
+  }
+  // Close the placeholders, a range at a time.
+  for (size_t i = 0; i < slots.size();) {
+    if (!slots[i].hole) {
+      i++;
+      continue;
+    }
+    size_t j = i;
+    while (j + 1 < slots.size() && slots[j + 1].hole) j++;
+    rt_.check("close_range", SYS_close_range, {i, j, 0});
+    i = j + 1;
+  }
+  rt_.check("close", SYS_close, {sock});
+  log::debug("task {}: {} files installed", rt_.tid(), all.size());
 }
 
 }  // namespace cryo

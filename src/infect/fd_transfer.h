@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "base/fd.h"
 #include "infect/remote_task.h"
@@ -41,9 +42,15 @@ class FdInstaller {
   // The task takes cryo's fd `mine`; returns the number it got (the lowest free one).
   // `what` names the file in errors.
   uint64_t take(int mine, const char* what);
-  // The task takes cryo's fd `mine` at number `target` (close-on-exec as `cloexec`): placing
-  // fds in increasing order, the number the task gets is never above the one wanted.
-  void install(int mine, uint64_t target, bool cloexec, const char* what);
+  // Where one of cryo's files goes in the task.
+  struct Placement {
+    uint64_t target;  // the fd number, below the pidfd's
+    int mine;         // cryo's fd
+    bool cloexec;
+  };
+  // Installs every file of `all` (sorted by target, no number twice) into a task whose
+  // numbers below the pidfd's are all free, in batches: see fd_transfer.cc.
+  void install_all(const std::vector<Placement>& all);
   // The number of the task's pidfd on cryo: fd numbers above it are free for moving aside.
   uint64_t pidfd() const { return pidfd_; }
   void close();

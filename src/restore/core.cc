@@ -322,6 +322,7 @@ void restore_registers(RemoteTask& rt, const core_entry& core) {
   arch::set_xstate(tid, area);
   arch::Regs r = arch::regs_from_image(core.thread_info().gpregs());
   arch::prepare_restart(r);
+  arch::tls_from_image(tid, core.thread_info(), fmt::format("core-{}.img", tid));
   arch::set_regs(tid, r);
   uint64_t mask =
       core.thread_core().blk_sigset() & ~((1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1)));

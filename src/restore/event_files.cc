@@ -111,6 +111,10 @@ class EventpollKind : public FileKind {
       if (tfd.has_cryo_target_id()) top = std::max<uint64_t>(top, uint64_t{tfd.tfd()} + 1);
     return top;
   }
+  void needs(const file_entry& f, const Plan&, std::vector<uint32_t>* out) override {
+    for (const auto& tfd : f.epfd().tfd())
+      if (tfd.has_cryo_target_id()) out->push_back(tfd.cryo_target_id());
+  }
   void settle(RemoteTask& rt, const TaskPlan& t, const fdinfo_entry& fdi, FdInstaller& installer,
               FileSet& files) override;
 

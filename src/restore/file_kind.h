@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "base/fd.h"
 #include "image/fdinfo.h"
@@ -29,6 +30,10 @@ class FileKind {
   virtual void check(Plan& /*plan*/, const file_entry& /*f*/, pid_t /*pid*/, int /*fd*/) const {}
   // cryo's own open file for `f`, made once per open file.
   virtual Fd open(const file_entry& f, FileSet& files) = 0;
+  // Files (ids) cryo must still hold when `f` is made or settled (a socket's peer, the files
+  // an epoll watches under closed numbers): they are let go only after `f` is.
+  virtual void needs(const file_entry& /*f*/, const Plan& /*plan*/,
+                     std::vector<uint32_t>* /*out*/) {}
   // An fd number the task needs free for a while when settling `f`: the task's pidfd on cryo
   // is kept above it. 0 when none.
   virtual uint64_t needs_free(const file_entry& /*f*/) const { return 0; }

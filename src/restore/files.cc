@@ -44,7 +44,34 @@ Fd open_checked(const std::string& path, uint32_t flags, bool has_mode, uint32_t
 }
 
 FileSet::FileSet(const Plan& plan, Ttys& ttys)
-    : plan_(plan), ttys_(ttys), kinds_(make_file_kinds()) {}
+    : plan_(plan), ttys_(ttys), kinds_(make_file_kinds()) {
+  for (const TaskPlan& t : plan.tasks)
+    for (const auto& fdi : t.fds) users_[fdi.id()]++;
+  std::vector<uint32_t> needed;
+  for (const auto& [id, f] : plan.files) {
+    if (!users_.count(id)) continue;  // not an fd's: made (or not) for other reasons
+    needed.clear();
+    kind(f).needs(f, plan, &needed);
+    for (uint32_t n : needed) users_[n]++;
+  }
+}
+
+void FileSet::done_with(const TaskPlan& t) {
+  for (const auto& fdi : t.fds) release(fdi.id());
+  log::debug("task {}: cryo now holds {} files of the tree", t.pid(), files_.size());
+}
+
+void FileSet::release(uint32_t id) {
+  auto u = users_.find(id);
+  if (u == users_.end() || u->second == 0) return;
+  if (--u->second) return;
+  files_.erase(id);
+  released_.insert(id);
+  std::vector<uint32_t> needed;
+  const file_entry& f = entry(id);
+  kind(f).needs(f, plan_, &needed);
+  for (uint32_t n : needed) release(n);
+}
 
 FileSet::~FileSet() = default;
 
@@ -67,6 +94,8 @@ const file_entry& FileSet::entry(uint32_t id) const {
 
 int FileSet::get(uint32_t id) {
   if (auto it = files_.find(id); it != files_.end()) return it->second.get();
+  if (released_.count(id))
+    fail("internal: file {} is needed again after cryo let go of it: restore cannot go on", id);
   const file_entry& f = entry(id);
   Fd fd = kind(f).open(f, *this);
   int raw = fd.get();
@@ -89,15 +118,32 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
     top = std::max(top, files.kind(f).needs_free(f));
   }
   FdInstaller installer(rt, top);
-  // Two passes: a file about the task's fds (/proc/PID/fdinfo/N) opens once they are there.
-  for (bool late : {false, true})
-    for (const auto& fdi : t.fds) {
-      const file_entry& f = files.entry(fdi.id());
-      if (files.kind(f).after_others(f) != late) continue;
-      const std::string what = fmt::format("file {} for fd {}", fdi.id(), fdi.fd());
-      installer.install(files.get(fdi.id()), fdi.fd(), fdi.flags() & FD_CLOEXEC, what.c_str());
-      log::debug("task {} fd {}: file {}", pid, fdi.fd(), fdi.id());
+  // A file about the task's own fds (/proc/PID/fdinfo/N) is opened once they are in place.
+  std::vector<FdInstaller::Placement> all;
+  std::vector<const fdinfo_entry*> late;
+  all.reserve(t.fds.size());
+  for (const auto& fdi : t.fds) {
+    const file_entry& f = files.entry(fdi.id());
+    if (files.kind(f).after_others(f)) {
+      late.push_back(&fdi);
+      continue;
     }
+    all.push_back({fdi.fd(), files.get(fdi.id()), (fdi.flags() & FD_CLOEXEC) != 0});
+    log::debug("task {} fd {}: file {}", pid, fdi.fd(), fdi.id());
+  }
+  installer.install_all(all);
+  for (const fdinfo_entry* fdi : late) {
+    const std::string what = fmt::format("file {} for fd {}", fdi->id(), fdi->fd());
+    const uint64_t got = installer.take(files.get(fdi->id()), what.c_str());
+    const bool cloexec = fdi->flags() & FD_CLOEXEC;
+    if (got != fdi->fd()) {
+      rt.check("dup3", SYS_dup3, {got, fdi->fd(), cloexec ? static_cast<uint64_t>(O_CLOEXEC) : 0});
+      rt.check("close", SYS_close, {got});
+    } else if (!cloexec) {
+      rt.check("fcntl(F_SETFD)", SYS_fcntl, {got, F_SETFD, 0});
+    }
+    log::debug("task {} fd {}: file {} (after the others)", pid, fdi->fd(), fdi->id());
+  }
   for (const auto& fdi : t.fds) {
     const file_entry& f = files.entry(fdi.id());
     files.kind(f).settle(rt, t, fdi, installer, files);

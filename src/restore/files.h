@@ -27,6 +27,9 @@ class FileSet {
   int get(uint32_t id);
   const file_entry& entry(uint32_t id) const;
   FileKind& kind(const file_entry& f);
+  // Task `t` holds its files now: cryo lets go of its own copies of those no task still to
+  // come needs (a tree may hold more files than cryo may have open at once).
+  void done_with(const TaskPlan& t);
   // For a kind that makes two files at once (a socketpair): `fd` is cryo's fd on file `id`.
   void adopt(uint32_t id, Fd fd);
   const Plan& plan() const { return plan_; }
@@ -39,6 +42,9 @@ class FileSet {
   Ttys& ttys_;
   FileKinds kinds_;  // before files_: the files go first
   std::map<uint32_t, Fd> files_;
+  std::map<uint32_t, uint32_t> users_;  // file id -> fds and files still to come that need it
+  std::set<uint32_t> released_;
+  void release(uint32_t id);
 };
 
 // Opens a file named in the images without blocking (a FIFO now at a regular file's path would

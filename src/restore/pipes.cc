@@ -47,14 +47,23 @@ class PipeEnds {
 
  private:
   struct Pipe {
-    Fd rd, wr;  // cryo's ends; for a FIFO, rd is an O_RDWR handle keeping it open
+    Fd rd, wr;             // cryo's ends; for a FIFO, rd is an O_RDWR handle keeping it open
+    uint32_t to_open = 0;  // open files on it still to make: at 0 cryo's ends go
   };
   bool fifo_;
+  bool counted_ = false;
   std::map<uint32_t, Pipe> pipes_;
 };
 
 Fd PipeEnds::open(const Plan& plan, uint32_t pipe_id, uint32_t flags, const reg_file_entry* r) {
   const bool fifo = fifo_;
+  if (!counted_) {
+    for (const auto& [id, f] : plan.files) {
+      if (fifo && f.type() == FIFO) pipes_[f.fifo().pipe_id()].to_open++;
+      if (!fifo && f.type() == PIPE) pipes_[f.pipe().pipe_id()].to_open++;
+    }
+    counted_ = true;
+  }
   Pipe& p = pipes_[pipe_id];
   const std::string path = r ? r->name() : "";
   if (!p.rd) {
@@ -95,6 +104,10 @@ Fd PipeEnds::open(const Plan& plan, uint32_t pipe_id, uint32_t flags, const reg_
   // A pipe end made here is a new open file, so its status flags are its own.
   if (::fcntl(end.get(), F_SETFL, flags & (O_NONBLOCK | O_APPEND | O_ASYNC | O_DIRECT)) < 0)
     fail_sys("cannot set the flags of pipe {}", pipe_id);
+  if (p.to_open <= 1)
+    pipes_.erase(pipe_id);
+  else
+    p.to_open--;
   return end;
 }
 

@@ -18,7 +18,9 @@
 #include "base/interrupt.h"
 #include "base/log.h"
 #include "base/own_file.h"
+#include "base/progress.h"
 #include "image/image.h"
+#include "image/stats.h"
 #include "restore/core.h"
 #include "restore/file_locks.h"
 #include "restore/files.h"
@@ -28,7 +30,6 @@
 #include "restore/tree.h"
 #include "restore/trust.h"
 #include "restore/tty.h"
-#include "stats.pb.h"
 
 namespace cryo::restore {
 namespace {
@@ -78,20 +79,30 @@ class PidFile {
 
 int run(const Options& opts) {
   auto t0 = clock::now();
+  progress::Reporter progress("restore");
+  progress::phase("checking images");
   check_images_trusted(opts.dir);
   Plan plan = load_plan(opts.dir, opts.shell_job);
   PidFile pidfile(opts.pidfile);
+  image::StatsJsonFile json(opts.stats_json);
   FileLocks locks(plan, opts.file_locks);
+  progress::phase("waiting for the PIDs to be free");
   wait_pids_free(plan);
+  progress::phase("ghost files");
   GhostFiles ghosts(plan);
+  for (const auto& t : plan.tasks)
+    if (!t.zombie)
+      for (const auto& p : t.pages) progress::add_total(p.nr_pages());
 
   // cryo's own pty ends must be gone before release, like its other files.
   std::optional<Ttys> ttys(std::in_place, plan);
   interrupt_point();
+  progress::phase("creating tasks");
+  auto t_fork = clock::now();
   NewTree tree(plan);
   tree.create(*ttys);
   interrupt_point();
-  uint32_t forking_us = usec_since(t0);
+  uint32_t forking_us = usec_since(t_fork);
   fault_point("restore-after-fork");
 
   uint64_t pages = 0;
@@ -102,18 +113,20 @@ int run(const Options& opts) {
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     interrupt_point();
     if (plan.tasks[i].zombie) continue;
+    progress::phase(fmt::format("memory of task {}", plan.tasks[i].pid()));
     pages += restore_mm(tree.task(i), plan.tasks[i], plan, shmem, *files);
   }
   shmem.finish(
       [&](pid_t pid) -> RemoteTask& { return tree.task(static_cast<size_t>(plan.find(pid))); });
-  pages += shmem.pages_written();
   fault_point("restore-after-memory");
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     const TaskPlan& t = plan.tasks[i];
     interrupt_point();
     if (t.zombie) continue;
+    progress::phase(fmt::format("files and state of task {}", t.pid()));
     RemoteTask& leader = tree.task(i);
     restore_files(leader, t, *files);
+    files->done_with(t);
     // After restore_files: closing any fd on a file drops the task's POSIX locks on it.
     locks.restore(leader, t);
     restore_fs(leader, t, plan);
@@ -141,10 +154,9 @@ int run(const Options& opts) {
   fault_point("restore-before-release");
   interrupt_point();
 
-  stats_entry stats;
+  // pages_restored counts private pages, as CRIU's (shared memory is not in it).
+  stats_entry stats = image::empty_restore_stats();
   auto* r = stats.mutable_restore();
-  r->set_pages_compared(0);
-  r->set_pages_skipped_cow(0);
   r->set_forking_time(forking_us);
   r->set_restore_time(usec_since(t0));
   r->set_pages_restored(pages);
@@ -155,15 +167,21 @@ int run(const Options& opts) {
   }
   pidfile.write(tree.root());
 
+  // The tree may write to this terminal as soon as it runs.
+  progress.stop();
   tree.release(opts.leave_stopped);
   pidfile.keep();
-  log::info("Restore finished successfully: {} task(s), {} pages in {} us", plan.tasks.size(),
-            pages, r->restore_time());
-  if (opts.display_stats)
-    std::printf(
-        "Displaying restore stats:\nForking time: %u us\nRestore time: %u us\n"
-        "Pages restored: %lu\n",
-        forking_us, r->restore_time(), static_cast<unsigned long>(pages));
+  log::info("Restore finished successfully: {} task(s), {} private and {} shared pages in {} us",
+            plan.tasks.size(), pages, shmem.pages_written(), r->restore_time());
+  if (opts.display_stats) {
+    std::fputs(image::stats_text(stats).c_str(), stdout);
+    std::fflush(stdout);
+  }
+  try {
+    json.write(stats);
+  } catch (const Error& e) {
+    log::user(log::kWarn, e.what());  // the tree runs: a statistics file does not undo that
+  }
   if (opts.detached) return 0;
 
   // The tree runs on its own now: a stop signal ends cryo, not the tree.

@@ -14,6 +14,7 @@ struct Options {
   bool ext_unix_sk = false;
   std::string pidfile;
   bool display_stats = false;
+  std::string stats_json;  // --stats-json FILE (relative to the current directory)
 };
 
 // Returns cryo's exit status: 0 when detached, else the root task's exit status.

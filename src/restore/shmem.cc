@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/progress.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
 #include "pagemap.pb.h"
@@ -55,10 +56,12 @@ void ShmemSet::create(RemoteTask& rt, uint64_t shmid, Object& o,
   std::string pages = fmt::format("{}/pages-{}.img", plan_.dir, sp.pages_id);
   Fd fd = image::open_image(pages);
   off_t off = 0;
+  for (const pagemap_entry& e : sp.runs) progress::add_total(e.nr_pages());
   for (const pagemap_entry& e : sp.runs) {
     uint64_t len = uint64_t{e.nr_pages()} * kernel::kPageSize;
     read_pages_in_chunks(fd.get(), pages, off, len, [&](uint64_t at, const char* p, size_t n) {
       rt.write_mem(o.tmp + e.vaddr() + at, p, n);
+      progress::add_done(n / kernel::kPageSize);
     });
     off += static_cast<off_t>(len);
     pages_ += e.nr_pages();

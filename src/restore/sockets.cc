@@ -304,9 +304,21 @@ class UnixSocketKind : public FileKind {
   void keep() override {
     if (sockets_) sockets_->keep();
   }
+  void needs(const file_entry& f, const Plan& plan, std::vector<uint32_t>* out) override {
+    if (!f.usk().peer()) return;
+    if (ids_.empty())
+      for (const auto& [id, e] : plan.files)
+        if (e.type() == UNIXSK) ids_[e.usk().ino()] = id;
+    auto it = ids_.find(f.usk().peer());
+    if (it == ids_.end()) return;
+    // Ends connected to each other are made at once, as a pair: neither waits for the other.
+    if (plan.files.at(it->second).usk().peer() == f.usk().ino()) return;
+    out->push_back(it->second);
+  }
 
  private:
   std::unique_ptr<UnixSockets> sockets_;
+  std::map<uint32_t, uint32_t> ids_;  // socket inode -> file id
 };
 
 }  // namespace

@@ -9,7 +9,8 @@ same full name in CRIU's python bindings (pycriu.images.*_pb2, the modules
 Debian's `crit` decodes images with).
 
 For every field of ours, CRIU must have a field with the same number, name,
-type, label and packed-ness (and the same default value, if any); for enum and
+type, label and packed-ness (and the same default value and (criu) field options, the
+ones crit's --pretty reads, if any); for enum and
 message fields the referenced type names must match. Every REQUIRED CRIU field
 must also exist in our message, or crit could not parse what we write. Enums must
 have exactly the same value names and numbers.
@@ -170,6 +171,12 @@ def strip_newer(msg):
                 strip_newer(sub)
 
 
+def criu_opts(f):
+    """The field's options as bytes: the (criu) options (hex, flags, dev, ...) that decide
+    how crit and cryo decode show it, plus packed (compared above as well)."""
+    return f.GetOptions().SerializeToString()
+
+
 def default_of(f):
     if not f.has_default_value:
         return None
@@ -202,6 +209,8 @@ def check_message(ours, criu):
             bad.append("referenced type")
         if default_of(f) != default_of(c):
             bad.append("default")
+        if criu_opts(f) != criu_opts(c):
+            bad.append("(criu) options")
         if bad:
             errs.append("field %d differs (%s): ours '%s', CRIU '%s'" %
                         (f.number, ", ".join(bad), describe(f), describe(c)))
@@ -312,6 +321,8 @@ def main(argv):
     passed = failed = 0
     n_msgs = n_enums = 0
     for fd in files:
+        if fd.name.startswith("google/protobuf/") or fd.name == "opts.proto":
+            continue  # the field options themselves (and descriptor.proto they extend)
         for m in walk_messages(fd.message_types_by_name.values()):
             n_msgs += 1
             c = criu_msgs.get(RENAMED.get(m.full_name, m.full_name))

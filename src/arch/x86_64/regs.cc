@@ -2,6 +2,7 @@
 
 #include <sys/syscall.h>
 
+#include <asm/ldt.h>
 #include <cpuid.h>
 #include <elf.h>
 #include <sys/ptrace.h>
@@ -414,6 +415,63 @@ void prepare_restart(Regs& r, bool eintr_nohand) {
       break;
   }
   r.orig_rax = static_cast<uint64_t>(-1L);
+}
+
+namespace {
+
+constexpr unsigned kTlsFirst = 12, kTlsCount = 3;        // GDT_ENTRY_TLS_MIN, GDT_ENTRY_TLS_ENTRIES
+constexpr int kGetThreadArea = 25, kSetThreadArea = 26;  // PTRACE_{GET,SET}_THREAD_AREA
+
+// What clear_user_desc() gives: a slot never set.
+bool tls_empty(const user_desc_t& d) {
+  return !d.base_addr() && !d.limit() && !d.seg_32bit() && !d.contents_h() && !d.contents_l() &&
+         d.read_exec_only() && !d.limit_in_pages() && d.seg_not_present() && !d.usable();
+}
+
+}  // namespace
+
+void tls_to_image(pid_t tid, thread_info_x86* ti) {
+  for (unsigned i = 0; i < kTlsCount; i++) {
+    user_desc u{};
+    if (::ptrace(static_cast<__ptrace_request>(kGetThreadArea), tid,
+                 reinterpret_cast<void*>(static_cast<uintptr_t>(kTlsFirst + i)), &u) < 0) {
+      if (errno == EIO || errno == EINVAL) return;  // no 32-bit emulation: nothing to save
+      fail_sys("cannot read TLS descriptor {} of task {}", kTlsFirst + i, tid);
+    }
+    user_desc_t* d = ti->add_tls();
+    d->set_entry_number(kTlsFirst + i);
+    d->set_base_addr(u.base_addr);
+    d->set_limit(u.limit);
+    d->set_seg_32bit(u.seg_32bit);
+    d->set_contents_h(u.contents & 2);
+    d->set_contents_l(u.contents & 1);
+    d->set_read_exec_only(u.read_exec_only);
+    d->set_limit_in_pages(u.limit_in_pages);
+    d->set_seg_not_present(u.seg_not_present);
+    d->set_usable(u.useable);
+  }
+}
+
+void tls_from_image(pid_t tid, const thread_info_x86& ti, const std::string& image) {
+  for (const user_desc_t& d : ti.tls()) {
+    if (d.entry_number() < kTlsFirst || d.entry_number() >= kTlsFirst + kTlsCount)
+      fail("image {}: TLS descriptor number {} is not one of the TLS slots {}..{}", image,
+           d.entry_number(), kTlsFirst, kTlsFirst + kTlsCount - 1);
+    if (tls_empty(d)) continue;
+    user_desc u{};
+    u.entry_number = d.entry_number();
+    u.base_addr = d.base_addr();
+    u.limit = d.limit();
+    u.seg_32bit = d.seg_32bit();
+    u.contents = (d.contents_h() ? 2 : 0) | (d.contents_l() ? 1 : 0);
+    u.read_exec_only = d.read_exec_only();
+    u.limit_in_pages = d.limit_in_pages();
+    u.seg_not_present = d.seg_not_present();
+    u.useable = d.usable();
+    if (::ptrace(static_cast<__ptrace_request>(kSetThreadArea), tid,
+                 reinterpret_cast<void*>(static_cast<uintptr_t>(u.entry_number)), &u) < 0)
+      fail_sys("task {}: cannot set TLS descriptor {} from image {}", tid, u.entry_number, image);
+  }
 }
 
 }  // namespace cryo::arch

@@ -40,6 +40,14 @@ void check_fpregs_image(const user_x86_fpregs_entry& e, uint64_t xfeatures,
 // The xsave components this CPU and kernel have enabled (XCR0).
 uint64_t cpu_xfeatures();
 
+// The thread's GDT TLS descriptors (set_thread_area; 32-bit code uses them), read with
+// PTRACE_GET_THREAD_AREA: CRIU's images always hold all three. A kernel without 32-bit
+// emulation has none to read: then none are written.
+void tls_to_image(pid_t tid, thread_info_x86* ti);
+// Puts back the descriptors in use; an empty one is what a new thread has already. An entry
+// number outside the TLS slots is refused, naming `image`.
+void tls_from_image(pid_t tid, const thread_info_x86& ti, const std::string& image);
+
 // A task stopped inside an interrupted syscall carries -ERESTART* in ax; make it re-execute
 // the call on resume, as the kernel would after a signal without handler. `eintr_nohand`:
 // calls the kernel restarts only when no handler runs (pause, sigsuspend, ppoll, select...)
