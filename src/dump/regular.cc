@@ -41,7 +41,7 @@ pid_t proc_task_of(const std::string& path) {
   if (path.compare(0, kProc.size(), kProc) != 0) return 0;
   size_t i = kProc.size(), end = i;
   while (end < path.size() && path[end] >= '0' && path[end] <= '9') end++;
-  if (end == i || (end < path.size() && path[end] != '/')) return 0;
+  if (end == i || end - i > 9 || (end < path.size() && path[end] != '/')) return 0;
   return static_cast<pid_t>(std::stol(path.substr(i, end - i)));
 }
 
