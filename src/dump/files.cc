@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "image/file_entry.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
@@ -181,6 +182,36 @@ uint32_t FileTable::memfd_mapping(pid_t pid, const std::string& proc_link, const
   return id;
 }
 
+// The open file's owner (F_SETOWN, F_SETOWN_EX), its signal (F_SETSIG) and the ids the
+// kernel checks when it signals the owner, into the kind's fown entry.
+void FileTable::note_owner(FdContext& c, file_entry* e) {
+  fown_entry* o = image::mutable_file_owner(e);
+  if (!o || (c.flags & O_PATH)) return;  // an O_PATH fd has no owner (fcntl says EBADF)
+  f_owner_ex ex{};
+  if (::fcntl(c.copy(), F_GETOWN_EX, &ex) < 0) fail_sys("{}: cannot read its owner", c.where());
+  const int sig = ::fcntl(c.copy(), F_GETSIG);
+  if (sig < 0) fail_sys("{}: cannot read its owner's signal", c.where());
+  if (!ex.pid && !sig) return;
+  if (ex.pid && ex.type != F_OWNER_PGRP) {
+    pid_t process = ex.pid;
+    if (ex.type == F_OWNER_TID)
+      if (auto st = proc::try_read_file(fmt::format("/proc/{}/status", ex.pid)))
+        process = proc::parse_status(*st).tgid;
+    if (!opts_.in_tree(process))
+      fail("{}: its owner (F_SETOWN) is {} {}, outside the dumped tree: not supported", c.where(),
+           ex.type == F_OWNER_TID ? "thread" : "process", ex.pid);
+  }
+  uint32_t uids[2] = {0, 0};
+  constexpr int kGetOwnerUids = 17;  // F_GETOWNER_UIDS
+  if (ex.pid && ::fcntl(c.copy(), kGetOwnerUids, uids) < 0)
+    fail_sys("{}: cannot read its owner's ids", c.where());
+  o->set_uid(uids[0]);
+  o->set_euid(uids[1]);
+  o->set_signum(static_cast<uint32_t>(sig));
+  o->set_pid_type(static_cast<uint32_t>(ex.type));
+  o->set_pid(static_cast<uint32_t>(ex.pid));
+}
+
 FileKind& FileTable::kind_of(FdContext& c) {
   for (auto& k : kinds_)
     if (k->claims(c)) return *k;
@@ -231,6 +262,7 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir) {
       e.set_id(id);
       e.set_type(kind.type());
       kind.dump(c, id, &e);
+      note_owner(c, &e);
       add_entry(std::move(e));
     }
     opts_.locks->note_fd(pid, fd, id, c.link, c.st.st_dev, c.st.st_ino, c.info.locks);

@@ -72,6 +72,15 @@ class FileTable {
                             const std::string& what);
   // The dump committed: what it made on the file systems for the restore stays.
   void commit() { ghosts_.keep_links(); }
+  // Dumps an open file cryo holds itself at `fd` (one received in flight in a unix socket's
+  // queue, SCM_RIGHTS) like a task's fd, without an fdinfo entry; returns its file id, the id
+  // of the tree's open file when it is one. `fd` must stay open until the table is written
+  // (later fds are compared with it). Defined in file_kind.cc.
+  uint32_t dump_held_file(FdSource& source, int fd);
+  // The file id of the socket `link` ("socket:[N]") that task `pid` maps (a packet ring),
+  // dumped now through an fd of the task on it; `where` names the mapping in errors. Defined
+  // in file_kind.cc.
+  uint32_t mapped_socket(pid_t pid, const std::string& link, const std::string& where);
   // Notes the memfd inode `st` of a memfd reachable through `proc_link` (`link` as /proc
   // names it), once; its content is saved with the shared memory objects.
   void add_memfd_inode(pid_t pid, const std::string& proc_link, const std::string& link,
@@ -99,6 +108,7 @@ class FileTable {
   // first fd of a new open file with id `fresh`.
   uint32_t identify(const FdContext& c, uint32_t fresh);
   FileKind& kind_of(FdContext& c);
+  void note_owner(FdContext& c, file_entry* e);
 
   FileTableOptions opts_;
   FileKinds kinds_;

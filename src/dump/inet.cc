@@ -1,9 +1,13 @@
 #include "dump/inet.h"
 
 #include <arpa/inet.h>
+#include <linux/icmp.h>
 #include <linux/sock_diag.h>
+#include <linux/udp.h>
+#include <netinet/icmp6.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -15,6 +19,7 @@
 #include "dump/file_kind.h"
 #include "dump/sockets.h"
 #include "image/fdinfo.h"
+#include "kernel/sock_diag.h"
 
 namespace cryo::dump {
 namespace {
@@ -51,8 +56,43 @@ std::string show(const sockaddr_storage& a) {
 
 }  // namespace
 
+namespace {
+
+const char* proto_name(int type, int proto) {
+  if (type == SOCK_RAW) return "raw";
+  switch (proto) {
+    case IPPROTO_TCP:
+      return "TCP";
+    case IPPROTO_UDP:
+    case 0:
+      return "UDP";
+    case IPPROTO_UDPLITE:
+      return "UDP-Lite";
+    case IPPROTO_ICMP:
+      return "ICMP";
+    case IPPROTO_ICMPV6:
+      return "ICMPv6";
+  }
+  return "inet";
+}
+
+// The shutdown state of a datagram socket: inet_diag shows it for a bound or connected one;
+// else poll tells a read shutdown (EPOLLRDHUP) and both (EPOLLHUP).
+uint8_t dgram_shutdown(InetDiags& diags, int sk, int family, int proto, uint32_t ino) {
+  auto key = std::make_pair(family, proto);
+  auto it = diags.find(key);
+  if (it == diags.end()) it = diags.emplace(key, kernel::inet_diag_all(family, proto)).first;
+  if (auto d = it->second.find(ino); d != it->second.end()) return d->second.shutdown;
+  pollfd p{sk, POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) != 1) return 0;
+  if (p.revents & POLLHUP) return SHUT_RDWR + 1;
+  return (p.revents & POLLRDHUP) ? 1 : 0;
+}
+
+}  // namespace
+
 void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint32_t flags,
-                      file_entry* e) {
+                      file_entry* e, InetDiags& diags) {
   const int family = sk_int_opt(sk, SOL_SOCKET, SO_DOMAIN);
   const int type = sk_int_opt(sk, SOL_SOCKET, SO_TYPE);
   const int proto = sk_int_opt(sk, SOL_SOCKET, SO_PROTOCOL);
@@ -62,11 +102,18 @@ void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint
   len = sizeof dst;
   bool connected = ::getpeername(sk, reinterpret_cast<sockaddr*>(&dst), &len) == 0;
   if (!connected) dst.ss_family = static_cast<sa_family_t>(family);
-  const std::string where = fmt::format("task {} fd {}: {} socket {}", pid, fd,
-                                        proto == IPPROTO_TCP ? "TCP" : "UDP", show(src));
+  const std::string where =
+      fmt::format("task {} fd {}: {} socket {}", pid, fd, proto_name(type, proto), show(src));
 
+  const bool tcp = type == SOCK_STREAM && proto == IPPROTO_TCP;
+  const bool udp =
+      type == SOCK_DGRAM && (proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE || proto == 0);
+  const bool ping = type == SOCK_DGRAM && (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6);
+  const bool raw = type == SOCK_RAW;
   uint32_t state, backlog = 0;
-  if (type == SOCK_STREAM && proto == IPPROTO_TCP) {
+  uint8_t shut = 0;
+  bool udp_cork = false;
+  if (tcp) {
     tcp_info ti{};
     len = sizeof ti;
     if (::getsockopt(sk, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
@@ -85,7 +132,7 @@ void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint
           "--tcp-established, which is not supported yet",
           where, show(dst), state);
     }
-  } else if (type == SOCK_DGRAM && (proto == IPPROTO_UDP || proto == 0)) {
+  } else if (udp || ping || raw) {
     state = connected ? image::kSkEstablished : image::kSkClose;
     // FIONREAD gives the first datagram's size only, 0 for an empty one: the receive memory
     // in use tells whether any datagram waits.
@@ -101,6 +148,19 @@ void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint
           "cryo cannot save them (an image has no place for each datagram's sender, and CRIU "
           "drops them); let the process read them and dump again",
           where, first, mem[SK_MEMINFO_RMEM_ALLOC]);
+    if (udp) {
+      udp_cork = sk_int_opt(sk, IPPROTO_UDP, UDP_CORK) != 0;
+      // Data held back by UDP_CORK or MSG_MORE is in no image either (CRIU refuses a corked
+      // socket).
+      if (mem[SK_MEMINFO_WMEM_ALLOC] > 0)
+        fail(
+            "{} holds {} bytes not sent yet ({}): cryo cannot save a datagram in the making, "
+            "and CRIU refuses a corked UDP socket too; let the process send it (uncork) and "
+            "dump again",
+            where, mem[SK_MEMINFO_WMEM_ALLOC],
+            udp_cork ? "corked with UDP_CORK" : "sent with MSG_MORE");
+      shut = dgram_shutdown(diags, sk, family, proto ? proto : IPPROTO_UDP, ino);
+    }
   } else {
     fail("task {} fd {}: inet socket of type {} protocol {} is not supported yet", pid, fd, type,
          proto);
@@ -111,7 +171,7 @@ void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint
   s->set_ino(ino);
   s->set_family(static_cast<uint32_t>(family));
   s->set_type(static_cast<uint32_t>(type));
-  s->set_proto(static_cast<uint32_t>(proto ? proto : IPPROTO_UDP));
+  s->set_proto(static_cast<uint32_t>(proto || type == SOCK_RAW ? proto : IPPROTO_UDP));
   s->set_state(state);
   uint32_t sport = 0, dport = 0;
   split(src, s->mutable_src_addr(), &sport);
@@ -123,7 +183,38 @@ void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint
   zero_fown(s->mutable_fown());
   fill_sk_opts(sk, s->mutable_opts());
   if (family == AF_INET6 && sk_int_opt(sk, IPPROTO_IPV6, IPV6_V6ONLY)) s->set_v6only(true);
-  if (sk_int_opt(sk, IPPROTO_IP, IP_FREEBIND)) s->mutable_ip_opts()->set_freebind(true);
+  if (raw) {
+    auto* r = s->mutable_ip_opts()->mutable_raw();
+    if (family == AF_INET6) {
+      if (sk_int_opt(sk, IPPROTO_IPV6, IPV6_HDRINCL)) r->set_hdrincl(true);
+      if (proto == IPPROTO_ICMPV6) {
+        icmp6_filter f{};
+        len = sizeof f;
+        if (::getsockopt(sk, IPPROTO_ICMPV6, ICMP6_FILTER, &f, &len) == 0)
+          for (uint32_t w : f.icmp6_filt) r->add_icmpv_filter(w);
+      }
+    } else {
+      if (sk_int_opt(sk, IPPROTO_IP, IP_HDRINCL)) r->set_hdrincl(true);
+      if (sk_int_opt(sk, IPPROTO_IP, IP_NODEFRAG)) r->set_nodefrag(true);
+      if (proto == IPPROTO_ICMP) {
+        uint32_t f = 0;
+        len = sizeof f;
+        if (::getsockopt(sk, SOL_RAW, ICMP_FILTER, &f, &len) == 0) r->add_icmpv_filter(f);
+      }
+    }
+  } else if (sk_int_opt(sk, IPPROTO_IP, IP_FREEBIND)) {
+    s->mutable_ip_opts()->set_freebind(true);
+  }
+  if (tcp) {
+    auto* o = s->mutable_opts();
+    o->set_tcp_keepcnt(static_cast<uint32_t>(sk_int_opt(sk, IPPROTO_TCP, TCP_KEEPCNT)));
+    o->set_tcp_keepidle(static_cast<uint32_t>(sk_int_opt(sk, IPPROTO_TCP, TCP_KEEPIDLE)));
+    o->set_tcp_keepintvl(static_cast<uint32_t>(sk_int_opt(sk, IPPROTO_TCP, TCP_KEEPINTVL)));
+    if (sk_int_opt(sk, IPPROTO_TCP, TCP_NODELAY)) s->set_cryo_tcp_nodelay(true);
+    if (sk_int_opt(sk, IPPROTO_TCP, TCP_CORK)) s->set_cryo_tcp_cork(true);
+  }
+  if (udp_cork) s->set_cryo_udp_cork(true);
+  if (shut) s->set_shutdown(static_cast<sk_shutdown>(shut & 3));
   log::debug("{}: state {}", where, state);
 }
 
@@ -137,8 +228,11 @@ class InetSocketKind : public FileKind {
     return domain == AF_INET || domain == AF_INET6;
   }
   void dump(FdContext& c, uint32_t id, file_entry* e) override {
-    dump_inet_socket(c.pid, c.fd, c.copy(), c.link_inode(), id, c.flags, e);
+    dump_inet_socket(c.pid, c.fd, c.copy(), c.link_inode(), id, c.flags, e, diags_);
   }
+
+ private:
+  InetDiags diags_;
 };
 
 }  // namespace

@@ -120,6 +120,11 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
       flags |= MAP_ANONYMOUS;
     } else if (v.path[0] == '[') {
       fail("{}: this kind of mapping is not supported yet", where());
+    } else if (v.path.rfind("socket:[", 0) == 0) {
+      // A packet socket's ring (the only socket the kernel lets map): the socket's file id, by
+      // an fd of the task on it; its frames are traffic, not saved.
+      status |= image::kVmaSocket;
+      e->set_shmid(files.mapped_socket(pid, v.path, where()));
     } else if (v.path.rfind("anon_inode:", 0) == 0) {
       // Not a path (io_uring rings, perf or bpf buffers): only the object behind it could be
       // mapped again.

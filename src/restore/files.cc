@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "image/file_entry.h"
 #include "kernel/syscalls.h"
 
 namespace cryo::restore {
@@ -92,12 +93,40 @@ const file_entry& FileSet::entry(uint32_t id) const {
   return fe->second;
 }
 
+namespace {
+
+// The open file's owner and its signal, as dumped (O_ASYNC is set by the task: the kernel
+// signals the fd number that set it). The owner is set with the ids it
+// had (the kernel checks them when it signals the owner): cryo's thread takes them for the
+// call, by raw syscall so that no other thread of cryo's changes.
+void restore_owner(int fd, const file_entry& f) {
+  const fown_entry* o = image::file_owner(f);
+  if (o && o->signum() && ::fcntl(fd, F_SETSIG, o->signum()) < 0)
+    fail_sys("file {}: cannot set its owner's signal to {}", f.id(), o->signum());
+  if (o && o->pid()) {
+    f_owner_ex ex{static_cast<__pid_type>(o->pid_type()), static_cast<pid_t>(o->pid())};
+    const bool as_other = o->uid() || o->euid();
+    if (as_other && ::syscall(SYS_setresuid, o->uid(), o->euid(), -1) < 0)
+      fail_sys("file {}: cannot take the ids {}/{} of its owner", f.id(), o->uid(), o->euid());
+    int r = ::fcntl(fd, F_SETOWN_EX, &ex);
+    int err = errno;
+    if (as_other && ::syscall(SYS_setresuid, 0, 0, -1) < 0)
+      fail_sys("cannot take back root's ids after setting the owner of file {}", f.id());
+    if (r < 0)
+      fail_errno(err, "file {}: cannot give it its owner {} {} again", f.id(),
+                 ex.type == F_OWNER_PGRP ? "process group" : "task", ex.pid);
+  }
+}
+
+}  // namespace
+
 int FileSet::get(uint32_t id) {
   if (auto it = files_.find(id); it != files_.end()) return it->second.get();
   if (released_.count(id))
     fail("internal: file {} is needed again after cryo let go of it: restore cannot go on", id);
   const file_entry& f = entry(id);
   Fd fd = kind(f).open(f, *this);
+  restore_owner(fd.get(), f);
   int raw = fd.get();
   files_[id] = std::move(fd);
   return raw;
@@ -143,6 +172,15 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
       rt.check("fcntl(F_SETFD)", SYS_fcntl, {got, F_SETFD, 0});
     }
     log::debug("task {} fd {}: file {} (after the others)", pid, fdi->fd(), fdi->id());
+  }
+  // O_ASYNC, once per open file, by the task itself: the signal's si_fd is the number that
+  // set it.
+  for (const auto& fdi : t.fds) {
+    const file_entry& f = files.entry(fdi.id());
+    const uint32_t flags = image::file_flags(f);
+    if (!(flags & O_ASYNC) || !files.first_async(fdi.id())) continue;
+    const uint64_t keep = flags & (O_APPEND | O_ASYNC | O_DIRECT | O_NONBLOCK);
+    rt.check("fcntl(F_SETFL, O_ASYNC)", SYS_fcntl, {fdi.fd(), F_SETFL, keep});
   }
   for (const auto& fdi : t.fds) {
     const file_entry& f = files.entry(fdi.id());

@@ -30,6 +30,8 @@ class FileSet {
   // Task `t` holds its files now: cryo lets go of its own copies of those no task still to
   // come needs (a tree may hold more files than cryo may have open at once).
   void done_with(const TaskPlan& t);
+  // True the first time it is asked for file `id`: its O_ASYNC is then set.
+  bool first_async(uint32_t id) { return async_.insert(id).second; }
   // For a kind that makes two files at once (a socketpair): `fd` is cryo's fd on file `id`.
   void adopt(uint32_t id, Fd fd);
   const Plan& plan() const { return plan_; }
@@ -44,6 +46,7 @@ class FileSet {
   std::map<uint32_t, Fd> files_;
   std::map<uint32_t, uint32_t> users_;  // file id -> fds and files still to come that need it
   std::set<uint32_t> released_;
+  std::set<uint32_t> async_;
   void release(uint32_t id);
 };
 

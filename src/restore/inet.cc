@@ -2,8 +2,14 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/icmp.h>
+#include <linux/udp.h>
+#include <netinet/icmp6.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
+
+#include <vector>
 
 #include <cstring>
 
@@ -45,6 +51,12 @@ Fd open_inet_socket(const inet_sk_entry& s) {
     fail("socket {}: unknown family {}", s.id(), s.family());
   Fd fd(::socket(static_cast<int>(s.family()), static_cast<int>(s.type()) | SOCK_CLOEXEC,
                  static_cast<int>(s.proto())));
+  if (!fd && errno == EACCES && s.type() == SOCK_DGRAM &&
+      (s.proto() == IPPROTO_ICMP || s.proto() == IPPROTO_ICMPV6))
+    fail_sys(
+        "cannot create ICMP (ping) socket {}: this machine lets no group of cryo's make ping "
+        "sockets (sysctl net.ipv4.ping_group_range)",
+        s.id());
   if (!fd) fail_sys("cannot create socket {}", s.id());
   const auto& o = s.opts();
   // Options that decide whether bind succeeds come first. SO_REUSEADDR is on while binding
@@ -56,7 +68,35 @@ Fd open_inet_socket(const inet_sk_entry& s) {
     set_int(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, s.v6only() ? 1 : 0, "IPV6_V6ONLY", s.id());
   if (s.has_ip_opts() && s.ip_opts().freebind())
     set_int(fd.get(), IPPROTO_IP, IP_FREEBIND, 1, "IP_FREEBIND", s.id());
+  if (s.has_ip_opts() && s.ip_opts().has_raw()) {
+    const ip_opts_raw_entry& r = s.ip_opts().raw();
+    const bool v6 = s.family() == AF_INET6;
+    if (r.hdrincl())
+      set_int(fd.get(), v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_HDRINCL : IP_HDRINCL, 1,
+              "IP_HDRINCL", s.id());
+    if (r.nodefrag()) set_int(fd.get(), IPPROTO_IP, IP_NODEFRAG, 1, "IP_NODEFRAG", s.id());
+    if (r.icmpv_filter_size() > 0) {
+      std::vector<uint32_t> f(r.icmpv_filter().begin(), r.icmpv_filter().end());
+      const socklen_t flen = static_cast<socklen_t>(f.size() * sizeof(uint32_t));
+      if (::setsockopt(fd.get(), v6 ? IPPROTO_ICMPV6 : SOL_RAW, v6 ? ICMP6_FILTER : ICMP_FILTER,
+                       f.data(), flen) < 0)
+        fail_sys("socket {}: cannot set its ICMP filter", s.id());
+    }
+  }
   apply_sk_opts(fd.get(), o, s.id());
+  if (s.proto() == IPPROTO_TCP && s.type() == SOCK_STREAM) {
+    if (o.tcp_keepcnt())
+      set_int(fd.get(), IPPROTO_TCP, TCP_KEEPCNT, static_cast<int>(o.tcp_keepcnt()), "TCP_KEEPCNT",
+              s.id());
+    if (o.tcp_keepidle())
+      set_int(fd.get(), IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(o.tcp_keepidle()),
+              "TCP_KEEPIDLE", s.id());
+    if (o.tcp_keepintvl())
+      set_int(fd.get(), IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(o.tcp_keepintvl()),
+              "TCP_KEEPINTVL", s.id());
+    if (s.cryo_tcp_nodelay()) set_int(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY", s.id());
+    if (s.cryo_tcp_cork()) set_int(fd.get(), IPPROTO_TCP, TCP_CORK, 1, "TCP_CORK", s.id());
+  }
 
   sockaddr_storage src;
   socklen_t len = join(s.family(), s.src_addr(), s.src_port(), &src);
@@ -73,11 +113,18 @@ Fd open_inet_socket(const inet_sk_entry& s) {
   if (s.state() == image::kSkListen) {
     if (::listen(fd.get(), static_cast<int>(s.backlog() ? s.backlog() : 128)) < 0)
       fail_sys("socket {}: cannot listen on port {}", s.id(), s.src_port());
-  } else if (s.state() == image::kSkEstablished && s.type() == SOCK_DGRAM) {
+  } else if (s.state() == image::kSkEstablished && s.type() != SOCK_STREAM) {
     sockaddr_storage dst;
     socklen_t dlen = join(s.family(), s.dst_addr(), s.dst_port(), &dst);
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&dst), dlen) < 0)
       fail_sys("socket {}: cannot connect to port {} again", s.id(), s.dst_port());
+  }
+  if (s.cryo_udp_cork()) set_int(fd.get(), IPPROTO_UDP, UDP_CORK, 1, "UDP_CORK", s.id());
+  if (s.has_shutdown() && s.shutdown() != NONE) {
+    const int how = s.shutdown() == READ ? SHUT_RD : s.shutdown() == WRITE ? SHUT_WR : SHUT_RDWR;
+    // (Not connected, the kernel says ENOTCONN but marks the socket shut down all the same.)
+    if (::shutdown(fd.get(), how) < 0 && errno != ENOTCONN)
+      fail_sys("socket {}: cannot shut it down again", s.id());
   }
   if (::fcntl(fd.get(), F_SETFL, s.flags() & O_NONBLOCK) < 0)
     fail_sys("cannot set the flags of socket {}", s.id());

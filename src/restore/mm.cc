@@ -21,6 +21,7 @@
 #include "base/progress.h"
 #include "base/strings.h"
 #include "image/image.h"
+#include "infect/fd_transfer.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
 #include "restore/tree.h"
@@ -194,6 +195,24 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
           "mmap", SYS_mmap,
           {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd), v.pgoff()});
       rt.check("close", SYS_close, {static_cast<uint64_t>(fd)});
+      if (got != v.start()) fail("task {}: mmap placed {:#x} at {:#x}", pid, v.start(), got);
+      continue;
+    }
+    if (v.status() & image::kVmaSocket) {
+      // A packet socket's ring: the task maps cryo's socket (the one it gets later), through an
+      // fd it holds for the time of the mmap.
+      const auto id = static_cast<uint32_t>(v.shmid());
+      const file_entry& f = files.entry(id);
+      if (f.type() != PACKETSK)
+        fail("task {}: mapping {:#x}-{:#x} is of socket file {}, which is not a packet socket", pid,
+             v.start(), v.end(), id);
+      FdInstaller installer(rt, 0);
+      const uint64_t sfd = installer.take(files.get(id), "packet socket ring");
+      installer.close();
+      flags &= ~static_cast<uint64_t>(MAP_ANONYMOUS);
+      uint64_t got = rt.check("mmap of a packet ring", SYS_mmap,
+                              {v.start(), v.end() - v.start(), prot, flags, sfd, v.pgoff()});
+      rt.check("close", SYS_close, {sfd});
       if (got != v.start()) fail("task {}: mmap placed {:#x} at {:#x}", pid, v.start(), got);
       continue;
     }

@@ -101,8 +101,9 @@ Fd PipeEnds::open(const Plan& plan, uint32_t pipe_id, uint32_t flags, const reg_
     end.reset(::open(fmt::format("/proc/self/fd/{}", mine).c_str(), acc | O_CLOEXEC));
     if (!end) fail_sys("cannot open an end of pipe {}", pipe_id);
   }
-  // A pipe end made here is a new open file, so its status flags are its own.
-  if (::fcntl(end.get(), F_SETFL, flags & (O_NONBLOCK | O_APPEND | O_ASYNC | O_DIRECT)) < 0)
+  // A pipe end made here is a new open file, so its status flags are its own (O_ASYNC is set
+  // by the task: see restore_files).
+  if (::fcntl(end.get(), F_SETFL, flags & (O_NONBLOCK | O_APPEND | O_DIRECT)) < 0)
     fail_sys("cannot set the flags of pipe {}", pipe_id);
   if (p.to_open <= 1)
     pipes_.erase(pipe_id);

@@ -1,5 +1,7 @@
 #include "restore/plan.h"
 
+#include <sys/socket.h>
+
 #include "restore/file_kind.h"
 
 #include <fcntl.h>
@@ -93,7 +95,21 @@ void load_sk_queues(Plan& plan) {
           "image sk-queues.img: queued data for file {}, which is not a unix socket in "
           "files.img: corrupt or edited images: dump the tree again",
           e.id_for());
+    for (const scm_entry& scm : e.scm()) {
+      if (scm.type() != SCM_RIGHTS)
+        fail(
+            "image sk-queues.img: a message for socket {} carries control data of type {}: "
+            "cryo restores only fds (SCM_RIGHTS) and credentials",
+            e.id_for(), scm.type());
+      for (uint32_t id : scm.rights())
+        if (!plan.files.count(id))
+          fail(
+              "image sk-queues.img: a message for socket {} carries file {}, which files.img "
+              "does not hold: corrupt or edited images: dump the tree again",
+              e.id_for(), id);
+    }
     plan.sk_queues[e.id_for()].emplace_back(r.take_raw(e.length()));
+    plan.sk_packets[e.id_for()].push_back(e);
   }
   for (const auto& [id, msgs] : plan.sk_queues) check_socket_queue(id, msgs, "sk-queues.img");
 }

@@ -15,6 +15,7 @@
 #include "pagemap.pb.h"
 #include "pstree.pb.h"
 #include "seccomp.pb.h"
+#include "sk-packet.pb.h"
 #include "tty.pb.h"
 
 namespace cryo::restore {
@@ -56,10 +57,11 @@ struct Plan {
   bool shell_job = false;                   // the images hold a terminal job
   std::map<uint32_t, uint32_t> ghosts;      // file id -> ghost file id (remap-fpath.img)
   std::vector<std::string> link_remaps;     // links a --link-remap dump made: gone after restore
-  std::map<uint64_t, SharedPages> shared_pages;             // by shmid
-  std::map<uint64_t, memfd_inode_entry> memfd_inodes;       // memfd.img by inode id
-  std::map<std::pair<bool, uint32_t>, PipeData> pipe_data;  // by (fifo, pipe_id)
-  std::map<uint32_t, std::vector<std::string>> sk_queues;   // sk-queues.img by socket file id
+  std::map<uint64_t, SharedPages> shared_pages;                 // by shmid
+  std::map<uint64_t, memfd_inode_entry> memfd_inodes;           // memfd.img by inode id
+  std::map<std::pair<bool, uint32_t>, PipeData> pipe_data;      // by (fifo, pipe_id)
+  std::map<uint32_t, std::vector<std::string>> sk_queues;       // sk-queues.img by socket file id
+  std::map<uint32_t, std::vector<sk_packet_entry>> sk_packets;  // and their entries (fds, creds)
   int find(pid_t pid) const;
   const reg_file_entry& reg(uint32_t id, const char* what, pid_t pid) const;
 };

@@ -1,12 +1,15 @@
 #include "restore/sockets.h"
 
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
+#include <set>
 
 #include "base/error.h"
 #include "base/log.h"
@@ -32,33 +35,30 @@ sockaddr_un address(const std::string& name, socklen_t* len) {
   return a;
 }
 
-void bind_to(int fd, const std::string& name, uint32_t id) {
-  socklen_t len;
-  sockaddr_un a = address(name, &len);
-  if (name[0] != '\0') {
-    // The dumped process's socket file is still there: a socket no one is bound to any more.
-    // One a live socket is bound to now belongs to someone else: never take it away.
-    std::string path = name.c_str();
-    struct stat st;
-    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
-      for (const auto& [ino, d] : kernel::unix_diag_all())
-        if (!d.name.empty() && d.name[0] != '\0' && d.name.c_str() == path)
-          fail(
-              "cannot bind unix socket {} to {}: a running socket is bound there now ({}): stop "
-              "it, or restore where the path is free",
-              id, printable(path), proc::socket_holder(ino));
-      ::unlink(path.c_str());
-    }
+// A relative socket name is bound and reached from the directory it was bound in: cryo works
+// in that directory for the time of the call, then goes back.
+class InDir {
+ public:
+  explicit InDir(const std::string& dir) {
+    if (dir.empty()) return;
+    back_.reset(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!back_) fail_sys("cannot open cryo's working directory");
+    if (::chdir(dir.c_str()) < 0) fail_sys("cannot enter {}", printable(dir));
   }
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) < 0)
-    fail_sys("cannot bind unix socket {} to {}", id, kernel::unix_name_printable(name));
-}
+  ~InDir() {
+    if (back_) (void)::fchdir(back_.get());
+  }
 
-void connect_to(int fd, const std::string& name, uint32_t id, const char* hint = "") {
-  socklen_t len;
-  sockaddr_un a = address(name, &len);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), len) < 0)
-    fail_sys("cannot connect unix socket {} to {}{}", id, kernel::unix_name_printable(name), hint);
+ private:
+  Fd back_;
+};
+
+// Whether a socket file `st` is one a live socket is bound to now.
+std::optional<uint32_t> live_socket_at(const struct stat& st) {
+  for (const auto& [ino, d] : kernel::unix_diag_all())
+    if (d.vfs_ino && d.vfs_ino == st.st_ino && kernel::same_kernel_dev(d.vfs_dev, st.st_dev))
+      return ino;
+  return std::nullopt;
 }
 
 }  // namespace
@@ -81,6 +81,37 @@ void apply_sk_opts(int fd, const sk_opts_entry& o, uint32_t id) {
   if (o.so_passcred()) set_int(SO_PASSCRED, 1, "SO_PASSCRED");
   if (o.so_keepalive()) set_int(SO_KEEPALIVE, 1, "SO_KEEPALIVE");
   if (o.so_broadcast()) set_int(SO_BROADCAST, 1, "SO_BROADCAST");
+  if (o.so_priority()) set_int(SO_PRIORITY, static_cast<int>(o.so_priority()), "SO_PRIORITY");
+  if (o.has_so_rcvlowat()) set_int(SO_RCVLOWAT, static_cast<int>(o.so_rcvlowat()), "SO_RCVLOWAT");
+  if (o.so_mark()) set_int(SO_MARK, static_cast<int>(o.so_mark()), "SO_MARK");
+  if (o.so_passsec()) set_int(SO_PASSSEC, 1, "SO_PASSSEC");
+  if (o.so_dontroute()) set_int(SO_DONTROUTE, 1, "SO_DONTROUTE");
+  if (o.so_no_check()) set_int(SO_NO_CHECK, 1, "SO_NO_CHECK");
+  if (o.so_oobinline()) set_int(SO_OOBINLINE, 1, "SO_OOBINLINE");
+  if (o.has_so_linger()) {
+    linger lg{1, static_cast<int>(o.so_linger())};
+    if (::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) < 0)
+      fail_sys("socket {}: cannot set SO_LINGER", id);
+  }
+  if (!o.so_bound_dev().empty() &&
+      ::setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, o.so_bound_dev().data(),
+                   static_cast<socklen_t>(o.so_bound_dev().size())) < 0)
+    fail_sys(
+        "socket {}: cannot bind it to device {} (SO_BINDTODEVICE): is there such an "
+        "interface here?",
+        id, printable(o.so_bound_dev()));
+  if (o.so_filter_size() > 0) {
+    std::vector<sock_filter> f(static_cast<size_t>(o.so_filter_size()));
+    for (int i = 0; i < o.so_filter_size(); i++) {
+      uint64_t w = o.so_filter(i);
+      std::memcpy(&f[static_cast<size_t>(i)], &w, sizeof w);
+    }
+    sock_fprog prog{static_cast<unsigned short>(f.size()), f.data()};
+    if (::setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
+      fail_sys("socket {}: cannot attach its BPF filter of {} instructions", id, f.size());
+  }
+  // Last: setting the buffer sizes above locked them.
+  if (o.has_so_buf_lock()) set_int(SO_BUF_LOCK, static_cast<int>(o.so_buf_lock()), "SO_BUF_LOCK");
 }
 
 UnixSockets::UnixSockets(const Plan& plan, std::function<int(uint32_t)> get,
@@ -95,22 +126,48 @@ const unix_sk_entry* UnixSockets::by_ino(uint32_t ino) const {
   return it == inos_.end() ? nullptr : it->second;
 }
 
-// Puts u's saved queue back, sent from `sender` (its peer) or, for a bound datagram socket
-// without a peer of its own, from a socket of cryo's. The queued bytes are charged to the
-// sender until they are read: its send buffer is raised for the time of the filling, and a
-// socket that takes no more fails rather than blocks.
-void UnixSockets::fill(int fd, const unix_sk_entry& u, int sender, const std::string& dest) {
+// The address that reaches socket `to`: its name, or for a socket whose file was deleted its
+// file through cryo's O_PATH fd on it (kept from the bind).
+sockaddr_un UnixSockets::reach(const unix_sk_entry& to, socklen_t* len) const {
+  if (auto g = ghosts_.find(to.id()); g != ghosts_.end())
+    return address(fmt::format("/proc/self/fd/{}", g->second.get()), len);
+  return address(to.name(), len);
+}
+
+void UnixSockets::connect(int fd, const unix_sk_entry& to, uint32_t id, const char* hint) {
+  socklen_t len;
+  sockaddr_un a = reach(to, &len);
+  InDir dir(ghosts_.count(to.id()) ? "" : to.name_dir());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), len) < 0)
+    fail_sys("cannot connect unix socket {} to {}{}", id, kernel::unix_name_printable(to.name()),
+             hint);
+}
+
+// Puts u's saved queue back, sent from `sender` (its peer; to `dest` when given) or, for a
+// bound datagram socket without a peer of its own, from a socket of cryo's. Messages carry
+// their fds (cryo's own files of the ids saved) and credentials again. The queued bytes are
+// charged to the sender until they are read: its send buffer is raised for the time of the
+// filling, and a socket that takes no more fails rather than blocks.
+void UnixSockets::fill(const unix_sk_entry& u, int sender, const unix_sk_entry* dest) {
   auto it = plan_.sk_queues.find(u.id());
   if (it == plan_.sk_queues.end()) return;
+  const std::vector<sk_packet_entry>& entries = plan_.sk_packets.at(u.id());
+  if (filling_.count(u.id()))
+    fail("unix socket {} holds itself in a message in its own queue: not supported", u.id());
+  filling_.insert(u.id());
+  struct Done {
+    std::set<uint32_t>& s;
+    uint32_t id;
+    ~Done() { s.erase(id); }
+  } done{filling_, u.id()};
   Fd tmp;
   if (sender < 0) {
     if (u.type() == SOCK_STREAM || u.name().empty())
       fail("unix socket {} has queued data but no peer to send it from", u.id());
     tmp.reset(::socket(AF_UNIX, static_cast<int>(u.type()) | SOCK_CLOEXEC, 0));
-    connect_to(tmp.get(), u.name(), u.id());
+    connect(tmp.get(), u, u.id());
     sender = tmp.get();
   }
-  (void)fd;
   size_t total = 0;
   for (const std::string& m : it->second) total += m.size() + kSocketMsgOverhead;
   int old_buf = 0;
@@ -121,21 +178,66 @@ void UnixSockets::fill(int fd, const unix_sk_entry& u, int sender, const std::st
   if (want > old_buf) ::setsockopt(sender, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want);
   socklen_t dlen = 0;
   sockaddr_un to{};
-  if (!dest.empty()) to = address(dest, &dlen);
+  std::optional<InDir> dir;
+  if (dest) {
+    to = reach(*dest, &dlen);
+    if (!ghosts_.count(dest->id())) dir.emplace(dest->name_dir());
+  }
   size_t sent = 0;
-  for (const std::string& m : it->second) {
+  for (size_t i = 0; i < it->second.size(); i++) {
+    const std::string& m = it->second[i];
+    const sk_packet_entry& e = entries[i];
+    // Control data: the fds first (each file opened by cryo), then the credentials.
+    std::vector<int> fds;
+    for (const scm_entry& scm : e.scm())
+      for (uint32_t id : scm.rights()) fds.push_back(get_(id));
+    std::vector<char> ctl(CMSG_SPACE(sizeof(int) * fds.size()) + CMSG_SPACE(sizeof(ucred)));
+    msghdr msg{};
+    msg.msg_control = ctl.data();
+    msg.msg_controllen = ctl.size();
+    size_t ctl_len = 0;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    if (!fds.empty()) {
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+      ctl_len += CMSG_SPACE(sizeof(int) * fds.size());
+      c = CMSG_NXTHDR(&msg, c);
+    }
+    if (e.has_ucred() && e.ucred().pid()) {
+      ucred cred{static_cast<pid_t>(e.ucred().pid()), e.ucred().uid(), e.ucred().gid()};
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_CREDENTIALS;
+      c->cmsg_len = CMSG_LEN(sizeof cred);
+      std::memcpy(CMSG_DATA(c), &cred, sizeof cred);
+      ctl_len += CMSG_SPACE(sizeof cred);
+    }
+    msg.msg_controllen = ctl_len;
+    if (!ctl_len) msg.msg_control = nullptr;
+    msg.msg_name = dlen ? &to : nullptr;
+    msg.msg_namelen = dlen;
     size_t off = 0;
     do {
-      ssize_t n = ::sendto(sender, m.data() + off, m.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT,
-                           dlen ? reinterpret_cast<sockaddr*>(&to) : nullptr, dlen);
+      iovec iov{const_cast<char*>(m.data()) + off, m.size() - off};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      ssize_t n = ::sendmsg(sender, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN)
         fail(
             "unix socket {} takes no more of its queued data after {} of {} messages (its queue "
             "limits, e.g. net.unix.max_dgram_qlen, are lower here than where it was dumped)",
             u.id(), sent, it->second.size());
+      if (n < 0 && errno == ESRCH && e.has_ucred())
+        fail(
+            "cannot put a message back into unix socket {}: it was sent by pid {}, which does "
+            "not exist here",
+            u.id(), e.ucred().pid());
       if (n < 0) fail_sys("cannot put {} queued bytes back into unix socket {}", m.size(), u.id());
       off += static_cast<size_t>(n);
+      msg.msg_control = nullptr;  // (sent with the first part)
+      msg.msg_controllen = 0;
     } while (u.type() == SOCK_STREAM && off < m.size());
     sent++;
   }
@@ -146,11 +248,119 @@ void UnixSockets::fill(int fd, const unix_sk_entry& u, int sender, const std::st
   }
 }
 
-void UnixSockets::bind(int fd, const std::string& name, uint32_t id) {
-  bind_to(fd, name, id);
-  if (name[0] == '\0') return;
+namespace {
+
+// Creates the missing directories above `path` (absolute, or relative to the working
+// directory); returns those it made, deepest last.
+std::vector<std::string> make_parents(const std::string& path) {
+  std::vector<std::string> missing;
+  for (size_t slash = path.rfind('/'); slash != std::string::npos && slash > 0;
+       slash = path.rfind('/', slash - 1)) {
+    std::string dir = path.substr(0, slash);
+    if (::access(dir.c_str(), F_OK) == 0) break;
+    missing.push_back(dir);
+  }
+  std::vector<std::string> made;
+  for (auto d = missing.rbegin(); d != missing.rend(); ++d) {
+    if (::mkdir(d->c_str(), 0755) < 0 && errno != EEXIST) {
+      for (auto m = made.rbegin(); m != made.rend(); ++m) ::rmdir(m->c_str());
+      fail_sys("cannot make directory {} to bind a socket whose file was deleted", printable(*d));
+    }
+    made.push_back(*d);
+  }
+  return made;
+}
+
+void set_perms(const unix_sk_entry& u, const std::string& path) {
+  if (!u.has_file_perms()) return;
+  const file_perms_entry& p = u.file_perms();
+  if (::chown(path.c_str(), p.uid(), p.gid()) < 0)
+    fail_sys("unix socket {}: cannot give its file {} to uid {} gid {}", u.id(), printable(path),
+             p.uid(), p.gid());
+  if (::chmod(path.c_str(), p.mode() & 07777) < 0)
+    fail_sys("unix socket {}: cannot set mode {:o} on its file {}", u.id(), p.mode() & 07777,
+             printable(path));
+}
+
+}  // namespace
+
+// Binds `fd` as socket `u` was bound: an abstract name as it is; a path name from the
+// directory it was bound in (a relative name), with its file's mode and owner. A socket whose
+// file was deleted (or replaced by another file since) is bound where it was, with the
+// directories it needs made for the moment and whatever is at the path now moved aside, and
+// its file deleted again at once; cryo keeps an O_PATH fd on it, through which sockets connect.
+void UnixSockets::bind(int fd, const unix_sk_entry& u) {
+  const std::string& name = u.name();
+  socklen_t len;
+  sockaddr_un a = address(name, &len);
+  if (name[0] == '\0') {
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) < 0)
+      fail_sys("cannot bind unix socket {} to {}", u.id(), kernel::unix_name_printable(name));
+    return;
+  }
+  const std::string path = name.c_str();
+  const std::string shown =
+      u.name_dir().empty() || path[0] == '/'
+          ? printable(path)
+          : fmt::format("{} (in {})", printable(path), printable(u.name_dir()));
+  if (u.deleted()) {
+    std::vector<std::string> made;
+    std::string dir = u.name_dir();
+    if (!dir.empty() && path[0] != '/') made = make_parents(dir + "/" + path);
+    {
+      InDir in(dir);
+      if (dir.empty() || path[0] == '/') made = make_parents(path);
+      const std::string parked = path + ".cryo-sk-ghost";
+      struct stat st;
+      bool moved = false;
+      if (::lstat(path.c_str(), &st) == 0) {
+        ::unlink(parked.c_str());
+        if (::rename(path.c_str(), parked.c_str()) < 0)
+          fail_sys("cannot move {} aside to bind unix socket {} whose file was deleted there",
+                   shown, u.id());
+        moved = true;
+      }
+      struct Back {
+        const std::string &path, &parked;
+        bool moved;
+        ~Back() {
+          ::unlink(path.c_str());
+          if (moved) ::rename(parked.c_str(), path.c_str());
+        }
+      } back{path, parked, moved};
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) < 0)
+        fail_sys("cannot bind unix socket {} to {}", u.id(), shown);
+      set_perms(u, path);
+      Fd file(::open(path.c_str(), O_PATH | O_CLOEXEC));
+      if (!file) fail_sys("cannot open the file of unix socket {} at {}", u.id(), shown);
+      ghosts_[u.id()] = std::move(file);
+    }
+    for (auto m = made.rbegin(); m != made.rend(); ++m) ::rmdir(m->c_str());
+    log::debug("unix socket {} bound to {}, whose file was deleted", u.id(), shown);
+    return;
+  }
+  InDir in(u.name_dir());
+  // The dumped process's socket file is still there: a socket no one is bound to any more.
+  // One a live socket is bound to now belongs to someone else: never take it away.
   struct stat st;
-  if (::stat(name.c_str(), &st) == 0) bound_.push_back({name.c_str(), st.st_dev, st.st_ino});
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      fail("cannot bind unix socket {} to {}: {} is there now", u.id(), shown,
+           file_kind(st.st_mode));
+    if (auto ino = live_socket_at(st))
+      fail(
+          "cannot bind unix socket {} to {}: a running socket is bound there now ({}): stop it, "
+          "or restore where the path is free",
+          u.id(), shown, proc::socket_holder(*ino));
+    ::unlink(path.c_str());
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) < 0)
+    fail_sys("cannot bind unix socket {} to {}", u.id(), shown);
+  set_perms(u, path);
+  if (::stat(path.c_str(), &st) == 0) {
+    std::string abs = path[0] == '/' ? path : u.name_dir() + "/" + path;
+    bound_.push_back({abs, st.st_dev, st.st_ino});
+  }
 }
 
 UnixSockets::~UnixSockets() {
@@ -188,7 +398,7 @@ Fd UnixSockets::open(const file_entry& f) {
     Fd s = make();
     set_opts(s.get(), u);
     if (u.name().empty()) fail("unix socket {} listens without a name", u.id());
-    bind(s.get(), u.name(), u.id());
+    bind(s.get(), u);
     if (::listen(s.get(), static_cast<int>(u.backlog() ? u.backlog() : 128)) < 0)
       fail_sys("cannot listen on unix socket {} ({})", u.id(),
                kernel::unix_name_printable(u.name()));
@@ -204,7 +414,7 @@ Fd UnixSockets::open(const file_entry& f) {
     get_(peer->id());
     Fd s = make();
     set_opts(s.get(), u);
-    connect_to(s.get(), peer->name(), u.id());
+    connect(s.get(), *peer, u.id());
     finish(s.get(), u);
     return s;
   }
@@ -213,9 +423,9 @@ Fd UnixSockets::open(const file_entry& f) {
     if (u.name().empty()) fail("unix socket {} is connected to itself but has no name", u.id());
     Fd s = make();
     set_opts(s.get(), u);
-    bind(s.get(), u.name(), u.id());
-    connect_to(s.get(), u.name(), u.id());
-    fill(s.get(), u, s.get());
+    bind(s.get(), u);
+    connect(s.get(), u, u.id());
+    fill(u, s.get());
     finish(s.get(), u);
     return s;
   }
@@ -228,11 +438,11 @@ Fd UnixSockets::open(const file_entry& f) {
     set_opts(mine.get(), u);
     set_opts(theirs.get(), *peer);
     if (type == SOCK_DGRAM) {
-      if (!u.name().empty()) bind(mine.get(), u.name(), u.id());
-      if (!peer->name().empty()) bind(theirs.get(), peer->name(), peer->id());
+      if (!u.name().empty()) bind(mine.get(), u);
+      if (!peer->name().empty()) bind(theirs.get(), *peer);
     }
-    fill(mine.get(), u, theirs.get());
-    fill(theirs.get(), *peer, mine.get());
+    fill(u, theirs.get());
+    fill(*peer, mine.get());
     finish(mine.get(), u);
     finish(theirs.get(), *peer);
     adopt_(peer->id(), std::move(theirs));
@@ -252,38 +462,38 @@ Fd UnixSockets::open(const file_entry& f) {
     Fd mine(sv[0]), theirs(sv[1]);
     set_opts(mine.get(), u);
     // (A connected stream socket shows its listener's name: only a datagram one has its own.)
-    if (type == SOCK_DGRAM && !u.name().empty()) bind(mine.get(), u.name(), u.id());
-    fill(mine.get(), u, theirs.get());
+    if (type == SOCK_DGRAM && !u.name().empty()) bind(mine.get(), u);
+    fill(u, theirs.get());
     theirs.reset();
     finish(mine.get(), u);
     return mine;
   }
   Fd s = make();
   set_opts(s.get(), u);
-  if (!u.name().empty()) bind(s.get(), u.name(), u.id());
+  if (!u.name().empty()) bind(s.get(), u);
   if (peer && !outside && !u.name().empty()) {
     // A datagram socket connected to a bound one that is not connected back: its queue is
     // refilled by that peer (a connected socket takes messages from its peer only, and a
     // peer is held to no queue length), sending to this socket's name.
     int from = get_(peer->id());
-    connect_to(s.get(), peer->name(), u.id());
-    fill(s.get(), u, from, u.name());
+    connect(s.get(), *peer, u.id());
+    fill(u, from, &u);
     finish(s.get(), u);
     return s;
   }
   // Queued messages come from a socket of cryo's, before the connect.
-  fill(s.get(), u, -1);
+  fill(u, -1);
   if (outside) {
     // Connected to a socket outside the tree (--ext-unix-sk): that socket's name again.
-    connect_to(s.get(), peer->name(), u.id(),
-               " (the socket outside the dumped tree it was connected to: start its owner "
-               "before restoring)");
+    connect(s.get(), *peer, u.id(),
+            " (the socket outside the dumped tree it was connected to: start its owner "
+            "before restoring)");
     log::info("unix socket {} connected again to {} outside the tree", u.id(),
               kernel::unix_name_printable(peer->name()));
   } else if (peer) {
     // A datagram socket connected to a bound one that is not connected back.
     get_(peer->id());
-    connect_to(s.get(), peer->name(), u.id());
+    connect(s.get(), *peer, u.id());
   }
   finish(s.get(), u);
   return s;

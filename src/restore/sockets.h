@@ -4,8 +4,12 @@
 // queued data is sent back into each socket's receive queue.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <functional>
+
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,9 +34,13 @@ class UnixSockets {
 
  private:
   const unix_sk_entry* by_ino(uint32_t ino) const;
-  // Puts u's saved queue back, sent from `sender` (to `dest` when not empty).
-  void fill(int fd, const unix_sk_entry& u, int sender, const std::string& dest = "");
-  void bind(int fd, const std::string& name, uint32_t id);
+  // Puts u's saved queue back, sent from `sender` (to `dest` when given).
+  void fill(const unix_sk_entry& u, int sender, const unix_sk_entry* dest = nullptr);
+  void bind(int fd, const unix_sk_entry& u);
+  void connect(int fd, const unix_sk_entry& to, uint32_t id, const char* hint = "");
+  sockaddr_un reach(const unix_sk_entry& to, socklen_t* len) const;
+  std::map<uint32_t, Fd> ghosts_;  // O_PATH fds on the files of sockets bound to a deleted file
+  std::set<uint32_t> filling_;     // sockets whose queues are being filled
   struct Bound {
     std::string path;
     dev_t dev;

@@ -9,11 +9,12 @@
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
-# stop-during-dump oom-score-adj io-uring pidfile log-file images-perms image-part-symlink
+# stop-during-dump oom-score-adj io-uring udp-corked unix-creds-outside pidfile log-file images-perms image-part-symlink
 # hostile-memory hostile-core hostile-files hostile-pipes file-kinds).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
-# vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring) are taken
+# vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring, udp_corked,
+# unix_creds_outside) are taken
 # from $CR_PROGS_DIR, else from the directory of PROGRAM_OR_NAME.
 #
 # Protocol with the programs: `prog WORKDIR` builds its state, writes
@@ -798,6 +799,24 @@ err_file_kinds() {
 	finish_original "after the refused dump"
 }
 
+err_udp_corked() {
+	helper udp_corked
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of a corked UDP socket with data pending"
+	expect_msg dump "dump of a corked UDP socket" "task $ROOT" UDP_CORK "not sent yet"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+}
+err_unix_creds_outside() {
+	helper unix_creds_outside
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of a message with the credentials of a process outside the tree"
+	expect_msg dump "dump of a message with outside credentials" "task $ROOT" "pid 1" "not in the dumped tree"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+}
 err_socket_path_taken() {
 	helper unix_sockets
 	start_prog "$HELPER"
@@ -1480,7 +1499,7 @@ demo)
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
-	stop-during-dump | oom-score-adj | io-uring | pidfile | log-file | images-perms | \
+	stop-during-dump | oom-score-adj | io-uring | udp-corked | unix-creds-outside | pidfile | log-file | images-perms | \
 	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes | file-kinds)
 	"err_${FLAVOR//-/_}"
 	;;
