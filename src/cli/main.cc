@@ -65,6 +65,7 @@ int run(int argc, char** argv) {
       d.file_locks = o.file_locks;
       d.ext_unix_sk = o.ext_unix_sk;
       d.ghost_limit = o.ghost_limit;
+      d.link_remap = o.link_remap;
       d.timeout = o.timeout;
       d.display_stats = o.display_stats;
       d.stats_json = o.stats_json;

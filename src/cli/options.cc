@@ -65,7 +65,11 @@ constexpr OptionSpec kTable[] = {
      "allow unix sockets connected to a peer outside the tree (an inode list is not "
      "supported yet)"},
     {"ghost-limit", 0, A::kRequired, S::kImplemented, false, "SIZE",
-     "dump: largest deleted file saved whole (K, M, G suffixes; default 1M)"},
+     "dump: most disk space a deleted file may use to be saved whole (K, M, G suffixes; "
+     "default 1M; a sparse file counts by its blocks)"},
+    {"link-remap", 0, A::kNone, S::kImplemented, true, nullptr,
+     "dump: a file whose open name was removed while another hard link keeps it is kept by a "
+     "new link link_remap.ID in its directory (the restore removes it)"},
     {"timeout", 0, A::kRequired, S::kImplemented, false, "SECONDS",
      "dump: how long the tree may take to stop (default 10)"},
     // Check.
@@ -129,8 +133,6 @@ constexpr OptionSpec kTable[] = {
     {"tcp-close", 0, A::kNone, S::kRefused, true, nullptr,
      "restore established TCP connections closed"},
     {"evasive-devices", 0, A::kNone, S::kRefused, true, nullptr, "use any path to a device file"},
-    {"link-remap", 0, A::kNone, S::kRefused, true, nullptr,
-     "link unlinked files back while the dump lasts"},
     {"veth-pair", 0, A::kRequired, S::kRefused, false, "IN=OUT", "veth devices' names"},
     {"action-script", 0, A::kRequired, S::kRefused, false, "FILE",
      "run an action script (repeatable)"},
@@ -237,6 +239,7 @@ struct Parser {
       if (name == "restore-detached" || name == "daemon") o->restore_detached = false;
       if (name == "shell-job") o->shell_job = false;
       if (name == "file-locks") o->file_locks = false;
+      if (name == "link-remap") o->link_remap = false;
       if (name == "display-stats") o->display_stats = false;
       if (name == "extra") o->check_extra = false;
       if (name == "experimental") o->check_experimental = false;
@@ -322,6 +325,8 @@ struct Parser {
       o->timeout = static_cast<unsigned>(v);
     } else if (name == "ghost-limit") {
       o->ghost_limit = parse_size(arg);
+    } else if (name == "link-remap") {
+      o->link_remap = true;
     } else if (name == "pidfile") {
       o->pidfile = arg;
     } else if (name == "display-stats") {

@@ -24,6 +24,7 @@ struct Options {
   bool file_locks = false;         // -l: dump and restore file locks
   bool ext_unix_sk = false;        // unix sockets with a peer outside the tree are allowed
   uint64_t ghost_limit = 1 << 20;  // largest deleted file saved whole (CRIU's default)
+  bool link_remap = false;         // a deleted file is linked to a hidden name, not copied
   unsigned timeout = 10;           // seconds the tree has to stop (CRIU's default)
   bool restore_detached = false;
   bool display_stats = false;

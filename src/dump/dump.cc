@@ -136,6 +136,7 @@ void run(const Options& opts) {
   fo.shell_job = opts.shell_job;
   fo.ext_unix_sk = opts.ext_unix_sk;
   fo.ghost_limit = opts.ghost_limit;
+  fo.link_remap = opts.link_remap;
   fo.shmem = &shmem;
   fo.locks = &locks;
   fo.in_tree = [&](pid_t p) { return tree.contains(p); };
@@ -185,8 +186,9 @@ void run(const Options& opts) {
     fs_entry fs;
     std::string cwd = proc::read_link(fmt::format("/proc/{}/cwd", t.pid));
     std::string rootdir = proc::read_link(fmt::format("/proc/{}/root", t.pid));
-    fs.set_cwd_id(files.by_path(cwd, O_RDONLY | O_DIRECTORY));
-    fs.set_root_id(files.by_path(rootdir, O_RDONLY | O_DIRECTORY));
+    fs.set_cwd_id(files.by_path(cwd, O_RDONLY | O_DIRECTORY, fmt::format("/proc/{}/cwd", t.pid)));
+    fs.set_root_id(
+        files.by_path(rootdir, O_RDONLY | O_DIRECTORY, fmt::format("/proc/{}/root", t.pid)));
     fs.set_umask(proc::read_status(t.pid).umask);
     image::write_one(dir, fmt::format("fs-{}.img", t.pid), image::magic::kFs, fs);
   }
@@ -224,6 +226,7 @@ void run(const Options& opts) {
 
   fault_point("dump-after-images");
 
+  files.commit();
   progress::phase("releasing the tree");
   tree.commit(opts.leave_stopped   ? FrozenTree::End::kStop
               : opts.leave_running ? FrozenTree::End::kRun

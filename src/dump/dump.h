@@ -17,6 +17,7 @@ struct Options {
   bool file_locks = false;
   bool ext_unix_sk = false;
   uint64_t ghost_limit = 1 << 20;
+  bool link_remap = false;  // --link-remap: deleted files are linked, not copied
   unsigned timeout = 10;
   bool display_stats = false;
   std::string stats_json;  // --stats-json FILE (relative to the current directory)

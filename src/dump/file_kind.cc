@@ -104,9 +104,13 @@ std::unique_ptr<FileKind> make_fanotify_kind(FileTable& t);
 std::unique_ptr<FileKind> make_memfd_kind(FileTable& t);
 std::unique_ptr<FileKind> make_tty_kind(FileTable& t);
 std::unique_ptr<FileKind> make_regular_kind(FileTable& t);
+std::unique_ptr<FileKind> make_path_kind(FileTable& t);
+std::unique_ptr<FileKind> make_pidfd_kind(FileTable& t);
+std::unique_ptr<FileKind> make_nsfs_kind(FileTable& t);
 
 FileKinds make_file_kinds(FileTable& t) {
   FileKinds k;
+  k.push_back(make_path_kind(t));  // first: an O_PATH fd opens nothing of the object
   k.push_back(make_pipe_kind(t));
   k.push_back(make_unix_socket_kind(t));
   k.push_back(make_inet_socket_kind(t));
@@ -120,6 +124,8 @@ FileKinds make_file_kinds(FileTable& t) {
   k.push_back(make_fanotify_kind(t));
   k.push_back(make_fifo_kind(t));
   k.push_back(make_memfd_kind(t));
+  k.push_back(make_pidfd_kind(t));
+  k.push_back(make_nsfs_kind(t));
   k.push_back(make_tty_kind(t));
   k.push_back(make_regular_kind(t));  // last: any other file with a path
   return k;

@@ -88,11 +88,34 @@ file_entry& FileTable::entry(uint32_t id) {
   return entries_[it->second];
 }
 
+std::string FileTable::remap_deleted(uint32_t id, const std::string& link,
+                                     const std::string& proc_path, const std::string& what) {
+  bool linked = false;
+  const std::string gone = deleted_path(link, proc_path, opts_.link_remap ? &linked : nullptr);
+  if (gone.empty()) return link;
+  if (proc_path.empty()) fail("{}: a deleted file or directory is not supported here", what);
+  if (!linked) {
+    ghosts_.add(id, proc_path, what);
+    return gone;
+  }
+  const uint32_t link_id = next_id_++;
+  file_entry e;
+  e.set_type(REG);
+  e.set_id(link_id);
+  auto* r = e.mutable_reg();
+  r->set_id(link_id);
+  r->set_flags(0);
+  r->set_pos(0);
+  zero_fown(r->mutable_fown());
+  r->set_name(ghosts_.link(id, link_id, proc_path, gone, what));
+  add_entry(std::move(e));
+  return gone;
+}
+
 uint32_t FileTable::by_path(const std::string& path, uint32_t flags, const std::string& proc_link) {
   auto key = std::make_pair(path, flags);
   if (auto it = paths_.find(key); it != paths_.end()) return it->second;
   uint32_t id = next_id_++;
-  const std::string gone = deleted_path(path, proc_link);
   file_entry e;
   e.set_type(REG);
   e.set_id(id);
@@ -101,12 +124,11 @@ uint32_t FileTable::by_path(const std::string& path, uint32_t flags, const std::
   r->set_flags(flags);
   r->set_pos(0);
   zero_fown(r->mutable_fown());
-  r->set_name(gone.empty() ? path : gone);
+  const std::string name = remap_deleted(
+      id, path, proc_link, proc_link.empty() ? path : fmt::format("{} ({})", path, proc_link));
+  r->set_name(name);
   struct stat st;
-  if (!gone.empty()) {
-    if (proc_link.empty()) fail("{}: a deleted file or directory is not supported here", path);
-    ghosts_.add(id, proc_link, fmt::format("{} ({})", gone, proc_link));
-  } else if (::stat(path.c_str(), &st) == 0) {
+  if (name == path && ::stat(path.c_str(), &st) == 0) {
     if (S_ISREG(st.st_mode)) r->set_size(st.st_size);
     r->set_mode(st.st_mode);
   }
@@ -132,6 +154,7 @@ void FileTable::add_memfd_inode(pid_t pid, const std::string& proc_link, const s
   mi.set_shmid(static_cast<uint32_t>(st.st_ino));
   mi.set_seals(seals > 0 ? static_cast<uint32_t>(seals) : 0);
   mi.set_inode_id(st.st_ino);
+  mi.set_mode(st.st_mode);
   memfds_[st.st_ino] = mi;
   opts_.shmem->add_link(st.st_ino, proc_link, pid);
 }
@@ -163,7 +186,7 @@ uint32_t FileTable::memfd_mapping(pid_t pid, const std::string& proc_link, const
 // kernel checks when it signals the owner, into the kind's fown entry.
 void FileTable::note_owner(FdContext& c, file_entry* e) {
   fown_entry* o = image::mutable_file_owner(e);
-  if (!o) return;
+  if (!o || (c.flags & O_PATH)) return;  // an O_PATH fd has no owner (fcntl says EBADF)
   f_owner_ex ex{};
   if (::fcntl(c.copy(), F_GETOWN_EX, &ex) < 0) fail_sys("{}: cannot read its owner", c.where());
   const int sig = ::fcntl(c.copy(), F_GETSIG);

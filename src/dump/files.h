@@ -33,6 +33,7 @@ struct FileTableOptions {
   bool shell_job = false;    // a terminal outside the tree is the shell job's (-j)
   bool ext_unix_sk = false;  // unix sockets connected outside the tree are kept
   uint64_t ghost_limit = kDefaultGhostLimit;
+  bool link_remap = false;             // deleted files are linked to a hidden name
   ShmemTable* shmem = nullptr;         // where memfd contents go
   FileLockTable* locks = nullptr;      // where the locks of each fd are noted
   std::function<bool(pid_t)> in_tree;  // whether a PID is a task of the dumped tree
@@ -64,6 +65,13 @@ class FileTable {
   void add_entry(file_entry e);
   file_entry& entry(uint32_t id);
   GhostFiles& ghosts() { return ghosts_; }
+  // The name to write for file `id` opened as `link` (as /proc shows it) and reachable through
+  // `proc_path`: `link` itself, or for a deleted file its old name, with the file saved as a
+  // ghost or kept by a new link (--link-remap). `what` names it in errors.
+  std::string remap_deleted(uint32_t id, const std::string& link, const std::string& proc_path,
+                            const std::string& what);
+  // The dump committed: what it made on the file systems for the restore stays.
+  void commit() { ghosts_.keep_links(); }
   // Dumps an open file cryo holds itself at `fd` (one received in flight in a unix socket's
   // queue, SCM_RIGHTS) like a task's fd, without an fdinfo entry; returns its file id, the id
   // of the tree's open file when it is one. `fd` must stay open until the table is written

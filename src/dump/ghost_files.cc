@@ -4,16 +4,19 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <climits>
+#include <cstring>
 #include <vector>
 
 #include "base/error.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "ghost-file.pb.h"
 #include "image/image.h"
 
 namespace cryo::dump {
 
-std::string deleted_path(const std::string& link, const std::string& proc_path) {
+std::string deleted_path(const std::string& link, const std::string& proc_path, bool* linked) {
   constexpr std::string_view kSuffix = " (deleted)";
   if (link.size() <= kSuffix.size() || link.front() != '/' ||
       link.compare(link.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0)
@@ -21,14 +24,26 @@ std::string deleted_path(const std::string& link, const std::string& proc_path) 
   std::string gone = link.substr(0, link.size() - kSuffix.size());
   struct stat st, named;
   if (proc_path.empty() || ::stat(proc_path.c_str(), &st) < 0) return gone;
-  if (::stat(link.c_str(), &named) == 0 && named.st_dev == st.st_dev && named.st_ino == st.st_ino)
+  if (::lstat(link.c_str(), &named) == 0 && named.st_dev == st.st_dev && named.st_ino == st.st_ino)
     return "";  // a live file whose name ends in " (deleted)"
-  if (!S_ISDIR(st.st_mode) && st.st_nlink > 0)
+  if (!S_ISDIR(st.st_mode) && st.st_nlink > 0) {
+    if (linked) {
+      *linked = true;
+      return gone;
+    }
     fail(
-        "{}: its name {} was removed but it keeps {} other hard link(s): not supported (a saved "
-        "copy would part from them)",
+        "{}: its name {} was removed but it keeps {} other hard link(s): dump with "
+        "--link-remap to keep it by a new link in its directory (a saved copy would part "
+        "from them)",
         proc_path, gone, st.st_nlink);
+  }
   return gone;
+}
+
+GhostFiles::~GhostFiles() {
+  for (const std::string& path : links_)
+    if (::unlink(path.c_str()) < 0 && errno != ENOENT)
+      log::warn("cannot remove the link {} made for --link-remap: {}", path, std::strerror(errno));
 }
 
 void GhostFiles::add(uint32_t file_id, const std::string& proc_path, const std::string& what) {
@@ -36,21 +51,38 @@ void GhostFiles::add(uint32_t file_id, const std::string& proc_path, const std::
   struct stat st;
   if (::stat(proc_path.c_str(), &st) < 0)
     fail_sys("{}: cannot stat the deleted file through {}", what, proc_path);
-  if (!S_ISREG(st.st_mode))
-    fail("{}: a deleted {} is not supported: only deleted regular files are saved", what,
-         S_ISDIR(st.st_mode) ? "directory" : "special file");
-  Fd fd(::open(proc_path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
-  if (!fd) fail_sys("{}: cannot open the deleted file through {}", what, proc_path);
-  if (::fstat(fd.get(), &st) < 0) fail_sys("{}: cannot stat the deleted file", what);
-  if (static_cast<uint64_t>(st.st_size) > limit_)
+  Fd fd;
+  std::string target;
+  if (S_ISREG(st.st_mode)) {
+    fd.reset(::open(proc_path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+    if (!fd) fail_sys("{}: cannot open the deleted file through {}", what, proc_path);
+    if (::fstat(fd.get(), &st) < 0) fail_sys("{}: cannot stat the deleted file", what);
+    // As CRIU: what the file holds on disk counts, so a large sparse file with little data
+    // is saved.
+    const uint64_t used = static_cast<uint64_t>(st.st_blocks) * 512;
+    if (used > limit_)
+      fail(
+          "{}: the deleted file uses {} bytes on disk, over the ghost file limit of {} bytes: "
+          "raise it with --ghost-limit SIZE",
+          what, used, limit_);
+  } else if (S_ISLNK(st.st_mode)) {
+    // The /proc link leads to the symlink itself, not through it.
+    Fd l(::open(proc_path.c_str(), O_PATH | O_CLOEXEC));
+    char buf[PATH_MAX];
+    ssize_t n = l ? ::readlinkat(l.get(), "", buf, sizeof buf) : -1;
+    if (n < 0) fail_sys("{}: cannot read the target of the deleted symlink", what);
+    target.assign(buf, static_cast<size_t>(n));
+  } else if (!S_ISDIR(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode) &&
+             !S_ISBLK(st.st_mode)) {
     fail(
-        "{}: the deleted file is {} bytes, over the ghost file limit of {} bytes: raise it with "
-        "--ghost-limit SIZE",
-        what, st.st_size, limit_);
+        "{}: a deleted socket file is not supported: only files, directories, FIFOs, "
+        "device nodes and symlinks are saved",
+        what);
+  }
   auto key = std::make_pair(st.st_dev, st.st_ino);
   auto it = ghosts_.find(key);
   if (it == ghosts_.end()) {
-    Ghost g{next_id_++, std::move(fd), st};
+    Ghost g{next_id_++, std::move(fd), st, std::move(target)};
     it = ghosts_.emplace(key, std::move(g)).first;
   }
   remap_file_path_entry r;
@@ -58,7 +90,26 @@ void GhostFiles::add(uint32_t file_id, const std::string& proc_path, const std::
   r.set_remap_id(it->second.id);
   r.set_remap_type(GHOST);
   remaps_.push_back(r);
-  log::debug("{}: deleted file saved as ghost {}", what, it->second.id);
+  log::debug("{}: deleted {} saved as ghost {}", what, file_kind(st.st_mode), it->second.id);
+}
+
+std::string GhostFiles::link(uint32_t file_id, uint32_t link_id, const std::string& proc_path,
+                             const std::string& gone, const std::string& what) {
+  const size_t slash = gone.rfind('/');
+  const std::string path =
+      fmt::format("{}/link_remap.{}", gone.substr(0, slash == 0 ? 0 : slash), link_id);
+  // Through the /proc link: the open file's inode, whatever its names are now.
+  if (::linkat(AT_FDCWD, proc_path.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) < 0)
+    fail_sys("{}: cannot link the file whose name {} was removed to {} (--link-remap)", what, gone,
+             path);
+  links_.push_back(path);
+  remap_file_path_entry r;
+  r.set_orig_id(file_id);
+  r.set_remap_id(link_id);
+  r.set_remap_type(LINKED);
+  remaps_.push_back(r);
+  log::info("{}: its name {} was removed: linked to {} (--link-remap)", what, gone, path);
+  return path;
 }
 
 void GhostFiles::write(const std::string& dir) {
@@ -77,10 +128,17 @@ void GhostFiles::write(const std::string& dir) {
     e.mutable_atim()->set_tv_usec(static_cast<uint64_t>(st.st_atim.tv_nsec / 1000));
     e.mutable_mtim()->set_tv_sec(static_cast<uint64_t>(st.st_mtim.tv_sec));
     e.mutable_mtim()->set_tv_usec(static_cast<uint64_t>(st.st_mtim.tv_nsec / 1000));
-    e.set_chunks(true);
-    e.set_size(static_cast<uint64_t>(st.st_size));
+    if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) e.set_rdev(static_cast<uint32_t>(st.st_rdev));
+    if (S_ISLNK(st.st_mode)) e.set_symlnk_target(g.target);
     std::string name = fmt::format("ghost-file-{:x}.img", g.id);
     image::Writer w(dir, name, image::magic::kGhostFile);
+    if (!S_ISREG(st.st_mode)) {
+      w.put(e);
+      w.close();
+      continue;
+    }
+    e.set_chunks(true);
+    e.set_size(static_cast<uint64_t>(st.st_size));
     w.put(e);
     // Only the data: holes stay holes.
     off_t off = 0;

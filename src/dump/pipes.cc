@@ -92,17 +92,13 @@ class FifoKind : public FileKind {
  public:
   explicit FifoKind(FileTable& t) : table_(t) {}
   fd_types type() const override { return FIFO; }
-  bool claims(FdContext& c) override {
-    if (!S_ISFIFO(c.st.st_mode)) return false;
-    if (!deleted_path(c.link, c.proc_path).empty())
-      fail("{}: a deleted FIFO is not supported yet", c.where());
-    return true;
-  }
+  bool claims(FdContext& c) override { return S_ISFIFO(c.st.st_mode); }
   void dump(FdContext& c, uint32_t id, file_entry* e) override {
     auto* f = e->mutable_fifo();
     f->set_id(id);
     f->set_pipe_id(static_cast<uint32_t>(c.st.st_ino));
-    f->set_regf_id(table_.by_path(c.link, c.flags));
+    // A deleted FIFO's path is a ghost: made again (empty) at restore, its data put back.
+    f->set_regf_id(table_.by_path(c.link, c.flags, c.proc_path));
     data_.add(c.pid, c.fd, c.st.st_ino, true);
   }
   void write(const DumpEnd& end) override { data_.write(end.dir); }

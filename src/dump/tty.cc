@@ -20,6 +20,7 @@ namespace cryo::dump {
 namespace {
 
 constexpr unsigned kPtmxMajor = 5, kPtmxMinor = 2;
+constexpr unsigned kTtyMajor = 5, kTtyMinor = 0;  // /dev/tty: the controlling terminal
 constexpr unsigned kPtsMajorFirst = 136, kPtsMajorLast = 143;
 // Not a pty index: bit 31 keeps other terminals' ids apart from (index << 1 | slave).
 constexpr uint32_t kOtherTtyId = 1u << 31;
@@ -292,6 +293,12 @@ class TtyKind : public FileKind {
   fd_types type() const override { return TTY; }
   bool claims(FdContext& c) override {
     if (!S_ISCHR(c.st.st_mode) || !is_tty_rdev(c.st.st_rdev)) return false;
+    // A VT, the console or a serial line that is not the task's controlling terminal is a
+    // device file like any other, opened again by its path.
+    if (!is_ptmx(c.st.st_rdev) && !is_pts(c.st.st_rdev) && major(c.st.st_rdev) != 2 &&
+        major(c.st.st_rdev) != 3 && c.st.st_rdev != makedev(kTtyMajor, kTtyMinor) &&
+        static_cast<dev_t>(proc::read_stat(c.pid).tty_nr) != c.st.st_rdev)
+      return false;
     if (!deleted_path(c.link, c.proc_path).empty())
       fail("{}: a deleted terminal device is not supported yet", c.where());
     return true;

@@ -5,6 +5,11 @@
 #include <signal.h>
 #undef sigmask
 
+#include <sched.h>
+
+#include <cstdint>
+#include <string_view>
+
 #include "fdinfo.pb.h"
 
 namespace cryo::image {
@@ -28,6 +33,28 @@ constexpr uint32_t pty_master_id(uint32_t index) {
 }
 constexpr uint32_t pty_slave_id(uint32_t index) {
   return index << 1;
+}
+
+// ns_file_entry.ns_cflag: which kind of namespace, as its CLONE_NEW* flag; the name /proc
+// gives it (/proc/PID/ns/NAME, "NAME:[inode]"). 0 and "" for none.
+constexpr uint32_t kCloneNewTime = 0x80;  // CLONE_NEWTIME, missing from older headers
+constexpr struct {
+  std::string_view name;
+  uint32_t cflag;
+} kNamespaces[] = {
+    {"net", CLONE_NEWNET},       {"uts", CLONE_NEWUTS},   {"ipc", CLONE_NEWIPC},
+    {"pid", CLONE_NEWPID},       {"mnt", CLONE_NEWNS},    {"user", CLONE_NEWUSER},
+    {"cgroup", CLONE_NEWCGROUP}, {"time", kCloneNewTime},
+};
+constexpr uint32_t ns_cflag(std::string_view name) {
+  for (const auto& n : kNamespaces)
+    if (n.name == name) return n.cflag;
+  return 0;
+}
+constexpr std::string_view ns_name(uint32_t cflag) {
+  for (const auto& n : kNamespaces)
+    if (n.cflag == cflag) return n.name;
+  return "";
 }
 
 }  // namespace cryo::image

@@ -25,6 +25,7 @@
 #include "inventory.pb.h"
 #include "memfd.pb.h"
 #include "mm.pb.h"
+#include "ns.pb.h"
 #include "opts.pb.h"
 #include "packet-sock.pb.h"
 #include "pagemap.pb.h"
@@ -96,6 +97,7 @@ const Kind kKinds[] = {
     {"FANOTIFY_FILE", 0x55096122, d<fanotify_file_entry>},
     {"FANOTIFY_MARK", 0x56506035, d<fanotify_mark_entry>},
     {"MEMFD_INODE", image::magic::kMemfdInode, d<memfd_inode_entry>},
+    {"NS_FILES", 0x61394011, d<ns_file_entry>},
     {"GHOST_FILE", image::magic::kGhostFile, d<ghost_file_entry>, d<ghost_chunk_entry>, "len",
      true},
     {"REMAP_FPATH", image::magic::kRemapFpath, d<remap_file_path_entry>},
@@ -113,14 +115,14 @@ const Kind kKinds[] = {
 
 // Kinds crit names but cryo's schema has no message for.
 const std::pair<const char*, uint32_t> kForeign[] = {
-    {"UTSNS", 0x54473203},       {"TIMENS", 0x43114433},      {"PIDNS", 0x61157326},
-    {"IPC_VAR", 0x53115007},     {"CGROUP", 0x59383330},      {"TCP_STREAM", 0x51465506},
-    {"NS_FILES", 0x61394011},    {"MNTS", 0x55563928},        {"TUNFILE", 0x57143751},
-    {"IRMAP_CACHE", 0x57004059}, {"NETDEV", 0x57373951},      {"IPCNS_SHM", 0x46283044},
-    {"IPCNS_SEM", 0x59573019},   {"IPCNS_MSG", 0x55453737},   {"NETNS", 0x55933752},
-    {"USERNS", 0x55474906},      {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},
-    {"BPFMAP_FILE", 0x57506142}, {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047},
-    {"SIGNAL", 0x59255647},      {"BINFMT_MISC", 0x67343323}, {"KDAT", 0x57023458},
+    {"UTSNS", 0x54473203},       {"TIMENS", 0x43114433},    {"PIDNS", 0x61157326},
+    {"IPC_VAR", 0x53115007},     {"CGROUP", 0x59383330},    {"TCP_STREAM", 0x51465506},
+    {"MNTS", 0x55563928},        {"TUNFILE", 0x57143751},   {"IRMAP_CACHE", 0x57004059},
+    {"NETDEV", 0x57373951},      {"IPCNS_SHM", 0x46283044}, {"IPCNS_SEM", 0x59573019},
+    {"IPCNS_MSG", 0x55453737},   {"NETNS", 0x55933752},     {"USERNS", 0x55474906},
+    {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},   {"BPFMAP_FILE", 0x57506142},
+    {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047},  {"SIGNAL", 0x59255647},
+    {"BINFMT_MISC", 0x67343323}, {"KDAT", 0x57023458},
 };
 
 // The named bits crit shows for a field marked (criu).flags.

@@ -37,6 +37,9 @@ class FileKind {
   // An fd number the task needs free for a while when settling `f`: the task's pidfd on cryo
   // is kept above it. 0 when none.
   virtual uint64_t needs_free(const file_entry& /*f*/) const { return 0; }
+  // True when `f` must be opened after the task's other fds are in place (a /proc file
+  // about the task's own fds).
+  virtual bool after_others(const file_entry& /*f*/) const { return false; }
   // Once every fd of task `t` is in place: what this kind must do through those fds.
   virtual void settle(RemoteTask& /*rt*/, const TaskPlan& /*t*/, const fdinfo_entry& /*fdi*/,
                       FdInstaller& /*installer*/, FileSet& /*files*/) {}

@@ -147,13 +147,32 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
     top = std::max(top, files.kind(f).needs_free(f));
   }
   FdInstaller installer(rt, top);
+  // A file about the task's own fds (/proc/PID/fdinfo/N) is opened once they are in place.
   std::vector<FdInstaller::Placement> all;
+  std::vector<const fdinfo_entry*> late;
   all.reserve(t.fds.size());
   for (const auto& fdi : t.fds) {
+    const file_entry& f = files.entry(fdi.id());
+    if (files.kind(f).after_others(f)) {
+      late.push_back(&fdi);
+      continue;
+    }
     all.push_back({fdi.fd(), files.get(fdi.id()), (fdi.flags() & FD_CLOEXEC) != 0});
     log::debug("task {} fd {}: file {}", pid, fdi.fd(), fdi.id());
   }
   installer.install_all(all);
+  for (const fdinfo_entry* fdi : late) {
+    const std::string what = fmt::format("file {} for fd {}", fdi->id(), fdi->fd());
+    const uint64_t got = installer.take(files.get(fdi->id()), what.c_str());
+    const bool cloexec = fdi->flags() & FD_CLOEXEC;
+    if (got != fdi->fd()) {
+      rt.check("dup3", SYS_dup3, {got, fdi->fd(), cloexec ? static_cast<uint64_t>(O_CLOEXEC) : 0});
+      rt.check("close", SYS_close, {got});
+    } else if (!cloexec) {
+      rt.check("fcntl(F_SETFD)", SYS_fcntl, {got, F_SETFD, 0});
+    }
+    log::debug("task {} fd {}: file {} (after the others)", pid, fdi->fd(), fdi->id());
+  }
   // O_ASYNC, once per open file, by the task itself: the signal's si_fd is the number that
   // set it.
   for (const auto& fdi : t.fds) {

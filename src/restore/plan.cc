@@ -4,6 +4,7 @@
 
 #include "restore/file_kind.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -145,11 +146,22 @@ void load_shared_pages(Plan& plan) {
   }
 }
 
+// Whether `path` is under /proc/PID/ of a task of the plan.
+bool proc_task_in_tree(const Plan& plan, const std::string& path) {
+  constexpr std::string_view kProc = "/proc/";
+  if (path.compare(0, kProc.size(), kProc) != 0) return false;
+  size_t end = kProc.size();
+  while (end < path.size() && path[end] >= '0' && path[end] <= '9') end++;
+  if (end == kProc.size() || end - kProc.size() > 9 || (end < path.size() && path[end] != '/'))
+    return false;
+  return plan.find(static_cast<pid_t>(std::stol(path.substr(kProc.size())))) >= 0;
+}
+
 }  // namespace
 
 // A file the task will open or map must still be there, of the same kind (a FIFO where a
-// regular file was would block its opening) and with the size it had; a deleted one comes
-// from its ghost image instead.
+// regular file was would block its opening) and with the size it had (but a log may have
+// been written to or truncated meanwhile); a deleted one comes from its ghost image instead.
 void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what) {
   if (auto g = plan.ghosts.find(r.id()); g != plan.ghosts.end()) {
     if (!image::exists(plan.dir, fmt::format("ghost-file-{:x}.img", g->second)))
@@ -157,15 +169,23 @@ void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char
            what, printable(r.name()), g->second);
     return;
   }
+  // A file under the /proc directory of a task of the tree appears with the task.
+  if (proc_task_in_tree(plan, r.name())) return;
   struct stat st;
-  if (::stat(r.name().c_str(), &st) < 0)
+  // A symlink opened itself (O_PATH | O_NOFOLLOW) is checked itself.
+  const bool link = r.has_mode() && S_ISLNK(r.mode());
+  if ((link ? ::lstat(r.name().c_str(), &st) : ::stat(r.name().c_str(), &st)) < 0)
     fail_sys("task {} {}: file {} is missing on this machine", pid, what, printable(r.name()));
   if (r.has_mode() && (r.mode() & S_IFMT) != (st.st_mode & S_IFMT))
     fail(
         "task {} {}: {} is now {}, it was {} when dumped (files.img id {}): restore needs the "
         "same file",
         pid, what, printable(r.name()), file_kind(st.st_mode), file_kind(r.mode()), r.id());
-  if (r.has_size() && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) != r.size())
+  // A log (write-only, O_APPEND) is written on by the tree left running (--leave-running) or
+  // by others, or rotated: the task only ever writes at its end, so its size is not checked,
+  // as CRIU does.
+  const bool log = (r.flags() & O_ACCMODE) == O_WRONLY && (r.flags() & O_APPEND);
+  if (r.has_size() && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) != r.size() && !log)
     fail(
         "task {} {}: file {} changed size since the dump (was {} bytes, now {}): restore "
         "needs the same file",
@@ -220,6 +240,18 @@ Plan load_plan(const std::string& dir, bool shell_job) {
     image::Reader r(dir, "remap-fpath.img", image::magic::kRemapFpath);
     remap_file_path_entry e;
     while (r.next(e)) {
+      if (e.remap_type() == LINKED) {
+        // The file is found by the link the dump made (--link-remap), removed after restore.
+        auto orig = plan.files.find(e.orig_id());
+        auto link = plan.files.find(e.remap_id());
+        if (orig == plan.files.end() || !orig->second.has_reg() || link == plan.files.end() ||
+            !link->second.has_reg())
+          fail("image remap-fpath.img is corrupt: linked remap of file {} to file {}", e.orig_id(),
+               e.remap_id());
+        orig->second.mutable_reg()->set_name(link->second.reg().name());
+        plan.link_remaps.push_back(link->second.reg().name());
+        continue;
+      }
       if (e.remap_type() != GHOST)
         fail("image remap-fpath.img: file {} uses a {} remap, which cryo cannot restore yet",
              e.orig_id(), remap_type_Name(e.remap_type()));

@@ -52,12 +52,13 @@ struct Plan {
   std::string dir;
   std::vector<TaskPlan> tasks;  // parents before children; tasks[0] is the root
   std::map<uint32_t, file_entry> files;
-  seccomp_entry seccomp;                               // filters referred to by thread cores
-  std::map<uint32_t, tty_info_entry> ttys;             // tty-info.img by id
-  bool shell_job = false;                              // the images hold a terminal job
-  std::map<uint32_t, uint32_t> ghosts;                 // file id -> ghost file id (remap-fpath.img)
-  std::map<uint64_t, SharedPages> shared_pages;        // by shmid
-  std::map<uint64_t, memfd_inode_entry> memfd_inodes;  // memfd.img by inode id
+  seccomp_entry seccomp;                    // filters referred to by thread cores
+  std::map<uint32_t, tty_info_entry> ttys;  // tty-info.img by id
+  bool shell_job = false;                   // the images hold a terminal job
+  std::map<uint32_t, uint32_t> ghosts;      // file id -> ghost file id (remap-fpath.img)
+  std::vector<std::string> link_remaps;     // links a --link-remap dump made: gone after restore
+  std::map<uint64_t, SharedPages> shared_pages;                 // by shmid
+  std::map<uint64_t, memfd_inode_entry> memfd_inodes;           // memfd.img by inode id
   std::map<std::pair<bool, uint32_t>, PipeData> pipe_data;      // by (fifo, pipe_id)
   std::map<uint32_t, std::vector<std::string>> sk_queues;       // sk-queues.img by socket file id
   std::map<uint32_t, std::vector<sk_packet_entry>> sk_packets;  // and their entries (fds, creds)

@@ -38,6 +38,11 @@ class RegularKind : public FileKind {
     check_file(plan, f.reg(), pid, "open file");
   }
   Fd open(const file_entry& f, FileSet&) override { return open_regular(f.reg()); }
+  bool after_others(const file_entry& f) const override {
+    const std::string& n = f.reg().name();
+    return n.rfind("/proc/", 0) == 0 &&
+           (n.find("/fd/") != std::string::npos || n.find("/fdinfo/") != std::string::npos);
+  }
 
  private:
   static Fd open_regular(const reg_file_entry& r);
@@ -86,6 +91,8 @@ Fd MemfdKind::open_memfd(const Plan& plan, const memfd_file_entry& m) {
       });
       off += static_cast<off_t>(len);
     }
+    if (mi.has_mode() && ::fchmod(mfd.get(), mi.mode() & 07777) < 0)
+      fail_sys("cannot give memfd {} its mode {:o}", name, mi.mode() & 07777);
     if (sealing && mi.seals() && ::fcntl(mfd.get(), F_ADD_SEALS, mi.seals()) < 0)
       fail_sys("cannot seal memfd {} with {:#x}", name, mi.seals());
   }

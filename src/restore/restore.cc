@@ -150,6 +150,7 @@ int run(const Options& opts) {
   files.reset();
   ttys.reset();
   ghosts.remove();
+  GhostFiles::drop_links(plan);
   fault_point("restore-before-release");
   interrupt_point();
 

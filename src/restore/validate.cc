@@ -206,6 +206,8 @@ void check_file_entry(const file_entry& f, const Limits& lim) {
     CRYO_PART(EXT, ext)
     CRYO_PART(TIMERFD, tfd)
     CRYO_PART(MEMFD, memfd)
+    CRYO_PART(NS, nsf)
+    CRYO_PART(PIDFD, pidfd)
 #undef CRYO_PART
     default:
       return;  // a kind cryo does not restore: refused where a task uses it

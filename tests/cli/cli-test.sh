@@ -93,9 +93,9 @@ errors)
 	one_line "bad timeout" dump --timeout=-3
 	one_line "config" dump --config "$T/missing.conf"
 	# A config file's refused option names the file.
-	echo "link-remap" >"$T/c.conf"
+	echo "evasive-devices" >"$T/c.conf"
 	one_line "$T/c.conf" dump --config "$T/c.conf"
-	CRIU_CONFIG_FILE=$T/c.conf one_line "link-remap" check
+	CRIU_CONFIG_FILE=$T/c.conf one_line "evasive-devices" check
 	# -h wins even over a broken config file, as with CRIU.
 	"$CRYO" --config "$T/c.conf" -h >/dev/null || fail "-h with a bad config exits $?"
 	;;

@@ -10,7 +10,7 @@
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
 # stop-during-dump oom-score-adj io-uring udp-corked unix-creds-outside pidfile log-file images-perms image-part-symlink
-# hostile-memory hostile-core hostile-files hostile-pipes).
+# hostile-memory hostile-core hostile-files hostile-pipes file-kinds).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring, udp_corked,
@@ -49,6 +49,7 @@ CRIT=/usr/bin/crit
 declare -A PROG_OPTS=(
 	[file_locks]="-l"
 	[unix_ext]="--ext-unix-sk"
+	[link_remap]="--link-remap"
 )
 read -ra OPTS <<<"${PROG_OPTS[$(basename "$PROG")]:-}"
 
@@ -750,6 +751,54 @@ err_inotify_deleted() {
 # A path a dumped socket was bound to is taken by a live socket outside the tree when the
 # restore comes: the restore fails naming it, leaves its socket file alone, and works once
 # the path is free again.
+# Open files cryo cannot give back as they were: each refusal names the cause and the fix,
+# and leaves the tree running (or nothing made, for a restore).
+err_file_kinds() {
+	# A file whose open name was removed while another hard link keeps it: refused without
+	# --link-remap, which the message names; the refused dump leaves no link behind.
+	helper link_remap
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of a file whose name was removed while another link keeps it"
+	expect_msg dump "dump without --link-remap" --link-remap "$D/orig"
+	check_tree_running "after the refused dump"
+	compgen -G "$D/link_remap.*" >/dev/null && die "the refused dump left a link behind"
+	# With it the dump works. A file that is not a log (O_WRONLY|O_APPEND) and grew since the
+	# dump stops the restore; the link stays for the next try, which works once the file is
+	# back to its size.
+	rm -rf "$IMG"
+	dump_ok dump-lr --link-remap
+	check_tree_gone
+	echo more >>"$D/other-name"
+	restore_must_fail restore-grown "restore after the file grew" "$IMG" "changed size" link_remap.
+	compgen -G "$D/link_remap.*" >/dev/null || die "the failed restore removed the link of --link-remap"
+	truncate -s 10 "$D/other-name"
+	restore_fg
+
+	# A pidfd on a process outside the tree: refused, naming the process.
+	new_run pidfd-outside
+	helper pidfds
+	touch "$D/pidfd-outside"
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of a pidfd on a process outside the tree"
+	expect_msg dump "dump of a pidfd on a process outside the tree" pidfd "not in the dumped tree" "task $ROOT fd 41"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+
+	# A namespace file of a namespace the task is not in (a time namespace made for its
+	# children): refused, naming the fd and the namespace.
+	new_run ns-other
+	helper file_kinds
+	touch "$D/ns-other"
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of a file on a namespace the task is not in"
+	expect_msg dump "dump of a file on a namespace the task is not in" "task $ROOT fd 33" "time namespace"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+}
+
 err_udp_corked() {
 	helper udp_corked
 	start_prog "$HELPER"
@@ -1451,7 +1500,7 @@ missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrup
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
 	stop-during-dump | oom-score-adj | io-uring | udp-corked | unix-creds-outside | pidfile | log-file | images-perms | \
-	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes)
+	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes | file-kinds)
 	"err_${FLAVOR//-/_}"
 	;;
 *)

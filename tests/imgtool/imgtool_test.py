@@ -79,6 +79,8 @@ PROGS = [
 # Fields cryo's schema has and Debian's crit (CRIU 3.17) does not: crit skips them as unknown
 # fields when it decodes, cryo shows them (so that decode -> encode gives the same image).
 CRYO_ONLY = {"no_new_privs", "cryo_target_id", "cryo_peer_closed"}
+# The same, for a field name other messages use too: name -> the keys that tell its message.
+CRYO_ONLY_IN = {"mode": {"shmid", "seals", "inode_id"}}  # memfd_inode_entry.mode (CRIU 4.2)
 
 failures = []
 notes = collections.Counter()
@@ -110,7 +112,9 @@ def strip_cryo_only(text, pretty):
     """The JSON text without the fields crit does not know, printed as crit prints."""
     def strip(v):
         if isinstance(v, dict):
-            return collections.OrderedDict((k, strip(x)) for k, x in v.items() if k not in CRYO_ONLY)
+            return collections.OrderedDict(
+                (k, strip(x)) for k, x in v.items()
+                if k not in CRYO_ONLY and not CRYO_ONLY_IN.get(k, {None}) <= v.keys())
         if isinstance(v, list):
             return [strip(x) for x in v]
         return v

@@ -146,12 +146,19 @@ CRYO_EXTENSIONS = {
 
 NEWER_THAN_DEBIAN_CRIU = {
     ("creds_entry", 18): "no_new_privs",
+    ("memfd_inode_entry", 9): "mode",
+    ("file_entry", 22): "pidfd",
     ("sk_packet_entry", 128): "ucred",  # a message's SCM_CREDENTIALS (CRIU 3.x and later)
+}
+
+# Enum values newer CRIU releases added (4.2's fd type PIDFD): (enum, value name) -> number.
+NEWER_ENUM_VALUES = {
+    ("fd_types", "PIDFD"): 20,
 }
 
 # Whole messages that newer CRIU releases added after Debian's CRIU 3.17: only the fields
 # above refer to them; their own numbers are checked against CRIU's sources by review.
-NEWER_MESSAGES_THAN_DEBIAN_CRIU = {"sk_ucred_entry"}
+NEWER_MESSAGES_THAN_DEBIAN_CRIU = {"sk_ucred_entry", "pidfd_entry"}  # pidfd.proto: CRIU 4.2
 
 # Checked by name only, and left out of the wire comparison.
 NOT_IN_CRIU = {**NEWER_THAN_DEBIAN_CRIU, **CRYO_EXTENSIONS}
@@ -224,6 +231,8 @@ def check_enum(ours, criu):
         return []
     errs = []
     for k in sorted(set(a) | set(b)):
+        if k not in b and NEWER_ENUM_VALUES.get((ours.full_name, k)) == a.get(k):
+            continue
         if a.get(k) != b.get(k):
             errs.append("value %s: ours %s, CRIU %s" % (k, a.get(k), b.get(k)))
     return errs

@@ -4,7 +4,7 @@
  * seals and offsets, both fds still reach the same memory (a write through one is read by
  * the other), the shared mapping still shows writes through the fd (and back), the private
  * one keeps its own copy, and the mapping-only memfd keeps its content, name and sharing
- * with a child process.
+ * with a child process. Both memfds keep their permissions (0640, 0604), not memfd's 0777.
  */
 #include "common.h"
 #include <sys/mman.h>
@@ -20,6 +20,7 @@ int main(int argc, char **argv) {
 	for (int i = 0; i < (int)sizeof buf; i++) buf[i] = (char)(i * 13 + 1);
 	pwrite(a, buf, sizeof buf, 0);
 	pwrite(a, buf, 100, SIZE - 100);  /* the middle stays a hole */
+	if (fchmod(a, 0640)) cr_fail("setup: fchmod");
 	fcntl(a, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
 	char path[64];
 	snprintf(path, sizeof path, "/proc/self/fd/%d", a);
@@ -37,6 +38,7 @@ int main(int argc, char **argv) {
 	ftruncate(only, 4 * 4096);
 	char *om = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, only, 0);
 	if (om == MAP_FAILED) cr_fail("setup: mmap only");
+	if (fchmod(only, 0604)) cr_fail("setup: fchmod only");
 	close(only);
 	memset(om + 4096, 'o', 4096);
 	cr_ready();
@@ -70,6 +72,10 @@ int main(int argc, char **argv) {
 	struct stat st;
 	fstat(a, &st);
 	if (st.st_size != SIZE) cr_fail("size %ld", (long)st.st_size);
+	if ((st.st_mode & 07777) != 0640) cr_fail("memfd mode %o, want 640", st.st_mode & 07777);
+	char omlink[64];
+	snprintf(omlink, sizeof omlink, "/proc/self/map_files/%lx-%lx", (unsigned long)om, (unsigned long)om + 4 * 4096);
+	if (stat(omlink, &st) || (st.st_mode & 07777) != 0604) cr_fail("mapping-only memfd mode %o, want 604", st.st_mode & 07777);
 	if (fcntl(a, F_GET_SEALS) != (F_SEAL_SHRINK | F_SEAL_GROW)) cr_fail("seals %#x", fcntl(a, F_GET_SEALS));
 	if (lseek(a, 0, SEEK_CUR) != 123 || lseek(b, 0, SEEK_CUR) != 5) cr_fail("offsets %ld %ld", (long)lseek(a, 0, SEEK_CUR), (long)lseek(b, 0, SEEK_CUR));
 	if ((fcntl(b, F_GETFL) & O_ACCMODE) != O_RDONLY || (fcntl(a, F_GETFL) & O_ACCMODE) != O_RDWR) cr_fail("access modes");

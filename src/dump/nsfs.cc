@@ -1,0 +1,50 @@
+// Open files on namespaces (/proc/PID/ns/NAME held open). cryo restores the tree into the
+// namespaces it runs in, so such a file is given back as the same kind of namespace of the
+// restored task: the one the task itself is in. A namespace file of another namespace
+// (another container's, one kept alive only by the fd) is refused.
+#include <sched.h>
+#include <sys/stat.h>
+
+#include "base/error.h"
+#include "dump/file_kind.h"
+#include "image/fdinfo.h"
+
+namespace cryo::dump {
+namespace {
+
+class NsfsKind : public FileKind {
+ public:
+  fd_types type() const override { return NS; }
+  bool claims(FdContext& c) override {
+    if (!S_ISREG(c.st.st_mode)) return false;
+    size_t colon = c.link.find(":[");
+    return colon != std::string::npos && c.link.back() == ']' &&
+           image::ns_cflag(c.link.substr(0, colon)) != 0;
+  }
+  void dump(FdContext& c, uint32_t id, file_entry* e) override {
+    const std::string name = c.link.substr(0, c.link.find(":["));
+    // Only the namespace the task is in: cryo gives back cryo's own, which is the restored
+    // task's (not one made for its children by unshare(CLONE_NEWPID/NEWTIME)).
+    struct stat st;
+    const bool own = ::stat(fmt::format("/proc/{}/ns/{}", c.pid, name).c_str(), &st) == 0 &&
+                     st.st_dev == c.st.st_dev && st.st_ino == c.st.st_ino;
+    if (!own)
+      fail(
+          "{}: an open file on a {} namespace the task is not in: cryo restores into the "
+          "namespaces it runs in and cannot give this one back",
+          c.where(), name);
+    auto* n = e->mutable_nsf();
+    n->set_id(id);
+    n->set_ns_id(static_cast<uint32_t>(c.st.st_ino));
+    n->set_ns_cflag(image::ns_cflag(name));
+    n->set_flags(c.flags);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<FileKind> make_nsfs_kind(FileTable&) {
+  return std::make_unique<NsfsKind>();
+}
+
+}  // namespace cryo::dump
