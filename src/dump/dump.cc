@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 
 #include "base/error.h"
 #include "base/fault.h"
@@ -150,6 +151,26 @@ void run(const Options& opts) {
     for (const auto& t : tasks)
       if (!t.zombie) progress::add_total(estimate[t.pid] = estimate_pages(t.pid));
 
+  // fd tables, in kcmp's order of tables: a task created with CLONE_FILES shares its
+  // parent's, which is then dumped once, under the parent's files_id.
+  std::vector<std::pair<pid_t, uint32_t>> tables;  // (a task on it, its files_id)
+  std::map<pid_t, uint32_t> files_id_of;
+  auto table_of = [&](const FrozenTask& t) -> std::optional<uint32_t> {
+    size_t lo = 0, hi = tables.size();
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      long r = kernel::kcmp(tables[mid].first, t.pid, kernel::kKcmpFiles, 0, 0);
+      if (r < 0 || r > 2) fail_sys("task {}: cannot compare its fd table (kcmp)", t.pid);
+      if (r == 0) return tables[mid].second;
+      if (r == 1)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    tables.insert(tables.begin() + static_cast<std::ptrdiff_t>(lo), {t.pid, t.pid});
+    return std::nullopt;
+  };
+
   for (auto& t : tasks) {
     interrupt_point();
     task_kobj_ids_entry ids = kobj_ids(t.pid);
@@ -158,6 +179,17 @@ void run(const Options& opts) {
                        dump_zombie_core(t));
       continue;
     }
+    const std::optional<uint32_t> shared = table_of(t);
+    if (shared) {
+      auto parent = files_id_of.find(t.ppid);
+      if (parent == files_id_of.end() || parent->second != *shared)
+        fail(
+            "task {} shares its fd table with task {}, which is not its parent's: only a table "
+            "shared with the parent (clone with CLONE_FILES) is supported",
+            t.pid, *shared);
+      ids.set_files_id(*shared);
+    }
+    files_id_of[t.pid] = ids.files_id();
     log::info("dumping task {} ({})", t.pid, t.stat.comm);
     progress::phase(fmt::format("task {}", t.pid));
     CoreExtras extras;
@@ -182,7 +214,7 @@ void run(const Options& opts) {
 
     interrupt_point();
     progress::phase(fmt::format("files of task {}", t.pid));
-    files.dump_fds(t.pid, ids.files_id(), dir);
+    if (!shared) files.dump_fds(t.pid, ids.files_id(), dir);
     fs_entry fs;
     std::string cwd = proc::read_link(fmt::format("/proc/{}/cwd", t.pid));
     std::string rootdir = proc::read_link(fmt::format("/proc/{}/root", t.pid));

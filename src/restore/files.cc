@@ -47,7 +47,8 @@ Fd open_checked(const std::string& path, uint32_t flags, bool has_mode, uint32_t
 FileSet::FileSet(const Plan& plan, Ttys& ttys)
     : plan_(plan), ttys_(ttys), kinds_(make_file_kinds()) {
   for (const TaskPlan& t : plan.tasks)
-    for (const auto& fdi : t.fds) users_[fdi.id()]++;
+    if (!shares_parent_files(plan, t))
+      for (const auto& fdi : t.fds) users_[fdi.id()]++;
   std::vector<uint32_t> needed;
   for (const auto& [id, f] : plan.files) {
     if (!users_.count(id)) continue;  // not an fd's: made (or not) for other reasons

@@ -162,6 +162,11 @@ bool proc_task_in_tree(const Plan& plan, const std::string& path) {
 // A file the task will open or map must still be there, of the same kind (a FIFO where a
 // regular file was would block its opening) and with the size it had (but a log may have
 // been written to or truncated meanwhile); a deleted one comes from its ghost image instead.
+bool shares_parent_files(const Plan& plan, const TaskPlan& t) {
+  return !t.zombie && t.parent >= 0 && t.ids.files_id() != static_cast<uint32_t>(t.pid()) &&
+         t.ids.files_id() == plan.tasks[static_cast<size_t>(t.parent)].ids.files_id();
+}
+
 void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what) {
   if (auto g = plan.ghosts.find(r.id()); g != plan.ghosts.end()) {
     if (!image::exists(plan.dir, fmt::format("ghost-file-{:x}.img", g->second)))
@@ -315,6 +320,11 @@ Plan load_plan(const std::string& dir, bool shell_job) {
       t.threads.push_back(std::move(c));
     }
     image::read_one(dir, fmt::format("ids-{}.img", pid), image::magic::kIds, t.ids);
+    if (t.ids.files_id() != static_cast<uint32_t>(pid) && !shares_parent_files(plan, t))
+      fail(
+          "image ids-{}.img: task {} has the fd table {} of a task that is not its parent: "
+          "corrupt or edited images, or a table shared in a way cryo cannot restore",
+          pid, pid, t.ids.files_id());
     const std::string mm_img = fmt::format("mm-{}.img", pid);
     image::read_one(dir, mm_img, image::magic::kMm, t.mm);
     check_mm(t.mm, mm_img, lim);

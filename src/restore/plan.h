@@ -70,6 +70,10 @@ struct Plan {
 // the user's -j.
 Plan load_plan(const std::string& dir, bool shell_job);
 
+// True when task `t` shares its parent's fd table (its files_id is its parent's): its fds
+// are the parent's, restored once, by the parent.
+bool shares_parent_files(const Plan& plan, const TaskPlan& t);
+
 // Checks that the file `r` names is here as it was dumped (or its ghost image is there);
 // `what` (executable, mapping, open file, ...) and the task name it in errors.
 void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what);

@@ -125,8 +125,10 @@ int run(const Options& opts) {
     if (t.zombie) continue;
     progress::phase(fmt::format("files and state of task {}", t.pid()));
     RemoteTask& leader = tree.task(i);
-    restore_files(leader, t, *files);
-    files->done_with(t);
+    if (!shares_parent_files(plan, t)) {  // else its parent's table has them all
+      restore_files(leader, t, *files);
+      files->done_with(t);
+    }
     // After restore_files: closing any fd on a file drops the task's POSIX locks on it.
     locks.restore(leader, t);
     restore_fs(leader, t, plan);

@@ -109,6 +109,8 @@ void NewTree::fork_child(size_t i) {
   pid_t want = t.pid();
   kernel::CloneArgs args{};
   args.exit_signal = SIGCHLD;
+  // A task that shared its parent's fd table (clone with CLONE_FILES) shares it again.
+  if (shares_parent_files(plan_, t)) args.flags |= CLONE_FILES;
   args.set_tid = parent.scratch() + 1024;
   args.set_tid_size = 1;
   parent.put(1024, &want, sizeof want);
