@@ -4,8 +4,6 @@
 #include <sys/socket.h>
 
 #include "base/error.h"
-#include "base/log.h"
-#include "dump/files.h"
 
 namespace cryo::dump {
 
@@ -51,41 +49,6 @@ uint32_t FdContext::link_inode() const {
 
 std::string FdContext::where() const {
   return fmt::format("task {} fd {} ({})", pid, fd, link);
-}
-
-uint32_t FileTable::dump_held_file(FdSource& source, int fd) {
-  FdContext c(source, fd);
-  FileKind& kind = kind_of(c);
-  const uint32_t id = identify(c, next_id_);
-  if (id == next_id_) {
-    next_id_++;
-    file_entry e;
-    e.set_id(id);
-    e.set_type(kind.type());
-    kind.dump(c, id, &e);
-    add_entry(std::move(e));
-  }
-  log::debug("file in flight {} -> file {}", c.link, id);
-  return id;
-}
-
-uint32_t FileTable::mapped_socket(pid_t pid, const std::string& link, const std::string& where) {
-  const std::string base = fmt::format("/proc/{}/fd", pid);
-  for (int fd : proc::list_dir_numbers(base)) {
-    std::string l;
-    try {
-      l = proc::read_link(fmt::format("{}/{}", base, fd));
-    } catch (const Error&) {
-      continue;  // closed meanwhile
-    }
-    if (l != link) continue;
-    FdSource source(pid);
-    return dump_held_file(source, fd);
-  }
-  fail(
-      "{}: the task maps a socket's ring but holds no fd on that socket any more: not supported "
-      "(CRIU neither)",
-      where);
 }
 
 // The kinds' factories, each in its kind's file.

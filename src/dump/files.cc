@@ -249,22 +249,55 @@ uint32_t FileTable::identify(const FdContext& c, uint32_t fresh) {
   return fresh;
 }
 
+uint32_t FileTable::file_id(FdContext& c, FileKind& kind, bool* fresh) {
+  const uint32_t id = identify(c, next_id_);
+  *fresh = id == next_id_;
+  if (!*fresh) return id;
+  next_id_++;
+  file_entry e;
+  e.set_id(id);
+  e.set_type(kind.type());
+  kind.dump(c, id, &e);
+  add_entry(std::move(e));
+  return id;
+}
+
+uint32_t FileTable::dump_held_file(FdSource& source, int fd) {
+  FdContext c(source, fd);
+  bool fresh = false;
+  const uint32_t id = file_id(c, kind_of(c), &fresh);
+  log::debug("file in flight {} -> file {}", c.link, id);
+  return id;
+}
+
+uint32_t FileTable::mapped_socket(pid_t pid, const std::string& link, const std::string& where) {
+  const std::string base = fmt::format("/proc/{}/fd", pid);
+  for (int fd : proc::list_dir_numbers(base)) {
+    std::string l;
+    try {
+      l = proc::read_link(fmt::format("{}/{}", base, fd));
+    } catch (const Error&) {
+      continue;  // closed meanwhile
+    }
+    if (l != link) continue;
+    FdSource source(pid);
+    return dump_held_file(source, fd);
+  }
+  fail(
+      "{}: the task maps a socket's ring but holds no fd on that socket any more: not supported "
+      "(CRIU neither)",
+      where);
+}
+
 void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir) {
   image::Writer w(dir, fmt::format("fdinfo-{}.img", files_id), image::magic::kFdinfo);
   FdSource source(pid);
   for (int fd : proc::list_dir_numbers(fmt::format("/proc/{}/fd", pid))) {
     FdContext c(source, fd);
     FileKind& kind = kind_of(c);
-    const uint32_t id = identify(c, next_id_);
-    if (id == next_id_) {
-      next_id_++;
-      file_entry e;
-      e.set_id(id);
-      e.set_type(kind.type());
-      kind.dump(c, id, &e);
-      note_owner(c, &e);
-      add_entry(std::move(e));
-    }
+    bool fresh = false;
+    const uint32_t id = file_id(c, kind, &fresh);
+    if (fresh) note_owner(c, &entry(id));
     opts_.locks->note_fd(pid, fd, id, c.link, c.st.st_dev, c.st.st_ino, c.info.locks);
     fdinfo_entry fe;
     fe.set_id(id);

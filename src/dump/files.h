@@ -107,6 +107,9 @@ class FileTable {
   // The id of the open file fd `c` is on, if an earlier fd was on it; else notes `c` as the
   // first fd of a new open file with id `fresh`.
   uint32_t identify(const FdContext& c, uint32_t fresh);
+  // The id of the open file fd `c` (of kind `kind`) is on; the first fd seen of an open file
+  // makes its entry (`*fresh` then true).
+  uint32_t file_id(FdContext& c, FileKind& kind, bool* fresh);
   FileKind& kind_of(FdContext& c);
   void note_owner(FdContext& c, file_entry* e);
 
