@@ -11,8 +11,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "base/error.h"
@@ -83,6 +85,78 @@ uint64_t open_in_task(RemoteTask& rt, const reg_file_entry& r, uint64_t flags, c
   return static_cast<uint64_t>(fd);
 }
 
+using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;  // [start, end), sorted
+
+// A mapping the task got from its parent by fork and keeps as it is: the same range of the
+// same object with the same flags and advice in both images. Not MADV_DONTFORK ones (a child
+// does not get them) nor MADV_WIPEONFORK ones (a child gets zeros), nor huge pages (their
+// unit is not a page) or packet rings.
+bool inherited(const vma_entry& c, const vma_entry& p) {
+  constexpr uint64_t kNotCopied = (1ULL << MADV_DONTFORK) | (1ULL << MADV_WIPEONFORK);
+  return c.start() == p.start() && c.end() == p.end() && c.pgoff() == p.pgoff() &&
+         c.shmid() == p.shmid() && c.flags() == p.flags() && c.status() == p.status() &&
+         c.madv() == p.madv() && !(p.madv() & kNotCopied) && !(p.flags() & MAP_HUGETLB) &&
+         !is_special(p) && !(p.status() & image::kVmaSocket);
+}
+
+// Whether `addr` lies in one of `r`.
+bool contains(const Ranges& r, uint64_t addr) {
+  auto it = std::upper_bound(r.begin(), r.end(), std::pair<uint64_t, uint64_t>(addr, UINT64_MAX));
+  return it != r.begin() && addr < std::prev(it)->second;
+}
+
+// The pages of a task's image by address, with where each lies in its pages file.
+class PageIndex {
+ public:
+  PageIndex(const TaskPlan& t, const char* data, size_t size) : data_(data) {
+    uint64_t off = 0;
+    for (const auto& p : t.pages) {
+      uint64_t len = p.nr_pages() * kernel::kPageSize;
+      if (off + len > size) fail("image pages-{}.img is truncated at offset {}", t.pages_id, off);
+      runs_.push_back({p.vaddr(), p.vaddr() + len, off});
+      off += len;
+    }
+  }
+  // The image's copy of the page at `addr`, or nullptr when the image has none.
+  const char* find(uint64_t addr) const {
+    auto it = std::upper_bound(runs_.begin(), runs_.end(), addr,
+                               [](uint64_t a, const Run& r) { return a < r.start; });
+    if (it == runs_.begin() || addr >= std::prev(it)->end) return nullptr;
+    --it;
+    return data_ + it->off + (addr - it->start);
+  }
+  Ranges ranges() const {
+    Ranges r;
+    for (const Run& run : runs_) r.emplace_back(run.start, run.end);
+    return r;
+  }
+
+ private:
+  struct Run {
+    uint64_t start, end, off;
+  };
+  std::vector<Run> runs_;
+  const char* data_;
+};
+
+// The parts of sorted ranges `a` that are in `within` and not in `minus` (both sorted).
+Ranges clip(const Ranges& a, const Ranges& within, const Ranges& minus) {
+  Ranges out;
+  for (auto [s, e] : a)
+    for (const auto& [ws, we] : within) {
+      uint64_t lo = std::max(s, ws), hi = std::min(e, we);
+      if (lo >= hi) continue;
+      for (const auto& [ms, me] : minus) {
+        if (me <= lo || ms >= hi) continue;
+        if (ms > lo) out.emplace_back(lo, ms);
+        lo = std::max(lo, me);
+        if (lo >= hi) break;
+      }
+      if (lo < hi) out.emplace_back(lo, hi);
+    }
+  return out;
+}
+
 // The vDSO and its data pages move as one block, keeping their relative layout.
 struct Block {
   uint64_t start = ~0ULL, end = 0;
@@ -92,9 +166,25 @@ struct Block {
 }  // namespace
 
 uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem,
-                    FileSet& files) {
+                    FileSet& files, const TaskPlan* parent) {
   const pid_t pid = t.pid();
   const mm_entry& mm = t.mm;
+
+  // What the task keeps of its parent's address space (both VMA lists are sorted).
+  std::vector<bool> keep(mm.vmas_size(), false);
+  Ranges kept;
+  if (parent) {
+    const auto& pv = parent->mm.vmas();
+    int k = 0;
+    for (int i = 0; i < mm.vmas_size(); i++) {
+      const vma_entry& v = mm.vmas(i);
+      while (k < pv.size() && pv[k].end() <= v.start()) k++;
+      if (k < pv.size() && inherited(v, pv[k])) {
+        keep[i] = true;
+        kept.emplace_back(v.start(), v.end());
+      }
+    }
+  }
 
   // cryo's own rseq registration would make the kernel write into memory about to vanish.
   kernel::RseqConfig rc{};
@@ -140,11 +230,14 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
     if (v.end() <= kTaskSizeMax) busy.emplace_back(v.start(), v.end());
   busy.emplace_back(cur.start, cur.end);
   uint64_t old_scratch = rt.scratch();
+  Ranges gone;
   for (const auto& v : now) {
     if (v.start >= kTaskSizeMax) continue;
     if (v.start >= cur.start && v.end <= cur.end) continue;
-    rt.check("munmap", SYS_munmap, {v.start, v.size()});
+    gone.emplace_back(v.start, v.end);
   }
+  for (const auto& [s, e] : clip(gone, {{0, kTaskSizeMax}}, kept))
+    rt.check("munmap", SYS_munmap, {s, e - s});
   if (old_scratch) rt.adopt_scratch(0, 0);
   uint64_t scratch = rt.map_scratch(kScratchLen, pick_free(busy, kScratchLen));
   busy.emplace_back(scratch, scratch + kScratchLen);
@@ -165,13 +258,57 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
     rt.set_gadget(want.start + gadget_off);
   }
 
+  // The pages to write, as runs with their offset in the image. A page of a kept mapping
+  // equal to the parent's (what the task inherited) is not written: it stays shared.
+  struct Run {
+    uint64_t vaddr, len, off;
+  };
+  std::vector<Run> runs;
+  std::optional<PagesFile> pages;
+  std::optional<PagesFile> parent_pages;
+  uint64_t inherited_pages = 0;
+  if (!t.pages.empty()) {
+    pages.emplace(plan.dir, t.pages_id);
+    PageIndex mine(t, pages->data(), pages->size());
+    std::optional<PageIndex> theirs;
+    if (!kept.empty() && !parent->pages.empty()) {
+      parent_pages.emplace(plan.dir, parent->pages_id);
+      theirs.emplace(*parent, parent_pages->data(), parent_pages->size());
+    }
+    uint64_t off = 0;
+    for (const auto& p : t.pages) {
+      const uint64_t len = p.nr_pages() * kernel::kPageSize;
+      if (!theirs || !contains(kept, p.vaddr())) {
+        runs.push_back({p.vaddr(), len, off});
+      } else {
+        for (uint64_t at = 0; at < len; at += kernel::kPageSize) {
+          const char* old = theirs->find(p.vaddr() + at);
+          if (old && std::memcmp(old, pages->data() + off + at, kernel::kPageSize) == 0) {
+            inherited_pages++;
+            continue;
+          }
+          if (!runs.empty() && runs.back().vaddr + runs.back().len == p.vaddr() + at &&
+              runs.back().off + runs.back().len == off + at)
+            runs.back().len += kernel::kPageSize;
+          else
+            runs.push_back({p.vaddr() + at, kernel::kPageSize, off + at});
+        }
+      }
+      off += len;
+    }
+    // Pages the parent had where this task has none: gone back to zero (or to the file).
+    if (theirs)
+      for (const auto& [s, e] : clip(theirs->ranges(), kept, mine.ranges()))
+        rt.check("madvise(MADV_DONTNEED)", SYS_madvise, {s, e - s, MADV_DONTNEED});
+    progress::add_done(inherited_pages);
+  }
   // Which VMAs get pages: they are mapped writable until filled.
   std::vector<bool> fill(mm.vmas_size(), false);
   {
     size_t vi = 0;
-    for (const auto& p : t.pages) {
-      while (vi < static_cast<size_t>(mm.vmas_size()) && mm.vmas(vi).end() <= p.vaddr()) vi++;
-      uint64_t end = p.vaddr() + p.nr_pages() * kernel::kPageSize;
+    for (const Run& r : runs) {
+      while (vi < static_cast<size_t>(mm.vmas_size()) && mm.vmas(vi).end() <= r.vaddr) vi++;
+      uint64_t end = r.vaddr + r.len;
       for (size_t k = vi; k < static_cast<size_t>(mm.vmas_size()) && mm.vmas(k).start() < end; k++)
         fill[k] = true;
     }
@@ -183,6 +320,10 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
     if (is_special(v)) continue;
     uint64_t prot = v.prot();
     if (fill[i]) prot |= PROT_READ | PROT_WRITE;
+    if (keep[i]) {
+      rt.check("mprotect", SYS_mprotect, {v.start(), v.end() - v.start(), prot});
+      continue;
+    }
     uint64_t flags =
         (v.flags() & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE)) |
         MAP_FIXED;
@@ -248,33 +389,26 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
   // Memory: process_vm_writev faults the pages in from inside the kernel, in bulk, which is
   // faster here than populating first with MADV_POPULATE_WRITE (0.62 s vs 0.93 s per GiB).
   uint64_t written = 0;
-  if (!t.pages.empty()) {
-    PagesFile pages(plan.dir, t.pages_id);
+  if (!runs.empty()) {
     auto tp0 = std::chrono::steady_clock::now();
-    // Runs of pages with their offset in the image, split into equal shares for a few
-    // threads: the copy (and the faults it takes in both address spaces) runs in parallel.
-    struct Run {
-      uint64_t vaddr, len, off;
-    };
-    std::vector<Run> runs;
-    // At most 64 MiB a call: the progress display moves, at no measurable cost.
+    // The runs, cut at most 64 MiB each (the progress display moves, at no measurable cost)
+    // and split into equal shares for a few threads: the copy (and the faults it takes in
+    // both address spaces) runs in parallel.
     constexpr uint64_t kMaxRun = 64ULL << 20;
     uint64_t off = 0;
-    for (const auto& p : t.pages) {
-      uint64_t len = p.nr_pages() * kernel::kPageSize;
-      if (off + len > pages.size())
-        fail("image pages-{}.img is truncated at offset {}", t.pages_id, off);
-      for (uint64_t at = 0; at < len; at += kMaxRun)
-        runs.push_back({p.vaddr() + at, std::min(kMaxRun, len - at), off + at});
-      off += len;
-      written += p.nr_pages();
+    std::vector<Run> cut;
+    for (const Run& r : runs) {
+      for (uint64_t at = 0; at < r.len; at += kMaxRun)
+        cut.push_back({r.vaddr + at, std::min(kMaxRun, r.len - at), r.off + at});
+      off += r.len;
+      written += r.len / kernel::kPageSize;
     }
     unsigned nthreads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
     if (off < (64ULL << 20)) nthreads = 1;
     // Cut points: by bytes, splitting runs where needed.
     std::vector<std::vector<Run>> shares(nthreads);
     uint64_t per = (off + nthreads - 1) / nthreads, acc = 0;
-    for (Run r : runs) {
+    for (Run r : cut) {
       while (r.len) {
         size_t k = std::min<size_t>(acc / std::max<uint64_t>(per, 1), nthreads - 1);
         uint64_t room = (k + 1) * per - acc;
@@ -301,7 +435,7 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
           len += share[i].len;
           i++;
         }
-        iovec local{pages.data() + start, len};
+        iovec local{pages->data() + start, len};
         ssize_t n = ::process_vm_writev(pid, &local, 1, remote.data(), remote.size(), 0);
         if (n != static_cast<ssize_t>(len))
           fail_sys("cannot write the memory of task {} at {:#x}", pid,
@@ -347,8 +481,11 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
   }
 
   // mm fields, auxv and exe link.
+  // A child has its parent's exe link already; the kernel refuses to change it (EBUSY) while
+  // the old file is mapped, even to the same file.
+  const bool same_exe = parent && parent->mm.exe_file_id() == mm.exe_file_id();
   const reg_file_entry& exe = plan.reg(mm.exe_file_id(), "executable", pid);
-  uint64_t exe_fd = open_in_task(rt, exe, O_RDONLY, "executable");
+  uint64_t exe_fd = same_exe ? ~0U : open_in_task(rt, exe, O_RDONLY, "executable");
   std::vector<uint64_t> auxv(mm.mm_saved_auxv().begin(), mm.mm_saved_auxv().end());
   uint64_t auxv_addr = rt.put(4096, auxv.data(), auxv.size() * 8);
   kernel::PrctlMmMap m{};
@@ -368,10 +505,11 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
   m.exe_fd = static_cast<uint32_t>(exe_fd);
   uint64_t ma = rt.put(1024, &m, sizeof m);
   rt.check("prctl(PR_SET_MM_MAP)", SYS_prctl, {PR_SET_MM, PR_SET_MM_MAP, ma, sizeof m, 0});
-  rt.check("close", SYS_close, {exe_fd});
+  if (!same_exe) rt.check("close", SYS_close, {exe_fd});
   if (mm.thp_disabled())
     rt.check("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0});
-  log::info("task {}: address space restored, {} pages written", pid, written);
+  log::info("task {}: address space restored, {} pages written, {} kept from its parent", pid,
+            written, inherited_pages);
   return written;
 }
 

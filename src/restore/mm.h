@@ -10,9 +10,11 @@
 namespace cryo::restore {
 
 // Leaves the task with its final address space and a scratch area (free in that layout)
-// for the remaining remote syscalls. Mapped memfds come from `files`. Returns the number of
-// pages written.
+// for the remaining remote syscalls. Mapped memfds come from `files`. `parent`, when set, is
+// the task it was forked from, whose address space was complete at that moment: mappings
+// both have in common are kept, and of their pages only those that differ are written, so
+// pages shared copy-on-write at the dump are shared again. Returns the number of pages written.
 uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem,
-                    FileSet& files);
+                    FileSet& files, const TaskPlan* parent);
 
 }  // namespace cryo::restore

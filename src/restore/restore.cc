@@ -99,23 +99,27 @@ int run(const Options& opts) {
   interrupt_point();
   progress::phase("creating tasks");
   auto t_fork = clock::now();
-  NewTree tree(plan);
-  tree.create(*ttys);
-  interrupt_point();
-  uint32_t forking_us = usec_since(t_fork);
-  fault_point("restore-after-fork");
-
   uint64_t pages = 0;
   ShmemSet shmem(plan);
   // cryo's own copies of the tree's files must be gone before release: a pipe whose writers
   // are all closed in the tree must read as EOF there.
   std::optional<FileSet> files(std::in_place, plan, *ttys);
-  for (size_t i = 0; i < plan.tasks.size(); i++) {
+  NewTree tree(plan);
+  double memory_s = 0;
+  tree.create(*ttys, [&](size_t i) {
     interrupt_point();
-    if (plan.tasks[i].zombie) continue;
-    progress::phase(fmt::format("memory of task {}", plan.tasks[i].pid()));
-    pages += restore_mm(tree.task(i), plan.tasks[i], plan, shmem, *files);
-  }
+    const TaskPlan& t = plan.tasks[i];
+    progress::phase(fmt::format("memory of task {}", t.pid()));
+    auto tm = clock::now();
+    const TaskPlan* parent = t.parent >= 0 ? &plan.tasks[static_cast<size_t>(t.parent)] : nullptr;
+    pages += restore_mm(tree.task(i), t, plan, shmem, *files, parent);
+    memory_s += std::chrono::duration<double>(clock::now() - tm).count();
+  });
+  interrupt_point();
+  // Forking time as CRIU counts it: creating the tree, without building address spaces.
+  uint32_t forking_us =
+      static_cast<uint32_t>(usec_since(t_fork) - static_cast<uint32_t>(memory_s * 1e6));
+  fault_point("restore-after-fork");
   shmem.finish(
       [&](pid_t pid) -> RemoteTask& { return tree.task(static_cast<size_t>(plan.find(pid))); });
   fault_point("restore-after-memory");

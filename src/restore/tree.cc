@@ -132,7 +132,7 @@ void NewTree::fork_child(size_t i) {
   log::debug("created task {} in parent {}", want, parent.tid());
 }
 
-void NewTree::create(Ttys& ttys) {
+void NewTree::create(Ttys& ttys, const std::function<void(size_t)>& shape) {
   const TaskPlan& root = plan_.tasks[0];
   fork_root();
   // Sessions and their controlling terminals are set as each task is created, so its
@@ -141,6 +141,7 @@ void NewTree::create(Ttys& ttys) {
     remote_[0]->check("setsid", SYS_setsid);
     ttys.attach_ctty(*remote_[0]);
   }
+  if (!root.zombie) shape(0);
   for (size_t i = 1; i < plan_.tasks.size(); i++) {
     const TaskPlan& t = plan_.tasks[i];
     fork_child(i);
@@ -153,6 +154,7 @@ void NewTree::create(Ttys& ttys) {
           "supported yet",
           t.pid(), t.ps.sid());
     }
+    if (!t.zombie) shape(i);
   }
   // Groups: leaders first, then members.
   for (size_t i = 0; i < plan_.tasks.size(); i++) {

@@ -5,6 +5,7 @@
 #include <sys/ptrace.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -27,8 +28,10 @@ class NewTree {
   NewTree& operator=(const NewTree&) = delete;
 
   // Creates every task with its PID, session (with its pty as controlling terminal) and
-  // group; zombies end as zombies.
-  void create(Ttys& ttys);
+  // group; zombies end as zombies. `shape(i)` runs for each alive task i as soon as it exists,
+  // before any of its children: the address space built there is what they inherit, so
+  // copy-on-write pages shared at the dump are shared again.
+  void create(Ttys& ttys, const std::function<void(size_t)>& shape);
   // The remote-syscall handle of task i of the plan (alive tasks only).
   RemoteTask& task(size_t i) { return *remote_[i]; }
   // Creates the other threads of task i (its leader must be ready to clone them); returns
