@@ -24,6 +24,7 @@
 #include "base/strings.h"
 #include "image/image.h"
 #include "infect/fd_transfer.h"
+#include "infect/remote_batch.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
 #include "restore/tree.h"
@@ -32,6 +33,7 @@ namespace cryo::restore {
 namespace {
 
 constexpr uint64_t kScratchLen = 64 * 1024;
+constexpr uint64_t kBatchLen = 256 * 1024;
 constexpr uint64_t kTaskSizeMax = 0x800000000000ULL;
 
 bool is_special(const vma_entry& v) {
@@ -165,13 +167,14 @@ struct Block {
 
 }  // namespace
 
-uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem,
-                    FileSet& files, const TaskPlan* parent) {
+MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem,
+                   FileSet& files, const TaskPlan* parent) {
   const pid_t pid = t.pid();
   const mm_entry& mm = t.mm;
 
   // What the task keeps of its parent's address space (both VMA lists are sorted).
   std::vector<bool> keep(mm.vmas_size(), false);
+  std::vector<uint32_t> keep_prot(mm.vmas_size(), 0);  // as the parent has it
   Ranges kept;
   if (parent) {
     const auto& pv = parent->mm.vmas();
@@ -181,6 +184,7 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
       while (k < pv.size() && pv[k].end() <= v.start()) k++;
       if (k < pv.size() && inherited(v, pv[k])) {
         keep[i] = true;
+        keep_prot[i] = pv[k].prot();
         kept.emplace_back(v.start(), v.end());
       }
     }
@@ -266,7 +270,7 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
   std::vector<Run> runs;
   std::optional<PagesFile> pages;
   std::optional<PagesFile> parent_pages;
-  uint64_t inherited_pages = 0;
+  uint64_t inherited_pages = 0, compared = 0;
   if (!t.pages.empty()) {
     pages.emplace(plan.dir, t.pages_id);
     PageIndex mine(t, pages->data(), pages->size());
@@ -283,12 +287,12 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
       } else {
         for (uint64_t at = 0; at < len; at += kernel::kPageSize) {
           const char* old = theirs->find(p.vaddr() + at);
+          compared += old != nullptr;
           if (old && std::memcmp(old, pages->data() + off + at, kernel::kPageSize) == 0) {
             inherited_pages++;
             continue;
           }
-          if (!runs.empty() && runs.back().vaddr + runs.back().len == p.vaddr() + at &&
-              runs.back().off + runs.back().len == off + at)
+          if (at && !runs.empty() && runs.back().vaddr + runs.back().len == p.vaddr() + at)
             runs.back().len += kernel::kPageSize;
           else
             runs.push_back({p.vaddr() + at, kernel::kPageSize, off + at});
@@ -314,6 +318,9 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
     }
   }
 
+  // Plain mmaps and mprotects go in batches: a task may have tens of thousands of VMAs.
+  RemoteBatch batch(rt, pick_free(busy, kBatchLen), kBatchLen);
+  busy.emplace_back(batch.start(), batch.start() + batch.size());
   std::map<uint64_t, long> file_fds;  // shmid -> fd in the task
   for (int i = 0; i < mm.vmas_size(); i++) {
     const vma_entry& v = mm.vmas(i);
@@ -321,7 +328,9 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
     uint64_t prot = v.prot();
     if (fill[i]) prot |= PROT_READ | PROT_WRITE;
     if (keep[i]) {
-      rt.check("mprotect", SYS_mprotect, {v.start(), v.end() - v.start(), prot});
+      if (prot != keep_prot[i])
+        batch.add(SYS_mprotect, {v.start(), v.end() - v.start(), prot},
+                  fmt::format("mprotect of {:#x}", v.start()));
       continue;
     }
     uint64_t flags =
@@ -379,11 +388,13 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
       }
       flags &= ~static_cast<uint64_t>(MAP_ANONYMOUS);
     }
-    uint64_t got = rt.check("mmap", SYS_mmap,
-                            {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd),
-                             fd >= 0 ? v.pgoff() : 0});
-    if (got != v.start()) fail("task {}: mmap placed {:#x} at {:#x}", pid, v.start(), got);
+    batch.add(SYS_mmap,
+              {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd),
+               fd >= 0 ? v.pgoff() : 0},
+              fmt::format("mmap of {:#x}-{:#x}", v.start(), v.end()), v.start());
   }
+  batch.flush();
+  log::debug("task {}: {} mappings made", pid, mm.vmas_size());
   for (auto& [id, fd] : file_fds) rt.check("close", SYS_close, {static_cast<uint64_t>(fd)});
 
   // Memory: process_vm_writev faults the pages in from inside the kernel, in bulk, which is
@@ -472,13 +483,17 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
     if (is_special(v)) continue;
     uint64_t len = v.end() - v.start();
     if (fill[i] && v.prot() != (v.prot() | PROT_READ | PROT_WRITE))
-      rt.check("mprotect", SYS_mprotect, {v.start(), len, v.prot()});
+      batch.add(SYS_mprotect, {v.start(), len, v.prot()},
+                fmt::format("mprotect of {:#x}", v.start()));
     for (int adv = 0; adv < 64; adv++)
       if (v.madv() & (1ULL << adv)) {
         long r = rt.syscall(SYS_madvise, {v.start(), len, static_cast<uint64_t>(adv)});
         if (r < 0) log::warn("task {}: madvise({}) of {:#x} failed", pid, adv, v.start());
       }
   }
+
+  batch.close();
+  log::debug("task {}: final protections set", pid);
 
   // mm fields, auxv and exe link.
   // A child has its parent's exe link already; the kernel refuses to change it (EBUSY) while
@@ -510,7 +525,7 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
     rt.check("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0});
   log::info("task {}: address space restored, {} pages written, {} kept from its parent", pid,
             written, inherited_pages);
-  return written;
+  return {written, compared, inherited_pages};
 }
 
 }  // namespace cryo::restore

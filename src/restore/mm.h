@@ -13,8 +13,13 @@ namespace cryo::restore {
 // for the remaining remote syscalls. Mapped memfds come from `files`. `parent`, when set, is
 // the task it was forked from, whose address space was complete at that moment: mappings
 // both have in common are kept, and of their pages only those that differ are written, so
-// pages shared copy-on-write at the dump are shared again. Returns the number of pages written.
-uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem,
+// pages shared copy-on-write at the dump are shared again.
+struct MmPages {
+  uint64_t written = 0;   // pages copied from the image
+  uint64_t compared = 0;  // pages of kept mappings compared with the parent's
+  uint64_t kept = 0;      // of those, equal: left shared
+};
+MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem,
                     FileSet& files, const TaskPlan* parent);
 
 }  // namespace cryo::restore

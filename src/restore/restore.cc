@@ -99,7 +99,7 @@ int run(const Options& opts) {
   interrupt_point();
   progress::phase("creating tasks");
   auto t_fork = clock::now();
-  uint64_t pages = 0;
+  MmPages pages;
   ShmemSet shmem(plan);
   // cryo's own copies of the tree's files must be gone before release: a pipe whose writers
   // are all closed in the tree must read as EOF there.
@@ -112,7 +112,10 @@ int run(const Options& opts) {
     progress::phase(fmt::format("memory of task {}", t.pid()));
     auto tm = clock::now();
     const TaskPlan* parent = t.parent >= 0 ? &plan.tasks[static_cast<size_t>(t.parent)] : nullptr;
-    pages += restore_mm(tree.task(i), t, plan, shmem, *files, parent);
+    MmPages p = restore_mm(tree.task(i), t, plan, shmem, *files, parent);
+    pages.written += p.written;
+    pages.compared += p.compared;
+    pages.kept += p.kept;
     memory_s += std::chrono::duration<double>(clock::now() - tm).count();
   });
   interrupt_point();
@@ -165,7 +168,9 @@ int run(const Options& opts) {
   auto* r = stats.mutable_restore();
   r->set_forking_time(forking_us);
   r->set_restore_time(usec_since(t0));
-  r->set_pages_restored(pages);
+  r->set_pages_restored(pages.written);
+  r->set_pages_compared(pages.compared);
+  r->set_pages_skipped_cow(pages.kept);
   try {
     image::write_one(opts.dir, "stats-restore", image::magic::kStats, stats, /*service=*/true);
   } catch (const Error& e) {
@@ -177,8 +182,10 @@ int run(const Options& opts) {
   progress.stop();
   tree.release(opts.leave_stopped);
   pidfile.keep();
-  log::info("Restore finished successfully: {} task(s), {} private and {} shared pages in {} us",
-            plan.tasks.size(), pages, shmem.pages_written(), r->restore_time());
+  log::info(
+      "Restore finished successfully: {} task(s), {} private pages written ({} kept shared with "
+      "a parent) and {} shared pages in {} us",
+      plan.tasks.size(), pages.written, pages.kept, shmem.pages_written(), r->restore_time());
   if (opts.display_stats) {
     std::fputs(image::stats_text(stats).c_str(), stdout);
     std::fflush(stdout);
