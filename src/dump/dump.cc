@@ -22,6 +22,7 @@
 #include "dump/files.h"
 #include "dump/mm.h"
 #include "dump/seccomp.h"
+#include "dump/sysv_shm.h"
 #include "fs.pb.h"
 #include "image/image.h"
 #include "image/stats.h"
@@ -131,6 +132,7 @@ void run(const Options& opts) {
   }
 
   ShmemTable shmem;
+  SysvShmTable sysv;
   SeccompTable seccomp;
   FileLockTable locks(opts.file_locks);
   FileTableOptions fo;
@@ -204,6 +206,7 @@ void run(const Options& opts) {
     mm.set_dumpable(extras.dumpable);
     mm.set_thp_disabled(extras.thp_disabled);
     image::write_one(dir, fmt::format("mm-{}.img", t.pid), image::magic::kMm, mm);
+    sysv.add(t.pid, mm);
     progress::phase(fmt::format("memory of task {}", t.pid));
     PageStats ps = dump_pages(t.pid, mm, dir, next_pages_id++);
     progress::add_total(static_cast<int64_t>(ps.written) - estimate[t.pid]);
@@ -226,6 +229,7 @@ void run(const Options& opts) {
   }
   progress::phase("shared memory");
   ShmemPages shpages = shmem.dump(dir, &next_pages_id);
+  sysv.dump(dir, kobj_ids(root.pid).ipc_ns_id());
   progress::phase("writing images");
   files.write(dir);
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });

@@ -14,6 +14,7 @@
 #include "base/interrupt.h"
 #include "base/log.h"
 #include "base/progress.h"
+#include "dump/sysv_shm.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
 #include "pagemap.pb.h"
@@ -108,6 +109,13 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
     } else if (v.path == "[vsyscall]") {
       status = image::kVmaVsyscall;
       flags |= MAP_ANONYMOUS;
+    } else if (is_sysv_attachment(v)) {
+      // A SysV segment attached by shmat: the segment is dumped once (dump/sysv_shm.*).
+      if (v.has_flag("ht"))
+        fail("{}: SysV shared memory in huge pages is not supported yet", where());
+      status |= image::kVmaAnonShared | image::kVmaSysvipc;
+      flags |= MAP_ANONYMOUS;
+      e->set_shmid(v.inode);  // the segment's id
     } else if (v.shared && (v.path.empty() || v.path == "/dev/zero (deleted)")) {
       status |= image::kVmaAnonShared;
       flags |= MAP_ANONYMOUS;

@@ -27,6 +27,7 @@
 #include "infect/remote_batch.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
+#include "restore/sysv_shm.h"
 #include "restore/tree.h"
 
 namespace cryo::restore {
@@ -337,6 +338,10 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
         (v.flags() & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE)) |
         MAP_FIXED;
     long fd = -1;
+    if (v.status() & image::kVmaSysvipc) {
+      attach_sysv_shm(rt, v, busy);
+      continue;
+    }
     if (v.status() & image::kVmaAnonShared) {
       fd = shmem.open(rt, v.shmid(), busy);
       flags &= ~static_cast<uint64_t>(MAP_ANONYMOUS);

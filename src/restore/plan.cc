@@ -130,7 +130,8 @@ void load_shared_pages(Plan& plan) {
   };
   for (const auto& t : plan.tasks)
     for (const auto& v : t.mm.vmas())
-      if (v.status() & image::kVmaAnonShared) load(v.shmid(), kSharedObjectMax);
+      if ((v.status() & image::kVmaAnonShared) && !(v.status() & image::kVmaSysvipc))
+        load(v.shmid(), kSharedObjectMax);
   if (!image::exists(plan.dir, "memfd.img")) return;
   image::Reader r(plan.dir, "memfd.img", image::magic::kMemfdInode);
   for (memfd_inode_entry m; r.next(m);) {

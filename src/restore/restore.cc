@@ -27,6 +27,7 @@
 #include "restore/ghost_files.h"
 #include "restore/mm.h"
 #include "restore/plan.h"
+#include "restore/sysv_shm.h"
 #include "restore/tree.h"
 #include "restore/trust.h"
 #include "restore/tty.h"
@@ -96,6 +97,8 @@ int run(const Options& opts) {
 
   // cryo's own pty ends must be gone before release, like its other files.
   std::optional<Ttys> ttys(std::in_place, plan);
+  progress::phase("SysV shared memory");
+  SysvSegments sysv(plan);
   interrupt_point();
   progress::phase("creating tasks");
   auto t_fork = clock::now();
@@ -125,6 +128,7 @@ int run(const Options& opts) {
   fault_point("restore-after-fork");
   shmem.finish(
       [&](pid_t pid) -> RemoteTask& { return tree.task(static_cast<size_t>(plan.find(pid))); });
+  sysv.finish();
   fault_point("restore-after-memory");
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     const TaskPlan& t = plan.tasks[i];
@@ -181,6 +185,7 @@ int run(const Options& opts) {
   // The tree may write to this terminal as soon as it runs.
   progress.stop();
   tree.release(opts.leave_stopped);
+  sysv.keep();
   pidfile.keep();
   log::info(
       "Restore finished successfully: {} task(s), {} private pages written ({} kept shared with "

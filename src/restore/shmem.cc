@@ -35,7 +35,7 @@ ShmemSet::ShmemSet(const Plan& plan) : plan_(plan) {
   // An object's size: the furthest any mapping of it reaches.
   for (const auto& t : plan.tasks)
     for (const auto& v : t.mm.vmas())
-      if (v.status() & image::kVmaAnonShared) {
+      if ((v.status() & image::kVmaAnonShared) && !(v.status() & image::kVmaSysvipc)) {
         Object& o = objects_[v.shmid()];
         o.size = std::max(o.size, v.pgoff() + (v.end() - v.start()));
       }

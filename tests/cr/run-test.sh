@@ -10,7 +10,7 @@
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
 # stop-during-dump oom-score-adj io-uring udp-corked unix-creds-outside pidfile log-file images-perms image-part-symlink
-# hostile-memory hostile-core hostile-files hostile-pipes file-kinds).
+# hostile-memory hostile-core hostile-files hostile-pipes file-kinds sysv-shm).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring, udp_corked,
@@ -746,6 +746,44 @@ err_inotify_deleted() {
 		die "the message does not name the task $ROOT and its fd: $(msg_of dump)"
 	check_tree_running "after the refused dump"
 	finish_original "after the refused dump"
+}
+
+# SysV shared memory. A segment the tree shares with a process outside it is refused at
+# dump, and the tree runs on. A restore whose segment id is held by another segment fails
+# before any process exists, names the id and its fix, and makes no segment; once the id is
+# free, the restore makes the segment again (same id, key, owners) and the tree passes.
+shm_exists() { awk -v id="$1" '$2 == id { found = 1 } END { exit !found }' /proc/sysvipc/shm; }
+err_sysv_shm() {
+	helper sysv_shm
+	start_prog "$HELPER"
+	local ida idb idc
+	read -r ida idb idc <"$D/ids"
+	mkdir -p "$D/outside"
+	spawn "$HELPER" "$D/outside" attach "$ida"
+	local outside=$SPAWN_PID
+	HELPERS+=("$outside")
+	wait_until 10 test -s "$D/outside/ready" || die "setup: no outside process attached segment $ida"
+	dump dump-shared
+	expect_fail dump-shared "dump of a tree sharing SysV segment $ida with another process"
+	expect_msg dump-shared "dump of a tree sharing a SysV segment" "segment $ida" "outside the tree"
+	check_tree_running "after the refused dump"
+	kill -KILL "$outside"
+	wait "$outside" 2>/dev/null
+
+	rm -rf "$IMG"
+	dump_ok dump
+	check_tree_gone
+	shm_exists "$ida" || die "segment A ($ida) is gone after the dump: it must outlive its tree"
+	shm_exists "$idc" && die "segment C ($idc), removed while attached, outlived its tree"
+	ipcrm -m "$ida"
+	"$HELPER" "$D" take "$ida" || die "setup: cannot make another segment with id $ida"
+	restore_must_fail restore-taken "restore while segment id $ida is another segment's" "$IMG" \
+		"segment $ida" "taken" "ipcrm -m $ida"
+	shm_exists "$idc" && die "the refused restore made segment C ($idc)"
+	ipcrm -m "$ida"
+	restore_fg
+	shm_exists "$ida" && die "segment A ($ida) remains after the restored program removed it"
+	return 0
 }
 
 # A path a dumped socket was bound to is taken by a live socket outside the tree when the
@@ -1500,7 +1538,8 @@ missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrup
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
 	stop-during-dump | oom-score-adj | io-uring | udp-corked | unix-creds-outside | pidfile | log-file | images-perms | \
-	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes | file-kinds)
+	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes | file-kinds | \
+	sysv-shm)
 	"err_${FLAVOR//-/_}"
 	;;
 *)

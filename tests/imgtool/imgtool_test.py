@@ -70,6 +70,7 @@ PROGS = [
     ("threads", []),  # thread cores
     ("tree", []),  # several processes, a zombie
     ("shmem", []),  # pagemap-shmem
+    ("sysv_shm", []),  # IPCNS_SHM (content padded to 4 bytes)
     ("signals_pending", []),  # siginfo bytes
     ("ptimers", []),  # posix timers
     ("memory", []),  # every kind of area
