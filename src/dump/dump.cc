@@ -84,6 +84,20 @@ task_kobj_ids_entry kobj_ids(pid_t pid) {
   return ids;
 }
 
+// A group whose leader exited is restored with a helper task holding the leader's PID for a
+// while; a leader alive outside the tree holds that PID for good.
+void refuse_live_group_leader(const FrozenTask& t) {
+  auto text = proc::try_read_file(fmt::format("/proc/{}/stat", t.pgid));
+  if (!text) return;
+  proc::Stat leader = proc::parse_stat(*text);
+  if (leader.state == 'Z' || leader.state == 'X') return;
+  fail(
+      "task {}: its process group {} is led by process {} ({}) outside the dumped tree, which a "
+      "restore cannot recreate: dump a tree that contains that process, or let the task leave "
+      "the group",
+      t.pid, t.pgid, leader.pid, leader.comm);
+}
+
 // inventory_entry.network_lock_method: cryo locks no network (CRIU's NETWORK_LOCK_SKIP).
 constexpr uint32_t kNetworkLockSkip = 2;
 
@@ -128,6 +142,7 @@ void run(const Options& opts) {
     if (t.pid != root.pid && (!tree.contains(t.sid) && t.sid != root.sid))
       fail("task {}: its session {} is neither in the tree nor the root's: not supported yet",
            t.pid, t.sid);
+    if (t.pgid != root.pgid && !tree.contains(t.pgid)) refuse_live_group_leader(t);
   }
 
   ShmemTable shmem;

@@ -41,6 +41,11 @@ class NewTree {
  private:
   void fork_root();
   void fork_child(size_t i);
+  // Creates task `want` as a child of `parent` (clone3 with set_tid), traced and stopped.
+  std::unique_ptr<RemoteTask> clone_in(RemoteTask& parent, pid_t want, uint64_t flags,
+                                       const char* what);
+  // Makes a traced task end with wait status `status` (an exit code or a killing signal).
+  void exit_task(RemoteTask& z, int status);
   void kill_all();
   const Plan& plan_;
   std::vector<std::unique_ptr<RemoteTask>> remote_;
