@@ -329,9 +329,8 @@ int stop_signal(const TaskPlan& t) {
 }  // namespace
 
 void NewTree::release(bool leave_stopped) {
-  for (auto& th : threads_)
-    if (ptrace(PTRACE_DETACH, th->tid(), nullptr, 0) < 0)
-      fail_sys("cannot release thread {}", th->tid());
+  // Stop signals first, while every thread is still traced: each thread then takes the stop
+  // as it leaves its trace stop, before it runs a single instruction of its own.
   for (size_t i = 0; i < plan_.tasks.size(); i++) {
     if (!remote_[i]) continue;
     const TaskPlan& t = plan_.tasks[i];
@@ -339,6 +338,13 @@ void NewTree::release(bool leave_stopped) {
       ::kill(t.pid(), stop_signal(t));
     else if (leave_stopped)
       ::kill(t.pid(), SIGSTOP);
+  }
+  for (auto& th : threads_)
+    if (ptrace(PTRACE_DETACH, th->tid(), nullptr, 0) < 0)
+      fail_sys("cannot release thread {}", th->tid());
+  for (size_t i = 0; i < plan_.tasks.size(); i++) {
+    if (!remote_[i]) continue;
+    const TaskPlan& t = plan_.tasks[i];
     if (ptrace(PTRACE_DETACH, t.pid(), nullptr, 0) < 0) fail_sys("cannot release task {}", t.pid());
   }
   released_ = true;

@@ -10,6 +10,7 @@
 #include "common.h"
 #include <dirent.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -31,6 +32,7 @@ static void *worker(void *arg)
 static void child_main(int which)
 {
 	me = which;
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed run leaves no stopped process behind */
 	if (which == 1 && setpgid(0, 0))
 		_exit(10);
 	pthread_t th;
@@ -119,15 +121,13 @@ int main(int argc, char **argv)
 	for (int c = 0; c < 2; c++)
 		if (!all_stopped(kids[c]))
 			cr_fail("setup: child %d is not stopped in all its threads", kids[c]);
-	char b[32];
-	for (int c = 0; c < 2; c++) {
-		int len = snprintf(b, sizeof b, "%d\n", kids[c]);
-		cr_write_file(c ? "ready-b" : "ready-a", b, (size_t)len);
-	}
+	unsigned long sr[2 * NTH], s0[2 * NTH], s1[2 * NTH];
+	cr_sleep_ms(50);
+	snapshot(sr);
 	cr_ready();
 	cr_wait_go();
 
-	unsigned long s0[2 * NTH], s1[2 * NTH];
+	/* Not one step since the stop, not even right after the restore. */
 	snapshot(s0);
 	cr_sleep_ms(300);
 	snapshot(s1);
@@ -135,8 +135,10 @@ int main(int argc, char **argv)
 		if (!all_stopped(kids[c]))
 			cr_fail("child %d: not every thread is stopped after restore", kids[c]);
 		for (int k = 0; k < NTH; k++)
-			if (s0[c * NTH + k] != s1[c * NTH + k])
-				cr_fail("child %d thread %d ran while stopped", kids[c], k);
+			if (sr[c * NTH + k] != s0[c * NTH + k] || s0[c * NTH + k] != s1[c * NTH + k])
+				cr_fail("child %c (%d) thread %d ran while stopped: %lu at the stop, %lu "
+					"after restore, %lu 300 ms later",
+					'A' + c, kids[c], k, sr[c * NTH + k], s0[c * NTH + k], s1[c * NTH + k]);
 	}
 	const int want_sig[2] = { SIGSTOP, SIGTSTP };
 	for (int c = 0; c < 2; c++) {
