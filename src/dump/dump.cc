@@ -22,6 +22,7 @@
 #include "dump/files.h"
 #include "dump/mm.h"
 #include "dump/seccomp.h"
+#include "dump/timens.h"
 #include "fs.pb.h"
 #include "image/image.h"
 #include "image/stats.h"
@@ -39,9 +40,10 @@ uint32_t usec_since(clock::time_point t0) {
       std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count());
 }
 
-// Namespaces are not dumped yet: the tree must share all of cryo's.
+// Namespaces are not dumped yet: the tree must share all of cryo's (but time namespaces:
+// see dump/timens.h).
 void check_namespaces(pid_t pid) {
-  for (const char* ns : {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"}) {
+  for (const char* ns : {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup"}) {
     auto mine = proc::read_link(fmt::format("/proc/self/ns/{}", ns));
     auto theirs = proc::read_link(fmt::format("/proc/{}/ns/{}", pid, ns));
     if (mine != theirs)
@@ -80,7 +82,7 @@ task_kobj_ids_entry kobj_ids(pid_t pid) {
   ids.set_mnt_ns_id(5);
   ids.set_user_ns_id(6);
   ids.set_cgroup_ns_id(7);
-  if (::access("/proc/self/ns/time", F_OK) == 0) ids.set_time_ns_id(8);
+  if (::access("/proc/self/ns/time", F_OK) == 0) ids.set_time_ns_id(TimeNamespaces::kRootId);
   return ids;
 }
 
@@ -145,6 +147,7 @@ void run(const Options& opts) {
     if (t.pgid != root.pgid && !tree.contains(t.pgid)) refuse_live_group_leader(t);
   }
 
+  const TimeNamespaces timens(tasks);
   ShmemTable shmem;
   SeccompTable seccomp;
   FileLockTable locks(opts.file_locks);
@@ -189,6 +192,7 @@ void run(const Options& opts) {
   for (auto& t : tasks) {
     interrupt_point();
     task_kobj_ids_entry ids = kobj_ids(t.pid);
+    timens.set_ids(t.pid, &ids);
     if (t.zombie) {
       image::write_one(dir, fmt::format("core-{}.img", t.pid), image::magic::kCore,
                        dump_zombie_core(t));
@@ -245,6 +249,7 @@ void run(const Options& opts) {
   files.write(dir);
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
   seccomp.write(dir);
+  timens.write(dir);
 
   image::Writer ps(dir, "pstree.img", image::magic::kPstree);
   for (const auto& t : tasks) {

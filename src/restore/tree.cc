@@ -47,7 +47,7 @@ uint64_t pick_free(const std::vector<std::pair<uint64_t, uint64_t>>& busy, uint6
   fail("no free address range of {} bytes for cryo's scratch area", len);
 }
 
-NewTree::NewTree(const Plan& plan) : plan_(plan), remote_(plan.tasks.size()) {}
+NewTree::NewTree(const Plan& plan) : plan_(plan), timens_(plan), remote_(plan.tasks.size()) {}
 
 NewTree::~NewTree() {
   if (!released_) kill_all();
@@ -179,6 +179,7 @@ void NewTree::exit_task(RemoteTask& z, int status) {
 void NewTree::create(Ttys& ttys) {
   const TaskPlan& root = plan_.tasks[0];
   fork_root();
+  timens_.place(*remote_[0], root);
   // Sessions and their controlling terminals are set as each task is created, so its
   // children inherit them.
   if (root.ps.sid() == root.ps.pid()) {
@@ -188,6 +189,7 @@ void NewTree::create(Ttys& ttys) {
   for (size_t i = 1; i < plan_.tasks.size(); i++) {
     const TaskPlan& t = plan_.tasks[i];
     fork_child(i);
+    timens_.place(*remote_[i], t);
     if (t.ps.sid() == t.ps.pid()) {
       remote_[i]->check("setsid", SYS_setsid);
       ttys.attach_ctty(*remote_[i]);

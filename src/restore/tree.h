@@ -10,6 +10,7 @@
 
 #include "infect/remote_task.h"
 #include "restore/plan.h"
+#include "restore/timens.h"
 #include "restore/tty.h"
 
 namespace cryo::restore {
@@ -48,6 +49,7 @@ class NewTree {
   void exit_task(RemoteTask& z, int status);
   void kill_all();
   const Plan& plan_;
+  TimeNamespaces timens_;
   std::vector<std::unique_ptr<RemoteTask>> remote_;
   std::vector<std::unique_ptr<RemoteTask>> threads_;  // non-leader threads
   std::vector<pid_t> created_;

@@ -111,6 +111,7 @@ def is_packed(f):
 # generated C++ class would clash with: our name -> CRIU's. The wire format is unchanged.
 RENAMED = {
     "criu_timeval": "timeval",
+    "criu_timespec": "timespec",
 }
 
 
@@ -142,6 +143,7 @@ CRYO_EXTENSIONS = {
     ("inet_sk_entry", 1000): "cryo_tcp_nodelay",
     ("inet_sk_entry", 1001): "cryo_tcp_cork",
     ("inet_sk_entry", 1002): "cryo_udp_cork",
+    ("task_kobj_ids_entry", 1000): "cryo_time_for_children_ns_id",
 }
 
 NEWER_THAN_DEBIAN_CRIU = {
