@@ -23,6 +23,7 @@
 #include "dump/mm.h"
 #include "dump/seccomp.h"
 #include "dump/sysv_shm.h"
+#include "dump/timens.h"
 #include "fs.pb.h"
 #include "image/image.h"
 #include "image/stats.h"
@@ -40,9 +41,10 @@ uint32_t usec_since(clock::time_point t0) {
       std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count());
 }
 
-// Namespaces are not dumped yet: the tree must share all of cryo's.
+// Namespaces are not dumped yet: the tree must share all of cryo's (but time namespaces:
+// see dump/timens.h).
 void check_namespaces(pid_t pid) {
-  for (const char* ns : {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"}) {
+  for (const char* ns : {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup"}) {
     auto mine = proc::read_link(fmt::format("/proc/self/ns/{}", ns));
     auto theirs = proc::read_link(fmt::format("/proc/{}/ns/{}", pid, ns));
     if (mine != theirs)
@@ -81,8 +83,22 @@ task_kobj_ids_entry kobj_ids(pid_t pid) {
   ids.set_mnt_ns_id(5);
   ids.set_user_ns_id(6);
   ids.set_cgroup_ns_id(7);
-  if (::access("/proc/self/ns/time", F_OK) == 0) ids.set_time_ns_id(8);
+  if (::access("/proc/self/ns/time", F_OK) == 0) ids.set_time_ns_id(TimeNamespaces::kRootId);
   return ids;
+}
+
+// A group whose leader exited is restored with a helper task holding the leader's PID for a
+// while; a leader alive outside the tree holds that PID for good.
+void refuse_live_group_leader(const FrozenTask& t) {
+  auto text = proc::try_read_file(fmt::format("/proc/{}/stat", t.pgid));
+  if (!text) return;
+  proc::Stat leader = proc::parse_stat(*text);
+  if (leader.state == 'Z' || leader.state == 'X') return;
+  fail(
+      "task {}: its process group {} is led by process {} ({}) outside the dumped tree, which a "
+      "restore cannot recreate: dump a tree that contains that process, or let the task leave "
+      "the group",
+      t.pid, t.pgid, leader.pid, leader.comm);
 }
 
 // inventory_entry.network_lock_method: cryo locks no network (CRIU's NETWORK_LOCK_SKIP).
@@ -129,8 +145,10 @@ void run(const Options& opts) {
     if (t.pid != root.pid && (!tree.contains(t.sid) && t.sid != root.sid))
       fail("task {}: its session {} is neither in the tree nor the root's: not supported yet",
            t.pid, t.sid);
+    if (t.pgid != root.pgid && !tree.contains(t.pgid)) refuse_live_group_leader(t);
   }
 
+  const TimeNamespaces timens(tasks);
   ShmemTable shmem;
   SysvShmTable sysv;
   SeccompTable seccomp;
@@ -176,6 +194,7 @@ void run(const Options& opts) {
   for (auto& t : tasks) {
     interrupt_point();
     task_kobj_ids_entry ids = kobj_ids(t.pid);
+    timens.set_ids(t.pid, &ids);
     if (t.zombie) {
       image::write_one(dir, fmt::format("core-{}.img", t.pid), image::magic::kCore,
                        dump_zombie_core(t));
@@ -234,6 +253,7 @@ void run(const Options& opts) {
   files.write(dir);
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
   seccomp.write(dir);
+  timens.write(dir);
 
   image::Writer ps(dir, "pstree.img", image::magic::kPstree);
   for (const auto& t : tasks) {

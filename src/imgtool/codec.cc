@@ -44,6 +44,7 @@
 #include "sk-packet.pb.h"
 #include "sk-unix.pb.h"
 #include "stats.pb.h"
+#include "timens.pb.h"
 #include "timer.pb.h"
 #include "timerfd.pb.h"
 #include "tty.pb.h"
@@ -113,17 +114,18 @@ const Kind kKinds[] = {
     {"RLIMIT", 0x57113925, d<rlimit_entry>},
     {"SECCOMP", image::magic::kSeccomp, d<seccomp_entry>},
     {"STATS", image::magic::kStats, d<stats_entry>},
+    {"TIMENS", image::magic::kTimens, d<timens_entry>},
 };
 
 // Kinds crit names but cryo's schema has no message for.
 const std::pair<const char*, uint32_t> kForeign[] = {
-    {"UTSNS", 0x54473203},    {"TIMENS", 0x43114433},      {"PIDNS", 0x61157326},
-    {"IPC_VAR", 0x53115007},  {"CGROUP", 0x59383330},      {"TCP_STREAM", 0x51465506},
-    {"MNTS", 0x55563928},     {"TUNFILE", 0x57143751},     {"IRMAP_CACHE", 0x57004059},
-    {"NETDEV", 0x57373951},   {"IPCNS_SEM", 0x59573019},   {"IPCNS_MSG", 0x55453737},
-    {"NETNS", 0x55933752},    {"USERNS", 0x55474906},      {"AUTOFS", 0x49353943},
-    {"CPUINFO", 0x61404013},  {"BPFMAP_FILE", 0x57506142}, {"BPFMAP_DATA", 0x64324033},
-    {"APPARMOR", 0x59423047}, {"SIGNAL", 0x59255647},      {"BINFMT_MISC", 0x67343323},
+    {"UTSNS", 0x54473203},    {"PIDNS", 0x61157326},       {"IPC_VAR", 0x53115007},
+    {"CGROUP", 0x59383330},   {"TCP_STREAM", 0x51465506},  {"MNTS", 0x55563928},
+    {"TUNFILE", 0x57143751},  {"IRMAP_CACHE", 0x57004059}, {"NETDEV", 0x57373951},
+    {"IPCNS_SEM", 0x59573019}, {"IPCNS_MSG", 0x55453737},  {"NETNS", 0x55933752},
+    {"USERNS", 0x55474906},   {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},
+    {"BPFMAP_FILE", 0x57506142}, {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047},
+    {"SIGNAL", 0x59255647},   {"BINFMT_MISC", 0x67343323},
     {"KDAT", 0x57023458},
 };
 

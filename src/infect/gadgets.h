@@ -24,7 +24,8 @@ void scan_gadgets(const uint8_t* code, size_t len, uint64_t base, Gadgets* g);
 // file mappings. Results are remembered per mapped file and checked again before use.
 Gadgets find_gadgets(pid_t pid);
 
-// A "syscall" instruction in the task's vDSO or, failing that, another executable mapping.
-uint64_t find_syscall_gadget(pid_t pid);
+// A "syscall" instruction in the task's vDSO or, failing that, another executable mapping
+// (only those when `from_vdso` is false).
+uint64_t find_syscall_gadget(pid_t pid, bool from_vdso = true);
 
 }  // namespace cryo

@@ -24,6 +24,7 @@
 #include "base/strings.h"
 #include "image/image.h"
 #include "infect/fd_transfer.h"
+#include "infect/gadgets.h"
 #include "infect/remote_batch.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
@@ -160,11 +161,132 @@ Ranges clip(const Ranges& a, const Ranges& within, const Ranges& minus) {
   return out;
 }
 
-// The vDSO and its data pages move as one block, keeping their relative layout.
-struct Block {
-  uint64_t start = ~0ULL, end = 0;
-  std::vector<std::pair<uint64_t, uint64_t>> parts;  // in address order
+// cryo's own vDSO block (the vDSO and its data pages), inherited by the new task, put where
+// the dumped process had it, keeping the parts' relative layout. Parts the dumped process had
+// unmapped go; a vDSO it had unmapped is parked at a free place instead, as cryo's syscalls
+// run from it, until the task's own code is in place (drop_parked).
+class VdsoBlock {
+ public:
+  VdsoBlock(RemoteTask& rt, const std::vector<proc::Vma>& now, const mm_entry& mm);
+  bool contains(const proc::Vma& v) const {
+    return std::any_of(cur_.begin(), cur_.end(),
+                       [&](const Part& p) { return p.start == v.start && p.end == v.end; });
+  }
+  // Moves the block; `busy` holds every range in use or to be used, and gets the parked one.
+  void place(std::vector<std::pair<uint64_t, uint64_t>>& busy);
+  // Runs the task's syscalls from its own code and unmaps a parked vDSO.
+  void drop_parked();
+
+ private:
+  struct Part {
+    uint64_t start, end;
+    bool vdso;
+    bool kept = false;  // the dumped process has it, at start + delta_
+  };
+  static bool is_part(const std::string& path) {
+    return path == "[vdso]" || path == "[vvar]" || path == "[vvar_vclock]";
+  }
+  RemoteTask& rt_;
+  std::vector<Part> cur_;
+  int64_t delta_ = 0;
+  uint64_t parked_ = 0, parked_len_ = 0;
 };
+
+VdsoBlock::VdsoBlock(RemoteTask& rt, const std::vector<proc::Vma>& now, const mm_entry& mm)
+    : rt_(rt) {
+  const pid_t pid = rt.tid();
+  for (const auto& v : now)
+    if (is_part(v.path)) cur_.push_back({v.start, v.end, v.path == "[vdso]"});
+  if (std::none_of(cur_.begin(), cur_.end(), [](const Part& p) { return p.vdso; }))
+    fail("task {}: cryo's own process has no vDSO", pid);
+  std::vector<Part> want;
+  for (const auto& v : mm.vmas())
+    if (v.status() & (image::kVmaVdso | image::kVmaVvar))
+      want.push_back({v.start(), v.end(), (v.status() & image::kVmaVdso) != 0});
+  if (want.empty()) {
+    log::info("task {}: had no vDSO when dumped: cryo's is parked until its code is in place", pid);
+    return;
+  }
+  // The one shift that puts a part of cryo's block on each dumped part, same kind and size.
+  auto same = [](const Part& a, const Part& b) {
+    return a.vdso == b.vdso && a.end - a.start == b.end - b.start;
+  };
+  for (const Part& anchor : cur_) {
+    if (!same(anchor, want[0])) continue;
+    const int64_t delta = static_cast<int64_t>(want[0].start - anchor.start);
+    for (Part& p : cur_) p.kept = false;
+    bool all = true;
+    for (const Part& w : want) {
+      auto it = std::find_if(cur_.begin(), cur_.end(), [&](const Part& p) {
+        return !p.kept && same(p, w) && p.start + static_cast<uint64_t>(delta) == w.start;
+      });
+      if (it == cur_.end()) {
+        all = false;
+        break;
+      }
+      it->kept = true;
+    }
+    if (all) {
+      delta_ = delta;
+      return;
+    }
+  }
+  fail(
+      "task {}: the vDSO of this kernel differs from the dumped one (dumped on another "
+      "kernel?): not supported yet",
+      pid);
+}
+
+void VdsoBlock::place(std::vector<std::pair<uint64_t, uint64_t>>& busy) {
+  auto vdso = std::find_if(cur_.begin(), cur_.end(), [](const Part& p) { return p.vdso; });
+  const uint64_t gadget_off = rt_.gadget() - vdso->start;
+  if (rt_.gadget() < vdso->start || gadget_off >= vdso->end - vdso->start)
+    fail("task {}: cryo's syscall instruction is not in its vDSO", rt_.tid());
+  // Data pages the dumped process had unmapped go now; they serve nothing.
+  for (const Part& p : cur_)
+    if (!p.kept && !p.vdso) rt_.check("munmap", SYS_munmap, {p.start, p.end - p.start});
+  if (vdso->kept && delta_ == 0) return;
+  // Through a temporary place, as the final block may overlap the current one.
+  uint64_t lo = ~0ULL, hi = 0;
+  for (const Part& p : cur_)
+    if (p.kept || p.vdso) lo = std::min(lo, p.start), hi = std::max(hi, p.end);
+  const uint64_t tmp = pick_free(busy, hi - lo);
+  busy.emplace_back(tmp, tmp + (hi - lo));
+  for (const Part& p : cur_)
+    if (p.kept || p.vdso)
+      rt_.check("mremap of the vDSO", SYS_mremap,
+                {p.start, p.end - p.start, p.end - p.start, MREMAP_MAYMOVE | MREMAP_FIXED,
+                 tmp + (p.start - lo)});
+  rt_.set_gadget(tmp + (vdso->start - lo) + gadget_off);
+  for (const Part& p : cur_)
+    if (p.kept)
+      rt_.check("mremap of the vDSO", SYS_mremap,
+                {tmp + (p.start - lo), p.end - p.start, p.end - p.start,
+                 MREMAP_MAYMOVE | MREMAP_FIXED, p.start + static_cast<uint64_t>(delta_)});
+  if (vdso->kept) {
+    rt_.set_gadget(vdso->start + static_cast<uint64_t>(delta_) + gadget_off);
+  } else {
+    parked_ = tmp + (vdso->start - lo);
+    parked_len_ = vdso->end - vdso->start;
+  }
+}
+
+void VdsoBlock::drop_parked() {
+  if (!parked_) return;
+  const pid_t pid = rt_.tid();
+  uint64_t gadget = 0;
+  try {
+    gadget = find_syscall_gadget(pid, /*from_vdso=*/false);
+  } catch (const Error&) {
+    fail(
+        "task {}: the dumped process had no vDSO and its code has no syscall instruction "
+        "cryo could run its calls with",
+        pid);
+  }
+  rt_.set_gadget(gadget);
+  rt_.check("munmap of cryo's vDSO", SYS_munmap, {parked_, parked_len_});
+  log::debug("task {}: cryo's vDSO unmapped, syscalls run at {:#x} from now on", pid, gadget);
+}
 
 }  // namespace
 
@@ -200,45 +322,19 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
   rt.check("close_range", SYS_close_range, {0, ~0U, 0});
 
   // Current layout: cryo's copy. Keep only the vDSO block.
-  Block cur;
   std::vector<proc::Vma> now = proc::read_maps(pid);
-  for (const auto& v : now) {
-    if (v.path == "[vdso]" || v.path == "[vvar]" || v.path == "[vvar_vclock]") {
-      cur.parts.emplace_back(v.start, v.end);
-      cur.start = std::min(cur.start, v.start);
-      cur.end = std::max(cur.end, v.end);
-    }
-  }
-  Block want;
-  for (const auto& v : mm.vmas()) {
-    if (v.status() & (image::kVmaVdso | image::kVmaVvar)) {
-      want.parts.emplace_back(v.start(), v.end());
-      want.start = std::min(want.start, v.start());
-      want.end = std::max(want.end, v.end());
-    }
-  }
-  if (cur.parts.empty()) fail("task {}: cryo's own process has no vDSO", pid);
-  if (want.parts.empty()) fail("task {}: the dumped process had no vDSO: not supported yet", pid);
-  bool same_layout = cur.parts.size() == want.parts.size();
-  for (size_t i = 0; same_layout && i < cur.parts.size(); i++)
-    same_layout =
-        cur.parts[i].first - cur.start == want.parts[i].first - want.start &&
-        cur.parts[i].second - cur.parts[i].first == want.parts[i].second - want.parts[i].first;
-  if (!same_layout)
-    fail(
-        "task {}: the vDSO of this kernel differs from the dumped one (dumped on another "
-        "kernel?): not supported yet",
-        pid);
+  VdsoBlock vdso(rt, now, mm);
 
   std::vector<std::pair<uint64_t, uint64_t>> busy;
   for (const auto& v : mm.vmas())
     if (v.end() <= kTaskSizeMax) busy.emplace_back(v.start(), v.end());
-  busy.emplace_back(cur.start, cur.end);
+  for (const auto& v : now)
+    if (vdso.contains(v)) busy.emplace_back(v.start, v.end);
   uint64_t old_scratch = rt.scratch();
   Ranges gone;
   for (const auto& v : now) {
     if (v.start >= kTaskSizeMax) continue;
-    if (v.start >= cur.start && v.end <= cur.end) continue;
+    if (vdso.contains(v)) continue;
     gone.emplace_back(v.start, v.end);
   }
   for (const auto& [s, e] : clip(gone, {{0, kTaskSizeMax}}, kept))
@@ -246,22 +342,7 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
   if (old_scratch) rt.adopt_scratch(0, 0);
   uint64_t scratch = rt.map_scratch(kScratchLen, pick_free(busy, kScratchLen));
   busy.emplace_back(scratch, scratch + kScratchLen);
-
-  if (cur.start != want.start) {
-    // Through a temporary place, as the final block may overlap the current one.
-    uint64_t len = cur.end - cur.start;
-    uint64_t tmp = pick_free(busy, len);
-    uint64_t gadget_off = rt.gadget() - cur.start;
-    for (auto& [s, e] : cur.parts)
-      rt.check("mremap of the vDSO", SYS_mremap,
-               {s, e - s, e - s, MREMAP_MAYMOVE | MREMAP_FIXED, tmp + (s - cur.start)});
-    rt.set_gadget(tmp + gadget_off);
-    for (auto& [s, e] : cur.parts)
-      rt.check("mremap of the vDSO", SYS_mremap,
-               {tmp + (s - cur.start), e - s, e - s, MREMAP_MAYMOVE | MREMAP_FIXED,
-                want.start + (s - cur.start)});
-    rt.set_gadget(want.start + gadget_off);
-  }
+  vdso.place(busy);
 
   // The pages to write, as runs with their offset in the image. A page of a kept mapping
   // equal to the parent's (what the task inherited) is not written: it stays shared.
@@ -528,6 +609,7 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
   if (!same_exe) rt.check("close", SYS_close, {exe_fd});
   if (mm.thp_disabled())
     rt.check("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0});
+  vdso.drop_parked();
   log::info("task {}: address space restored, {} pages written, {} kept from its parent", pid,
             written, inherited_pages);
   return {written, compared, inherited_pages};

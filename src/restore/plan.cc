@@ -168,6 +168,11 @@ bool shares_parent_files(const Plan& plan, const TaskPlan& t) {
          t.ids.files_id() == plan.tasks[static_cast<size_t>(t.parent)].ids.files_id();
 }
 
+bool needs_group_helper(const Plan& plan, const TaskPlan& t) {
+  const auto pgid = static_cast<pid_t>(t.ps.pgid());
+  return pgid != t.pid() && plan.find(pgid) < 0 && t.ps.pgid() != plan.tasks[0].ps.pgid();
+}
+
 void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what) {
   if (auto g = plan.ghosts.find(r.id()); g != plan.ghosts.end()) {
     if (!image::exists(plan.dir, fmt::format("ghost-file-{:x}.img", g->second)))
@@ -401,6 +406,7 @@ void wait_pids_free(const Plan& plan) {
     ids.push_back(t.pid());
     for (int k = 1; k < t.ps.threads_size(); k++)
       ids.push_back(static_cast<pid_t>(t.ps.threads(k)));
+    if (needs_group_helper(plan, t)) ids.push_back(static_cast<pid_t>(t.ps.pgid()));
   }
   for (pid_t pid : ids) {
     for (;;) {

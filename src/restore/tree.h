@@ -11,6 +11,7 @@
 
 #include "infect/remote_task.h"
 #include "restore/plan.h"
+#include "restore/timens.h"
 #include "restore/tty.h"
 
 namespace cryo::restore {
@@ -44,8 +45,14 @@ class NewTree {
  private:
   void fork_root();
   void fork_child(size_t i);
+  // Creates task `want` as a child of `parent` (clone3 with set_tid), traced and stopped.
+  std::unique_ptr<RemoteTask> clone_in(RemoteTask& parent, pid_t want, uint64_t flags,
+                                       const char* what);
+  // Makes a traced task end with wait status `status` (an exit code or a killing signal).
+  void exit_task(RemoteTask& z, int status);
   void kill_all();
   const Plan& plan_;
+  TimeNamespaces timens_;
   std::vector<std::unique_ptr<RemoteTask>> remote_;
   std::vector<std::unique_ptr<RemoteTask>> threads_;  // non-leader threads
   std::vector<pid_t> created_;

@@ -10,7 +10,7 @@
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
 # stop-during-dump oom-score-adj io-uring udp-corked unix-creds-outside pidfile log-file images-perms image-part-symlink
-# hostile-memory hostile-core hostile-files hostile-pipes file-kinds sysv-shm).
+# hostile-memory hostile-core hostile-files hostile-pipes file-kinds sysv-shm pgrp-outside).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring, udp_corked,
@@ -1135,6 +1135,23 @@ err_hostile_pipes() {
 	restore_fg
 }
 
+# A task in a process group led by a live process outside the tree (it left the tree when its
+# parent exited): a restore could not recreate the group, so the dump refuses, naming the
+# task, the group and its leader, and the tree runs on.
+err_pgrp_outside() {
+	helper orphan_pgrp
+	start_cmd "$HELPER" "$D" outside
+	local leader
+	leader=$(tr -dc '0-9' <"$D/ready-outside")
+	dump dump
+	expect_fail dump "dump of a task in a group led from outside the tree"
+	expect_msg dump "dump of a task in a group led from outside the tree" "process group $leader" \
+		"led by process $leader" "outside the dumped tree"
+	[[ -e $IMG/inventory.img ]] && die "the refused dump left an inventory.img"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+}
+
 err_freeze_timeout() {
 	helper vfork_wait
 	start_prog "$HELPER"
@@ -1539,7 +1556,7 @@ missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrup
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
 	stop-during-dump | oom-score-adj | io-uring | udp-corked | unix-creds-outside | pidfile | log-file | images-perms | \
 	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes | file-kinds | \
-	sysv-shm)
+	sysv-shm | pgrp-outside)
 	"err_${FLAVOR//-/_}"
 	;;
 *)
