@@ -18,17 +18,21 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "infect/frozen_tree.h"
 #include "infect/gadgets.h"
 #include "infect/remote_task.h"
+#include "proc/proc.h"
 
 namespace cryo {
 
 class ThreadProbe {
  public:
-  // `th.regs` must hold the thread's own registers and `sigmask` its own mask.
-  ThreadProbe(FrozenThread& th, const Gadgets& gadgets, uint64_t sigmask);
+  // `th.regs` must hold the thread's own registers and `sigmask` its own mask. `maps`, when
+  // given, are the task's mappings (read once for all its threads).
+  ThreadProbe(FrozenThread& th, const Gadgets& gadgets, uint64_t sigmask,
+              const std::vector<proc::Vma>* maps = nullptr);
   ~ThreadProbe();
   ThreadProbe(const ThreadProbe&) = delete;
   ThreadProbe& operator=(const ThreadProbe&) = delete;
@@ -40,7 +44,7 @@ class ThreadProbe {
   static constexpr size_t kScratch = 128;  // the largest out-parameter is 32 bytes
 
  private:
-  bool place_frame(const Gadgets& gadgets, uint64_t sigmask);
+  bool place_frame(const Gadgets& gadgets, uint64_t sigmask, const std::vector<proc::Vma>* maps);
   void end();
   FrozenThread& th_;
   RemoteTask rt_;
