@@ -294,11 +294,18 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     RemoteTask& rt = probe.rt();
     if (fault_wanted("dump-stop-signal")) ::kill(pid, SIGSTOP);  // a stop asked mid-probe
     uint64_t s = rt.scratch();
+    // Every disposition into its slot of the scratch area, read back at once.
+    kernel::KernelSigaction all[kMaxSig];
+    static_assert(sizeof all <= ThreadProbe::kScratch);
     for (int sig = 1; sig <= kMaxSig; sig++) {
       if (sig == SIGKILL || sig == SIGSTOP) continue;
-      rt.check("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, s, 8});
-      kernel::KernelSigaction ka;
-      rt.read_mem(s, &ka, sizeof ka);
+      rt.check("rt_sigaction", SYS_rt_sigaction,
+               {static_cast<uint64_t>(sig), 0, s + (sig - 1) * sizeof all[0], 8});
+    }
+    rt.read_mem(s, all, sizeof all);
+    for (int sig = 1; sig <= kMaxSig; sig++) {
+      if (sig == SIGKILL || sig == SIGSTOP) continue;
+      const kernel::KernelSigaction& ka = all[sig - 1];
       auto* sa = tc->add_sigactions();
       sa->set_sigaction(ka.handler);
       sa->set_flags(ka.flags);

@@ -41,7 +41,9 @@ class ThreadProbe {
   // Room for out-parameters, kScratch bytes.
   uint64_t scratch() const { return rt_.scratch(); }
   bool protected_by_frame() const { return framed_; }
-  static constexpr size_t kScratch = 128;  // the largest out-parameter is 32 bytes
+  // The largest out-parameter: every signal's disposition at once (64 x 32 bytes), read back
+  // with one process_vm_readv.
+  static constexpr size_t kScratch = 2048;
 
  private:
   bool place_frame(const Gadgets& gadgets, uint64_t sigmask, const std::vector<proc::Vma>* maps);
