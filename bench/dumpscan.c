@@ -4,11 +4,14 @@
 //   dumpscan DIR PID...
 //
 // For the given processes: seize and interrupt every thread with ptrace and read its
-// registers; read each process's /proc/PID/smaps; read the pagemap of its private writable
-// mappings and copy their present pages with process_vm_readv (8 MiB batches, one buffer
-// warmed before the clock starts) into a file per process in DIR (as a page image, written
-// into the page cache, not synced); detach every thread; delete the files. Prints the
-// seconds this took, then "tasks threads vmas pages" on the same line.
+// registers; read each process's /proc/PID/smaps; read the pagemap of its private mappings and
+// copy their present pages with process_vm_readv (8 MiB batches, one buffer warmed before the
+// clock starts) into a page file in DIR, written into the page cache, not synced; create the
+// other files of CRIU's image set with a few bytes each (core-TID.img for every thread, ids,
+// mm, pagemap and fs of every process: on some file systems creating a file costs more than
+// filling it); detach every thread. DIR must be empty: the files stay (deleting them would
+// make the next files created nearby cost more on ext4 without a journal, which skips inodes
+// deleted in the last 30 s). Prints the seconds this took, then "tasks threads vmas pages".
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -85,6 +88,13 @@ static char *slurp(const char *path, size_t *len) {
 
 static long vmas, pages;
 
+static void small_file(const char *dir, const char *kind, pid_t id) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s-%d.img", dir, kind, id);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 || write(fd, path, 64) != 64 || close(fd) != 0) die("cannot write a file for", id);
+}
+
 static void dump_memory(pid_t pid, const char *dir, char *buf) {
   char path[4096];
   size_t len;
@@ -94,9 +104,9 @@ static void dump_memory(pid_t pid, const char *dir, char *buf) {
   snprintf(path, sizeof path, "/proc/%d/pagemap", pid);
   int pm = open(path, O_RDONLY | O_CLOEXEC);
   if (pm < 0) die("cannot open the pagemap of", pid);
-  snprintf(path, sizeof path, "%s/.dumpscan.%d", dir, pid);
-  int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (out < 0) die("cannot create a file for", pid);
+  snprintf(path, sizeof path, "%s/pages-%d.img", dir, pid);
+  int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (out < 0) die("cannot create the page file of", pid);
   static uint64_t pme[BUF / PAGE];
   struct iovec remote[1024];
   size_t nremote = 0, used = 0;
@@ -159,14 +169,13 @@ int main(int argc, char **argv) {
   double t = now();
   for (int i = 2; i < argc; i++) seize_all(atoi(argv[i]));
   for (int i = 2; i < argc; i++) dump_memory(atoi(argv[i]), dir, buf);
+  for (size_t i = 0; i < ntids; i++) small_file(dir, "core", tids[i]);
+  for (int i = 2; i < argc; i++)
+    for (const char *const *k = (const char *const[]){"ids", "mm", "pagemap", "fs", NULL}; *k; k++)
+      small_file(dir, *k, atoi(argv[i]));
   for (size_t i = 0; i < ntids; i++)
     if (ptrace(PTRACE_DETACH, tids[i], 0, 0) < 0) die("cannot detach from", tids[i]);
   double d = now() - t;
-  for (int i = 2; i < argc; i++) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/.dumpscan.%s", dir, argv[i]);
-    unlink(path);
-  }
   printf("%.6f %d %zu %ld %ld\n", d, argc - 2, ntids, vmas, pages);
   return 0;
 }

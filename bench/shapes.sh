@@ -8,12 +8,14 @@
 # procs:1 procs:10 procs:100 vmas:20000 threads:200.
 # Each shape runs ROUNDS times (default 3) and the summary gives the medians. One round:
 # start treehog (bench/treehog.c), measure the dump's limit with dumpscan (seizing every
-# thread, reading smaps and pagemap, copying the pages into files in the images directory:
-# the least any dumper does; run twice, the second timed), time `cryo dump`, wait for the
-# PIDs to be free, time `cryo restore -d`, then let the restored tree check itself (memory,
-# VMAs and their protections, thread ids, stacks and thread-local words). The restore is
-# compared with the time treehog took to make its shape. A failed check fails the run.
-# BENCH_TMP (default /tmp) holds the images; KEEP=1 keeps them.
+# thread, reading smaps and pagemap, copying the pages into a file and creating the other
+# files of the image set: the least any dumper does; run twice, the second timed), time
+# `cryo dump`, wait for the PIDs to be free, time `cryo restore -d`, then let the restored
+# tree check itself (memory, VMAs and their protections, thread ids, stacks and thread-local
+# words). The restore is compared with the time treehog took to make its shape. A failed
+# check fails the run. BENCH_TMP (default /tmp) holds the images, all kept until the end
+# (KEEP=1: after it): on ext4 without a journal, files deleted in the last 30 s make every
+# file created next to them slower, the limit's and cryo's alike.
 set -uo pipefail
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -87,10 +89,11 @@ round() {  # SHAPE N DIR
   local pids make_ns scan
   pids=$(cat "$d/w/pids")
   make_ns=$(cat "$d/w/create_ns")
+  mkdir -p "$d/scan1" "$d/scan2"
   # shellcheck disable=SC2086
-  "$DUMPSCAN" "$d/img" $pids >/dev/null || die "dumpscan failed"
+  "$DUMPSCAN" "$d/scan1" $pids >/dev/null || die "dumpscan failed"
   # shellcheck disable=SC2086
-  scan=$("$DUMPSCAN" "$d/img" $pids) || die "dumpscan failed"
+  scan=$("$DUMPSCAN" "$d/scan2" $pids) || die "dumpscan failed"
   t0=$(now_ns)
   "$CRYO" dump -t "$ROOT" -D "$d/img" >"$d/dump.out" 2>&1 || die "dump of $1 failed: $(tail -3 "$d/dump.out")"
   dump_ns=$(($(now_ns) - t0))
@@ -109,7 +112,6 @@ round() {  # SHAPE N DIR
   kill -9 -- "-$ROOT" 2>/dev/null
   wait_for "[[ ! -d /proc/$ROOT ]]" 60
   ROOT=
-  [[ ${KEEP:-0} == 1 ]] || rm -rf "$d/img"
   # scan: seconds tasks threads vmas pages
   read -r scan_s tasks threads vmas pages <<<"$scan"
   ROW="$(calc %.4f "$dump_ns / 1e9") $scan_s $(calc %.4f "$restore_ns / 1e9")"
@@ -144,6 +146,7 @@ for shape in "${SHAPES[@]}"; do
     "$restore" "$make" "$(calc %.2f "$restore / $make")" "${check//_/ }"
 done
 echo "dump ratio: cryo dump over dumpscan (seize every thread, smaps, pagemap, copy the pages"
-echo "into the page cache); restore ratio: cryo restore over the time treehog took to make the"
-echo "shape. Wall clock, medians; cryo's times include starting cryo, freezing and every image."
+echo "into the page cache, create the image files); restore ratio: cryo restore over the time"
+echo "treehog took to make the shape. Wall clock, medians; cryo's times include starting cryo,"
+echo "freezing and every image."
 exit $broken

@@ -19,6 +19,12 @@ constexpr uint64_t kRedZone = 128;  // below the stack pointer, still the thread
 constexpr uint64_t kTrapFlag = 0x100;
 
 bool has_shadow_stack(pid_t tid) {
+  // Only where the CPU and kernel offer user shadow stacks: else no status to read per thread.
+  static const bool offered = [] {
+    auto cpuinfo = proc::try_read_file("/proc/cpuinfo");
+    return !cpuinfo || cpuinfo->find(" user_shstk") != std::string::npos;
+  }();
+  if (!offered) return false;
   auto text = proc::try_read_file(fmt::format("/proc/{}/status", tid));
   if (!text) return false;
   size_t p = text->find("x86_Thread_features:");
