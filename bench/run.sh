@@ -161,7 +161,8 @@ failed=0
 for size in "${SIZES[@]}"; do
   echo "== $size MiB =="
   # The limits, measured now, next to the figures they are compared with.
-  lim=$("$MEMCPY_BW" "$WORK" 2>"$WORK/memcpy_bw.err") || {
+  # At the size dumped: the target is a dump costing at most 1.5x writing SIZE MiB.
+  lim=$("$MEMCPY_BW" "$WORK" "$size" 2>"$WORK/memcpy_bw.err") || {
     cat "$WORK/memcpy_bw.err" >&2
     die "memcpy_bw failed"
   }
@@ -200,12 +201,15 @@ for size in "${SIZES[@]}"; do
   r_mc=$(calc %.3f "$rest_bw / $memcpy_MiBps")
   d_dk=$(calc %.2f "$dump_bw / $disk_MiBps")
   r_pop=$(calc %.2f "$rest_bw / $populate_MiBps")
+  # Time over the time write() took to put SIZE MiB into the page cache.
+  x_write=$(calc %.2f "$R_DUMP_NS / 1e9 * $disk_buffered_MiBps / $size")
 
   # cryo's own phase times, as rates over the pages it wrote.
   pages=$(stat_of "$R_DUMP_STATS" "Memory pages written")
   memdump_us=$(stat_of "$R_DUMP_STATS" "Memory dump time")
   memwrite_us=$(stat_of "$R_DUMP_STATS" "Memory write time")
-  echo "dump:    ${dump_s} s  ${dump_bw} MiB/s  (dump/memcpy ${d_mc}, dump/disk ${d_dk})"
+  echo "dump:    ${dump_s} s  ${dump_bw} MiB/s  (dump/memcpy ${d_mc}, dump/disk ${d_dk};" \
+    "${x_write} times the write() of ${size} MiB)"
   sed 's/^/  cryo: /' <<<"$R_DUMP_STATS"
   if [[ -n $pages && ${memdump_us:-0} -gt 0 && ${memwrite_us:-0} -gt 0 ]]; then
     echo "  => memory read $(calc %.0f "$pages * 4096 / 1048576 / ($memdump_us / 1e6)") MiB/s," \
@@ -218,12 +222,15 @@ for size in "${SIZES[@]}"; do
   echo "image:   ${R_IMG_BYTES} bytes (${img_mib} MiB)"
   echo "verify:  ${R_VERIFY}"
   echo
-  SUMMARY+=("$(printf '%6s %7s %8s %7s %8s %9s %7s %6s %8s %8s %8s' "$size" "$dump_s" "$dump_bw" \
-    "$rest_s" "$rest_bw" "$img_mib" "$memcpy_MiBps" "$disk_MiBps" "$d_mc" "$r_mc" "$d_dk")")
+  SUMMARY+=("$(printf '%6s %7s %8s %7s %8s %9s %7s %6s %6s %8s %8s %8s %7s' "$size" "$dump_s" \
+    "$dump_bw" "$rest_s" "$rest_bw" "$img_mib" "$memcpy_MiBps" "$disk_MiBps" \
+    "$disk_buffered_MiBps" "$d_mc" "$r_mc" "$d_dk" "$x_write")")
 done
 
-echo "== summary (MiB/s over the memhog area; memcpy/disk measured just before each size) =="
-printf '%6s %7s %8s %7s %8s %9s %7s %6s %8s %8s %8s\n' MiB dump_s dump/s rest_s rest/s \
-  image_MiB memcpy disk d/memcpy r/memcpy d/disk
+echo "== summary (MiB/s over the memhog area; memcpy/disk/write measured just before each size,"
+echo "   at that size; x_write: dump time over the time write() took to put as many MiB into"
+echo "   the page cache) =="
+printf '%6s %7s %8s %7s %8s %9s %7s %6s %6s %8s %8s %8s %7s\n' MiB dump_s dump/s rest_s rest/s \
+  image_MiB memcpy disk write d/memcpy r/memcpy d/disk x_write
 printf '%s\n' "${SUMMARY[@]}"
 ((failed == 0)) || { echo "bench: FAILED (see above)" >&2; exit 1; }

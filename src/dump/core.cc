@@ -174,10 +174,38 @@ core_entry dump_zombie_core(const FrozenTask& t) {
 
 namespace {
 
+// What only the thread itself can tell (syscalls run in it).
+void probe_thread(RemoteTask& rt, core_entry* core) {
+  auto* ti = core->mutable_thread_info();
+  auto* thc = core->mutable_thread_core();
+  uint64_t s = rt.scratch();
+  rt.check("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, s});
+  uint64_t tid_addr = 0;
+  rt.read_mem(s, &tid_addr, 8);
+  ti->set_clear_tid_addr(tid_addr);
+
+  rt.check("sigaltstack", SYS_sigaltstack, {0, s});
+  stack_t ss;
+  rt.read_mem(s, &ss, sizeof ss);
+  auto* sas = thc->mutable_sas();
+  sas->set_ss_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
+  sas->set_ss_size(ss.ss_size);
+  sas->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
+
+  rt.check("prctl(PR_GET_PDEATHSIG)", SYS_prctl, {PR_GET_PDEATHSIG, s});
+  int pdeath = 0;
+  rt.read_mem(s, &pdeath, sizeof pdeath);
+  thc->set_pdeath_sig(pdeath);
+  thc->mutable_creds()->set_secbits(
+      static_cast<uint32_t>(rt.check("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS})));
+}
+
 // State of one thread: registers, masks, per-thread attributes and credentials.
 // `sigmask` is the thread's own mask and th.regs its own registers, read before any probe.
+// `probed`: probe_thread() already ran (in the leader, within the probe of the process).
 void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadgets& gadgets,
-                 SeccompTable& seccomp, core_entry* core) {
+                 const std::vector<proc::Vma>& maps, SeccompTable& seccomp, core_entry* core,
+                 bool probed) {
   const pid_t tid = th.tid;
   std::string xstate = arch::get_xstate(tid);
   kernel::RseqConfig rseq{};
@@ -198,30 +226,10 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadget
   dump_signal_queue(tid, false, thc->mutable_signals_p());
 
   auto* creds = thc->mutable_creds();
-  {
+  if (!probed) {
     interrupt_point();
-    ThreadProbe probe(th, gadgets, sigmask);
-    RemoteTask& rt = probe.rt();
-    uint64_t s = rt.scratch();
-    rt.check("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, s});
-    uint64_t tid_addr = 0;
-    rt.read_mem(s, &tid_addr, 8);
-    ti->set_clear_tid_addr(tid_addr);
-
-    rt.check("sigaltstack", SYS_sigaltstack, {0, s});
-    stack_t ss;
-    rt.read_mem(s, &ss, sizeof ss);
-    auto* sas = thc->mutable_sas();
-    sas->set_ss_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
-    sas->set_ss_size(ss.ss_size);
-    sas->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
-
-    rt.check("prctl(PR_GET_PDEATHSIG)", SYS_prctl, {PR_GET_PDEATHSIG, s});
-    int pdeath = 0;
-    rt.read_mem(s, &pdeath, sizeof pdeath);
-    thc->set_pdeath_sig(pdeath);
-    creds->set_secbits(static_cast<uint32_t>(
-        rt.check("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS})));
+    ThreadProbe probe(th, gadgets, sigmask, &maps);
+    probe_thread(probe.rt(), core);
   }
 
   creds->set_uid(st.uid[0]);
@@ -272,6 +280,7 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   std::vector<core_entry> cores(t.threads.size());
   for (auto& c : cores) c.set_mtype(core_entry::X86_64);
   const Gadgets gadgets = find_gadgets(pid);
+  const std::vector<proc::Vma> maps = proc::read_maps(pid);  // for every probe's frame
   if (!gadgets.syscall)
     fail("task {}: no syscall instruction found in its executable mappings", pid);
 
@@ -297,15 +306,22 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   dump_signal_queue(pid, true, tc->mutable_signals_s());
   {
     interrupt_point();
-    ThreadProbe probe(leader, gadgets, masks[0]);
+    ThreadProbe probe(leader, gadgets, masks[0], &maps);
     RemoteTask& rt = probe.rt();
     if (fault_wanted("dump-stop-signal")) ::kill(pid, SIGSTOP);  // a stop asked mid-probe
     uint64_t s = rt.scratch();
+    // Every disposition into its slot of the scratch area, read back at once.
+    kernel::KernelSigaction all[kMaxSig];
+    static_assert(sizeof all <= ThreadProbe::kScratch);
     for (int sig = 1; sig <= kMaxSig; sig++) {
       if (sig == SIGKILL || sig == SIGSTOP) continue;
-      rt.check("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, s, 8});
-      kernel::KernelSigaction ka;
-      rt.read_mem(s, &ka, sizeof ka);
+      rt.check("rt_sigaction", SYS_rt_sigaction,
+               {static_cast<uint64_t>(sig), 0, s + (sig - 1) * sizeof all[0], 8});
+    }
+    rt.read_mem(s, all, sizeof all);
+    for (int sig = 1; sig <= kMaxSig; sig++) {
+      if (sig == SIGKILL || sig == SIGSTOP) continue;
+      const kernel::KernelSigaction& ka = all[sig - 1];
       auto* sa = tc->add_sigactions();
       sa->set_sigaction(ka.handler);
       sa->set_flags(ka.flags);
@@ -332,9 +348,10 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     extras->dumpable = dumpable >= 0 ? static_cast<int>(dumpable) : 1;
     if (uint32_t mb = membarrier_registrations(rt)) tc->set_membarrier_registration_mask(mb);
     extras->thp_disabled = thp > 0;
+    probe_thread(rt, &core);  // the leader's own, in the same probe
   }
   for (size_t i = 0; i < t.threads.size(); i++)
-    dump_thread(t, t.threads[i], masks[i], gadgets, seccomp, &cores[i]);
+    dump_thread(t, t.threads[i], masks[i], gadgets, maps, seccomp, &cores[i], /*probed=*/i == 0);
 
   auto* rl = tc->mutable_rlimits();
   for (int r = 0; r < RLIM_NLIMITS; r++) {

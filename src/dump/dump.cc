@@ -20,6 +20,7 @@
 #include "dump/core.h"
 #include "dump/file_locks.h"
 #include "dump/files.h"
+#include "dump/image_workers.h"
 #include "dump/mm.h"
 #include "dump/seccomp.h"
 #include "dump/sysv_shm.h"
@@ -44,8 +45,15 @@ uint32_t usec_since(clock::time_point t0) {
 // Namespaces are not dumped yet: the tree must share all of cryo's (but time namespaces:
 // see dump/timens.h).
 void check_namespaces(pid_t pid) {
-  for (const char* ns : {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup"}) {
-    auto mine = proc::read_link(fmt::format("/proc/self/ns/{}", ns));
+  static constexpr const char* kKinds[] = {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup"};
+  static const auto kMine = [] {
+    std::vector<std::string> v;
+    for (const char* ns : kKinds) v.push_back(proc::read_link(fmt::format("/proc/self/ns/{}", ns)));
+    return v;
+  }();
+  for (size_t i = 0; i < std::size(kKinds); i++) {
+    const char* ns = kKinds[i];
+    const std::string& mine = kMine[i];
     auto theirs = proc::read_link(fmt::format("/proc/{}/ns/{}", pid, ns));
     if (mine != theirs)
       fail("task {} is in another {} namespace ({} vs cryo's {}): namespaces are not supported yet",
@@ -162,8 +170,8 @@ void run(const Options& opts) {
   fo.locks = &locks;
   fo.in_tree = [&](pid_t p) { return tree.contains(p); };
   FileTable files(std::move(fo));
-  uint64_t pages_scanned = 0, pages_written = 0;
-  double mem_read = 0, mem_write = 0;
+  // After the tree: on failure the workers stop before the tree is let go.
+  ImageWorkers images(opts.dir);
   uint32_t next_pages_id = 1;
   std::string& dir = const_cast<std::string&>(opts.dir);
   std::map<pid_t, int64_t> estimate;
@@ -196,8 +204,7 @@ void run(const Options& opts) {
     task_kobj_ids_entry ids = kobj_ids(t.pid);
     timens.set_ids(t.pid, &ids);
     if (t.zombie) {
-      image::write_one(dir, fmt::format("core-{}.img", t.pid), image::magic::kCore,
-                       dump_zombie_core(t));
+      images.write_one(fmt::format("core-{}.img", t.pid), image::magic::kCore, dump_zombie_core(t));
       continue;
     }
     const std::optional<uint32_t> shared = table_of(t);
@@ -217,22 +224,18 @@ void run(const Options& opts) {
     std::vector<core_entry> cores = dump_core(t, seccomp, &extras);
     *cores[0].mutable_ids() = ids;
     for (size_t i = 0; i < cores.size(); i++)
-      image::write_one(dir, fmt::format("core-{}.img", t.threads[i].tid), image::magic::kCore,
-                       cores[i]);
-    image::write_one(dir, fmt::format("ids-{}.img", t.pid), image::magic::kIds, ids);
+      images.write_one(fmt::format("core-{}.img", t.threads[i].tid), image::magic::kCore,
+                       std::move(cores[i]));
+    images.write_one(fmt::format("ids-{}.img", t.pid), image::magic::kIds, ids);
 
     mm_entry mm = collect_mm(t.pid, extras.brk, files, shmem);
     mm.set_dumpable(extras.dumpable);
     mm.set_thp_disabled(extras.thp_disabled);
-    image::write_one(dir, fmt::format("mm-{}.img", t.pid), image::magic::kMm, mm);
+    // Done with the task's memory (the probes have put back what they wrote): its pages are
+    // copied meanwhile.
+    images.add_pages(t.pid, mm, next_pages_id++, estimate[t.pid]);
     sysv.add(t.pid, mm);
-    progress::phase(fmt::format("memory of task {}", t.pid));
-    PageStats ps = dump_pages(t.pid, mm, dir, next_pages_id++);
-    progress::add_total(static_cast<int64_t>(ps.written) - estimate[t.pid]);
-    pages_scanned += ps.scanned;
-    pages_written += ps.written;
-    mem_read += ps.read_seconds;
-    mem_write += ps.write_seconds;
+    images.write_one(fmt::format("mm-{}.img", t.pid), image::magic::kMm, std::move(mm));
 
     interrupt_point();
     progress::phase(fmt::format("files of task {}", t.pid));
@@ -244,8 +247,10 @@ void run(const Options& opts) {
     fs.set_root_id(
         files.by_path(rootdir, O_RDONLY | O_DIRECTORY, fmt::format("/proc/{}/root", t.pid)));
     fs.set_umask(proc::read_status(t.pid).umask);
-    image::write_one(dir, fmt::format("fs-{}.img", t.pid), image::magic::kFs, fs);
+    images.write_one(fmt::format("fs-{}.img", t.pid), image::magic::kFs, std::move(fs));
   }
+  progress::phase("memory");
+  const PageStats mem = images.finish();
   progress::phase("shared memory");
   ShmemPages shpages = shmem.dump(dir, &next_pages_id);
   sysv.dump(dir, kobj_ids(root.pid).ipc_ns_id());
@@ -294,14 +299,14 @@ void run(const Options& opts) {
   auto* d = stats.mutable_dump();
   d->set_freezing_time(freezing_us);
   d->set_frozen_time(usec_since(t_frozen));
-  d->set_memdump_time(static_cast<uint32_t>(mem_read * 1e6));
-  d->set_memwrite_time(static_cast<uint32_t>(mem_write * 1e6));
-  d->set_pages_scanned(pages_scanned);
-  d->set_pages_written(pages_written);
+  d->set_memdump_time(static_cast<uint32_t>(mem.read_seconds * 1e6));
+  d->set_memwrite_time(static_cast<uint32_t>(mem.write_seconds * 1e6));
+  d->set_pages_scanned(mem.scanned);
+  d->set_pages_written(mem.written);
   d->set_shpages_scanned(shpages.scanned);
   d->set_shpages_written(shpages.written);
   log::info("dump of tree {} finished: {} task(s), {} pages written ({} of shared memory)",
-            opts.tree, tasks.size(), pages_written + shpages.written, shpages.written);
+            opts.tree, tasks.size(), mem.written + shpages.written, shpages.written);
   // The dump is done: a statistics file that cannot be written does not undo it.
   try {
     image::write_one(dir, "stats-dump", image::magic::kStats, stats, /*service=*/true);

@@ -2,28 +2,18 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstring>
-#include <future>
 
 #include "base/error.h"
 #include "base/fd.h"
-#include "base/interrupt.h"
-#include "base/log.h"
-#include "base/progress.h"
 #include "dump/sysv_shm.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
-#include "pagemap.pb.h"
 
 namespace cryo::dump {
 namespace {
-
-constexpr uint64_t kPmPresent = 1ULL << 63, kPmSwap = 1ULL << 62, kPmFile = 1ULL << 61;
-constexpr uint64_t kPmPfnMask = (1ULL << 55) - 1;
 
 uint64_t madv_bits(const proc::Vma& v) {
   uint64_t m = 0;
@@ -36,23 +26,6 @@ uint64_t madv_bits(const proc::Vma& v) {
   if (v.has_flag("rr")) m |= 1ULL << MADV_RANDOM;
   if (v.has_flag("sr")) m |= 1ULL << MADV_SEQUENTIAL;
   return m;
-}
-
-// The PFN of the shared zero page, to skip pages that were only ever read.
-uint64_t zero_pfn() {
-  static uint64_t pfn = [] {
-    void* p = ::mmap(nullptr, kernel::kPageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return ~0ULL;
-    volatile char c = *static_cast<volatile char*>(p);
-    (void)c;
-    uint64_t e = 0;
-    Fd fd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
-    if (fd) ::pread(fd.get(), &e, 8, reinterpret_cast<uint64_t>(p) / kernel::kPageSize * 8);
-    ::munmap(p, kernel::kPageSize);
-    uint64_t z = (e & kPmPresent) ? (e & kPmPfnMask) : ~0ULL;
-    return z == 0 ? ~0ULL : z;  // PFNs hidden: do not skip anything
-  }();
-  return pfn;
 }
 
 }  // namespace
@@ -157,157 +130,6 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
     e->set_status(status);
   }
   return mm;
-}
-
-PageStats dump_pages(pid_t pid, const mm_entry& mm, const std::string& dir, uint32_t pages_id) {
-  using clock = std::chrono::steady_clock;
-  PageStats stats;
-  Fd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!pagemap) fail_sys("cannot open /proc/{}/pagemap", pid);
-  Fd mem(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!mem) fail_sys("cannot open /proc/{}/mem", pid);
-
-  std::string pages_name = fmt::format("pages-{}.img", pages_id);
-  Fd out = image::create_raw(dir, pages_name);
-  image::Writer pm(dir, fmt::format("pagemap-{}.img", pid), image::magic::kPagemap);
-  pagemap_head head;
-  head.set_pages_id(pages_id);
-  pm.put(head);
-
-  const uint64_t zpfn = zero_pfn();
-  constexpr size_t kBuf = 16 << 20;
-  std::vector<char> buf(kBuf);
-  size_t used = 0, pending = 0;  // bytes in buf; bytes queued in `remote`
-  std::vector<iovec> remote;
-  // The image is written by a second thread while the next buffer is read from the task.
-  std::vector<char> spare(kBuf);
-  std::future<void> inflight;
-  auto wait_write = [&] {
-    if (!inflight.valid()) return;
-    auto t0 = clock::now();
-    inflight.get();
-    stats.write_seconds += std::chrono::duration<double>(clock::now() - t0).count();
-  };
-  auto flush_buf = [&] {
-    wait_write();
-    std::swap(buf, spare);
-    size_t len = used;
-    used = 0;
-    const int fd = out.get();
-    const char* data = spare.data();
-    inflight = std::async(std::launch::async, [fd, data, len, &dir, &pages_name] {
-      size_t off = 0;
-      while (off < len) {
-        ssize_t n = ::write(fd, data + off, len - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) fail_sys("cannot write image {}/{}", dir, pages_name);
-        off += static_cast<size_t>(n);
-      }
-    });
-  };
-  auto read_batch = [&](bool readable) {
-    if (remote.empty()) return;
-    interrupt_point();
-    auto t0 = clock::now();
-    size_t total = 0;
-    for (auto& r : remote) total += r.iov_len;
-    char* dst = buf.data() + used;
-    if (readable) {
-      size_t done = 0;
-      size_t i = 0;
-      while (i < remote.size()) {
-        size_t cnt = std::min<size_t>(remote.size() - i, IOV_MAX);
-        size_t want = 0;
-        for (size_t k = i; k < i + cnt; k++) want += remote[k].iov_len;
-        iovec local{dst + done, want};
-        ssize_t n = ::process_vm_readv(pid, &local, 1, &remote[i], cnt, 0);
-        if (n != static_cast<ssize_t>(want))
-          fail_sys("cannot read the memory of task {} at {:#x}", pid,
-                   reinterpret_cast<uint64_t>(remote[i].iov_base));
-        done += want;
-        i += cnt;
-      }
-    } else {
-      size_t done = 0;
-      for (auto& r : remote) {
-        ssize_t n = ::pread(mem.get(), dst + done, r.iov_len,
-                            static_cast<off_t>(reinterpret_cast<uint64_t>(r.iov_base)));
-        if (n != static_cast<ssize_t>(r.iov_len))
-          fail_sys("cannot read the memory of task {} at {:#x}", pid,
-                   reinterpret_cast<uint64_t>(r.iov_base));
-        done += n;
-      }
-    }
-    used += total;
-    remote.clear();
-    pending = 0;
-    progress::add_done(total / kernel::kPageSize);
-    stats.read_seconds += std::chrono::duration<double>(clock::now() - t0).count();
-  };
-
-  std::vector<uint64_t> pme;
-  for (const vma_entry& v : mm.vmas()) {
-    if (!(v.status() & (image::kVmaAnonPrivate | image::kVmaFilePrivate))) continue;
-    bool file = v.status() & image::kVmaFilePrivate;
-    bool readable = v.prot() & PROT_READ;
-    uint64_t npages = (v.end() - v.start()) / kernel::kPageSize;
-    stats.scanned += npages;
-    // Read the pagemap in windows to bound memory on huge sparse areas.
-    constexpr uint64_t kWin = 1 << 16;
-    for (uint64_t w0 = 0; w0 < npages; w0 += kWin) {
-      uint64_t wn = std::min(kWin, npages - w0);
-      pme.resize(wn);
-      uint64_t first = v.start() / kernel::kPageSize + w0;
-      ssize_t n = ::pread(pagemap.get(), pme.data(), wn * 8, first * 8);
-      if (n != static_cast<ssize_t>(wn * 8))
-        fail_sys("cannot read /proc/{}/pagemap at {:#x}", pid, first * kernel::kPageSize);
-      uint64_t i = 0;
-      while (i < wn) {
-        auto wanted = [&](uint64_t e) {
-          if (e & kPmSwap) return true;
-          if (!(e & kPmPresent)) return false;
-          if (file && (e & kPmFile)) return false;  // still the file's page cache page
-          if ((e & kPmPfnMask) == zpfn) return false;
-          return true;
-        };
-        if (!wanted(pme[i])) {
-          i++;
-          continue;
-        }
-        uint64_t j = i + 1;
-        while (j < wn && wanted(pme[j])) j++;
-        uint64_t addr = (first + i) * kernel::kPageSize;
-        uint64_t len = (j - i) * kernel::kPageSize;
-        pagemap_entry e;
-        e.set_vaddr(addr);
-        e.set_nr_pages(static_cast<uint32_t>(j - i));
-        e.set_flags(image::kPePresent);
-        pm.put(e);
-        stats.written += j - i;
-        // Split the run into buffer-sized pieces.
-        uint64_t off = 0;
-        while (off < len) {
-          size_t room = kBuf - used - pending;
-          if (room == 0) {
-            read_batch(readable);
-            flush_buf();
-            continue;
-          }
-          uint64_t take = std::min<uint64_t>(room, len - off);
-          remote.push_back({reinterpret_cast<void*>(addr + off), take});
-          pending += take;
-          off += take;
-        }
-        i = j;
-      }
-    }
-    read_batch(readable);
-  }
-  flush_buf();
-  wait_write();
-  pm.close();
-  log::info("task {}: {} pages scanned, {} dumped", pid, stats.scanned, stats.written);
-  return stats;
 }
 
 }  // namespace cryo::dump
