@@ -32,6 +32,11 @@ namespace {
 
 constexpr uint64_t kPmPresent = 1ULL << 63, kPmSwap = 1ULL << 62, kPmFile = 1ULL << 61;
 constexpr uint64_t kPmPfnMask = (1ULL << 55) - 1;
+// The page is mapped by this process alone. One shared copy-on-write (after fork) must not be
+// read with process_vm_readv: the kernel pins what it reads, and pinning a shared anonymous
+// page gives the task its own copy, so a dump would undo the sharing in the running tree
+// (tests/cr/progs/cow.c). /proc/PID/mem reads without pinning.
+constexpr uint64_t kPmExclusive = 1ULL << 56;
 constexpr size_t kPiece = 1 << 20;                      // bytes a worker copies at once
 constexpr size_t kMaxIov = kPiece / kernel::kPageSize;  // below IOV_MAX
 constexpr uint64_t kPagemapWindow = 1 << 16;            // pagemap entries read at once
@@ -251,8 +256,8 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
       len -= n;
     }
   };
+  bool need_mem = false;
   for (const PrivateVma& v : job.vmas) {
-    const uint64_t vma_off = file_off;
     uint64_t npages = (v.end - v.start) / kernel::kPageSize;
     task->scanned += npages;
     for (uint64_t w0 = 0; w0 < npages; w0 += kPagemapWindow) {
@@ -281,14 +286,24 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
         e.set_flags(image::kPePresent);
         pm.put(e);
         task->written += j - i;
-        take((first + i) * kernel::kPageSize, (j - i) * kernel::kPageSize, v.readable);
+        for (uint64_t k = i; k < j;) {
+          const bool alone = (ws.pme[k] & (kPmPresent | kPmExclusive)) == (kPmPresent | kPmExclusive);
+          uint64_t m = k + 1;
+          while (m < j && ((ws.pme[m] & (kPmPresent | kPmExclusive)) ==
+                           (kPmPresent | kPmExclusive)) == alone)
+            m++;
+          const bool readable = v.readable && alone;
+          need_mem |= !readable;
+          take((first + k) * kernel::kPageSize, (m - k) * kernel::kPageSize, readable);
+          k = m;
+        }
         i = j;
       }
     }
-    if (!v.readable && file_off > vma_off && !task->mem) {
-      task->mem.reset(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
-      if (!task->mem) fail_sys("cannot open /proc/{}/mem", pid);
-    }
+  }
+  if (need_mem && !task->mem) {
+    task->mem.reset(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!task->mem) fail_sys("cannot open /proc/{}/mem", pid);
   }
   pm.close();
   progress::add_total(static_cast<int64_t>(task->written) - job.estimate);
