@@ -15,7 +15,7 @@
 # again. Last, the server is stopped cleanly (pg_ctl stop -m fast).
 #
 # Runs as root. Everything made is removed at the end; on failure the server's processes are
-# killed and the work directory is kept for a look.
+# killed and the work directory is kept for a look (KEEP=1: kept anyway).
 set -u
 umask 022
 (($# == 1)) || {
@@ -68,7 +68,7 @@ cleanup() {
 		ipcrm -m "$SHMID" 2>/dev/null
 	fi
 	for p in "${DSM[@]}"; do rm -f "$p"; done
-	if ((rc == 0 && !FAILED)); then
+	if ((rc == 0 && !FAILED)) && [[ ${KEEP:-0} != 1 ]]; then
 		rm -rf "$W"
 	else
 		echo "work directory kept: $W"
