@@ -159,9 +159,21 @@ cleanup() {
 	if (( rc == 0 )); then
 		rm -rf "$W"
 	else
+		remove_sysv_segments
 		echo "workdir kept: $W"
 	fi
 	exit $rc
+}
+# SysV segments outlive their processes: on failure, those a killed test program listed in
+# its WORKDIR/ids and nobody attaches any more go (on success the program removed them).
+remove_sysv_segments() {
+	local f id
+	for f in $(find "$W" -name ids -type f 2>/dev/null); do
+		for id in $(tr -dc '0-9 \n' <"$f"); do
+			awk -v id="$id" '$2 == id && $7 == 0 { f = 1 } END { exit !f }' /proc/sysvipc/shm &&
+				ipcrm -m "$id" 2>/dev/null
+		done
+	done
 }
 trap cleanup EXIT
 trap 'echo "FAIL: interrupted"; exit 1' INT TERM HUP

@@ -130,6 +130,14 @@ def first_diff(a, b):
 
 # --- dumping the test programs ---
 
+def remove_sysv_segments(d):
+    """SysV segments outlive their processes: those a killed program listed in WORKDIR/ids go."""
+    ids = os.path.join(d, "ids")
+    if os.path.exists(ids):
+        for i in open(ids).read().split():
+            subprocess.run(["ipcrm", "-m", i], stderr=subprocess.DEVNULL)
+
+
 def dump_prog(cryo, progs_dir, work, name, opts):
     d = os.path.join(work, name)
     img = os.path.join(d, "img")
@@ -169,6 +177,7 @@ def dump_prog(cryo, progs_dir, work, name, opts):
             except ProcessLookupError:
                 pass
             p.wait()
+            remove_sysv_segments(d)
     fail("cannot dump %s" % name)
     return None
 

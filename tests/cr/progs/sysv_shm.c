@@ -2,12 +2,12 @@
  * owners, modes, sizes, content and attach addresses; parent and child see each other's
  * writes after restore, and nattch counts the same attachments.
  *   A: a key of its own, made by uid/gid 65534 (its creator), owned by uid 1 gid 2, mode
- *      0640, 3 pages + 100 bytes. The parent attaches it read-write at a1 and makes a1's
+ *      0640, 3 pages + 101 bytes. The parent attaches it read-write at a1 and makes a1's
  *      second page read-only (3 VMAs), attaches it again at a2 and unmaps a2's first page (a
  *      VMA at offset 4096). The child inherits both, detaches a1, attaches it read-write at c1
  *      and read-only (SHM_RDONLY) at c2.
  *   B: IPC_PRIVATE, mode 0600, 2 pages, attached with SHM_EXEC by the parent (and the child).
- *   C: a key of its own, 5000 bytes, removed (IPC_RMID) while parent and child attach it: its
+ *   C: a key of its own, 5002 bytes, removed (IPC_RMID) while parent and child attach it: its
  *      key reads 0 and its mode has SHM_DEST.
  * WORKDIR/ids holds the ids of A, B and C (for the driver's error flavor).
  * Other modes, for the driver: `sysv_shm DIR take ID` makes a one-page segment with id ID and
@@ -20,9 +20,9 @@
 #include <sys/wait.h>
 
 #define PG 4096
-#define A_SIZE (3 * PG + 100)
+#define A_SIZE (3 * PG + 101) /* not a multiple of 4: the image pads the content */
 #define B_SIZE (2 * PG)
-#define C_SIZE 5000
+#define C_SIZE 5002
 #define A_NATTCH 7 /* parent: a1 (3 VMAs) + a2 (1); child: a2 (1) + c1 + c2 */
 #define NOBODY 65534
 
