@@ -261,10 +261,9 @@ namespace {
 
 // Raises each capability of the dumped ambient set (PR_CAP_AMBIENT_RAISE, one at a time).
 void restore_ambient(RemoteTask& rt, uint64_t amb) {
-  constexpr uint64_t kPrCapAmbient = 47, kRaise = 2;
   for (uint64_t cap = 0; cap < 64; cap++)
     if (amb & (1ULL << cap)) {
-      long r = rt.syscall(SYS_prctl, {kPrCapAmbient, kRaise, cap, 0, 0});
+      long r = rt.syscall(SYS_prctl, {PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0});
       if (r < 0)
         fail_errno(static_cast<int>(-r),
                    "task {}: cannot raise ambient capability {} (it must be permitted and "

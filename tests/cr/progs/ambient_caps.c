@@ -16,31 +16,6 @@
 
 #define CAPS(x) (1ull << (x))
 
-static void status_of(pid_t tid, const char *key, char *out, size_t n)
-{
-	char path[64], buf[4096];
-	snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
-	out[0] = 0;
-	ssize_t len = cr_read_file(path, buf, sizeof buf - 1);
-	if (len < 0)
-		return;
-	buf[len] = 0;
-	size_t kl = strlen(key);
-	for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
-		if (strncmp(l, key, kl) == 0 && l[kl] == ':') {
-			char *v = l + kl + 1;
-			while (*v == ' ' || *v == '\t')
-				v++;
-			size_t i = 0;
-			while (v[i] && v[i] != '\n' && i + 1 < n) {
-				out[i] = v[i];
-				i++;
-			}
-			out[i] = 0;
-			return;
-		}
-}
-
 static const char *keys[] = { "CapInh", "CapPrm", "CapEff", "CapAmb" };
 struct snap {
 	char v[4][64];
@@ -48,7 +23,7 @@ struct snap {
 static void take(pid_t tid, struct snap *s)
 {
 	for (int i = 0; i < 4; i++)
-		status_of(tid, keys[i], s->v[i], sizeof s->v[i]);
+		cr_task_field(tid, keys[i], s->v[i], sizeof s->v[i]);
 }
 static void compare(const char *who, const struct snap *a, const struct snap *b)
 {
@@ -209,14 +184,7 @@ int main(int argc, char **argv)
 		cr_fail("second thread ambient set %#llx, expected %#llx",
 			(unsigned long long)thread_amb_after, (unsigned long long)CAPS(CAP_SYS_NICE));
 	pthread_join(th, NULL);
-	int st = 0;
-	if (waitpid(kid, &st, 0) != kid || !WIFEXITED(st) || WEXITSTATUS(st)) {
-		char r[2048] = "", path[2300];
-		cr_path(path, sizeof path, "result-child");
-		ssize_t n = cr_read_file(path, r, sizeof r - 1);
-		r[n > 0 ? n : 0] = 0;
-		cr_fail("child: status %#x (10-14: setup), its result: %s", st, r);
-	}
+	cr_check_child(kid, "child (exit 10-14: setup)", "result-child");
 	cr_finish();
 	return 0;
 }

@@ -68,19 +68,6 @@ static void *idle(void *arg)
 	return NULL;
 }
 
-static void wait_child(pid_t p, const char *name)
-{
-	int st = 0;
-	if (waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st)) {
-		char path[2300], r[1024] = "", res[64];
-		snprintf(res, sizeof res, "result-%s", name);
-		cr_path(path, sizeof path, res);
-		ssize_t n = cr_read_file(path, r, sizeof r - 1);
-		r[n > 0 ? n : 0] = 0;
-		cr_fail("child %s: status %#x: %s", name, st, r);
-	}
-}
-
 int main(int argc, char **argv)
 {
 	cr_init(argc, argv);
@@ -110,8 +97,8 @@ int main(int argc, char **argv)
 	cr_ready();
 	cr_wait_go();
 	check("root", all);
-	wait_child(none, "none");
-	wait_child(inherited, "inherited");
+	cr_check_child(none, "child none", "result-none");
+	cr_check_child(inherited, "child inherited", "result-inherited");
 	cr_finish();
 	return 0;
 }

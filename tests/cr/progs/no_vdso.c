@@ -115,14 +115,7 @@ int main(int argc, char **argv)
 	check("root");
 	if (sysinfo_ehdr() != ehdr0)
 		cr_fail("root: AT_SYSINFO_EHDR %#lx, was %#lx", sysinfo_ehdr(), ehdr0);
-	int st = 0;
-	if (waitpid(kid, &st, 0) != kid || !WIFEXITED(st) || WEXITSTATUS(st)) {
-		char r[4096] = "", path[2300];
-		cr_path(path, sizeof path, "result-child");
-		ssize_t n = cr_read_file(path, r, sizeof r - 1);
-		r[n > 0 ? n : 0] = 0;
-		cr_fail("child: status %#x: %s", st, r);
-	}
+	cr_check_child(kid, "child", "result-child");
 	cr_finish();
 	return 0;
 }

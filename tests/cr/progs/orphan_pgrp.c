@@ -198,13 +198,7 @@ int main(int argc, char **argv)
 		cr_fail("kill(-%d, SIGUSR1): %s", L, strerror(errno));
 	if (waitpid(Z, &st, 0) != Z || !WIFEXITED(st) || WEXITSTATUS(st) != 7)
 		cr_fail("zombie Z status %#x, expected exit 7", st);
-	if (waitpid(M, &st, 0) != M || !WIFEXITED(st) || WEXITSTATUS(st)) {
-		char r[2048] = "", path[2300];
-		cr_path(path, sizeof path, "result-m");
-		ssize_t rn = cr_read_file(path, r, sizeof r - 1);
-		r[rn > 0 ? rn : 0] = 0;
-		cr_fail("M: status %#x: %s", st, r);
-	}
+	cr_check_child(M, "M", "result-m");
 	if (waitpid(-1, &st, WNOHANG) != -1 || errno != ECHILD)
 		cr_fail("the root has another child after restore");
 	cr_finish();

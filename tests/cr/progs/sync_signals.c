@@ -51,39 +51,14 @@ static void queue(const siginfo_t *si)
 		cr_fail("setup: queue signal %d: %s", si->si_signo, strerror(errno));
 }
 
-static void block_all_sync(void)
+static void mask_sync(int how)
 {
 	sigset_t s;
 	sigemptyset(&s);
 	int sigs[] = { SIGTRAP, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS };
 	for (int i = 0; i < 6; i++)
 		sigaddset(&s, sigs[i]);
-	pthread_sigmask(SIG_BLOCK, &s, NULL);
-}
-
-static void unblock_all_sync(void)
-{
-	sigset_t s;
-	sigemptyset(&s);
-	int sigs[] = { SIGTRAP, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS };
-	for (int i = 0; i < 6; i++)
-		sigaddset(&s, sigs[i]);
-	pthread_sigmask(SIG_UNBLOCK, &s, NULL);
-}
-
-static void thread_status(pid_t tid, const char *key, char *out, size_t n)
-{
-	char path[64], buf[4096];
-	snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
-	out[0] = 0;
-	ssize_t len = cr_read_file(path, buf, sizeof buf - 1);
-	if (len < 0)
-		return;
-	buf[len] = 0;
-	char *l = strstr(buf, key);
-	if (l)
-		sscanf(l + strlen(key) + 1, "%63s", out);
-	(void)n;
+	pthread_sigmask(how, &s, NULL);
 }
 
 static void *worker(void *arg)
@@ -91,13 +66,13 @@ static void *worker(void *arg)
 	(void)arg;
 	worker_tid = gettid();
 	mine = &thread_got;
-	block_all_sync();
+	mask_sync(SIG_BLOCK);
 	for (int i = 0; i < 5; i++)
 		queue(&thread_sigs[i]);
 	stage = 1;
 	while (stage != 2)
 		cr_sleep_ms(5);
-	unblock_all_sync();
+	mask_sync(SIG_UNBLOCK);
 	stage = 3;
 	return NULL;
 }
@@ -158,7 +133,7 @@ int main(int argc, char **argv)
 	main_sigs[1] = sys;
 
 	mine = &main_got;
-	block_all_sync();
+	mask_sync(SIG_BLOCK);
 	for (int i = 0; i < 2; i++)
 		queue(&main_sigs[i]);
 	pthread_t th;
@@ -166,12 +141,12 @@ int main(int argc, char **argv)
 	while (stage != 1)
 		cr_sleep_ms(5);
 	char pnd_main0[64], pnd_thr0[64], pnd_main1[64], pnd_thr1[64];
-	thread_status(gettid(), "SigPnd:", pnd_main0, sizeof pnd_main0);
-	thread_status(worker_tid, "SigPnd:", pnd_thr0, sizeof pnd_thr0);
+	cr_task_field(gettid(), "SigPnd", pnd_main0, sizeof pnd_main0);
+	cr_task_field(worker_tid, "SigPnd", pnd_thr0, sizeof pnd_thr0);
 	cr_ready();
 	cr_wait_go();
-	thread_status(gettid(), "SigPnd:", pnd_main1, sizeof pnd_main1);
-	thread_status(worker_tid, "SigPnd:", pnd_thr1, sizeof pnd_thr1);
+	cr_task_field(gettid(), "SigPnd", pnd_main1, sizeof pnd_main1);
+	cr_task_field(worker_tid, "SigPnd", pnd_thr1, sizeof pnd_thr1);
 	CHECK_S("main thread SigPnd", pnd_main0, pnd_main1);
 	CHECK_S("second thread SigPnd", pnd_thr0, pnd_thr1);
 	if (main_got.n || thread_got.n)
@@ -181,7 +156,7 @@ int main(int argc, char **argv)
 	while (stage != 3)
 		cr_sleep_ms(5);
 	pthread_join(th, NULL);
-	unblock_all_sync();
+	mask_sync(SIG_UNBLOCK);
 	compare("second thread", thread_sigs, 5, &thread_got);
 	compare("main thread", main_sigs, 2, &main_got);
 	cr_finish();
