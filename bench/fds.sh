@@ -11,8 +11,8 @@
 # bytes, counters). Restore is measured against the time fdhog took to make its fds.
 # Exits 1 if a restored tree fails its check. BENCH_TMP (default /tmp) holds the images.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 
-die() { echo "bench: $*" >&2; exit 1; }
 [[ $# -ge 1 ]] || die "usage: $0 CRYO [COUNTS...]"
 CRYO=$(readlink -f "$1") || die "no cryo binary at $1"
 shift
@@ -25,25 +25,7 @@ FDSCAN=$BIN/fdscan
 [[ $(id -u) -eq 0 ]] || die "must run as root (cryo needs it)"
 for n in "${COUNTS[@]}"; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "bad count '$n'"; done
 
-WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/cryo-fds.XXXXXX") || die "cannot create a work dir"
-ROOT=
-cleanup() {
-  [[ -n $ROOT ]] && kill -9 -- "-$ROOT" 2>/dev/null
-  [[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now_ns() { date +%s%N; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-wait_for() {  # COND TIMEOUT_S
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    eval "$1" && return 0
-    sleep 0.05
-  done
-  return 1
-}
+make_work cryo-fds
 
 printf '%8s %5s | %8s %8s %8s %6s | %8s %8s %8s %6s | %s\n' fds tasks dump_s us/fd limit_s ratio \
   restore_s us/fd make_s ratio check
@@ -51,7 +33,7 @@ broken=0
 for n in "${COUNTS[@]}"; do
   d=$WORK/$n
   mkdir -p "$d/w" "$d/img"
-  (exec setsid "$FDHOG" "$n" "$d/w" </dev/null >/dev/null 2>"$d/fdhog.err") &
+  start_alone "$d/fdhog.err" "$FDHOG" "$n" "$d/w"
   wait_for "[[ -s $d/w/ready ]]" 120 || die "fdhog $n not ready: $(cat "$d/fdhog.err")"
   ROOT=$(cat "$d/w/ready")
   pids=$(cat "$d"/w/ready-* | awk '{print $1}')

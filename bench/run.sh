@@ -10,8 +10,8 @@
 # Environment: BENCH_TMP (default /tmp) is where the images go; KEEP=1 keeps them.
 # Exits 1 if any restore did not come back intact.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 
-die() { echo "bench: $*" >&2; exit 1; }
 
 [[ $# -ge 1 ]] || die "usage: $0 CRYO [SIZES_MiB...]"
 CRYO=$(readlink -f "$1") || die "no cryo binary at $1"
@@ -48,32 +48,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now_ns() { date +%s%N; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }  # calc FORMAT EXPR
-
-# wait_for COND_CMD TIMEOUT_S: poll every 50 ms.
-wait_for() {
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    eval "$1" && return 0
-    sleep 0.05
-  done
-  return 1
-}
-
-# Start memhog with stdio on /dev/null and no other fd (cryo refuses pipes, and the
-# caller's shell may hold some), in its own session. Sets MEMHOG_PID from its ready file.
+# Start memhog alone in its own session. Sets MEMHOG_PID from its ready file.
 start_memhog() {  # SIZE DIR
   local size=$1 dir=$2
-  (
-    for fd in /proc/$BASHPID/fd/*; do
-      fd=${fd##*/}
-      ((fd > 2)) && eval "exec $fd>&-"
-    done
-    exec setsid "$MEMHOG" "$size" "$dir/ready" "$dir/go" "$dir/result" </dev/null >/dev/null 2>&1
-  ) &
+  start_alone /dev/null "$MEMHOG" "$size" "$dir/ready" "$dir/go" "$dir/result"
   MEMHOG_JOB=$!
-  disown "$MEMHOG_JOB"  # bash still reaps it, without a "Killed" notice after the dump
   # Filling takes ~1-3 s per GiB here.
   if ! wait_for "[[ -s $dir/ready ]]" $((60 + size / 32)); then
     echo "bench: memhog $size MiB not ready" >&2

@@ -17,8 +17,8 @@
 # (KEEP=1: after it): on ext4 without a journal, files deleted in the last 30 s make every
 # file created next to them slower, the limit's and cryo's alike.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 
-die() { echo "bench: $*" >&2; exit 1; }
 [[ $# -ge 1 ]] || die "usage: $0 CRYO [SHAPE...]"
 CRYO=$(readlink -f "$1") || die "no cryo binary at $1"
 shift
@@ -36,40 +36,8 @@ for s in "${SHAPES[@]}"; do
     die "bad shape '$s' (procs:N[:MIB], vmas:N or threads:N)"
 done
 
-WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/cryo-shapes.XXXXXX") || die "cannot create a work dir"
-ROOT=
-cleanup() {
-  [[ -n $ROOT ]] && kill -9 -- "-$ROOT" 2>/dev/null
-  [[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now_ns() { date +%s%N; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-wait_for() {  # COND TIMEOUT_S
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    eval "$1" && return 0
-    sleep 0.05
-  done
-  return 1
-}
+make_work cryo-shapes
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-# Starts treehog with stdio on /dev/null and no other fd, in its own session (and group).
-start() {  # DIR ARGS...
-  local d=$1
-  shift
-  (
-    for fd in /proc/$BASHPID/fd/*; do
-      fd=${fd##*/}
-      ((fd > 2)) && eval "exec $fd>&-"
-    done
-    exec setsid "$TREEHOG" "$@" </dev/null >/dev/null 2>"$d/treehog.err"
-  ) &
-  disown $!
-}
 
 # One round of a shape. Sets ROW to "dump_s limit_s restore_s make_s tasks threads vmas pages
 # check" and returns 1 when the restored tree failed its check.
@@ -83,7 +51,7 @@ round() {  # SHAPE N DIR
   procs) args=(procs "$n" "$mib" "$d/w") ;;
   *) args=("$kind" "$n" "$d/w") ;;
   esac
-  start "$d" "${args[@]}"
+  start_alone "$d/treehog.err" "$TREEHOG" "${args[@]}"
   wait_for "[[ -s $d/w/ready ]]" 300 || die "treehog ${args[*]} not ready: $(cat "$d/treehog.err")"
   ROOT=$(cat "$d/w/ready")
   local pids make_ns scan
@@ -97,7 +65,11 @@ round() {  # SHAPE N DIR
   t0=$(now_ns)
   "$CRYO" dump -t "$ROOT" -D "$d/img" >"$d/dump.out" 2>&1 || die "dump of $1 failed: $(tail -3 "$d/dump.out")"
   dump_ns=$(($(now_ns) - t0))
-  wait_for "[[ ! -d /proc/$ROOT ]]" 60 || die "pid $ROOT still taken 60 s after the dump"
+  # Every PID free (PID 1 reaps orphans lazily here), so that the restore time is restore only.
+  local p
+  for p in $pids; do
+    wait_for "[[ ! -d /proc/$p ]]" 60 || die "pid $p still taken 60 s after the dump"
+  done
   t0=$(now_ns)
   "$CRYO" restore -D "$d/img" -d >"$d/restore.out" 2>&1 ||
     die "restore of $1 failed: $(tail -3 "$d/restore.out")"

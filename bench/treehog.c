@@ -62,6 +62,16 @@ static void put(const char *name, const char *text) {
   if (close(fd) != 0 || !ok || rename(tmp, path) != 0) exit(2);
 }
 
+// The shape is made: DIR/pids, DIR/create_ns, and last DIR/ready (what the runner waits for).
+static void announce(const char *pids, uint64_t made_ns) {
+  char text[64];
+  put("pids", pids);
+  snprintf(text, sizeof text, "%" PRIu64 "\n", made_ns);
+  put("create_ns", text);
+  snprintf(text, sizeof text, "%d\n", getpid());
+  put("ready", text);
+}
+
 static void wait_go(void) {
   char path[4096];
   snprintf(path, sizeof path, "%s/go", dir);
@@ -121,12 +131,7 @@ static int procs(long n, long mib, char *out, size_t outlen) {
   char *pids = malloc((size_t)n * 16 + 1), *p = pids;
   p += sprintf(p, "%d\n", getpid());
   for (long i = 1; i < n; i++) p += sprintf(p, "%d\n", kids[i]);
-  put("pids", pids);
-  char text[64];
-  snprintf(text, sizeof text, "%" PRIu64 "\n", made);
-  put("create_ns", text);
-  snprintf(text, sizeof text, "%d\n", getpid());
-  put("ready", text);
+  announce(pids, made);
 
   wait_go();
   long bad_tasks = 0, first_bad = -1;
@@ -163,13 +168,9 @@ static int vmas(long n, char *out, size_t outlen) {
   for (long i = 1; i < n; i += 2)
     if (mprotect(base + i * page, page, vma_prot(i)) < 0) return -1;
   uint64_t made = now_ns() - t0;
-  char text[64];
-  snprintf(text, sizeof text, "%d\n", getpid());
-  put("pids", text);
-  snprintf(text, sizeof text, "%" PRIu64 "\n", made);
-  put("create_ns", text);
-  snprintf(text, sizeof text, "%d\n", getpid());
-  put("ready", text);
+  char pid[16];
+  snprintf(pid, sizeof pid, "%d\n", getpid());
+  announce(pid, made);
 
   wait_go();
   long bad = 0, first_bad = -1;
@@ -247,13 +248,9 @@ static int threads(long n, char *out, size_t outlen) {
   const struct timespec tick = {0, 1000 * 1000};
   while (atomic_load(&started) < n - 1) nanosleep(&tick, NULL);
   uint64_t made = now_ns() - t0;
-  char text[64];
-  snprintf(text, sizeof text, "%d\n", getpid());
-  put("pids", text);
-  snprintf(text, sizeof text, "%" PRIu64 "\n", made);
-  put("create_ns", text);
-  snprintf(text, sizeof text, "%d\n", getpid());
-  put("ready", text);
+  char pid[16];
+  snprintf(pid, sizeof pid, "%d\n", getpid());
+  announce(pid, made);
 
   wait_go();
   int main_ok = tls_word == pattern(0) && slots[0].tid == (pid_t)syscall(SYS_gettid);

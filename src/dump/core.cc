@@ -203,9 +203,10 @@ void probe_thread(RemoteTask& rt, core_entry* core) {
 // State of one thread: registers, masks, per-thread attributes and credentials.
 // `sigmask` is the thread's own mask and th.regs its own registers, read before any probe.
 // `probed`: probe_thread() already ran (in the leader, within the probe of the process).
-void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadgets& gadgets,
-                 const std::vector<proc::Vma>& maps, SeccompTable& seccomp, core_entry* core,
-                 bool probed) {
+// Returns the thread's /proc status, read here.
+proc::Status dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadgets& gadgets,
+                         const std::vector<proc::Vma>& maps, SeccompTable& seccomp,
+                         core_entry* core, bool probed) {
   const pid_t tid = th.tid;
   std::string xstate = arch::get_xstate(tid);
   kernel::RseqConfig rseq{};
@@ -271,6 +272,7 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadget
     r->set_rseq_abi_size(rseq.rseq_abi_size);
     r->set_signature(rseq.signature);
   }
+  return st;
 }
 
 }  // namespace
@@ -279,8 +281,8 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   const pid_t pid = t.pid;
   std::vector<core_entry> cores(t.threads.size());
   for (auto& c : cores) c.set_mtype(core_entry::X86_64);
-  const Gadgets gadgets = find_gadgets(pid);
-  const std::vector<proc::Vma> maps = proc::read_maps(pid);  // for every probe's frame
+  const std::vector<proc::Vma> maps = proc::read_maps(pid);  // also for every probe's frame
+  const Gadgets gadgets = find_gadgets(pid, maps);
   if (!gadgets.syscall)
     fail("task {}: no syscall instruction found in its executable mappings", pid);
 
@@ -350,8 +352,11 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     extras->thp_disabled = thp > 0;
     probe_thread(rt, &core);  // the leader's own, in the same probe
   }
-  for (size_t i = 0; i < t.threads.size(); i++)
-    dump_thread(t, t.threads[i], masks[i], gadgets, maps, seccomp, &cores[i], /*probed=*/i == 0);
+  for (size_t i = 0; i < t.threads.size(); i++) {
+    proc::Status st = dump_thread(t, t.threads[i], masks[i], gadgets, maps, seccomp, &cores[i],
+                                  /*probed=*/i == 0);
+    if (i == 0) extras->umask = st.umask;
+  }
 
   auto* rl = tc->mutable_rlimits();
   for (int r = 0; r < RLIM_NLIMITS; r++) {

@@ -246,7 +246,7 @@ void run(const Options& opts) {
     fs.set_cwd_id(files.by_path(cwd, O_RDONLY | O_DIRECTORY, fmt::format("/proc/{}/cwd", t.pid)));
     fs.set_root_id(
         files.by_path(rootdir, O_RDONLY | O_DIRECTORY, fmt::format("/proc/{}/root", t.pid)));
-    fs.set_umask(proc::read_status(t.pid).umask);
+    fs.set_umask(extras.umask);
     images.write_one(fmt::format("fs-{}.img", t.pid), image::magic::kFs, std::move(fs));
   }
   progress::phase("memory");
