@@ -9,6 +9,8 @@
 #include <sys/types.h>
 
 #include <compare>
+#include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <string>
@@ -90,13 +92,14 @@ class FileTable {
   uint32_t epoll_target(pid_t pid, const kernel::KcmpEpollSlot& slot) const;
 
  private:
-  // What every fd of one open file shows alike; fds that differ here are different files.
+  // What every fd of one open file shows alike in its fdinfo; fds that differ here are
+  // different files.
   struct Key {
-    dev_t dev;
-    ino_t ino;
+    uint64_t ino;
+    int mnt_id;  // with ino: the inode (a mount is of one filesystem)
     uint32_t flags;
     uint64_t pos;
-    int mnt_id;
+    uint64_t object_id;
     auto operator<=>(const Key&) const = default;
   };
   struct Known {
@@ -107,9 +110,9 @@ class FileTable {
   // The id of the open file fd `c` is on, if an earlier fd was on it; else notes `c` as the
   // first fd of a new open file with id `fresh`.
   uint32_t identify(const FdContext& c, uint32_t fresh);
-  // The id of the open file fd `c` (of kind `kind`) is on; the first fd seen of an open file
-  // makes its entry (`*fresh` then true).
-  uint32_t file_id(FdContext& c, FileKind& kind, bool* fresh);
+  // The id of the open file fd `c` is on; the first fd seen of an open file is described and
+  // makes its entry, with its owner (`*fresh` then true).
+  uint32_t file_id(FdContext& c, bool* fresh);
   FileKind& kind_of(FdContext& c);
   void note_owner(FdContext& c, file_entry* e);
 
@@ -119,8 +122,9 @@ class FileTable {
   std::map<std::pair<std::string, uint32_t>, uint32_t> paths_;
   // Per key, the first fd of each open file, in kcmp's order of open files.
   std::map<Key, std::vector<Known>> open_files_;
-  std::vector<file_entry> entries_;
-  std::map<uint32_t, size_t> index_;                              // id -> entries_ index
+  std::deque<file_entry> entries_;  // a deque: entry() stays valid while entries are added
+  static constexpr size_t kNone = SIZE_MAX;
+  std::vector<size_t> index_;                                     // id -> entries_ index, or kNone
   std::map<uint64_t, memfd_inode_entry> memfds_;                  // by inode
   std::map<std::pair<uint64_t, uint32_t>, uint32_t> memfd_maps_;  // (inode, flags) -> id
   GhostFiles ghosts_;
