@@ -102,6 +102,7 @@ class FileTable {
     uint64_t object_id;
     auto operator<=>(const Key&) const = default;
   };
+  static Key key_of(const FdContext& c);
   struct Known {
     pid_t pid;
     int fd;
@@ -122,6 +123,7 @@ class FileTable {
   std::map<std::pair<std::string, uint32_t>, uint32_t> paths_;
   // Per key, the first fd of each open file, in kcmp's order of open files.
   std::map<Key, std::vector<Known>> open_files_;
+  std::set<Key> ahead_keys_;        // the keys the thread reading fdinfo ahead has seen
   std::deque<file_entry> entries_;  // a deque: entry() stays valid while entries are added
   static constexpr size_t kNone = SIZE_MAX;
   std::vector<size_t> index_;                                     // id -> entries_ index, or kNone

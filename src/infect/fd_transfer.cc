@@ -14,11 +14,17 @@
 
 namespace cryo {
 
-Fd FdSource::steal(int fd, const char* what) {
+void FdSource::open_all() {
   if (!pidfd_) {
     pidfd_.reset(kernel::pidfd_open(pid_));
     if (!pidfd_) fail_sys("task {}: cannot open a pidfd on it to copy its fds", pid_);
   }
+  fd_dir();
+  fdinfo_dir();
+}
+
+Fd FdSource::steal(int fd, const char* what) {
+  if (!pidfd_) open_all();
   Fd copy(kernel::pidfd_getfd(pidfd_.get(), fd));
   if (!copy) fail_sys("task {} fd {}: cannot get a copy of its {}", pid_, fd, what);
   return copy;

@@ -25,6 +25,8 @@ class FdSource {
   // /proc/PID/fd and /proc/PID/fdinfo, opened on first use; throw naming the task.
   int fd_dir() { return dir(fd_dir_, "fd"); }
   int fdinfo_dir() { return dir(fdinfo_dir_, "fdinfo"); }
+  // Opens all the above now: from then on, threads may share the source.
+  void open_all();
 
  private:
   int dir(Fd& d, const char* name);
