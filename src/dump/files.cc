@@ -375,8 +375,17 @@ class FdinfoAhead {
 
 }  // namespace
 
-void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir) {
-  image::Writer w(dir, fmt::format("fdinfo-{}.img", files_id), image::magic::kFdinfo);
+const task_kobj_ids_entry& FileTable::task_ids(pid_t pid) const {
+  auto it = task_ids_.find(pid);
+  if (it == task_ids_.end()) it = task_ids_.find(first_task_);
+  if (it == task_ids_.end()) fail("internal: the ids of task {} are not known", pid);
+  return it->second;
+}
+
+void FileTable::dump_fds(pid_t pid, const task_kobj_ids_entry& ids, const std::string& dir) {
+  if (task_ids_.empty()) first_task_ = pid;
+  task_ids_[pid] = ids;
+  image::Writer w(dir, fmt::format("fdinfo-{}.img", ids.files_id()), image::magic::kFdinfo);
   FdSource source(pid);
   const std::vector<int> fds = proc::list_dir_numbers(fmt::format("/proc/{}/fd", pid));
   FdinfoAhead ahead(source, fds);
@@ -397,7 +406,7 @@ void FileTable::dump_fds(pid_t pid, uint32_t files_id, const std::string& dir) {
     fe.set_type(entry(id).type());
     fe.set_fd(fd);
     w.put(fe);
-    log::debug("task {} fd {} -> file {} {}", pid, fd, id, c.link);
+    log::debug("task {} fd {} -> file {}{}{}", pid, fd, id, c.link.empty() ? "" : " ", c.link);
   }
   w.close();
 }

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core.pb.h"
 #include "dump/file_kind.h"
 #include "dump/file_locks.h"
 #include "dump/ghost_files.h"
@@ -55,8 +56,9 @@ class FileTable {
   // opens; its content is saved with the shared memory objects.
   uint32_t memfd_mapping(pid_t pid, const std::string& proc_link, const std::string& link,
                          uint32_t flags);
-  // Dumps every fd of `pid` into fdinfo-<files_id>.img in `dir`.
-  void dump_fds(pid_t pid, uint32_t files_id, const std::string& dir);
+  // Dumps every fd of `pid`, whose ids-PID.img entry is `ids`, into fdinfo-<files_id>.img in
+  // `dir`.
+  void dump_fds(pid_t pid, const task_kobj_ids_entry& ids, const std::string& dir);
   // Writes files.img and the images of the kinds that have their own.
   void write(const std::string& dir);
 
@@ -87,6 +89,9 @@ class FileTable {
   // names it), once; its content is saved with the shared memory objects.
   void add_memfd_inode(pid_t pid, const std::string& proc_link, const std::string& link,
                        const struct stat& st);
+  // The ids of task `pid` (for cryo itself, holding files in flight: the first task's, whose
+  // namespaces are cryo's).
+  const task_kobj_ids_entry& task_ids(pid_t pid) const;
   // The open file that registration `slot` of epoll fd `epfd` in task `pid` watches, among
   // the open files of the tree; 0 when no fd of the tree holds it.
   uint32_t epoll_target(pid_t pid, const kernel::KcmpEpollSlot& slot) const;
@@ -126,7 +131,9 @@ class FileTable {
   std::set<Key> ahead_keys_;        // the keys the thread reading fdinfo ahead has seen
   std::deque<file_entry> entries_;  // a deque: entry() stays valid while entries are added
   static constexpr size_t kNone = SIZE_MAX;
-  std::vector<size_t> index_;                                     // id -> entries_ index, or kNone
+  std::vector<size_t> index_;  // id -> entries_ index, or kNone
+  std::map<pid_t, task_kobj_ids_entry> task_ids_;
+  pid_t first_task_ = 0;
   std::map<uint64_t, memfd_inode_entry> memfds_;                  // by inode
   std::map<std::pair<uint64_t, uint32_t>, uint32_t> memfd_maps_;  // (inode, flags) -> id
   GhostFiles ghosts_;
