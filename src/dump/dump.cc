@@ -239,7 +239,7 @@ void run(const Options& opts) {
 
     interrupt_point();
     progress::phase(fmt::format("files of task {}", t.pid));
-    if (!shared) files.dump_fds(t.pid, ids.files_id(), dir);
+    if (!shared) files.dump_fds(t.pid, ids, dir);
     fs_entry fs;
     std::string cwd = proc::read_link(fmt::format("/proc/{}/cwd", t.pid));
     std::string rootdir = proc::read_link(fmt::format("/proc/{}/root", t.pid));

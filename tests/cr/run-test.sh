@@ -262,11 +262,45 @@ check_images() {
 	compgen -G "$IMG/pages-*.img" >/dev/null || die "no pages-*.img after dump"
 	for f in "$IMG"/*; do
 		case ${f##*/} in pages-*.img) continue ;; esac
-		"$CRIT" decode -i "$f" --pretty >/dev/null 2>"$D/crit.err" ||
+		# files.img is kept for check_ns_ids.
+		"$CRIT" decode -i "$f" --pretty >"$D/${f##*/}.json" 2>"$D/crit.err" ||
 			die "crit cannot decode ${f##*/}: $(tail -n 3 "$D/crit.err" | tr '\n' ' ')"
+		[[ ${f##*/} == files.img ]] || rm -f "$D/${f##*/}.json"
 	done
 	rm -f "$D/crit.err"
 	log "images present and decodable by crit ($(ls "$IMG" | wc -l) files)"
+	check_ns_ids
+}
+
+# A namespace file's entry names its namespace by the id the tasks' ids-PID.img give it
+# (CRIU's namespace ids), not by the namespace's inode.
+check_ns_ids() {
+	local f
+	if grep -q '"nsf"' "$D/files.img.json"; then
+		for f in "$IMG"/ids-*.img; do
+			"$CRIT" decode -i "$f" -o "$D/${f##*/}.json" || die "crit decode of ${f##*/} failed"
+		done
+		/usr/bin/python3 - "$D/files.img.json" "$D"/ids-*.img.json <<-'EOF' || die "namespace ids of NS files differ from ids-PID.img"
+			import json, sys
+			kinds = {0x40000000: "net", 0x04000000: "uts", 0x08000000: "ipc", 0x20000000: "pid",
+			         0x00020000: "mnt", 0x10000000: "user", 0x02000000: "cgroup", 0x80: "time"}
+			ids = [json.load(open(p))["entries"][0] for p in sys.argv[2:]]
+			bad = 0
+			for f in json.load(open(sys.argv[1]))["entries"]:
+			    if "nsf" not in f:
+			        continue
+			    n = f["nsf"]
+			    kind = kinds.get(int(n["ns_cflag"]))
+			    known = sorted({i.get(f"{kind}_ns_id") for i in ids} - {None})
+			    if kind is None or int(n["ns_id"]) not in known:
+			        print(f"file {n['id']}: {kind} namespace id {n['ns_id']}, ids-PID.img have {known}")
+			        bad += 1
+			sys.exit(1 if bad else 0)
+		EOF
+		log "NS files name their namespaces by the ids of ids-PID.img"
+		rm -f "$D"/ids-*.img.json
+	fi
+	rm -f "$D/files.img.json"
 }
 
 dump_ok() { # NAME [ARGS]
@@ -845,6 +879,18 @@ err_file_kinds() {
 	dump dump
 	expect_fail dump "dump of a file on a namespace the task is not in"
 	expect_msg dump "dump of a file on a namespace the task is not in" "task $ROOT fd 33" "time namespace"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+
+	# A fanotify mark on a /proc file (a filesystem without file handles, so no path can be
+	# found for the marked inode): refused, naming the group's fd and why.
+	new_run fanotify-proc
+	helper fanotify
+	touch "$D/proc-mark"
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of a fanotify mark on a /proc file"
+	expect_msg dump "dump of a fanotify mark on a /proc file" "task $ROOT fd" "fanotify inode mark" "no path leads to it" "cannot open file handles"
 	check_tree_running "after the refused dump"
 	finish_original "after the refused dump"
 }
