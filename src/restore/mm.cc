@@ -164,7 +164,7 @@ Ranges clip(const Ranges& a, const Ranges& within, const Ranges& minus) {
 // cryo's own vDSO block (the vDSO and its data pages), inherited by the new task, put where
 // the dumped process had it, keeping the parts' relative layout. Parts the dumped process had
 // unmapped go; a vDSO it had unmapped is parked at a free place instead, as cryo's syscalls
-// run from it, until the task's own code is in place (drop_parked).
+// run from it, until the tree stands (drop_parked_vdso).
 class VdsoBlock {
  public:
   VdsoBlock(RemoteTask& rt, const std::vector<proc::Vma>& now, const mm_entry& mm);
@@ -175,7 +175,8 @@ class VdsoBlock {
   // Moves the block; `busy` holds every range in use or to be used, and gets the parked one.
   void place(std::vector<std::pair<uint64_t, uint64_t>>& busy);
   // Runs the task's syscalls from its own code and unmaps a parked vDSO.
-  void drop_parked();
+  uint64_t parked() const { return parked_; }
+  uint64_t parked_len() const { return parked_len_; }
 
  private:
   struct Part {
@@ -271,9 +272,11 @@ void VdsoBlock::place(std::vector<std::pair<uint64_t, uint64_t>>& busy) {
   }
 }
 
-void VdsoBlock::drop_parked() {
-  if (!parked_) return;
-  const pid_t pid = rt_.tid();
+}  // namespace
+
+void drop_parked_vdso(RemoteTask& rt, uint64_t start, uint64_t len) {
+  if (!start) return;
+  const pid_t pid = rt.tid();
   uint64_t gadget = 0;
   try {
     gadget = find_syscall_gadget(pid, /*from_vdso=*/false);
@@ -283,12 +286,10 @@ void VdsoBlock::drop_parked() {
         "cryo could run its calls with",
         pid);
   }
-  rt_.set_gadget(gadget);
-  rt_.check("munmap of cryo's vDSO", SYS_munmap, {parked_, parked_len_});
+  rt.set_gadget(gadget);
+  rt.check("munmap of cryo's vDSO", SYS_munmap, {start, len});
   log::debug("task {}: cryo's vDSO unmapped, syscalls run at {:#x} from now on", pid, gadget);
 }
-
-}  // namespace
 
 MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem,
                    FileSet& files, const TaskPlan* parent) {
@@ -609,10 +610,9 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
   if (!same_exe) rt.check("close", SYS_close, {exe_fd});
   if (mm.thp_disabled())
     rt.check("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0});
-  vdso.drop_parked();
   log::info("task {}: address space restored, {} pages written, {} kept from its parent", pid,
             written, inherited_pages);
-  return {written, compared, inherited_pages};
+  return {written, compared, inherited_pages, vdso.parked(), vdso.parked_len()};
 }
 
 }  // namespace cryo::restore

@@ -18,8 +18,12 @@ struct MmPages {
   uint64_t written = 0;   // pages copied from the image
   uint64_t compared = 0;  // pages of kept mappings compared with the parent's
   uint64_t kept = 0;      // of those, equal: left shared
+  // cryo's vDSO, parked in a task whose dumped process had none: its children, forked later,
+  // need it too. drop_parked_vdso() takes it away once the tree stands.
+  uint64_t parked_vdso = 0, parked_vdso_len = 0;
 };
+void drop_parked_vdso(RemoteTask& rt, uint64_t start, uint64_t len);
 MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem,
-                    FileSet& files, const TaskPlan* parent);
+                   FileSet& files, const TaskPlan* parent);
 
 }  // namespace cryo::restore

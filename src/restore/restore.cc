@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -109,22 +110,42 @@ int run(const Options& opts) {
   std::optional<FileSet> files(std::in_place, plan, *ttys);
   NewTree tree(plan);
   double memory_s = 0;
-  tree.create(*ttys, [&](size_t i) {
+  std::vector<std::pair<uint64_t, uint64_t>> parked(plan.tasks.size());
+  // A task is built as soon as it exists, so that its children inherit its address space;
+  // but one whose dumped process had no vDSO is built once the tree stands: its children must
+  // be made from a layout that still has one.
+  std::vector<bool> early(plan.tasks.size(), false);
+  auto build = [&](size_t i) {
     interrupt_point();
     const TaskPlan& t = plan.tasks[i];
     progress::phase(fmt::format("memory of task {}", t.pid()));
     auto tm = clock::now();
-    const TaskPlan* parent = t.parent >= 0 ? &plan.tasks[static_cast<size_t>(t.parent)] : nullptr;
+    const TaskPlan* parent = t.parent >= 0 && early[static_cast<size_t>(t.parent)]
+                                 ? &plan.tasks[static_cast<size_t>(t.parent)]
+                                 : nullptr;
     MmPages p = restore_mm(tree.task(i), t, plan, shmem, *files, parent);
     pages.written += p.written;
     pages.compared += p.compared;
     pages.kept += p.kept;
+    parked[i] = {p.parked_vdso, p.parked_vdso_len};
     memory_s += std::chrono::duration<double>(clock::now() - tm).count();
+  };
+  tree.create(*ttys, [&](size_t i) {
+    const auto& vmas = plan.tasks[i].mm.vmas();
+    if (std::none_of(vmas.begin(), vmas.end(),
+                     [](const vma_entry& v) { return v.status() & image::kVmaVdso; }))
+      return;
+    early[i] = true;
+    build(i);
   });
+  for (size_t i = 0; i < plan.tasks.size(); i++)
+    if (!early[i] && !plan.tasks[i].zombie) build(i);
   interrupt_point();
   // Forking time as CRIU counts it: creating the tree, without building address spaces.
   uint32_t forking_us =
       static_cast<uint32_t>(usec_since(t_fork) - static_cast<uint32_t>(memory_s * 1e6));
+  for (size_t i = 0; i < plan.tasks.size(); i++)
+    if (parked[i].first) drop_parked_vdso(tree.task(i), parked[i].first, parked[i].second);
   fault_point("restore-after-fork");
   shmem.finish(
       [&](pid_t pid) -> RemoteTask& { return tree.task(static_cast<size_t>(plan.find(pid))); });
