@@ -249,7 +249,8 @@ void run(const Options& opts) {
     fs.set_umask(extras.umask);
     images.write_one(fmt::format("fs-{}.img", t.pid), image::magic::kFs, std::move(fs));
   }
-  progress::phase("memory");
+  // The last task's pages are the last copied: the phase names it while the workers finish.
+  progress::phase(fmt::format("memory of task {}", tasks.back().pid));
   const PageStats mem = images.finish();
   progress::phase("shared memory");
   ShmemPages shpages = shmem.dump(dir, &next_pages_id);
