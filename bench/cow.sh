@@ -11,8 +11,8 @@
 # its own copy). Dump and restore are timed too, and the restored tree checks every word of
 # its memory. Exits 1 if the check fails. BENCH_TMP (default /tmp) holds the images.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 
-die() { echo "bench: $*" >&2; exit 1; }
 [[ $# -ge 1 ]] || die "usage: $0 CRYO [MIB [CHILDREN]]"
 CRYO=$(readlink -f "$1") || die "no cryo binary at $1"
 MIB=${2:-256}
@@ -22,24 +22,7 @@ COWHOG=$(dirname "$CRYO")/bench/cowhog
 [[ -x $CRYO && -x $COWHOG ]] || die "build first (make build): need cryo and cowhog"
 [[ $(id -u) -eq 0 ]] || die "must run as root (cryo needs it)"
 
-WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/cryo-cow.XXXXXX") || die "cannot create a work dir"
-ROOT=
-cleanup() {
-  [[ -n $ROOT ]] && kill -9 -- "-$ROOT" 2>/dev/null
-  [[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now_ns() { date +%s%N; }
-wait_for() {  # COND TIMEOUT_S
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    eval "$1" && return 0
-    sleep 0.05
-  done
-  return 1
-}
+make_work cryo-cow
 tree_pss_kb() {
   local p sum=0 v
   for p in $(cat "$WORK/w/pids"); do
@@ -50,9 +33,8 @@ tree_pss_kb() {
 }
 
 mkdir -p "$WORK/w" "$WORK/img"
-(exec setsid "$COWHOG" "$MIB" "$KIDS" "$WORK/w" </dev/null >/dev/null 2>"$WORK/cowhog.err") &
+start_alone "$WORK/cowhog.err" "$COWHOG" "$MIB" "$KIDS" "$WORK/w"
 wait_for "[[ -s $WORK/w/ready ]]" 120 || die "cowhog not ready: $(cat "$WORK/cowhog.err")"
-disown -a
 ROOT=$(cat "$WORK/w/ready")
 before=$(tree_pss_kb) || die "cannot read the tree's memory"
 
