@@ -69,6 +69,10 @@ int run(int argc, char** argv) {
       d.timeout = o.timeout;
       d.display_stats = o.display_stats;
       d.stats_json = o.stats_json;
+      d.tcp_established = o.tcp_established;
+      d.tcp_close = o.tcp_close;
+      d.skip_in_flight = o.skip_in_flight;
+      if (!o.network_lock.empty()) d.network_lock = cryo::net::parse_lock_method(o.network_lock);
       cryo::dump::run(d);
       cryo::log::info("Dumping finished successfully");
       return 0;
@@ -84,6 +88,9 @@ int run(int argc, char** argv) {
       r.pidfile = o.pidfile;
       r.display_stats = o.display_stats;
       r.stats_json = o.stats_json;
+      r.tcp_established = o.tcp_established;
+      r.tcp_close = o.tcp_close;
+      r.network_lock = o.network_lock;
       return cryo::restore::run(r);
     }
     cryo::cli::check_action(o);  // parse() let only dump, restore and check through

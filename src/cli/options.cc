@@ -64,6 +64,17 @@ constexpr OptionSpec kTable[] = {
     {"ext-unix-sk", 'x', A::kOptional, S::kImplemented, false, nullptr,
      "allow unix sockets connected to a peer outside the tree (an inode list is not "
      "supported yet)"},
+    {"tcp-established", 0, A::kNone, S::kImplemented, true, nullptr,
+     "dump/restore: checkpoint/restore established (and half-closed) TCP connections, with "
+     "TCP_REPAIR, under the network lock"},
+    {"tcp-close", 0, A::kNone, S::kImplemented, true, nullptr,
+     "dump/restore: restore established TCP connections closed"},
+    {"skip-in-flight", 0, A::kNone, S::kImplemented, true, nullptr,
+     "dump: drop incoming TCP connections not accepted yet (else a listener holding some is "
+     "refused)"},
+    {"network-lock", 0, A::kRequired, S::kImplemented, false, "nftables|iptables|skip",
+     "dump/restore: how the tree's TCP connections are locked while dumped and restored "
+     "(default nftables: an nft table inet cryo-PID; iptables: chains cryo-PID; skip: none)"},
     {"ghost-limit", 0, A::kRequired, S::kImplemented, false, "SIZE",
      "dump: most disk space a deleted file may use to be saved whole (K, M, G suffixes; "
      "default 1M; a sparse file counts by its blocks)"},
@@ -88,8 +99,6 @@ constexpr OptionSpec kTable[] = {
      "a faster way to find holes in big deleted files; the images hold the same data"},
     {"weak-sysctls", 0, A::kNone, S::kIgnored, true, nullptr,
      "skip sysctls the kernel lacks: cryo restores no namespace sysctls"},
-    {"skip-in-flight", 0, A::kNone, S::kIgnored, true, nullptr,
-     "ignore half-open incoming TCP connections: cryo never saves them"},
     {"skip-file-rwx-check", 0, A::kNone, S::kIgnored, true, nullptr,
      "cryo checks a file's type and size on restore, never its permission bits"},
     {"log-pid", 0, A::kNone, S::kIgnored, true, nullptr,
@@ -104,9 +113,6 @@ constexpr OptionSpec kTable[] = {
     {"file-validation", 0, A::kRequired, S::kIgnored, false, "METHOD",
      "only 'filesize' is accepted: cryo checks files by size ('buildid' is not supported "
      "yet)"},
-    {"network-lock", 0, A::kRequired, S::kIgnored, false, "iptables|nftables|skip",
-     "the value is checked; the lock only guards established TCP connections, which cryo "
-     "does not dump yet"},
     {"ext-mount-map", 'M', A::kRequired, S::kIgnored, false, "KEY:VAL",
      "mount namespace option: cryo dumps only trees sharing its mount namespace"},
     {"skip-mnt", 0, A::kRequired, S::kIgnored, false, "PATH",
@@ -128,10 +134,6 @@ constexpr OptionSpec kTable[] = {
     {"join-ns", 'J', A::kRequired, S::kRefused, false, "NS:{PID|FILE}",
      "restore into an existing namespace"},
     {"libdir", 'L', A::kRequired, S::kRefused, false, "DIR", "plugin directory"},
-    {"tcp-established", 0, A::kNone, S::kRefused, true, nullptr,
-     "checkpoint/restore established TCP connections"},
-    {"tcp-close", 0, A::kNone, S::kRefused, true, nullptr,
-     "restore established TCP connections closed"},
     {"evasive-devices", 0, A::kNone, S::kRefused, true, nullptr, "use any path to a device file"},
     {"veth-pair", 0, A::kRequired, S::kRefused, false, "IN=OUT", "veth devices' names"},
     {"action-script", 0, A::kRequired, S::kRefused, false, "FILE",
@@ -240,6 +242,9 @@ struct Parser {
       if (name == "shell-job") o->shell_job = false;
       if (name == "file-locks") o->file_locks = false;
       if (name == "link-remap") o->link_remap = false;
+      if (name == "tcp-established") o->tcp_established = false;
+      if (name == "tcp-close") o->tcp_close = false;
+      if (name == "skip-in-flight") o->skip_in_flight = false;
       if (name == "display-stats") o->display_stats = false;
       if (name == "extra") o->check_extra = false;
       if (name == "experimental") o->check_experimental = false;
@@ -274,6 +279,13 @@ struct Parser {
       if (std::strcmp(arg, "iptables") && std::strcmp(arg, "nftables") && std::strcmp(arg, "skip"))
         fail("bad method '{}' for --network-lock{}: use iptables, nftables or skip", arg,
              from(src));
+      o->network_lock = arg;
+    } else if (name == "tcp-established") {
+      o->tcp_established = true;
+    } else if (name == "tcp-close") {
+      o->tcp_close = true;
+    } else if (name == "skip-in-flight") {
+      o->skip_in_flight = true;
     } else if (name == "close") {
       char* end;
       long fd = std::strtol(arg, &end, 10);

@@ -26,6 +26,10 @@ struct Options {
   uint64_t ghost_limit = 1 << 20;  // largest deleted file saved whole (CRIU's default)
   bool link_remap = false;         // a deleted file is linked to a hidden name, not copied
   unsigned timeout = 10;           // seconds the tree has to stop (CRIU's default)
+  bool tcp_established = false;    // connected TCP sockets are dumped and restored
+  bool tcp_close = false;          // and restored closed
+  bool skip_in_flight = false;     // connections not accepted yet are dropped
+  std::string network_lock;        // --network-lock: nftables, iptables, skip; "" not given
   bool restore_detached = false;
   bool display_stats = false;
   bool check_all = false;                // check --all: --extra and --experimental

@@ -109,9 +109,6 @@ void refuse_live_group_leader(const FrozenTask& t) {
       t.pid, t.pgid, leader.pid, leader.comm);
 }
 
-// inventory_entry.network_lock_method: cryo locks no network (CRIU's NETWORK_LOCK_SKIP).
-constexpr uint32_t kNetworkLockSkip = 2;
-
 }  // namespace
 
 void run(const Options& opts) {
@@ -161,6 +158,10 @@ void run(const Options& opts) {
   SysvShmTable sysv;
   SeccompTable seccomp;
   FileLockTable locks(opts.file_locks);
+  // Before the files: on failure, its sockets leave repair mode after cryo's copies are closed
+  // and before the tree runs again.
+  std::optional<net::RepairSession> tcp;
+  if (opts.tcp_established) tcp.emplace(opts.network_lock, root.pid);
   FileTableOptions fo;
   fo.shell_job = opts.shell_job;
   fo.ext_unix_sk = opts.ext_unix_sk;
@@ -169,6 +170,9 @@ void run(const Options& opts) {
   fo.shmem = &shmem;
   fo.locks = &locks;
   fo.in_tree = [&](pid_t p) { return tree.contains(p); };
+  fo.tcp = tcp ? &*tcp : nullptr;
+  fo.tcp_close = opts.tcp_close;
+  fo.skip_in_flight = opts.skip_in_flight;
   FileTable files(std::move(fo));
   // After the tree: on failure the workers stop before the tree is let go.
   ImageWorkers images(opts.dir);
@@ -280,7 +284,8 @@ void run(const Options& opts) {
   inv.set_fdinfo_per_id(true);
   *inv.mutable_root_ids() = kobj_ids(root.pid);
   inv.set_ns_per_id(true);
-  inv.set_network_lock_method(kNetworkLockSkip);
+  inv.set_network_lock_method(static_cast<uint32_t>(opts.network_lock));
+  if (opts.tcp_close) inv.set_tcp_close(true);
   inv.set_lsmtype(NO_LSM);
   std::string uptime = proc::read_file("/proc/uptime");
   inv.set_dump_uptime(static_cast<uint64_t>(std::stod(uptime) * 1e6));
@@ -290,6 +295,8 @@ void run(const Options& opts) {
 
   files.commit();
   progress::phase("releasing the tree");
+  // Sockets leave repair mode before a tree that runs on does; a killed tree's close quietly.
+  if (tcp) tcp->commit(!opts.leave_stopped && !opts.leave_running);
   tree.commit(opts.leave_stopped   ? FrozenTree::End::kStop
               : opts.leave_running ? FrozenTree::End::kRun
                                    : FrozenTree::End::kKill);

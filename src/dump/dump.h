@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "net/network_lock.h"
+
 namespace cryo::dump {
 
 struct Options {
@@ -20,7 +22,11 @@ struct Options {
   bool link_remap = false;  // --link-remap: deleted files are linked, not copied
   unsigned timeout = 10;
   bool display_stats = false;
-  std::string stats_json;  // --stats-json FILE (relative to the current directory)
+  std::string stats_json;        // --stats-json FILE (relative to the current directory)
+  bool tcp_established = false;  // connected TCP sockets are dumped (TCP_REPAIR)
+  bool tcp_close = false;        // connected TCP sockets are dumped to be restored closed
+  bool skip_in_flight = false;   // connections not accepted yet are dropped
+  net::LockMethod network_lock = net::LockMethod::kNftables;
 };
 
 void run(const Options& opts);

@@ -23,6 +23,7 @@
 #include "dump/shmem.h"
 #include "image/fdinfo.h"
 #include "kernel/syscalls.h"
+#include "net/tcp_repair.h"
 
 namespace cryo::dump {
 
@@ -40,6 +41,9 @@ struct FileTableOptions {
   ShmemTable* shmem = nullptr;         // where memfd contents go
   FileLockTable* locks = nullptr;      // where the locks of each fd are noted
   std::function<bool(pid_t)> in_tree;  // whether a PID is a task of the dumped tree
+  net::RepairSession* tcp = nullptr;   // --tcp-established: connections are dumped with it
+  bool tcp_close = false;              // --tcp-close: connections are dumped to be closed
+  bool skip_in_flight = false;         // listeners' connections not accepted yet are dropped
 };
 
 class FileTable {

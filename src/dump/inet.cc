@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "dump/event_files.h"
 #include "dump/file_kind.h"
+#include "dump/files.h"
 #include "dump/sockets.h"
 #include "image/fdinfo.h"
 #include "kernel/sock_diag.h"
@@ -52,6 +53,33 @@ std::string show(const sockaddr_storage& a) {
   auto* in6 = reinterpret_cast<const sockaddr_in6*>(&a);
   inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
   return fmt::format("[{}]:{}", buf, ntohs(in6->sin6_port));
+}
+
+// The packet filter's view of a connection (an IPv4-mapped IPv6 address as IPv4).
+net::Connection connection(const sockaddr_storage& src, const sockaddr_storage& dst) {
+  net::Connection c;
+  c.family = src.ss_family;
+  auto text = [&](const sockaddr_storage& a, std::string* addr, uint16_t* port) {
+    char buf[INET6_ADDRSTRLEN] = "?";
+    if (a.ss_family == AF_INET) {
+      auto* in = reinterpret_cast<const sockaddr_in*>(&a);
+      inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
+      *port = ntohs(in->sin_port);
+    } else {
+      auto* in6 = reinterpret_cast<const sockaddr_in6*>(&a);
+      if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+        c.family = AF_INET;
+        inet_ntop(AF_INET, in6->sin6_addr.s6_addr + 12, buf, sizeof buf);
+      } else {
+        inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
+      }
+      *port = ntohs(in6->sin6_port);
+    }
+    *addr = buf;
+  };
+  text(src, &c.local, &c.local_port);
+  text(dst, &c.remote, &c.remote_port);
+  return c;
 }
 
 }  // namespace
@@ -92,7 +120,7 @@ uint8_t dgram_shutdown(InetDiags& diags, int sk, int family, int proto, uint32_t
 }  // namespace
 
 void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint32_t flags,
-                      file_entry* e, InetDiags& diags) {
+                      file_entry* e, InetDiags& diags, const TcpDump& tcp_opts) {
   const int family = sk_int_opt(sk, SOL_SOCKET, SO_DOMAIN);
   const int type = sk_int_opt(sk, SOL_SOCKET, SO_TYPE);
   const int proto = sk_int_opt(sk, SOL_SOCKET, SO_PROTOCOL);
@@ -120,17 +148,29 @@ void dump_inet_socket(pid_t pid, int fd, int sk, uint32_t ino, uint32_t id, uint
       fail_sys("{}: cannot read its TCP state", where);
     state = ti.tcpi_state;
     if (state == image::kSkListen) {
-      backlog = ti.tcpi_sacked;  // for a listener: its backlog limit
-      if (ti.tcpi_unacked)       // for a listener: connections waiting to be accepted
+      backlog = ti.tcpi_sacked;                         // for a listener: its backlog limit
+      if (ti.tcpi_unacked && !tcp_opts.skip_in_flight)  // for a listener: connections waiting
         fail(
-            "{} has {} connection(s) waiting to be accepted: restoring them needs "
-            "--tcp-established, which is not supported yet",
+            "{} has {} connection(s) waiting to be accepted, which cryo cannot save: dump with "
+            "--skip-in-flight to drop them (their clients see the connection reset)",
             where, ti.tcpi_unacked);
+      if (ti.tcpi_unacked)
+        log::info("{}: {} connection(s) not accepted yet are dropped (--skip-in-flight)", where,
+                  ti.tcpi_unacked);
     } else if (state != image::kSkClose) {
-      fail(
-          "{} is connected to {} (TCP state {}): established TCP connections need "
-          "--tcp-established, which is not supported yet",
-          where, show(dst), state);
+      if (!tcp_opts.session && !tcp_opts.close)
+        fail(
+            "{} is connected to {} (TCP state {}): dump established TCP connections with "
+            "--tcp-established (or with --tcp-close to restore them closed)",
+            where, show(dst), net::tcp_state_name(static_cast<int>(state)));
+      if (!net::dumpable_tcp_state(static_cast<int>(state)))
+        fail(
+            "{} is connected to {} in TCP state {}: cryo dumps connections that are "
+            "established or half-closed, not in this passing state; dump again in a moment",
+            where, show(dst), net::tcp_state_name(static_cast<int>(state)));
+      if (tcp_opts.session)
+        (*tcp_opts.streams)[ino] =
+            tcp_opts.session->dump(sk, static_cast<int>(state), connection(src, dst), where);
     }
   } else if (udp || ping || raw) {
     state = connected ? image::kSkEstablished : image::kSkClose;
@@ -227,18 +267,29 @@ class InetSocketKind : public FileKind {
     const int domain = c.socket_domain();
     return domain == AF_INET || domain == AF_INET6;
   }
+  explicit InetSocketKind(const FileTableOptions& o) {
+    tcp_.session = o.tcp;
+    tcp_.close = o.tcp_close;
+    tcp_.skip_in_flight = o.skip_in_flight;
+    tcp_.streams = &streams_;
+  }
   void dump(FdContext& c, uint32_t id, file_entry* e) override {
-    dump_inet_socket(c.pid, c.fd, c.copy(), c.link_inode(), id, c.flags, e, diags_);
+    dump_inet_socket(c.pid, c.fd, c.copy(), c.link_inode(), id, c.flags, e, diags_, tcp_);
+  }
+  void write(const DumpEnd& end) override {
+    for (const auto& [ino, t] : streams_) net::write_tcp_stream(end.dir, ino, t);
   }
 
  private:
   InetDiags diags_;
+  TcpDump tcp_;
+  std::map<uint32_t, net::TcpStream> streams_;
 };
 
 }  // namespace
 
-std::unique_ptr<FileKind> make_inet_socket_kind(FileTable&) {
-  return std::make_unique<InetSocketKind>();
+std::unique_ptr<FileKind> make_inet_socket_kind(FileTable& t) {
+  return std::make_unique<InetSocketKind>(t.options());
 }
 
 }  // namespace cryo::dump

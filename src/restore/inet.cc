@@ -16,7 +16,9 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "image/fdinfo.h"
+#include "image/image.h"
 #include "restore/file_kind.h"
+#include "restore/files.h"
 #include "restore/sockets.h"
 
 namespace cryo::restore {
@@ -46,7 +48,63 @@ void set_int(int fd, int level, int name, int v, const char* what, uint32_t id) 
 
 }  // namespace
 
-Fd open_inet_socket(const inet_sk_entry& s) {
+namespace {
+
+bool tcp_connected(const inet_sk_entry& s) {
+  return s.type() == SOCK_STREAM && s.proto() == IPPROTO_TCP && s.state() != image::kSkClose &&
+         s.state() != image::kSkListen;
+}
+
+std::string addr_text(uint32_t family, const google::protobuf::RepeatedField<uint32_t>& words) {
+  sockaddr_storage a;
+  join(family, words, 0, &a);
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&a)->sin_addr, buf, sizeof buf);
+  else
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&a)->sin6_addr, buf, sizeof buf);
+  return buf;
+}
+
+net::Connection connection_of(const inet_sk_entry& s) {
+  net::Connection c;
+  c.family = static_cast<int>(s.family());
+  c.local = addr_text(s.family(), s.src_addr());
+  c.remote = addr_text(s.family(), s.dst_addr());
+  c.local_port = static_cast<uint16_t>(s.src_port());
+  c.remote_port = static_cast<uint16_t>(s.dst_port());
+  // An IPv4-mapped IPv6 address: its packets are IPv4 ones.
+  for (std::string* a : {&c.local, &c.remote})
+    if (c.family == AF_INET6 && a->rfind("::ffff:", 0) == 0 && a->find('.') != std::string::npos)
+      *a = a->substr(7);
+  if (c.local.find(':') == std::string::npos) c.family = AF_INET;
+  return c;
+}
+
+}  // namespace
+
+std::vector<net::Connection> tcp_connections(const Plan& plan, bool tcp_established) {
+  std::vector<net::Connection> out;
+  for (const auto& [id, f] : plan.files) {
+    if (!f.has_isk() || !tcp_connected(f.isk())) continue;
+    const inet_sk_entry& s = f.isk();
+    net::Connection c = connection_of(s);
+    if (!tcp_established && !plan.tcp_close)
+      fail(
+          "the images hold a connected TCP socket ({}, {}): restore connections with "
+          "--tcp-established, or closed with --tcp-close",
+          c.show(), net::tcp_state_name(static_cast<int>(s.state())));
+    if (!plan.tcp_close && !image::exists(plan.dir, net::tcp_stream_image(s.ino())))
+      fail(
+          "TCP socket {} ({}) was dumped without its state ({} is missing; a dump with "
+          "--tcp-close saves none): restore it closed with --tcp-close",
+          id, c.show(), net::tcp_stream_image(s.ino()));
+    out.push_back(c);
+  }
+  return out;
+}
+
+Fd open_inet_socket(const inet_sk_entry& s, const net::TcpStream* stream) {
   if (s.family() != AF_INET && s.family() != AF_INET6)
     fail("socket {}: unknown family {}", s.id(), s.family());
   Fd fd(::socket(static_cast<int>(s.family()), static_cast<int>(s.type()) | SOCK_CLOEXEC,
@@ -102,7 +160,11 @@ Fd open_inet_socket(const inet_sk_entry& s) {
   socklen_t len = join(s.family(), s.src_addr(), s.src_port(), &src);
   bool any_addr = true;
   for (uint32_t w : s.src_addr()) any_addr &= w == 0;
-  if (s.src_port() || !any_addr) {
+  // A connection restored closed is a new socket, not bound; one restored whole takes its
+  // address back in repair mode (even while the listener it came from holds the port).
+  const bool closed = tcp_connected(s) && !stream;
+  if (stream) net::repair_on(fd.get(), s.id());
+  if ((s.src_port() || !any_addr) && !closed) {
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&src), len) < 0)
       fail_sys(
           "socket {}: cannot bind to port {} again (another process uses it now, or a "
@@ -110,7 +172,14 @@ Fd open_inet_socket(const inet_sk_entry& s) {
           s.id(), s.src_port());
   }
   set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, o.reuseaddr() ? 1 : 0, "SO_REUSEADDR", s.id());
-  if (s.state() == image::kSkListen) {
+  if (stream) {
+    sockaddr_storage dst;
+    join(s.family(), s.dst_addr(), s.dst_port(), &dst);
+    net::restore_tcp_stream(fd.get(), s.id(), static_cast<int>(s.state()), *stream, src, dst, len);
+    // The buffer sizes made for the queues were locked: as dumped again.
+    set_int(fd.get(), SOL_SOCKET, SO_BUF_LOCK, static_cast<int>(o.so_buf_lock()), "SO_BUF_LOCK",
+            s.id());
+  } else if (s.state() == image::kSkListen) {
     if (::listen(fd.get(), static_cast<int>(s.backlog() ? s.backlog() : 128)) < 0)
       fail_sys("socket {}: cannot listen on port {}", s.id(), s.src_port());
   } else if (s.state() == image::kSkEstablished && s.type() != SOCK_STREAM) {
@@ -136,7 +205,12 @@ namespace {
 class InetSocketKind : public FileKind {
  public:
   fd_types type() const override { return INETSK; }
-  Fd open(const file_entry& f, FileSet&) override { return open_inet_socket(f.isk()); }
+  Fd open(const file_entry& f, FileSet& files) override {
+    const inet_sk_entry& s = f.isk();
+    if (!tcp_connected(s) || files.plan().tcp_close) return open_inet_socket(s);
+    net::TcpStream t = net::read_tcp_stream(files.plan().dir, s.ino());
+    return open_inet_socket(s, &t);
+  }
 };
 
 }  // namespace

@@ -213,6 +213,10 @@ Plan load_plan(const std::string& dir, bool shell_job) {
   if (inv.img_version() != image::kImagesV1_1)
     fail("image inventory.img has version {}, cryo reads version {}", inv.img_version(),
          image::kImagesV1_1);
+  plan.tcp_close = inv.tcp_close();
+  plan.network_lock = inv.network_lock_method();  // CRIU's default when absent: iptables
+  if (plan.network_lock > 2)
+    fail("image inventory.img: unknown network lock method {}", plan.network_lock);
 
   const Limits lim = Limits::of_system();
   const uint64_t xfeatures = arch::cpu_xfeatures();

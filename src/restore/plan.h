@@ -55,8 +55,10 @@ struct Plan {
   seccomp_entry seccomp;                    // filters referred to by thread cores
   std::map<uint32_t, tty_info_entry> ttys;  // tty-info.img by id
   bool shell_job = false;                   // the images hold a terminal job
-  std::map<uint32_t, uint32_t> ghosts;      // file id -> ghost file id (remap-fpath.img)
-  std::vector<std::string> link_remaps;     // links a --link-remap dump made: gone after restore
+  bool tcp_close = false;     // connected TCP sockets are restored closed (inventory, option)
+  uint32_t network_lock = 0;  // inventory_entry.network_lock_method (net::LockMethod)
+  std::map<uint32_t, uint32_t> ghosts;   // file id -> ghost file id (remap-fpath.img)
+  std::vector<std::string> link_remaps;  // links a --link-remap dump made: gone after restore
   std::map<uint64_t, SharedPages> shared_pages;                 // by shmid
   std::map<uint64_t, memfd_inode_entry> memfd_inodes;           // memfd.img by inode id
   std::map<std::pair<bool, uint32_t>, PipeData> pipe_data;      // by (fifo, pipe_id)

@@ -26,6 +26,7 @@
 #include "restore/file_locks.h"
 #include "restore/files.h"
 #include "restore/ghost_files.h"
+#include "restore/inet.h"
 #include "restore/mm.h"
 #include "restore/plan.h"
 #include "restore/sysv_shm.h"
@@ -85,6 +86,15 @@ int run(const Options& opts) {
   progress::phase("checking images");
   check_images_trusted(opts.dir);
   Plan plan = load_plan(opts.dir, opts.shell_job);
+  if (opts.tcp_close) plan.tcp_close = true;
+  // Connected TCP sockets stay locked (as the dump left them) until the tree runs; the lock
+  // is lifted then, or when the restore fails.
+  const std::vector<net::Connection> tcp = tcp_connections(plan, opts.tcp_established);
+  net::NetworkLock netlock(opts.network_lock.empty()
+                               ? static_cast<net::LockMethod>(plan.network_lock)
+                               : net::parse_lock_method(opts.network_lock),
+                           plan.tasks.front().pid());
+  netlock.add(tcp);
   PidFile pidfile(opts.pidfile);
   image::StatsJsonFile json(opts.stats_json);
   FileLocks locks(plan, opts.file_locks);
@@ -206,6 +216,7 @@ int run(const Options& opts) {
   // The tree may write to this terminal as soon as it runs.
   progress.stop();
   tree.release(opts.leave_stopped);
+  netlock.lift();
   sysv.keep();
   pidfile.keep();
   log::info(

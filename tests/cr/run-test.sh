@@ -50,6 +50,7 @@ declare -A PROG_OPTS=(
 	[file_locks]="-l"
 	[unix_ext]="--ext-unix-sk"
 	[link_remap]="--link-remap"
+	[tcp_stream]="--tcp-established"
 )
 read -ra OPTS <<<"${PROG_OPTS[$(basename "$PROG")]:-}"
 
