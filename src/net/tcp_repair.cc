@@ -69,10 +69,12 @@ uint32_t queue_seq(int sk, int queue, const std::string& where, const char* what
   return static_cast<uint32_t>(get_int(sk, TCP_QUEUE_SEQ, where, "a queue's sequence number"));
 }
 
-void repair_off(int sk) {
+// Leaving repair mode clears SO_REUSEADDR: it is put back to `reuse`.
+void repair_off(int sk, int reuse) {
   int off = TCP_REPAIR_OFF;
   if (::setsockopt(sk, SOL_TCP, TCP_REPAIR, &off, sizeof off) < 0)
     log::warn("cannot take a TCP socket out of repair mode: {}", std::strerror(errno));
+  if (reuse) ::setsockopt(sk, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof reuse);
 }
 
 }  // namespace
@@ -119,10 +121,14 @@ TcpStream RepairSession::dump(int sk, int st, const Connection& c, const std::st
   lock_.add({c});
   Fd mine(::fcntl(sk, F_DUPFD_CLOEXEC, 3));
   if (!mine) fail_sys("{}: cannot keep a copy of it", where);
+  int reuse = 0;
+  socklen_t rlen = sizeof reuse;
+  ::getsockopt(sk, SOL_SOCKET, SO_REUSEADDR, &reuse, &rlen);
   int on = TCP_REPAIR_ON;
   if (::setsockopt(mine.get(), SOL_TCP, TCP_REPAIR, &on, sizeof on) < 0)
     fail_sys("{}: cannot put it in repair mode (TCP_REPAIR needs CAP_NET_ADMIN)", where);
   socks_.push_back(std::move(mine));
+  reuse_.push_back(reuse);
   sk = socks_.back().get();
 
   TcpStream t;
@@ -176,7 +182,7 @@ TcpStream RepairSession::dump(int sk, int st, const Connection& c, const std::st
 }
 
 void RepairSession::release() {
-  for (auto& s : socks_) repair_off(s.get());
+  for (size_t i = 0; i < socks_.size(); i++) repair_off(socks_[i].get(), reuse_[i]);
   socks_.clear();
   lock_.lift();
 }
@@ -338,7 +344,7 @@ void repair_on(int sk, uint32_t id) {
 
 void restore_tcp_stream(int sk, uint32_t id, int st, const TcpStream& t,
                         const sockaddr_storage& local, const sockaddr_storage& remote,
-                        socklen_t len) {
+                        socklen_t len, bool reuse) {
   const tcp_stream_entry& e = t.e;
   select_queue(sk, TCP_SEND_QUEUE, id);
   set_int(sk, TCP_QUEUE_SEQ, static_cast<int>(e.outq_seq() - e.outq_len()), id, "TCP_QUEUE_SEQ");
@@ -401,7 +407,7 @@ void restore_tcp_stream(int sk, uint32_t id, int st, const TcpStream& t,
     tcp_repair_window w{e.snd_wl1(), e.snd_wnd(), e.max_window(), e.rcv_wnd(), e.rcv_wup()};
     set_opt(sk, SOL_TCP, TCP_REPAIR_WINDOW, &w, sizeof w, id, "TCP_REPAIR_WINDOW");
   }
-  repair_off(sk);
+  repair_off(sk, reuse);
   send_all(sk, t.outq.data() + sent, e.unsq_len(), id, "data not sent yet");
   if (fin_sent(st) && !our_fin_queued && ::shutdown(sk, SHUT_WR) < 0)
     fail_sys("socket {}: cannot send its FIN again", id);

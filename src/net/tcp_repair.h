@@ -52,6 +52,7 @@ class RepairSession {
   void release();
   NetworkLock lock_;
   std::vector<Fd> socks_;
+  std::vector<int> reuse_;  // their SO_REUSEADDR, which leaving repair mode clears
   bool done_ = false;
 };
 
@@ -60,9 +61,10 @@ class RepairSession {
 void repair_on(int sk, uint32_t id);
 // After bind: connects socket `sk` to `dst` in repair mode with the dumped sequence numbers,
 // options, queues and windows, puts it in its dumped (half-closed) `state`, and leaves repair
-// mode. `local`/`remote` address the packets that move it to a half-closed state.
+// mode (with SO_REUSEADDR `reuse`). `local`/`remote` address the packets that move it to a
+// half-closed state.
 void restore_tcp_stream(int sk, uint32_t id, int state, const TcpStream& t,
                         const sockaddr_storage& local, const sockaddr_storage& remote,
-                        socklen_t len);
+                        socklen_t len, bool reuse);
 
 }  // namespace cryo::net

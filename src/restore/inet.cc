@@ -175,7 +175,8 @@ Fd open_inet_socket(const inet_sk_entry& s, const net::TcpStream* stream) {
   if (stream) {
     sockaddr_storage dst;
     join(s.family(), s.dst_addr(), s.dst_port(), &dst);
-    net::restore_tcp_stream(fd.get(), s.id(), static_cast<int>(s.state()), *stream, src, dst, len);
+    net::restore_tcp_stream(fd.get(), s.id(), static_cast<int>(s.state()), *stream, src, dst, len,
+                            o.reuseaddr());
     // The buffer sizes made for the queues were locked: as dumped again.
     set_int(fd.get(), SOL_SOCKET, SO_BUF_LOCK, static_cast<int>(o.so_buf_lock()), "SO_BUF_LOCK",
             s.id());

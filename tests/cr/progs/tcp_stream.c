@@ -165,6 +165,10 @@ static int listener(int family, int *port)
 		in6->sin6_addr = in6addr_loopback;
 		len = sizeof *in6;
 	}
+	/* As servers do: the leave-running flavor restores while the original's connections
+	 * linger in TIME_WAIT. */
+	int one = 1;
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (l < 0 || bind(l, (struct sockaddr *)&a, len) < 0 || listen(l, 8) < 0)
 		_exit(3);
 	getsockname(l, (struct sockaddr *)&a, &len);
@@ -250,9 +254,27 @@ static void finish_pair(const char *who, struct stream *out, struct stream *in, 
 	drain(in, 10);
 }
 
+/* Files written after go are named for this go (the leave-running flavor runs the program
+ * twice from one dump, in one WORKDIR): after its inode and change time. */
+static const char *after_go(const char *name)
+{
+	static char out[4][128];
+	static int next;
+	char path[2300];
+	struct stat st;
+	cr_path(path, sizeof path, "go");
+	memset(&st, 0, sizeof st);
+	stat(path, &st);
+	char *o = out[next++ % 4];
+	snprintf(o, sizeof out[0], "%s-%llx-%llx", name, (unsigned long long)st.st_ino,
+		 (unsigned long long)(st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec));
+	return o;
+}
+
 static void write_total(const char *name, uint64_t v)
 {
 	char b[32];
+	name = after_go(name);
 	int n = snprintf(b, sizeof b, "%llu\n", (unsigned long long)v);
 	cr_write_file(name, b, (size_t)n);
 }
@@ -260,6 +282,7 @@ static void write_total(const char *name, uint64_t v)
 static uint64_t read_total(const char *name)
 {
 	char path[2300], b[32];
+	name = after_go(name);
 	cr_path(path, sizeof path, name);
 	for (int i = 0; i < 1000; i++) {
 		ssize_t n = cr_read_file(path, b, sizeof b - 1);
@@ -305,6 +328,7 @@ static int client(int pa, int pb, int pc, int pd)
 	compare("B client", b.fd, &sb);
 	compare("C client", c.fd, &sc);
 	compare("D client", d.fd, &sd);
+	cr_write_file(after_go("client-checked"), "1\n", 2);
 	/* B: more data after the restore, then the end. */
 	uint64_t more = b.sent + (1 << 20);
 	while (b.sent < more && !b.bad) {
@@ -362,6 +386,7 @@ static int server(void)
 	compare("B server", fb, &sb);
 	compare("C server", fc, &sc);
 	compare("D server", fd, &sd);
+	cr_wait_for(after_go("client-checked")); /* before C moves on */
 
 	drain(&cin, 10);
 	if (cin.got != 1000)
