@@ -15,6 +15,8 @@
 
 #include "base/deadline.h"
 #include "base/error.h"
+#include "base/fault.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "image/image.h"
 
@@ -129,6 +131,12 @@ TcpStream RepairSession::dump(int sk, int st, const Connection& c, const std::st
     fail_sys("{}: cannot put it in repair mode (TCP_REPAIR needs CAP_NET_ADMIN)", where);
   socks_.push_back(std::move(mine));
   reuse_.push_back(reuse);
+  // For the tests of a stop signal while connections are locked and in repair mode.
+  if (fault_wanted("tcp-locked-stall"))
+    for (int i = 0; i < 2000; i++) {
+      interrupt_point();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
   sk = socks_.back().get();
 
   TcpStream t;

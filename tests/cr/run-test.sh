@@ -1582,6 +1582,162 @@ time.sleep(120)' "$D"
 	restore_fg
 }
 
+# ---------------------------------------------------------------- TCP connections
+# PROG is tcp_outside: a client in the tree of tcp_peer, a process outside it.
+
+# lock_left ROOT: names what of a network lock of tree ROOT is left (nothing: fails).
+lock_left() {
+	nft list table inet "cryo-$1" >/dev/null 2>&1 && echo "nft table inet cryo-$1"
+	iptables -w 10 -n -L "cryo-$1" >/dev/null 2>&1 && echo "iptables chain cryo-$1"
+	ip6tables -w 10 -n -L "cryo-$1" >/dev/null 2>&1 && echo "ip6tables chain cryo-$1"
+}
+check_no_lock() { # WHEN
+	local left
+	left=$(lock_left "$ROOT")
+	[[ -z $left ]] || die "$1: the network lock is left behind: $left"
+}
+
+start_peer() {
+	helper tcp_peer
+	rm -f "$D/peer-port" "$D/peer-result"
+	spawn "$HELPER" "$D"
+	HELPERS+=("$SPAWN_PID")
+	wait_until 10 test -s "$D/peer-port" || die "the outside peer tcp_peer did not listen"
+}
+
+# The peer ends once the tree closed its side (or the connection failed).
+check_peer() { # WHAT EXPECTED-WORD
+	wait_until 30 test -s "$D/peer-result" || die "$1: the outside peer wrote no result"
+	if [[ -z ${2:-} ]]; then
+		[[ $(<"$D/peer-result") == PASS ]] || die "$1: the outside peer reported: $(cat "$D/peer-result")"
+	else
+		grep -qi -- "$2" "$D/peer-result" || die "$1: the outside peer saw no \"$2\": $(cat "$D/peer-result")"
+	fi
+	log "$1: the outside peer ${2:+saw \"$2\"}${2:-passed its checks}"
+}
+
+# A connection with a peer outside the tree survives dump and restore: the lock keeps the
+# peer's packets from meeting a closed port (a reset) in between, and is gone at the end.
+flavor_tcp_outside() { # [LOCK METHOD]
+	local method=${1:-nftables}
+	start_peer
+	OPTS=(--tcp-established)
+	[[ -n ${1:-} ]] && OPTS+=(--network-lock "$1")
+	start_prog "$PROG"
+	dump_ok dump
+	check_tree_gone
+	[[ -e $(compgen -G "$IMG/tcp-stream-*.img" | head -n 1) ]] || die "no tcp-stream-*.img after dump"
+	case $method in
+	nftables) nft list table inet "cryo-$ROOT" >/dev/null 2>&1 || die "no nft table inet cryo-$ROOT between dump and restore" ;;
+	iptables) iptables -w 10 -S "cryo-$ROOT" 2>/dev/null | grep -q DROP || die "no iptables chain cryo-$ROOT between dump and restore" ;;
+	esac
+	log "the $method lock holds between dump and restore; the peer keeps sending for 1 s"
+	sleep 1
+	OPTS=(--tcp-established)
+	restore_fg
+	check_no_lock "after restore"
+	check_peer "after restore"
+}
+
+# --tcp-close: restored closed (the peer learns it), whether asked at restore or at dump.
+flavor_tcp_close() {
+	start_peer
+	OPTS=()
+	start_prog "$PROG"
+	dump_ok dump --tcp-established
+	check_tree_gone
+	run_cryo restore restore -d -D "$IMG" -o "$D/restore.log" -v4 --tcp-close
+	(( RC == 0 )) || die "cryo restore --tcp-close exited $RC: $(msg_of restore)"
+	check_no_lock "after restore --tcp-close"
+	ss -tnp | grep -q "pid=$ROOT," && die "restore --tcp-close: the restored process has a TCP connection: $(ss -tnp | grep "pid=$ROOT,")"
+	check_tree_running "after restore --tcp-close"
+	check_peer "after restore --tcp-close" reset
+	kill -KILL "$ROOT"
+	wait_until 10 is_gone "$ROOT" || die "the restored tree did not go"
+
+	new_run close-at-dump
+	start_peer
+	start_prog "$PROG"
+	dump_ok dump --tcp-close
+	check_tree_gone
+	[[ -z $(compgen -G "$IMG/tcp-stream-*.img") ]] || die "dump --tcp-close wrote tcp-stream images"
+	"$CRIT" decode -i "$IMG/inventory.img" | grep -q '"tcp_close": true' || die "dump --tcp-close: no tcp_close in inventory.img"
+	run_cryo restore restore -d -D "$IMG" -o "$D/restore.log" -v4
+	(( RC == 0 )) || die "cryo restore of a --tcp-close dump exited $RC: $(msg_of restore)"
+	ss -tnp | grep -q "pid=$ROOT," && die "restore of a --tcp-close dump: the restored process has a TCP connection"
+	check_tree_running "after restore of a --tcp-close dump"
+	kill -KILL "$ROOT"
+	wait_until 10 is_gone "$ROOT" || die "the restored tree did not go"
+}
+
+# Refusals and failures leave the tree running, its connection whole, and no lock.
+flavor_tcp_errors() {
+	start_peer
+	OPTS=()
+	start_prog "$PROG"
+	dump plain
+	expect_fail plain "dump of an established connection without --tcp-established"
+	expect_msg plain "dump without --tcp-established" --tcp-established "connected to 127.0.0.1"
+	check_tree_running "after the refused dump"
+
+	# A lock that cannot be taken: a chain of another kind holds the lock's name.
+	nft add table inet "cryo-$ROOT" && nft add chain inet "cryo-$ROOT" input '{ type filter hook prerouting priority 0; }' ||
+		die "setup: cannot make a conflicting nft table"
+	dump lockfail --tcp-established
+	expect_fail lockfail "dump whose lock cannot be taken"
+	expect_msg lockfail "dump whose lock cannot be taken" nft "lock"
+	check_tree_running "after the dump whose lock failed"
+	check_no_lock "after the dump whose lock failed"
+
+	# nft missing.
+	log "cryo dump with a PATH without nft"
+	timeout 60 env PATH=/nonexistent "$CRYO" dump -t "$ROOT" -D "$IMG" -o "$D/nonft.log" -v4 --tcp-established >"$D/nonft.stdout" 2>"$D/nonft.stderr"
+	RC=$?
+	expect_fail nonft "dump without nft"
+	expect_msg nonft "dump without nft" nft nftables
+	check_tree_running "after the dump without nft"
+	check_no_lock "after the dump without nft"
+
+	# A failure after everything was read (connections locked, in repair mode).
+	CRYO_FAULT=dump-after-images dump fault --tcp-established
+	expect_fail fault "dump failing at its end"
+	check_tree_running "after the failed dump"
+	check_no_lock "after the failed dump"
+
+	# The images need --tcp-established (or --tcp-close) to be restored.
+	OPTS=(--tcp-established)
+	dump_ok dump
+	check_tree_gone
+	OPTS=()
+	restore_must_fail restore-plain "restore without --tcp-established" "$IMG" --tcp-established
+	OPTS=(--tcp-established)
+	restore_fg
+	check_no_lock "after restore"
+	check_peer "after the refusals, dump and restore"
+}
+
+# A stop signal while the connections are locked and in repair mode: the dump stops, the
+# tree and its connection go on, no lock is left.
+flavor_tcp_interrupt() {
+	start_peer
+	OPTS=()
+	start_prog "$PROG"
+	log "cryo dump --tcp-established (stalled once locked), then SIGTERM"
+	CRYO_FAULT=tcp-locked-stall "$CRYO" dump -t "$ROOT" -D "$IMG" -o "$D/dump.log" -v4 --tcp-established >"$D/dump.stdout" 2>"$D/dump.stderr" &
+	local cpid=$!
+	HELPERS+=("$cpid")
+	wait_until 20 nft list table inet "cryo-$ROOT" >/dev/null 2>&1 || die "the dump took no lock within 20 s"
+	sleep 0.3
+	kill -TERM "$cpid"
+	wait "$cpid"
+	RC=$?
+	expect_fail dump "dump stopped by SIGTERM"
+	check_tree_running "after SIGTERM"
+	check_no_lock "after SIGTERM"
+	finish_original "after SIGTERM"
+	check_peer "after SIGTERM"
+}
+
 # ---------------------------------------------------------------- main
 
 [[ -x $CRYO ]] || die "cryo binary $1 not found"
@@ -1610,6 +1766,11 @@ demo)
 	*) die "unknown demo $PROG" ;;
 	esac
 	;;
+tcp-outside) flavor_tcp_outside ;;
+tcp-outside-iptables) flavor_tcp_outside iptables ;;
+tcp-close) flavor_tcp_close ;;
+tcp-errors) flavor_tcp_errors ;;
+tcp-interrupt) flavor_tcp_interrupt ;;
 missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrupt-image | \
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
