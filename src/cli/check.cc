@@ -48,6 +48,7 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "kernel/syscalls.h"
+#include "net/network_lock.h"
 
 namespace cryo::cli {
 namespace {
@@ -656,8 +657,7 @@ std::vector<Feature> criu_features() {
        "cryo does not dump cgroup namespaces yet", false},
       {"autofs", [] { return probe_filesystem("autofs"); }, "cryo does not dump autofs mounts yet",
        true},
-      {"tcp_half_closed", probe_tcp_half_closed,
-       "cryo does not dump established or half-closed TCP connections yet", false},
+      {"tcp_half_closed", probe_tcp_half_closed, nullptr, false},
       {"compat_cr", probe_compat_cr, "cryo does not dump 32-bit tasks yet", true},
       {"uffd", [] { return probe_uffd(0); }, "cryo has no lazy restore (lazy-pages) yet", false},
       {"uffd-noncoop",
@@ -689,7 +689,7 @@ std::vector<Feature> criu_features() {
       {"apparmor_stacking",
        [] { return probe_file("/sys/kernel/security/apparmor/features/domain/stack"); },
        "cryo does not restore AppArmor profiles yet", false},
-      {"network_lock_nftables", probe_nftables, "cryo has no network lock yet", false},
+      {"network_lock_nftables", net::probe_nftables_lock, nullptr, false},
       {"sockopt_buf_lock", probe_sockopt_buf_lock, "cryo does not save SO_BUF_LOCK yet", false},
       {"memfd_hugetlb", probe_memfd_hugetlb, "cryo does not dump hugetlb memfds yet", false},
       {"move_mount_set_group", probe_move_mount_set_group,

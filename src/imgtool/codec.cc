@@ -44,6 +44,7 @@
 #include "sk-packet.pb.h"
 #include "sk-unix.pb.h"
 #include "stats.pb.h"
+#include "tcp-stream.pb.h"
 #include "timens.pb.h"
 #include "timer.pb.h"
 #include "timerfd.pb.h"
@@ -115,18 +116,18 @@ const Kind kKinds[] = {
     {"SECCOMP", image::magic::kSeccomp, d<seccomp_entry>},
     {"STATS", image::magic::kStats, d<stats_entry>},
     {"TIMENS", image::magic::kTimens, d<timens_entry>},
+    {"TCP_STREAM", image::magic::kTcpStream, d<tcp_stream_entry>, nullptr, nullptr, false, 1, true},
 };
 
 // Kinds crit names but cryo's schema has no message for.
 const std::pair<const char*, uint32_t> kForeign[] = {
-    {"UTSNS", 0x54473203},    {"PIDNS", 0x61157326},       {"IPC_VAR", 0x53115007},
-    {"CGROUP", 0x59383330},   {"TCP_STREAM", 0x51465506},  {"MNTS", 0x55563928},
-    {"TUNFILE", 0x57143751},  {"IRMAP_CACHE", 0x57004059}, {"NETDEV", 0x57373951},
-    {"IPCNS_SEM", 0x59573019}, {"IPCNS_MSG", 0x55453737},  {"NETNS", 0x55933752},
-    {"USERNS", 0x55474906},   {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},
-    {"BPFMAP_FILE", 0x57506142}, {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047},
-    {"SIGNAL", 0x59255647},   {"BINFMT_MISC", 0x67343323},
-    {"KDAT", 0x57023458},
+    {"UTSNS", 0x54473203},       {"PIDNS", 0x61157326},    {"IPC_VAR", 0x53115007},
+    {"CGROUP", 0x59383330},      {"MNTS", 0x55563928},     {"TUNFILE", 0x57143751},
+    {"IRMAP_CACHE", 0x57004059}, {"NETDEV", 0x57373951},   {"IPCNS_SEM", 0x59573019},
+    {"IPCNS_MSG", 0x55453737},   {"NETNS", 0x55933752},    {"USERNS", 0x55474906},
+    {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},  {"BPFMAP_FILE", 0x57506142},
+    {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047}, {"SIGNAL", 0x59255647},
+    {"BINFMT_MISC", 0x67343323}, {"KDAT", 0x57023458},
 };
 
 // The named bits crit shows for a field marked (criu).flags.
@@ -594,6 +595,14 @@ std::string decode_image(std::string_view data, bool pretty) {
         w.key("extra");
         w.string(base64_lines(in.take(uint_field(m, "len"), "data")));
       }
+    } else if (kind->tcp_queues) {
+      w.key("extra");
+      w.begin_object();
+      w.key("inq");
+      w.string(base64_lines(in.take(uint_field(m, "inq_len"), "the receive queue")));
+      w.key("outq");
+      w.string(base64_lines(in.take(uint_field(m, "outq_len"), "the send queue")));
+      w.end_object();
     } else if (kind->extra_align > 1) {
       uint64_t len = uint_field(m, kind->extra_len);
       w.key("extra");
@@ -855,6 +864,12 @@ class ImageEncoder {
     if (kind_->ghost) {
       if (n == 0 && !bool_field(m, "chunks")) done_ = true;
       if (n > 0 || done_) out_ += extra_bytes(e.find("extra"), n);
+    } else if (kind_->tcp_queues) {
+      const json::Value* x = e.find("extra");
+      if (!x || x->type != json::Value::Type::kObject)
+        fail("entry {}: \"extra\" must be an object with \"inq\" and \"outq\"", n);
+      out_ += extra_bytes(x->find("inq"), n);
+      out_ += extra_bytes(x->find("outq"), n);
     } else if (kind_->extra_len) {
       const json::Value* x = e.find("extra");
       if (x && x->truthy()) out_ += padded(extra_bytes(x, n), uint_field(m, kind_->extra_len));

@@ -28,6 +28,8 @@ struct Kind {
   // The extra bytes are padded with zeros to a multiple of this (IPCNS_SHM: 4); crit reads
   // such an extra as far as the file goes.
   unsigned extra_align = 1;
+  // TCP_STREAM: the extra is two byte strings, {"inq": inq_len bytes, "outq": outq_len}.
+  bool tcp_queues = false;
 };
 
 const Kind* kind_by_magic(uint32_t magic);

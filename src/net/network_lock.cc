@@ -119,15 +119,17 @@ std::string NetworkLock::name() const {
 void NetworkLock::add(const std::vector<Connection>& conns) {
   if (method_ == LockMethod::kSkip || conns.empty()) return;
   const std::string t = name();
-  taken_ = true;  // from the first try: a half-made lock is lifted too
   if (method_ == LockMethod::kNftables) {
     std::string script = nft_chains(t);
     for (const auto& c : conns) {
       script += nft_rule(t, "input", c, true);
       script += nft_rule(t, "output", c, false);
     }
+    // One transaction: it makes all or nothing.
     nft(script, fmt::format("lock {} connection(s) (table inet {})", conns.size(), t));
+    taken_ = true;
   } else {
+    taken_ = true;  // from the first command: a half-made lock is lifted too
     for (const auto& c : conns) ipt_add(t, c);
   }
   for (const auto& c : conns)

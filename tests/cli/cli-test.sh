@@ -42,11 +42,12 @@ features)
 		fi
 	done
 	# Things cryo does today, on a kernel that has them (6.x).
-	for f in mnt_id timerfd fdinfo_lock seccomp_filters kcmp_epoll clone3_set_tid; do
+	for f in mnt_id timerfd fdinfo_lock seccomp_filters kcmp_epoll clone3_set_tid tcp_half_closed \
+		network_lock_nftables; do
 		"$CRYO" check --feature $f >/dev/null 2>&1 || fail "$f should be supported here"
 	done
 	# Things cryo cannot do yet: never supported, whatever the kernel.
-	for f in userns tun nsid cgroupns timens uffd uffd-noncoop mem_dirty_track tcp_half_closed; do
+	for f in userns tun nsid cgroupns timens uffd uffd-noncoop mem_dirty_track; do
 		"$CRYO" check --feature $f >/dev/null 2>&1 && fail "$f claims support"
 	done
 	"$CRYO" check --feature no_such_feature >"$T/out" 2>"$T/err" && fail "unknown feature exits 0"
@@ -85,7 +86,7 @@ errors)
 	one_line "'lazy-pages' is not supported" lazy-pages -D "$T"
 	one_line "'cpuinfo check' is not supported" cpuinfo check
 	one_line "exec" exec
-	one_line "option --tcp-established is not supported" dump -t 1 --tcp-established
+	one_line "option --evasive-devices is not supported" dump -t 1 --evasive-devices
 	one_line "option --external is not supported" restore --external "net[1]:x"
 	one_line "bad PID 'abc'" dump -t abc
 	one_line "bad mode 'fast' for --pre-dump-mode" dump --pre-dump-mode fast

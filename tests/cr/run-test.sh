@@ -1687,6 +1687,9 @@ flavor_tcp_errors() {
 	expect_fail lockfail "dump whose lock cannot be taken"
 	expect_msg lockfail "dump whose lock cannot be taken" nft "lock"
 	check_tree_running "after the dump whose lock failed"
+	# What is left is the table made here, untouched (nft's transaction made nothing).
+	nft list table inet "cryo-$ROOT" | grep -qi drop && die "the failed dump left lock rules: $(nft list table inet "cryo-$ROOT")"
+	nft delete table inet "cryo-$ROOT"
 	check_no_lock "after the dump whose lock failed"
 
 	# nft missing.

@@ -119,7 +119,7 @@ TEST(Options, Refusals) {
   EXPECT_NE(error_of({"dump", "--no-such-option"}).find("--no-such-option"), std::string::npos);
   EXPECT_NE(error_of({"dump", "-t", "abc"}).find("abc"), std::string::npos);
   EXPECT_NE(error_of({"dump", "-t", "-5"}).find("-5"), std::string::npos);
-  EXPECT_NE(error_of({"dump", "--tcp-established"}).find("not supported"), std::string::npos);
+  EXPECT_NE(error_of({"dump", "--evasive-devices"}).find("not supported"), std::string::npos);
   EXPECT_NE(error_of({"dump", "extra", "-t", "1"}).find("extra"), std::string::npos);
   EXPECT_NE(error_of({"-t", "1"}).find("no action"), std::string::npos);
   EXPECT_NE(error_of({"dump", "-t"}).find("needs an argument"), std::string::npos);
@@ -215,6 +215,19 @@ TEST(Options, EveryCriuSpelling) {
   }
   EXPECT_GT(accepted, 40);
   EXPECT_GT(refused, 40);
+}
+
+TEST(Options, TcpConnections) {
+  Options o = parse_args(
+      {"dump", "-t", "1", "--tcp-established", "--skip-in-flight", "--network-lock", "iptables"});
+  EXPECT_TRUE(o.tcp_established);
+  EXPECT_TRUE(o.skip_in_flight);
+  EXPECT_FALSE(o.tcp_close);
+  EXPECT_EQ(o.network_lock, "iptables");
+  o = parse_args({"restore", "--tcp-close", "--tcp-established", "--no-tcp-established"});
+  EXPECT_TRUE(o.tcp_close);
+  EXPECT_FALSE(o.tcp_established);
+  EXPECT_EQ(o.network_lock, "");
 }
 
 TEST(Options, RepeatedOptions) {
@@ -325,9 +338,9 @@ TEST(Options, ConfigPrecedence) {
 TEST(Options, ConfigFileErrorsNameTheFile) {
   TempDir d;
   ConfigSources src = no_files();
-  std::string cfg = d.write("c.conf", "tcp-established\n");
+  std::string cfg = d.write("c.conf", "evasive-devices\n");
   std::string e = error_of({"dump", "--config", cfg}, src);
-  EXPECT_TRUE(has(e, "--tcp-established") && has(e, cfg) && has(e, "not supported")) << e;
+  EXPECT_TRUE(has(e, "--evasive-devices") && has(e, cfg) && has(e, "not supported")) << e;
   d.write("c.conf", "no-such-thing\n");
   e = error_of({"dump", "--config", cfg}, src);
   EXPECT_TRUE(has(e, "--no-such-thing") && has(e, cfg)) << e;

@@ -8,7 +8,9 @@
  *   C (IPv4) half-closed: the client sent 1000 bytes and shut down its sending side (client
  *     FIN_WAIT2, server CLOSE_WAIT with the data and the FIN unread);
  *   D (IPv6) the client filled the connection, then shut it down: its FIN waits behind data
- *     not sent yet (FIN_WAIT1).
+ *     not sent yet (FIN_WAIT1);
+ *   E (IPv4) the client shut its side down at once and does not read; the server filled the
+ *     connection and shut down too (server LAST_ACK, its FIN behind data not sent yet).
  *   After go every stream must go on: every byte the pattern's, none lost or repeated, totals
  *   equal to what the sender wrote; states and negotiated options (MSS, window scaling,
  *   SACK, timestamps) as before the dump; no reset.
@@ -247,6 +249,10 @@ static void pump_for(struct stream *out, struct stream *in, int ms)
 static void finish_pair(const char *who, struct stream *out, struct stream *in, uint64_t got_at_go)
 {
 	pump_for(out, in, 700);
+	/* The peer's data held by the lock comes when its retransmission timer, backed off
+	 * while the lock held, fires again. */
+	for (int i = 0; i < 20 && in->got <= got_at_go && !in->bad && !out->bad; i++)
+		pump_for(out, in, 500);
 	if (in->got <= got_at_go && !in->bad)
 		cr_fail("%s: no data came after the restore (%llu bytes)", who,
 			(unsigned long long)in->got);
@@ -298,7 +304,7 @@ static uint64_t read_total(const char *name)
 
 /* ---- tcp_stream */
 
-static int client(int pa, int pb, int pc, int pd)
+static int client(int pa, int pb, int pc, int pd, int pe)
 {
 	struct stream a = { "A client->server", dial(AF_INET, pa), 0, 0, 0, 0, 0 };
 	struct stream ain = { "A server->client (client side)", a.fd, 0, 0, 0, 0, 0 };
@@ -306,6 +312,8 @@ static int client(int pa, int pb, int pc, int pd)
 	struct stream c = { "C client->server", dial(AF_INET, pc), 0, 0, 0, 0, 0 };
 	struct stream cin = { "C server->client (client side)", c.fd, 0, 0, 0, 0, 0 };
 	struct stream d = { "D client->server", dial(AF_INET6, pd), 0, 0, 0, 0, 0 };
+	struct stream ein = { "E server->client (client side)", dial(AF_INET, pe), 0, 0, 0, 0, 0 };
+	shutdown(ein.fd, SHUT_WR);
 	cr_wait_for("accepted");
 	fill(&b);
 	pump_send(&c, 1000);
@@ -313,7 +321,9 @@ static int client(int pa, int pb, int pc, int pd)
 	fill(&d);
 	shutdown(d.fd, SHUT_WR);
 	cr_sleep_ms(50);
-	struct snap sb, sc, sd;
+	struct snap sb, sc, sd, se;
+	cr_wait_for("e-filled");
+	take(ein.fd, &se);
 	take(b.fd, &sb);
 	take(c.fd, &sc);
 	take(d.fd, &sd);
@@ -328,6 +338,7 @@ static int client(int pa, int pb, int pc, int pd)
 	compare("B client", b.fd, &sb);
 	compare("C client", c.fd, &sc);
 	compare("D client", d.fd, &sd);
+	compare("E client", ein.fd, &se);
 	cr_write_file(after_go("client-checked"), "1\n", 2);
 	/* B: more data after the restore, then the end. */
 	uint64_t more = b.sent + (1 << 20);
@@ -344,6 +355,10 @@ static int client(int pa, int pb, int pc, int pd)
 	if (cin.got != 5000)
 		cr_fail("C: the client read %llu bytes of the server's 5000",
 			(unsigned long long)cin.got);
+	drain(&ein, 20);
+	if (ein.got != read_total("e-total"))
+		cr_fail("E: the client read %llu bytes, the server sent %llu",
+			(unsigned long long)ein.got, (unsigned long long)read_total("e-total"));
 	finish_pair("A client", &a, &ain, got_at_go);
 	write_total("a-client-sent", a.sent);
 	if (ain.got != read_total("a-server-sent"))
@@ -356,15 +371,21 @@ static int server(void)
 {
 	int pa, pb, pc, pd;
 	int la = listener(AF_INET, &pa), lb = listener(AF_INET6, &pb);
-	int lc = listener(AF_INET, &pc), ld = listener(AF_INET6, &pd);
+	int lc = listener(AF_INET, &pc), ld = listener(AF_INET6, &pd), pe, le = listener(AF_INET, &pe);
 	pid_t kid = fork();
 	if (kid == 0)
-		_exit(client(pa, pb, pc, pd));
+		_exit(client(pa, pb, pc, pd, pe));
 	int fa = accept4(la, NULL, NULL, SOCK_CLOEXEC), fb = accept4(lb, NULL, NULL, SOCK_CLOEXEC);
 	int fc = accept4(lc, NULL, NULL, SOCK_CLOEXEC), fd = accept4(ld, NULL, NULL, SOCK_CLOEXEC);
-	if (fa < 0 || fb < 0 || fc < 0 || fd < 0)
+	int fe = accept4(le, NULL, NULL, SOCK_CLOEXEC);
+	if (fa < 0 || fb < 0 || fc < 0 || fd < 0 || fe < 0)
 		_exit(5);
 	cr_write_file("accepted", "1\n", 2);
+	struct stream e = { "E server->client", fe, 0, 0, 0, 0, 0 };
+	fill(&e);
+	shutdown(fe, SHUT_WR);
+	cr_sleep_ms(50);
+	cr_write_file("e-filled", "1\n", 2);
 	struct stream a = { "A server->client", fa, 0, 0, 0, 0, 0 };
 	struct stream ain = { "A client->server (server side)", fa, 0, 0, 0, 0, 0 };
 	struct stream bin = { "B client->server (server side)", fb, 0, 0, 0, 0, 0 };
@@ -372,7 +393,10 @@ static int server(void)
 	struct stream cin = { "C client->server (server side)", fc, 0, 0, 0, 0, 0 };
 	struct stream din = { "D client->server (server side)", fd, 0, 0, 0, 0, 0 };
 	cr_wait_for("ready-client");
-	struct snap sa, sb, sc, sd;
+	struct snap sa, sb, sc, sd, se;
+	take(fe, &se);
+	if (se.state != TCP_LAST_ACK)
+		cr_fail("setup: E server in state %d, not LAST_ACK", se.state);
 	take(fb, &sb);
 	take(fc, &sc);
 	take(fd, &sd);
@@ -386,6 +410,8 @@ static int server(void)
 	compare("B server", fb, &sb);
 	compare("C server", fc, &sc);
 	compare("D server", fd, &sd);
+	compare("E server", fe, &se);
+	write_total("e-total", e.sent);
 	cr_wait_for(after_go("client-checked")); /* before C moves on */
 
 	drain(&cin, 10);
