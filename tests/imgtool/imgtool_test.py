@@ -366,7 +366,8 @@ def generated_images(ours, rng, out_dir):
         payload = getattr(h, "payload", None)
         if payload is None or payload.DESCRIPTOR.name not in ours:
             continue
-        if h.extra_handler is not None and kind not in ("PIPES_DATA", "FIFO_DATA", "SK_QUEUES"):
+        if h.extra_handler is not None and kind not in ("PIPES_DATA", "FIFO_DATA", "SK_QUEUES",
+                                                        "TCP_STREAM"):
             continue
         for sample in range(5):
             entries = []
@@ -374,7 +375,13 @@ def generated_images(ours, rng, out_dir):
                 m = payload()
                 fill(m, ours, rng)
                 e = crit_pb2dict.pb2dict(m)
-                if h.extra_handler is not None:
+                if kind == "TCP_STREAM":  # two queues: {"inq": ..., "outq": ...}
+                    q = [bytes(rng.getrandbits(8) for _ in range(rng.choice([0, 1, 57, 200])))
+                         for _ in range(2)]
+                    e["inq_len"], e["outq_len"] = len(q[0]), len(q[1])
+                    e["extra"] = {"inq": base64.encodebytes(q[0]).decode(),
+                                  "outq": base64.encodebytes(q[1]).decode()}
+                elif h.extra_handler is not None:
                     data = bytes(rng.getrandbits(8) for _ in range(rng.choice([0, 1, 57, 200])))
                     field = "bytes" if kind in ("PIPES_DATA", "FIFO_DATA") else "length"
                     e[field] = len(data)
