@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "infect/probe.h"
 #include "infect/remote_task.h"
+#include "infect/scratch_arena.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
 
@@ -93,16 +94,12 @@ void dump_posix_timers(pid_t pid, RemoteTask& rt, task_timers_entry* timers) {
     }
   }
   for (auto& t : *timers->mutable_posix()) {
-    uint64_t s = rt.scratch();
-    rt.check("timer_gettime", SYS_timer_gettime, {t.it_id(), s});
-    itimerspec its;
-    rt.read_mem(s, &its, sizeof its);
+    itimerspec its = check_out<itimerspec>(rt, "timer_gettime", SYS_timer_gettime, t.it_id());
     t.set_isec(its.it_interval.tv_sec);
     t.set_insec(its.it_interval.tv_nsec);
     t.set_vsec(its.it_value.tv_sec);
     t.set_vnsec(its.it_value.tv_nsec);
-    long ov = rt.syscall(SYS_timer_getoverrun, {t.it_id()});
-    t.set_overrun(ov > 0 ? static_cast<uint32_t>(ov) : 0);
+    t.set_overrun(rt.syscall(SYS_timer_getoverrun, t.it_id()).value_or<uint32_t>(0));
   }
 }
 
@@ -187,26 +184,18 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadget
     interrupt_point();
     ThreadProbe probe(th, gadgets, sigmask);
     RemoteTask& rt = probe.rt();
-    uint64_t s = rt.scratch();
-    rt.check("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, s});
-    uint64_t tid_addr = 0;
-    rt.read_mem(s, &tid_addr, 8);
-    ti->set_clear_tid_addr(tid_addr);
+    ti->set_clear_tid_addr(
+        check_out<uint64_t>(rt, "prctl(PR_GET_TID_ADDRESS)", SYS_prctl, PR_GET_TID_ADDRESS));
 
-    rt.check("sigaltstack", SYS_sigaltstack, {0, s});
-    stack_t ss;
-    rt.read_mem(s, &ss, sizeof ss);
+    stack_t ss = check_out<stack_t>(rt, "sigaltstack", SYS_sigaltstack, 0);
     auto* sas = thc->mutable_sas();
     sas->set_ss_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
     sas->set_ss_size(ss.ss_size);
     sas->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
 
-    rt.check("prctl(PR_GET_PDEATHSIG)", SYS_prctl, {PR_GET_PDEATHSIG, s});
-    int pdeath = 0;
-    rt.read_mem(s, &pdeath, sizeof pdeath);
-    thc->set_pdeath_sig(pdeath);
-    creds->set_secbits(static_cast<uint32_t>(
-        rt.check("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS})));
+    thc->set_pdeath_sig(check_out<int>(rt, "prctl(PR_GET_PDEATHSIG)", SYS_prctl, PR_GET_PDEATHSIG));
+    creds->set_secbits(
+        rt.check<uint32_t>("prctl(PR_GET_SECUREBITS)", SYS_prctl, PR_GET_SECUREBITS));
   }
 
   creds->set_uid(st.uid[0]);
@@ -284,12 +273,12 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     ThreadProbe probe(leader, gadgets, masks[0]);
     RemoteTask& rt = probe.rt();
     if (fault_wanted("dump-stop-signal")) ::kill(pid, SIGSTOP);  // a stop asked mid-probe
-    uint64_t s = rt.scratch();
     for (int sig = 1; sig <= kMaxSig; sig++) {
       if (sig == SIGKILL || sig == SIGSTOP) continue;
-      rt.check("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, s, 8});
-      kernel::KernelSigaction ka;
-      rt.read_mem(s, &ka, sizeof ka);
+      ScratchArena arena(rt);
+      auto out = arena.reserve<kernel::KernelSigaction>();
+      rt.check("rt_sigaction", SYS_rt_sigaction, sig, 0, out, 8);
+      kernel::KernelSigaction ka = rt.read(out);
       auto* sa = tc->add_sigactions();
       sa->set_sigaction(ka.handler);
       sa->set_flags(ka.flags);
@@ -299,22 +288,14 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     auto* timers = tc->mutable_timers();
     itimer_entry* which[3] = {timers->mutable_real(), timers->mutable_virt(),
                               timers->mutable_prof()};
-    for (int w = 0; w < 3; w++) {
-      rt.check("getitimer", SYS_getitimer, {static_cast<uint64_t>(w), s});
-      itimerval v;
-      rt.read_mem(s, &v, sizeof v);
-      fill_itimer(which[w], v);
-    }
+    for (int w = 0; w < 3; w++)
+      fill_itimer(which[w], check_out<itimerval>(rt, "getitimer", SYS_getitimer, w));
     dump_posix_timers(pid, rt, timers);
-    extras->brk = rt.check("brk", SYS_brk, {0});
-    rt.check("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, {PR_GET_CHILD_SUBREAPER, s});
-    int subreaper = 0;
-    rt.read_mem(s, &subreaper, sizeof subreaper);
-    tc->set_child_subreaper(subreaper != 0);
-    long dumpable = rt.syscall(SYS_prctl, {PR_GET_DUMPABLE});
-    long thp = rt.syscall(SYS_prctl, {PR_GET_THP_DISABLE, 0, 0, 0, 0});
-    extras->dumpable = dumpable >= 0 ? static_cast<int>(dumpable) : 1;
-    extras->thp_disabled = thp > 0;
+    extras->brk = rt.check<uint64_t>("brk", SYS_brk, 0);
+    tc->set_child_subreaper(check_out<int>(rt, "prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl,
+                                           PR_GET_CHILD_SUBREAPER) != 0);
+    extras->dumpable = rt.syscall(SYS_prctl, PR_GET_DUMPABLE).value_or(1);
+    extras->thp_disabled = rt.syscall(SYS_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0).value_or(0) > 0;
   }
   for (size_t i = 0; i < t.threads.size(); i++)
     dump_thread(t, t.threads[i], masks[i], gadgets, seccomp, &cores[i]);
