@@ -37,17 +37,18 @@ size_t ScratchArena::left() const {
   return rt_.scratch_len_ - std::min(rt_.scratch_len_, next(rt_.scratch_used_, 1));
 }
 
-RemoteAddr ScratchArena::take(size_t len, size_t align) {
+RemoteAddr ScratchArena::take(size_t n, size_t size, size_t align) {
   // An outer arena handing out space would lose it when the inner one ends.
   if (rt_.arena_ != this)
     fail("internal: task {}: an outer scratch arena is used while an inner one is open", rt_.tid());
   const size_t at = next(rt_.scratch_used_, align);
-  if (at > rt_.scratch_len_ || len > rt_.scratch_len_ - at)
+  const size_t room = rt_.scratch_len_ - std::min(at, rt_.scratch_len_);
+  if (size && n > room / size)
     fail(
-        "internal: task {}: {} bytes of call arguments do not fit in its scratch area ({} of {} "
-        "bytes in use)",
-        rt_.tid(), len, rt_.scratch_used_, rt_.scratch_len_);
-  rt_.scratch_used_ = at + len;
+        "internal: task {}: {} x {} bytes of call arguments do not fit in its scratch area ({} "
+        "of {} bytes in use)",
+        rt_.tid(), n, size, rt_.scratch_used_, rt_.scratch_len_);
+  rt_.scratch_used_ = at + n * size;
   return RemoteAddr(rt_.scratch_) + at;
 }
 

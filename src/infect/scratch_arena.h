@@ -4,9 +4,9 @@
 // on one task nest like a stack, so a helper can open its own while its caller's is live.
 //
 //   ScratchArena arena(rt);
-//   auto out = arena.reserve<stack_t>();
-//   rt.check("sigaltstack", SYS_sigaltstack, 0, out);
-//   stack_t ss = rt.read(out);
+//   auto st = arena.reserve<struct stat>();
+//   rt.check("fstatat", SYS_newfstatat, AT_FDCWD, arena.put_str(path), st, 0);
+//   struct stat got = rt.read(st);
 #pragma once
 
 #include <cstddef>
@@ -36,7 +36,7 @@ class ScratchArena {
   template <typename T>
   RemotePtr<T> put_array(std::span<const T> v) {
     static_assert(std::is_trivially_copyable_v<T>);
-    RemotePtr<T> at = take(v.size_bytes(), alignof(T)).template cast<T>();
+    RemotePtr<T> at = take(v.size(), sizeof(T), alignof(T)).template cast<T>();
     if (!v.empty()) rt_.write_mem(at, v.data(), v.size_bytes());
     return at;
   }
@@ -46,13 +46,14 @@ class ScratchArena {
   template <typename T>
   RemotePtr<T> reserve(size_t n = 1) {
     static_assert(std::is_trivially_copyable_v<T>);
-    return take(sizeof(T) * n, alignof(T)).template cast<T>();
+    return take(n, sizeof(T), alignof(T)).template cast<T>();
   }
   // Bytes still free.
   size_t left() const;
 
  private:
-  RemoteAddr take(size_t len, size_t align);
+  // Room for `n` elements of `size` bytes.
+  RemoteAddr take(size_t n, size_t size, size_t align);
   RemoteTask& rt_;
   ScratchArena* outer_;  // the task's arena before this one, current again at its end
   size_t start_;         // where this arena began, given back at its end

@@ -234,6 +234,7 @@ TEST_P(Probe, ArenaBoundsAlignmentAndNesting) {
     // More than the scratch area holds: refused before anything is written.
     const size_t left = outer.left();
     EXPECT_THROW(outer.reserve<char>(left + 1), Error);
+    EXPECT_THROW(outer.reserve<uint64_t>(SIZE_MAX / 4), Error);  // n * size wraps around
     EXPECT_EQ(outer.left(), left);
     EXPECT_NO_THROW(outer.reserve<char>(left));
     EXPECT_EQ(outer.left(), 0u);
