@@ -17,6 +17,7 @@
 #include "base/fault.h"
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "dump/mm.h"
 #include "infect/probe.h"
 #include "infect/remote_task.h"
 #include "kernel/syscalls.h"
@@ -315,6 +316,7 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     long thp = rt.syscall(SYS_prctl, {PR_GET_THP_DISABLE, 0, 0, 0, 0});
     extras->dumpable = dumpable >= 0 ? static_cast<int>(dumpable) : 1;
     extras->thp_disabled = thp > 0;
+    extras->mlockall = mlockall_flags(rt, pid);
   }
   for (size_t i = 0; i < t.threads.size(); i++)
     dump_thread(t, t.threads[i], masks[i], gadgets, seccomp, &cores[i]);

@@ -203,6 +203,7 @@ void run(const Options& opts) {
     mm_entry mm = collect_mm(t.pid, extras.brk, files, shmem);
     mm.set_dumpable(extras.dumpable);
     mm.set_thp_disabled(extras.thp_disabled);
+    if (extras.mlockall) mm.set_cryo_mlockall(extras.mlockall);
     image::write_one(dir, fmt::format("mm-{}.img", t.pid), image::magic::kMm, mm);
     progress::phase(fmt::format("memory of task {}", t.pid));
     PageStats ps = dump_pages(t.pid, mm, dir, next_pages_id++);
