@@ -140,6 +140,7 @@ class AnonState {
       at_ = pick_free(busy, len);
       busy.emplace_back(at_, at_ + len);
     }
+    log::debug("task {}: {:#x}-{:#x} made apart from its neighbour", rt_.tid(), v.start(), v.end());
     rt_.check("mmap", SYS_mmap, {at_, len, prot, flags, ~0ULL, 0});
     give_anon_vma(at_);
     uint64_t got =
