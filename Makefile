@@ -3,7 +3,7 @@ BUILD ?= build
 TYPE ?= Release
 PREFIX ?= /usr/local
 
-.PHONY: all deps build test demo bench bench-fds clean format install install-criu-alias
+.PHONY: all deps build test demo bench bench-fds bench-cow bench-shapes clean format install install-criu-alias
 
 all: build
 
@@ -33,6 +33,12 @@ bench: build
 
 bench-fds: build
 	./bench/fds.sh $(BUILD)/cryo
+
+bench-cow: build
+	./bench/cow.sh $(BUILD)/cryo
+
+bench-shapes: build
+	./bench/shapes.sh $(BUILD)/cryo
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

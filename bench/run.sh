@@ -10,8 +10,8 @@
 # Environment: BENCH_TMP (default /tmp) is where the images go; KEEP=1 keeps them.
 # Exits 1 if any restore did not come back intact.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 
-die() { echo "bench: $*" >&2; exit 1; }
 
 [[ $# -ge 1 ]] || die "usage: $0 CRYO [SIZES_MiB...]"
 CRYO=$(readlink -f "$1") || die "no cryo binary at $1"
@@ -48,32 +48,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now_ns() { date +%s%N; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }  # calc FORMAT EXPR
-
-# wait_for COND_CMD TIMEOUT_S: poll every 50 ms.
-wait_for() {
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    eval "$1" && return 0
-    sleep 0.05
-  done
-  return 1
-}
-
-# Start memhog with stdio on /dev/null and no other fd (cryo refuses pipes, and the
-# caller's shell may hold some), in its own session. Sets MEMHOG_PID from its ready file.
+# Start memhog alone in its own session. Sets MEMHOG_PID from its ready file.
 start_memhog() {  # SIZE DIR
   local size=$1 dir=$2
-  (
-    for fd in /proc/$BASHPID/fd/*; do
-      fd=${fd##*/}
-      ((fd > 2)) && eval "exec $fd>&-"
-    done
-    exec setsid "$MEMHOG" "$size" "$dir/ready" "$dir/go" "$dir/result" </dev/null >/dev/null 2>&1
-  ) &
+  start_alone /dev/null "$MEMHOG" "$size" "$dir/ready" "$dir/go" "$dir/result"
   MEMHOG_JOB=$!
-  disown "$MEMHOG_JOB"  # bash still reaps it, without a "Killed" notice after the dump
   # Filling takes ~1-3 s per GiB here.
   if ! wait_for "[[ -s $dir/ready ]]" $((60 + size / 32)); then
     echo "bench: memhog $size MiB not ready" >&2
@@ -161,7 +140,8 @@ failed=0
 for size in "${SIZES[@]}"; do
   echo "== $size MiB =="
   # The limits, measured now, next to the figures they are compared with.
-  lim=$("$MEMCPY_BW" "$WORK" 2>"$WORK/memcpy_bw.err") || {
+  # At the size dumped: the target is a dump costing at most 1.5x writing SIZE MiB.
+  lim=$("$MEMCPY_BW" "$WORK" "$size" 2>"$WORK/memcpy_bw.err") || {
     cat "$WORK/memcpy_bw.err" >&2
     die "memcpy_bw failed"
   }
@@ -200,12 +180,15 @@ for size in "${SIZES[@]}"; do
   r_mc=$(calc %.3f "$rest_bw / $memcpy_MiBps")
   d_dk=$(calc %.2f "$dump_bw / $disk_MiBps")
   r_pop=$(calc %.2f "$rest_bw / $populate_MiBps")
+  # Time over the time write() took to put SIZE MiB into the page cache.
+  x_write=$(calc %.2f "$R_DUMP_NS / 1e9 * $disk_buffered_MiBps / $size")
 
   # cryo's own phase times, as rates over the pages it wrote.
   pages=$(stat_of "$R_DUMP_STATS" "Memory pages written")
   memdump_us=$(stat_of "$R_DUMP_STATS" "Memory dump time")
   memwrite_us=$(stat_of "$R_DUMP_STATS" "Memory write time")
-  echo "dump:    ${dump_s} s  ${dump_bw} MiB/s  (dump/memcpy ${d_mc}, dump/disk ${d_dk})"
+  echo "dump:    ${dump_s} s  ${dump_bw} MiB/s  (dump/memcpy ${d_mc}, dump/disk ${d_dk};" \
+    "${x_write} times the write() of ${size} MiB)"
   sed 's/^/  cryo: /' <<<"$R_DUMP_STATS"
   if [[ -n $pages && ${memdump_us:-0} -gt 0 && ${memwrite_us:-0} -gt 0 ]]; then
     echo "  => memory read $(calc %.0f "$pages * 4096 / 1048576 / ($memdump_us / 1e6)") MiB/s," \
@@ -218,12 +201,15 @@ for size in "${SIZES[@]}"; do
   echo "image:   ${R_IMG_BYTES} bytes (${img_mib} MiB)"
   echo "verify:  ${R_VERIFY}"
   echo
-  SUMMARY+=("$(printf '%6s %7s %8s %7s %8s %9s %7s %6s %8s %8s %8s' "$size" "$dump_s" "$dump_bw" \
-    "$rest_s" "$rest_bw" "$img_mib" "$memcpy_MiBps" "$disk_MiBps" "$d_mc" "$r_mc" "$d_dk")")
+  SUMMARY+=("$(printf '%6s %7s %8s %7s %8s %9s %7s %6s %6s %8s %8s %8s %7s' "$size" "$dump_s" \
+    "$dump_bw" "$rest_s" "$rest_bw" "$img_mib" "$memcpy_MiBps" "$disk_MiBps" \
+    "$disk_buffered_MiBps" "$d_mc" "$r_mc" "$d_dk" "$x_write")")
 done
 
-echo "== summary (MiB/s over the memhog area; memcpy/disk measured just before each size) =="
-printf '%6s %7s %8s %7s %8s %9s %7s %6s %8s %8s %8s\n' MiB dump_s dump/s rest_s rest/s \
-  image_MiB memcpy disk d/memcpy r/memcpy d/disk
+echo "== summary (MiB/s over the memhog area; memcpy/disk/write measured just before each size,"
+echo "   at that size; x_write: dump time over the time write() took to put as many MiB into"
+echo "   the page cache) =="
+printf '%6s %7s %8s %7s %8s %9s %7s %6s %6s %8s %8s %8s %7s\n' MiB dump_s dump/s rest_s rest/s \
+  image_MiB memcpy disk write d/memcpy r/memcpy d/disk x_write
 printf '%s\n' "${SUMMARY[@]}"
 ((failed == 0)) || { echo "bench: FAILED (see above)" >&2; exit 1; }

@@ -17,6 +17,7 @@
 #include "base/fault.h"
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "dump/mm.h"
 #include "infect/probe.h"
 #include "infect/remote_task.h"
 #include "infect/scratch_arena.h"
@@ -131,6 +132,24 @@ void abort_rseq(pid_t tid, arch::Regs& regs) {
   arch::set_regs(tid, regs);
 }
 
+// The membarrier() commands the process registered for. Kernels before 6.3 cannot say: there
+// each private expedited kind is probed by issuing its barrier, which fails with EPERM when
+// unregistered; a global expedited registration cannot be seen at all.
+uint32_t membarrier_registrations(RemoteTask& rt) {
+  long r = rt.syscall(SYS_membarrier, {kernel::kMembarrierGetRegistrations, 0, 0});
+  if (r >= 0) return static_cast<uint32_t>(r);
+  uint32_t mask = 0;
+  for (uint32_t reg : kernel::kMembarrierRegisterCmds)
+    if (reg != kernel::kMembarrierRegisterCmds[0] &&
+        rt.syscall(SYS_membarrier, {reg >> 1, 0, 0}) == 0)
+      mask |= reg;
+  log::warn(
+      "task {}: this kernel cannot report membarrier registrations; probed {:#x}, a global "
+      "expedited registration cannot be seen",
+      rt.tid(), mask);
+  return mask;
+}
+
 void fill_caps(google::protobuf::RepeatedField<uint32_t>* f, uint64_t v) {
   f->Add(static_cast<uint32_t>(v));
   f->Add(static_cast<uint32_t>(v >> 32));
@@ -153,19 +172,45 @@ core_entry dump_zombie_core(const FrozenTask& t) {
 
 namespace {
 
+// What only the thread itself can tell (syscalls run in it).
+void probe_thread(RemoteTask& rt, core_entry* core) {
+  auto* ti = core->mutable_thread_info();
+  auto* thc = core->mutable_thread_core();
+  uint64_t s = rt.scratch();
+  rt.check("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, s});
+  uint64_t tid_addr = 0;
+  rt.read_mem(s, &tid_addr, 8);
+  ti->set_clear_tid_addr(tid_addr);
+
+  rt.check("sigaltstack", SYS_sigaltstack, {0, s});
+  stack_t ss;
+  rt.read_mem(s, &ss, sizeof ss);
+  auto* sas = thc->mutable_sas();
+  sas->set_ss_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
+  sas->set_ss_size(ss.ss_size);
+  sas->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
+
+  rt.check("prctl(PR_GET_PDEATHSIG)", SYS_prctl, {PR_GET_PDEATHSIG, s});
+  int pdeath = 0;
+  rt.read_mem(s, &pdeath, sizeof pdeath);
+  thc->set_pdeath_sig(pdeath);
+  thc->mutable_creds()->set_secbits(
+      static_cast<uint32_t>(rt.check("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS})));
+}
+
 // State of one thread: registers, masks, per-thread attributes and credentials.
 // `sigmask` is the thread's own mask and th.regs its own registers, read before any probe.
-void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadgets& gadgets,
-                 SeccompTable& seccomp, core_entry* core) {
+// `probed`: probe_thread() already ran (in the leader, within the probe of the process).
+// Returns the thread's /proc status, read here.
+proc::Status dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadgets& gadgets,
+                         const std::vector<proc::Vma>& maps, SeccompTable& seccomp,
+                         core_entry* core, bool probed) {
   const pid_t tid = th.tid;
   std::string xstate = arch::get_xstate(tid);
   kernel::RseqConfig rseq{};
   long rseq_len =
       ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), tid, sizeof rseq, &rseq);
   proc::Status st = proc::read_status(tid);
-  if (st.cap_amb != 0)
-    fail("task {} ({}) has ambient capabilities ({:#x}): not supported yet", tid, st.name,
-         st.cap_amb);
 
   auto* ti = core->mutable_thread_info();
   const arch::Regs& regs = th.regs;  // already out of an rseq critical section
@@ -180,22 +225,10 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadget
   dump_signal_queue(tid, false, thc->mutable_signals_p());
 
   auto* creds = thc->mutable_creds();
-  {
+  if (!probed) {
     interrupt_point();
-    ThreadProbe probe(th, gadgets, sigmask);
-    RemoteTask& rt = probe.rt();
-    ti->set_clear_tid_addr(
-        check_out<uint64_t>(rt, "prctl(PR_GET_TID_ADDRESS)", SYS_prctl, PR_GET_TID_ADDRESS));
-
-    stack_t ss = check_out<stack_t>(rt, "sigaltstack", SYS_sigaltstack, 0);
-    auto* sas = thc->mutable_sas();
-    sas->set_ss_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
-    sas->set_ss_size(ss.ss_size);
-    sas->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
-
-    thc->set_pdeath_sig(check_out<int>(rt, "prctl(PR_GET_PDEATHSIG)", SYS_prctl, PR_GET_PDEATHSIG));
-    creds->set_secbits(
-        rt.check<uint32_t>("prctl(PR_GET_SECUREBITS)", SYS_prctl, PR_GET_SECUREBITS));
+    ThreadProbe probe(th, gadgets, sigmask, &maps);
+    probe_thread(probe.rt(), core);
   }
 
   creds->set_uid(st.uid[0]);
@@ -210,6 +243,7 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadget
   fill_caps(creds->mutable_cap_prm(), st.cap_prm);
   fill_caps(creds->mutable_cap_eff(), st.cap_eff);
   fill_caps(creds->mutable_cap_bnd(), st.cap_bnd);
+  fill_caps(creds->mutable_cap_amb(), st.cap_amb);
   for (uint32_t g : st.groups) creds->add_groups(g);
 
   uint64_t head = 0;
@@ -236,6 +270,7 @@ void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadget
     r->set_rseq_abi_size(rseq.rseq_abi_size);
     r->set_signature(rseq.signature);
   }
+  return st;
 }
 
 }  // namespace
@@ -244,7 +279,8 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   const pid_t pid = t.pid;
   std::vector<core_entry> cores(t.threads.size());
   for (auto& c : cores) c.set_mtype(core_entry::X86_64);
-  const Gadgets gadgets = find_gadgets(pid);
+  const std::vector<proc::Vma> maps = proc::read_maps(pid);  // also for every probe's frame
+  const Gadgets gadgets = find_gadgets(pid, maps);
   if (!gadgets.syscall)
     fail("task {}: no syscall instruction found in its executable mappings", pid);
 
@@ -270,15 +306,22 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   dump_signal_queue(pid, true, tc->mutable_signals_s());
   {
     interrupt_point();
-    ThreadProbe probe(leader, gadgets, masks[0]);
+    ThreadProbe probe(leader, gadgets, masks[0], &maps);
     RemoteTask& rt = probe.rt();
     if (fault_wanted("dump-stop-signal")) ::kill(pid, SIGSTOP);  // a stop asked mid-probe
+    uint64_t s = rt.scratch();
+    // Every disposition into its slot of the scratch area, read back at once.
+    kernel::KernelSigaction all[kMaxSig];
+    static_assert(sizeof all <= ThreadProbe::kScratch);
     for (int sig = 1; sig <= kMaxSig; sig++) {
       if (sig == SIGKILL || sig == SIGSTOP) continue;
-      ScratchArena arena(rt);
-      auto out = arena.reserve<kernel::KernelSigaction>();
-      rt.check("rt_sigaction", SYS_rt_sigaction, sig, 0, out, 8);
-      kernel::KernelSigaction ka = rt.read(out);
+      rt.check("rt_sigaction", SYS_rt_sigaction,
+               {static_cast<uint64_t>(sig), 0, s + (sig - 1) * sizeof all[0], 8});
+    }
+    rt.read_mem(s, all, sizeof all);
+    for (int sig = 1; sig <= kMaxSig; sig++) {
+      if (sig == SIGKILL || sig == SIGSTOP) continue;
+      const kernel::KernelSigaction& ka = all[sig - 1];
       auto* sa = tc->add_sigactions();
       sa->set_sigaction(ka.handler);
       sa->set_flags(ka.flags);
@@ -291,14 +334,24 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     for (int w = 0; w < 3; w++)
       fill_itimer(which[w], check_out<itimerval>(rt, "getitimer", SYS_getitimer, w));
     dump_posix_timers(pid, rt, timers);
-    extras->brk = rt.check<uint64_t>("brk", SYS_brk, 0);
-    tc->set_child_subreaper(check_out<int>(rt, "prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl,
-                                           PR_GET_CHILD_SUBREAPER) != 0);
-    extras->dumpable = rt.syscall(SYS_prctl, PR_GET_DUMPABLE).value_or(1);
-    extras->thp_disabled = rt.syscall(SYS_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0).value_or(0) > 0;
+    extras->brk = rt.check("brk", SYS_brk, {0});
+    rt.check("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, {PR_GET_CHILD_SUBREAPER, s});
+    int subreaper = 0;
+    rt.read_mem(s, &subreaper, sizeof subreaper);
+    tc->set_child_subreaper(subreaper != 0);
+    long dumpable = rt.syscall(SYS_prctl, {PR_GET_DUMPABLE});
+    long thp = rt.syscall(SYS_prctl, {PR_GET_THP_DISABLE, 0, 0, 0, 0});
+    extras->dumpable = dumpable >= 0 ? static_cast<int>(dumpable) : 1;
+    if (uint32_t mb = membarrier_registrations(rt)) tc->set_membarrier_registration_mask(mb);
+    extras->thp_disabled = thp > 0;
+    extras->mlockall = mlockall_flags(rt, pid);
+    probe_thread(rt, &core);  // the leader's own, in the same probe
   }
-  for (size_t i = 0; i < t.threads.size(); i++)
-    dump_thread(t, t.threads[i], masks[i], gadgets, seccomp, &cores[i]);
+  for (size_t i = 0; i < t.threads.size(); i++) {
+    proc::Status st = dump_thread(t, t.threads[i], masks[i], gadgets, maps, seccomp, &cores[i],
+                                  /*probed=*/i == 0);
+    if (i == 0) extras->umask = st.umask;
+  }
 
   auto* rl = tc->mutable_rlimits();
   for (int r = 0; r < RLIM_NLIMITS; r++) {
@@ -322,8 +375,11 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     tc->set_loginuid(static_cast<uint32_t>(std::stoul(*luid)));
   // A SIGSTOP held back during the probes: the task is stopped, in the images and on release.
   for (const auto& th : t.threads)
-    if (th.stop_requested) t.stopped = true;
-  if (t.stopped) tc->set_task_state(image::kTaskStopped);
+    if (th.stop_requested && !t.stopped) t.stopped = true, t.stop_sig = SIGSTOP;
+  if (t.stopped) {
+    tc->set_task_state(image::kTaskStopped);
+    tc->set_stop_signo(static_cast<uint32_t>(t.stop_sig ? t.stop_sig : SIGSTOP));
+  }
   return cores;
 }
 

@@ -20,8 +20,11 @@
 #include "dump/core.h"
 #include "dump/file_locks.h"
 #include "dump/files.h"
+#include "dump/image_workers.h"
 #include "dump/mm.h"
 #include "dump/seccomp.h"
+#include "dump/sysv_shm.h"
+#include "dump/timens.h"
 #include "fs.pb.h"
 #include "image/image.h"
 #include "image/stats.h"
@@ -39,10 +42,18 @@ uint32_t usec_since(clock::time_point t0) {
       std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count());
 }
 
-// Namespaces are not dumped yet: the tree must share all of cryo's.
+// Namespaces are not dumped yet: the tree must share all of cryo's (but time namespaces:
+// see dump/timens.h).
 void check_namespaces(pid_t pid) {
-  for (const char* ns : {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"}) {
-    auto mine = proc::read_link(fmt::format("/proc/self/ns/{}", ns));
+  static constexpr const char* kKinds[] = {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup"};
+  static const auto kMine = [] {
+    std::vector<std::string> v;
+    for (const char* ns : kKinds) v.push_back(proc::read_link(fmt::format("/proc/self/ns/{}", ns)));
+    return v;
+  }();
+  for (size_t i = 0; i < std::size(kKinds); i++) {
+    const char* ns = kKinds[i];
+    const std::string& mine = kMine[i];
     auto theirs = proc::read_link(fmt::format("/proc/{}/ns/{}", pid, ns));
     if (mine != theirs)
       fail("task {} is in another {} namespace ({} vs cryo's {}): namespaces are not supported yet",
@@ -80,8 +91,22 @@ task_kobj_ids_entry kobj_ids(pid_t pid) {
   ids.set_mnt_ns_id(5);
   ids.set_user_ns_id(6);
   ids.set_cgroup_ns_id(7);
-  if (::access("/proc/self/ns/time", F_OK) == 0) ids.set_time_ns_id(8);
+  if (::access("/proc/self/ns/time", F_OK) == 0) ids.set_time_ns_id(TimeNamespaces::kRootId);
   return ids;
+}
+
+// A group whose leader exited is restored with a helper task holding the leader's PID for a
+// while; a leader alive outside the tree holds that PID for good.
+void refuse_live_group_leader(const FrozenTask& t) {
+  auto text = proc::try_read_file(fmt::format("/proc/{}/stat", t.pgid));
+  if (!text) return;
+  proc::Stat leader = proc::parse_stat(*text);
+  if (leader.state == 'Z' || leader.state == 'X') return;
+  fail(
+      "task {}: its process group {} is led by process {} ({}) outside the dumped tree, which a "
+      "restore cannot recreate: dump a tree that contains that process, or let the task leave "
+      "the group",
+      t.pid, t.pgid, leader.pid, leader.comm);
 }
 
 // inventory_entry.network_lock_method: cryo locks no network (CRIU's NETWORK_LOCK_SKIP).
@@ -128,9 +153,12 @@ void run(const Options& opts) {
     if (t.pid != root.pid && (!tree.contains(t.sid) && t.sid != root.sid))
       fail("task {}: its session {} is neither in the tree nor the root's: not supported yet",
            t.pid, t.sid);
+    if (t.pgid != root.pgid && !tree.contains(t.pgid)) refuse_live_group_leader(t);
   }
 
+  const TimeNamespaces timens(tasks);
   ShmemTable shmem;
+  SysvShmTable sysv;
   SeccompTable seccomp;
   FileLockTable locks(opts.file_locks);
   FileTableOptions fo;
@@ -142,8 +170,8 @@ void run(const Options& opts) {
   fo.locks = &locks;
   fo.in_tree = [&](pid_t p) { return tree.contains(p); };
   FileTable files(std::move(fo));
-  uint64_t pages_scanned = 0, pages_written = 0;
-  double mem_read = 0, mem_write = 0;
+  // After the tree: on failure the workers stop before the tree is let go.
+  ImageWorkers images(opts.dir);
   uint32_t next_pages_id = 1;
   std::string& dir = const_cast<std::string&>(opts.dir);
   std::map<pid_t, int64_t> estimate;
@@ -174,9 +202,9 @@ void run(const Options& opts) {
   for (auto& t : tasks) {
     interrupt_point();
     task_kobj_ids_entry ids = kobj_ids(t.pid);
+    timens.set_ids(t.pid, &ids);
     if (t.zombie) {
-      image::write_one(dir, fmt::format("core-{}.img", t.pid), image::magic::kCore,
-                       dump_zombie_core(t));
+      images.write_one(fmt::format("core-{}.img", t.pid), image::magic::kCore, dump_zombie_core(t));
       continue;
     }
     const std::optional<uint32_t> shared = table_of(t);
@@ -196,40 +224,43 @@ void run(const Options& opts) {
     std::vector<core_entry> cores = dump_core(t, seccomp, &extras);
     *cores[0].mutable_ids() = ids;
     for (size_t i = 0; i < cores.size(); i++)
-      image::write_one(dir, fmt::format("core-{}.img", t.threads[i].tid), image::magic::kCore,
-                       cores[i]);
-    image::write_one(dir, fmt::format("ids-{}.img", t.pid), image::magic::kIds, ids);
+      images.write_one(fmt::format("core-{}.img", t.threads[i].tid), image::magic::kCore,
+                       std::move(cores[i]));
+    images.write_one(fmt::format("ids-{}.img", t.pid), image::magic::kIds, ids);
 
     mm_entry mm = collect_mm(t.pid, extras.brk, files, shmem);
     mm.set_dumpable(extras.dumpable);
     mm.set_thp_disabled(extras.thp_disabled);
-    image::write_one(dir, fmt::format("mm-{}.img", t.pid), image::magic::kMm, mm);
-    progress::phase(fmt::format("memory of task {}", t.pid));
-    PageStats ps = dump_pages(t.pid, mm, dir, next_pages_id++);
-    progress::add_total(static_cast<int64_t>(ps.written) - estimate[t.pid]);
-    pages_scanned += ps.scanned;
-    pages_written += ps.written;
-    mem_read += ps.read_seconds;
-    mem_write += ps.write_seconds;
+    if (extras.mlockall) mm.set_cryo_mlockall(extras.mlockall);
+    // Done with the task's memory (the probes have put back what they wrote): its pages are
+    // copied meanwhile.
+    images.add_pages(t.pid, mm, next_pages_id++, estimate[t.pid]);
+    sysv.add(t.pid, mm);
+    images.write_one(fmt::format("mm-{}.img", t.pid), image::magic::kMm, std::move(mm));
 
     interrupt_point();
     progress::phase(fmt::format("files of task {}", t.pid));
-    if (!shared) files.dump_fds(t.pid, ids.files_id(), dir);
+    if (!shared) files.dump_fds(t.pid, ids, dir);
     fs_entry fs;
     std::string cwd = proc::read_link(fmt::format("/proc/{}/cwd", t.pid));
     std::string rootdir = proc::read_link(fmt::format("/proc/{}/root", t.pid));
     fs.set_cwd_id(files.by_path(cwd, O_RDONLY | O_DIRECTORY, fmt::format("/proc/{}/cwd", t.pid)));
     fs.set_root_id(
         files.by_path(rootdir, O_RDONLY | O_DIRECTORY, fmt::format("/proc/{}/root", t.pid)));
-    fs.set_umask(proc::read_status(t.pid).umask);
-    image::write_one(dir, fmt::format("fs-{}.img", t.pid), image::magic::kFs, fs);
+    fs.set_umask(extras.umask);
+    images.write_one(fmt::format("fs-{}.img", t.pid), image::magic::kFs, std::move(fs));
   }
+  // The last task's pages are the last copied: the phase names it while the workers finish.
+  progress::phase(fmt::format("memory of task {}", tasks.back().pid));
+  const PageStats mem = images.finish();
   progress::phase("shared memory");
   ShmemPages shpages = shmem.dump(dir, &next_pages_id);
+  sysv.dump(dir, kobj_ids(root.pid).ipc_ns_id());
   progress::phase("writing images");
   files.write(dir);
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
   seccomp.write(dir);
+  timens.write(dir);
 
   image::Writer ps(dir, "pstree.img", image::magic::kPstree);
   for (const auto& t : tasks) {
@@ -270,14 +301,14 @@ void run(const Options& opts) {
   auto* d = stats.mutable_dump();
   d->set_freezing_time(freezing_us);
   d->set_frozen_time(usec_since(t_frozen));
-  d->set_memdump_time(static_cast<uint32_t>(mem_read * 1e6));
-  d->set_memwrite_time(static_cast<uint32_t>(mem_write * 1e6));
-  d->set_pages_scanned(pages_scanned);
-  d->set_pages_written(pages_written);
+  d->set_memdump_time(static_cast<uint32_t>(mem.read_seconds * 1e6));
+  d->set_memwrite_time(static_cast<uint32_t>(mem.write_seconds * 1e6));
+  d->set_pages_scanned(mem.scanned);
+  d->set_pages_written(mem.written);
   d->set_shpages_scanned(shpages.scanned);
   d->set_shpages_written(shpages.written);
   log::info("dump of tree {} finished: {} task(s), {} pages written ({} of shared memory)",
-            opts.tree, tasks.size(), pages_written + shpages.written, shpages.written);
+            opts.tree, tasks.size(), mem.written + shpages.written, shpages.written);
   // The dump is done: a statistics file that cannot be written does not undo it.
   try {
     image::write_one(dir, "stats-dump", image::magic::kStats, stats, /*service=*/true);

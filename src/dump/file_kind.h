@@ -24,23 +24,33 @@ namespace cryo::dump {
 class FileTable;
 
 // Everything cryo reads about one fd of a task, gathered once: kinds never read it again.
+// Read in two steps, because most of the cost is per fd: the fdinfo first (enough to find
+// whether an earlier fd was on the same open file), the rest only for the first fd of an
+// open file, which a kind then dumps.
 class FdContext {
  public:
-  // Reads fd `fd` of the task behind `source`. Throws naming the task and fd.
+  // Reads the fdinfo of fd `fd` of the task behind `source`. Throws naming the task and fd.
   FdContext(FdSource& source, int fd);
+  // Reads the rest: link, stat (of cryo's copy of the open file, taken now). Throws.
+  void describe();
   pid_t pid;
   int fd;
-  std::string proc_path;  // /proc/PID/fd/N: opens or stats the file itself
-  std::string link;       // what /proc/PID/fd/N says it is
-  struct stat st {};      // of the file the fd is open on
-  std::string fdinfo;     // the text of /proc/PID/fdinfo/N
-  proc::FdInfo info;      // and parsed
-  uint32_t flags;         // the open file's status flags, without O_CLOEXEC
+  std::string proc_path;   // /proc/PID/fd/N: opens or stats the file itself
+  std::string fdinfo;      // the text of /proc/PID/fdinfo/N
+  proc::FdInfo info;       // and parsed
+  uint32_t flags;          // the open file's status flags, without O_CLOEXEC
+  uint64_t object_id = 0;  // what tells objects on one inode apart (eventfd-id), else 0
+  // Set by describe():
+  std::string link;   // what /proc/PID/fd/N says it is
+  struct stat st {};  // of the file the fd is open on
 
   // cryo's own copy of the open file (the same open file, not a reopen), taken once.
   int copy();
   // The copy, for a kind that keeps it past this fd.
   Fd take_copy();
+  // A new open file on the same object, opened through /proc/PID/fd/N with `flags` (as a
+  // FIFO's name would open it); invalid with errno set when it cannot be opened.
+  Fd reopen(int flags);
   // Reads the fdinfo again, after an action on the copy changed it (timerfd_gettime).
   void reread_fdinfo();
   // The socket's address family (AF_UNIX, AF_INET, ...); 0 for a non-socket.

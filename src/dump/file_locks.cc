@@ -1,7 +1,10 @@
 #include "dump/file_locks.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/sysmacros.h>
+
+#include <system_error>
 
 #include "base/error.h"
 #include "base/log.h"
@@ -37,6 +40,24 @@ std::string describe(const proc::FileLock& l) {
 }
 
 }  // namespace
+
+FileLockTable::FileLockTable(bool enabled) : enabled_(enabled) {
+  // The thread takes no signal: they are for the thread that works with the tasks.
+  sigset_t all, old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  try {
+    system_locks_ = std::async(std::launch::async, proc::read_locks);
+  } catch (const std::system_error&) {
+    system_locks_ = std::async(std::launch::deferred, proc::read_locks);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+FileLockTable::~FileLockTable() {
+  // A dump that failed before write(): the read is waited for (and its error dropped).
+  if (system_locks_.valid()) system_locks_.wait();
+}
 
 void FileLockTable::note_fd(pid_t pid, int fd, uint32_t file_id, const std::string& path, dev_t dev,
                             ino_t ino, const std::vector<proc::FileLock>& locks) {
@@ -89,7 +110,7 @@ void FileLockTable::note_fd(pid_t pid, int fd, uint32_t file_id, const std::stri
 }
 
 void FileLockTable::write(const std::string& dir, const std::function<bool(pid_t)>& in_tree) {
-  for (const proc::FileLock& l : proc::read_locks()) {
+  for (const proc::FileLock& l : system_locks_.get()) {
     if (l.pid <= 0 || !in_tree(l.pid)) continue;
     auto in = inodes_.find({l.ino, makedev(l.dev_major, l.dev_minor)});
     std::string file =

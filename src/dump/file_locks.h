@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <future>
 #include <map>
 #include <string>
 #include <tuple>
@@ -19,8 +20,13 @@ namespace cryo::dump {
 
 class FileLockTable {
  public:
-  // Without `enabled` (no -l), any lock held by the tree is refused.
-  explicit FileLockTable(bool enabled) : enabled_(enabled) {}
+  // Without `enabled` (no -l), any lock held by the tree is refused. Made once the tree is
+  // frozen: /proc/locks is read from then on, on a thread of its own (a read of it waits for
+  // an RCU grace period, ~10 ms, which the rest of the dump hides).
+  explicit FileLockTable(bool enabled);
+  ~FileLockTable();
+  FileLockTable(const FileLockTable&) = delete;
+  FileLockTable& operator=(const FileLockTable&) = delete;
   // Fd `fd` of task `pid` is open file `file_id` on `path` (inode dev:ino); `locks` are the
   // lock lines of its fdinfo.
   void note_fd(pid_t pid, int fd, uint32_t file_id, const std::string& path, dev_t dev, ino_t ino,
@@ -42,6 +48,7 @@ class FileLockTable {
     std::string path;
   };
   bool enabled_;
+  std::future<std::vector<proc::FileLock>> system_locks_;  // /proc/locks
   // (POSIX owner or 0, file id, kind, type, start, end): one entry per lock, though every fd
   // of its open file shows it.
   std::map<std::tuple<pid_t, uint32_t, uint32_t, uint32_t, int64_t, int64_t>, Held> held_;

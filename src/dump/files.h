@@ -9,11 +9,14 @@
 #include <sys/types.h>
 
 #include <compare>
+#include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "core.pb.h"
 #include "dump/file_kind.h"
 #include "dump/file_locks.h"
 #include "dump/ghost_files.h"
@@ -53,8 +56,9 @@ class FileTable {
   // opens; its content is saved with the shared memory objects.
   uint32_t memfd_mapping(pid_t pid, const std::string& proc_link, const std::string& link,
                          uint32_t flags);
-  // Dumps every fd of `pid` into fdinfo-<files_id>.img in `dir`.
-  void dump_fds(pid_t pid, uint32_t files_id, const std::string& dir);
+  // Dumps every fd of `pid`, whose ids-PID.img entry is `ids`, into fdinfo-<files_id>.img in
+  // `dir`.
+  void dump_fds(pid_t pid, const task_kobj_ids_entry& ids, const std::string& dir);
   // Writes files.img and the images of the kinds that have their own.
   void write(const std::string& dir);
 
@@ -85,20 +89,25 @@ class FileTable {
   // names it), once; its content is saved with the shared memory objects.
   void add_memfd_inode(pid_t pid, const std::string& proc_link, const std::string& link,
                        const struct stat& st);
+  // The ids of task `pid` (for cryo itself, holding files in flight: the first task's, whose
+  // namespaces are cryo's).
+  const task_kobj_ids_entry& task_ids(pid_t pid) const;
   // The open file that registration `slot` of epoll fd `epfd` in task `pid` watches, among
   // the open files of the tree; 0 when no fd of the tree holds it.
   uint32_t epoll_target(pid_t pid, const kernel::KcmpEpollSlot& slot) const;
 
  private:
-  // What every fd of one open file shows alike; fds that differ here are different files.
+  // What every fd of one open file shows alike in its fdinfo; fds that differ here are
+  // different files.
   struct Key {
-    dev_t dev;
-    ino_t ino;
+    uint64_t ino;
+    int mnt_id;  // with ino: the inode (a mount is of one filesystem)
     uint32_t flags;
     uint64_t pos;
-    int mnt_id;
+    uint64_t object_id;
     auto operator<=>(const Key&) const = default;
   };
+  static Key key_of(const FdContext& c);
   struct Known {
     pid_t pid;
     int fd;
@@ -107,9 +116,9 @@ class FileTable {
   // The id of the open file fd `c` is on, if an earlier fd was on it; else notes `c` as the
   // first fd of a new open file with id `fresh`.
   uint32_t identify(const FdContext& c, uint32_t fresh);
-  // The id of the open file fd `c` (of kind `kind`) is on; the first fd seen of an open file
-  // makes its entry (`*fresh` then true).
-  uint32_t file_id(FdContext& c, FileKind& kind, bool* fresh);
+  // The id of the open file fd `c` is on; the first fd seen of an open file is described and
+  // makes its entry, with its owner (`*fresh` then true).
+  uint32_t file_id(FdContext& c, bool* fresh);
   FileKind& kind_of(FdContext& c);
   void note_owner(FdContext& c, file_entry* e);
 
@@ -119,8 +128,12 @@ class FileTable {
   std::map<std::pair<std::string, uint32_t>, uint32_t> paths_;
   // Per key, the first fd of each open file, in kcmp's order of open files.
   std::map<Key, std::vector<Known>> open_files_;
-  std::vector<file_entry> entries_;
-  std::map<uint32_t, size_t> index_;                              // id -> entries_ index
+  std::set<Key> ahead_keys_;        // the keys the thread reading fdinfo ahead has seen
+  std::deque<file_entry> entries_;  // a deque: entry() stays valid while entries are added
+  static constexpr size_t kNone = SIZE_MAX;
+  std::vector<size_t> index_;  // id -> entries_ index, or kNone
+  std::map<pid_t, task_kobj_ids_entry> task_ids_;
+  pid_t first_task_ = 0;
   std::map<uint64_t, memfd_inode_entry> memfds_;                  // by inode
   std::map<std::pair<uint64_t, uint32_t>, uint32_t> memfd_maps_;  // (inode, flags) -> id
   GhostFiles ghosts_;

@@ -1,5 +1,5 @@
-// The address space of a dumped task: mm-PID.img (VMAs and mm fields) and its private pages
-// (pagemap-PID.img + pages-N.img).
+// The address space of a dumped task: mm-PID.img (VMAs and mm fields). Its private pages are
+// dump/page_dumper.h's.
 #pragma once
 
 #include <sys/types.h>
@@ -9,21 +9,17 @@
 
 #include "dump/files.h"
 #include "dump/shmem.h"
+#include "infect/remote_task.h"
 #include "mm.pb.h"
 #include "proc/proc.h"
 
 namespace cryo::dump {
 
+// What mlockall() left in force for mappings made from now on (MCL_FUTURE, MCL_ONFAULT, or
+// 0), asked of the task by `rt`.
+uint32_t mlockall_flags(RemoteTask& rt, pid_t pid);
+
 // Builds the mm entry from smaps, stat and auxv. `brk` is the task's current break.
 mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem);
-
-struct PageStats {
-  uint64_t scanned = 0;
-  uint64_t written = 0;
-  double read_seconds = 0, write_seconds = 0;
-};
-
-// Dumps the private pages of every VMA of `mm`.
-PageStats dump_pages(pid_t pid, const mm_entry& mm, const std::string& dir, uint32_t pages_id);
 
 }  // namespace cryo::dump

@@ -14,31 +14,42 @@
 
 namespace cryo::dump {
 
-void PipeData::add(pid_t pid, int fd, uint64_t ino, bool fifo) {
+void PipeData::add(FdContext& c, uint64_t ino, bool fifo) {
   if (!seen_.insert(ino).second) return;
-  // A read end of our own on the same pipe, whichever end the task holds: opening the
-  // /proc link of a pipe behaves like opening a FIFO.
-  std::string link = fmt::format("/proc/{}/fd/{}", pid, fd);
-  Fd end(::open(link.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  if (!end) fail_sys("cannot open pipe {} of task {} fd {} for reading", ino, pid, fd);
-  int size = ::fcntl(end.get(), F_GETPIPE_SZ);
-  if (size < 0) fail_sys("cannot read the size of pipe {} (task {} fd {})", ino, pid, fd);
+  // A read end on the same pipe: cryo's copy of a read end, else a read end of our own
+  // (opening the /proc link of a pipe behaves like opening a FIFO).
+  Fd own;
+  int end = -1;
+  if ((c.flags & O_ACCMODE) == O_RDONLY) {
+    end = c.copy();
+  } else {
+    own = c.reopen(O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (!own) fail_sys("{}: cannot open pipe {} for reading", c.where(), ino);
+    end = own.get();
+  }
+  int size = ::fcntl(end, F_GETPIPE_SZ);
+  if (size < 0) fail_sys("{}: cannot read the size of pipe {}", c.where(), ino);
   // tee() copies what the pipe holds into a pipe of ours without consuming it.
-  int tmp[2];
-  if (::pipe2(tmp, O_CLOEXEC | O_NONBLOCK) < 0) fail_sys("cannot create a pipe");
-  Fd rd(tmp[0]), wr(tmp[1]);
-  if (::fcntl(wr.get(), F_SETPIPE_SZ, size) < size)
-    fail_sys("cannot size a pipe to {} bytes to copy pipe {}", size, ino);
+  if (!copy_rd_) {
+    int tmp[2];
+    if (::pipe2(tmp, O_CLOEXEC | O_NONBLOCK) < 0) fail_sys("cannot create a pipe");
+    copy_rd_.reset(tmp[0]);
+    copy_wr_.reset(tmp[1]);
+  }
+  if (size > copy_size_) {
+    if (::fcntl(copy_wr_.get(), F_SETPIPE_SZ, size) < size)
+      fail_sys("cannot size a pipe to {} bytes to copy pipe {}", size, ino);
+    copy_size_ = size;
+  }
   Saved s;
   s.fifo = fifo;
-  ssize_t n = ::tee(end.get(), wr.get(), static_cast<size_t>(size), SPLICE_F_NONBLOCK);
-  if (n < 0 && errno != EAGAIN)
-    fail_sys("cannot copy the data of pipe {} (task {} fd {})", ino, pid, fd);
+  ssize_t n = ::tee(end, copy_wr_.get(), static_cast<size_t>(size), SPLICE_F_NONBLOCK);
+  if (n < 0 && errno != EAGAIN) fail_sys("{}: cannot copy the data of pipe {}", c.where(), ino);
   if (n > 0) {
     s.bytes.resize(static_cast<size_t>(n));
     size_t got = 0;
     while (got < s.bytes.size()) {
-      ssize_t r = ::read(rd.get(), s.bytes.data() + got, s.bytes.size() - got);
+      ssize_t r = ::read(copy_rd_.get(), s.bytes.data() + got, s.bytes.size() - got);
       if (r <= 0) fail_sys("cannot read the copy of pipe {}", ino);
       got += static_cast<size_t>(r);
     }
@@ -79,7 +90,7 @@ class PipeKind : public FileKind {
     p->set_pipe_id(c.link_inode());
     p->set_flags(c.flags);
     zero_fown(p->mutable_fown());
-    data_.add(c.pid, c.fd, c.link_inode(), false);
+    data_.add(c, c.link_inode(), false);
   }
   void write(const DumpEnd& end) override { data_.write(end.dir); }
 
@@ -99,7 +110,7 @@ class FifoKind : public FileKind {
     f->set_pipe_id(static_cast<uint32_t>(c.st.st_ino));
     // A deleted FIFO's path is a ghost: made again (empty) at restore, its data put back.
     f->set_regf_id(table_.by_path(c.link, c.flags, c.proc_path));
-    data_.add(c.pid, c.fd, c.st.st_ino, true);
+    data_.add(c, c.st.st_ino, true);
   }
   void write(const DumpEnd& end) override { data_.write(end.dir); }
 

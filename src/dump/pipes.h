@@ -8,14 +8,17 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "pipe-data.pb.h"
 
 namespace cryo::dump {
 
+class FdContext;
+
 class PipeData {
  public:
-  // Saves the content of the pipe behind fd `fd` of task `pid`, once per pipe inode.
-  void add(pid_t pid, int fd, uint64_t ino, bool fifo);
+  // Saves the content of the pipe (inode `ino`) fd `c` is an end of, once per pipe.
+  void add(FdContext& c, uint64_t ino, bool fifo);
   void write(const std::string& dir);
 
  private:
@@ -26,6 +29,9 @@ class PipeData {
   };
   std::set<uint64_t> seen_;
   std::vector<Saved> saved_;
+  // cryo's pipe the data is copied through, emptied after each copy.
+  Fd copy_rd_, copy_wr_;
+  int copy_size_ = 0;
 };
 
 }  // namespace cryo::dump

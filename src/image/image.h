@@ -37,6 +37,8 @@ constexpr uint32_t kGhostFile = 0x52583605;
 constexpr uint32_t kRemapFpath = 0x59133954;
 constexpr uint32_t kFileLocks = 0x54323616;
 constexpr uint32_t kTtyData = 0x59413026;
+constexpr uint32_t kIpcnsShm = 0x46283044;
+constexpr uint32_t kTimens = 0x43114433;
 }  // namespace magic
 
 constexpr uint32_t kImagesV1_1 = 2;  // inventory_entry.img_version
@@ -64,6 +66,10 @@ enum VmaStatus : uint32_t {
   kVmaMemfd = 1u << 14,
   kVmaUnsupp = 1u << 31,
 };
+
+// vma_entry.flags of a hugetlb mapping, as CRIU writes them and mmap takes them: MAP_HUGETLB
+// and log2 of the page size in the bits above MAP_HUGE_SHIFT (26).
+constexpr uint32_t kVmaHugetlbFlags = 0x40000u | (0x3fu << 26);
 
 // task_core_entry.task_state values.
 constexpr uint32_t kTaskAlive = 1, kTaskDead = 2, kTaskStopped = 3;

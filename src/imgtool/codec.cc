@@ -23,6 +23,7 @@
 #include "ghost-file.pb.h"
 #include "image/image.h"
 #include "inventory.pb.h"
+#include "ipc-shm.pb.h"
 #include "memfd.pb.h"
 #include "mm.pb.h"
 #include "ns.pb.h"
@@ -43,6 +44,7 @@
 #include "sk-packet.pb.h"
 #include "sk-unix.pb.h"
 #include "stats.pb.h"
+#include "timens.pb.h"
 #include "timer.pb.h"
 #include "timerfd.pb.h"
 #include "tty.pb.h"
@@ -97,6 +99,7 @@ const Kind kKinds[] = {
     {"FANOTIFY_FILE", 0x55096122, d<fanotify_file_entry>},
     {"FANOTIFY_MARK", 0x56506035, d<fanotify_mark_entry>},
     {"MEMFD_INODE", image::magic::kMemfdInode, d<memfd_inode_entry>},
+    {"IPCNS_SHM", image::magic::kIpcnsShm, d<ipc_shm_entry>, nullptr, "size", false, 4},
     {"NS_FILES", 0x61394011, d<ns_file_entry>},
     {"GHOST_FILE", image::magic::kGhostFile, d<ghost_file_entry>, d<ghost_chunk_entry>, "len",
      true},
@@ -111,18 +114,19 @@ const Kind kKinds[] = {
     {"RLIMIT", 0x57113925, d<rlimit_entry>},
     {"SECCOMP", image::magic::kSeccomp, d<seccomp_entry>},
     {"STATS", image::magic::kStats, d<stats_entry>},
+    {"TIMENS", image::magic::kTimens, d<timens_entry>},
 };
 
 // Kinds crit names but cryo's schema has no message for.
 const std::pair<const char*, uint32_t> kForeign[] = {
-    {"UTSNS", 0x54473203},       {"TIMENS", 0x43114433},    {"PIDNS", 0x61157326},
-    {"IPC_VAR", 0x53115007},     {"CGROUP", 0x59383330},    {"TCP_STREAM", 0x51465506},
-    {"MNTS", 0x55563928},        {"TUNFILE", 0x57143751},   {"IRMAP_CACHE", 0x57004059},
-    {"NETDEV", 0x57373951},      {"IPCNS_SHM", 0x46283044}, {"IPCNS_SEM", 0x59573019},
-    {"IPCNS_MSG", 0x55453737},   {"NETNS", 0x55933752},     {"USERNS", 0x55474906},
-    {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},   {"BPFMAP_FILE", 0x57506142},
-    {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047},  {"SIGNAL", 0x59255647},
-    {"BINFMT_MISC", 0x67343323}, {"KDAT", 0x57023458},
+    {"UTSNS", 0x54473203},    {"PIDNS", 0x61157326},       {"IPC_VAR", 0x53115007},
+    {"CGROUP", 0x59383330},   {"TCP_STREAM", 0x51465506},  {"MNTS", 0x55563928},
+    {"TUNFILE", 0x57143751},  {"IRMAP_CACHE", 0x57004059}, {"NETDEV", 0x57373951},
+    {"IPCNS_SEM", 0x59573019}, {"IPCNS_MSG", 0x55453737},  {"NETNS", 0x55933752},
+    {"USERNS", 0x55474906},   {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},
+    {"BPFMAP_FILE", 0x57506142}, {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047},
+    {"SIGNAL", 0x59255647},   {"BINFMT_MISC", 0x67343323},
+    {"KDAT", 0x57023458},
 };
 
 // The named bits crit shows for a field marked (criu).flags.
@@ -484,6 +488,12 @@ class In {
     off_ += n;
     return s;
   }
+  // Up to n bytes: as many as there are.
+  std::string_view take_some(size_t n) {
+    std::string_view s = d_.substr(off_, n);
+    off_ += s.size();
+    return s;
+  }
   std::string_view rest() {
     std::string_view s = d_.substr(off_);
     off_ = d_.size();
@@ -584,6 +594,11 @@ std::string decode_image(std::string_view data, bool pretty) {
         w.key("extra");
         w.string(base64_lines(in.take(uint_field(m, "len"), "data")));
       }
+    } else if (kind->extra_align > 1) {
+      uint64_t len = uint_field(m, kind->extra_len);
+      w.key("extra");
+      w.string(base64_lines(in.take_some(len)));
+      in.take_some((kind->extra_align - len % kind->extra_align) % kind->extra_align);
     } else if (kind->extra_len) {
       uint64_t len = uint_field(m, kind->extra_len);
       w.key("extra");
@@ -842,7 +857,7 @@ class ImageEncoder {
       if (n > 0 || done_) out_ += extra_bytes(e.find("extra"), n);
     } else if (kind_->extra_len) {
       const json::Value* x = e.find("extra");
-      if (x && x->truthy()) out_ += extra_bytes(x, n);
+      if (x && x->truthy()) out_ += padded(extra_bytes(x, n), uint_field(m, kind_->extra_len));
     }
   }
 
@@ -850,6 +865,13 @@ class ImageEncoder {
 
  private:
   void put_u32(uint32_t v) { out_.append(reinterpret_cast<const char*>(&v), 4); }
+  // As crit writes a padded extra: the first `len` bytes, then zeros to the alignment.
+  std::string padded(std::string data, uint64_t len) const {
+    const unsigned a = kind_->extra_align;
+    if (a == 1) return data;
+    if (data.size() > len) data.resize(len);
+    return data.append((a - len % a) % a, '\0');
+  }
 
   const Kind* kind_ = nullptr;
   std::string out_;

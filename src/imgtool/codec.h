@@ -25,6 +25,9 @@ struct Kind {
   // The field of the entry giving the size of the raw bytes after it ("extra"), or null.
   const char* extra_len = nullptr;
   bool ghost = false;  // ghost-file: chunks, or the whole rest of the file as one extra
+  // The extra bytes are padded with zeros to a multiple of this (IPCNS_SHM: 4); crit reads
+  // such an extra as far as the file goes.
+  unsigned extra_align = 1;
 };
 
 const Kind* kind_by_magic(uint32_t magic);

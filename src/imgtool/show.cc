@@ -445,6 +445,7 @@ class Show {
                          : s & image::kVmaVsyscall                              ? "vsyscall"
                          : s & image::kVmaMemfd                                 ? "memfd"
                          : s & (image::kVmaFilePrivate | image::kVmaFileShared) ? "file"
+                         : s & image::kVmaSysvipc                               ? "sysv shm"
                          : s & image::kVmaAnonShared                            ? "anon shared"
                          : s & image::kVmaAnonPrivate                           ? "anon"
                                                                                 : "other";

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <string>
 
 #include "base/error.h"
 #include "base/log.h"
@@ -14,14 +15,29 @@
 
 namespace cryo {
 
-Fd FdSource::steal(int fd, const char* what) {
+void FdSource::open_all() {
   if (!pidfd_) {
     pidfd_.reset(kernel::pidfd_open(pid_));
     if (!pidfd_) fail_sys("task {}: cannot open a pidfd on it to copy its fds", pid_);
   }
+  fd_dir();
+  fdinfo_dir();
+}
+
+Fd FdSource::steal(int fd, const char* what) {
+  if (!pidfd_) open_all();
   Fd copy(kernel::pidfd_getfd(pidfd_.get(), fd));
   if (!copy) fail_sys("task {} fd {}: cannot get a copy of its {}", pid_, fd, what);
   return copy;
+}
+
+int FdSource::dir(Fd& d, const char* name) {
+  if (!d) {
+    const std::string path = fmt::format("/proc/{}/{}", pid_, name);
+    d.reset(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!d) fail_sys("task {}: cannot open {}", pid_, path);
+  }
+  return d.get();
 }
 
 Fd steal_fd(pid_t pid, int fd, const char* what) {

@@ -89,7 +89,7 @@ FrozenTree::FrozenTree(pid_t root, unsigned timeout_s)
   log::info("froze {} task(s) of the tree of {}", tasks_.size(), root);
 }
 
-void FrozenTree::seize(pid_t pid) {
+int FrozenTree::seize(pid_t pid) {
   // Never PTRACE_O_EXITKILL: if cryo dies, the kernel detaches the tree and it runs on.
   if (ptrace(PTRACE_SEIZE, pid, nullptr, kSeizeOptions) < 0) {
     if (errno == ESRCH) fail("task {} vanished while the tree was being frozen", pid);
@@ -101,14 +101,16 @@ void FrozenTree::seize(pid_t pid) {
   for (;;) {
     WaitStatus ws = wait_stop(pid);
     if (ws.gone()) fail("task {} {} while it was being frozen", pid, ws.str());
-    if (ws.event() == PTRACE_EVENT_STOP) break;
+    if (ws.event() == PTRACE_EVENT_STOP) {
+      log::debug("seized task {}", pid);
+      return ws.stop_sig();  // a group stop reports its signal, an interrupt SIGTRAP
+    }
     // A signal arrived first: let it be delivered as it would have been, then stop again.
     int sig = ws.event() ? 0 : ws.stop_sig();
     if (ptrace(PTRACE_CONT, pid, nullptr, sig) < 0) fail_sys("cannot resume task {}", pid);
     if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) < 0)
       fail_sys("cannot interrupt task {}", pid);
   }
-  log::debug("seized task {}", pid);
 }
 
 // A task stops for ptrace only on its way back to user space: one in an uninterruptible
@@ -150,7 +152,8 @@ void FrozenTree::seize_threads(FrozenTask& t) {
         continue;
       }
       try {
-        seize(tid);
+        int sig = seize(tid);
+        if (tid == t.pid && sig != SIGTRAP) t.stop_sig = sig;
       } catch (const Error&) {
         if (tid != t.pid && ::access(fmt::format("/proc/{}/task/{}", t.pid, tid).c_str(), F_OK) < 0)
           continue;  // the thread exited meanwhile
@@ -202,7 +205,8 @@ void FrozenTree::release(bool stop_all) {
         log::warn("cannot put back the registers of task {}: {}", pid, strerror(errno));
     }
     FrozenTask* t = find(pid);
-    if (stop_all || (t && t->stopped)) ::kill(pid, SIGSTOP);
+    if (stop_all || (t && t->stopped))
+      ::kill(pid, t && t->stopped && t->stop_sig ? t->stop_sig : SIGSTOP);
     if (pid == unstopped_) {
       // PTRACE_DETACH needs a stopped tracee: the kernel detaches it when cryo exits.
       log::debug("task {} never stopped: it is detached when cryo exits", pid);

@@ -27,7 +27,8 @@ struct FrozenTask {
   pid_t pid = 0;
   pid_t ppid = 0, pgid = 0, sid = 0;
   bool zombie = false;
-  bool stopped = false;  // in group-stop (SIGSTOP) when seized
+  bool stopped = false;  // in group-stop when seized
+  int stop_sig = 0;      // the signal of that stop: SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU
   int exit_status = 0;   // wait status of a zombie
   proc::Stat stat;
   std::vector<pid_t> children;
@@ -53,7 +54,8 @@ class FrozenTree {
   void commit(End how);
 
  private:
-  void seize(pid_t tid);
+  // Returns the signal of the stop the thread was found in (SIGTRAP: it was not stopped).
+  int seize(pid_t tid);
   WaitStatus wait_stop(pid_t tid);
   void seize_threads(FrozenTask& t);
   FrozenThread* find_thread(pid_t tid);

@@ -148,7 +148,10 @@ void scan_gadgets(const uint8_t* code, size_t len, uint64_t base, Gadgets* g) {
 }
 
 Gadgets find_gadgets(pid_t pid) {
-  auto vmas = proc::read_maps(pid);
+  return find_gadgets(pid, proc::read_maps(pid));
+}
+
+Gadgets find_gadgets(pid_t pid, const std::vector<proc::Vma>& vmas) {
   Gadgets g;
   for (const auto& v : vmas)
     if (v.x && v.path == "[vdso]") take_from(pid, v, &g);
@@ -163,11 +166,11 @@ Gadgets find_gadgets(pid_t pid) {
   return g;
 }
 
-uint64_t find_syscall_gadget(pid_t pid) {
+uint64_t find_syscall_gadget(pid_t pid, bool from_vdso) {
   auto vmas = proc::read_maps(pid);
   Gadgets g;
   for (const auto& v : vmas)
-    if (v.x && v.path == "[vdso]") take_from(pid, v, &g);
+    if (from_vdso && v.x && v.path == "[vdso]") take_from(pid, v, &g);
   for (const auto& v : vmas) {
     if (g.syscall) break;
     if (v.x && v.r && v.path != "[vdso]" && v.path != "[vsyscall]") take_from(pid, v, &g);

@@ -5,6 +5,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
+
+#include "proc/proc.h"
 
 namespace cryo {
 
@@ -23,8 +26,11 @@ void scan_gadgets(const uint8_t* code, size_t len, uint64_t base, Gadgets* g);
 // The gadgets of a task: the vDSO first (always there, never written), then its executable
 // file mappings. Results are remembered per mapped file and checked again before use.
 Gadgets find_gadgets(pid_t pid);
+// The same, from mappings the caller read.
+Gadgets find_gadgets(pid_t pid, const std::vector<proc::Vma>& vmas);
 
-// A "syscall" instruction in the task's vDSO or, failing that, another executable mapping.
-uint64_t find_syscall_gadget(pid_t pid);
+// A "syscall" instruction in the task's vDSO or, failing that, another executable mapping
+// (only those when `from_vdso` is false).
+uint64_t find_syscall_gadget(pid_t pid, bool from_vdso = true);
 
 }  // namespace cryo

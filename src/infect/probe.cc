@@ -19,6 +19,12 @@ constexpr uint64_t kRedZone = 128;  // below the stack pointer, still the thread
 constexpr uint64_t kTrapFlag = 0x100;
 
 bool has_shadow_stack(pid_t tid) {
+  // Only where the CPU and kernel offer user shadow stacks: else no status to read per thread.
+  static const bool offered = [] {
+    auto cpuinfo = proc::try_read_file("/proc/cpuinfo");
+    return !cpuinfo || cpuinfo->find(" user_shstk") != std::string::npos;
+  }();
+  if (!offered) return false;
   auto text = proc::try_read_file(fmt::format("/proc/{}/status", tid));
   if (!text) return false;
   size_t p = text->find("x86_Thread_features:");
@@ -51,11 +57,12 @@ void set_mask(pid_t tid, uint64_t mask) {
 
 }  // namespace
 
-ThreadProbe::ThreadProbe(FrozenThread& th, const Gadgets& gadgets, uint64_t sigmask)
+ThreadProbe::ThreadProbe(FrozenThread& th, const Gadgets& gadgets, uint64_t sigmask,
+                         const std::vector<proc::Vma>* maps)
     : th_(th), rt_(th.tid, gadgets.syscall), sigmask_(sigmask) {
   rt_.set_saved_regs(th.regs);
   try {
-    framed_ = place_frame(gadgets, sigmask);
+    framed_ = place_frame(gadgets, sigmask, maps);
     if (framed_) {
       // Registers that lead back through the frame, before the mask changes: parked on the
       // rt_sigreturn itself (as if the gadget's "ret" had run), so that a thread resumed now
@@ -81,7 +88,8 @@ ThreadProbe::~ThreadProbe() {
   end();
 }
 
-bool ThreadProbe::place_frame(const Gadgets& gadgets, uint64_t sigmask) {
+bool ThreadProbe::place_frame(const Gadgets& gadgets, uint64_t sigmask,
+                              const std::vector<proc::Vma>* maps) {
   const pid_t tid = th_.tid;
   if (!gadgets.can_recover()) {
     log::warn(
@@ -101,7 +109,8 @@ bool ThreadProbe::place_frame(const Gadgets& gadgets, uint64_t sigmask) {
   arch::Sigframe f =
       arch::build_sigframe(top, th_.regs, arch::get_xstate(tid), sigmask, gadgets.sigreturn);
   const uint64_t lo = f.addr - kScratch;
-  if (f.addr < kScratch || top > th_.regs.rsp || !in_thread_stack(proc::read_maps(tid), lo, top)) {
+  if (f.addr < kScratch || top > th_.regs.rsp ||
+      !in_thread_stack(maps ? *maps : proc::read_maps(tid), lo, top)) {
     log::warn(
         "task {}: its stack pointer {:#x} is not in a thread stack with room for a recovery "
         "frame: if cryo is killed while it works in this task, the task may crash",

@@ -18,17 +18,21 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "infect/frozen_tree.h"
 #include "infect/gadgets.h"
 #include "infect/remote_task.h"
+#include "proc/proc.h"
 
 namespace cryo {
 
 class ThreadProbe {
  public:
-  // `th.regs` must hold the thread's own registers and `sigmask` its own mask.
-  ThreadProbe(FrozenThread& th, const Gadgets& gadgets, uint64_t sigmask);
+  // `th.regs` must hold the thread's own registers and `sigmask` its own mask. `maps`, when
+  // given, are the task's mappings (read once for all its threads).
+  ThreadProbe(FrozenThread& th, const Gadgets& gadgets, uint64_t sigmask,
+              const std::vector<proc::Vma>* maps = nullptr);
   ~ThreadProbe();
   ThreadProbe(const ThreadProbe&) = delete;
   ThreadProbe& operator=(const ThreadProbe&) = delete;
@@ -37,10 +41,12 @@ class ThreadProbe {
   // frame, a page without).
   RemoteTask& rt() { return rt_; }
   bool protected_by_frame() const { return framed_; }
-  static constexpr size_t kScratch = 128;  // the largest out-parameter is 32 bytes
+  // The largest out-parameter: every signal's disposition at once (64 x 32 bytes), read back
+  // with one process_vm_readv.
+  static constexpr size_t kScratch = 2048;
 
  private:
-  bool place_frame(const Gadgets& gadgets, uint64_t sigmask);
+  bool place_frame(const Gadgets& gadgets, uint64_t sigmask, const std::vector<proc::Vma>* maps);
   void end();
   FrozenThread& th_;
   RemoteTask rt_;

@@ -64,6 +64,12 @@ inline uint64_t rseq_resume_ip(uint64_t ip, const RseqCs& cs) {
   return ip;
 }
 
+// membarrier(2): each MEMBARRIER_CMD_REGISTER_* command is its barrier command shifted left by
+// one (global expedited, private expedited, its sync-core and rseq kinds), and
+// MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3) returns the mask of those registered.
+constexpr uint32_t kMembarrierRegisterCmds[] = {1u << 2, 1u << 4, 1u << 6, 1u << 8};
+constexpr uint32_t kMembarrierGetRegistrations = 1u << 9;
+
 // The kernel's struct sigaction layout for rt_sigaction(2) on x86_64.
 struct KernelSigaction {
   uint64_t handler;
@@ -119,5 +125,10 @@ constexpr uint64_t page_down(uint64_t a) {
 constexpr uint64_t page_up(uint64_t a) {
   return (a + kPageSize - 1) & ~(kPageSize - 1);
 }
+
+// Bits of a /proc/PID/pagemap entry.
+constexpr uint64_t kPmPresent = 1ULL << 63, kPmSwap = 1ULL << 62, kPmFile = 1ULL << 61;
+constexpr uint64_t kPmExclusive = 1ULL << 56;  // mapped by this process alone
+constexpr uint64_t kPmPfnMask = (1ULL << 55) - 1;
 
 }  // namespace cryo::kernel

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -644,6 +645,30 @@ std::vector<pid_t> read_children(pid_t pid, pid_t tid) {
 std::vector<pid_t> read_threads(pid_t pid) {
   std::vector<int> v = list_dir_numbers(fmt::format("/proc/{}/task", pid));
   return std::vector<pid_t>(v.begin(), v.end());
+}
+
+TimensOffsets parse_timens_offsets(const std::string& text) {
+  TimensOffsets o;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    char name[32] = "";
+    long long sec = 0, nsec = 0;
+    if (std::sscanf(line.c_str(), "%31s %lld %lld", name, &sec, &nsec) != 3) continue;
+    const int64_t ns = static_cast<int64_t>(sec) * 1000000000 + nsec;
+    if (std::string(name) == "monotonic" || std::string(name) == "1")
+      o.monotonic_ns = ns;
+    else if (std::string(name) == "boottime" || std::string(name) == "7")
+      o.boottime_ns = ns;
+  }
+  return o;
+}
+
+TimensOffsets read_timens_offsets(pid_t pid) {
+  return parse_timens_offsets(read_file(fmt::format("/proc/{}/timens_offsets", pid)));
 }
 
 std::string socket_holder(uint32_t ino) {

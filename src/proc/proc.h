@@ -116,6 +116,14 @@ struct Limit {
 std::vector<Limit> parse_limits(const std::string& text);
 std::vector<Limit> read_limits(pid_t pid);
 
+// /proc/PID/timens_offsets: the clock offsets of the time namespace PID's next children are
+// born in (its time_for_children), in nanoseconds from the initial namespace's clocks.
+struct TimensOffsets {
+  int64_t monotonic_ns = 0, boottime_ns = 0;
+};
+TimensOffsets parse_timens_offsets(const std::string& text);
+TimensOffsets read_timens_offsets(pid_t pid);
+
 // Small helpers.
 std::string read_file(const std::string& path);                     // whole file; throws on error
 std::optional<std::string> try_read_file(const std::string& path);  // nullopt if absent

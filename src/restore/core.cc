@@ -93,6 +93,16 @@ void restore_posix_timers(RemoteTask& rt, const task_timers_entry& timers) {
   rt.check("prctl(PR_TIMER_CREATE_RESTORE_IDS)", SYS_prctl, {kPrTimerCreateRestoreIds, 0, 0, 0, 0});
 }
 
+// Registers the process again for each membarrier() kind it was registered for.
+void restore_membarrier(RemoteTask& rt, uint32_t mask) {
+  uint32_t known = 0;
+  for (uint32_t reg : kernel::kMembarrierRegisterCmds) known |= reg;
+  if (mask & ~known)
+    fail("image core-{}.img: unknown membarrier registrations {:#x}", rt.tid(), mask & ~known);
+  for (uint32_t reg : kernel::kMembarrierRegisterCmds)
+    if (mask & reg) rt.check("membarrier register", SYS_membarrier, {reg, 0, 0});
+}
+
 void restore_rlimits(pid_t pid, const task_rlimits_entry& rl) {
   for (int r = 0; r < rl.rlimits_size() && r < RLIM_NLIMITS; r++) {
     rlimit64 want{rl.rlimits(r).cur(), rl.rlimits(r).max()}, have;
@@ -148,6 +158,8 @@ void restore_process_state(RemoteTask& rt, const TaskPlan& t) {
   }
 
   rt.check("personality", SYS_personality, {tc.personality()});
+  // Before the threads exist: with one user of the mm, registering waits for nobody.
+  if (tc.membarrier_registration_mask()) restore_membarrier(rt, tc.membarrier_registration_mask());
   if (tc.child_subreaper())
     rt.check("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1});
   if (tc.has_rlimits()) restore_rlimits(pid, tc.rlimits());
@@ -245,6 +257,23 @@ void restore_shared_signals(RemoteTask& leader, const TaskPlan& t) {
   if (t.core.tc().has_signals_s()) queue_signals(leader, t.core.tc().signals_s(), true);
 }
 
+namespace {
+
+// Raises each capability of the dumped ambient set (PR_CAP_AMBIENT_RAISE, one at a time).
+void restore_ambient(RemoteTask& rt, uint64_t amb) {
+  for (uint64_t cap = 0; cap < 64; cap++)
+    if (amb & (1ULL << cap)) {
+      long r = rt.syscall(SYS_prctl, {PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0});
+      if (r < 0)
+        fail_errno(static_cast<int>(-r),
+                   "task {}: cannot raise ambient capability {} (it must be permitted and "
+                   "inheritable, and this kernel must know it)",
+                   rt.tid(), cap);
+    }
+}
+
+}  // namespace
+
 void restore_creds(RemoteTask& rt, const core_entry& core) {
   if (!core.thread_core().has_creds()) return;
   const creds_entry& c = core.thread_core().creds();
@@ -253,7 +282,8 @@ void restore_creds(RemoteTask& rt, const core_entry& core) {
     for (int i = 0; i < f.size() && i < 2; i++) v |= static_cast<uint64_t>(f.Get(i)) << (32 * i);
     return v;
   };
-  constexpr uint32_t kKeepCaps = 1u << 4;  // SECBIT_KEEP_CAPS
+  constexpr uint32_t kKeepCaps = 1u << 4;        // SECBIT_KEEP_CAPS
+  constexpr uint32_t kNoAmbientRaise = 1u << 6;  // SECBIT_NO_CAP_AMBIENT_RAISE
   // The *_LOCKED bits (odd positions): once set, the bits they guard cannot change.
   constexpr uint32_t kLockBits = 0xaaa;
   constexpr uint64_t kSetpcap = 1ULL << 8;  // CAP_SETPCAP, needed to set securebits
@@ -275,10 +305,11 @@ void restore_creds(RemoteTask& rt, const core_entry& core) {
   rt.check("setgroups", SYS_setgroups, {groups.size(), g});
   rt.check("setresgid", SYS_setresgid, {c.gid(), c.egid(), c.sgid()});
   rt.syscall(SYS_setfsgid, {c.fsgid()});
-  // Unlocked bits now; locked ones only at the end, as they would forbid the steps between.
-  if (c.secbits() & ~(kKeepCaps | kLockBits))
-    rt.check("prctl(PR_SET_SECUREBITS)", SYS_prctl,
-             {PR_SET_SECUREBITS, c.secbits() & ~(kKeepCaps | kLockBits)});
+  // Unlocked bits now; locked ones and the one forbidding ambient raises only at the end, as
+  // they would forbid the steps between.
+  const uint32_t late_bits = kKeepCaps | kLockBits | kNoAmbientRaise;
+  if (c.secbits() & ~late_bits)
+    rt.check("prctl(PR_SET_SECUREBITS)", SYS_prctl, {PR_SET_SECUREBITS, c.secbits() & ~late_bits});
   // Keep the permitted set across the uid change, then set the dumped sets exactly.
   rt.check("prctl(PR_SET_KEEPCAPS)", SYS_prctl, {PR_SET_KEEPCAPS, 1});
   rt.check("setresuid", SYS_setresuid, {c.uid(), c.euid(), c.suid()});
@@ -301,13 +332,20 @@ void restore_creds(RemoteTask& rt, const core_entry& core) {
     rt.check("capset", SYS_capset, {h, d});
   };
   const uint64_t eff = cap64(c.cap_eff()), prm = cap64(c.cap_prm()), inh = cap64(c.cap_inh());
-  if (locks) {
-    // Setting securebits takes CAP_SETPCAP: hold it (the task still has root's permitted set)
-    // until the locked bits are in, together with the dumped keep-caps bit.
+  // Setting securebits takes CAP_SETPCAP: hold it (the task still has root's permitted set)
+  // until the late bits are in, together with the dumped keep-caps bit.
+  const bool late_secbits = locks || (c.secbits() & kNoAmbientRaise);
+  if (late_secbits)
     capset(prm | kSetpcap, prm | kSetpcap, inh);
+  else if (c.cap_prm_size())
+    capset(eff, prm, inh);
+  // Ambient capabilities last of the sets: a uid change and a capset that drops a capability
+  // from the permitted or inheritable set clear them, and each must be in both sets.
+  restore_ambient(rt, cap64(c.cap_amb()));
+  if (late_secbits) {
     rt.check("prctl(PR_SET_SECUREBITS)", SYS_prctl, {PR_SET_SECUREBITS, c.secbits()});
+    if (c.cap_prm_size()) capset(eff, prm, inh);
   }
-  if (c.cap_prm_size()) capset(eff, prm, inh);
   if (!locks)
     rt.check("prctl(PR_SET_KEEPCAPS)", SYS_prctl,
              {PR_SET_KEEPCAPS, (c.secbits() & kKeepCaps) ? 1u : 0u});

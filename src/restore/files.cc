@@ -49,7 +49,10 @@ FileSet::FileSet(const Plan& plan, Ttys& ttys)
     : plan_(plan), ttys_(ttys), kinds_(make_file_kinds()) {
   for (const TaskPlan& t : plan.tasks)
     if (!shares_parent_files(plan, t))
-      for (const auto& fdi : t.fds) users_[fdi.id()]++;
+      for (const auto& fdi : t.fds) {
+        users_[fdi.id()]++;
+        held_.insert(fdi.id());
+      }
   std::vector<uint32_t> needed;
   for (const auto& [id, f] : plan.files) {
     if (!users_.count(id)) continue;  // not an fd's: made (or not) for other reasons
@@ -129,6 +132,13 @@ int FileSet::get(uint32_t id) {
   const file_entry& f = entry(id);
   Fd fd = kind(f).open(f, *this);
   restore_owner(fd.get(), f);
+  // A file no task holds (only carried in a message) has no task to set its O_ASYNC: cryo
+  // does. Its signals then name cryo's fd, as they named the sender's.
+  if ((image::file_flags(f) & O_ASYNC) && !held_.count(id)) {
+    int fl = ::fcntl(fd.get(), F_GETFL);
+    if (fl < 0 || ::fcntl(fd.get(), F_SETFL, fl | O_ASYNC) < 0)
+      fail_sys("file {}: cannot set O_ASYNC on it", id);
+  }
   int raw = fd.get();
   files_[id] = std::move(fd);
   return raw;

@@ -47,6 +47,7 @@ class FileSet {
   std::map<uint32_t, uint32_t> users_;  // file id -> fds and files still to come that need it
   std::set<uint32_t> released_;
   std::set<uint32_t> async_;
+  std::set<uint32_t> held_;  // files some task holds at an fd
   void release(uint32_t id);
 };
 

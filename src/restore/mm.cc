@@ -11,8 +11,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "base/error.h"
@@ -22,14 +24,18 @@
 #include "base/strings.h"
 #include "image/image.h"
 #include "infect/fd_transfer.h"
+#include "infect/gadgets.h"
+#include "infect/remote_batch.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
+#include "restore/sysv_shm.h"
 #include "restore/tree.h"
 
 namespace cryo::restore {
 namespace {
 
 constexpr uint64_t kScratchLen = 64 * 1024;
+constexpr uint64_t kBatchLen = 256 * 1024;
 constexpr uint64_t kTaskSizeMax = 0x800000000000ULL;
 
 bool is_special(const vma_entry& v) {
@@ -83,18 +89,301 @@ uint64_t open_in_task(RemoteTask& rt, const reg_file_entry& r, uint64_t flags, c
   return static_cast<uint64_t>(fd);
 }
 
-// The vDSO and its data pages move as one block, keeping their relative layout.
-struct Block {
-  uint64_t start = ~0ULL, end = 0;
-  std::vector<std::pair<uint64_t, uint64_t>> parts;  // in address order
+using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;  // [start, end), sorted
+
+// A mapping the task got from its parent by fork and keeps as it is: the same range of the
+// same object with the same flags and advice in both images. Not MADV_DONTFORK ones (a child
+// does not get them) nor MADV_WIPEONFORK ones (a child gets zeros), nor huge pages (their
+// unit is not a page) or packet rings.
+bool inherited(const vma_entry& c, const vma_entry& p) {
+  constexpr uint64_t kNotCopied = (1ULL << MADV_DONTFORK) | (1ULL << MADV_WIPEONFORK);
+  return c.start() == p.start() && c.end() == p.end() && c.pgoff() == p.pgoff() &&
+         c.shmid() == p.shmid() && c.flags() == p.flags() && c.status() == p.status() &&
+         c.madv() == p.madv() && !(p.madv() & kNotCopied) && !(p.flags() & MAP_HUGETLB) &&
+         !is_special(p) && !(p.status() & image::kVmaSocket);
+}
+
+// Whether `addr` lies in one of `r`.
+bool contains(const Ranges& r, uint64_t addr) {
+  auto it = std::upper_bound(r.begin(), r.end(), std::pair<uint64_t, uint64_t>(addr, UINT64_MAX));
+  return it != r.begin() && addr < std::prev(it)->second;
+}
+
+// The pages of a task's image by address, with where each lies in its pages file.
+class PageIndex {
+ public:
+  PageIndex(const TaskPlan& t, const char* data, size_t size) : data_(data) {
+    uint64_t off = 0;
+    for (const auto& p : t.pages) {
+      uint64_t len = p.nr_pages() * kernel::kPageSize;
+      if (off + len > size) fail("image pages-{}.img is truncated at offset {}", t.pages_id, off);
+      runs_.push_back({p.vaddr(), p.vaddr() + len, off});
+      off += len;
+    }
+  }
+  // The image's copy of the page at `addr`, or nullptr when the image has none.
+  const char* find(uint64_t addr) const {
+    auto it = std::upper_bound(runs_.begin(), runs_.end(), addr,
+                               [](uint64_t a, const Run& r) { return a < r.start; });
+    if (it == runs_.begin() || addr >= std::prev(it)->end) return nullptr;
+    --it;
+    return data_ + it->off + (addr - it->start);
+  }
+  Ranges ranges() const {
+    Ranges r;
+    for (const Run& run : runs_) r.emplace_back(run.start, run.end);
+    return r;
+  }
+
+ private:
+  struct Run {
+    uint64_t start, end, off;
+  };
+  std::vector<Run> runs_;
+  const char* data_;
 };
+
+// Locks a VMA as it was locked: at once (its pages all present), or on fault. The kernel
+// marks a PROT_NONE area locked but cannot populate it: that ENOMEM is the original's too.
+void lock_vma(RemoteTask& rt, const vma_entry& v) {
+  const uint64_t how = v.cryo_lock_onfault() ? MLOCK_ONFAULT : 0;
+  long r = rt.syscall(SYS_mlock2, {v.start(), v.end() - v.start(), how});
+  if (r == -ENOMEM && v.prot() == PROT_NONE) return;
+  if (r < 0)
+    fail_errno(static_cast<int>(-r), "task {}: cannot lock mapping {:#x}-{:#x} again", rt.tid(),
+               v.start(), v.end());
+}
+
+// Two neighbours the kernel would merge into one VMA, though the dumped task had them apart
+// (hidden state kept them so: the anon_vma each got when a fork copied them, or a page offset
+// left by mremap). Only anonymous private ones are kept apart (see map_apart).
+bool mergeable(const vma_entry& a, const vma_entry& b) {
+  constexpr uint32_t kKind = image::kVmaAnonPrivate | image::kVmaFilePrivate |
+                             image::kVmaFileShared | image::kVmaAnonShared;
+  return a.end() == b.start() && (b.status() & kKind) == image::kVmaAnonPrivate &&
+         (a.status() & kKind) == image::kVmaAnonPrivate && a.prot() == b.prot() &&
+         a.flags() == b.flags() && a.madv() == b.madv() &&
+         a.cryo_lock_onfault() == b.cryo_lock_onfault() &&
+         !(b.flags() & (MAP_GROWSDOWN | image::kVmaHugetlbFlags));
+}
+
+// Anonymous VMAs given the kernel state the dumped ones had, which no flag shows: an anon_vma
+// (that a fault gives), and a page offset not following their neighbour's.
+class AnonState {
+ public:
+  explicit AnonState(RemoteTask& rt) : rt_(rt) {}
+
+  // Faults in a page at `addr` and drops it: the VMA keeps the anon_vma it got. Through
+  // /proc/PID/mem, which writes whatever the protection (a writable mapping, even for a
+  // moment, would be charged to the commit limit: VmFlags "ac").
+  void give_anon_vma(uint64_t addr) {
+    if (!mem_) {
+      mem_ = Fd(::open(fmt::format("/proc/{}/mem", rt_.tid()).c_str(), O_RDWR | O_CLOEXEC));
+      if (!mem_) fail_sys("cannot open /proc/{}/mem", rt_.tid());
+    }
+    const char zero = 0;
+    if (::pwrite(mem_.get(), &zero, 1, static_cast<off_t>(addr)) != 1)
+      fail_sys("cannot write to task {} at {:#x}", rt_.tid(), addr);
+    rt_.check("madvise(MADV_DONTNEED)", SYS_madvise, {addr, kernel::kPageSize, MADV_DONTNEED});
+  }
+
+  // Maps `v` elsewhere and moves it to its address: its page offset is then not the one that
+  // follows its neighbour's, so the kernel never merges the two (it would now, or when
+  // mprotect, madvise or mlock change them later), and they stay two VMAs as dumped. mremap
+  // keeps the offset of a VMA that has an anon_vma only (one never faulted takes its new
+  // address's, to merge).
+  void map_apart(const vma_entry& v, uint64_t prot, uint64_t flags,
+                 std::vector<std::pair<uint64_t, uint64_t>>& busy) {
+    const uint64_t len = v.end() - v.start();
+    if (len > len_) {  // one place for all, as large as the largest
+      len_ = len;
+      at_ = pick_free(busy, len);
+      busy.emplace_back(at_, at_ + len);
+    }
+    log::debug("task {}: {:#x}-{:#x} made apart from its neighbour", rt_.tid(), v.start(), v.end());
+    rt_.check("mmap", SYS_mmap, {at_, len, prot, flags, ~0ULL, 0});
+    give_anon_vma(at_);
+    uint64_t got =
+        rt_.check("mremap", SYS_mremap, {at_, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v.start()});
+    if (got != v.start()) fail("task {}: mremap placed {:#x} at {:#x}", rt_.tid(), v.start(), got);
+  }
+
+ private:
+  RemoteTask& rt_;
+  Fd mem_;  // /proc/PID/mem of the task
+  uint64_t at_ = 0, len_ = 0;
+};
+
+// The parts of sorted ranges `a` that are in `within` and not in `minus` (both sorted).
+Ranges clip(const Ranges& a, const Ranges& within, const Ranges& minus) {
+  Ranges out;
+  for (auto [s, e] : a)
+    for (const auto& [ws, we] : within) {
+      uint64_t lo = std::max(s, ws), hi = std::min(e, we);
+      if (lo >= hi) continue;
+      for (const auto& [ms, me] : minus) {
+        if (me <= lo || ms >= hi) continue;
+        if (ms > lo) out.emplace_back(lo, ms);
+        lo = std::max(lo, me);
+        if (lo >= hi) break;
+      }
+      if (lo < hi) out.emplace_back(lo, hi);
+    }
+  return out;
+}
+
+// cryo's own vDSO block (the vDSO and its data pages), inherited by the new task, put where
+// the dumped process had it, keeping the parts' relative layout. Parts the dumped process had
+// unmapped go; a vDSO it had unmapped is parked at a free place instead, as cryo's syscalls
+// run from it, until the tree stands (drop_parked_vdso).
+class VdsoBlock {
+ public:
+  VdsoBlock(RemoteTask& rt, const std::vector<proc::Vma>& now, const mm_entry& mm);
+  bool contains(const proc::Vma& v) const {
+    return std::any_of(cur_.begin(), cur_.end(),
+                       [&](const Part& p) { return p.start == v.start && p.end == v.end; });
+  }
+  // Moves the block; `busy` holds every range in use or to be used, and gets the parked one.
+  void place(std::vector<std::pair<uint64_t, uint64_t>>& busy);
+  // Runs the task's syscalls from its own code and unmaps a parked vDSO.
+  uint64_t parked() const { return parked_; }
+  uint64_t parked_len() const { return parked_len_; }
+
+ private:
+  struct Part {
+    uint64_t start, end;
+    bool vdso;
+    bool kept = false;  // the dumped process has it, at start + delta_
+  };
+  static bool is_part(const std::string& path) {
+    return path == "[vdso]" || path == "[vvar]" || path == "[vvar_vclock]";
+  }
+  RemoteTask& rt_;
+  std::vector<Part> cur_;
+  int64_t delta_ = 0;
+  uint64_t parked_ = 0, parked_len_ = 0;
+};
+
+VdsoBlock::VdsoBlock(RemoteTask& rt, const std::vector<proc::Vma>& now, const mm_entry& mm)
+    : rt_(rt) {
+  const pid_t pid = rt.tid();
+  for (const auto& v : now)
+    if (is_part(v.path)) cur_.push_back({v.start, v.end, v.path == "[vdso]"});
+  if (std::none_of(cur_.begin(), cur_.end(), [](const Part& p) { return p.vdso; }))
+    fail("task {}: cryo's own process has no vDSO", pid);
+  std::vector<Part> want;
+  for (const auto& v : mm.vmas())
+    if (v.status() & (image::kVmaVdso | image::kVmaVvar))
+      want.push_back({v.start(), v.end(), (v.status() & image::kVmaVdso) != 0});
+  if (want.empty()) {
+    log::info("task {}: had no vDSO when dumped: cryo's is parked until its code is in place", pid);
+    return;
+  }
+  // The one shift that puts a part of cryo's block on each dumped part, same kind and size.
+  auto same = [](const Part& a, const Part& b) {
+    return a.vdso == b.vdso && a.end - a.start == b.end - b.start;
+  };
+  for (const Part& anchor : cur_) {
+    if (!same(anchor, want[0])) continue;
+    const int64_t delta = static_cast<int64_t>(want[0].start - anchor.start);
+    for (Part& p : cur_) p.kept = false;
+    bool all = true;
+    for (const Part& w : want) {
+      auto it = std::find_if(cur_.begin(), cur_.end(), [&](const Part& p) {
+        return !p.kept && same(p, w) && p.start + static_cast<uint64_t>(delta) == w.start;
+      });
+      if (it == cur_.end()) {
+        all = false;
+        break;
+      }
+      it->kept = true;
+    }
+    if (all) {
+      delta_ = delta;
+      return;
+    }
+  }
+  fail(
+      "task {}: the vDSO of this kernel differs from the dumped one (dumped on another "
+      "kernel?): not supported yet",
+      pid);
+}
+
+void VdsoBlock::place(std::vector<std::pair<uint64_t, uint64_t>>& busy) {
+  auto vdso = std::find_if(cur_.begin(), cur_.end(), [](const Part& p) { return p.vdso; });
+  const uint64_t gadget_off = rt_.gadget() - vdso->start;
+  if (rt_.gadget() < vdso->start || gadget_off >= vdso->end - vdso->start)
+    fail("task {}: cryo's syscall instruction is not in its vDSO", rt_.tid());
+  // Data pages the dumped process had unmapped go now; they serve nothing.
+  for (const Part& p : cur_)
+    if (!p.kept && !p.vdso) rt_.check("munmap", SYS_munmap, {p.start, p.end - p.start});
+  if (vdso->kept && delta_ == 0) return;
+  // Through a temporary place, as the final block may overlap the current one.
+  uint64_t lo = ~0ULL, hi = 0;
+  for (const Part& p : cur_)
+    if (p.kept || p.vdso) lo = std::min(lo, p.start), hi = std::max(hi, p.end);
+  const uint64_t tmp = pick_free(busy, hi - lo);
+  busy.emplace_back(tmp, tmp + (hi - lo));
+  for (const Part& p : cur_)
+    if (p.kept || p.vdso)
+      rt_.check("mremap of the vDSO", SYS_mremap,
+                {p.start, p.end - p.start, p.end - p.start, MREMAP_MAYMOVE | MREMAP_FIXED,
+                 tmp + (p.start - lo)});
+  rt_.set_gadget(tmp + (vdso->start - lo) + gadget_off);
+  for (const Part& p : cur_)
+    if (p.kept)
+      rt_.check("mremap of the vDSO", SYS_mremap,
+                {tmp + (p.start - lo), p.end - p.start, p.end - p.start,
+                 MREMAP_MAYMOVE | MREMAP_FIXED, p.start + static_cast<uint64_t>(delta_)});
+  if (vdso->kept) {
+    rt_.set_gadget(vdso->start + static_cast<uint64_t>(delta_) + gadget_off);
+  } else {
+    parked_ = tmp + (vdso->start - lo);
+    parked_len_ = vdso->end - vdso->start;
+  }
+}
 
 }  // namespace
 
-uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem,
-                    FileSet& files) {
+void drop_parked_vdso(RemoteTask& rt, uint64_t start, uint64_t len) {
+  if (!start) return;
+  const pid_t pid = rt.tid();
+  uint64_t gadget = 0;
+  try {
+    gadget = find_syscall_gadget(pid, /*from_vdso=*/false);
+  } catch (const Error&) {
+    fail(
+        "task {}: the dumped process had no vDSO and its code has no syscall instruction "
+        "cryo could run its calls with",
+        pid);
+  }
+  rt.set_gadget(gadget);
+  rt.check("munmap of cryo's vDSO", SYS_munmap, {start, len});
+  log::debug("task {}: cryo's vDSO unmapped, syscalls run at {:#x} from now on", pid, gadget);
+}
+
+MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet& shmem,
+                   FileSet& files, const TaskPlan* parent) {
   const pid_t pid = t.pid();
   const mm_entry& mm = t.mm;
+
+  // What the task keeps of its parent's address space (both VMA lists are sorted).
+  std::vector<bool> keep(mm.vmas_size(), false);
+  std::vector<uint32_t> keep_prot(mm.vmas_size(), 0);  // as the parent has it
+  Ranges kept;
+  if (parent) {
+    const auto& pv = parent->mm.vmas();
+    int k = 0;
+    for (int i = 0; i < mm.vmas_size(); i++) {
+      const vma_entry& v = mm.vmas(i);
+      while (k < pv.size() && pv[k].end() <= v.start()) k++;
+      if (k < pv.size() && inherited(v, pv[k])) {
+        keep[i] = true;
+        keep_prot[i] = pv[k].prot();
+        kept.emplace_back(v.start(), v.end());
+      }
+    }
+  }
 
   // cryo's own rseq registration would make the kernel write into memory about to vanish.
   kernel::RseqConfig rc{};
@@ -105,88 +394,116 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
   rt.check("close_range", SYS_close_range, {0, ~0U, 0});
 
   // Current layout: cryo's copy. Keep only the vDSO block.
-  Block cur;
   std::vector<proc::Vma> now = proc::read_maps(pid);
-  for (const auto& v : now) {
-    if (v.path == "[vdso]" || v.path == "[vvar]" || v.path == "[vvar_vclock]") {
-      cur.parts.emplace_back(v.start, v.end);
-      cur.start = std::min(cur.start, v.start);
-      cur.end = std::max(cur.end, v.end);
-    }
-  }
-  Block want;
-  for (const auto& v : mm.vmas()) {
-    if (v.status() & (image::kVmaVdso | image::kVmaVvar)) {
-      want.parts.emplace_back(v.start(), v.end());
-      want.start = std::min(want.start, v.start());
-      want.end = std::max(want.end, v.end());
-    }
-  }
-  if (cur.parts.empty()) fail("task {}: cryo's own process has no vDSO", pid);
-  if (want.parts.empty()) fail("task {}: the dumped process had no vDSO: not supported yet", pid);
-  bool same_layout = cur.parts.size() == want.parts.size();
-  for (size_t i = 0; same_layout && i < cur.parts.size(); i++)
-    same_layout =
-        cur.parts[i].first - cur.start == want.parts[i].first - want.start &&
-        cur.parts[i].second - cur.parts[i].first == want.parts[i].second - want.parts[i].first;
-  if (!same_layout)
-    fail(
-        "task {}: the vDSO of this kernel differs from the dumped one (dumped on another "
-        "kernel?): not supported yet",
-        pid);
+  VdsoBlock vdso(rt, now, mm);
 
   std::vector<std::pair<uint64_t, uint64_t>> busy;
   for (const auto& v : mm.vmas())
     if (v.end() <= kTaskSizeMax) busy.emplace_back(v.start(), v.end());
-  busy.emplace_back(cur.start, cur.end);
+  for (const auto& v : now)
+    if (vdso.contains(v)) busy.emplace_back(v.start, v.end);
   uint64_t old_scratch = rt.scratch();
+  Ranges gone;
   for (const auto& v : now) {
     if (v.start >= kTaskSizeMax) continue;
-    if (v.start >= cur.start && v.end <= cur.end) continue;
-    rt.check("munmap", SYS_munmap, {v.start, v.size()});
+    if (vdso.contains(v)) continue;
+    gone.emplace_back(v.start, v.end);
   }
+  for (const auto& [s, e] : clip(gone, {{0, kTaskSizeMax}}, kept))
+    rt.check("munmap", SYS_munmap, {s, e - s});
   if (old_scratch) rt.adopt_scratch(0, 0);
   uint64_t scratch = rt.map_scratch(kScratchLen, pick_free(busy, kScratchLen));
   busy.emplace_back(scratch, scratch + kScratchLen);
+  vdso.place(busy);
 
-  if (cur.start != want.start) {
-    // Through a temporary place, as the final block may overlap the current one.
-    uint64_t len = cur.end - cur.start;
-    uint64_t tmp = pick_free(busy, len);
-    uint64_t gadget_off = rt.gadget() - cur.start;
-    for (auto& [s, e] : cur.parts)
-      rt.check("mremap of the vDSO", SYS_mremap,
-               {s, e - s, e - s, MREMAP_MAYMOVE | MREMAP_FIXED, tmp + (s - cur.start)});
-    rt.set_gadget(tmp + gadget_off);
-    for (auto& [s, e] : cur.parts)
-      rt.check("mremap of the vDSO", SYS_mremap,
-               {tmp + (s - cur.start), e - s, e - s, MREMAP_MAYMOVE | MREMAP_FIXED,
-                want.start + (s - cur.start)});
-    rt.set_gadget(want.start + gadget_off);
+  // The pages to write, as runs with their offset in the image. A page of a kept mapping
+  // equal to the parent's (what the task inherited) is not written: it stays shared.
+  struct Run {
+    uint64_t vaddr, len, off;
+  };
+  std::vector<Run> runs;
+  std::optional<PagesFile> pages;
+  std::optional<PagesFile> parent_pages;
+  uint64_t inherited_pages = 0, compared = 0;
+  if (!t.pages.empty()) {
+    pages.emplace(plan.dir, t.pages_id);
+    PageIndex mine(t, pages->data(), pages->size());
+    std::optional<PageIndex> theirs;
+    if (!kept.empty() && !parent->pages.empty()) {
+      parent_pages.emplace(plan.dir, parent->pages_id);
+      theirs.emplace(*parent, parent_pages->data(), parent_pages->size());
+    }
+    uint64_t off = 0;
+    for (const auto& p : t.pages) {
+      const uint64_t len = p.nr_pages() * kernel::kPageSize;
+      if (!theirs || !contains(kept, p.vaddr())) {
+        runs.push_back({p.vaddr(), len, off});
+      } else {
+        for (uint64_t at = 0; at < len; at += kernel::kPageSize) {
+          const char* old = theirs->find(p.vaddr() + at);
+          compared += old != nullptr;
+          if (old && std::memcmp(old, pages->data() + off + at, kernel::kPageSize) == 0) {
+            inherited_pages++;
+            continue;
+          }
+          if (at && !runs.empty() && runs.back().vaddr + runs.back().len == p.vaddr() + at)
+            runs.back().len += kernel::kPageSize;
+          else
+            runs.push_back({p.vaddr() + at, kernel::kPageSize, off + at});
+        }
+      }
+      off += len;
+    }
+    // Pages the parent had where this task has none: gone back to zero (or to the file).
+    if (theirs)
+      for (const auto& [s, e] : clip(theirs->ranges(), kept, mine.ranges()))
+        rt.check("madvise(MADV_DONTNEED)", SYS_madvise, {s, e - s, MADV_DONTNEED});
+    progress::add_done(inherited_pages);
   }
-
   // Which VMAs get pages: they are mapped writable until filled.
   std::vector<bool> fill(mm.vmas_size(), false);
   {
     size_t vi = 0;
-    for (const auto& p : t.pages) {
-      while (vi < static_cast<size_t>(mm.vmas_size()) && mm.vmas(vi).end() <= p.vaddr()) vi++;
-      uint64_t end = p.vaddr() + p.nr_pages() * kernel::kPageSize;
+    for (const Run& r : runs) {
+      while (vi < static_cast<size_t>(mm.vmas_size()) && mm.vmas(vi).end() <= r.vaddr) vi++;
+      uint64_t end = r.vaddr + r.len;
       for (size_t k = vi; k < static_cast<size_t>(mm.vmas_size()) && mm.vmas(k).start() < end; k++)
         fill[k] = true;
     }
   }
 
+  // Plain mmaps and mprotects go in batches: a task may have tens of thousands of VMAs.
+  RemoteBatch batch(rt, pick_free(busy, kBatchLen), kBatchLen);
+  busy.emplace_back(batch.start(), batch.start() + batch.size());
   std::map<uint64_t, long> file_fds;  // shmid -> fd in the task
+  AnonState anon(rt);
+  // Protections as mapped: VMAs that get pages are writable until filled, and one that was
+  // writable once is so for a moment (to be charged as it was).
+  std::vector<uint64_t> as_mapped(mm.vmas_size());
   for (int i = 0; i < mm.vmas_size(); i++) {
     const vma_entry& v = mm.vmas(i);
     if (is_special(v)) continue;
     uint64_t prot = v.prot();
     if (fill[i]) prot |= PROT_READ | PROT_WRITE;
+    if (keep[i]) {
+      if (prot != keep_prot[i])
+        batch.add(SYS_mprotect, {v.start(), v.end() - v.start(), prot},
+                  fmt::format("mprotect of {:#x}", v.start()));
+      as_mapped[i] = prot;
+      continue;
+    }
+    if (v.cryo_accounted()) prot |= PROT_WRITE;
+    as_mapped[i] = prot;
     uint64_t flags =
         (v.flags() & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE)) |
         MAP_FIXED;
+    // Anonymous huge pages; a file of huge pages says their size itself.
+    if (flags & MAP_ANONYMOUS) flags |= v.flags() & image::kVmaHugetlbFlags;
     long fd = -1;
+    if (v.status() & image::kVmaSysvipc) {
+      attach_sysv_shm(rt, v, busy);
+      continue;
+    }
     if (v.status() & image::kVmaAnonShared) {
       fd = shmem.open(rt, v.shmid(), busy);
       flags &= ~static_cast<uint64_t>(MAP_ANONYMOUS);
@@ -238,43 +555,61 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
       }
       flags &= ~static_cast<uint64_t>(MAP_ANONYMOUS);
     }
-    uint64_t got = rt.check("mmap", SYS_mmap,
-                            {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd),
-                             fd >= 0 ? v.pgoff() : 0});
+    // What needs the mapping at once (or its exact error) leaves the batch.
+    if (i > 0 && mergeable(mm.vmas(i - 1), v)) {
+      batch.flush();
+      anon.map_apart(v, prot, flags, busy);
+      continue;
+    }
+    const bool accounted = v.cryo_accounted() && fd < 0 && !fill[i];
+    if (!(flags & MAP_HUGETLB) && !accounted) {
+      batch.add(SYS_mmap,
+                {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd),
+                 fd >= 0 ? v.pgoff() : 0},
+                fmt::format("mmap of {:#x}-{:#x}", v.start(), v.end()), v.start());
+      continue;
+    }
+    batch.flush();
+    long r = rt.syscall(SYS_mmap, {v.start(), v.end() - v.start(), prot, flags,
+                                   static_cast<uint64_t>(fd), fd >= 0 ? v.pgoff() : 0});
+    const auto got = static_cast<uint64_t>(r);
+    if (r == -ENOMEM && (flags & MAP_HUGETLB))
+      fail_huge_pages(ENOMEM, static_cast<uint32_t>(flags & image::kVmaHugetlbFlags),
+                      v.end() - v.start(),
+                      fmt::format("task {}: mapping {:#x}-{:#x}", pid, v.start(), v.end()));
+    if (r < 0 && r > -4096)
+      fail_errno(static_cast<int>(-r), "task {}: cannot map {:#x}-{:#x}", pid, v.start(), v.end());
     if (got != v.start()) fail("task {}: mmap placed {:#x} at {:#x}", pid, v.start(), got);
+    // mprotect drops the charge of an anonymous VMA that has no anon_vma yet.
+    if (accounted) anon.give_anon_vma(v.start());
   }
+  batch.flush();
+  log::debug("task {}: {} mappings made", pid, mm.vmas_size());
   for (auto& [id, fd] : file_fds) rt.check("close", SYS_close, {static_cast<uint64_t>(fd)});
 
   // Memory: process_vm_writev faults the pages in from inside the kernel, in bulk, which is
   // faster here than populating first with MADV_POPULATE_WRITE (0.62 s vs 0.93 s per GiB).
   uint64_t written = 0;
-  if (!t.pages.empty()) {
-    PagesFile pages(plan.dir, t.pages_id);
+  if (!runs.empty()) {
     auto tp0 = std::chrono::steady_clock::now();
-    // Runs of pages with their offset in the image, split into equal shares for a few
-    // threads: the copy (and the faults it takes in both address spaces) runs in parallel.
-    struct Run {
-      uint64_t vaddr, len, off;
-    };
-    std::vector<Run> runs;
-    // At most 64 MiB a call: the progress display moves, at no measurable cost.
+    // The runs, cut at most 64 MiB each (the progress display moves, at no measurable cost)
+    // and split into equal shares for a few threads: the copy (and the faults it takes in
+    // both address spaces) runs in parallel.
     constexpr uint64_t kMaxRun = 64ULL << 20;
     uint64_t off = 0;
-    for (const auto& p : t.pages) {
-      uint64_t len = p.nr_pages() * kernel::kPageSize;
-      if (off + len > pages.size())
-        fail("image pages-{}.img is truncated at offset {}", t.pages_id, off);
-      for (uint64_t at = 0; at < len; at += kMaxRun)
-        runs.push_back({p.vaddr() + at, std::min(kMaxRun, len - at), off + at});
-      off += len;
-      written += p.nr_pages();
+    std::vector<Run> cut;
+    for (const Run& r : runs) {
+      for (uint64_t at = 0; at < r.len; at += kMaxRun)
+        cut.push_back({r.vaddr + at, std::min(kMaxRun, r.len - at), r.off + at});
+      off += r.len;
+      written += r.len / kernel::kPageSize;
     }
     unsigned nthreads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
     if (off < (64ULL << 20)) nthreads = 1;
     // Cut points: by bytes, splitting runs where needed.
     std::vector<std::vector<Run>> shares(nthreads);
     uint64_t per = (off + nthreads - 1) / nthreads, acc = 0;
-    for (Run r : runs) {
+    for (Run r : cut) {
       while (r.len) {
         size_t k = std::min<size_t>(acc / std::max<uint64_t>(per, 1), nthreads - 1);
         uint64_t room = (k + 1) * per - acc;
@@ -301,7 +636,7 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
           len += share[i].len;
           i++;
         }
-        iovec local{pages.data() + start, len};
+        iovec local{pages->data() + start, len};
         ssize_t n = ::process_vm_writev(pid, &local, 1, remote.data(), remote.size(), 0);
         if (n != static_cast<ssize_t>(len))
           fail_sys("cannot write the memory of task {} at {:#x}", pid,
@@ -332,23 +667,39 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
               std::chrono::duration<double>(tp2 - tp0).count());
   }
 
-  // Final protections and advice.
+  // Final protections, advice and locks.
   for (int i = 0; i < mm.vmas_size(); i++) {
     const vma_entry& v = mm.vmas(i);
     if (is_special(v)) continue;
     uint64_t len = v.end() - v.start();
-    if (fill[i] && v.prot() != (v.prot() | PROT_READ | PROT_WRITE))
-      rt.check("mprotect", SYS_mprotect, {v.start(), len, v.prot()});
+    if (as_mapped[i] != v.prot())
+      batch.add(SYS_mprotect, {v.start(), len, v.prot()},
+                fmt::format("mprotect of {:#x}", v.start()));
+    if (v.madv() || (v.flags() & MAP_LOCKED)) batch.flush();  // advice and locks after it
     for (int adv = 0; adv < 64; adv++)
       if (v.madv() & (1ULL << adv)) {
         long r = rt.syscall(SYS_madvise, {v.start(), len, static_cast<uint64_t>(adv)});
         if (r < 0) log::warn("task {}: madvise({}) of {:#x} failed", pid, adv, v.start());
       }
+    if (v.flags() & MAP_LOCKED) lock_vma(rt, v);
+  }
+  // Mappings made from now on are locked, as mlockall(MCL_FUTURE) said (cryo's own scratch
+  // and shared memory mappings in the task are made already).
+  if (uint32_t mcl = mm.cryo_mlockall()) {
+    if (mcl & ~static_cast<uint32_t>(MCL_FUTURE | MCL_ONFAULT) || !(mcl & MCL_FUTURE))
+      fail("image mm-{}.img is corrupt: mlockall flags {:#x}", pid, mcl);
+    rt.check("mlockall", SYS_mlockall, {mcl});
   }
 
+  batch.close();
+  log::debug("task {}: final protections set", pid);
+
   // mm fields, auxv and exe link.
+  // A child has its parent's exe link already; the kernel refuses to change it (EBUSY) while
+  // the old file is mapped, even to the same file.
+  const bool same_exe = parent && parent->mm.exe_file_id() == mm.exe_file_id();
   const reg_file_entry& exe = plan.reg(mm.exe_file_id(), "executable", pid);
-  uint64_t exe_fd = open_in_task(rt, exe, O_RDONLY, "executable");
+  uint64_t exe_fd = same_exe ? ~0U : open_in_task(rt, exe, O_RDONLY, "executable");
   std::vector<uint64_t> auxv(mm.mm_saved_auxv().begin(), mm.mm_saved_auxv().end());
   uint64_t auxv_addr = rt.put(4096, auxv.data(), auxv.size() * 8);
   kernel::PrctlMmMap m{};
@@ -368,11 +719,12 @@ uint64_t restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSe
   m.exe_fd = static_cast<uint32_t>(exe_fd);
   uint64_t ma = rt.put(1024, &m, sizeof m);
   rt.check("prctl(PR_SET_MM_MAP)", SYS_prctl, {PR_SET_MM, PR_SET_MM_MAP, ma, sizeof m, 0});
-  rt.check("close", SYS_close, {exe_fd});
+  if (!same_exe) rt.check("close", SYS_close, {exe_fd});
   if (mm.thp_disabled())
     rt.check("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0});
-  log::info("task {}: address space restored, {} pages written", pid, written);
-  return written;
+  log::info("task {}: address space restored, {} pages written, {} kept from its parent", pid,
+            written, inherited_pages);
+  return {written, compared, inherited_pages, vdso.parked(), vdso.parked_len()};
 }
 
 }  // namespace cryo::restore

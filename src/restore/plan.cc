@@ -130,7 +130,8 @@ void load_shared_pages(Plan& plan) {
   };
   for (const auto& t : plan.tasks)
     for (const auto& v : t.mm.vmas())
-      if (v.status() & image::kVmaAnonShared) load(v.shmid(), kSharedObjectMax);
+      if ((v.status() & image::kVmaAnonShared) && !(v.status() & image::kVmaSysvipc))
+        load(v.shmid(), kSharedObjectMax);
   if (!image::exists(plan.dir, "memfd.img")) return;
   image::Reader r(plan.dir, "memfd.img", image::magic::kMemfdInode);
   for (memfd_inode_entry m; r.next(m);) {
@@ -165,6 +166,11 @@ bool proc_task_in_tree(const Plan& plan, const std::string& path) {
 bool shares_parent_files(const Plan& plan, const TaskPlan& t) {
   return !t.zombie && t.parent >= 0 && t.ids.files_id() != static_cast<uint32_t>(t.pid()) &&
          t.ids.files_id() == plan.tasks[static_cast<size_t>(t.parent)].ids.files_id();
+}
+
+bool needs_group_helper(const Plan& plan, const TaskPlan& t) {
+  const auto pgid = static_cast<pid_t>(t.ps.pgid());
+  return pgid != t.pid() && plan.find(pgid) < 0 && t.ps.pgid() != plan.tasks[0].ps.pgid();
 }
 
 void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what) {
@@ -400,6 +406,7 @@ void wait_pids_free(const Plan& plan) {
     ids.push_back(t.pid());
     for (int k = 1; k < t.ps.threads_size(); k++)
       ids.push_back(static_cast<pid_t>(t.ps.threads(k)));
+    if (needs_group_helper(plan, t)) ids.push_back(static_cast<pid_t>(t.ps.pgid()));
   }
   for (pid_t pid : ids) {
     for (;;) {

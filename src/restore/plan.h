@@ -74,6 +74,11 @@ Plan load_plan(const std::string& dir, bool shell_job);
 // are the parent's, restored once, by the parent.
 bool shares_parent_files(const Plan& plan, const TaskPlan& t);
 
+// True when task `t` is in a process group whose leader is not in the tree (it exited, its
+// group lives on) and that is not the terminal job's group the root inherits: a helper task
+// with the group's ID leads it while the members join, then ends.
+bool needs_group_helper(const Plan& plan, const TaskPlan& t);
+
 // Checks that the file `r` names is here as it was dumped (or its ghost image is there);
 // `what` (executable, mapping, open file, ...) and the task name it in errors.
 void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what);

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -27,6 +28,7 @@
 #include "restore/ghost_files.h"
 #include "restore/mm.h"
 #include "restore/plan.h"
+#include "restore/sysv_shm.h"
 #include "restore/tree.h"
 #include "restore/trust.h"
 #include "restore/tty.h"
@@ -96,28 +98,58 @@ int run(const Options& opts) {
 
   // cryo's own pty ends must be gone before release, like its other files.
   std::optional<Ttys> ttys(std::in_place, plan);
+  progress::phase("SysV shared memory");
+  SysvSegments sysv(plan);
   interrupt_point();
   progress::phase("creating tasks");
   auto t_fork = clock::now();
-  NewTree tree(plan);
-  tree.create(*ttys);
-  interrupt_point();
-  uint32_t forking_us = usec_since(t_fork);
-  fault_point("restore-after-fork");
-
-  uint64_t pages = 0;
+  MmPages pages;
   ShmemSet shmem(plan);
   // cryo's own copies of the tree's files must be gone before release: a pipe whose writers
   // are all closed in the tree must read as EOF there.
   std::optional<FileSet> files(std::in_place, plan, *ttys);
-  for (size_t i = 0; i < plan.tasks.size(); i++) {
+  NewTree tree(plan);
+  double memory_s = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> parked(plan.tasks.size());
+  // A task is built as soon as it exists, so that its children inherit its address space;
+  // but one whose dumped process had no vDSO is built once the tree stands: its children must
+  // be made from a layout that still has one.
+  std::vector<bool> early(plan.tasks.size(), false);
+  auto build = [&](size_t i) {
     interrupt_point();
-    if (plan.tasks[i].zombie) continue;
-    progress::phase(fmt::format("memory of task {}", plan.tasks[i].pid()));
-    pages += restore_mm(tree.task(i), plan.tasks[i], plan, shmem, *files);
-  }
+    const TaskPlan& t = plan.tasks[i];
+    progress::phase(fmt::format("memory of task {}", t.pid()));
+    auto tm = clock::now();
+    const TaskPlan* parent = t.parent >= 0 && early[static_cast<size_t>(t.parent)]
+                                 ? &plan.tasks[static_cast<size_t>(t.parent)]
+                                 : nullptr;
+    MmPages p = restore_mm(tree.task(i), t, plan, shmem, *files, parent);
+    pages.written += p.written;
+    pages.compared += p.compared;
+    pages.kept += p.kept;
+    parked[i] = {p.parked_vdso, p.parked_vdso_len};
+    memory_s += std::chrono::duration<double>(clock::now() - tm).count();
+  };
+  tree.create(*ttys, [&](size_t i) {
+    const auto& vmas = plan.tasks[i].mm.vmas();
+    if (std::none_of(vmas.begin(), vmas.end(),
+                     [](const vma_entry& v) { return v.status() & image::kVmaVdso; }))
+      return;
+    early[i] = true;
+    build(i);
+  });
+  for (size_t i = 0; i < plan.tasks.size(); i++)
+    if (!early[i] && !plan.tasks[i].zombie) build(i);
+  interrupt_point();
+  // Forking time as CRIU counts it: creating the tree, without building address spaces.
+  uint32_t forking_us =
+      static_cast<uint32_t>(usec_since(t_fork) - static_cast<uint32_t>(memory_s * 1e6));
+  for (size_t i = 0; i < plan.tasks.size(); i++)
+    if (parked[i].first) drop_parked_vdso(tree.task(i), parked[i].first, parked[i].second);
+  fault_point("restore-after-fork");
   shmem.finish(
       [&](pid_t pid) -> RemoteTask& { return tree.task(static_cast<size_t>(plan.find(pid))); });
+  sysv.finish();
   fault_point("restore-after-memory");
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     const TaskPlan& t = plan.tasks[i];
@@ -161,7 +193,9 @@ int run(const Options& opts) {
   auto* r = stats.mutable_restore();
   r->set_forking_time(forking_us);
   r->set_restore_time(usec_since(t0));
-  r->set_pages_restored(pages);
+  r->set_pages_restored(pages.written);
+  r->set_pages_compared(pages.compared);
+  r->set_pages_skipped_cow(pages.kept);
   try {
     image::write_one(opts.dir, "stats-restore", image::magic::kStats, stats, /*service=*/true);
   } catch (const Error& e) {
@@ -172,9 +206,12 @@ int run(const Options& opts) {
   // The tree may write to this terminal as soon as it runs.
   progress.stop();
   tree.release(opts.leave_stopped);
+  sysv.keep();
   pidfile.keep();
-  log::info("Restore finished successfully: {} task(s), {} private and {} shared pages in {} us",
-            plan.tasks.size(), pages, shmem.pages_written(), r->restore_time());
+  log::info(
+      "Restore finished successfully: {} task(s), {} private pages written ({} kept shared with "
+      "a parent) and {} shared pages in {} us",
+      plan.tasks.size(), pages.written, pages.kept, shmem.pages_written(), r->restore_time());
   if (opts.display_stats) {
     std::fputs(image::stats_text(stats).c_str(), stdout);
     std::fflush(stdout);

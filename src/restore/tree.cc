@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <optional>
 #include <thread>
 
 #include "base/error.h"
@@ -45,7 +47,7 @@ uint64_t pick_free(const std::vector<std::pair<uint64_t, uint64_t>>& busy, uint6
   fail("no free address range of {} bytes for cryo's scratch area", len);
 }
 
-NewTree::NewTree(const Plan& plan) : plan_(plan), remote_(plan.tasks.size()) {}
+NewTree::NewTree(const Plan& plan) : plan_(plan), timens_(plan), remote_(plan.tasks.size()) {}
 
 NewTree::~NewTree() {
   if (!released_) kill_all();
@@ -103,14 +105,11 @@ void NewTree::fork_root() {
   log::debug("created root task {}", want);
 }
 
-void NewTree::fork_child(size_t i) {
-  const TaskPlan& t = plan_.tasks[i];
-  RemoteTask& parent = *remote_[t.parent];
-  pid_t want = t.pid();
+std::unique_ptr<RemoteTask> NewTree::clone_in(RemoteTask& parent, pid_t want, uint64_t flags,
+                                              const char* what) {
   kernel::CloneArgs args{};
+  args.flags = flags;
   args.exit_signal = SIGCHLD;
-  // A task that shared its parent's fd table (clone with CLONE_FILES) shares it again.
-  if (shares_parent_files(plan_, t)) args.flags |= CLONE_FILES;
   args.set_tid = parent.scratch() + 1024;
   args.set_tid_size = 1;
   parent.put(1024, &want, sizeof want);
@@ -121,29 +120,77 @@ void NewTree::fork_child(size_t i) {
     if (r == -EEXIST) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (r < 0)
-    fail_errno(static_cast<int>(-r), "cannot create task {} in parent {} (clone3)", want,
+    fail_errno(static_cast<int>(-r), "cannot create {} {} in parent {} (clone3)", what, want,
                parent.tid());
-  if (r != want) fail("task {} was created with PID {}", want, r);
+  if (r != want) fail("{} {} was created with PID {}", what, want, r);
   created_.push_back(want);
   WaitStatus ws = wait_task(want);
-  if (!ws.stopped()) fail("new task {} {} before cryo could trace it", want, ws.str());
-  remote_[i] = std::make_unique<RemoteTask>(want, parent.gadget());
-  remote_[i]->adopt_scratch(parent.scratch(), parent.scratch_len());
-  log::debug("created task {} in parent {}", want, parent.tid());
+  if (!ws.stopped()) fail("new {} {} {} before cryo could trace it", what, want, ws.str());
+  auto rt = std::make_unique<RemoteTask>(want, parent.gadget());
+  rt->adopt_scratch(parent.scratch(), parent.scratch_len());
+  log::debug("created {} {} in parent {}", what, want, parent.tid());
+  return rt;
 }
 
-void NewTree::create(Ttys& ttys) {
+void NewTree::fork_child(size_t i) {
+  const TaskPlan& t = plan_.tasks[i];
+  // A task that shared its parent's fd table (clone with CLONE_FILES) shares it again.
+  uint64_t flags = shares_parent_files(plan_, t) ? CLONE_FILES : 0;
+  remote_[i] = clone_in(*remote_[t.parent], t.pid(), flags, "task");
+}
+
+void NewTree::exit_task(RemoteTask& z, int status) {
+  arch::Regs r = z.saved_regs();
+  int cont_sig = 0;
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    if (sig != SIGKILL && sig != SIGSTOP) {
+      kernel::KernelSigaction dfl{};
+      uint64_t a = z.put(0, &dfl, sizeof dfl);
+      z.check("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), a, 0, 8});
+    }
+    cont_sig = sig;
+    // Never a core file of the dying stand-in (its memory is not the dumped one's). The
+    // core bit of the wait status is therefore lost.
+    rlimit no_core{0, 0};
+    if (::prlimit(z.tid(), RLIMIT_CORE, &no_core, nullptr) < 0)
+      fail_sys("cannot disable core dumps of zombie {}", z.tid());
+    if (WCOREDUMP(status))
+      log::warn("task {} dumped core when it died: its restored wait status says it did not",
+                z.tid());
+    r.rip = z.gadget();
+    r.rax = SYS_getpid;
+  } else {
+    r.rip = z.gadget();
+    r.rax = SYS_exit_group;
+    r.rdi = WEXITSTATUS(status);
+  }
+  r.orig_rax = static_cast<uint64_t>(-1L);
+  arch::set_regs(z.tid(), r);
+  if (ptrace(PTRACE_CONT, z.tid(), nullptr, cont_sig) < 0)
+    fail_sys("cannot let task {} exit", z.tid());
+  for (;;) {
+    WaitStatus ws = wait_task(z.tid());
+    if (ws.gone()) break;
+    ptrace(PTRACE_CONT, z.tid(), nullptr, ws.event() ? 0 : ws.stop_sig());
+  }
+}
+
+void NewTree::create(Ttys& ttys, const std::function<void(size_t)>& shape) {
   const TaskPlan& root = plan_.tasks[0];
   fork_root();
+  timens_.place(*remote_[0], root);
   // Sessions and their controlling terminals are set as each task is created, so its
   // children inherit them.
   if (root.ps.sid() == root.ps.pid()) {
     remote_[0]->check("setsid", SYS_setsid);
     ttys.attach_ctty(*remote_[0]);
   }
+  if (!root.zombie) shape(0);
   for (size_t i = 1; i < plan_.tasks.size(); i++) {
     const TaskPlan& t = plan_.tasks[i];
     fork_child(i);
+    timens_.place(*remote_[i], t);
     if (t.ps.sid() == t.ps.pid()) {
       remote_[i]->check("setsid", SYS_setsid);
       ttys.attach_ctty(*remote_[i]);
@@ -153,6 +200,7 @@ void NewTree::create(Ttys& ttys) {
           "supported yet",
           t.pid(), t.ps.sid());
     }
+    if (!t.zombie) shape(i);
   }
   // Groups: leaders first, then members.
   for (size_t i = 0; i < plan_.tasks.size(); i++) {
@@ -160,16 +208,36 @@ void NewTree::create(Ttys& ttys) {
     if (t.ps.pgid() == t.ps.pid() && t.ps.sid() != t.ps.pid())
       remote_[i]->check("setpgid", SYS_setpgid, {0, 0});
   }
+  // A group whose leader is gone (or outside the tree) gets a helper with the leader's PID,
+  // created by the first member's parent; it leads the group while the members join it.
+  struct Helper {
+    std::unique_ptr<RemoteTask> rt;
+    size_t parent;
+  };
+  std::map<pid_t, Helper> helpers;
   for (size_t i = 0; i < plan_.tasks.size(); i++) {
     const TaskPlan& t = plan_.tasks[i];
-    if (t.ps.pgid() == t.ps.pid()) continue;
-    if (plan_.find(static_cast<pid_t>(t.ps.pgid())) >= 0) {
-      remote_[i]->check("setpgid", SYS_setpgid, {0, t.ps.pgid()});
-    } else if (t.ps.pgid() != root.ps.pgid()) {
-      fail("task {}: process group {} is led from outside the tree: not supported yet", t.pid(),
-           t.ps.pgid());
+    const auto pgid = static_cast<pid_t>(t.ps.pgid());
+    if (pgid == t.pid()) continue;
+    if (needs_group_helper(plan_, t) && !helpers.contains(pgid)) {
+      const auto parent = static_cast<size_t>(t.parent);
+      Helper h{clone_in(*remote_[parent], pgid, 0, "helper task leading process group"), parent};
+      h.rt->check("setpgid", SYS_setpgid, {0, 0});
+      helpers.emplace(pgid, std::move(h));
     }
+    if (plan_.find(pgid) >= 0 || needs_group_helper(plan_, t))
+      remote_[i]->check("setpgid", SYS_setpgid, {0, t.ps.pgid()});
     // else: a shell job's group, inherited from cryo.
+  }
+  // The groups live on without their helpers, which end and are reaped by their parents
+  // (whose SIGCHLD, an artifact of the restore, is taken and dropped).
+  for (auto& [pgid, h] : helpers) {
+    exit_task(*h.rt, 0);
+    RemoteTask& parent = *remote_[h.parent];
+    parent.check("wait4 of a group helper", SYS_wait4, {static_cast<uint64_t>(pgid), 0, __WALL, 0});
+    std::erase(created_, pgid);
+    parent.syscall(SYS_getpid);
+    log::debug("process group {} stands without its leader, as dumped", pgid);
   }
   for (size_t i = 0; i < plan_.tasks.size(); i++)
     if (plan_.tasks[i].ps.sid() == plan_.tasks[i].ps.pid()) ttys.set_foreground(*remote_[i]);
@@ -180,40 +248,7 @@ void NewTree::create(Ttys& ttys) {
     if (!t.zombie) continue;
     RemoteTask& z = *remote_[i];
     int status = static_cast<int>(t.core.tc().exit_code());
-    arch::Regs r = z.saved_regs();
-    int cont_sig = 0;
-    if (WIFSIGNALED(status)) {
-      int sig = WTERMSIG(status);
-      if (sig != SIGKILL && sig != SIGSTOP) {
-        kernel::KernelSigaction dfl{};
-        uint64_t a = z.put(0, &dfl, sizeof dfl);
-        z.check("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), a, 0, 8});
-      }
-      cont_sig = sig;
-      // Never a core file of the dying stand-in (its memory is not the dumped one's). The
-      // core bit of the wait status is therefore lost.
-      rlimit no_core{0, 0};
-      if (::prlimit(z.tid(), RLIMIT_CORE, &no_core, nullptr) < 0)
-        fail_sys("cannot disable core dumps of zombie {}", z.tid());
-      if (WCOREDUMP(status))
-        log::warn("task {} dumped core when it died: its restored wait status says it did not",
-                  t.pid());
-      r.rip = z.gadget();
-      r.rax = SYS_getpid;
-    } else {
-      r.rip = z.gadget();
-      r.rax = SYS_exit_group;
-      r.rdi = WEXITSTATUS(status);
-    }
-    r.orig_rax = static_cast<uint64_t>(-1L);
-    arch::set_regs(z.tid(), r);
-    if (ptrace(PTRACE_CONT, z.tid(), nullptr, cont_sig) < 0)
-      fail_sys("cannot let zombie {} exit", z.tid());
-    for (;;) {
-      WaitStatus ws = wait_task(z.tid());
-      if (ws.gone()) break;
-      ptrace(PTRACE_CONT, z.tid(), nullptr, ws.event() ? 0 : ws.stop_sig());
-    }
+    exit_task(z, status);
     remote_[i].reset();
     zombie_parents.push_back(static_cast<size_t>(t.parent));
     log::debug("task {} is a zombie again (status {:#x})", t.pid(), status);
@@ -253,15 +288,67 @@ std::vector<RemoteTask*> NewTree::create_threads(size_t i) {
   return all;
 }
 
+namespace {
+
+// True when no member of process group `pgid` has a parent in another group of the same
+// session: the kernel then discards SIGTSTP, SIGTTIN and SIGTTOU sent to the group's tasks.
+bool pgrp_orphaned(pid_t pgid) {
+  auto stat_of = [](pid_t pid) -> std::optional<proc::Stat> {
+    auto text = proc::try_read_file(fmt::format("/proc/{}/stat", pid));
+    if (!text) return std::nullopt;
+    try {
+      return proc::parse_stat(*text);
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  };
+  for (int pid : proc::list_dir_numbers("/proc")) {
+    auto s = stat_of(pid);
+    if (!s || s->pgrp != pgid || s->state == 'Z' || s->ppid <= 1) continue;
+    auto parent = stat_of(s->ppid);
+    if (parent && parent->pgrp != pgid && parent->session == s->session) return false;
+  }
+  return true;
+}
+
+// The signal that stops task `t` again on release: the one that stopped it when dumped.
+int stop_signal(const TaskPlan& t) {
+  const task_core_entry& tc = t.core.tc();
+  const int sig = tc.has_stop_signo() ? static_cast<int>(tc.stop_signo()) : SIGSTOP;
+  if (sig != SIGSTOP && sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU) {
+    log::warn("task {}: image core-{}.img names {} as its stop signal: stopped with SIGSTOP",
+              t.pid(), t.pid(), sig);
+    return SIGSTOP;
+  }
+  if (sig != SIGSTOP && pgrp_orphaned(static_cast<pid_t>(t.ps.pgid()))) {
+    log::warn(
+        "task {} was stopped by {} when dumped; its process group {} is orphaned now, where "
+        "that signal would be discarded: stopped with SIGSTOP instead",
+        t.pid(), sigabbrev_np(sig), t.ps.pgid());
+    return SIGSTOP;
+  }
+  return sig;
+}
+
+}  // namespace
+
 void NewTree::release(bool leave_stopped) {
+  // Stop signals first, while every thread is still traced: each thread then takes the stop
+  // as it leaves its trace stop, before it runs a single instruction of its own.
+  for (size_t i = 0; i < plan_.tasks.size(); i++) {
+    if (!remote_[i]) continue;
+    const TaskPlan& t = plan_.tasks[i];
+    if (t.core.tc().task_state() == image::kTaskStopped)
+      ::kill(t.pid(), stop_signal(t));
+    else if (leave_stopped)
+      ::kill(t.pid(), SIGSTOP);
+  }
   for (auto& th : threads_)
     if (ptrace(PTRACE_DETACH, th->tid(), nullptr, 0) < 0)
       fail_sys("cannot release thread {}", th->tid());
   for (size_t i = 0; i < plan_.tasks.size(); i++) {
     if (!remote_[i]) continue;
     const TaskPlan& t = plan_.tasks[i];
-    bool stop = leave_stopped || t.core.tc().task_state() == image::kTaskStopped;
-    if (stop) ::kill(t.pid(), SIGSTOP);
     if (ptrace(PTRACE_DETACH, t.pid(), nullptr, 0) < 0) fail_sys("cannot release task {}", t.pid());
   }
   released_ = true;

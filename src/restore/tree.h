@@ -5,11 +5,13 @@
 #include <sys/ptrace.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include "infect/remote_task.h"
 #include "restore/plan.h"
+#include "restore/timens.h"
 #include "restore/tty.h"
 
 namespace cryo::restore {
@@ -27,8 +29,10 @@ class NewTree {
   NewTree& operator=(const NewTree&) = delete;
 
   // Creates every task with its PID, session (with its pty as controlling terminal) and
-  // group; zombies end as zombies.
-  void create(Ttys& ttys);
+  // group; zombies end as zombies. `shape(i)` runs for each alive task i as soon as it exists,
+  // before any of its children: the address space built there is what they inherit, so
+  // copy-on-write pages shared at the dump are shared again.
+  void create(Ttys& ttys, const std::function<void(size_t)>& shape);
   // The remote-syscall handle of task i of the plan (alive tasks only).
   RemoteTask& task(size_t i) { return *remote_[i]; }
   // Creates the other threads of task i (its leader must be ready to clone them); returns
@@ -41,8 +45,14 @@ class NewTree {
  private:
   void fork_root();
   void fork_child(size_t i);
+  // Creates task `want` as a child of `parent` (clone3 with set_tid), traced and stopped.
+  std::unique_ptr<RemoteTask> clone_in(RemoteTask& parent, pid_t want, uint64_t flags,
+                                       const char* what);
+  // Makes a traced task end with wait status `status` (an exit code or a killing signal).
+  void exit_task(RemoteTask& z, int status);
   void kill_all();
   const Plan& plan_;
+  TimeNamespaces timens_;
   std::vector<std::unique_ptr<RemoteTask>> remote_;
   std::vector<std::unique_ptr<RemoteTask>> threads_;  // non-leader threads
   std::vector<pid_t> created_;

@@ -20,7 +20,7 @@ constexpr int kNgroupsMax = 65536;       // the kernel's NGROUPS_MAX
 // PR_SET_MM_MAP takes an auxv no larger than the kernel's saved_auxv (a few dozen words).
 constexpr int kAuxvMax = 1024;
 constexpr uint64_t kPipeDefaultSize = 16 * kPage;  // a new pipe's capacity
-constexpr uint32_t kUnsupportedVma = image::kVmaSysvipc | image::kVmaAioring | image::kVmaUnsupp;
+constexpr uint32_t kUnsupportedVma = image::kVmaAioring | image::kVmaUnsupp;
 // What the tail of every refusal says: the images are not what a dump wrote.
 constexpr const char* kRedo = "corrupt or edited images: dump the tree again";
 
@@ -83,8 +83,7 @@ void check_mm(const mm_entry& mm, const std::string& image, const Limits& lim) {
       fail("{}: overlaps vmas[{}] or comes before it (mappings are sorted and apart): {}", what,
            i - 1, kRedo);
     if (v.status() & kUnsupportedVma)
-      fail("{}: a mapping of status {:#x} (SysV IPC or AIO ring) cannot be restored", what,
-           v.status());
+      fail("{}: a mapping of status {:#x} (an AIO ring) cannot be restored", what, v.status());
     if ((v.status() & image::kVmaSocket) && !(v.flags() & MAP_SHARED))
       fail("{}: a socket's ring mapped privately: {}", what, kRedo);
     if (v.status() & (image::kVmaFilePrivate | image::kVmaFileShared | image::kVmaAnonShared)) {

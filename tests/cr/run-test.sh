@@ -10,7 +10,7 @@
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
 # stop-during-dump oom-score-adj io-uring udp-corked unix-creds-outside pidfile log-file images-perms image-part-symlink
-# hostile-memory hostile-core hostile-files hostile-pipes file-kinds).
+# hostile-memory hostile-core hostile-files hostile-pipes file-kinds sysv-shm pgrp-outside).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring, udp_corked,
@@ -52,6 +52,15 @@ declare -A PROG_OPTS=(
 	[link_remap]="--link-remap"
 )
 read -ra OPTS <<<"${PROG_OPTS[$(basename "$PROG")]:-}"
+
+# Free huge pages (2 MiB) a program needs: the hugetlb pool is grown for the run and put back
+# after it. A run that cannot grow it is skipped (exit 77, ctest's SKIP_RETURN_CODE).
+declare -A PROG_HUGEPAGES=(
+	[hugetlb]=10
+)
+NEED_HUGEPAGES=${PROG_HUGEPAGES[$(basename "$PROG")]:-0}
+HUGEPAGES_SYSCTL=/proc/sys/vm/nr_hugepages
+HUGEPAGES_OLD=""
 
 W=$(mktemp -d "/tmp/cr-$(basename "$PROG")-$FLAVOR.XXXXXX")
 D=$W               # WORKDIR of the current run (error flavors use subdirectories)
@@ -149,6 +158,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT
 	kill_test_procs
+	put_back_hugepages
 	local p
 	for p in "${HELPERS[@]}"; do # only if still our child (pids get reused)
 		local st
@@ -156,15 +166,51 @@ cleanup() {
 		st=${st##*) }
 		[[ $(cut -d' ' -f2 <<<"$st") == "$$" ]] && kill -KILL "$p" 2>/dev/null
 	done
-	if (( rc == 0 )); then
+	if (( rc == 0 || rc == 77 )); then
 		rm -rf "$W"
 	else
+		remove_sysv_segments
 		echo "workdir kept: $W"
 	fi
 	exit $rc
 }
+# SysV segments outlive their processes: on failure, those a killed test program listed in
+# its WORKDIR/ids and nobody attaches any more go (on success the program removed them).
+remove_sysv_segments() {
+	local f id
+	for f in $(find "$W" -name ids -type f 2>/dev/null); do
+		for id in $(tr -dc '0-9 \n' <"$f"); do
+			awk -v id="$id" '$2 == id && $7 == 0 { f = 1 } END { exit !f }' /proc/sysvipc/shm &&
+				ipcrm -m "$id" 2>/dev/null
+		done
+	done
+}
 trap cleanup EXIT
 trap 'echo "FAIL: interrupted"; exit 1' INT TERM HUP
+
+hugepages_free() { awk '/^HugePages_Free:/ {print $2}' /proc/meminfo; }
+reserve_hugepages() {
+	(( NEED_HUGEPAGES )) || return 0
+	local free total
+	free=$(hugepages_free)
+	(( free >= NEED_HUGEPAGES )) && return 0
+	HUGEPAGES_OLD=$(<"$HUGEPAGES_SYSCTL")
+	total=$(( HUGEPAGES_OLD + NEED_HUGEPAGES - free ))
+	echo "$total" >"$HUGEPAGES_SYSCTL" 2>/dev/null
+	free=$(hugepages_free)
+	if (( free < NEED_HUGEPAGES )); then
+		echo "SKIP: $(basename "$PROG") needs $NEED_HUGEPAGES free huge pages, the pool gives $free" \
+			"(vm.nr_hugepages $HUGEPAGES_OLD -> $total)"
+		exit 77
+	fi
+	log "huge pages: vm.nr_hugepages $HUGEPAGES_OLD -> $total for this run"
+}
+put_back_hugepages() {
+	[[ -n $HUGEPAGES_OLD ]] || return 0
+	# Pages still in use become surplus pages, freed when their last user goes.
+	echo "$HUGEPAGES_OLD" >"$HUGEPAGES_SYSCTL" 2>/dev/null
+	HUGEPAGES_OLD=""
+}
 
 # spawn [--tty] CMD...: start CMD in the background with no fds above 2
 # (inherited pipes would make the tree undumpable), stdio on /dev/null and,
@@ -250,11 +296,45 @@ check_images() {
 	compgen -G "$IMG/pages-*.img" >/dev/null || die "no pages-*.img after dump"
 	for f in "$IMG"/*; do
 		case ${f##*/} in pages-*.img) continue ;; esac
-		"$CRIT" decode -i "$f" --pretty >/dev/null 2>"$D/crit.err" ||
+		# files.img is kept for check_ns_ids.
+		"$CRIT" decode -i "$f" --pretty >"$D/${f##*/}.json" 2>"$D/crit.err" ||
 			die "crit cannot decode ${f##*/}: $(tail -n 3 "$D/crit.err" | tr '\n' ' ')"
+		[[ ${f##*/} == files.img ]] || rm -f "$D/${f##*/}.json"
 	done
 	rm -f "$D/crit.err"
 	log "images present and decodable by crit ($(ls "$IMG" | wc -l) files)"
+	check_ns_ids
+}
+
+# A namespace file's entry names its namespace by the id the tasks' ids-PID.img give it
+# (CRIU's namespace ids), not by the namespace's inode.
+check_ns_ids() {
+	local f
+	if grep -q '"nsf"' "$D/files.img.json"; then
+		for f in "$IMG"/ids-*.img; do
+			"$CRIT" decode -i "$f" -o "$D/${f##*/}.json" || die "crit decode of ${f##*/} failed"
+		done
+		/usr/bin/python3 - "$D/files.img.json" "$D"/ids-*.img.json <<-'EOF' || die "namespace ids of NS files differ from ids-PID.img"
+			import json, sys
+			kinds = {0x40000000: "net", 0x04000000: "uts", 0x08000000: "ipc", 0x20000000: "pid",
+			         0x00020000: "mnt", 0x10000000: "user", 0x02000000: "cgroup", 0x80: "time"}
+			ids = [json.load(open(p))["entries"][0] for p in sys.argv[2:]]
+			bad = 0
+			for f in json.load(open(sys.argv[1]))["entries"]:
+			    if "nsf" not in f:
+			        continue
+			    n = f["nsf"]
+			    kind = kinds.get(int(n["ns_cflag"]))
+			    known = sorted({i.get(f"{kind}_ns_id") for i in ids} - {None})
+			    if kind is None or int(n["ns_id"]) not in known:
+			        print(f"file {n['id']}: {kind} namespace id {n['ns_id']}, ids-PID.img have {known}")
+			        bad += 1
+			sys.exit(1 if bad else 0)
+		EOF
+		log "NS files name their namespaces by the ids of ids-PID.img"
+		rm -f "$D"/ids-*.img.json
+	fi
+	rm -f "$D/files.img.json"
 }
 
 dump_ok() { # NAME [ARGS]
@@ -748,6 +828,44 @@ err_inotify_deleted() {
 	finish_original "after the refused dump"
 }
 
+# SysV shared memory. A segment the tree shares with a process outside it is refused at
+# dump, and the tree runs on. A restore whose segment id is held by another segment fails
+# before any process exists, names the id and its fix, and makes no segment; once the id is
+# free, the restore makes the segment again (same id, key, owners) and the tree passes.
+shm_exists() { awk -v id="$1" '$2 == id { found = 1 } END { exit !found }' /proc/sysvipc/shm; }
+err_sysv_shm() {
+	helper sysv_shm
+	start_prog "$HELPER"
+	local ida idb idc
+	read -r ida idb idc <"$D/ids"
+	mkdir -p "$D/outside"
+	spawn "$HELPER" "$D/outside" attach "$ida"
+	local outside=$SPAWN_PID
+	HELPERS+=("$outside")
+	wait_until 10 test -s "$D/outside/ready" || die "setup: no outside process attached segment $ida"
+	dump dump-shared
+	expect_fail dump-shared "dump of a tree sharing SysV segment $ida with another process"
+	expect_msg dump-shared "dump of a tree sharing a SysV segment" "segment $ida" "outside the tree"
+	check_tree_running "after the refused dump"
+	kill -KILL "$outside"
+	wait "$outside" 2>/dev/null
+
+	rm -rf "$IMG"
+	dump_ok dump
+	check_tree_gone
+	shm_exists "$ida" || die "segment A ($ida) is gone after the dump: it must outlive its tree"
+	shm_exists "$idc" && die "segment C ($idc), removed while attached, outlived its tree"
+	ipcrm -m "$ida"
+	"$HELPER" "$D" take "$ida" || die "setup: cannot make another segment with id $ida"
+	restore_must_fail restore-taken "restore while segment id $ida is another segment's" "$IMG" \
+		"segment $ida" "taken" "ipcrm -m $ida"
+	shm_exists "$idc" && die "the refused restore made segment C ($idc)"
+	ipcrm -m "$ida"
+	restore_fg
+	shm_exists "$ida" && die "segment A ($ida) remains after the restored program removed it"
+	return 0
+}
+
 # A path a dumped socket was bound to is taken by a live socket outside the tree when the
 # restore comes: the restore fails naming it, leaves its socket file alone, and works once
 # the path is free again.
@@ -795,6 +913,18 @@ err_file_kinds() {
 	dump dump
 	expect_fail dump "dump of a file on a namespace the task is not in"
 	expect_msg dump "dump of a file on a namespace the task is not in" "task $ROOT fd 33" "time namespace"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
+
+	# A fanotify mark on a /proc file (a filesystem without file handles, so no path can be
+	# found for the marked inode): refused, naming the group's fd and why.
+	new_run fanotify-proc
+	helper fanotify
+	touch "$D/proc-mark"
+	start_prog "$HELPER"
+	dump dump
+	expect_fail dump "dump of a fanotify mark on a /proc file"
+	expect_msg dump "dump of a fanotify mark on a /proc file" "task $ROOT fd" "fanotify inode mark" "no path leads to it" "cannot open file handles"
 	check_tree_running "after the refused dump"
 	finish_original "after the refused dump"
 }
@@ -1095,6 +1225,23 @@ err_hostile_pipes() {
 	must_refuse restore-pipe-size "restore of $big bytes into a pipe of 4096" pipes-data.img \
 		"$big bytes" 4096
 	restore_fg
+}
+
+# A task in a process group led by a live process outside the tree (it left the tree when its
+# parent exited): a restore could not recreate the group, so the dump refuses, naming the
+# task, the group and its leader, and the tree runs on.
+err_pgrp_outside() {
+	helper orphan_pgrp
+	start_cmd "$HELPER" "$D" outside
+	local leader
+	leader=$(tr -dc '0-9' <"$D/ready-outside")
+	dump dump
+	expect_fail dump "dump of a task in a group led from outside the tree"
+	expect_msg dump "dump of a task in a group led from outside the tree" "process group $leader" \
+		"led by process $leader" "outside the dumped tree"
+	[[ -e $IMG/inventory.img ]] && die "the refused dump left an inventory.img"
+	check_tree_running "after the refused dump"
+	finish_original "after the refused dump"
 }
 
 err_freeze_timeout() {
@@ -1474,6 +1621,7 @@ time.sleep(120)' "$D"
 [[ $(id -u) == 0 ]] || die "checkpoint/restore tests must run as root"
 mkdir -p "$IMG"
 log "cryo $CRYO, test $PROG, flavor $FLAVOR, workdir $W"
+reserve_hugepages
 
 case $FLAVOR in
 restore | restore-detached | leave-running | shell-job | exit-status)
@@ -1500,7 +1648,8 @@ missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrup
 	unsupported-socket | inotify-deleted | fault-dump | fault-restore | traced | ghost-limit | \
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
 	stop-during-dump | oom-score-adj | io-uring | udp-corked | unix-creds-outside | pidfile | log-file | images-perms | \
-	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes | file-kinds)
+	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes | file-kinds | \
+	sysv-shm | pgrp-outside)
 	"err_${FLAVOR//-/_}"
 	;;
 *)

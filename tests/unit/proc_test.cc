@@ -192,6 +192,17 @@ TEST(ParseStatus, OldKernelEmptyGroupsNestedPidns) {
   EXPECT_EQ(s.seccomp, 2);
 }
 
+TEST(ParseTimensOffsets, NamesNumbersAndNegative) {
+  TimensOffsets o =
+      parse_timens_offsets("monotonic        1000         5\nboottime         -2        7\n");
+  EXPECT_EQ(o.monotonic_ns, 1000000000005LL);
+  EXPECT_EQ(o.boottime_ns, -2000000000LL + 7);
+  o = parse_timens_offsets("1 3 0\n7 0 9\nbogus line\n");
+  EXPECT_EQ(o.monotonic_ns, 3000000000LL);
+  EXPECT_EQ(o.boottime_ns, 9);
+  EXPECT_EQ(parse_timens_offsets("").monotonic_ns, 0);
+}
+
 TEST(ParseStatus, UmaskAndGroups) {
   std::string text = std::string("Name:\tx\nUmask:\t0077\n") + kStatus;
   text.replace(text.find("Groups:\t \n"), 10, "Groups:\t4 24 27 \n");

@@ -111,6 +111,7 @@ def is_packed(f):
 # generated C++ class would clash with: our name -> CRIU's. The wire format is unchanged.
 RENAMED = {
     "criu_timeval": "timeval",
+    "criu_timespec": "timespec",
 }
 
 
@@ -142,10 +143,17 @@ CRYO_EXTENSIONS = {
     ("inet_sk_entry", 1000): "cryo_tcp_nodelay",
     ("inet_sk_entry", 1001): "cryo_tcp_cork",
     ("inet_sk_entry", 1002): "cryo_udp_cork",
+    ("task_kobj_ids_entry", 1000): "cryo_time_for_children_ns_id",
+    ("vma_entry", 1000): "cryo_lock_onfault",
+    ("vma_entry", 1001): "cryo_accounted",
+    ("mm_entry", 1000): "cryo_mlockall",
 }
 
 NEWER_THAN_DEBIAN_CRIU = {
     ("creds_entry", 18): "no_new_privs",
+    ("creds_entry", 19): "cap_amb",
+    ("task_core_entry", 21): "stop_signo",
+    ("task_core_entry", 22): "membarrier_registration_mask",
     ("memfd_inode_entry", 9): "mode",
     ("file_entry", 22): "pidfd",
     ("sk_packet_entry", 128): "ucred",  # a message's SCM_CREDENTIALS (CRIU 3.x and later)

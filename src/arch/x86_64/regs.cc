@@ -9,7 +9,10 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <mutex>
+#include <optional>
 
 #include "base/error.h"
 
@@ -27,11 +30,20 @@ struct Component {
   uint32_t offset, size;
 };
 
-// Offset and size of an xsave component in the standard format, from CPUID leaf 0xD.
+// Offset and size of an xsave component in the standard format, from CPUID leaf 0xD. Each
+// asked once: in a VM a CPUID traps to the hypervisor (~12 us here), and every thread dumped
+// or restored needs a dozen.
 Component component(int bit) {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  __cpuid_count(0xd, bit, a, b, c, d);
-  return {bit, b, a};
+  static std::mutex lock;
+  static std::array<std::optional<Component>, 64> known;
+  std::lock_guard hold(lock);
+  auto& c = known[static_cast<size_t>(bit) & 63];
+  if (!c) {
+    unsigned a = 0, b = 0, cx = 0, d = 0;
+    __cpuid_count(0xd, bit, a, b, cx, d);
+    c = Component{bit, b, a};
+  }
+  return *c;
 }
 
 template <typename T>

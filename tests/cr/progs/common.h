@@ -243,11 +243,12 @@ CR_FN ssize_t cr_read_file(const char *path, char *buf, size_t cap)
 	return (ssize_t)len;
 }
 
-/* Value of a "Key:\tvalue" line of /proc/self/status into out (trimmed). */
-CR_FN int cr_status_field(const char *key, char *out, size_t n)
+/* Value of a "Key:\tvalue" line of a status file (/proc/self/status,
+ * /proc/self/task/TID/status) into out (trimmed). */
+CR_FN int cr_proc_field(const char *path, const char *key, char *out, size_t n)
 {
 	static char buf[16384];
-	ssize_t len = cr_read_file("/proc/self/status", buf, sizeof buf - 1);
+	ssize_t len = cr_read_file(path, buf, sizeof buf - 1);
 	if (len < 0)
 		return -1;
 	buf[len] = 0;
@@ -267,6 +268,35 @@ CR_FN int cr_status_field(const char *key, char *out, size_t n)
 		}
 	}
 	return -1;
+}
+
+CR_FN int cr_status_field(const char *key, char *out, size_t n)
+{
+	return cr_proc_field("/proc/self/status", key, out, n);
+}
+
+/* The same of thread `tid` of this process; "" when there is none. */
+CR_FN void cr_task_field(pid_t tid, const char *key, char *out, size_t n)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+	if (cr_proc_field(path, key, out, n) < 0)
+		out[0] = 0;
+}
+
+/* Waits for child `pid` (named `who`), which writes its verdict to WORKDIR/result_name:
+ * anything but a clean exit 0 is a failure quoting that verdict. */
+#include <sys/wait.h>
+CR_FN void cr_check_child(pid_t pid, const char *who, const char *result_name)
+{
+	int st = 0;
+	if (waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return;
+	char r[4096] = "", path[2300];
+	cr_path(path, sizeof path, result_name);
+	ssize_t n = cr_read_file(path, r, sizeof r - 1);
+	r[n > 0 ? n : 0] = 0;
+	cr_fail("%s: status %#x: %s", who, st, r);
 }
 
 /* Sorted list of open fds (via getdents64, no malloc). Returns count. */

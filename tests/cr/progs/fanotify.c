@@ -1,29 +1,35 @@
 /* fanotify: a notification group (FAN_NONBLOCK | FAN_CLOEXEC) with an inode mark on a
  * directory (close-write of its children), an inode mark with only an ignored mask (a file in
  * that directory stays quiet) and a mount mark on /dev/shm (close-write); a second group
- * (blocking, no cloexec, FAN_REPORT_FID) with an inode mark on a file.
- * After go: the flags and the marks exactly as fdinfo showed them before; then files written
- * now make events from our own pid with the right mask and file, and the quiet one does not.
+ * (blocking, no cloexec, FAN_REPORT_FID) with an inode mark on a file. The groups' fdinfo
+ * files held open: the process holds /proc/self/fdinfo/A read 5 bytes in, a child holds
+ * /proc/PARENT/fdinfo/B.
+ * After go: the flags and the marks exactly as fdinfo showed them before, also through the
+ * held fdinfo files (all their lines, and the offset); then files written now make events
+ * from our own pid with the right mask and file, and the quiet one does not.
+ * With WORKDIR/proc-mark, group A also marks /proc/self/status, a file without a file handle
+ * (errors/file-kinds: the dump refuses it).
  */
 #include "common.h"
 #include <poll.h>
 #include <sys/fanotify.h>
+#include <sys/wait.h>
 
 static char dir[2300], loud[2400], quiet[2400], shm[256], lone[2300];
 
-/* fdinfo lines starting with "fanotify", sorted, joined by '|' (their order is the kernel's). */
-static void marks(int fd, char *out, size_t n)
+/* The lines of the fdinfo text open at `src` (read from its start) that start with `prefix`,
+ * sorted, joined by '|' (the order of the marks is the kernel's). */
+static void lines_at(int src, const char *prefix, char *out, size_t n)
 {
-	char path[64], buf[8192], *lines[64];
+	char buf[8192], *lines[64];
 	int k = 0;
-	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-	ssize_t len = cr_read_file(path, buf, sizeof buf - 1);
+	ssize_t len = pread(src, buf, sizeof buf - 1, 0);
 	out[0] = 0;
 	if (len < 0)
 		return;
 	buf[len] = 0;
 	for (char *l = strtok(buf, "\n"); l && k < 64; l = strtok(NULL, "\n"))
-		if (strncmp(l, "fanotify", 8) == 0)
+		if (strncmp(l, prefix, strlen(prefix)) == 0)
 			lines[k++] = l;
 	for (int i = 0; i < k; i++)
 		for (int j = i + 1; j < k; j++)
@@ -35,6 +41,19 @@ static void marks(int fd, char *out, size_t n)
 	size_t o = 0;
 	for (int i = 0; i < k && o < n; i++)
 		o += (size_t)snprintf(out + o, n - o, "%s|", lines[i]);
+}
+
+/* fdinfo lines of group fd `fd` starting with "fanotify", sorted. */
+static void marks(int fd, char *out, size_t n)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+	int src = open(path, O_RDONLY | O_CLOEXEC);
+	out[0] = 0;
+	if (src < 0)
+		return;
+	lines_at(src, "fanotify", out, n);
+	close(src);
 }
 
 /* Our own events on group fd within `ms`, as "mask:path;"; the event fds are closed. */
@@ -101,10 +120,40 @@ int main(int argc, char **argv)
 	    fanotify_mark(a, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_CLOSE_WRITE, AT_FDCWD, "/dev/shm") ||
 	    fanotify_mark(b, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, lone))
 		cr_fail("setup: fanotify_mark: %s", strerror(errno));
-	char ev[4096], before_a[4096], before_b[4096], now[4096];
+	if (cr_exists("proc-mark") &&
+	    fanotify_mark(a, FAN_MARK_ADD, FAN_CLOSE_WRITE, AT_FDCWD, "/proc/self/status"))
+		cr_fail("setup: fanotify_mark on /proc/self/status: %s", strerror(errno));
+	char ev[4096], before_a[4096], before_b[4096], now[4096], held_a[8192];
 	events(a, 100, ev, sizeof ev); /* the setup writes came before the marks: none */
 	marks(a, before_a, sizeof before_a);
 	marks(b, before_b, sizeof before_b);
+
+	/* The groups' fdinfo files, held open. */
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", a);
+	int info_a = open(path, O_RDONLY | O_CLOEXEC);
+	if (info_a < 0 || read(info_a, held_a, 5) != 5)
+		cr_fail("setup: %s: %s", path, strerror(errno));
+	lines_at(info_a, "", held_a, sizeof held_a);
+	pid_t parent = getpid(), kid = fork();
+	if (kid < 0)
+		cr_fail("setup: fork: %s", strerror(errno));
+	if (kid == 0) {
+		char was[4096];
+		snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", (int)parent, b);
+		int info_b = open(path, O_RDONLY);
+		if (info_b < 0)
+			cr_fail("child: setup: %s: %s", path, strerror(errno));
+		lines_at(info_b, "", was, sizeof was);
+		cr_ready_named("ready-child");
+		cr_wait_go();
+		lines_at(info_b, "", now, sizeof now);
+		CHECK_S("child: all lines of the held /proc/PARENT/fdinfo/B", was, now);
+		lines_at(info_b, "fanotify", now, sizeof now);
+		CHECK_S("child: marks of B through the held /proc/PARENT/fdinfo/B", before_b, now);
+		_exit(cr_verdict("result-child"));
+	}
+	cr_wait_for("ready-child");
 
 	cr_ready();
 	cr_wait_go();
@@ -117,6 +166,21 @@ int main(int argc, char **argv)
 	CHECK_S("a: fanotify lines of fdinfo", before_a, now);
 	marks(b, now, sizeof now);
 	CHECK_S("b: fanotify lines of fdinfo", before_b, now);
+	lines_at(info_a, "", now, sizeof now);
+	CHECK_S("a: all lines of the held /proc/self/fdinfo/A", held_a, now);
+	lines_at(info_a, "fanotify", now, sizeof now);
+	CHECK_S("a: marks through the held /proc/self/fdinfo/A", before_a, now);
+	CHECK_I("a: offset of the held /proc/self/fdinfo/A", 5, lseek(info_a, 0, SEEK_CUR));
+	CHECK_X("a: held /proc/self/fdinfo/A FD_CLOEXEC", FD_CLOEXEC, fcntl(info_a, F_GETFD));
+	int st;
+	if (waitpid(kid, &st, 0) != kid || !WIFEXITED(st))
+		cr_fail("child %d did not end: status 0x%x", (int)kid, st);
+	char verdict[4096], vpath[2300];
+	cr_path(vpath, sizeof vpath, "result-child");
+	ssize_t vn = cr_read_file(vpath, verdict, sizeof verdict - 1);
+	verdict[vn > 0 ? vn : 0] = 0;
+	if (strncmp(verdict, "PASS", 4))
+		cr_fail("child: %s", verdict);
 	if (!strstr(before_a, "mnt_id:") || !strstr(before_a, "mflags:40 mask:0 ignored_mask:8 "))
 		cr_fail("a: the marks are not what the test set up: %s", before_a);
 	events(a, 100, ev, sizeof ev);

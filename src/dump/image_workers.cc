@@ -1,0 +1,375 @@
+#include "dump/image_workers.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/interrupt.h"
+#include "base/log.h"
+#include "base/progress.h"
+#include "image/image.h"
+#include "kernel/syscalls.h"
+#include "pagemap.pb.h"
+
+namespace cryo::dump {
+namespace {
+
+using kernel::kPmExclusive, kernel::kPmFile, kernel::kPmPfnMask, kernel::kPmPresent,
+    kernel::kPmSwap;
+// A page not kPmExclusive, shared copy-on-write (after fork), must not be read with
+// process_vm_readv: the kernel pins what it reads, and pinning a shared anonymous page gives
+// the task its own copy, so a dump would undo the sharing in the running tree
+// (tests/cr/progs/cow.c). /proc/PID/mem reads without pinning.
+constexpr size_t kPiece = 1 << 20;                      // bytes a worker copies at once
+constexpr size_t kMaxIov = kPiece / kernel::kPageSize;  // below IOV_MAX
+constexpr uint64_t kPagemapWindow = 1 << 16;            // pagemap entries read at once
+constexpr unsigned kMaxWorkers = 4;
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// The PFN of the shared zero page, to skip pages that were only ever read.
+uint64_t zero_pfn() {
+  static const uint64_t pfn = [] {
+    void* p = ::mmap(nullptr, kernel::kPageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return ~0ULL;
+    volatile char c = *static_cast<volatile char*>(p);
+    (void)c;
+    uint64_t e = 0;
+    Fd fd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+    if (fd) ::pread(fd.get(), &e, 8, reinterpret_cast<uint64_t>(p) / kernel::kPageSize * 8);
+    ::munmap(p, kernel::kPageSize);
+    uint64_t z = (e & kPmPresent) ? (e & kPmPfnMask) : ~0ULL;
+    return z == 0 ? ~0ULL : z;  // PFNs hidden: do not skip anything
+  }();
+  return pfn;
+}
+
+// A private mapping whose pages are dumped.
+struct PrivateVma {
+  uint64_t start, end;
+  bool file;      // the pages still in the file's page cache are left out
+  bool readable;  // else read through /proc/PID/mem (process_vm_readv honours protections)
+};
+
+// The page image of one task, being written by the workers.
+struct TaskPages {
+  pid_t pid = 0;
+  std::string name;  // pages-N.img
+  Fd out;
+  Fd mem;  // /proc/PID/mem, opened when a mapping without PROT_READ has pages
+  std::atomic<size_t> pieces_left{0};
+  uint64_t scanned = 0, written = 0;
+};
+
+// Bytes [file_off, file_off + bytes) of a task's page image: the task's memory at `remote`.
+struct Piece {
+  std::shared_ptr<TaskPages> task;
+  uint64_t file_off = 0;
+  size_t bytes = 0;
+  bool readable = true;
+  std::vector<iovec> remote;
+};
+
+// A task to scan (its pagemap, into pieces), a piece to copy, or something else to run.
+struct Job {
+  std::function<void()> run;
+  pid_t pid = 0;
+  uint32_t pages_id = 0;
+  int64_t estimate = 0;
+  std::vector<PrivateVma> vmas;
+  Piece piece;  // when piece.task is set
+};
+
+// Copies of the state one worker reuses for every task: its piece buffer and pagemap window.
+struct WorkerState {
+  std::unique_ptr<char[]> buf{new char[kPiece]};  // not zeroed: touched only when used
+  std::vector<uint64_t> pme;
+};
+
+}  // namespace
+
+struct ImageWorkers::Impl {
+  std::string dir;
+  std::mutex mu;
+  std::condition_variable work_cv, idle_cv;
+  std::deque<Job> queue;
+  size_t busy = 0;
+  bool stopping = false;
+  std::exception_ptr error;
+  PageStats stats;
+  std::vector<std::thread> workers;
+
+  void push(Job job);
+  void work();
+  void scan(Job& job, WorkerState& ws);
+  void copy(Piece& p, WorkerState& ws);
+  void done(TaskPages& t);
+};
+
+ImageWorkers::ImageWorkers(std::string dir) : dir_(dir), impl_(std::make_unique<Impl>()) {
+  impl_->dir = std::move(dir);
+  unsigned n = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxWorkers);
+  // Workers take no signal: the stop signals and the wait alarms are the tracer thread's.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  try {
+    for (unsigned i = 0; i < n; i++) impl_->workers.emplace_back([this] { impl_->work(); });
+  } catch (const std::system_error& e) {
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (impl_->workers.empty()) fail("cannot start a thread to dump memory: {}", e.what());
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+ImageWorkers::~ImageWorkers() {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+    impl_->queue.clear();
+  }
+  impl_->work_cv.notify_all();
+  for (auto& w : impl_->workers) w.join();
+}
+
+void ImageWorkers::add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, int64_t estimate) {
+  Job job;
+  job.pid = pid;
+  job.pages_id = pages_id;
+  job.estimate = estimate;
+  for (const vma_entry& v : mm.vmas()) {
+    if (!(v.status() & (image::kVmaAnonPrivate | image::kVmaFilePrivate))) continue;
+    job.vmas.push_back({v.start(), v.end(), (v.status() & image::kVmaFilePrivate) != 0,
+                        (v.prot() & PROT_READ) != 0});
+  }
+  impl_->push(std::move(job));
+}
+
+void ImageWorkers::submit(std::function<void()> run) {
+  Job job;
+  job.run = std::move(run);
+  impl_->push(std::move(job));
+}
+
+PageStats ImageWorkers::finish() {
+  std::unique_lock lock(impl_->mu);
+  impl_->idle_cv.wait(lock, [&] { return impl_->queue.empty() && impl_->busy == 0; });
+  if (impl_->error) std::rethrow_exception(impl_->error);
+  return impl_->stats;
+}
+
+void ImageWorkers::Impl::push(Job job) {
+  {
+    std::lock_guard lock(mu);
+    if (error) std::rethrow_exception(error);
+    queue.push_back(std::move(job));
+  }
+  work_cv.notify_one();
+}
+
+void ImageWorkers::Impl::work() {
+  WorkerState ws;
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mu);
+      work_cv.wait(lock, [&] { return stopping || !queue.empty(); });
+      if (stopping) return;
+      job = std::move(queue.front());
+      queue.pop_front();
+      busy++;
+    }
+    try {
+      if (job.run)
+        job.run();
+      else if (job.piece.task)
+        copy(job.piece, ws);
+      else
+        scan(job, ws);
+    } catch (...) {
+      std::lock_guard lock(mu);
+      if (!error) error = std::current_exception();
+      queue.clear();  // the dump fails: the rest is not worth copying
+    }
+    std::lock_guard lock(mu);
+    if (--busy == 0 && queue.empty()) idle_cv.notify_all();
+  }
+}
+
+// Reads the task's pagemap, writes its pagemap image and queues its pages as pieces.
+void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
+  interrupt_point();
+  const pid_t pid = job.pid;
+  auto task = std::make_shared<TaskPages>();
+  task->pid = pid;
+  task->name = fmt::format("pages-{}.img", job.pages_id);
+  Fd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!pagemap) fail_sys("cannot open /proc/{}/pagemap", pid);
+  task->out = image::create_raw(dir, task->name);
+  image::Writer pm(dir, fmt::format("pagemap-{}.img", pid), image::magic::kPagemap);
+  pagemap_head head;
+  head.set_pages_id(job.pages_id);
+  pm.put(head);
+
+  const uint64_t zpfn = zero_pfn();
+  std::vector<Piece> pieces;
+  uint64_t file_off = 0;
+  // Appends [addr, addr + len) of the task's memory to the image, in pieces.
+  auto take = [&](uint64_t addr, uint64_t len, bool readable) {
+    while (len > 0) {
+      Piece* p = pieces.empty() ? nullptr : &pieces.back();
+      if (!p || p->bytes == kPiece || p->remote.size() == kMaxIov || p->readable != readable) {
+        p = &pieces.emplace_back();
+        p->task = task;
+        p->file_off = file_off;
+        p->readable = readable;
+      }
+      size_t n = std::min<uint64_t>(len, kPiece - p->bytes);
+      if (!p->remote.empty() &&
+          reinterpret_cast<uint64_t>(p->remote.back().iov_base) + p->remote.back().iov_len == addr)
+        p->remote.back().iov_len += n;
+      else
+        p->remote.push_back({reinterpret_cast<void*>(addr), n});
+      p->bytes += n;
+      file_off += n;
+      addr += n;
+      len -= n;
+    }
+  };
+  bool need_mem = false;
+  for (const PrivateVma& v : job.vmas) {
+    uint64_t npages = (v.end - v.start) / kernel::kPageSize;
+    task->scanned += npages;
+    for (uint64_t w0 = 0; w0 < npages; w0 += kPagemapWindow) {
+      uint64_t wn = std::min(kPagemapWindow, npages - w0);
+      ws.pme.resize(wn);
+      uint64_t first = v.start / kernel::kPageSize + w0;
+      ssize_t n = ::pread(pagemap.get(), ws.pme.data(), wn * 8, static_cast<off_t>(first * 8));
+      if (n != static_cast<ssize_t>(wn * 8))
+        fail_sys("cannot read /proc/{}/pagemap at {:#x}", pid, first * kernel::kPageSize);
+      auto wanted = [&](uint64_t e) {
+        if (e & kPmSwap) return true;
+        if (!(e & kPmPresent)) return false;
+        if (v.file && (e & kPmFile)) return false;  // still the file's page cache page
+        return (e & kPmPfnMask) != zpfn;
+      };
+      for (uint64_t i = 0; i < wn;) {
+        if (!wanted(ws.pme[i])) {
+          i++;
+          continue;
+        }
+        uint64_t j = i + 1;
+        while (j < wn && wanted(ws.pme[j])) j++;
+        pagemap_entry e;
+        e.set_vaddr((first + i) * kernel::kPageSize);
+        e.set_nr_pages(static_cast<uint32_t>(j - i));
+        e.set_flags(image::kPePresent);
+        pm.put(e);
+        task->written += j - i;
+        for (uint64_t k = i; k < j;) {
+          const bool alone = (ws.pme[k] & (kPmPresent | kPmExclusive)) == (kPmPresent | kPmExclusive);
+          uint64_t m = k + 1;
+          while (m < j && ((ws.pme[m] & (kPmPresent | kPmExclusive)) ==
+                           (kPmPresent | kPmExclusive)) == alone)
+            m++;
+          const bool readable = v.readable && alone;
+          need_mem |= !readable;
+          take((first + k) * kernel::kPageSize, (m - k) * kernel::kPageSize, readable);
+          k = m;
+        }
+        i = j;
+      }
+    }
+  }
+  if (need_mem && !task->mem) {
+    task->mem.reset(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!task->mem) fail_sys("cannot open /proc/{}/mem", pid);
+  }
+  pm.close();
+  progress::add_total(static_cast<int64_t>(task->written) - job.estimate);
+  if (pieces.empty()) {
+    done(*task);
+    return;
+  }
+  task->pieces_left = pieces.size();
+  {
+    std::lock_guard lock(mu);
+    // In front: a task started is finished first, and its image closed.
+    for (auto it = pieces.rbegin(); it != pieces.rend(); ++it) {
+      Job j;
+      j.piece = std::move(*it);
+      queue.push_front(std::move(j));
+    }
+  }
+  work_cv.notify_all();
+}
+
+void ImageWorkers::Impl::copy(Piece& p, WorkerState& ws) {
+  interrupt_point();
+  TaskPages& t = *p.task;
+  auto t0 = Clock::now();
+  char* buf = ws.buf.get();
+  auto where = [&] { return reinterpret_cast<uint64_t>(p.remote.front().iov_base); };
+  if (p.readable) {
+    iovec local{buf, p.bytes};
+    ssize_t n = ::process_vm_readv(t.pid, &local, 1, p.remote.data(), p.remote.size(), 0);
+    if (n != static_cast<ssize_t>(p.bytes))
+      fail_sys("cannot read the memory of task {} at {:#x}", t.pid, where());
+  } else {
+    size_t done = 0;
+    for (const iovec& r : p.remote) {
+      ssize_t n = ::pread(t.mem.get(), buf + done, r.iov_len,
+                          static_cast<off_t>(reinterpret_cast<uint64_t>(r.iov_base)));
+      if (n != static_cast<ssize_t>(r.iov_len))
+        fail_sys("cannot read the memory of task {} at {:#x}", t.pid,
+                 reinterpret_cast<uint64_t>(r.iov_base));
+      done += r.iov_len;
+    }
+  }
+  auto t1 = Clock::now();
+  for (size_t off = 0; off < p.bytes;) {
+    ssize_t n =
+        ::pwrite(t.out.get(), buf + off, p.bytes - off, static_cast<off_t>(p.file_off + off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail_sys("cannot write image {}/{}", dir, t.name);
+    off += static_cast<size_t>(n);
+  }
+  double read_s = std::chrono::duration<double>(t1 - t0).count(), write_s = seconds_since(t1);
+  progress::add_done(p.bytes / kernel::kPageSize);
+  {
+    std::lock_guard lock(mu);
+    stats.read_seconds += read_s;
+    stats.write_seconds += write_s;
+  }
+  if (--t.pieces_left == 0) done(t);
+}
+
+void ImageWorkers::Impl::done(TaskPages& t) {
+  if (::close(t.out.release()) < 0) fail_sys("cannot write image {}/{}", dir, t.name);
+  t.mem.reset();
+  log::info("task {}: {} pages scanned, {} dumped", t.pid, t.scanned, t.written);
+  std::lock_guard lock(mu);
+  stats.scanned += t.scanned;
+  stats.written += t.written;
+}
+
+}  // namespace cryo::dump

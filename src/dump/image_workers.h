@@ -1,0 +1,62 @@
+// The images of the dumped tasks, written on worker threads while the tracer's thread goes on
+// with the next task: process_vm_readv, /proc and files work from any thread, only ptrace
+// requests are bound to the thread that seized the task. Their biggest part is the private
+// pages (pagemap-PID.img and pages-N.img); the small per-task images (core, ids, mm, fs) go
+// the same way, since creating a file costs more than making its content.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "image/image.h"
+#include "mm.pb.h"
+
+namespace cryo::dump {
+
+struct PageStats {
+  uint64_t scanned = 0;
+  uint64_t written = 0;
+  // Summed over the workers: time in process_vm_readv/pread, and in write().
+  double read_seconds = 0, write_seconds = 0;
+};
+
+// Each task's present pages are cut into pieces of at most 1 MiB, which any worker reads into
+// a buffer of its own (reused for every task, so faulted in once per dump, and small enough
+// to stay in the cache until it is written) and writes at its offset in the task's page image.
+// Pieces of one task go to every worker: while one reads, another writes.
+class ImageWorkers {
+ public:
+  explicit ImageWorkers(std::string dir);
+  // Abandons queued work and waits for the jobs being run.
+  ~ImageWorkers();
+  ImageWorkers(const ImageWorkers&) = delete;
+  ImageWorkers& operator=(const ImageWorkers&) = delete;
+
+  // Queues the private pages of task `pid`, whose mappings `mm` lists, for
+  // pages-`pages_id`.img. The task's memory must not change until finish(). `estimate` is
+  // what the progress total counted for the task, corrected once its pages are known.
+  // Like write_one(), throws the error of a job queued earlier, if one failed.
+  void add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, int64_t estimate);
+  // Queues an image of one entry (image::write_one).
+  template <class Message>
+  void write_one(std::string name, uint32_t magic, Message m) {
+    auto held = std::make_shared<Message>(std::move(m));
+    submit([this, name = std::move(name), magic, held] {
+      image::write_one(dir_, name, magic, *held);
+    });
+  }
+  // Waits until every queued job is done; throws the first error met.
+  PageStats finish();
+
+ private:
+  struct Impl;
+  void submit(std::function<void()> job);
+  std::string dir_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cryo::dump
