@@ -228,7 +228,6 @@ void run(const Options& opts) {
     fs.set_umask(extras.umask);
     images.write_one(fmt::format("fs-{}.img", t.pid), image::magic::kFs, std::move(fs));
   }
-  progress::phase("memory");
   const PageStats mem = images.finish();
   progress::phase("shared memory");
   ShmemPages shpages = shmem.dump(dir, &next_pages_id);

@@ -112,6 +112,7 @@ struct ImageWorkers::Impl {
   bool stopping = false;
   std::exception_ptr error;
   PageStats stats;
+  std::vector<pid_t> copying;  // tasks whose pages are not all written yet, oldest first
   std::vector<std::thread> workers;
 
   void push(Job job);
@@ -157,6 +158,10 @@ void ImageWorkers::add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, i
     job.vmas.push_back({v.start(), v.end(), (v.status() & image::kVmaFilePrivate) != 0,
                         (v.prot() & PROT_READ) != 0});
   }
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->copying.push_back(pid);
+  }
   impl_->push(std::move(job));
 }
 
@@ -168,7 +173,15 @@ void ImageWorkers::submit(std::function<void()> run) {
 
 PageStats ImageWorkers::finish() {
   std::unique_lock lock(impl_->mu);
-  impl_->idle_cv.wait(lock, [&] { return impl_->queue.empty() && impl_->busy == 0; });
+  pid_t shown = 0;
+  while (!impl_->queue.empty() || impl_->busy > 0) {
+    // The progress line names the oldest task whose memory is still being copied.
+    if (!impl_->copying.empty() && impl_->copying.front() != shown) {
+      shown = impl_->copying.front();
+      progress::phase(fmt::format("memory of task {}", shown));
+    }
+    impl_->idle_cv.wait(lock);
+  }
   if (impl_->error) std::rethrow_exception(impl_->error);
   return impl_->stats;
 }
@@ -353,9 +366,14 @@ void ImageWorkers::Impl::done(TaskPages& t) {
   if (::close(t.out.release()) < 0) fail_sys("cannot write image {}/{}", dir, t.name);
   t.mem.reset();
   log::info("task {}: {} pages scanned, {} dumped", t.pid, t.scanned, t.written);
-  std::lock_guard lock(mu);
-  stats.scanned += t.scanned;
-  stats.written += t.written;
+  {
+    std::lock_guard lock(mu);
+    stats.scanned += t.scanned;
+    stats.written += t.written;
+    if (auto it = std::find(copying.begin(), copying.end(), t.pid); it != copying.end())
+      copying.erase(it);
+  }
+  idle_cv.notify_all();
 }
 
 }  // namespace cryo::dump
