@@ -95,7 +95,7 @@ struct Job {
   Piece piece;  // when piece.task is set
 };
 
-// Copies of the state one worker reuses for every task: its piece buffer and pagemap window.
+// What one worker reuses for every task: its piece buffer and pagemap window.
 struct WorkerState {
   std::unique_ptr<char[]> buf{new char[kPiece]};  // not zeroed: touched only when used
   std::vector<uint64_t> pme;
@@ -104,7 +104,8 @@ struct WorkerState {
 }  // namespace
 
 struct ImageWorkers::Impl {
-  std::string dir;
+  explicit Impl(const std::string& images_dir) : dir(images_dir) {}
+  const std::string& dir;
   std::mutex mu;
   std::condition_variable work_cv, idle_cv;
   std::deque<Job> queue;
@@ -122,8 +123,9 @@ struct ImageWorkers::Impl {
   void done(TaskPages& t);
 };
 
-ImageWorkers::ImageWorkers(std::string dir) : dir_(dir), impl_(std::make_unique<Impl>()) {
-  impl_->dir = std::move(dir);
+ImageWorkers::ImageWorkers(std::string dir)
+    : dir_(std::move(dir)), impl_(std::make_unique<Impl>(dir_)) {
+  // One a CPU: the copies are CPU work (page pinning, copying, page cache allocation).
   unsigned n = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxWorkers);
   // Workers take no signal: the stop signals and the wait alarms are the tracer thread's.
   sigset_t all, old;
