@@ -151,8 +151,12 @@ void run(const Options& opts) {
   fo.locks = &locks;
   fo.in_tree = [&](pid_t p) { return tree.contains(p); };
   FileTable files(std::move(fo));
+  std::vector<proc::FileLock> all_locks;  // before the workers, which may fill it until they end
   // After the tree: on failure the workers stop before the tree is let go.
   ImageWorkers images(opts.dir);
+  // The tree's locks cannot change while it is frozen. Reading /proc/locks may stall ~10 ms
+  // (after a lock change anywhere on the machine): done meanwhile.
+  images.run([&all_locks] { all_locks = proc::read_locks(); });
   uint32_t next_pages_id = 1;
   std::string& dir = const_cast<std::string&>(opts.dir);
   std::map<pid_t, int64_t> estimate;
@@ -233,7 +237,8 @@ void run(const Options& opts) {
   ShmemPages shpages = shmem.dump(dir, &next_pages_id);
   progress::phase("writing images");
   files.write(dir);
-  locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
+  locks.write(
+      dir, [&](pid_t pid) { return tree.contains(pid); }, all_locks);
   seccomp.write(dir);
 
   image::Writer ps(dir, "pstree.img", image::magic::kPstree);

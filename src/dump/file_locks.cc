@@ -88,8 +88,9 @@ void FileLockTable::note_fd(pid_t pid, int fd, uint32_t file_id, const std::stri
   }
 }
 
-void FileLockTable::write(const std::string& dir, const std::function<bool(pid_t)>& in_tree) {
-  for (const proc::FileLock& l : proc::read_locks()) {
+void FileLockTable::write(const std::string& dir, const std::function<bool(pid_t)>& in_tree,
+                          const std::vector<proc::FileLock>& all) {
+  for (const proc::FileLock& l : all) {
     if (l.pid <= 0 || !in_tree(l.pid)) continue;
     auto in = inodes_.find({l.ino, makedev(l.dev_major, l.dev_minor)});
     std::string file =

@@ -25,9 +25,11 @@ class FileLockTable {
   // lock lines of its fdinfo.
   void note_fd(pid_t pid, int fd, uint32_t file_id, const std::string& path, dev_t dev, ino_t ino,
                const std::vector<proc::FileLock>& locks);
-  // Checks /proc/locks for what the fds could not show (a task of the tree waiting for a
-  // lock, a POSIX lock of a task on none of its fds) and, with -l, writes file-locks.img.
-  void write(const std::string& dir, const std::function<bool(pid_t)>& in_tree);
+  // Checks `all` (/proc/locks, read while the tree was frozen) for what the fds could not show
+  // (a task of the tree waiting for a lock, a POSIX lock of a task on none of its fds) and,
+  // with -l, writes file-locks.img.
+  void write(const std::string& dir, const std::function<bool(pid_t)>& in_tree,
+             const std::vector<proc::FileLock>& all);
 
  private:
   struct Held {

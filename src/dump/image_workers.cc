@@ -167,7 +167,7 @@ void ImageWorkers::add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, i
   impl_->push(std::move(job));
 }
 
-void ImageWorkers::submit(std::function<void()> run) {
+void ImageWorkers::run(std::function<void()> run) {
   Job job;
   job.run = std::move(run);
   impl_->push(std::move(job));

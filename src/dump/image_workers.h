@@ -45,16 +45,17 @@ class ImageWorkers {
   template <class Message>
   void write_one(std::string name, uint32_t magic, Message m) {
     auto held = std::make_shared<Message>(std::move(m));
-    submit([this, name = std::move(name), magic, held] {
+    run([this, name = std::move(name), magic, held] {
       image::write_one(dir_, name, magic, *held);
     });
   }
+  // Queues other work that needs no ptrace.
+  void run(std::function<void()> job);
   // Waits until every queued job is done; throws the first error met.
   PageStats finish();
 
  private:
   struct Impl;
-  void submit(std::function<void()> job);
   std::string dir_;
   std::unique_ptr<Impl> impl_;
 };
