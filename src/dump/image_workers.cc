@@ -114,6 +114,10 @@ struct ImageWorkers::Impl {
   std::exception_ptr error;
   PageStats stats;
   std::vector<pid_t> copying;  // tasks whose pages are not all written yet, oldest first
+  // Held to create or rename an image file. The kernel does one at a time in a directory (its
+  // lock); a worker waiting for it sleeps here, instead of spinning on that lock on a CPU the
+  // tracer thread and the tasks need.
+  std::mutex dir_mu;
   std::vector<std::thread> workers;
 
   void push(Job job);
@@ -165,6 +169,14 @@ void ImageWorkers::add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, i
     impl_->copying.push_back(pid);
   }
   impl_->push(std::move(job));
+}
+
+void ImageWorkers::queue_image(std::string name, uint32_t magic,
+                               std::shared_ptr<const google::protobuf::MessageLite> m) {
+  run([this, name = std::move(name), magic, m = std::move(m)] {
+    std::lock_guard hold(impl_->dir_mu);  // small: written while held
+    image::write_one(dir_, name, magic, *m);
+  });
 }
 
 void ImageWorkers::run(std::function<void()> run) {
@@ -235,8 +247,10 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
   task->name = fmt::format("pages-{}.img", job.pages_id);
   Fd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
   if (!pagemap) fail_sys("cannot open /proc/{}/pagemap", pid);
+  std::unique_lock in_dir(dir_mu);
   task->out = image::create_raw(dir, task->name);
   image::Writer pm(dir, fmt::format("pagemap-{}.img", pid), image::magic::kPagemap);
+  in_dir.unlock();
   pagemap_head head;
   head.set_pages_id(job.pages_id);
   pm.put(head);
@@ -305,7 +319,9 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
       if (!task->mem) fail_sys("cannot open /proc/{}/mem", pid);
     }
   }
+  in_dir.lock();
   pm.close();
+  in_dir.unlock();
   progress::add_total(static_cast<int64_t>(task->written) - job.estimate);
   if (pieces.empty()) {
     done(*task);

@@ -44,10 +44,7 @@ class ImageWorkers {
   // Queues an image of one entry (image::write_one).
   template <class Message>
   void write_one(std::string name, uint32_t magic, Message m) {
-    auto held = std::make_shared<Message>(std::move(m));
-    run([this, name = std::move(name), magic, held] {
-      image::write_one(dir_, name, magic, *held);
-    });
+    queue_image(std::move(name), magic, std::make_shared<Message>(std::move(m)));
   }
   // Queues other work that needs no ptrace.
   void run(std::function<void()> job);
@@ -56,6 +53,8 @@ class ImageWorkers {
 
  private:
   struct Impl;
+  void queue_image(std::string name, uint32_t magic,
+                   std::shared_ptr<const google::protobuf::MessageLite> m);
   std::string dir_;
   std::unique_ptr<Impl> impl_;
 };
