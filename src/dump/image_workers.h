@@ -24,10 +24,11 @@ struct PageStats {
   double read_seconds = 0, write_seconds = 0;
 };
 
-// Each task's present pages are cut into pieces of at most 1 MiB, which any worker reads into
-// a buffer of its own (reused for every task, so faulted in once per dump, and small enough
-// to stay in the cache until it is written) and writes at its offset in the task's page image.
-// Pieces of one task go to every worker: while one reads, another writes.
+// Each task's present pages are cut into pieces of at most 1 MiB, which any worker reads
+// (process_vm_readv) into one of a few buffers reused for every task (faulted in once per
+// dump, small enough to stay in the cache until written) and writes at its offset in the
+// task's page image. One worker at a time writes an image; the others leave what they read
+// to it and read on: while one reads, another writes, and several tasks go at once.
 class ImageWorkers {
  public:
   explicit ImageWorkers(std::string dir);
