@@ -32,8 +32,10 @@ namespace {
 
 constexpr uint64_t kPmPresent = 1ULL << 63, kPmSwap = 1ULL << 62, kPmFile = 1ULL << 61;
 constexpr uint64_t kPmPfnMask = (1ULL << 55) - 1;
-constexpr size_t kPiece = 1 << 20;                      // bytes a worker copies at once
-constexpr size_t kMaxIov = kPiece / kernel::kPageSize;  // below IOV_MAX
+// Bytes a worker copies at once. Writes of 1 MiB into the page cache measured 5-10 times
+// slower here than writes of 4 MiB or more (0.45-0.7 s against 0.08-0.15 s for 256 MiB).
+constexpr size_t kPiece = 4 << 20;
+constexpr size_t kMaxIov = kPiece / kernel::kPageSize;  // at most IOV_MAX
 constexpr uint64_t kPagemapWindow = 1 << 16;            // pagemap entries read at once
 constexpr unsigned kMaxWorkers = 4;
 constexpr unsigned kBuffersPerWorker = 2;
