@@ -24,7 +24,7 @@ struct PageStats {
   double read_seconds = 0, write_seconds = 0;
 };
 
-// Each task's present pages are cut into pieces of at most 1 MiB, which any worker reads
+// Each task's present pages are cut into pieces of at most 4 MiB, which any worker reads
 // (process_vm_readv) into one of a few buffers reused for every task (faulted in once per
 // dump, small enough to stay in the cache until written) and writes at its offset in the
 // task's page image. One worker at a time writes an image; the others leave what they read
