@@ -132,9 +132,8 @@ struct ImageWorkers::Impl {
   // lock); a worker waiting for it sleeps here, instead of spinning on that lock on a CPU the
   // tracer thread and the tasks need.
   std::mutex dir_mu;
-  // Piece buffers, reused for every task (faulted in once per dump, and small enough to stay
-  // in the cache until written): two a worker, so that one can be read into while the other
-  // waits to be written.
+  // Piece buffers, reused for every task (faulted in once per dump): two a worker, so that
+  // one can be read into while the other waits to be written.
   std::vector<std::unique_ptr<char[]>> buffers;
   std::vector<char*> free_buffers;  // guarded by mu
   std::condition_variable buffer_cv;

@@ -26,9 +26,9 @@ struct PageStats {
 
 // Each task's present pages are cut into pieces of at most 4 MiB, which any worker reads
 // (process_vm_readv) into one of a few buffers reused for every task (faulted in once per
-// dump, small enough to stay in the cache until written) and writes at its offset in the
-// task's page image. One worker at a time writes an image; the others leave what they read
-// to it and read on: while one reads, another writes, and several tasks go at once.
+// dump) and writes at its offset in the task's page image. One worker at a time writes an image;
+// the others leave what they read to it and read on: while one reads, another writes, and several
+// tasks go at once.
 class ImageWorkers {
  public:
   explicit ImageWorkers(std::string dir);
