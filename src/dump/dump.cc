@@ -250,7 +250,7 @@ void run(const Options& opts) {
     fs.set_umask(extras.umask);
     images.write_one(fmt::format("fs-{}.img", t.pid), image::magic::kFs, std::move(fs));
   }
-  // The last task's pages are the last copied: the phase names it while the workers finish.
+  // Until the workers name the task whose pages they copy.
   progress::phase(fmt::format("memory of task {}", tasks.back().pid));
   const PageStats mem = images.finish();
   progress::phase("shared memory");
