@@ -123,6 +123,13 @@ void restore_process_state(RemoteTask& rt, const TaskPlan& t) {
   const pid_t pid = t.pid();
   const task_core_entry& tc = t.core.tc();
 
+  // Blocked before the handlers are set: a signal sent to the task from then on (the restored
+  // handler shows in /proc/PID/status) or from a timer armed here stays pending until the
+  // release, instead of arriving during a remote call, where it would be lost.
+  uint64_t all = ~0ULL;
+  if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) < 0)
+    fail_sys("cannot block signals of task {}", pid);
+
   int idx = 0;
   for (int sig = 1; sig <= kMaxSig; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
@@ -176,9 +183,6 @@ void restore_process_state(RemoteTask& rt, const TaskPlan& t) {
       fail_sys("task {}: cannot restore oom_score_adj {}", pid, v);
     }
   }
-  uint64_t all = ~0ULL;
-  if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) < 0)
-    fail_sys("cannot block signals of task {}", pid);
 }
 
 namespace {
