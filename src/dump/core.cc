@@ -194,6 +194,8 @@ void probe_thread(RemoteTask& rt, core_entry* core) {
   int pdeath = 0;
   rt.read_mem(s, &pdeath, sizeof pdeath);
   thc->set_pdeath_sig(pdeath);
+  const long slack = rt.syscall(SYS_prctl, {PR_GET_TIMERSLACK});
+  if (slack >= 0) thc->set_cryo_timerslack_ns(static_cast<uint64_t>(slack));
   thc->mutable_creds()->set_secbits(
       static_cast<uint32_t>(rt.check("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS})));
 }

@@ -235,6 +235,9 @@ void restore_thread_state(RemoteTask& rt, const core_entry& core) {
   }
   if (th.has_sched_nice() && ::setpriority(PRIO_PROCESS, tid, th.sched_nice()) < 0)
     fail_sys("task {}: cannot restore nice {}", tid, th.sched_nice());
+  // 0 would mean "the default" to the kernel; a task under a realtime policy reads 0.
+  if (th.cryo_timerslack_ns())
+    rt.check("prctl(PR_SET_TIMERSLACK)", SYS_prctl, {PR_SET_TIMERSLACK, th.cryo_timerslack_ns()});
   if (th.has_signals_p()) queue_signals(rt, th.signals_p(), false);
 }
 

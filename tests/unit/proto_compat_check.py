@@ -147,6 +147,7 @@ CRYO_EXTENSIONS = {
     ("vma_entry", 1000): "cryo_lock_onfault",
     ("vma_entry", 1001): "cryo_accounted",
     ("mm_entry", 1000): "cryo_mlockall",
+    ("thread_core_entry", 1000): "cryo_timerslack_ns",
 }
 
 NEWER_THAN_DEBIAN_CRIU = {
