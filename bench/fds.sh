@@ -16,8 +16,8 @@
 # benchmark (limit, cryo, the trees) under SCHED_FIFO, so that other work on a busy machine
 # does not take the CPUs away in the middle of a measurement.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 
-die() { echo "bench: $*" >&2; exit 1; }
 [[ $# -ge 1 ]] || die "usage: $0 CRYO [COUNTS...]"
 if [[ ${BENCH_RT:-0} == 1 && ${BENCH_RT_ON:-0} != 1 ]]; then
   BENCH_RT_ON=1 exec chrt -f 1 "$0" "$@" || die "cannot run under SCHED_FIFO (chrt)"
@@ -35,26 +35,7 @@ FDSCAN=$BIN/fdscan
 [[ $(id -u) -eq 0 ]] || die "must run as root (cryo needs it)"
 for n in "${COUNTS[@]}"; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "bad count '$n'"; done
 
-WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/cryo-fds.XXXXXX") || die "cannot create a work dir"
-ROOT=
-cleanup() {
-  [[ -n $ROOT ]] && kill -9 -- "-$ROOT" 2>/dev/null
-  [[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now_ns() { date +%s%N; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-wait_for() {  # COND TIMEOUT_S
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    eval "$1" && return 0
-    sleep 0.05
-  done
-  return 1
-}
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+make_work cryo-fds
 
 header() {
   printf '%8s %5s | %8s %8s %8s %6s %8s %6s | %8s %8s %8s %6s | %s\n' fds tasks dump_s us/fd \
