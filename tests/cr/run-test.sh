@@ -10,7 +10,8 @@
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
 # stop-during-dump oom-score-adj io-uring udp-corked unix-creds-outside pidfile log-file images-perms image-part-symlink
-# hostile-memory hostile-core hostile-files hostile-pipes file-kinds sysv-shm pgrp-outside).
+# hostile-memory hostile-core hostile-files hostile-pipes file-kinds sysv-shm pgrp-outside
+# shared-clone).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring, udp_corked,
@@ -1244,6 +1245,27 @@ err_pgrp_outside() {
 	finish_original "after the refused dump"
 }
 
+# A child process that shares the root's address space (CLONE_VM, also with CLONE_SIGHAND)
+# or fs information (CLONE_FS) would come back with its own: the dump refuses, naming both
+# tasks and what they share, and the tree runs on, its sharing intact.
+err_shared_clone() {
+	helper shared_clone
+	local mode what
+	for mode in vm vm-sighand fs; do
+		new_run "$mode"
+		start_cmd "$HELPER" "$D" "$mode"
+		what="address space"
+		[[ $mode == fs ]] && what="fs information"
+		dump dump
+		expect_fail dump "dump of a child process sharing the root's $what ($mode)"
+		expect_msg dump "dump of a child process sharing the root's $what ($mode)" \
+			"shares its $what with task $ROOT" "not supported"
+		[[ -e $IMG/inventory.img ]] && die "the refused dump left an inventory.img"
+		check_tree_running "after the refused dump ($mode)"
+		finish_original "after the refused dump ($mode)"
+	done
+}
+
 err_freeze_timeout() {
 	helper vfork_wait
 	start_prog "$HELPER"
@@ -1649,7 +1671,7 @@ missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrup
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
 	stop-during-dump | oom-score-adj | io-uring | udp-corked | unix-creds-outside | pidfile | log-file | images-perms | \
 	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes | file-kinds | \
-	sysv-shm | pgrp-outside)
+	sysv-shm | pgrp-outside | shared-clone)
 	"err_${FLAVOR//-/_}"
 	;;
 *)
