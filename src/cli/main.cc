@@ -39,12 +39,13 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "Error: %s\n", e.what());
     return 1;
   }
-  if (o.action != "dump" && o.action != "restore") {
+  const bool dumps = o.action == "dump" || o.action == "pre-dump";
+  if (!dumps && o.action != "restore") {
     cryo::default_stop_signals();
     if (int sig = cryo::stop_signal()) ::raise(sig);
   }
   try {
-    if (o.action == "dump" || o.action == "restore") {
+    if (dumps || o.action == "restore") {
       struct stat st;
       if (::stat(o.images_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
         cryo::fail("images directory {} does not exist or is not a directory", o.images_dir);
@@ -54,8 +55,8 @@ int run(int argc, char** argv) {
     // Ctrl-C, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly: the dumped tree
     // is put back and runs on, a half-restored one is removed.
     cryo::interrupt_point();
-    if (o.action == "dump") {
-      if (o.tree == 0) cryo::fail("dump needs the root of the tree: -t PID");
+    if (dumps) {
+      if (o.tree == 0) cryo::fail("{} needs the root of the tree: -t PID", o.action);
       cryo::dump::Options d;
       d.tree = o.tree;
       d.dir = o.images_dir;
@@ -69,8 +70,12 @@ int run(int argc, char** argv) {
       d.timeout = o.timeout;
       d.display_stats = o.display_stats;
       d.stats_json = o.stats_json;
+      d.pre_dump = o.action == "pre-dump";
+      d.track_mem = o.track_mem;
+      d.prev_dir = o.prev_images_dir;
       cryo::dump::run(d);
-      cryo::log::info("Dumping finished successfully");
+      cryo::log::info(
+          "{}", d.pre_dump ? "Pre-dumping finished successfully" : "Dumping finished successfully");
       return 0;
     }
     if (o.action == "restore") {

@@ -26,6 +26,8 @@ struct Options {
   uint64_t ghost_limit = 1 << 20;  // largest deleted file saved whole (CRIU's default)
   bool link_remap = false;         // a deleted file is linked to a hidden name, not copied
   unsigned timeout = 10;           // seconds the tree has to stop (CRIU's default)
+  std::string prev_images_dir;     // --prev-images-dir: the chain's previous images
+  bool track_mem = false;          // --track-mem
   bool restore_detached = false;
   bool display_stats = false;
   bool check_all = false;                // check --all: --extra and --experimental

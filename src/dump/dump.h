@@ -1,4 +1,6 @@
-// `cryo dump`: freeze a tree, write its images, then kill, release or stop it.
+// `cryo dump`: freeze a tree, write its images, then kill, release or stop it. `cryo pre-dump`:
+// the same for memory only, with the tree frozen only while its memory is sized up and
+// protected for change tracking (dump/mem_track.h).
 #pragma once
 
 #include <sys/types.h>
@@ -21,6 +23,9 @@ struct Options {
   unsigned timeout = 10;
   bool display_stats = false;
   std::string stats_json;  // --stats-json FILE (relative to the current directory)
+  bool pre_dump = false;   // cryo pre-dump: only memory, and the tree runs on
+  bool track_mem = false;  // --track-mem: the next dump of the chain writes changed pages only
+  std::string prev_dir;    // --prev-images-dir: the chain's previous images (relative to dir)
 };
 
 void run(const Options& opts);

@@ -78,7 +78,7 @@ struct TaskPages {
   Fd out;
   Fd mem;  // /proc/PID/mem, opened when a mapping without PROT_READ has pages
   std::atomic<size_t> pieces_left{0};
-  uint64_t scanned = 0, written = 0;
+  uint64_t scanned = 0, written = 0, in_parent = 0;
 };
 
 // Bytes [file_off, file_off + bytes) of a task's page image: the task's memory at `remote`.
@@ -97,6 +97,7 @@ struct Job {
   uint32_t pages_id = 0;
   int64_t estimate = 0;
   std::vector<PrivateVma> vmas;
+  PageRanges in_parent;
   Piece piece;  // when piece.task is set
 };
 
@@ -152,9 +153,11 @@ ImageWorkers::~ImageWorkers() {
   for (auto& w : impl_->workers) w.join();
 }
 
-void ImageWorkers::add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, int64_t estimate) {
+void ImageWorkers::add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, int64_t estimate,
+                             PageRanges in_parent) {
   Job job;
   job.pid = pid;
+  job.in_parent = std::move(in_parent);
   job.pages_id = pages_id;
   job.estimate = estimate;
   for (const vma_entry& v : mm.vmas()) {
@@ -257,6 +260,8 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
     }
   };
   bool need_mem = false;
+  const PageRanges& same = job.in_parent;
+  size_t ui = 0;
   for (const PrivateVma& v : job.vmas) {
     uint64_t npages = (v.end - v.start) / kernel::kPageSize;
     task->scanned += npages;
@@ -280,22 +285,36 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
         }
         uint64_t j = i + 1;
         while (j < wn && wanted(ws.pme[j])) j++;
-        pagemap_entry e;
-        e.set_vaddr((first + i) * kernel::kPageSize);
-        e.set_nr_pages(static_cast<uint32_t>(j - i));
-        e.set_flags(image::kPePresent);
-        pm.put(e);
-        task->written += j - i;
-        for (uint64_t k = i; k < j;) {
-          const bool alone = (ws.pme[k] & (kPmPresent | kPmExclusive)) == (kPmPresent | kPmExclusive);
-          uint64_t m = k + 1;
-          while (m < j && ((ws.pme[m] & (kPmPresent | kPmExclusive)) ==
-                           (kPmPresent | kPmExclusive)) == alone)
-            m++;
-          const bool readable = v.readable && alone;
-          need_mem |= !readable;
-          take((first + k) * kernel::kPageSize, (m - k) * kernel::kPageSize, readable);
-          k = m;
+        // Pages the parent image holds as they are get an entry saying so, the rest are copied.
+        for (uint64_t a = first + i, b = first + j; a < b;) {
+          while (ui < same.size() && same[ui].second <= a * kernel::kPageSize) ui++;
+          const bool parent = ui < same.size() && same[ui].first <= a * kernel::kPageSize;
+          uint64_t stop = b;
+          if (ui < same.size())
+            stop = std::min(b, (parent ? same[ui].second : same[ui].first) / kernel::kPageSize);
+          pagemap_entry e;
+          e.set_vaddr(a * kernel::kPageSize);
+          e.set_nr_pages(static_cast<uint32_t>(stop - a));
+          e.set_flags(parent ? image::kPeParent : image::kPePresent);
+          pm.put(e);
+          if (parent) {
+            task->in_parent += stop - a;
+          } else {
+            task->written += stop - a;
+            for (uint64_t k = a - first; k < stop - first;) {
+              const bool alone =
+                  (ws.pme[k] & (kPmPresent | kPmExclusive)) == (kPmPresent | kPmExclusive);
+              uint64_t m = k + 1;
+              while (m < stop - first && ((ws.pme[m] & (kPmPresent | kPmExclusive)) ==
+                                          (kPmPresent | kPmExclusive)) == alone)
+                m++;
+              const bool readable = v.readable && alone;
+              need_mem |= !readable;
+              take((first + k) * kernel::kPageSize, (m - k) * kernel::kPageSize, readable);
+              k = m;
+            }
+          }
+          a = stop;
         }
         i = j;
       }
@@ -307,6 +326,10 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
   }
   pm.close();
   progress::add_total(static_cast<int64_t>(task->written) - job.estimate);
+  {
+    std::lock_guard lock(mu);
+    stats.in_parent += task->in_parent;
+  }
   if (pieces.empty()) {
     done(*task);
     return;
@@ -367,7 +390,8 @@ void ImageWorkers::Impl::copy(Piece& p, WorkerState& ws) {
 void ImageWorkers::Impl::done(TaskPages& t) {
   if (::close(t.out.release()) < 0) fail_sys("cannot write image {}/{}", dir, t.name);
   t.mem.reset();
-  log::info("task {}: {} pages scanned, {} dumped", t.pid, t.scanned, t.written);
+  log::info("task {}: {} pages scanned, {} dumped, {} left in the parent image", t.pid, t.scanned,
+            t.written, t.in_parent);
   std::lock_guard lock(mu);
   stats.scanned += t.scanned;
   stats.written += t.written;

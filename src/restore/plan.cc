@@ -348,8 +348,9 @@ Plan load_plan(const std::string& dir, bool shell_job) {
       const std::string img = fmt::format("pagemap-{}.img", pid);
       std::tie(t.pages_id, t.pages) =
           read_pagemap(dir, img, [&](const std::vector<pagemap_entry>& runs) {
-            return check_page_runs(runs, img, &t.mm, kUserTop);
+            return check_page_runs(runs, img, &t.mm, kUserTop, /*parent_ok=*/true);
           });
+      t.page_chain = std::make_shared<const PageChain>(dir, pid, t.pages_id, t.pages);
     }
 
     // Everything the task will open or map.

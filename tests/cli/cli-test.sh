@@ -42,11 +42,11 @@ features)
 		fi
 	done
 	# Things cryo does today, on a kernel that has them (6.x).
-	for f in mnt_id timerfd fdinfo_lock seccomp_filters kcmp_epoll clone3_set_tid; do
+	for f in mnt_id timerfd fdinfo_lock seccomp_filters kcmp_epoll clone3_set_tid mem_dirty_track; do
 		"$CRYO" check --feature $f >/dev/null 2>&1 || fail "$f should be supported here"
 	done
 	# Things cryo cannot do yet: never supported, whatever the kernel.
-	for f in userns tun nsid cgroupns timens uffd uffd-noncoop mem_dirty_track tcp_half_closed; do
+	for f in userns tun nsid cgroupns timens uffd uffd-noncoop tcp_half_closed; do
 		"$CRYO" check --feature $f >/dev/null 2>&1 && fail "$f claims support"
 	done
 	"$CRYO" check --feature no_such_feature >"$T/out" 2>"$T/err" && fail "unknown feature exits 0"
