@@ -258,6 +258,7 @@ unsigned holder_seconds() {
 
 MemTracker::MemTracker(std::string dir, std::string prev, bool track)
     : dir_(std::move(dir)), track_(track) {
+  if (track_) hold_seconds_ = holder_seconds();  // a bad value is refused before the freeze
   if (prev.empty()) return;
   prev_abs_ = prev[0] == '/' ? prev : dir_ + "/" + prev;
   struct stat ps, ds;
@@ -493,7 +494,7 @@ PageRanges MemTracker::track(FrozenTask& t, const std::vector<proc::Vma>& vmas) 
 
 void MemTracker::hand_over() {
   if (tracked_.empty()) return;
-  const unsigned seconds = holder_seconds();
+  const unsigned seconds = hold_seconds_;
   struct stat ds;
   if (::stat(dir_.c_str(), &ds) < 0) fail_sys("cannot stat {}", dir_);
   uint64_t rnd[2];

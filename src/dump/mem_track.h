@@ -59,6 +59,7 @@ class MemTracker {
 
   std::string dir_, prev_abs_;
   bool track_;
+  unsigned hold_seconds_ = 0;
   std::map<pid_t, Task> held_;     // taken from the previous dump's holder
   std::map<pid_t, Task> tracked_;  // tracked by this dump, for the next
 };

@@ -115,6 +115,11 @@ PageChain::PageChain(const std::string& dir, pid_t pid, uint32_t pages_id,
           "but {} does not lead to them: restore from a whole chain",
           level_dir, pagemap, pid, parent);
     level_dir = parent;
+    if (!image::exists(level_dir, pagemap))
+      fail(
+          "the images chain is broken: pages of task {} are marked as in the parent images, "
+          "but {} has no {}: restore from a whole chain",
+          pid, level_dir, pagemap);
     image::Reader r(level_dir, pagemap, image::magic::kPagemap);
     pagemap_head head;
     if (!r.next(head)) fail("image {}/{} is truncated: no header", level_dir, pagemap);
