@@ -217,7 +217,7 @@ void pre_dump(const Options& opts) {
     check_namespaces(t.pid);
     refuse_io_uring(t.pid, t.io_workers);
     progress::phase(fmt::format("task {}", t.pid));
-    const std::vector<proc::Vma> vmas = proc::read_smaps(t.pid);
+    const std::vector<proc::Vma> vmas = proc::read_maps(t.pid);  // smaps would walk every page
     PageRanges in_parent = tracker.track(t, vmas);
     work.push_back({t.pid, private_mappings(vmas), std::move(in_parent)});
   }
@@ -363,7 +363,7 @@ void run(const Options& opts) {
     mm.set_thp_disabled(extras.thp_disabled);
     // Done with the task's memory (the probes have put back what they wrote): its pages are
     // copied meanwhile.
-    PageRanges in_parent = tracker.track(t, proc::read_smaps(t.pid));
+    PageRanges in_parent = tracker.track(t, proc::read_maps(t.pid));
     images.add_pages(t.pid, mm, next_pages_id++, estimate[t.pid], std::move(in_parent));
     sysv.add(t.pid, mm);
     images.write_one(fmt::format("mm-{}.img", t.pid), image::magic::kMm, std::move(mm));

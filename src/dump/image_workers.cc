@@ -260,15 +260,13 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
     }
   };
   bool need_mem = false;
-  const PageRanges& same = job.in_parent;
-  size_t ui = 0;
-  for (const PrivateVma& v : job.vmas) {
-    uint64_t npages = (v.end - v.start) / kernel::kPageSize;
-    task->scanned += npages;
+  // [s, e) of mapping v, by its pagemap: an entry for each run of wanted pages, copied.
+  auto copy_range = [&](const PrivateVma& v, uint64_t s, uint64_t e) {
+    const uint64_t npages = (e - s) / kernel::kPageSize;
     for (uint64_t w0 = 0; w0 < npages; w0 += kPagemapWindow) {
       uint64_t wn = std::min(kPagemapWindow, npages - w0);
       ws.pme.resize(wn);
-      uint64_t first = v.start / kernel::kPageSize + w0;
+      uint64_t first = s / kernel::kPageSize + w0;
       ssize_t n = ::pread(pagemap.get(), ws.pme.data(), wn * 8, static_cast<off_t>(first * 8));
       if (n != static_cast<ssize_t>(wn * 8))
         fail_sys("cannot read /proc/{}/pagemap at {:#x}", pid, first * kernel::kPageSize);
@@ -285,39 +283,54 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
         }
         uint64_t j = i + 1;
         while (j < wn && wanted(ws.pme[j])) j++;
-        // Pages the parent image holds as they are get an entry saying so, the rest are copied.
-        for (uint64_t a = first + i, b = first + j; a < b;) {
-          while (ui < same.size() && same[ui].second <= a * kernel::kPageSize) ui++;
-          const bool parent = ui < same.size() && same[ui].first <= a * kernel::kPageSize;
-          uint64_t stop = b;
-          if (ui < same.size())
-            stop = std::min(b, (parent ? same[ui].second : same[ui].first) / kernel::kPageSize);
-          pagemap_entry e;
-          e.set_vaddr(a * kernel::kPageSize);
-          e.set_nr_pages(static_cast<uint32_t>(stop - a));
-          e.set_flags(parent ? image::kPeParent : image::kPePresent);
-          pm.put(e);
-          if (parent) {
-            task->in_parent += stop - a;
-          } else {
-            task->written += stop - a;
-            for (uint64_t k = a - first; k < stop - first;) {
-              const bool alone =
-                  (ws.pme[k] & (kPmPresent | kPmExclusive)) == (kPmPresent | kPmExclusive);
-              uint64_t m = k + 1;
-              while (m < stop - first && ((ws.pme[m] & (kPmPresent | kPmExclusive)) ==
-                                          (kPmPresent | kPmExclusive)) == alone)
-                m++;
-              const bool readable = v.readable && alone;
-              need_mem |= !readable;
-              take((first + k) * kernel::kPageSize, (m - k) * kernel::kPageSize, readable);
-              k = m;
-            }
-          }
-          a = stop;
+        pagemap_entry e;
+        e.set_vaddr((first + i) * kernel::kPageSize);
+        e.set_nr_pages(static_cast<uint32_t>(j - i));
+        e.set_flags(image::kPePresent);
+        pm.put(e);
+        task->written += j - i;
+        for (uint64_t k = i; k < j;) {
+          const bool alone =
+              (ws.pme[k] & (kPmPresent | kPmExclusive)) == (kPmPresent | kPmExclusive);
+          uint64_t m = k + 1;
+          while (m < j && ((ws.pme[m] & (kPmPresent | kPmExclusive)) ==
+                           (kPmPresent | kPmExclusive)) == alone)
+            m++;
+          const bool readable = v.readable && alone;
+          need_mem |= !readable;
+          take((first + k) * kernel::kPageSize, (m - k) * kernel::kPageSize, readable);
+          k = m;
         }
         i = j;
       }
+    }
+  };
+  // Pages the parent image holds as they are (present ones: see dump/mem_track.h) get entries
+  // saying so, without a look at the pagemap; the rest is read and copied.
+  const PageRanges& same = job.in_parent;
+  size_t ui = 0;
+  for (const PrivateVma& v : job.vmas) {
+    task->scanned += (v.end - v.start) / kernel::kPageSize;
+    for (uint64_t at = v.start; at < v.end;) {
+      while (ui < same.size() && same[ui].second <= at) ui++;
+      if (ui == same.size() || same[ui].first > at) {
+        const uint64_t stop = ui < same.size() ? std::min(v.end, same[ui].first) : v.end;
+        copy_range(v, at, stop);
+        at = stop;
+        continue;
+      }
+      const uint64_t stop = std::min(v.end, same[ui].second);
+      for (uint64_t a = at; a < stop;) {
+        const uint64_t n = std::min<uint64_t>((stop - a) / kernel::kPageSize, 1u << 31);
+        pagemap_entry e;
+        e.set_vaddr(a);
+        e.set_nr_pages(static_cast<uint32_t>(n));
+        e.set_flags(image::kPeParent);
+        pm.put(e);
+        a += n * kernel::kPageSize;
+      }
+      task->in_parent += (stop - at) / kernel::kPageSize;
+      at = stop;
     }
   }
   if (need_mem && !task->mem) {

@@ -45,8 +45,9 @@ class ImageWorkers {
   // Queues the private pages of task `pid`, whose mappings `mm` lists, for
   // pages-`pages_id`.img. The task's memory must not change until finish(). `estimate` is
   // what the progress total counted for the task, corrected once its pages are known.
-  // Like write_one(), throws the error of a job queued earlier, if one failed. Pages in
-  // `in_parent` are not copied: their pagemap entries say that the parent image holds them.
+  // Like write_one(), throws the error of a job queued earlier, if one failed. The pages in
+  // `in_parent` (present pages, all of them) are not copied: their pagemap entries say that
+  // the parent image holds them.
   void add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, int64_t estimate,
                  PageRanges in_parent = {});
   // Queues an image of one entry (image::write_one).

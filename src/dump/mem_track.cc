@@ -71,41 +71,56 @@ PageRanges intersect(const PageRanges& a, const PageRanges& b) {
 
 // --- the kernel side ---
 
-// A mapping whose changes are tracked: private and writable memory of the task itself (not
-// a device, a huge page pool, the vDSO or another kernel object). Any other private mapping
-// has all its pages dumped every time.
+// A mapping whose changes are tracked: private and writable memory of the task itself, not
+// the vDSO or another kernel object (the kernel refuses a device mapping: EINVAL). Any other
+// private mapping has all its pages dumped every time.
 bool trackable(const proc::Vma& v) {
   if (v.shared || !v.w) return false;
-  if (v.has_flag("io") || v.has_flag("pf") || v.has_flag("ht")) return false;
   return v.path.empty() || v.path == "[heap]" || v.path == "[stack]" || v.path[0] == '/';
 }
 
-// Appends the pages of [start, end) written since they were last write-protected to
-// `written`, and protects them again (one PAGEMAP_SCAN walk). False when a mapping in the
-// range is not tracked by an asynchronous userfaultfd.
-bool scan_written(int pagemap, pid_t pid, uint64_t start, uint64_t end, PageRanges* written) {
+// Appends to `out` the pages of [start, end) that PAGEMAP_SCAN finds with `flags` and the
+// categories (see struct pm_scan_arg): one walk of the page tables. False on EPERM (with
+// kPmScanCheckWpAsync: a mapping in the range is not tracked by an asynchronous userfaultfd).
+bool pm_scan(int pagemap, pid_t pid, uint64_t start, uint64_t end, uint64_t flags,
+             uint64_t inverted, uint64_t mask, uint64_t anyof, PageRanges* out) {
   std::vector<kernel::PageRegion> vec(1024);
   while (start < end) {
     kernel::PmScanArg a{};
     a.size = sizeof a;
-    a.flags = kernel::kPmScanWpMatching | kernel::kPmScanCheckWpAsync;
+    a.flags = flags;
     a.start = start;
     a.end = end;
     a.vec = reinterpret_cast<uint64_t>(vec.data());
     a.vec_len = vec.size();
-    a.category_mask = kernel::kPageIsWritten;
-    a.return_mask = kernel::kPageIsWritten;
+    a.category_inverted = inverted;
+    a.category_mask = mask;
+    a.category_anyof_mask = anyof;
+    a.return_mask = mask | anyof;
     long n = ::ioctl(pagemap, kernel::kPagemapScan, &a);
-    if (n < 0 && errno == EPERM) return false;
+    if (n < 0 && errno == EPERM && (flags & kernel::kPmScanCheckWpAsync)) return false;
     if (n < 0)
-      fail_sys("task {}: cannot scan its written pages at {:#x}-{:#x} (PAGEMAP_SCAN)", pid, start,
-               end);
-    for (long i = 0; i < n; i++) append(*written, vec[i].start, vec[i].end);
+      fail_sys("task {}: cannot scan its pages at {:#x}-{:#x} (PAGEMAP_SCAN)", pid, start, end);
+    for (long i = 0; i < n; i++) append(*out, vec[i].start, vec[i].end);
     if (a.walk_end <= start)
       fail("task {}: PAGEMAP_SCAN of {:#x}-{:#x} made no progress", pid, start, end);
     start = a.walk_end;
   }
   return true;
+}
+
+// The pages of [start, end) written since they were last write-protected, protected again.
+bool scan_written(int pagemap, pid_t pid, uint64_t start, uint64_t end, PageRanges* written) {
+  return pm_scan(pagemap, pid, start, end, kernel::kPmScanWpMatching | kernel::kPmScanCheckWpAsync,
+                 0, kernel::kPageIsWritten, 0, written);
+}
+
+// The pages of [start, end) a dump copies (as dump/image_workers.cc's pagemap reading picks
+// them): present or swapped, not the zero page, and of a file mapping not the file's own.
+void scan_wanted(int pagemap, pid_t pid, const proc::Vma& v, PageRanges* wanted) {
+  const uint64_t not_these = kernel::kPageIsPfnZero | (v.path[0] == '/' ? kernel::kPageIsFile : 0);
+  pm_scan(pagemap, pid, v.start, v.end, 0, not_these, not_these,
+          kernel::kPageIsPresent | kernel::kPageIsSwapped, wanted);
 }
 
 [[noreturn]] void refuse_foreign(pid_t pid, const std::string& what) {
@@ -426,70 +441,79 @@ PageRanges MemTracker::track(FrozenTask& t, const std::vector<proc::Vma>& vmas) 
   }
   if (!held && !track_) return {};
   refuse_own_uffd_fd(pid);
-  for (const proc::Vma& v : vmas)
-    if (v.has_flag("um") || v.has_flag("ui") || (v.has_flag("uw") && !held))
-      refuse_foreign(pid, fmt::format("has its mapping {:#x}-{:#x} registered with a userfaultfd",
-                                      v.start, v.end));
 
-  PageRanges unchanged;
+  // Only mappings registered with cryo's userfaultfd all along were watched: one mapped,
+  // moved or made again since has lost the registration (the scan says EPERM), and is dumped
+  // whole; the others' pages not written since are the parent's, if still there.
+  PageRanges clean;
+  std::vector<const proc::Vma*> tracked, fresh;
   if (held) {
     Fd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
     if (!pagemap) fail_sys("cannot open /proc/{}/pagemap", pid);
-    // Only mappings still registered with cryo's userfaultfd were watched all along: one
-    // mapped, moved or made again since has lost the registration and is dumped whole.
-    PageRanges clean;
     uint64_t nwritten = 0;
     for (const proc::Vma& v : vmas) {
-      if (!trackable(v) || !v.has_flag("uw")) continue;
-      PageRanges written;
-      if (!scan_written(pagemap.get(), pid, v.start, v.end, &written))
-        refuse_foreign(pid, fmt::format("has its mapping {:#x}-{:#x} registered with a "
-                                        "userfaultfd that is not cryo's",
-                                        v.start, v.end));
+      if (!trackable(v)) continue;
+      PageRanges written, wanted;
+      if (!scan_written(pagemap.get(), pid, v.start, v.end, &written)) {
+        fresh.push_back(&v);
+        continue;
+      }
+      tracked.push_back(&v);
       for (const auto& [s, e] : written) nwritten += (e - s) / kernel::kPageSize;
-      append_minus(clean, v.start, v.end, written);
+      scan_wanted(pagemap.get(), pid, v, &wanted);
+      for (const auto& [s, e] : wanted) append_minus(clean, s, e, written);
     }
-    // The parent image must hold them: a page it lacks is dumped, never guessed.
-    unchanged = intersect(clean, parent_pages(pid));
-    log::info("task {}: {} pages written since the previous dump", pid, nwritten);
+    log::info("task {}: {} pages written since the previous dump, {} mapping(s) new to it", pid,
+              nwritten, fresh.size());
+  } else {
+    for (const proc::Vma& v : vmas)
+      if (trackable(v)) fresh.push_back(&v);
   }
-  if (!track_) return unchanged;
 
-  Task& mine = tracked_[pid];
-  mine.starttime = t.stat.starttime;
-  mine.uffd = held ? std::move(held->uffd) : create_uffd(t);
-  bool fresh = !held;
-  for (const proc::Vma& v : vmas) {
-    if (!trackable(v) || v.has_flag("uw")) continue;
-    uffdio_register reg{};
-    reg.range.start = v.start;
-    reg.range.len = v.end - v.start;
-    reg.mode = UFFDIO_REGISTER_MODE_WP;
-    int r = ::ioctl(mine.uffd.get(), UFFDIO_REGISTER, &reg);
-    if (r < 0 && errno == ESRCH && !fresh) {
+  Fd local;
+  Fd& uffd = track_ ? tracked_[pid].uffd : local;
+  if (track_) tracked_[pid].starttime = t.stat.starttime;
+  uffd = held ? std::move(held->uffd) : create_uffd(t);
+  bool recreated = !held;
+  // Registering a mapping with cryo's userfaultfd again changes nothing where cryo tracks it
+  // already, and fails (EBUSY) where another userfaultfd does: the scan above could not tell.
+  auto reg = [&](const proc::Vma& v) -> bool {
+    uffdio_register r{};
+    r.range.start = v.start;
+    r.range.len = v.end - v.start;
+    r.mode = UFFDIO_REGISTER_MODE_WP;
+    int rc = ::ioctl(uffd.get(), UFFDIO_REGISTER, &r);
+    if (rc < 0 && errno == ESRCH && !recreated) {
       // The held context's address space is gone (the task ran execve): start anew.
-      mine.uffd = create_uffd(t);
-      fresh = true;
-      r = ::ioctl(mine.uffd.get(), UFFDIO_REGISTER, &reg);
+      uffd = create_uffd(t);
+      recreated = true;
+      rc = ::ioctl(uffd.get(), UFFDIO_REGISTER, &r);
     }
-    if (r < 0 && errno == EBUSY)
+    if (rc == 0) return true;
+    if (errno == EBUSY)
       refuse_foreign(pid, fmt::format("has its mapping {:#x}-{:#x} registered with a userfaultfd",
                                       v.start, v.end));
-    if (r < 0 && errno == EINVAL) {
+    if (errno == EINVAL) {
       log::debug("task {}: mapping {:#x}-{:#x} cannot be tracked: dumped whole each time", pid,
                  v.start, v.end);
-      continue;
+      return false;
     }
-    if (r < 0)
-      fail_sys("task {}: cannot register its mapping {:#x}-{:#x} for write tracking", pid, v.start,
-               v.end);
-    uffdio_writeprotect wp{};
-    wp.range = reg.range;
-    wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
-    if (::ioctl(mine.uffd.get(), UFFDIO_WRITEPROTECT, &wp) < 0)
-      fail_sys("task {}: cannot write-protect its mapping {:#x}-{:#x}", pid, v.start, v.end);
-  }
-  return unchanged;
+    fail_sys("task {}: cannot register its mapping {:#x}-{:#x} for write tracking", pid, v.start,
+             v.end);
+  };
+  for (const proc::Vma* v : tracked) reg(*v);
+  if (track_)
+    for (const proc::Vma* v : fresh) {
+      if (!reg(*v)) continue;
+      uffdio_writeprotect wp{};
+      wp.range.start = v->start;
+      wp.range.len = v->end - v->start;
+      wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
+      if (::ioctl(uffd.get(), UFFDIO_WRITEPROTECT, &wp) < 0)
+        fail_sys("task {}: cannot write-protect its mapping {:#x}-{:#x}", pid, v->start, v->end);
+    }
+  // The parent image must hold them: a page it lacks is dumped, never guessed.
+  return held ? intersect(clean, parent_pages(pid)) : PageRanges{};
 }
 
 void MemTracker::hand_over() {

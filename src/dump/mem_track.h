@@ -34,10 +34,10 @@ class MemTracker {
   MemTracker(const MemTracker&) = delete;
   MemTracker& operator=(const MemTracker&) = delete;
 
-  // For frozen task `t`, whose mappings (smaps) are `vmas`: the pages the parent image holds
-  // as they are now (not written since it was made). With --track-mem, the task's writable
-  // private mappings are then protected anew for the next dump. Refuses a task that has
-  // a userfaultfd of its own.
+  // For frozen task `t`, whose mappings are `vmas` (/proc/PID/maps): its present pages that
+  // the parent image holds as they are now (not written since it was made). With
+  // --track-mem, the task's writable private mappings are then protected anew for the next
+  // dump. Refuses a task that has a userfaultfd of its own.
   PageRanges track(FrozenTask& t, const std::vector<proc::Vma>& vmas);
 
   // The tree runs on: a detached holder process takes the userfaultfds, for the next dump of

@@ -32,5 +32,9 @@ constexpr uint64_t kPmScanWpMatching = 1 << 0;    // write-protect the pages fou
 constexpr uint64_t kPmScanCheckWpAsync = 1 << 1;  // EPERM unless every VMA has async WP
 // Page categories.
 constexpr uint64_t kPageIsWritten = 1 << 1;
+constexpr uint64_t kPageIsFile = 1 << 2;
+constexpr uint64_t kPageIsPresent = 1 << 3;
+constexpr uint64_t kPageIsSwapped = 1 << 4;
+constexpr uint64_t kPageIsPfnZero = 1 << 5;
 
 }  // namespace cryo::kernel
