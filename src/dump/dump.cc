@@ -410,6 +410,8 @@ void run(const Options& opts) {
   write_inventory(dir, root.pid, false);
 
   fault_point("dump-after-images");
+  // From here on the images are complete: a restore elsewhere could start.
+  log::info("images complete after {} us frozen", usec_since(t_frozen));
 
   files.commit();
   progress::phase("releasing the tree");

@@ -470,10 +470,13 @@ PageRanges MemTracker::track(FrozenTask& t, const std::vector<proc::Vma>& vmas) 
       if (trackable(v)) fresh.push_back(&v);
   }
 
-  Fd local;
-  Fd& uffd = track_ ? tracked_[pid].uffd : local;
-  if (track_) tracked_[pid].starttime = t.stat.starttime;
-  uffd = held ? std::move(held->uffd) : create_uffd(t);
+  // Without --track-mem the held fd stays where it is: closing it would unprotect every page
+  // of the task (a walk of its page tables) while the tree is frozen.
+  Fd& uffd = track_ ? tracked_[pid].uffd : held->uffd;
+  if (track_) {
+    tracked_[pid].starttime = t.stat.starttime;
+    uffd = held ? std::move(held->uffd) : create_uffd(t);
+  }
   bool recreated = !held;
   // Registering a mapping with cryo's userfaultfd again changes nothing where cryo tracks it
   // already, and fails (EBUSY) where another userfaultfd does: the scan above could not tell.
