@@ -213,6 +213,11 @@ Plan load_plan(const std::string& dir, bool shell_job) {
   if (inv.img_version() != image::kImagesV1_1)
     fail("image inventory.img has version {}, cryo reads version {}", inv.img_version(),
          image::kImagesV1_1);
+  if (inv.has_pre_dump_mode() && !image::exists(dir, "pstree.img"))
+    fail(
+        "{} holds a pre-dump (memory only): restore the final dump of its chain (the dump made "
+        "with --prev-images-dir)",
+        dir);
 
   const Limits lim = Limits::of_system();
   const uint64_t xfeatures = arch::cpu_xfeatures();

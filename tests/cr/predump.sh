@@ -15,7 +15,8 @@
 #                  the chain goes on from there); the restore is right
 #   expired        the holder expires (CRYO_TRACK_MEM_TIMEOUT): the same
 #   errors         a bad --prev-images-dir (missing, not a dump, the images dir itself) or
-#                  timeout: one clear line, and the tree runs on untouched
+#                  timeout: one clear line, and the tree runs on untouched; restore of a
+#                  pre-dump is refused
 #   broken-chain   restore of a chain whose parent images are missing or wrong: refused with
 #                  a clear message before any process is made; whole again, it restores
 #   own-uffd       a process with a userfaultfd of its own is refused, and runs on
@@ -236,6 +237,9 @@ errors)
 	[ -e "$W/4/inventory.img" ] && die "a failed pre-dump left an inventory"
 	# The tree is whole: a chain made now restores right.
 	dump pre1 1 pre-dump
+	cryo pre-restore restore -D 1 -d && die "restore of a pre-dump succeeded"
+	grep -q "holds a pre-dump (memory only): restore the final dump" "$W/pre-restore.err" ||
+		die "restore of a pre-dump: $(cat "$W/pre-restore.err")"
 	step 1
 	step 2
 	dump final 3 dump --prev-images-dir ../1
