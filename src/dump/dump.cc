@@ -228,6 +228,7 @@ void pre_dump(const Options& opts) {
   log::info("pre-dump of tree {}: frozen for {} us", opts.tree, frozen_us);
 
   ImageWorkers images(opts.dir);
+  images.tasks_run();
   uint32_t next_pages_id = 1;
   for (auto& w : work) images.add_pages(w.pid, w.mm, next_pages_id++, 0, std::move(w.in_parent));
   progress::phase("memory");

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <memory>
@@ -116,6 +117,7 @@ struct ImageWorkers::Impl {
   std::deque<Job> queue;
   size_t busy = 0;
   bool stopping = false;
+  bool running = false;  // the tasks run while their pages are copied (a pre-dump)
   std::exception_ptr error;
   PageStats stats;
   std::vector<std::thread> workers;
@@ -166,6 +168,11 @@ void ImageWorkers::add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, i
                         (v.prot() & PROT_READ) != 0});
   }
   impl_->push(std::move(job));
+}
+
+void ImageWorkers::tasks_run() {
+  std::lock_guard lock(impl_->mu);
+  impl_->running = true;
 }
 
 void ImageWorkers::submit(std::function<void()> run) {
@@ -333,7 +340,7 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
       at = stop;
     }
   }
-  if (need_mem && !task->mem) {
+  if ((need_mem || running) && !task->mem) {
     task->mem.reset(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
     if (!task->mem) fail_sys("cannot open /proc/{}/mem", pid);
   }
@@ -366,19 +373,26 @@ void ImageWorkers::Impl::copy(Piece& p, WorkerState& ws) {
   auto t0 = Clock::now();
   char* buf = ws.buf.get();
   auto where = [&] { return reinterpret_cast<uint64_t>(p.remote.front().iov_base); };
+  bool whole = false;
   if (p.readable) {
     iovec local{buf, p.bytes};
     ssize_t n = ::process_vm_readv(t.pid, &local, 1, p.remote.data(), p.remote.size(), 0);
-    if (n != static_cast<ssize_t>(p.bytes))
-      fail_sys("cannot read the memory of task {} at {:#x}", t.pid, where());
-  } else {
+    whole = n == static_cast<ssize_t>(p.bytes);
+    if (!whole && !running) fail_sys("cannot read the memory of task {} at {:#x}", t.pid, where());
+  }
+  if (!whole) {
     size_t done = 0;
     for (const iovec& r : p.remote) {
-      ssize_t n = ::pread(t.mem.get(), buf + done, r.iov_len,
-                          static_cast<off_t>(reinterpret_cast<uint64_t>(r.iov_base)));
-      if (n != static_cast<ssize_t>(r.iov_len))
-        fail_sys("cannot read the memory of task {} at {:#x}", t.pid,
-                 reinterpret_cast<uint64_t>(r.iov_base));
+      const auto at = reinterpret_cast<uint64_t>(r.iov_base);
+      ssize_t n = ::pread(t.mem.get(), buf + done, r.iov_len, static_cast<off_t>(at));
+      if (n != static_cast<ssize_t>(r.iov_len) && !running)
+        fail_sys("cannot read the memory of task {} at {:#x}", t.pid, at);
+      if (n != static_cast<ssize_t>(r.iov_len)) {
+        // Unmapped since the tree was let go: its mapping is gone, so the next dump of the
+        // chain never takes these pages from this image (dump/mem_track.h).
+        std::memset(buf + done, 0, r.iov_len);
+        log::debug("task {}: {} bytes at {:#x} gone while copied", t.pid, r.iov_len, at);
+      }
       done += r.iov_len;
     }
   }

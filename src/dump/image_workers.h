@@ -50,6 +50,9 @@ class ImageWorkers {
   // the parent image holds them.
   void add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, int64_t estimate,
                  PageRanges in_parent = {});
+  // The tasks run while their pages are copied (pre-dump): memory they unmap meanwhile is
+  // written as zeros instead of failing the dump. Before any add_pages().
+  void tasks_run();
   // Queues an image of one entry (image::write_one).
   template <class Message>
   void write_one(std::string name, uint32_t magic, Message m) {
