@@ -46,11 +46,11 @@ die() {
 	echo "(work directory kept: $W)"
 	exit 1
 }
-holders() { # pids of live holders serving directory $1
+holders() { # pids of live holders of this test's chains (their command line names -t PID)
 	local p
 	for p in $(pgrep -x cryo-memtrack); do
 		[ "$(awk '/^State:/ {print $2}' /proc/$p/status 2>/dev/null)" = Z ] && continue
-		echo "$p"
+		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "-t ${PID:-none} " && echo "$p"
 	done
 }
 no_holders() { [ -z "$(holders)" ]; }
@@ -58,9 +58,7 @@ cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
 	# Holders this test left (a failed case): they would hold the tracking for an hour.
-	for p in $(holders); do
-		grep -q "$W" /proc/$p/cmdline 2>/dev/null && kill -9 "$p"
-	done
+	for p in $(holders); do kill -9 "$p"; done
 	[[ ${KEEP:-0} == 1 ]] || [[ -e $W/.failed ]] || rm -rf "$W"
 }
 trap 'cleanup' EXIT
@@ -274,7 +272,8 @@ import ctypes, os, sys, time
 fd = ctypes.CDLL(None, use_errno=True).syscall(323, os.O_CLOEXEC | os.O_NONBLOCK | 1)
 if fd < 0:
     sys.exit(3)
-open(sys.argv[1] + "/ready", "w").write(str(os.getpid()))
+open(sys.argv[1] + "/.ready", "w").write(str(os.getpid()))
+os.rename(sys.argv[1] + "/.ready", sys.argv[1] + "/ready")
 while True:
     time.sleep(0.05)
 ' "$W" </dev/null >"$W/py.out" 2>&1 &
