@@ -189,9 +189,10 @@ mm_entry private_mappings(const std::vector<proc::Vma>& vmas) {
   return mm;
 }
 
-// cryo pre-dump: the tree is frozen while its mappings are listed and their changes tracked,
-// then runs on while the pages are copied. A page written meanwhile is in the image as it
-// was at some moment after the freeze, and marked written: the next dump takes it again.
+// cryo pre-dump: the tree is frozen only while a userfaultfd is made in each task that has
+// none yet (dump/mem_track.h); it runs on while the written pages are found, the mappings
+// protected and the pages copied. A page written meanwhile is in the image at some value it
+// had since, and marked written: the next dump takes it again.
 void pre_dump(const Options& opts) {
   prepare_dir(opts);
   MemTracker tracker(opts.dir, opts.prev_dir, true);
@@ -205,21 +206,15 @@ void pre_dump(const Options& opts) {
   auto& tasks = tree.tasks();
   const pid_t root = tasks.front().pid;
   if (tasks.front().zombie) fail("the root task {} is a zombie", root);
-  struct Work {
-    pid_t pid;
-    mm_entry mm;
-    PageRanges in_parent;
-  };
-  std::vector<Work> work;
+  std::vector<pid_t> pids;
   for (auto& t : tasks) {
     interrupt_point();
     if (t.zombie) continue;
     check_namespaces(t.pid);
     refuse_io_uring(t.pid, t.io_workers);
     progress::phase(fmt::format("task {}", t.pid));
-    const std::vector<proc::Vma> vmas = proc::read_maps(t.pid);  // smaps would walk every page
-    PageRanges in_parent = tracker.track(t, vmas);
-    work.push_back({t.pid, private_mappings(vmas), std::move(in_parent)});
+    tracker.attach(t);
+    pids.push_back(t.pid);
   }
   interrupt_point();
   progress::phase("releasing the tree");
@@ -230,7 +225,12 @@ void pre_dump(const Options& opts) {
   ImageWorkers images(opts.dir);
   images.tasks_run();
   uint32_t next_pages_id = 1;
-  for (auto& w : work) images.add_pages(w.pid, w.mm, next_pages_id++, 0, std::move(w.in_parent));
+  for (pid_t pid : pids) {
+    // Mappings as they are now: those the tracking protected are copied after that.
+    const std::vector<proc::Vma> vmas = proc::read_maps(pid);  // smaps would walk every page
+    PageRanges in_parent = tracker.track(pid, vmas, nullptr);
+    images.add_pages(pid, private_mappings(vmas), next_pages_id++, 0, std::move(in_parent));
+  }
   progress::phase("memory");
   const PageStats mem = images.finish();
   tracker.hand_over();

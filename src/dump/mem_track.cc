@@ -428,26 +428,43 @@ Fd MemTracker::create_uffd(FrozenTask& t) {
   return mine;
 }
 
-PageRanges MemTracker::track(FrozenTask& t, const std::vector<proc::Vma>& vmas) {
+void MemTracker::attach(FrozenTask& t) {
   const pid_t pid = t.pid;
+  Attached& at = attached_[pid];
   auto h = held_.find(pid);
-  Task* held = nullptr;
   if (h != held_.end()) {
     if (h->second.starttime == t.stat.starttime)
-      held = &h->second;
+      at.held = &h->second;
     else
       log::info("task {}: not the process the previous dump tracked: all its pages are dumped",
                 pid);
   }
-  if (!held && !track_) return {};
+  if (!at.held && !track_) return;
   refuse_own_uffd_fd(pid);
+  if (track_) {
+    Task& mine = tracked_[pid];
+    mine.starttime = t.stat.starttime;
+    mine.uffd = at.held ? std::move(at.held->uffd) : create_uffd(t);
+  }
+  at.active = true;
+}
+
+PageRanges MemTracker::track(FrozenTask& t, const std::vector<proc::Vma>& vmas) {
+  attach(t);
+  return track(t.pid, vmas, &t);
+}
+
+PageRanges MemTracker::track(pid_t pid, const std::vector<proc::Vma>& vmas, FrozenTask* frozen) {
+  auto found = attached_.find(pid);
+  if (found == attached_.end() || !found->second.active) return {};
+  const bool was_held = found->second.held != nullptr;
 
   // Only mappings registered with cryo's userfaultfd all along were watched: one mapped,
   // moved or made again since has lost the registration (the scan says EPERM), and is dumped
   // whole; the others' pages not written since are the parent's, if still there.
   PageRanges clean;
   std::vector<const proc::Vma*> tracked, fresh;
-  if (held) {
+  if (was_held) {
     Fd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
     if (!pagemap) fail_sys("cannot open /proc/{}/pagemap", pid);
     uint64_t nwritten = 0;
@@ -472,23 +489,27 @@ PageRanges MemTracker::track(FrozenTask& t, const std::vector<proc::Vma>& vmas) 
 
   // Without --track-mem the held fd stays where it is: closing it would unprotect every page
   // of the task (a walk of its page tables) while the tree is frozen.
-  Fd& uffd = track_ ? tracked_[pid].uffd : held->uffd;
-  if (track_) {
-    tracked_[pid].starttime = t.stat.starttime;
-    uffd = held ? std::move(held->uffd) : create_uffd(t);
-  }
-  bool recreated = !held;
+  Fd& uffd = track_ ? tracked_[pid].uffd : found->second.held->uffd;
+  bool recreated = !was_held, lost = false;
   // Registering a mapping with cryo's userfaultfd again changes nothing where cryo tracks it
   // already, and fails (EBUSY) where another userfaultfd does: the scan above could not tell.
+  // With the tree running (a pre-dump), a mapping may vanish meanwhile: it is not tracked.
   auto reg = [&](const proc::Vma& v) -> bool {
+    if (lost) return false;
     uffdio_register r{};
     r.range.start = v.start;
     r.range.len = v.end - v.start;
     r.mode = UFFDIO_REGISTER_MODE_WP;
     int rc = ::ioctl(uffd.get(), UFFDIO_REGISTER, &r);
     if (rc < 0 && errno == ESRCH && !recreated) {
-      // The held context's address space is gone (the task ran execve): start anew.
-      uffd = create_uffd(t);
+      // The held context's address space is gone (the task ran execve): start anew, which
+      // takes the frozen task; else the task is dumped whole from now on.
+      if (!frozen) {
+        log::info("task {}: ran execve: its memory is not tracked any more", pid);
+        lost = true;
+        return false;
+      }
+      uffd = create_uffd(*frozen);
       recreated = true;
       rc = ::ioctl(uffd.get(), UFFDIO_REGISTER, &r);
     }
@@ -496,9 +517,9 @@ PageRanges MemTracker::track(FrozenTask& t, const std::vector<proc::Vma>& vmas) 
     if (errno == EBUSY)
       refuse_foreign(pid, fmt::format("has its mapping {:#x}-{:#x} registered with a userfaultfd",
                                       v.start, v.end));
-    if (errno == EINVAL) {
-      log::debug("task {}: mapping {:#x}-{:#x} cannot be tracked: dumped whole each time", pid,
-                 v.start, v.end);
+    if (errno == EINVAL || !frozen) {
+      log::debug("task {}: mapping {:#x}-{:#x} cannot be tracked ({}): dumped whole each time", pid,
+                 v.start, v.end, std::strerror(errno));
       return false;
     }
     fail_sys("task {}: cannot register its mapping {:#x}-{:#x} for write tracking", pid, v.start,
@@ -512,11 +533,17 @@ PageRanges MemTracker::track(FrozenTask& t, const std::vector<proc::Vma>& vmas) 
       wp.range.start = v->start;
       wp.range.len = v->end - v->start;
       wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
-      if (::ioctl(uffd.get(), UFFDIO_WRITEPROTECT, &wp) < 0)
-        fail_sys("task {}: cannot write-protect its mapping {:#x}-{:#x}", pid, v->start, v->end);
+      if (::ioctl(uffd.get(), UFFDIO_WRITEPROTECT, &wp) < 0) {
+        if (frozen)
+          fail_sys("task {}: cannot write-protect its mapping {:#x}-{:#x}", pid, v->start, v->end);
+        // Gone meanwhile: unregistered, so the next dump writes what is there whole.
+        uffdio_range gone{v->start, v->end - v->start};
+        ::ioctl(uffd.get(), UFFDIO_UNREGISTER, &gone);
+      }
     }
+  if (lost) tracked_.erase(pid);
   // The parent image must hold them: a page it lacks is dumped, never guessed.
-  return held ? intersect(clean, parent_pages(pid)) : PageRanges{};
+  return was_held ? intersect(clean, parent_pages(pid)) : PageRanges{};
 }
 
 void MemTracker::hand_over() {

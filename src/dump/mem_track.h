@@ -39,6 +39,12 @@ class MemTracker {
   // --track-mem, the task's writable private mappings are then protected anew for the next
   // dump. Refuses a task that has a userfaultfd of its own.
   PageRanges track(FrozenTask& t, const std::vector<proc::Vma>& vmas);
+  // The same in two steps, for a pre-dump: attach() while the tree is frozen (the part that
+  // runs code in the task), then track() after it runs again. A page written between the
+  // scan and the copy of the pages is in the image at some value it had since, and marked
+  // written for the next dump: the image need not be one instant, the final dump is.
+  void attach(FrozenTask& t);
+  PageRanges track(pid_t pid, const std::vector<proc::Vma>& vmas, FrozenTask* frozen);
 
   // The tree runs on: a detached holder process takes the userfaultfds, for the next dump of
   // the chain to find through `dir`. It ends when that dump takes them, or after
@@ -57,6 +63,11 @@ class MemTracker {
   void take_from_holder(const std::string& prev_abs);
   PageRanges parent_pages(pid_t pid) const;
 
+  struct Attached {
+    Task* held = nullptr;  // the previous dump's tracking of this process, if still valid
+    bool active = false;   // tracked (held or new)
+  };
+  std::map<pid_t, Attached> attached_;
   std::string dir_, prev_abs_;
   bool track_;
   unsigned hold_seconds_ = 0;
