@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "cli/check.h"
 #include "cli/options.h"
+#include "dump/dedup.h"
 #include "dump/dump.h"
 #include "image/image.h"
 #include "imgtool/imgtool.h"
@@ -45,7 +46,7 @@ int run(int argc, char** argv) {
     if (int sig = cryo::stop_signal()) ::raise(sig);
   }
   try {
-    if (dumps || o.action == "restore") {
+    if (dumps || o.action == "restore" || o.action == "dedup") {
       struct stat st;
       if (::stat(o.images_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
         cryo::fail("images directory {} does not exist or is not a directory", o.images_dir);
@@ -73,12 +74,19 @@ int run(int argc, char** argv) {
       d.pre_dump = o.action == "pre-dump";
       d.track_mem = o.track_mem;
       d.prev_dir = o.prev_images_dir;
+      d.auto_dedup = o.auto_dedup;
       cryo::dump::run(d);
       cryo::log::info(
           "{}", d.pre_dump ? "Pre-dumping finished successfully" : "Dumping finished successfully");
       return 0;
     }
+    if (o.action == "dedup") {
+      cryo::dump::dedup(o.images_dir);
+      return 0;
+    }
     if (o.action == "restore") {
+      if (o.auto_dedup)
+        cryo::fail("--auto-dedup on restore is not supported by cryo yet: restore without it");
       cryo::restore::Options r;
       r.dir = o.images_dir;
       r.detached = o.restore_detached;

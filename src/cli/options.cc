@@ -76,6 +76,9 @@ constexpr OptionSpec kTable[] = {
      "pre-dump, dump: the images of the previous pre-dump of the chain (relative to -D, or "
      "absolute); pages not written since are marked as in the parent images, which restore "
      "reads through the link 'parent'"},
+    {"auto-dedup", 0, A::kNone, S::kImplemented, true, nullptr,
+     "pre-dump, dump: punch the pages this dump writes anew out of the parent images, as "
+     "'cryo dedup' does (restore: not supported yet)"},
     {"track-mem", 0, A::kNone, S::kImplemented, true, nullptr,
      "pre-dump, dump: track memory changes for the next dump of the chain (userfaultfd "
      "write-protection; pre-dump always does)"},
@@ -148,7 +151,6 @@ constexpr OptionSpec kTable[] = {
     {"address", 0, A::kRequired, S::kRefused, false, "ADDR", "page server or service address"},
     {"port", 0, A::kRequired, S::kRefused, false, "PORT", "page server port"},
     {"ps-socket", 0, A::kRequired, S::kRefused, false, "FD", "page server socket"},
-    {"auto-dedup", 0, A::kNone, S::kRefused, true, nullptr, "deduplicate pages"},
     {"lazy-pages", 0, A::kNone, S::kRefused, false, nullptr, "restore pages on demand"},
     {"cpu-cap", 0, A::kOptional, S::kRefused, false, "CAP", "CPU capabilities to check"},
     {"force-irmap", 0, A::kNone, S::kRefused, true, nullptr,
@@ -247,6 +249,7 @@ struct Parser {
       if (name == "link-remap") o->link_remap = false;
       if (name == "display-stats") o->display_stats = false;
       if (name == "track-mem") o->track_mem = false;
+      if (name == "auto-dedup") o->auto_dedup = false;
       if (name == "extra") o->check_extra = false;
       if (name == "experimental") o->check_experimental = false;
       return;
@@ -310,6 +313,8 @@ struct Parser {
       o->prev_images_dir = arg;
     } else if (name == "track-mem") {
       o->track_mem = true;
+    } else if (name == "auto-dedup") {
+      o->auto_dedup = true;
     } else if (name == "leave-running") {
       o->leave_running = true;
     } else if (name == "leave-stopped") {
@@ -572,7 +577,8 @@ void check_action(const Options& o) {
       fail("unexpected argument '{}' after '{}': {} takes options only", o.action_args.front(), a,
            a);
   };
-  if (a == "dump" || a == "pre-dump" || a == "restore" || a == "check") return no_args();
+  if (a == "dump" || a == "pre-dump" || a == "restore" || a == "check" || a == "dedup")
+    return no_args();
   if (a == "cpuinfo") {
     if (o.action_args.empty()) fail("cpuinfo needs a sub-command: cpuinfo dump or cpuinfo check");
     const std::string& sub = o.action_args.front();
@@ -596,7 +602,7 @@ void check_action(const Options& o) {
           "the image tool's '{}' comes first, with its own options: cryo {} ... (see cryo {} "
           "--help)",
           a, a, a);
-  for (const char* v : {"page-server", "lazy-pages", "service", "dedup"})
+  for (const char* v : {"page-server", "lazy-pages", "service"})
     if (a == v) {
       no_args();
       fail("'{}' is not supported by cryo yet", a);
@@ -669,11 +675,12 @@ void usage() {
       "Usage:\n"
       "  cryo dump -t PID [-D DIR] [<options>]\n"
       "  cryo pre-dump -t PID -D DIR [--prev-images-dir PREV] [<options>]\n"
+      "  cryo dedup -D DIR\n"
       "  cryo restore [-D DIR] [<options>]\n"
       "  cryo check [--feature NAME | --extra | --experimental | --all]\n"
       "\n"
       "cryo takes CRIU %s's command line. Not supported yet: page-server,\n"
-      "lazy-pages, service, swrk, dedup, cpuinfo dump|check.\n"
+      "lazy-pages, service, swrk, cpuinfo dump|check.\n"
       "Options come from /etc/criu/default.conf, ~/.criu/default.conf, $CRIU_CONFIG_FILE,\n"
       "--config FILE, then the command line. Flags can be negated: --no-shell-job.\n",
       kCriuVersion);
@@ -738,12 +745,14 @@ void man_page() {
       "\\fIPID\\fR and track its changes; the tree runs on. A later \\fBpre\\-dump\\fR or "
       "\\fBdump\\fR with \\fB\\-\\-prev\\-images\\-dir\\fR writes only the pages "
       "written since\n"
+      ".TP\n\\fBdedup\\fR\npunch the pages the images directory holds anew out of its parent "
+      "images (the \\fBparent\\fR link)\n"
       ".TP\n\\fBrestore\\fR\nrestore a tree from the images directory\n"
       ".TP\n\\fBcheck\\fR\ndoes this kernel offer what cryo needs? With \\fB\\-\\-feature\\fR "
       "\\fINAME\\fR: prints \\fINAME\\fR \\fBis supported\\fR and exits 0 when both the "
       "kernel and cryo support it, else exits 1 saying which one lacks it\n"
       ".TP\n\\fBpage\\-server\\fR, \\fBlazy\\-pages\\fR, \\fBservice\\fR, "
-      "\\fBswrk\\fR, \\fBdedup\\fR, \\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
+      "\\fBswrk\\fR, \\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
       "CRIU's; refused by name: not supported yet\n"
       ".SH OPTIONS\n",
       CRYO_VERSION, kCriuVersion);

@@ -28,6 +28,7 @@ struct Options {
   unsigned timeout = 10;           // seconds the tree has to stop (CRIU's default)
   std::string prev_images_dir;     // --prev-images-dir: the chain's previous images
   bool track_mem = false;          // --track-mem
+  bool auto_dedup = false;         // --auto-dedup
   bool restore_detached = false;
   bool display_stats = false;
   bool check_all = false;                // check --all: --extra and --experimental

@@ -19,6 +19,7 @@
 #include "base/progress.h"
 #include "core.pb.h"
 #include "dump/core.h"
+#include "dump/dedup.h"
 #include "dump/file_locks.h"
 #include "dump/files.h"
 #include "dump/image_workers.h"
@@ -235,6 +236,7 @@ void pre_dump(const Options& opts) {
   const PageStats mem = images.finish();
   tracker.hand_over();
   write_inventory(opts.dir, root, true);
+  if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(opts.dir);
   progress.stop();
   stats_entry stats = image::empty_dump_stats();
   auto* d = stats.mutable_dump();
@@ -409,6 +411,7 @@ void run(const Options& opts) {
   interrupt_point();
   tracker.hand_over();
   write_inventory(dir, root.pid, false);
+  if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(dir);
 
   fault_point("dump-after-images");
   // From here on the images are complete: a restore elsewhere could start.

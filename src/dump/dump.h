@@ -22,10 +22,11 @@ struct Options {
   bool link_remap = false;  // --link-remap: deleted files are linked, not copied
   unsigned timeout = 10;
   bool display_stats = false;
-  std::string stats_json;  // --stats-json FILE (relative to the current directory)
-  bool pre_dump = false;   // cryo pre-dump: only memory, and the tree runs on
-  bool track_mem = false;  // --track-mem: the next dump of the chain writes changed pages only
-  std::string prev_dir;    // --prev-images-dir: the chain's previous images (relative to dir)
+  std::string stats_json;   // --stats-json FILE (relative to the current directory)
+  bool pre_dump = false;    // cryo pre-dump: only memory, and the tree runs on
+  bool track_mem = false;   // --track-mem: the next dump of the chain writes changed pages only
+  std::string prev_dir;     // --prev-images-dir: the chain's previous images (relative to dir)
+  bool auto_dedup = false;  // --auto-dedup: punch what this dump holds out of the parents
 };
 
 void run(const Options& opts);

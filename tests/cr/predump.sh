@@ -20,6 +20,9 @@
 #   broken-chain   restore of a chain whose parent images are missing or wrong: refused with
 #                  a clear message before any process is made; whole again, it restores
 #   own-uffd       a process with a userfaultfd of its own is refused, and runs on
+#   dedup          --auto-dedup punches the pages a later image holds anew out of the earlier
+#                  pages-N.img (their blocks shrink by about that much, their size stays);
+#                  `cryo dedup` again frees nothing more; the restore is right
 set -u
 umask 022
 (($# == 2)) || {
@@ -263,6 +266,31 @@ broken-chain)
 	log "parent without the pages: $(cat "$W/wrong.err")"
 	rm -rf "$W/1"
 	mv "$W/1.away" "$W/1"
+	restore_check 3
+	;;
+dedup)
+	blocks() { stat -c %b "$W/$1"; } # 512-byte blocks allocated
+	start
+	dump pre1 1 pre-dump
+	size1=$(stat -c %s "$W/1/pages-1.img")
+	b1=$(blocks 1/pages-1.img)
+	step 1
+	dump pre2 2 pre-dump --prev-images-dir ../1 --auto-dedup
+	written2=$(stat_of pre2 'Memory pages written')
+	b1after=$(blocks 1/pages-1.img)
+	# Of the pages 2 wrote, those 1 held (not C, new in step 1) are punched out of 1.
+	between "pages punched out of 1 by pre-dump 2" $(((b1 - b1after) / 8)) 700 $((written2 - 200))
+	[ "$(stat -c %s "$W/1/pages-1.img")" = "$size1" ] || die "dedup changed the size of 1/pages-1.img"
+	step 2
+	dump final 3 dump --prev-images-dir ../2 --track-mem --auto-dedup
+	b1final=$(blocks 1/pages-1.img)
+	b2=$(blocks 2/pages-1.img)
+	cryo dedup2 dedup -D 3 -v4 -o dedup.log || die "cryo dedup failed: $(cat "$W/dedup2.err")"
+	[ "$(blocks 2/pages-1.img)" = "$b2" ] && [ "$(blocks 1/pages-1.img)" = "$b1final" ] ||
+		die "a second dedup punched more"
+	grep -q "dedup of 3: [0-9]* pages punched" "$W/3/dedup.log" || die "dedup log: $(cat "$W/3/dedup.log")"
+	cryo badrestore restore -D 3 --auto-dedup && die "restore --auto-dedup succeeded"
+	grep -q "auto-dedup on restore is not supported" "$W/badrestore.err" || die "restore --auto-dedup: $(cat "$W/badrestore.err")"
 	restore_check 3
 	;;
 own-uffd)
