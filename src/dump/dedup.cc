@@ -36,7 +36,7 @@ std::pair<uint32_t, std::vector<pagemap_entry>> read_pagemap(const std::string& 
   return {head.pages_id(), std::move(runs)};
 }
 
-// Appends to `out` the parts of [s, e) in `want`.
+// Calls fn(a, b) for each part [a, b) of [s, e) that is in `want`.
 template <class Fn>
 void each_overlap(const Ranges& want, uint64_t s, uint64_t e, Fn&& fn) {
   auto it = std::upper_bound(want.begin(), want.end(), std::make_pair(s, UINT64_MAX));
