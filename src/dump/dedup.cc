@@ -13,28 +13,13 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "image/image.h"
+#include "image/pagemap.h"
 #include "kernel/syscalls.h"
-#include "pagemap.pb.h"
 
 namespace cryo::dump {
 namespace {
 
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;  // sorted, apart
-
-bool in_parent(const pagemap_entry& e) {
-  return (e.flags() & image::kPeParent) || e.in_parent();
-}
-
-// The entries of pagemap image `name` in `dir`, and its pages file's id.
-std::pair<uint32_t, std::vector<pagemap_entry>> read_pagemap(const std::string& dir,
-                                                             const std::string& name) {
-  image::Reader r(dir, name, image::magic::kPagemap);
-  pagemap_head head;
-  if (!r.next(head)) fail("image {}/{} is truncated: no header", dir, name);
-  std::vector<pagemap_entry> runs;
-  for (pagemap_entry e; r.next(e);) runs.push_back(e);
-  return {head.pages_id(), std::move(runs)};
-}
 
 // Calls fn(a, b) for each part [a, b) of [s, e) that is in `want`.
 template <class Fn>
@@ -50,8 +35,9 @@ void each_overlap(const Ranges& want, uint64_t s, uint64_t e, Fn&& fn) {
 uint64_t dedup_task(const std::string& dir, const std::string& pagemap) {
   constexpr uint64_t kPage = kernel::kPageSize;
   Ranges want;  // pages the level below holds itself
-  for (const pagemap_entry& e : read_pagemap(dir, pagemap).second)
-    if (!in_parent(e)) want.emplace_back(e.vaddr(), e.vaddr() + uint64_t{e.nr_pages()} * kPage);
+  for (const pagemap_entry& e : image::read_pagemap(dir, pagemap).runs)
+    if (!image::in_parent(e))
+      want.emplace_back(e.vaddr(), e.vaddr() + uint64_t{e.nr_pages()} * kPage);
   uint64_t punched = 0;
   std::string level = dir;
   for (int depth = 0; depth < 256 && !want.empty(); depth++) {
@@ -59,15 +45,15 @@ uint64_t dedup_task(const std::string& dir, const std::string& pagemap) {
     struct stat st;
     if (::stat(level.c_str(), &st) < 0 || !S_ISDIR(st.st_mode) || !image::exists(level, pagemap))
       break;
-    auto [id, runs] = read_pagemap(level, pagemap);
-    const std::string pages = fmt::format("{}/pages-{}.img", level, id);
+    const image::Pagemap pm = image::read_pagemap(level, pagemap);
+    const std::string pages = fmt::format("{}/pages-{}.img", level, pm.pages_id);
     Fd fd(::open(pages.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
     if (!fd) fail_sys("cannot open {} to punch pages out of it", pages);
     Ranges next;
     uint64_t off = 0;
-    for (const pagemap_entry& e : runs) {
+    for (const pagemap_entry& e : pm.runs) {
       const uint64_t s = e.vaddr(), len = uint64_t{e.nr_pages()} * kPage;
-      if (in_parent(e)) {
+      if (image::in_parent(e)) {
         each_overlap(want, s, s + len, [&](uint64_t a, uint64_t b) { next.emplace_back(a, b); });
         continue;
       }

@@ -23,6 +23,7 @@
 #include "base/log.h"
 #include "dump/core.h"
 #include "image/image.h"
+#include "image/pagemap.h"
 #include "infect/fd_transfer.h"
 #include "infect/gadgets.h"
 #include "infect/probe.h"
@@ -374,11 +375,8 @@ PageRanges MemTracker::parent_pages(pid_t pid) const {
   PageRanges r;
   const std::string name = fmt::format("pagemap-{}.img", pid);
   if (!image::exists(prev_abs_, name)) return r;
-  image::Reader rd(prev_abs_, name, image::magic::kPagemap);
-  pagemap_head head;
-  if (!rd.next(head)) return r;
   std::vector<std::pair<uint64_t, uint64_t>> all;
-  for (pagemap_entry e; rd.next(e);)
+  for (const pagemap_entry& e : image::read_pagemap(prev_abs_, name).runs)
     all.emplace_back(e.vaddr(), e.vaddr() + uint64_t{e.nr_pages()} * kernel::kPageSize);
   std::sort(all.begin(), all.end());
   for (const auto& [s, e] : all) append(r, s, e);

@@ -12,6 +12,7 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "image/image.h"
+#include "image/pagemap.h"
 #include "kernel/syscalls.h"
 #include "restore/validate.h"
 
@@ -63,7 +64,7 @@ PageChain::PageChain(const std::string& dir, pid_t pid, uint32_t pages_id,
     size_t wi = 0;
     for (const pagemap_entry& e : runs) {
       const uint64_t s = e.vaddr(), len = uint64_t{e.nr_pages()} * kPage, end = s + len;
-      const bool in_parent = (e.flags() & image::kPeParent) || e.in_parent();
+      const bool in_parent = image::in_parent(e);
       // The parts of this run the level below wants (all of it at the top).
       auto each_wanted = [&](auto&& fn) {
         if (depth == 0) return fn(s, end);
@@ -120,13 +121,10 @@ PageChain::PageChain(const std::string& dir, pid_t pid, uint32_t pages_id,
           "the images chain is broken: pages of task {} are marked as in the parent images, "
           "but {} has no {}: restore from a whole chain",
           pid, level_dir, pagemap);
-    image::Reader r(level_dir, pagemap, image::magic::kPagemap);
-    pagemap_head head;
-    if (!r.next(head)) fail("image {}/{} is truncated: no header", level_dir, pagemap);
-    runs.clear();
-    for (pagemap_entry e; r.next(e);) runs.push_back(e);
+    image::Pagemap pm = image::read_pagemap(level_dir, pagemap);
+    runs = std::move(pm.runs);
     count = check_page_runs(runs, level_dir + "/" + pagemap, nullptr, kUserTop, true);
-    id = head.pages_id();
+    id = pm.pages_id;
     wanted = std::move(next);
   }
   std::sort(runs_.begin(), runs_.end(),

@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "image/image.h"
+#include "image/pagemap.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
 
@@ -124,7 +125,7 @@ uint64_t check_page_runs(const std::vector<pagemap_entry>& runs, const std::stri
     const pagemap_entry& e = runs[i];
     const std::string what = fmt::format("image {}: entry {} ({} pages at {:#x})", image, i + 1,
                                          e.nr_pages(), e.vaddr());
-    const bool in_parent = (e.flags() & image::kPeParent) || e.in_parent();
+    const bool in_parent = image::in_parent(e);
     if (e.flags() & image::kPeLazy) fail("{}: lazy pages are not supported yet", what);
     if (in_parent && !parent_ok)
       fail("{}: pages in a parent image are not supported in this image", what);
