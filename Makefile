@@ -3,7 +3,7 @@ BUILD ?= build
 TYPE ?= Release
 PREFIX ?= /usr/local
 
-.PHONY: all deps build test demo bench bench-fds bench-cow bench-shapes clean format install install-criu-alias
+.PHONY: all deps build test demo bench bench-fds bench-cow bench-predump bench-shapes clean format install install-criu-alias
 
 all: build
 
@@ -36,6 +36,9 @@ bench-fds: build
 
 bench-cow: build
 	./bench/cow.sh $(BUILD)/cryo
+
+bench-predump: build
+	./bench/predump.sh $(BUILD)/cryo
 
 bench-shapes: build
 	./bench/shapes.sh $(BUILD)/cryo

@@ -40,6 +40,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -48,6 +49,7 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "kernel/syscalls.h"
+#include "kernel/userfaultfd.h"
 #include "net/network_lock.h"
 
 namespace cryo::cli {
@@ -123,17 +125,55 @@ std::string probe_proc() {
   return "";
 }
 
-std::string probe_soft_dirty() {
-  // The soft-dirty bit (55) of a freshly written page is set only with CONFIG_MEM_SOFT_DIRTY.
-  void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return errno_text("mmap");
-  *static_cast<volatile char*>(p) = 1;
-  Fd fd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
-  uint64_t e = 0;
-  ::pread(fd.get(), &e, 8, reinterpret_cast<uint64_t>(p) / 4096 * 8);
-  ::munmap(p, 4096);
-  if (e & (1ULL << 55)) return "";
-  return "no soft-dirty bit in /proc/PID/pagemap (CONFIG_MEM_SOFT_DIRTY is off)";
+// Write tracking as cryo's dumps do it (dump/mem_track.h), on two pages of our own: an
+// asynchronous write-protecting userfaultfd over them, one written (never touched before),
+// then PAGEMAP_SCAN must find exactly that page, and nothing once it has protected it again.
+std::string probe_uffd_wp_tracking() {
+  Fd fd(static_cast<int>(
+      ::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | kernel::kUffdUserModeOnly)));
+  if (!fd) return errno_text("userfaultfd");
+  uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = kernel::kUffdFeatureWpAsync | kernel::kUffdFeatureWpUnpopulated;
+  if (::ioctl(fd.get(), UFFDIO_API, &api) < 0)
+    return errno_text("UFFDIO_API with WP_ASYNC and WP_UNPOPULATED");
+  constexpr size_t kLen = 2 * 4096;
+  void* m = ::mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return errno_text("mmap");
+  std::unique_ptr<void, std::function<void(void*)>> unmap(m, [](void* p) { ::munmap(p, kLen); });
+  auto* p = static_cast<volatile char*>(m);
+  p[0] = 1;
+  const auto start = reinterpret_cast<uint64_t>(m);
+  uffdio_register reg{};
+  reg.range = {start, kLen};
+  reg.mode = UFFDIO_REGISTER_MODE_WP;
+  if (::ioctl(fd.get(), UFFDIO_REGISTER, &reg) < 0) return errno_text("UFFDIO_REGISTER");
+  uffdio_writeprotect wp{};
+  wp.range = reg.range;
+  wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
+  if (::ioctl(fd.get(), UFFDIO_WRITEPROTECT, &wp) < 0) return errno_text("UFFDIO_WRITEPROTECT");
+  p[4096] = 1;
+  Fd pm(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  if (!pm) return errno_text("/proc/self/pagemap");
+  auto scan = [&](kernel::PageRegion* out) -> long {
+    kernel::PmScanArg a{};
+    a.size = sizeof a;
+    a.flags = kernel::kPmScanWpMatching | kernel::kPmScanCheckWpAsync;
+    a.start = start;
+    a.end = start + kLen;
+    a.vec = reinterpret_cast<uint64_t>(out);
+    a.vec_len = 2;
+    a.category_mask = kernel::kPageIsWritten;
+    a.return_mask = kernel::kPageIsWritten;
+    return ::ioctl(pm.get(), kernel::kPagemapScan, &a);
+  };
+  kernel::PageRegion r[2] = {};
+  long n = scan(r);
+  if (n < 0) return errno_text("PAGEMAP_SCAN");
+  if (n != 1 || r[0].start != start + 4096 || r[0].end != start + kLen)
+    return "PAGEMAP_SCAN does not report the written page alone";
+  if (scan(r) != 0) return "PAGEMAP_SCAN did not write-protect the page again";
+  return "";
 }
 
 std::string probe_uffd(uint64_t features) {
@@ -639,11 +679,11 @@ struct Feature {
 
 // CRIU 4.2's feature names, in CRIU's order.
 std::vector<Feature> criu_features() {
-  constexpr uint64_t kPageIsPresent = 1 << 1, kPageIsGuard = 1 << 8;
+  constexpr uint64_t kPageIsPresent = 1 << 3, kPageIsGuard = 1 << 8;
   return {
       {"mnt_id", probe_mnt_id, nullptr, false},
-      {"mem_dirty_track", probe_soft_dirty,
-       "cryo has no memory change tracking (--track-mem, pre-dump) yet", false},
+      // Soft-dirty is not used: cryo tracks with userfaultfd write-protection only.
+      {"mem_dirty_track", probe_uffd_wp_tracking, nullptr, false},
       {"aio_remap", probe_aio_remap, "cryo does not dump AIO rings yet", false},
       {"timerfd", probe_timerfd, nullptr, false},
       {"tun", probe_tun, "cryo does not dump tun devices yet", false},
@@ -698,8 +738,8 @@ std::vector<Feature> criu_features() {
       {"get_rseq_conf", probe_rseq_conf, nullptr, false},
       {"ipv6_freebind", probe_ipv6_freebind,
        "cryo's restore of IPV6_FREEBIND on IPv6 sockets is untested", false},
-      {"pagemap_scan", [] { return probe_pagemap_scan(kPageIsPresent, "PAGEMAP_SCAN"); },
-       "cryo does not use PAGEMAP_SCAN yet", false},
+      {"pagemap_scan", [] { return probe_pagemap_scan(kPageIsPresent, "PAGEMAP_SCAN"); }, nullptr,
+       false},
       {"timer_cr_ids", probe_timer_cr_ids, nullptr, false},
       {"overlayfs_maps", probe_overlayfs_maps, "cryo does not check file mappings on overlayfs yet",
        false},

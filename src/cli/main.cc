@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "cli/check.h"
 #include "cli/options.h"
+#include "dump/dedup.h"
 #include "dump/dump.h"
 #include "image/image.h"
 #include "imgtool/imgtool.h"
@@ -39,12 +40,13 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "Error: %s\n", e.what());
     return 1;
   }
-  if (o.action != "dump" && o.action != "restore") {
+  const bool dumps = o.action == "dump" || o.action == "pre-dump";
+  if (!dumps && o.action != "restore") {
     cryo::default_stop_signals();
     if (int sig = cryo::stop_signal()) ::raise(sig);
   }
   try {
-    if (o.action == "dump" || o.action == "restore") {
+    if (dumps || o.action == "restore" || o.action == "dedup") {
       struct stat st;
       if (::stat(o.images_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
         cryo::fail("images directory {} does not exist or is not a directory", o.images_dir);
@@ -54,8 +56,8 @@ int run(int argc, char** argv) {
     // Ctrl-C, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly: the dumped tree
     // is put back and runs on, a half-restored one is removed.
     cryo::interrupt_point();
-    if (o.action == "dump") {
-      if (o.tree == 0) cryo::fail("dump needs the root of the tree: -t PID");
+    if (dumps) {
+      if (o.tree == 0) cryo::fail("{} needs the root of the tree: -t PID", o.action);
       cryo::dump::Options d;
       d.tree = o.tree;
       d.dir = o.images_dir;
@@ -73,11 +75,22 @@ int run(int argc, char** argv) {
       d.tcp_close = o.tcp_close;
       d.skip_in_flight = o.skip_in_flight;
       if (!o.network_lock.empty()) d.network_lock = cryo::net::parse_lock_method(o.network_lock);
+      d.pre_dump = o.action == "pre-dump";
+      d.track_mem = o.track_mem;
+      d.prev_dir = o.prev_images_dir;
+      d.auto_dedup = o.auto_dedup;
       cryo::dump::run(d);
-      cryo::log::info("Dumping finished successfully");
+      cryo::log::info(
+          "{}", d.pre_dump ? "Pre-dumping finished successfully" : "Dumping finished successfully");
+      return 0;
+    }
+    if (o.action == "dedup") {
+      cryo::dump::dedup(o.images_dir);
       return 0;
     }
     if (o.action == "restore") {
+      if (o.auto_dedup)
+        cryo::fail("--auto-dedup on restore is not supported by cryo yet: restore without it");
       cryo::restore::Options r;
       r.dir = o.images_dir;
       r.detached = o.restore_detached;

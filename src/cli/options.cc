@@ -83,6 +83,16 @@ constexpr OptionSpec kTable[] = {
      "new link link_remap.ID in its directory (the restore removes it)"},
     {"timeout", 0, A::kRequired, S::kImplemented, false, "SECONDS",
      "dump: how long the tree may take to stop (default 10)"},
+    {"prev-images-dir", 0, A::kRequired, S::kImplemented, false, "DIR",
+     "pre-dump, dump: the images of the previous pre-dump of the chain (relative to -D, or "
+     "absolute); pages not written since are marked as in the parent images, which restore "
+     "reads through the link 'parent'"},
+    {"auto-dedup", 0, A::kNone, S::kImplemented, true, nullptr,
+     "pre-dump, dump: punch the pages this dump writes anew out of the parent images, as "
+     "'cryo dedup' does (restore: not supported yet)"},
+    {"track-mem", 0, A::kNone, S::kImplemented, true, nullptr,
+     "pre-dump, dump: track memory changes for the next dump of the chain (userfaultfd "
+     "write-protection; pre-dump always does)"},
     // Check.
     {"feature", 0, A::kRequired, S::kImplemented, false, "NAME",
      "check: only check feature NAME (repeatable; see cryo check --all)"},
@@ -94,7 +104,8 @@ constexpr OptionSpec kTable[] = {
      "check: every feature, one line each (--extra and --experimental)"},
     // Accepted: they cannot change what cryo does.
     {"pre-dump-mode", 0, A::kRequired, S::kIgnored, false, "splice|read",
-     "how pre-dump reads memory; the value is checked (pre-dump is not supported yet)"},
+     "how pre-dump reads memory; the value is checked (cryo reads with process_vm_readv, or "
+     "/proc/PID/mem for pages shared copy-on-write)"},
     {"ghost-fiemap", 0, A::kNone, S::kIgnored, true, nullptr,
      "a faster way to find holes in big deleted files; the images hold the same data"},
     {"weak-sysctls", 0, A::kNone, S::kIgnored, true, nullptr,
@@ -142,10 +153,6 @@ constexpr OptionSpec kTable[] = {
     {"address", 0, A::kRequired, S::kRefused, false, "ADDR", "page server or service address"},
     {"port", 0, A::kRequired, S::kRefused, false, "PORT", "page server port"},
     {"ps-socket", 0, A::kRequired, S::kRefused, false, "FD", "page server socket"},
-    {"prev-images-dir", 0, A::kRequired, S::kRefused, false, "DIR",
-     "images of the previous (pre-)dump"},
-    {"track-mem", 0, A::kNone, S::kRefused, true, nullptr, "track memory changes"},
-    {"auto-dedup", 0, A::kNone, S::kRefused, true, nullptr, "deduplicate pages"},
     {"lazy-pages", 0, A::kNone, S::kRefused, false, nullptr, "restore pages on demand"},
     {"cpu-cap", 0, A::kOptional, S::kRefused, false, "CAP", "CPU capabilities to check"},
     {"force-irmap", 0, A::kNone, S::kRefused, true, nullptr,
@@ -246,6 +253,8 @@ struct Parser {
       if (name == "tcp-close") o->tcp_close = false;
       if (name == "skip-in-flight") o->skip_in_flight = false;
       if (name == "display-stats") o->display_stats = false;
+      if (name == "track-mem") o->track_mem = false;
+      if (name == "auto-dedup") o->auto_dedup = false;
       if (name == "extra") o->check_extra = false;
       if (name == "experimental") o->check_experimental = false;
       return;
@@ -312,6 +321,12 @@ struct Parser {
         o->verbosity += static_cast<int>(std::strlen(arg)) + 1;
       else
         o->verbosity = atoi_like(arg);
+    } else if (name == "prev-images-dir") {
+      o->prev_images_dir = arg;
+    } else if (name == "track-mem") {
+      o->track_mem = true;
+    } else if (name == "auto-dedup") {
+      o->auto_dedup = true;
     } else if (name == "leave-running") {
       o->leave_running = true;
     } else if (name == "leave-stopped") {
@@ -559,7 +574,8 @@ bool parse(int argc, char** argv, Options* o, const ConfigSources& sources) {
   for (int i = 1; i < argc; i++) cmdline.words.push_back(argv[i]);
   auto rest = p.run(cmdline);
   if (p.handled) return false;
-  if (rest.empty()) fail("no action given: use one of check, dump, restore (see 'cryo --help')");
+  if (rest.empty())
+    fail("no action given: use one of check, dump, pre-dump, restore (see 'cryo --help')");
   o->action = rest.front();
   o->action_args.assign(rest.begin() + 1, rest.end());
   check_action(*o);
@@ -573,7 +589,8 @@ void check_action(const Options& o) {
       fail("unexpected argument '{}' after '{}': {} takes options only", o.action_args.front(), a,
            a);
   };
-  if (a == "dump" || a == "restore" || a == "check") return no_args();
+  if (a == "dump" || a == "pre-dump" || a == "restore" || a == "check" || a == "dedup")
+    return no_args();
   if (a == "cpuinfo") {
     if (o.action_args.empty()) fail("cpuinfo needs a sub-command: cpuinfo dump or cpuinfo check");
     const std::string& sub = o.action_args.front();
@@ -597,12 +614,12 @@ void check_action(const Options& o) {
           "the image tool's '{}' comes first, with its own options: cryo {} ... (see cryo {} "
           "--help)",
           a, a, a);
-  for (const char* v : {"pre-dump", "page-server", "lazy-pages", "service", "dedup"})
+  for (const char* v : {"page-server", "lazy-pages", "service"})
     if (a == v) {
       no_args();
       fail("'{}' is not supported by cryo yet", a);
     }
-  fail("unknown command '{}': use dump, restore or check (see 'cryo --help')", a);
+  fail("unknown command '{}': use dump, pre-dump, restore or check (see 'cryo --help')", a);
 }
 
 void version() {
@@ -669,11 +686,13 @@ void usage() {
   std::printf(
       "Usage:\n"
       "  cryo dump -t PID [-D DIR] [<options>]\n"
+      "  cryo pre-dump -t PID -D DIR [--prev-images-dir PREV] [<options>]\n"
+      "  cryo dedup -D DIR\n"
       "  cryo restore [-D DIR] [<options>]\n"
       "  cryo check [--feature NAME | --extra | --experimental | --all]\n"
       "\n"
-      "cryo takes CRIU %s's command line. Not supported yet: pre-dump, page-server,\n"
-      "lazy-pages, service, swrk, dedup, cpuinfo dump|check.\n"
+      "cryo takes CRIU %s's command line. Not supported yet: page-server,\n"
+      "lazy-pages, service, swrk, cpuinfo dump|check.\n"
       "Options come from /etc/criu/default.conf, ~/.criu/default.conf, $CRIU_CONFIG_FILE,\n"
       "--config FILE, then the command line. Flags can be negated: --no-shell-job.\n",
       kCriuVersion);
@@ -734,12 +753,18 @@ void man_page() {
       "writes CRIU's image format, so it can be installed as \\fBcriu\\fR.\n"
       ".SH COMMANDS\n"
       ".TP\n\\fBdump\\fR\ncheckpoint the tree rooted at \\fB\\-t\\fR \\fIPID\\fR\n"
+      ".TP\n\\fBpre\\-dump\\fR\nwrite the memory of the tree rooted at \\fB\\-t\\fR "
+      "\\fIPID\\fR and track its changes; the tree runs on. A later \\fBpre\\-dump\\fR or "
+      "\\fBdump\\fR with \\fB\\-\\-prev\\-images\\-dir\\fR writes only the pages "
+      "written since\n"
+      ".TP\n\\fBdedup\\fR\npunch the pages the images directory holds anew out of its parent "
+      "images (the \\fBparent\\fR link)\n"
       ".TP\n\\fBrestore\\fR\nrestore a tree from the images directory\n"
       ".TP\n\\fBcheck\\fR\ndoes this kernel offer what cryo needs? With \\fB\\-\\-feature\\fR "
       "\\fINAME\\fR: prints \\fINAME\\fR \\fBis supported\\fR and exits 0 when both the "
       "kernel and cryo support it, else exits 1 saying which one lacks it\n"
-      ".TP\n\\fBpre\\-dump\\fR, \\fBpage\\-server\\fR, \\fBlazy\\-pages\\fR, \\fBservice\\fR, "
-      "\\fBswrk\\fR, \\fBdedup\\fR, \\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
+      ".TP\n\\fBpage\\-server\\fR, \\fBlazy\\-pages\\fR, \\fBservice\\fR, "
+      "\\fBswrk\\fR, \\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
       "CRIU's; refused by name: not supported yet\n"
       ".SH OPTIONS\n",
       CRYO_VERSION, kCriuVersion);

@@ -30,6 +30,9 @@ struct Options {
   bool tcp_close = false;          // and restored closed
   bool skip_in_flight = false;     // connections not accepted yet are dropped
   std::string network_lock;        // --network-lock: nftables, iptables, skip; "" not given
+  std::string prev_images_dir;     // --prev-images-dir: the chain's previous images
+  bool track_mem = false;          // --track-mem
+  bool auto_dedup = false;         // --auto-dedup
   bool restore_detached = false;
   bool display_stats = false;
   bool check_all = false;                // check --all: --extra and --experimental

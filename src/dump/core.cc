@@ -104,10 +104,8 @@ void dump_posix_timers(pid_t pid, RemoteTask& rt, task_timers_entry* timers) {
   }
 }
 
-// A thread stopped inside an rseq critical section is moved to the section's abort handler
-// and its rseq_cs cleared, as the kernel does on the thread's next return to user space.
-// Done before any syscall in the thread: that return (at cryo's gadget, outside the section)
-// would clear rseq_cs without the abort, and the thread would go on unprotected.
+}  // namespace
+
 void abort_rseq(pid_t tid, arch::Regs& regs) {
   kernel::RseqConfig rseq{};
   long len =
@@ -131,6 +129,8 @@ void abort_rseq(pid_t tid, arch::Regs& regs) {
   regs.rip = ip;
   arch::set_regs(tid, regs);
 }
+
+namespace {
 
 // The membarrier() commands the process registered for. Kernels before 6.3 cannot say: there
 // each private expedited kind is probed by issuing its barrier, which fails with EPERM when

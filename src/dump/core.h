@@ -22,6 +22,12 @@ struct CoreExtras {
 // Reads the state of a seized, stopped process (running a few syscalls inside it): one
 // core entry per thread, the leader's first with the process-wide state.
 std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtras* extras);
+// A thread stopped inside an rseq critical section is moved to the section's abort handler
+// and its rseq_cs cleared, as the kernel does on the thread's next return to user space.
+// Done before any syscall in the thread: that return (at cryo's gadget, outside the section)
+// would clear rseq_cs without the abort, and the thread would go on unprotected.
+void abort_rseq(pid_t tid, arch::Regs& regs);
+
 // The core of a zombie: only its state and exit status.
 core_entry dump_zombie_core(const FrozenTask& t);
 

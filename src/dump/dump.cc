@@ -1,6 +1,7 @@
 #include "dump/dump.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,9 +19,11 @@
 #include "base/progress.h"
 #include "core.pb.h"
 #include "dump/core.h"
+#include "dump/dedup.h"
 #include "dump/file_locks.h"
 #include "dump/files.h"
 #include "dump/image_workers.h"
+#include "dump/mem_track.h"
 #include "dump/mm.h"
 #include "dump/seccomp.h"
 #include "dump/sysv_shm.h"
@@ -138,9 +141,10 @@ void refuse_live_group_leader(const FrozenTask& t) {
       t.pid, t.pgid, leader.pid, leader.comm);
 }
 
-}  // namespace
+// inventory_entry.pre_dump_mode of a pre-dump: CRIU's PRE_DUMP_SPLICE, its default.
+constexpr uint32_t kPreDumpSplice = 1;
 
-void run(const Options& opts) {
+void prepare_dir(const Options& opts) {
   if (::access(opts.dir.c_str(), W_OK) < 0)
     fail_sys("cannot use the images directory {} (it must exist and be writable)", opts.dir);
   struct stat dst;
@@ -154,6 +158,137 @@ void run(const Options& opts) {
   // An older image set here must not look whole if this dump fails half-way.
   if (::unlink((opts.dir + "/inventory.img").c_str()) < 0 && errno != ENOENT)
     fail_sys("cannot remove the old {}/inventory.img", opts.dir);
+  // Nor name the holder of an older chain.
+  ::unlink((opts.dir + "/" + MemTracker::kHolderFile).c_str());
+}
+
+void write_inventory(const Options& opts, pid_t root) {
+  inventory_entry inv;
+  inv.set_img_version(image::kImagesV1_1);
+  inv.set_fdinfo_per_id(true);
+  *inv.mutable_root_ids() = kobj_ids(root);
+  inv.set_ns_per_id(true);
+  inv.set_network_lock_method(static_cast<uint32_t>(opts.network_lock));
+  if (opts.tcp_close) inv.set_tcp_close(true);
+  inv.set_lsmtype(NO_LSM);
+  std::string uptime = proc::read_file("/proc/uptime");
+  inv.set_dump_uptime(static_cast<uint64_t>(std::stod(uptime) * 1e6));
+  if (opts.pre_dump) inv.set_pre_dump_mode(kPreDumpSplice);
+  image::write_one(opts.dir, "inventory.img", image::magic::kInventory, inv);
+}
+
+// stats-dump, --display-stats and --stats-json, once the dump is complete.
+void report_stats(const Options& opts, const stats_entry& stats, image::StatsJsonFile& json) {
+  // The dump is done: a statistics file that cannot be written does not undo it.
+  try {
+    image::write_one(opts.dir, "stats-dump", image::magic::kStats, stats, /*service=*/true);
+  } catch (const Error& e) {
+    log::user(log::kWarn, e.what());
+  }
+  if (opts.display_stats) {
+    std::fputs(image::stats_text(stats).c_str(), stdout);
+    std::fflush(stdout);
+  }
+  try {
+    json.write(stats);
+  } catch (const Error& e) {
+    log::user(log::kWarn, e.what());
+  }
+}
+
+// The private mappings of a task, as ImageWorkers::add_pages takes them: a pre-dump writes no
+// mm image, so it looks at no file (the final dump refuses what dump/mm.cc refuses).
+mm_entry private_mappings(const std::vector<proc::Vma>& vmas) {
+  mm_entry mm;
+  for (const proc::Vma& v : vmas) {
+    if (v.shared) continue;
+    uint32_t status;
+    if (v.path.empty() || v.path == "[heap]" || v.path == "[stack]")
+      status = image::kVmaAnonPrivate;
+    else if (v.path[0] == '/' && v.path.rfind("/dev/zero", 0) != 0)
+      status = image::kVmaFilePrivate;
+    else
+      continue;
+    vma_entry* e = mm.add_vmas();
+    e->set_start(v.start);
+    e->set_end(v.end);
+    e->set_prot((v.r ? PROT_READ : 0) | (v.w ? PROT_WRITE : 0) | (v.x ? PROT_EXEC : 0));
+    e->set_status(image::kVmaRegular | status);
+  }
+  return mm;
+}
+
+// cryo pre-dump: the tree is frozen only while a userfaultfd is made in each task that has
+// none yet (dump/mem_track.h); it runs on while the written pages are found, the mappings
+// protected and the pages copied. A page written meanwhile is in the image at some value it
+// had since, and marked written: the next dump takes it again.
+void pre_dump(const Options& opts) {
+  prepare_dir(opts);
+  MemTracker tracker(opts.dir, opts.prev_dir, true);
+  image::StatsJsonFile json(opts.stats_json);
+  progress::Reporter progress("pre-dump");
+  progress::phase("freezing");
+  auto t_start = clock::now();
+  FrozenTree tree(opts.tree, opts.timeout);
+  uint32_t freezing_us = usec_since(t_start);
+  auto t_frozen = clock::now();
+  auto& tasks = tree.tasks();
+  const pid_t root = tasks.front().pid;
+  if (tasks.front().zombie) fail("the root task {} is a zombie", root);
+  std::vector<pid_t> pids;
+  for (auto& t : tasks) {
+    interrupt_point();
+    if (t.zombie) continue;
+    check_namespaces(t.pid);
+    refuse_io_uring(t.pid, t.io_workers);
+    progress::phase(fmt::format("task {}", t.pid));
+    tracker.attach(t);
+    pids.push_back(t.pid);
+  }
+  interrupt_point();
+  progress::phase("releasing the tree");
+  tree.commit(FrozenTree::End::kRun);
+  const uint32_t frozen_us = usec_since(t_frozen);
+  log::info("pre-dump of tree {}: frozen for {} us", opts.tree, frozen_us);
+
+  ImageWorkers images(opts.dir);
+  images.tasks_run();
+  uint32_t next_pages_id = 1;
+  for (pid_t pid : pids) {
+    // Mappings as they are now: those the tracking protected are copied after that.
+    const std::vector<proc::Vma> vmas = proc::read_maps(pid);  // smaps would walk every page
+    PageRanges in_parent = tracker.track(pid, vmas, nullptr);
+    images.add_pages(pid, private_mappings(vmas), next_pages_id++, 0, std::move(in_parent));
+  }
+  progress::phase("memory");
+  const PageStats mem = images.finish();
+  tracker.hand_over();
+  write_inventory(opts, root);
+  if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(opts.dir);
+  progress.stop();
+  stats_entry stats = image::empty_dump_stats();
+  auto* d = stats.mutable_dump();
+  d->set_freezing_time(freezing_us);
+  d->set_frozen_time(frozen_us);
+  d->set_memdump_time(static_cast<uint32_t>(mem.read_seconds * 1e6));
+  d->set_memwrite_time(static_cast<uint32_t>(mem.write_seconds * 1e6));
+  d->set_pages_scanned(mem.scanned);
+  d->set_pages_skipped_parent(mem.in_parent);
+  d->set_pages_written(mem.written);
+  log::info("pre-dump of tree {} finished: {} pages written, {} left in the parent images",
+            opts.tree, mem.written, mem.in_parent);
+  report_stats(opts, stats, json);
+}
+
+}  // namespace
+
+void run(const Options& opts) {
+  if (opts.pre_dump) return pre_dump(opts);
+  prepare_dir(opts);
+  // Before the freeze: the chain's tracking is taken from the previous dump's holder. It goes
+  // on for a next dump only while the tree runs on.
+  const bool runs_on = opts.leave_running || opts.leave_stopped;
+  MemTracker tracker(opts.dir, opts.prev_dir, opts.track_mem && runs_on);
   image::StatsJsonFile json(opts.stats_json);
   progress::Reporter progress("dump");
   progress::phase("freezing");
@@ -261,7 +396,8 @@ void run(const Options& opts) {
     if (extras.mlockall) mm.set_cryo_mlockall(extras.mlockall);
     // Done with the task's memory (the probes have put back what they wrote): its pages are
     // copied meanwhile.
-    images.add_pages(t.pid, mm, next_pages_id++, estimate[t.pid]);
+    PageRanges in_parent = tracker.track(t, proc::read_maps(t.pid));
+    images.add_pages(t.pid, mm, next_pages_id++, estimate[t.pid], std::move(in_parent));
     sysv.add(t.pid, mm);
     images.write_one(fmt::format("mm-{}.img", t.pid), image::magic::kMm, std::move(mm));
 
@@ -303,19 +439,13 @@ void run(const Options& opts) {
 
   // The last point where a stop signal aborts the dump: past it, the dump completes.
   interrupt_point();
-  inventory_entry inv;
-  inv.set_img_version(image::kImagesV1_1);
-  inv.set_fdinfo_per_id(true);
-  *inv.mutable_root_ids() = kobj_ids(root.pid);
-  inv.set_ns_per_id(true);
-  inv.set_network_lock_method(static_cast<uint32_t>(opts.network_lock));
-  if (opts.tcp_close) inv.set_tcp_close(true);
-  inv.set_lsmtype(NO_LSM);
-  std::string uptime = proc::read_file("/proc/uptime");
-  inv.set_dump_uptime(static_cast<uint64_t>(std::stod(uptime) * 1e6));
-  image::write_one(dir, "inventory.img", image::magic::kInventory, inv);
+  tracker.hand_over();
+  write_inventory(opts, root.pid);
+  if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(dir);
 
   fault_point("dump-after-images");
+  // From here on the images are complete: a restore elsewhere could start.
+  log::info("images complete after {} us frozen", usec_since(t_frozen));
 
   files.commit();
   progress::phase("releasing the tree");
@@ -334,26 +464,13 @@ void run(const Options& opts) {
   d->set_memdump_time(static_cast<uint32_t>(mem.read_seconds * 1e6));
   d->set_memwrite_time(static_cast<uint32_t>(mem.write_seconds * 1e6));
   d->set_pages_scanned(mem.scanned);
+  d->set_pages_skipped_parent(mem.in_parent);
   d->set_pages_written(mem.written);
   d->set_shpages_scanned(shpages.scanned);
   d->set_shpages_written(shpages.written);
   log::info("dump of tree {} finished: {} task(s), {} pages written ({} of shared memory)",
             opts.tree, tasks.size(), mem.written + shpages.written, shpages.written);
-  // The dump is done: a statistics file that cannot be written does not undo it.
-  try {
-    image::write_one(dir, "stats-dump", image::magic::kStats, stats, /*service=*/true);
-  } catch (const Error& e) {
-    log::user(log::kWarn, e.what());
-  }
-  if (opts.display_stats) {
-    std::fputs(image::stats_text(stats).c_str(), stdout);
-    std::fflush(stdout);
-  }
-  try {
-    json.write(stats);
-  } catch (const Error& e) {
-    log::user(log::kWarn, e.what());
-  }
+  report_stats(opts, stats, json);
 }
 
 }  // namespace cryo::dump

@@ -1,4 +1,6 @@
-// `cryo dump`: freeze a tree, write its images, then kill, release or stop it.
+// `cryo dump`: freeze a tree, write its images, then kill, release or stop it. `cryo pre-dump`:
+// the same for memory only, with the tree frozen only while its memory is sized up and
+// protected for change tracking (dump/mem_track.h).
 #pragma once
 
 #include <sys/types.h>
@@ -27,6 +29,10 @@ struct Options {
   bool tcp_close = false;        // connected TCP sockets are dumped to be restored closed
   bool skip_in_flight = false;   // connections not accepted yet are dropped
   net::LockMethod network_lock = net::LockMethod::kNftables;
+  bool pre_dump = false;    // cryo pre-dump: only memory, and the tree runs on
+  bool track_mem = false;   // --track-mem: the next dump of the chain writes changed pages only
+  std::string prev_dir;     // --prev-images-dir: the chain's previous images (relative to dir)
+  bool auto_dedup = false;  // --auto-dedup: punch what this dump holds out of the parents
 };
 
 void run(const Options& opts);

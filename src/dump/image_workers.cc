@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <memory>
@@ -87,7 +88,7 @@ struct TaskPages {
   Fd out;
   Fd mem;  // /proc/PID/mem, opened when a mapping without PROT_READ has pages
   std::atomic<size_t> pieces_left{0};
-  uint64_t scanned = 0, written = 0;
+  uint64_t scanned = 0, written = 0, in_parent = 0;
   // One worker at a time writes the image (the kernel would make the others wait for the
   // file's lock): the others leave what they read here and read on.
   std::mutex write_mu;
@@ -111,6 +112,7 @@ struct Job {
   uint32_t pages_id = 0;
   int64_t estimate = 0;
   std::vector<PrivateVma> vmas;
+  PageRanges in_parent;
   Piece piece;  // when piece.task is set
 };
 
@@ -129,6 +131,7 @@ struct ImageWorkers::Impl {
   std::deque<Job> queue;
   size_t busy = 0;
   bool stopping = false;
+  bool running = false;  // the tasks run while their pages are copied (a pre-dump)
   std::exception_ptr error;
   PageStats stats;
   std::vector<pid_t> copying;  // tasks whose pages are not all written yet, oldest first
@@ -185,9 +188,11 @@ ImageWorkers::~ImageWorkers() {
   for (auto& w : impl_->workers) w.join();
 }
 
-void ImageWorkers::add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, int64_t estimate) {
+void ImageWorkers::add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, int64_t estimate,
+                             PageRanges in_parent) {
   Job job;
   job.pid = pid;
+  job.in_parent = std::move(in_parent);
   job.pages_id = pages_id;
   job.estimate = estimate;
   for (const vma_entry& v : mm.vmas()) {
@@ -200,6 +205,11 @@ void ImageWorkers::add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, i
     impl_->copying.push_back(pid);
   }
   impl_->push(std::move(job));
+}
+
+void ImageWorkers::tasks_run() {
+  std::lock_guard lock(impl_->mu);
+  impl_->running = true;
 }
 
 void ImageWorkers::queue_image(std::string name, uint32_t magic,
@@ -315,13 +325,13 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
     }
   };
   bool need_mem = false;
-  for (const PrivateVma& v : job.vmas) {
-    uint64_t npages = (v.end - v.start) / kernel::kPageSize;
-    task->scanned += npages;
+  // [s, e) of mapping v, by its pagemap: an entry for each run of wanted pages, copied.
+  auto copy_range = [&](const PrivateVma& v, uint64_t s, uint64_t e) {
+    const uint64_t npages = (e - s) / kernel::kPageSize;
     for (uint64_t w0 = 0; w0 < npages; w0 += kPagemapWindow) {
       uint64_t wn = std::min(kPagemapWindow, npages - w0);
       ws.pme.resize(wn);
-      uint64_t first = v.start / kernel::kPageSize + w0;
+      uint64_t first = s / kernel::kPageSize + w0;
       ssize_t n = ::pread(pagemap.get(), ws.pme.data(), wn * 8, static_cast<off_t>(first * 8));
       if (n != static_cast<ssize_t>(wn * 8))
         fail_sys("cannot read /proc/{}/pagemap at {:#x}", pid, first * kernel::kPageSize);
@@ -359,8 +369,36 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
         i = j;
       }
     }
+  };
+  // Pages the parent image holds as they are (present ones: see dump/mem_track.h) get entries
+  // saying so, without a look at the pagemap; the rest is read and copied.
+  const PageRanges& same = job.in_parent;
+  size_t ui = 0;
+  for (const PrivateVma& v : job.vmas) {
+    task->scanned += (v.end - v.start) / kernel::kPageSize;
+    for (uint64_t at = v.start; at < v.end;) {
+      while (ui < same.size() && same[ui].second <= at) ui++;
+      if (ui == same.size() || same[ui].first > at) {
+        const uint64_t stop = ui < same.size() ? std::min(v.end, same[ui].first) : v.end;
+        copy_range(v, at, stop);
+        at = stop;
+        continue;
+      }
+      const uint64_t stop = std::min(v.end, same[ui].second);
+      for (uint64_t a = at; a < stop;) {
+        const uint64_t n = std::min<uint64_t>((stop - a) / kernel::kPageSize, 1u << 31);
+        pagemap_entry e;
+        e.set_vaddr(a);
+        e.set_nr_pages(static_cast<uint32_t>(n));
+        e.set_flags(image::kPeParent);
+        pm.put(e);
+        a += n * kernel::kPageSize;
+      }
+      task->in_parent += (stop - at) / kernel::kPageSize;
+      at = stop;
+    }
   }
-  if (need_mem && !task->mem) {
+  if ((need_mem || running) && !task->mem) {
     task->mem.reset(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
     if (!task->mem) fail_sys("cannot open /proc/{}/mem", pid);
   }
@@ -368,6 +406,10 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
   pm.close();
   in_dir.unlock();
   progress::add_total(static_cast<int64_t>(task->written) - job.estimate);
+  {
+    std::lock_guard lock(mu);
+    stats.in_parent += task->in_parent;
+  }
   if (pieces.empty()) {
     done(*task);
     return;
@@ -409,19 +451,27 @@ void ImageWorkers::Impl::copy(Piece& p) {
   auto t0 = Clock::now();
   try {
     auto where = [&] { return reinterpret_cast<uint64_t>(p.remote.front().iov_base); };
+    bool whole = false;
     if (p.readable) {
       iovec local{buf, p.bytes};
       ssize_t n = ::process_vm_readv(t.pid, &local, 1, p.remote.data(), p.remote.size(), 0);
-      if (n != static_cast<ssize_t>(p.bytes))
+      whole = n == static_cast<ssize_t>(p.bytes);
+      if (!whole && !running)
         fail_sys("cannot read the memory of task {} at {:#x}", t.pid, where());
-    } else {
+    }
+    if (!whole) {
       size_t done = 0;
       for (const iovec& r : p.remote) {
-        ssize_t n = ::pread(t.mem.get(), buf + done, r.iov_len,
-                            static_cast<off_t>(reinterpret_cast<uint64_t>(r.iov_base)));
-        if (n != static_cast<ssize_t>(r.iov_len))
-          fail_sys("cannot read the memory of task {} at {:#x}", t.pid,
-                   reinterpret_cast<uint64_t>(r.iov_base));
+        const auto at = reinterpret_cast<uint64_t>(r.iov_base);
+        ssize_t n = ::pread(t.mem.get(), buf + done, r.iov_len, static_cast<off_t>(at));
+        if (n != static_cast<ssize_t>(r.iov_len) && !running)
+          fail_sys("cannot read the memory of task {} at {:#x}", t.pid, at);
+        if (n != static_cast<ssize_t>(r.iov_len)) {
+          // Unmapped since the tree was let go: its mapping is gone, so the next dump of the
+          // chain never takes these pages from this image (dump/mem_track.h).
+          std::memset(buf + done, 0, r.iov_len);
+          log::debug("task {}: {} bytes at {:#x} gone while copied", t.pid, r.iov_len, at);
+        }
         done += r.iov_len;
       }
     }
@@ -482,7 +532,8 @@ void ImageWorkers::Impl::write_filled(TaskPages& t, Filled f) {
 void ImageWorkers::Impl::done(TaskPages& t) {
   if (::close(t.out.release()) < 0) fail_sys("cannot write image {}/{}", dir, t.name);
   t.mem.reset();
-  log::info("task {}: {} pages scanned, {} dumped", t.pid, t.scanned, t.written);
+  log::info("task {}: {} pages scanned, {} dumped, {} left in the parent image", t.pid, t.scanned,
+            t.written, t.in_parent);
   {
     std::lock_guard lock(mu);
     stats.scanned += t.scanned;

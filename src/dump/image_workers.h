@@ -11,15 +11,21 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "image/image.h"
 #include "mm.pb.h"
 
 namespace cryo::dump {
 
+// Page ranges [start, end), sorted and disjoint.
+using PageRanges = std::vector<std::pair<uint64_t, uint64_t>>;
+
 struct PageStats {
   uint64_t scanned = 0;
   uint64_t written = 0;
+  uint64_t in_parent = 0;  // present pages left to the parent image
   // Summed over the workers: time in process_vm_readv/pread, and in write().
   double read_seconds = 0, write_seconds = 0;
 };
@@ -40,8 +46,14 @@ class ImageWorkers {
   // Queues the private pages of task `pid`, whose mappings `mm` lists, for
   // pages-`pages_id`.img. The task's memory must not change until finish(). `estimate` is
   // what the progress total counted for the task, corrected once its pages are known.
-  // Like write_one(), throws the error of a job queued earlier, if one failed.
-  void add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, int64_t estimate);
+  // Like write_one(), throws the error of a job queued earlier, if one failed. The pages in
+  // `in_parent` (present pages, all of them) are not copied: their pagemap entries say that
+  // the parent image holds them.
+  void add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, int64_t estimate,
+                 PageRanges in_parent = {});
+  // The tasks run while their pages are copied (pre-dump): memory they unmap meanwhile is
+  // written as zeros instead of failing the dump. Before any add_pages().
+  void tasks_run();
   // Queues an image of one entry (image::write_one).
   template <class Message>
   void write_one(std::string name, uint32_t magic, Message m) {

@@ -42,31 +42,6 @@ bool is_special(const vma_entry& v) {
   return v.status() & (image::kVmaVdso | image::kVmaVvar | image::kVmaVsyscall);
 }
 
-// A read-only mapping of one pages-N.img.
-class PagesFile {
- public:
-  PagesFile(const std::string& dir, uint32_t id) {
-    path_ = fmt::format("{}/pages-{}.img", dir, id);
-    Fd fd = image::open_image(path_);
-    len_ = static_cast<size_t>(::lseek(fd.get(), 0, SEEK_END));
-    if (len_) {
-      void* p = ::mmap(nullptr, len_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
-      if (p == MAP_FAILED) fail_sys("cannot map image {}", path_);
-      data_ = static_cast<char*>(p);
-    }
-  }
-  ~PagesFile() {
-    if (data_) ::munmap(data_, len_);
-  }
-  char* data() const { return data_; }
-  size_t size() const { return len_; }
-
- private:
-  std::string path_;
-  char* data_ = nullptr;
-  size_t len_ = 0;
-};
-
 // Opens file `r` in the task without blocking and checks its kind against the image: a FIFO
 // put where a mapped file was would otherwise block the task's open, and cryo with it. The fd
 // only serves mmap or PR_SET_MM_MAP, so O_NONBLOCK stays.
@@ -109,17 +84,11 @@ bool contains(const Ranges& r, uint64_t addr) {
   return it != r.begin() && addr < std::prev(it)->second;
 }
 
-// The pages of a task's image by address, with where each lies in its pages file.
+// The pages of a task's images by address, with where each one's bytes are.
 class PageIndex {
  public:
-  PageIndex(const TaskPlan& t, const char* data, size_t size) : data_(data) {
-    uint64_t off = 0;
-    for (const auto& p : t.pages) {
-      uint64_t len = p.nr_pages() * kernel::kPageSize;
-      if (off + len > size) fail("image pages-{}.img is truncated at offset {}", t.pages_id, off);
-      runs_.push_back({p.vaddr(), p.vaddr() + len, off});
-      off += len;
-    }
+  explicit PageIndex(const PageChain& chain) {
+    for (const auto& r : chain.runs()) runs_.push_back({r.vaddr, r.vaddr + r.len, r.data});
   }
   // The image's copy of the page at `addr`, or nullptr when the image has none.
   const char* find(uint64_t addr) const {
@@ -127,7 +96,7 @@ class PageIndex {
                                [](uint64_t a, const Run& r) { return a < r.start; });
     if (it == runs_.begin() || addr >= std::prev(it)->end) return nullptr;
     --it;
-    return data_ + it->off + (addr - it->start);
+    return it->data + (addr - it->start);
   }
   Ranges ranges() const {
     Ranges r;
@@ -137,10 +106,10 @@ class PageIndex {
 
  private:
   struct Run {
-    uint64_t start, end, off;
+    uint64_t start, end;
+    const char* data;
   };
   std::vector<Run> runs_;
-  const char* data_;
 };
 
 // Locks a VMA as it was locked: at once (its pages all present), or on fault. The kernel
@@ -416,43 +385,36 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
   busy.emplace_back(scratch, scratch + kScratchLen);
   vdso.place(busy);
 
-  // The pages to write, as runs with their offset in the image. A page of a kept mapping
-  // equal to the parent's (what the task inherited) is not written: it stays shared.
+  // The pages to write, as runs with where their bytes are in the images. A page of a kept
+  // mapping equal to the parent's (what the task inherited) is not written: it stays shared.
   struct Run {
-    uint64_t vaddr, len, off;
+    uint64_t vaddr, len;
+    const char* src;
   };
   std::vector<Run> runs;
-  std::optional<PagesFile> pages;
-  std::optional<PagesFile> parent_pages;
   uint64_t inherited_pages = 0, compared = 0;
-  if (!t.pages.empty()) {
-    pages.emplace(plan.dir, t.pages_id);
-    PageIndex mine(t, pages->data(), pages->size());
+  if (t.page_chain && !t.page_chain->runs().empty()) {
+    PageIndex mine(*t.page_chain);
     std::optional<PageIndex> theirs;
-    if (!kept.empty() && !parent->pages.empty()) {
-      parent_pages.emplace(plan.dir, parent->pages_id);
-      theirs.emplace(*parent, parent_pages->data(), parent_pages->size());
-    }
-    uint64_t off = 0;
-    for (const auto& p : t.pages) {
-      const uint64_t len = p.nr_pages() * kernel::kPageSize;
-      if (!theirs || !contains(kept, p.vaddr())) {
-        runs.push_back({p.vaddr(), len, off});
-      } else {
-        for (uint64_t at = 0; at < len; at += kernel::kPageSize) {
-          const char* old = theirs->find(p.vaddr() + at);
-          compared += old != nullptr;
-          if (old && std::memcmp(old, pages->data() + off + at, kernel::kPageSize) == 0) {
-            inherited_pages++;
-            continue;
-          }
-          if (at && !runs.empty() && runs.back().vaddr + runs.back().len == p.vaddr() + at)
-            runs.back().len += kernel::kPageSize;
-          else
-            runs.push_back({p.vaddr() + at, kernel::kPageSize, off + at});
-        }
+    if (!kept.empty() && parent->page_chain && !parent->page_chain->runs().empty())
+      theirs.emplace(*parent->page_chain);
+    for (const auto& p : t.page_chain->runs()) {
+      if (!theirs || !contains(kept, p.vaddr)) {
+        runs.push_back({p.vaddr, p.len, p.data});
+        continue;
       }
-      off += len;
+      for (uint64_t at = 0; at < p.len; at += kernel::kPageSize) {
+        const char* old = theirs->find(p.vaddr + at);
+        compared += old != nullptr;
+        if (old && std::memcmp(old, p.data + at, kernel::kPageSize) == 0) {
+          inherited_pages++;
+          continue;
+        }
+        if (at && !runs.empty() && runs.back().vaddr + runs.back().len == p.vaddr + at)
+          runs.back().len += kernel::kPageSize;
+        else
+          runs.push_back({p.vaddr + at, kernel::kPageSize, p.data + at});
+      }
     }
     // Pages the parent had where this task has none: gone back to zero (or to the file).
     if (theirs)
@@ -600,7 +562,7 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
     std::vector<Run> cut;
     for (const Run& r : runs) {
       for (uint64_t at = 0; at < r.len; at += kMaxRun)
-        cut.push_back({r.vaddr + at, std::min(kMaxRun, r.len - at), r.off + at});
+        cut.push_back({r.vaddr + at, std::min(kMaxRun, r.len - at), r.src + at});
       off += r.len;
       written += r.len / kernel::kPageSize;
     }
@@ -616,9 +578,9 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
         uint64_t take = (k == nthreads - 1)
                             ? r.len
                             : std::min(r.len, std::max<uint64_t>(room, kernel::kPageSize));
-        shares[k].push_back({r.vaddr, take, r.off});
+        shares[k].push_back({r.vaddr, take, r.src});
         r.vaddr += take;
-        r.off += take;
+        r.src += take;
         r.len -= take;
         acc += take;
       }
@@ -629,14 +591,15 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
       while (i < share.size()) {
         // One local range (contiguous in the image) to many remote ranges.
         remote.clear();
-        uint64_t start = share[i].off, len = 0;
-        while (i < share.size() && remote.size() < IOV_MAX && share[i].off == start + len &&
+        const char* start = share[i].src;
+        uint64_t len = 0;
+        while (i < share.size() && remote.size() < IOV_MAX && share[i].src == start + len &&
                len < kMaxRun) {
           remote.push_back({reinterpret_cast<void*>(share[i].vaddr), share[i].len});
           len += share[i].len;
           i++;
         }
-        iovec local{pages->data() + start, len};
+        iovec local{const_cast<char*>(start), len};
         ssize_t n = ::process_vm_writev(pid, &local, 1, remote.data(), remote.size(), 0);
         if (n != static_cast<ssize_t>(len))
           fail_sys("cannot write the memory of task {} at {:#x}", pid,

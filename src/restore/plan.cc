@@ -217,6 +217,11 @@ Plan load_plan(const std::string& dir, bool shell_job) {
   plan.network_lock = inv.network_lock_method();  // CRIU's default when absent: iptables
   if (plan.network_lock > 2)
     fail("image inventory.img: unknown network lock method {}", plan.network_lock);
+  if (inv.has_pre_dump_mode() && !image::exists(dir, "pstree.img"))
+    fail(
+        "{} holds a pre-dump (memory only): restore the final dump of its chain (the dump made "
+        "with --prev-images-dir)",
+        dir);
 
   const Limits lim = Limits::of_system();
   const uint64_t xfeatures = arch::cpu_xfeatures();
@@ -352,8 +357,9 @@ Plan load_plan(const std::string& dir, bool shell_job) {
       const std::string img = fmt::format("pagemap-{}.img", pid);
       std::tie(t.pages_id, t.pages) =
           read_pagemap(dir, img, [&](const std::vector<pagemap_entry>& runs) {
-            return check_page_runs(runs, img, &t.mm, kUserTop);
+            return check_page_runs(runs, img, &t.mm, kUserTop, /*parent_ok=*/true);
           });
+      t.page_chain = std::make_shared<const PageChain>(dir, pid, t.pages_id, t.pages);
     }
 
     // Everything the task will open or map.

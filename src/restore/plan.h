@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "mm.pb.h"
 #include "pagemap.pb.h"
 #include "pstree.pb.h"
+#include "restore/page_chain.h"
 #include "seccomp.pb.h"
 #include "sk-packet.pb.h"
 #include "tty.pb.h"
@@ -31,7 +33,8 @@ struct TaskPlan {
   std::vector<fdinfo_entry> fds;  // sorted by fd
   std::vector<pagemap_entry> pages;
   uint32_t pages_id = 0;
-  int parent = -1;  // index in Plan::tasks
+  std::shared_ptr<const PageChain> page_chain;  // where each page's bytes are
+  int parent = -1;                              // index in Plan::tasks
   pid_t pid() const { return static_cast<pid_t>(ps.pid()); }
 };
 

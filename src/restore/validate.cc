@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "image/image.h"
+#include "image/pagemap.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
 
@@ -116,7 +117,7 @@ void check_mm(const mm_entry& mm, const std::string& image, const Limits& lim) {
 }
 
 uint64_t check_page_runs(const std::vector<pagemap_entry>& runs, const std::string& image,
-                         const mm_entry* mm, uint64_t limit) {
+                         const mm_entry* mm, uint64_t limit, bool parent_ok) {
   uint64_t total = 0, prev_end = 0;
   size_t vi = 0;  // the first mapping that may hold the current run
   const size_t nvmas = mm ? static_cast<size_t>(mm->vmas_size()) : 0;
@@ -124,8 +125,10 @@ uint64_t check_page_runs(const std::vector<pagemap_entry>& runs, const std::stri
     const pagemap_entry& e = runs[i];
     const std::string what = fmt::format("image {}: entry {} ({} pages at {:#x})", image, i + 1,
                                          e.nr_pages(), e.vaddr());
-    if (e.flags() & (image::kPeParent | image::kPeLazy) || e.in_parent())
-      fail("{}: pages in a parent image or lazy pages are not supported yet", what);
+    const bool in_parent = image::in_parent(e);
+    if (e.flags() & image::kPeLazy) fail("{}: lazy pages are not supported yet", what);
+    if (in_parent && !parent_ok)
+      fail("{}: pages in a parent image are not supported in this image", what);
     if (e.nr_pages() == 0) fail("{}: nr_pages is 0: {}", what, kRedo);
     if (e.vaddr() % kPage) fail("{}: vaddr is not page aligned: {}", what, kRedo);
     // nr_pages is 32-bit: the length fits; the end may not.
@@ -153,7 +156,7 @@ uint64_t check_page_runs(const std::vector<pagemap_entry>& runs, const std::stri
         at = mm->vmas(static_cast<int>(k)).end();
       }
     }
-    total += e.nr_pages();
+    if (!in_parent) total += e.nr_pages();
     prev_end = end;
   }
   return total;

@@ -41,9 +41,11 @@ struct Limits {
 void check_mm(const mm_entry& mm, const std::string& image, const Limits& lim);
 
 // Runs of pages of a pagemap image, in order and apart, each below `limit`; with `mm`, each
-// page inside a private mapping of it (where pages are written). Returns the page count.
+// page inside a private mapping of it (where pages are written). Runs marked as in the parent
+// image are taken only with `parent_ok` (a task's pages of an image chain). Returns the count
+// of pages this image holds (those in the parent not counted).
 uint64_t check_page_runs(const std::vector<pagemap_entry>& runs, const std::string& image,
-                         const mm_entry* mm, uint64_t limit);
+                         const mm_entry* mm, uint64_t limit, bool parent_ok = false);
 // The pages image holds exactly the pages its pagemap lists.
 void check_pages_size(uint64_t pages, uint64_t file_size, const std::string& pages_image,
                       const std::string& pagemap_image);

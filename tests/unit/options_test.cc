@@ -265,10 +265,13 @@ TEST(Options, UnknownAndMissing) {
 }
 
 TEST(Options, Verbs) {
-  for (const char* v : {"pre-dump", "page-server", "lazy-pages", "service", "dedup"}) {
+  for (const char* v : {"page-server", "lazy-pages", "service"}) {
     std::string e = error_of({v});
     EXPECT_TRUE(has(e, std::string("'") + v + "' is not supported")) << e;
   }
+  EXPECT_EQ(error_of({"pre-dump", "-t", "1", "--prev-images-dir", "../1", "--track-mem"}), "");
+  EXPECT_TRUE(has(error_of({"pre-dump", "extra"}), "unexpected argument 'extra'"));
+  EXPECT_EQ(error_of({"dedup", "-D", "x"}), "");
   EXPECT_TRUE(has(error_of({"swrk", "3"}), "'swrk' is not supported"));
   EXPECT_TRUE(has(error_of({"swrk"}), "cryo swrk FD"));
   EXPECT_TRUE(has(error_of({"cpuinfo", "dump"}), "'cpuinfo dump' is not supported"));

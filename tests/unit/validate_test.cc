@@ -222,11 +222,19 @@ TEST(CheckPageRuns, CountsThatOverflowOrAreEmpty) {
             1ULL + 0xffffffffULL);
 }
 
-TEST(CheckPageRuns, ParentAndLazyPagesAreRefused) {
-  std::vector<pagemap_entry> runs{run(0, 1)};
+TEST(CheckPageRuns, ParentPagesOnlyWhereAChainIsRead) {
+  std::vector<pagemap_entry> runs{run(0, 1), run(kPage, 2)};
   runs[0].set_flags(image::kPeParent);
-  expect_refused([&] { check_page_runs(runs, "pagemap-7.img", nullptr, kUserTop); },
-                 {"pagemap-7.img", "parent"});
+  expect_refused([&] { check_page_runs(runs, "pagemap-shmem-5.img", nullptr, kUserTop); },
+                 {"pagemap-shmem-5.img", "parent"});
+  // In a task's pagemap they are taken, and not counted in its pages file.
+  EXPECT_EQ(check_page_runs(runs, "pagemap-7.img", nullptr, kUserTop, true), 2u);
+  runs[0].clear_flags();
+  runs[0].set_in_parent(true);  // the old field says the same
+  EXPECT_EQ(check_page_runs(runs, "pagemap-7.img", nullptr, kUserTop, true), 2u);
+  runs[1].set_flags(image::kPeLazy);
+  expect_refused([&] { check_page_runs(runs, "pagemap-7.img", nullptr, kUserTop, true); },
+                 {"pagemap-7.img", "lazy"});
 }
 
 TEST(CheckPagesSize, FileMustHoldExactlyTheListedPages) {
