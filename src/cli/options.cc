@@ -36,7 +36,8 @@ constexpr OptionSpec kTable[] = {
     {"work-dir", 'W', A::kRequired, S::kImplemented, false, "DIR",
      "directory for the log (default: the images directory)"},
     {"pidfile", 0, A::kRequired, S::kImplemented, false, "FILE",
-     "restore: write the root task's PID to FILE (must not exist; created 0600)"},
+     "restore: write the root task's PID to FILE; service: the service's PID (must not "
+     "exist; created 0600)"},
     {"display-stats", 0, A::kNone, S::kImplemented, true, nullptr, "print dump/restore statistics"},
     {"stats-json", 0, A::kRequired, S::kImplemented, false, "FILE",
      "write dump/restore statistics as JSON to FILE (cryo's own option)"},
@@ -134,10 +135,14 @@ constexpr OptionSpec kTable[] = {
      "restore established TCP connections closed"},
     {"evasive-devices", 0, A::kNone, S::kRefused, true, nullptr, "use any path to a device file"},
     {"veth-pair", 0, A::kRequired, S::kRefused, false, "IN=OUT", "veth devices' names"},
-    {"action-script", 0, A::kRequired, S::kRefused, false, "FILE",
-     "run an action script (repeatable)"},
+    {"action-script", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "run FILE with sh -c at each of CRIU's action points (pre-dump, post-dump, pre-restore, "
+     "setup-namespaces, post-setup-namespaces, post-restore, pre-resume, post-resume), with "
+     "CRTOOLS_SCRIPT_ACTION, CRTOOLS_IMAGE_DIR and CRTOOLS_INIT_PID set; a non-zero exit aborts "
+     "(repeatable)"},
     {"page-server", 0, A::kNone, S::kRefused, true, nullptr, "send pages to a page server"},
-    {"address", 0, A::kRequired, S::kRefused, false, "ADDR", "page server or service address"},
+    {"address", 0, A::kRequired, S::kImplemented, false, "ADDR",
+     "service: path of the unix socket to listen on (default ./criu_service.socket)"},
     {"port", 0, A::kRequired, S::kRefused, false, "PORT", "page server port"},
     {"ps-socket", 0, A::kRequired, S::kRefused, false, "FD", "page server socket"},
     {"prev-images-dir", 0, A::kRequired, S::kRefused, false, "DIR",
@@ -329,6 +334,10 @@ struct Parser {
       o->link_remap = true;
     } else if (name == "pidfile") {
       o->pidfile = arg;
+    } else if (name == "address") {
+      o->address = arg;
+    } else if (name == "action-script") {
+      o->action_scripts.push_back(arg);
     } else if (name == "display-stats") {
       o->display_stats = true;
     } else if (name == "stats-json") {
@@ -577,15 +586,16 @@ void check_action(const Options& o) {
         "has none");
   if (a == "swrk") {
     if (o.action_args.size() != 1) fail("swrk takes one argument: cryo swrk FD");
-    fail("'swrk' is not supported by cryo yet");
+    return;
   }
+  if (a == "service") return no_args();
   for (const char* v : {"decode", "encode", "show"})
     if (a == v)
       fail(
           "the image tool's '{}' comes first, with its own options: cryo {} ... (see cryo {} "
           "--help)",
           a, a, a);
-  for (const char* v : {"pre-dump", "page-server", "lazy-pages", "service", "dedup"})
+  for (const char* v : {"pre-dump", "page-server", "lazy-pages", "dedup"})
     if (a == v) {
       no_args();
       fail("'{}' is not supported by cryo yet", a);
@@ -659,9 +669,11 @@ void usage() {
       "  cryo dump -t PID [-D DIR] [<options>]\n"
       "  cryo restore [-D DIR] [<options>]\n"
       "  cryo check [--feature NAME | --extra | --experimental | --all]\n"
+      "  cryo service [--address PATH] [-d] [--pidfile FILE]\n"
+      "  cryo swrk FD\n"
       "\n"
-      "cryo takes CRIU %s's command line. Not supported yet: pre-dump, page-server,\n"
-      "lazy-pages, service, swrk, dedup, cpuinfo dump|check.\n"
+      "cryo takes CRIU %s's command line and RPC. Not supported yet: pre-dump, page-server,\n"
+      "lazy-pages, dedup, cpuinfo dump|check.\n"
       "Options come from /etc/criu/default.conf, ~/.criu/default.conf, $CRIU_CONFIG_FILE,\n"
       "--config FILE, then the command line. Flags can be negated: --no-shell-job.\n",
       kCriuVersion);
@@ -726,8 +738,13 @@ void man_page() {
       ".TP\n\\fBcheck\\fR\ndoes this kernel offer what cryo needs? With \\fB\\-\\-feature\\fR "
       "\\fINAME\\fR: prints \\fINAME\\fR \\fBis supported\\fR and exits 0 when both the "
       "kernel and cryo support it, else exits 1 saying which one lacks it\n"
-      ".TP\n\\fBpre\\-dump\\fR, \\fBpage\\-server\\fR, \\fBlazy\\-pages\\fR, \\fBservice\\fR, "
-      "\\fBswrk\\fR, \\fBdedup\\fR, \\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
+      ".TP\n\\fBservice\\fR\nserve CRIU's RPC on the unix socket \\fB\\-\\-address\\fR "
+      "\\fIPATH\\fR "
+      "(\\fB\\-d\\fR: in the background), one worker process per connection\n"
+      ".TP\n\\fBswrk\\fR \\fIFD\\fR\nserve CRIU's RPC on the inherited socket \\fIFD\\fR (as "
+      "go\\-criu, runc and podman start criu)\n"
+      ".TP\n\\fBpre\\-dump\\fR, \\fBpage\\-server\\fR, \\fBlazy\\-pages\\fR, "
+      "\\fBdedup\\fR, \\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
       "CRIU's; refused by name: not supported yet\n"
       ".SH OPTIONS\n",
       CRYO_VERSION, kCriuVersion);

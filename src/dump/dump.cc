@@ -130,6 +130,7 @@ void run(const Options& opts) {
     fail_sys("cannot remove the old {}/inventory.img", opts.dir);
   image::StatsJsonFile json(opts.stats_json);
   progress::Reporter progress("dump");
+  hooks::run(opts.hooks, hooks::kPreDump, opts.tree);
   progress::phase("freezing");
   auto t_start = clock::now();
   FrozenTree tree(opts.tree, opts.timeout);
@@ -287,6 +288,14 @@ void run(const Options& opts) {
   image::write_one(dir, "inventory.img", image::magic::kInventory, inv);
 
   fault_point("dump-after-images");
+  // As CRIU: the images are whole, the tree still frozen; a failing listener lets it run on,
+  // and the image set must not look whole then.
+  try {
+    hooks::run(opts.hooks, hooks::kPostDump, opts.tree);
+  } catch (const Error&) {
+    ::unlink((opts.dir + "/inventory.img").c_str());
+    throw;
+  }
 
   files.commit();
   progress::phase("releasing the tree");

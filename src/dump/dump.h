@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "base/hooks.h"
+
 namespace cryo::dump {
 
 struct Options {
@@ -20,7 +22,8 @@ struct Options {
   bool link_remap = false;  // --link-remap: deleted files are linked, not copied
   unsigned timeout = 10;
   bool display_stats = false;
-  std::string stats_json;  // --stats-json FILE (relative to the current directory)
+  std::string stats_json;               // --stats-json FILE (relative to the current directory)
+  const hooks::Hooks* hooks = nullptr;  // pre-dump, post-dump: RPC notify, --action-script
 };
 
 void run(const Options& opts);
