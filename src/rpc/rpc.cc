@@ -291,28 +291,8 @@ class Session {
       if (sp == std::string::npos) sp = action.size();
       action_words.push_back(action.substr(at, sp - at));
     }
-    const bool dumping = action == "dump" || action == "pre-dump";
-    std::vector<FieldWords> fields = option_words(o, dumping);
-    std::string refused;
-    for (const auto& f : fields) {
-      std::string why = f.refusal;
-      if (why.empty()) {
-        std::vector<std::string> w = f.words;
-        w.insert(w.end(), action_words.begin(), action_words.end());
-        try {
-          parse_words(w, false);
-        } catch (const Error& e) {
-          why = e.what();
-        }
-      }
-      if (!why.empty())
-        refused += fmt::format("{}criu_opts.{}: {}", refused.empty() ? "" : "; ", f.field, why);
-    }
-    if (!refused.empty()) req_fail(EINVAL, "{}", refused);
-
     std::vector<std::string> words;
     if (o.has_config_file()) words.insert(words.end(), {"--config", o.config_file()});
-    for (const auto& f : fields) words.insert(words.end(), f.words.begin(), f.words.end());
     words.push_back(fmt::format("--verbosity={}", o.log_level()));
     if (dirs) {
       // The images directory: the client's descriptor, else (CRIU 4) a path.
@@ -338,7 +318,30 @@ class Session {
                  "directory",
                  log);
       words.insert(words.end(), {"--log-file", log});
+      // From here on the log holds the reasons, as the client's user looks there.
+      log::init(to_stderr ? log : (dirs[1] ? dirs[1] : dirs[0])->path + "/" + log, o.log_level());
     }
+
+    const bool dumping = action == "dump" || action == "pre-dump";
+    std::vector<FieldWords> fields = option_words(o, dumping);
+    std::string refused;
+    for (const auto& f : fields) {
+      std::string why = f.refusal;
+      if (why.empty()) {
+        std::vector<std::string> w = f.words;
+        w.insert(w.end(), action_words.begin(), action_words.end());
+        try {
+          parse_words(w, false);
+        } catch (const Error& e) {
+          why = e.what();
+        }
+      }
+      if (!why.empty())
+        refused += fmt::format("{}criu_opts.{}: {}", refused.empty() ? "" : "; ", f.field, why);
+    }
+    if (!refused.empty()) req_fail(EINVAL, "{}", refused);
+    for (const auto& f : fields) words.insert(words.end(), f.words.begin(), f.words.end());
+
     if (action == "dump" || action == "pre-dump") {
       if (!o.has_pid())
         req_fail(EINVAL,
