@@ -153,6 +153,14 @@ class Prog:
                     out.append("%s: %s" % (f, t.strip()))
         return "; ".join(out) or "PASS"
 
+    def runs_on_intact(self, when):
+        """The tree was not dumped (or left running): it runs, and its own checks pass."""
+        st = state_of(self.pid)
+        check(st in ("S", "R"), "%s: the tree runs on, not stopped: state %s" % (when, st))
+        res = self.finish()
+        check(res == "PASS", "%s: the tree checks its state: %s" % (when, res))
+        self.kill()
+
     def kill(self):
         try:
             os.killpg(self.pid, signal.SIGKILL)
@@ -271,6 +279,12 @@ def case_service(tmp):
         r = s.connect().call(rpc.criu_req(type=rpc.VERSION))
         check(r.success and r.version.major_number == 4, "VERSION over the service")
         run_dump_restore(tmp, s.connect, "memory", False)
+        # leave_running over RPC does what --leave-running does.
+        prog = Prog(tmp, "tree")
+        r = dump(s.connect(), prog, leave_running=True)
+        check(r.success and not r.dump.restored, "DUMP with leave_running succeeds: %s" % r)
+        check(os.path.exists(os.path.join(prog.img, "inventory.img")), "the images are whole")
+        prog.runs_on_intact("after a dump with leave_running")
     finally:
         s.stop()
 
@@ -304,11 +318,7 @@ def refused_dump(tmp, refuse_at, hang_up=False):
     check(refuse_at in log, "the log names the refused notification")
     check(not os.path.exists(os.path.join(prog.img, "inventory.img")),
           "no image set is left looking whole")
-    st = state_of(prog.pid)
-    check(st in ("S", "R"), "the tree runs on, not stopped: state %s" % st)
-    res = prog.finish()
-    check(res == "PASS", "the tree that was not dumped checks its state: %s" % res)
-    prog.kill()
+    prog.runs_on_intact("after %s was refused" % refuse_at)
 
 
 def case_notify_refuse(tmp):
@@ -365,11 +375,7 @@ def case_errors(tmp):
     r = c.call(rpc.criu_req(type=rpc.WAIT_PID, pid=1))
     check(not r.success and r.cr_errno == errno.ECHILD, "WAIT_PID of a stranger: %s" % r)
     c.close()
-    st = state_of(prog.pid)
-    check(st in ("S", "R"), "the tree runs on after all the refusals: %s" % st)
-    res = prog.finish()
-    check(res == "PASS", "its state is intact: %s" % res)
-    prog.kill()
+    prog.runs_on_intact("after all the refusals")
 
 
 def case_action_script(tmp):
@@ -402,10 +408,7 @@ def case_action_script(tmp):
                        timeout=90, capture_output=True, text=True)
     check(r.returncode != 0 and "post-dump" in r.stderr,
           "a failing post-dump script fails the dump: %s" % r.stderr)
-    check(state_of(prog.pid) in ("S", "R"), "the tree runs on")
-    res = prog.finish()
-    check(res == "PASS", "and its state is intact: %s" % res)
-    prog.kill()
+    prog.runs_on_intact("after the failing script")
 
 
 def main():
