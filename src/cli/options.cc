@@ -56,7 +56,8 @@ constexpr OptionSpec kTable[] = {
     {"leave-stopped", 's', A::kNone, S::kImplemented, false, nullptr,
      "dump/restore: leave the tree stopped"},
     {"restore-detached", 'd', A::kNone, S::kImplemented, true, nullptr,
-     "restore: exit once the tree runs (else wait for the root and return its status)"},
+     "restore: exit once the tree runs (else wait for the root and return its status); "
+     "service: run in the background once the socket listens"},
     {"daemon", 0, A::kNone, S::kImplemented, true, nullptr, "the same as --restore-detached"},
     {"shell-job", 'j', A::kNone, S::kImplemented, true, nullptr,
      "the tree is a job of a terminal session: needed on dump and restore"},

@@ -59,8 +59,10 @@ class Conn {
     if (::getsockopt(fd_.get(), SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
       fail_sys("cannot learn the RPC client's process (SO_PEERCRED on fd {})", fd_.get());
     peer_ = cr.pid;
+    peer_uid_ = cr.uid;
   }
   pid_t peer() const { return peer_; }
+  uid_t peer_uid() const { return peer_uid_; }
   int fd() const { return fd_.get(); }
 
   // The next request; nullopt when the client hung up. With a deadline, waiting longer fails.
@@ -88,12 +90,8 @@ class Conn {
     std::string buf(static_cast<size_t>(size), '\0');
     ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
     if (n < 0) fail_sys("cannot read from the RPC client");
-    if (n == 0 && size == 0) {
-      // An empty packet and the end of the stream look alike: only a hang-up ends the loop.
-      pollfd p{fd_.get(), POLLIN, 0};
-      if (::poll(&p, 1, 0) <= 0 || (p.revents & (POLLHUP | POLLRDHUP)) || !(p.revents & POLLIN))
-        return std::nullopt;
-    }
+    // The end of the stream (an empty packet is no criu_req either: type is required).
+    if (n == 0) return std::nullopt;
     criu_req req;
     if (!req.ParseFromString(buf))
       req_fail(EBADMSG, "the RPC client sent a message that is not a criu_req ({} bytes)", n);
@@ -110,6 +108,7 @@ class Conn {
  private:
   Fd fd_;
   pid_t peer_ = 0;
+  uid_t peer_uid_ = 0;
 };
 
 // A directory the client passed as its descriptor N, opened through /proc/CLIENT/fd/N as
@@ -264,6 +263,10 @@ class Session {
       log::error("{}", e.what());
       answer_error(req.type(), err, e.what());
       return false;
+    } catch (const std::exception& e) {
+      log::error("internal: {}", e.what());
+      answer_error(req.type(), EINVAL, fmt::format("internal: {}", e.what()));
+      return false;
     }
     conn_.send(resp);
     return true;
@@ -358,6 +361,13 @@ class Session {
 
   void run_action(const criu_req& req, const char* action) {
     if (!req.has_opts()) req_fail(EINVAL, "a {} request needs opts", action);
+    // cryo checks no ownership of what it dumps or restores: a client of a root service that
+    // is not root could reach other users' processes and files.
+    if (conn_.peer_uid() != ::geteuid())
+      req_fail(EPERM,
+               "the RPC client runs as uid {}, cryo as uid {}: cryo serves a {} only to a "
+               "client of its own uid",
+               conn_.peer_uid(), ::geteuid(), action);
     std::optional<ClientDir> dirs[2];
     cli::Options o = options_for(req, action, dirs);
     // As CRIU: the restored tree is left to run on its own once the answer is sent.

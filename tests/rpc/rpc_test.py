@@ -9,7 +9,7 @@ criu_resp back, NOTIFY answers to notifications. The processes dumped and restor
 checkpoint/restore tests' programs (tests/cr/progs), whose own checks decide PASS.
 
 Cases: version check features dump-restore service notify notify-refuse notify-refuse-post
-notify-hangup errors action-script
+notify-refuse-restore notify-hangup errors action-script
 """
 
 import errno
@@ -122,8 +122,7 @@ class Prog:
     """A tests/cr program in its work directory (protocol: ready, go, result)."""
 
     def __init__(self, tmp, name):
-        self.dir = os.path.join(tmp, name)
-        os.mkdir(self.dir)
+        self.dir = tempfile.mkdtemp(dir=tmp, prefix=name + ".")
         self.img = os.path.join(self.dir, "img")
         os.mkdir(self.img, 0o700)
         self.p = subprocess.Popen([os.path.join(PROGS, name), self.dir], stdin=subprocess.DEVNULL,
@@ -182,10 +181,10 @@ def dump(client, prog, on_notify=None, **kw):
         os.close(fd)
 
 
-def restore(client, prog, on_notify=None, **kw):
+def restore(client, prog, on_notify=None, keep_open=False, **kw):
     o, fd = opts_for(prog, log_file="restore.log", **kw)
     try:
-        return client.call(rpc.criu_req(type=rpc.RESTORE, opts=o), on_notify)
+        return client.call(rpc.criu_req(type=rpc.RESTORE, opts=o, keep_open=keep_open), on_notify)
     finally:
         os.close(fd)
 
@@ -271,6 +270,50 @@ def run_dump_restore(tmp, client_of, name, notify):
 
 def case_dump_restore(tmp):
     run_dump_restore(tmp, swrk, "tree", False)
+    # keep_open, then WAIT_PID: the restored root is the swrk worker's child, and its exit
+    # status (the program's verdict) comes back.
+    prog = Prog(tmp, "memory")
+    c = swrk()
+    r = dump(c, prog)
+    check(r.success, "DUMP of memory: %s" % r)
+    c.close()
+    prog.reap()
+    c = swrk()
+    r = restore(c, prog, keep_open=True)
+    check(r.success and r.restore.pid == prog.pid, "RESTORE with keep_open: %s" % r)
+    check(c.proc.poll() is None, "swrk waits for the next request")
+    open(os.path.join(prog.dir, "go"), "w").close()
+    r = c.call(rpc.criu_req(type=rpc.WAIT_PID, pid=prog.pid))
+    check(r.type == rpc.WAIT_PID and r.success, "WAIT_PID succeeds: %s" % r)
+    check(os.WIFEXITED(r.status) and os.WEXITSTATUS(r.status) == 0,
+          "the restored root exits 0 (its checks passed): status %#x" % r.status)
+    res = open(os.path.join(prog.dir, "result")).read().strip()
+    check(res == "PASS", "the restored memory checks its state: %s" % res)
+    c.close()
+
+
+def case_notify_refuse_restore(tmp):
+    prog = Prog(tmp, "tree")
+    c = swrk()
+    check(dump(c, prog).success, "DUMP")
+    c.close()
+    prog.reap()
+    for refuse_at in ("setup-namespaces", "post-restore", "pre-resume"):
+        c = swrk()
+        r = restore(c, prog, lambda script, pid, at=refuse_at: script != at, notify_scripts=True)
+        check(r.type == rpc.RESTORE and not r.success and refuse_at in r.cr_errmsg,
+              "the restore fails when %s is refused: %s" % (refuse_at, r))
+        c.close()
+        check(wait_until(10, lambda: state_of(prog.pid) is None),
+              "nothing of the tree is left after %s was refused: %s" % (refuse_at,
+                                                                     state_of(prog.pid)))
+    c = swrk()
+    r = restore(c, prog)
+    check(r.success and r.restore.pid == prog.pid, "the images still restore: %s" % r)
+    c.close()
+    res = prog.finish()
+    check(res == "PASS", "the restored tree checks its state: %s" % res)
+    prog.kill()
 
 
 def case_service(tmp):
@@ -285,6 +328,25 @@ def case_service(tmp):
         check(r.success and not r.dump.restored, "DUMP with leave_running succeeds: %s" % r)
         check(os.path.exists(os.path.join(prog.img, "inventory.img")), "the images are whole")
         prog.runs_on_intact("after a dump with leave_running")
+        # A client of another uid gets VERSION, but no dump.
+        os.chmod(tmp, 0o711)
+        os.chmod(s.addr, 0o777)
+        prog = Prog(tmp, "memory")
+        os.chmod(prog.dir, 0o711)
+        os.chmod(prog.img, 0o755)
+        code = ("import socket, sys, os; sys.path.insert(0, %r); import rpc_pb2 as rpc\n"
+                "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.connect(%r)\n"
+                "fd = os.open(%r, os.O_RDONLY)\n"
+                "s.send(rpc.criu_req(type=rpc.DUMP, opts=rpc.criu_opts(images_dir_fd=fd, "
+                "pid=%d)).SerializeToString())\n"
+                "r = rpc.criu_resp(); r.ParseFromString(s.recv(65536)); print(r.cr_errmsg)\n"
+                "sys.exit(0 if not r.success and r.cr_errno == 1 else 1)\n"
+                % (PB2, s.addr, prog.img, prog.pid))
+        r = subprocess.run(["/usr/bin/python3", "-c", code], user=65534, group=65534,
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0 and "uid 65534" in r.stdout,
+              "a client of uid 65534 is refused with EPERM: %s %s" % (r.stdout, r.stderr))
+        prog.runs_on_intact("after the other uid's request")
     finally:
         s.stop()
 
