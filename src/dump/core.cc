@@ -17,6 +17,7 @@
 #include "base/fault.h"
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "dump/mm.h"
 #include "infect/probe.h"
 #include "infect/remote_task.h"
 #include "kernel/syscalls.h"
@@ -350,6 +351,7 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     extras->dumpable = dumpable >= 0 ? static_cast<int>(dumpable) : 1;
     if (uint32_t mb = membarrier_registrations(rt)) tc->set_membarrier_registration_mask(mb);
     extras->thp_disabled = thp > 0;
+    extras->mlockall = mlockall_flags(rt, pid);
     probe_thread(rt, &core);  // the leader's own, in the same probe
   }
   for (size_t i = 0; i < t.threads.size(); i++) {

@@ -232,6 +232,7 @@ void run(const Options& opts) {
     mm_entry mm = collect_mm(t.pid, extras.brk, files, shmem);
     mm.set_dumpable(extras.dumpable);
     mm.set_thp_disabled(extras.thp_disabled);
+    if (extras.mlockall) mm.set_cryo_mlockall(extras.mlockall);
     // Done with the task's memory (the probes have put back what they wrote): its pages are
     // copied meanwhile.
     images.add_pages(t.pid, mm, next_pages_id++, estimate[t.pid]);

@@ -30,13 +30,12 @@
 namespace cryo::dump {
 namespace {
 
-constexpr uint64_t kPmPresent = 1ULL << 63, kPmSwap = 1ULL << 62, kPmFile = 1ULL << 61;
-constexpr uint64_t kPmPfnMask = (1ULL << 55) - 1;
-// The page is mapped by this process alone. One shared copy-on-write (after fork) must not be
-// read with process_vm_readv: the kernel pins what it reads, and pinning a shared anonymous
-// page gives the task its own copy, so a dump would undo the sharing in the running tree
+using kernel::kPmExclusive, kernel::kPmFile, kernel::kPmPfnMask, kernel::kPmPresent,
+    kernel::kPmSwap;
+// A page not kPmExclusive, shared copy-on-write (after fork), must not be read with
+// process_vm_readv: the kernel pins what it reads, and pinning a shared anonymous page gives
+// the task its own copy, so a dump would undo the sharing in the running tree
 // (tests/cr/progs/cow.c). /proc/PID/mem reads without pinning.
-constexpr uint64_t kPmExclusive = 1ULL << 56;
 constexpr size_t kPiece = 1 << 20;                      // bytes a worker copies at once
 constexpr size_t kMaxIov = kPiece / kernel::kPageSize;  // below IOV_MAX
 constexpr uint64_t kPagemapWindow = 1 << 16;            // pagemap entries read at once

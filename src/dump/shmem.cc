@@ -1,9 +1,12 @@
 #include "dump/shmem.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "base/error.h"
@@ -25,6 +28,22 @@ void ShmemTable::add_link(uint64_t inode, const std::string& link, pid_t pid) {
   objects_.try_emplace(inode, Where{pid, link});
 }
 
+namespace {
+
+// Huge pages of hugetlbfs are not holes to lseek: untouched ones read as zeros. Their size, to
+// skip them, or 0 for other objects.
+uint64_t huge_page_size(int fd) {
+  struct statfs sf {};
+  if (::fstatfs(fd, &sf) < 0 || sf.f_type != HUGETLBFS_MAGIC || sf.f_bsize <= 0) return 0;
+  return static_cast<uint64_t>(sf.f_bsize);
+}
+
+bool all_zero(const char* p, size_t n) {
+  return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0);
+}
+
+}  // namespace
+
 ShmemPages ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
   ShmemPages pages;
   for (const auto& [inode, w] : objects_) {
@@ -44,6 +63,20 @@ ShmemPages ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
     head.set_pages_id(pages_id);
     pm.put(head);
     std::vector<char> buf(4 << 20);
+    // Pieces of this size that read as zeros are left out (0: none).
+    const uint64_t zero_unit = std::min<uint64_t>(huge_page_size(fd.get()), buf.size());
+    // The run of pages being written, put in the pagemap when it ends.
+    off_t run = 0, run_end = 0;
+    auto end_run = [&] {
+      if (run_end == run) return;
+      pagemap_entry e;
+      e.set_vaddr(static_cast<uint64_t>(run));
+      e.set_nr_pages(static_cast<uint32_t>((run_end - run) / kernel::kPageSize));
+      e.set_flags(image::kPePresent);
+      pm.put(e);
+      pages.written += static_cast<uint64_t>(run_end - run) / kernel::kPageSize;
+      run = run_end;
+    };
     off_t pos = 0;
     while (pos < size) {
       off_t data = ::lseek(fd.get(), pos, SEEK_DATA);
@@ -52,26 +85,30 @@ ShmemPages ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
       if (hole < 0) hole = size;
       // Whole pages: a file whose size is not page-aligned ends in a partial page.
       off_t end = static_cast<off_t>(kernel::page_up(static_cast<uint64_t>(hole)));
-      pagemap_entry e;
-      e.set_vaddr(static_cast<uint64_t>(data));
-      e.set_nr_pages(static_cast<uint32_t>((end - data) / kernel::kPageSize));
-      e.set_flags(image::kPePresent);
-      pm.put(e);
+      end_run();
+      run = run_end = data;
       for (off_t off = data; off < end;) {
-        size_t n = std::min<size_t>(buf.size(), static_cast<size_t>(end - off));
+        size_t n =
+            std::min<size_t>(zero_unit ? zero_unit : buf.size(), static_cast<size_t>(end - off));
         std::fill(buf.begin(), buf.begin() + static_cast<long>(n), 0);
         if (off < hole) {
           size_t want = std::min<size_t>(n, static_cast<size_t>(hole - off));
           if (::pread(fd.get(), buf.data(), want, off) != static_cast<ssize_t>(want))
             fail_sys("cannot read shared memory object {} at {}", inode, off);
         }
-        if (::write(out.get(), buf.data(), n) != static_cast<ssize_t>(n))
-          fail_sys("cannot write image {}/{}", dir, pages_name);
-        off += static_cast<off_t>(n);
         progress::add_total(static_cast<int64_t>(n / kernel::kPageSize));
         progress::add_done(n / kernel::kPageSize);
+        if (zero_unit && all_zero(buf.data(), n)) {
+          end_run();
+          run = run_end = off + static_cast<off_t>(n);
+        } else {
+          if (::write(out.get(), buf.data(), n) != static_cast<ssize_t>(n))
+            fail_sys("cannot write image {}/{}", dir, pages_name);
+          run_end += static_cast<off_t>(n);
+        }
+        off += static_cast<off_t>(n);
       }
-      pages.written += static_cast<uint64_t>(end - data) / kernel::kPageSize;
+      end_run();
       pos = hole;
     }
     pm.close();

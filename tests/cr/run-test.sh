@@ -53,6 +53,15 @@ declare -A PROG_OPTS=(
 )
 read -ra OPTS <<<"${PROG_OPTS[$(basename "$PROG")]:-}"
 
+# Free huge pages (2 MiB) a program needs: the hugetlb pool is grown for the run and put back
+# after it. A run that cannot grow it is skipped (exit 77, ctest's SKIP_RETURN_CODE).
+declare -A PROG_HUGEPAGES=(
+	[hugetlb]=10
+)
+NEED_HUGEPAGES=${PROG_HUGEPAGES[$(basename "$PROG")]:-0}
+HUGEPAGES_SYSCTL=/proc/sys/vm/nr_hugepages
+HUGEPAGES_OLD=""
+
 W=$(mktemp -d "/tmp/cr-$(basename "$PROG")-$FLAVOR.XXXXXX")
 D=$W               # WORKDIR of the current run (error flavors use subdirectories)
 IMG=$D/img
@@ -149,6 +158,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT
 	kill_test_procs
+	put_back_hugepages
 	local p
 	for p in "${HELPERS[@]}"; do # only if still our child (pids get reused)
 		local st
@@ -156,7 +166,7 @@ cleanup() {
 		st=${st##*) }
 		[[ $(cut -d' ' -f2 <<<"$st") == "$$" ]] && kill -KILL "$p" 2>/dev/null
 	done
-	if (( rc == 0 )); then
+	if (( rc == 0 || rc == 77 )); then
 		rm -rf "$W"
 	else
 		remove_sysv_segments
@@ -177,6 +187,30 @@ remove_sysv_segments() {
 }
 trap cleanup EXIT
 trap 'echo "FAIL: interrupted"; exit 1' INT TERM HUP
+
+hugepages_free() { awk '/^HugePages_Free:/ {print $2}' /proc/meminfo; }
+reserve_hugepages() {
+	(( NEED_HUGEPAGES )) || return 0
+	local free total
+	free=$(hugepages_free)
+	(( free >= NEED_HUGEPAGES )) && return 0
+	HUGEPAGES_OLD=$(<"$HUGEPAGES_SYSCTL")
+	total=$(( HUGEPAGES_OLD + NEED_HUGEPAGES - free ))
+	echo "$total" >"$HUGEPAGES_SYSCTL" 2>/dev/null
+	free=$(hugepages_free)
+	if (( free < NEED_HUGEPAGES )); then
+		echo "SKIP: $(basename "$PROG") needs $NEED_HUGEPAGES free huge pages, the pool gives $free" \
+			"(vm.nr_hugepages $HUGEPAGES_OLD -> $total)"
+		exit 77
+	fi
+	log "huge pages: vm.nr_hugepages $HUGEPAGES_OLD -> $total for this run"
+}
+put_back_hugepages() {
+	[[ -n $HUGEPAGES_OLD ]] || return 0
+	# Pages still in use become surplus pages, freed when their last user goes.
+	echo "$HUGEPAGES_OLD" >"$HUGEPAGES_SYSCTL" 2>/dev/null
+	HUGEPAGES_OLD=""
+}
 
 # spawn [--tty] CMD...: start CMD in the background with no fds above 2
 # (inherited pipes would make the tree undumpable), stdio on /dev/null and,
@@ -1587,6 +1621,7 @@ time.sleep(120)' "$D"
 [[ $(id -u) == 0 ]] || die "checkpoint/restore tests must run as root"
 mkdir -p "$IMG"
 log "cryo $CRYO, test $PROG, flavor $FLAVOR, workdir $W"
+reserve_hugepages
 
 case $FLAVOR in
 restore | restore-detached | leave-running | shell-job | exit-status)
