@@ -2,7 +2,8 @@
 # Installs everything cryo needs to build, test and run its demo, from Debian's packages only.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config protobuf-compiler libprotobuf-dev libcap-dev libfmt-dev
-      libgtest-dev libgmock-dev libbenchmark-dev libmnl-dev nftables iptables criu python3 python3-protobuf util-linux procps redis-server postgresql)
+      libgtest-dev libgmock-dev libbenchmark-dev libmnl-dev nftables iptables criu python3 python3-protobuf util-linux procps redis-server postgresql
+      runc busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -41,8 +41,11 @@ void put(int fd, const std::string& s) {
 
 void init(const std::string& path, int lvl) {
   g_level = lvl;
-  if (path.empty() || path == "-") return;
-  g_fd = open_own_file(path, "log file").release();
+  // Again for each request of an RPC connection: the previous request's file is closed.
+  int fd = path.empty() || path == "-" ? STDERR_FILENO : open_own_file(path, "log file").release();
+  std::lock_guard lk(g_mu);
+  if (g_fd != STDERR_FILENO) ::close(g_fd);
+  g_fd = fd;
 }
 
 int level() {

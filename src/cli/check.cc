@@ -724,7 +724,8 @@ std::vector<Feature> criu_features() {
       {"newifindex", probe_newifindex, "cryo does not restore network devices yet", false},
       {"nftables", probe_nftables, "cryo does not dump nftables rules yet", false},
       {"has_ipt_legacy", probe_ipt_legacy, "cryo does not dump iptables rules yet", false},
-      {"pidfd_store", probe_pidfd_store, "cryo has no RPC pidfd store (swrk, pre-dump) yet", false},
+      {"pidfd_store", probe_pidfd_store,
+       "cryo does not take an RPC pidfd store socket (pidfd_store_sk) yet", false},
       {"ns_pid", probe_ns_pid, "cryo does not dump nested PID namespaces yet", false},
       {"apparmor_stacking",
        [] { return probe_file("/sys/kernel/security/apparmor/features/domain/stack"); },
@@ -782,6 +783,21 @@ std::vector<std::string> feature_names() {
   return r;
 }
 
+std::string basics_problem() {
+  for (const auto& b : basics()) {
+    std::string why = b.probe();
+    if (!why.empty()) return fmt::format("{}: {}", b.name, why);
+    log::info("{}: ok", b.name);
+  }
+  return "";
+}
+
+std::string feature_problem(const std::string& name) {
+  for (const auto& f : criu_features())
+    if (name == f.name) return why_not(f);
+  fail("Unknown feature {}", name);
+}
+
 int check(const Options& o) {
   auto all = criu_features();
   if (!o.features.empty()) {
@@ -807,13 +823,8 @@ int check(const Options& o) {
     }
     return bad ? 1 : 0;
   }
-  for (const auto& b : basics()) {
-    std::string why = b.probe();
-    if (why.empty()) {
-      log::info("{}: ok", b.name);
-      continue;
-    }
-    std::fprintf(stderr, "Error: %s: %s\n", b.name, why.c_str());
+  if (std::string why = basics_problem(); !why.empty()) {
+    std::fprintf(stderr, "Error: %s\n", why.c_str());
     std::fprintf(stderr, "Does not look good: cryo cannot checkpoint/restore on this system\n");
     return 1;
   }

@@ -14,6 +14,11 @@ namespace cryo::cli {
 // --extra/--experimental/--all: one line per feature, exit 1 when any is missing (as CRIU).
 int check(const Options& o);
 
+// What plain `check` finds missing ("" when everything is there), and the same for one
+// feature of CRIU 4.2 (why the kernel or cryo lacks it). The RPC's CHECK and FEATURE_CHECK.
+std::string basics_problem();
+std::string feature_problem(const std::string& name);
+
 // CRIU 4.2's feature names, in CRIU's order.
 std::vector<std::string> feature_names();
 

@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "cli/action_script.h"
 #include "cli/check.h"
 #include "cli/options.h"
 #include "dump/dedup.h"
@@ -16,6 +17,7 @@
 #include "image/image.h"
 #include "imgtool/imgtool.h"
 #include "restore/restore.h"
+#include "rpc/rpc.h"
 
 namespace {
 
@@ -24,6 +26,81 @@ std::string log_path(const cryo::cli::Options& o) {
   if (o.log_file.empty() || o.log_file == "-" || o.log_file[0] == '/') return o.log_file;
   std::string base = o.work_dir.empty() ? o.images_dir : o.work_dir;
   return base + "/" + o.log_file;
+}
+
+// One action, as parsed from the command line or from an RPC request; throws Error.
+int execute(const cryo::cli::Options& o) {
+  const bool dumps = o.action == "dump" || o.action == "pre-dump";
+  if (dumps || o.action == "restore" || o.action == "dedup") {
+    struct stat st;
+    if (::stat(o.images_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
+      cryo::fail("images directory {} does not exist or is not a directory", o.images_dir);
+  }
+  cryo::log::init(log_path(o), o.verbosity);
+  if (o.action == "check") return cryo::cli::check(o);
+  if (o.action == "swrk") return cryo::rpc::swrk(o, execute);
+  if (o.action == "service") return cryo::rpc::service(o, execute);
+  // The RPC client's notify callbacks, then --action-script's scripts.
+  cryo::hooks::Hooks hooks;
+  if (o.hooks) hooks = *o.hooks;
+  cryo::cli::add_action_scripts(o, &hooks);
+  // Ctrl-C, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly: the dumped tree
+  // is put back and runs on, a half-restored one is removed.
+  cryo::interrupt_point();
+  if (dumps) {
+    if (o.tree == 0) cryo::fail("{} needs the root of the tree: -t PID", o.action);
+    cryo::dump::Options d;
+    d.tree = o.tree;
+    d.dir = o.images_dir;
+    d.leave_running = o.leave_running;
+    d.leave_stopped = o.leave_stopped;
+    d.shell_job = o.shell_job;
+    d.file_locks = o.file_locks;
+    d.ext_unix_sk = o.ext_unix_sk;
+    d.ghost_limit = o.ghost_limit;
+    d.link_remap = o.link_remap;
+    d.timeout = o.timeout;
+    d.display_stats = o.display_stats;
+    d.stats_json = o.stats_json;
+    d.tcp_established = o.tcp_established;
+    d.tcp_close = o.tcp_close;
+    d.skip_in_flight = o.skip_in_flight;
+    if (!o.network_lock.empty()) d.network_lock = cryo::net::parse_lock_method(o.network_lock);
+    d.pre_dump = o.action == "pre-dump";
+    d.track_mem = o.track_mem;
+    d.prev_dir = o.prev_images_dir;
+    d.auto_dedup = o.auto_dedup;
+    d.hooks = &hooks;
+    cryo::dump::run(d);
+    cryo::log::info(
+        "{}", d.pre_dump ? "Pre-dumping finished successfully" : "Dumping finished successfully");
+    return 0;
+  }
+  if (o.action == "dedup") {
+    cryo::dump::dedup(o.images_dir);
+    return 0;
+  }
+  if (o.action == "restore") {
+    if (o.auto_dedup)
+      cryo::fail("--auto-dedup on restore is not supported by cryo yet: restore without it");
+    cryo::restore::Options r;
+    r.dir = o.images_dir;
+    r.detached = o.restore_detached;
+    r.leave_stopped = o.leave_stopped;
+    r.shell_job = o.shell_job;
+    r.file_locks = o.file_locks;
+    r.ext_unix_sk = o.ext_unix_sk;
+    r.pidfile = o.pidfile;
+    r.display_stats = o.display_stats;
+    r.stats_json = o.stats_json;
+    r.tcp_established = o.tcp_established;
+    r.tcp_close = o.tcp_close;
+    r.network_lock = o.network_lock;
+    r.hooks = &hooks;
+    return cryo::restore::run(r);
+  }
+  cryo::cli::check_action(o);  // parse() let only these actions through
+  return 1;
 }
 
 int run(int argc, char** argv) {
@@ -40,74 +117,14 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "Error: %s\n", e.what());
     return 1;
   }
+  // swrk and service run dumps and restores, and act on stop signals themselves.
   const bool dumps = o.action == "dump" || o.action == "pre-dump";
-  if (!dumps && o.action != "restore") {
+  if (!dumps && o.action != "restore" && o.action != "swrk" && o.action != "service") {
     cryo::default_stop_signals();
     if (int sig = cryo::stop_signal()) ::raise(sig);
   }
   try {
-    if (dumps || o.action == "restore" || o.action == "dedup") {
-      struct stat st;
-      if (::stat(o.images_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
-        cryo::fail("images directory {} does not exist or is not a directory", o.images_dir);
-    }
-    cryo::log::init(log_path(o), o.verbosity);
-    if (o.action == "check") return cryo::cli::check(o);
-    // Ctrl-C, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly: the dumped tree
-    // is put back and runs on, a half-restored one is removed.
-    cryo::interrupt_point();
-    if (dumps) {
-      if (o.tree == 0) cryo::fail("{} needs the root of the tree: -t PID", o.action);
-      cryo::dump::Options d;
-      d.tree = o.tree;
-      d.dir = o.images_dir;
-      d.leave_running = o.leave_running;
-      d.leave_stopped = o.leave_stopped;
-      d.shell_job = o.shell_job;
-      d.file_locks = o.file_locks;
-      d.ext_unix_sk = o.ext_unix_sk;
-      d.ghost_limit = o.ghost_limit;
-      d.link_remap = o.link_remap;
-      d.timeout = o.timeout;
-      d.display_stats = o.display_stats;
-      d.stats_json = o.stats_json;
-      d.tcp_established = o.tcp_established;
-      d.tcp_close = o.tcp_close;
-      d.skip_in_flight = o.skip_in_flight;
-      if (!o.network_lock.empty()) d.network_lock = cryo::net::parse_lock_method(o.network_lock);
-      d.pre_dump = o.action == "pre-dump";
-      d.track_mem = o.track_mem;
-      d.prev_dir = o.prev_images_dir;
-      d.auto_dedup = o.auto_dedup;
-      cryo::dump::run(d);
-      cryo::log::info(
-          "{}", d.pre_dump ? "Pre-dumping finished successfully" : "Dumping finished successfully");
-      return 0;
-    }
-    if (o.action == "dedup") {
-      cryo::dump::dedup(o.images_dir);
-      return 0;
-    }
-    if (o.action == "restore") {
-      if (o.auto_dedup)
-        cryo::fail("--auto-dedup on restore is not supported by cryo yet: restore without it");
-      cryo::restore::Options r;
-      r.dir = o.images_dir;
-      r.detached = o.restore_detached;
-      r.leave_stopped = o.leave_stopped;
-      r.shell_job = o.shell_job;
-      r.file_locks = o.file_locks;
-      r.ext_unix_sk = o.ext_unix_sk;
-      r.pidfile = o.pidfile;
-      r.display_stats = o.display_stats;
-      r.stats_json = o.stats_json;
-      r.tcp_established = o.tcp_established;
-      r.tcp_close = o.tcp_close;
-      r.network_lock = o.network_lock;
-      return cryo::restore::run(r);
-    }
-    cryo::cli::check_action(o);  // parse() let only dump, restore and check through
-    return 1;
+    return execute(o);
   } catch (const cryo::Error& e) {
     cryo::log::error("{}", e.what());
     return 1;

@@ -36,7 +36,8 @@ constexpr OptionSpec kTable[] = {
     {"work-dir", 'W', A::kRequired, S::kImplemented, false, "DIR",
      "directory for the log (default: the images directory)"},
     {"pidfile", 0, A::kRequired, S::kImplemented, false, "FILE",
-     "restore: write the root task's PID to FILE (must not exist; created 0600)"},
+     "restore: write the root task's PID to FILE; service: the service's PID (must not "
+     "exist; created 0600)"},
     {"display-stats", 0, A::kNone, S::kImplemented, true, nullptr, "print dump/restore statistics"},
     {"stats-json", 0, A::kRequired, S::kImplemented, false, "FILE",
      "write dump/restore statistics as JSON to FILE (cryo's own option)"},
@@ -55,7 +56,8 @@ constexpr OptionSpec kTable[] = {
     {"leave-stopped", 's', A::kNone, S::kImplemented, false, nullptr,
      "dump/restore: leave the tree stopped"},
     {"restore-detached", 'd', A::kNone, S::kImplemented, true, nullptr,
-     "restore: exit once the tree runs (else wait for the root and return its status)"},
+     "restore: exit once the tree runs (else wait for the root and return its status); "
+     "service: run in the background once the socket listens"},
     {"daemon", 0, A::kNone, S::kImplemented, true, nullptr, "the same as --restore-detached"},
     {"shell-job", 'j', A::kNone, S::kImplemented, true, nullptr,
      "the tree is a job of a terminal session: needed on dump and restore"},
@@ -147,10 +149,14 @@ constexpr OptionSpec kTable[] = {
     {"libdir", 'L', A::kRequired, S::kRefused, false, "DIR", "plugin directory"},
     {"evasive-devices", 0, A::kNone, S::kRefused, true, nullptr, "use any path to a device file"},
     {"veth-pair", 0, A::kRequired, S::kRefused, false, "IN=OUT", "veth devices' names"},
-    {"action-script", 0, A::kRequired, S::kRefused, false, "FILE",
-     "run an action script (repeatable)"},
+    {"action-script", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "run FILE with sh -c at each of CRIU's action points (pre-dump, post-dump, pre-restore, "
+     "setup-namespaces, post-setup-namespaces, post-restore, pre-resume, post-resume), with "
+     "CRTOOLS_SCRIPT_ACTION, CRTOOLS_IMAGE_DIR and CRTOOLS_INIT_PID set; a non-zero exit aborts "
+     "(repeatable)"},
     {"page-server", 0, A::kNone, S::kRefused, true, nullptr, "send pages to a page server"},
-    {"address", 0, A::kRequired, S::kRefused, false, "ADDR", "page server or service address"},
+    {"address", 0, A::kRequired, S::kImplemented, false, "ADDR",
+     "service: path of the unix socket to listen on (default ./criu_service.socket)"},
     {"port", 0, A::kRequired, S::kRefused, false, "PORT", "page server port"},
     {"ps-socket", 0, A::kRequired, S::kRefused, false, "FD", "page server socket"},
     {"lazy-pages", 0, A::kNone, S::kRefused, false, nullptr, "restore pages on demand"},
@@ -356,6 +362,10 @@ struct Parser {
       o->link_remap = true;
     } else if (name == "pidfile") {
       o->pidfile = arg;
+    } else if (name == "address") {
+      o->address = arg;
+    } else if (name == "action-script") {
+      o->action_scripts.push_back(arg);
     } else if (name == "display-stats") {
       o->display_stats = true;
     } else if (name == "stats-json") {
@@ -606,15 +616,16 @@ void check_action(const Options& o) {
         "has none");
   if (a == "swrk") {
     if (o.action_args.size() != 1) fail("swrk takes one argument: cryo swrk FD");
-    fail("'swrk' is not supported by cryo yet");
+    return;
   }
+  if (a == "service") return no_args();
   for (const char* v : {"decode", "encode", "show"})
     if (a == v)
       fail(
           "the image tool's '{}' comes first, with its own options: cryo {} ... (see cryo {} "
           "--help)",
           a, a, a);
-  for (const char* v : {"page-server", "lazy-pages", "service"})
+  for (const char* v : {"page-server", "lazy-pages"})
     if (a == v) {
       no_args();
       fail("'{}' is not supported by cryo yet", a);
@@ -690,9 +701,11 @@ void usage() {
       "  cryo dedup -D DIR\n"
       "  cryo restore [-D DIR] [<options>]\n"
       "  cryo check [--feature NAME | --extra | --experimental | --all]\n"
+      "  cryo service [--address PATH] [-d] [--pidfile FILE]\n"
+      "  cryo swrk FD\n"
       "\n"
-      "cryo takes CRIU %s's command line. Not supported yet: page-server,\n"
-      "lazy-pages, service, swrk, cpuinfo dump|check.\n"
+      "cryo takes CRIU %s's command line and RPC. Not supported yet: page-server,\n"
+      "lazy-pages, cpuinfo dump|check.\n"
       "Options come from /etc/criu/default.conf, ~/.criu/default.conf, $CRIU_CONFIG_FILE,\n"
       "--config FILE, then the command line. Flags can be negated: --no-shell-job.\n",
       kCriuVersion);
@@ -763,8 +776,13 @@ void man_page() {
       ".TP\n\\fBcheck\\fR\ndoes this kernel offer what cryo needs? With \\fB\\-\\-feature\\fR "
       "\\fINAME\\fR: prints \\fINAME\\fR \\fBis supported\\fR and exits 0 when both the "
       "kernel and cryo support it, else exits 1 saying which one lacks it\n"
-      ".TP\n\\fBpage\\-server\\fR, \\fBlazy\\-pages\\fR, \\fBservice\\fR, "
-      "\\fBswrk\\fR, \\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
+      ".TP\n\\fBservice\\fR\nserve CRIU's RPC on the unix socket \\fB\\-\\-address\\fR "
+      "\\fIPATH\\fR "
+      "(\\fB\\-d\\fR: in the background), one worker process per connection\n"
+      ".TP\n\\fBswrk\\fR \\fIFD\\fR\nserve CRIU's RPC on the inherited socket \\fIFD\\fR (as "
+      "go\\-criu, runc and podman start criu)\n"
+      ".TP\n\\fBpage\\-server\\fR, \\fBlazy\\-pages\\fR, "
+      "\\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
       "CRIU's; refused by name: not supported yet\n"
       ".SH OPTIONS\n",
       CRYO_VERSION, kCriuVersion);

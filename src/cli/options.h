@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "base/hooks.h"
+
 namespace cryo::cli {
 
 struct Options {
@@ -35,12 +37,15 @@ struct Options {
   bool auto_dedup = false;         // --auto-dedup
   bool restore_detached = false;
   bool display_stats = false;
-  bool check_all = false;                // check --all: --extra and --experimental
-  bool check_extra = false;              // check --extra
-  bool check_experimental = false;       // check --experimental
-  std::vector<std::string> features;     // check --feature NAME (repeatable)
-  std::string stats_json;                // --stats-json FILE
-  std::vector<std::string> action_args;  // words after the action: "cpuinfo dump", "swrk FD"
+  bool check_all = false;                   // check --all: --extra and --experimental
+  bool check_extra = false;                 // check --extra
+  bool check_experimental = false;          // check --experimental
+  std::vector<std::string> features;        // check --feature NAME (repeatable)
+  std::string stats_json;                   // --stats-json FILE
+  std::vector<std::string> action_args;     // words after the action: "cpuinfo dump", "swrk FD"
+  std::string address;                      // service --address PATH
+  std::vector<std::string> action_scripts;  // --action-script FILE (repeatable)
+  const hooks::Hooks* hooks = nullptr;      // set by the RPC: the client's notify callbacks
 };
 
 // One row per option of CRIU 4.2 (and cryo's own): the parser, --help and the man page are

@@ -291,6 +291,7 @@ void run(const Options& opts) {
   MemTracker tracker(opts.dir, opts.prev_dir, opts.track_mem && runs_on);
   image::StatsJsonFile json(opts.stats_json);
   progress::Reporter progress("dump");
+  hooks::run(opts.hooks, hooks::kPreDump, opts.tree);
   progress::phase("freezing");
   auto t_start = clock::now();
   FrozenTree tree(opts.tree, opts.timeout);
@@ -446,6 +447,14 @@ void run(const Options& opts) {
   fault_point("dump-after-images");
   // From here on the images are complete: a restore elsewhere could start.
   log::info("images complete after {} us frozen", usec_since(t_frozen));
+  // As CRIU: the images are whole, the tree still frozen; a failing listener lets it run on,
+  // and the image set must not look whole then.
+  try {
+    hooks::run(opts.hooks, hooks::kPostDump, opts.tree);
+  } catch (const Error&) {
+    ::unlink((opts.dir + "/inventory.img").c_str());
+    throw;
+  }
 
   files.commit();
   progress::phase("releasing the tree");

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "base/hooks.h"
 #include "net/network_lock.h"
 
 namespace cryo::dump {
@@ -33,6 +34,7 @@ struct Options {
   bool track_mem = false;   // --track-mem: the next dump of the chain writes changed pages only
   std::string prev_dir;     // --prev-images-dir: the chain's previous images (relative to dir)
   bool auto_dedup = false;  // --auto-dedup: punch what this dump holds out of the parents
+  const hooks::Hooks* hooks = nullptr;  // pre-dump, post-dump: RPC notify, --action-script
 };
 
 void run(const Options& opts);

@@ -83,6 +83,7 @@ class PidFile {
 int run(const Options& opts) {
   auto t0 = clock::now();
   progress::Reporter progress("restore");
+  hooks::run(opts.hooks, hooks::kPreRestore, 0);
   progress::phase("checking images");
   check_images_trusted(opts.dir);
   Plan plan = load_plan(opts.dir, opts.shell_job);
@@ -148,6 +149,9 @@ int run(const Options& opts) {
     early[i] = true;
     build(i);
   });
+  // cryo restores no namespaces: CRIU's namespace points come once the tasks exist.
+  hooks::run(opts.hooks, hooks::kSetupNamespaces, tree.root());
+  hooks::run(opts.hooks, hooks::kPostSetupNamespaces, tree.root());
   for (size_t i = 0; i < plan.tasks.size(); i++)
     if (!early[i] && !plan.tasks[i].zombie) build(i);
   interrupt_point();
@@ -197,6 +201,7 @@ int run(const Options& opts) {
   GhostFiles::drop_links(plan);
   fault_point("restore-before-release");
   interrupt_point();
+  hooks::run(opts.hooks, hooks::kPostRestore, tree.root());
 
   // pages_restored counts private pages, as CRIU's (shared memory is not in it).
   stats_entry stats = image::empty_restore_stats();
@@ -215,10 +220,16 @@ int run(const Options& opts) {
 
   // The tree may write to this terminal as soon as it runs.
   progress.stop();
+  hooks::run(opts.hooks, hooks::kPreResume, tree.root());
   tree.release(opts.leave_stopped);
   netlock.lift();
   sysv.keep();
   pidfile.keep();
+  try {
+    hooks::run(opts.hooks, hooks::kPostResume, tree.root());
+  } catch (const Error& e) {
+    log::user(log::kWarn, e.what());  // the tree runs: as CRIU, the restore stands
+  }
   log::info(
       "Restore finished successfully: {} task(s), {} private pages written ({} kept shared with "
       "a parent) and {} shared pages in {} us",

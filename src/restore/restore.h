@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "base/hooks.h"
+
 namespace cryo::restore {
 
 struct Options {
@@ -14,10 +16,11 @@ struct Options {
   bool ext_unix_sk = false;
   std::string pidfile;
   bool display_stats = false;
-  std::string stats_json;        // --stats-json FILE (relative to the current directory)
-  bool tcp_established = false;  // connected TCP sockets are restored
-  bool tcp_close = false;        // connected TCP sockets are restored closed
-  std::string network_lock;      // --network-lock; "" for the dump's method
+  std::string stats_json;               // --stats-json FILE (relative to the current directory)
+  bool tcp_established = false;         // connected TCP sockets are restored
+  bool tcp_close = false;               // connected TCP sockets are restored closed
+  std::string network_lock;             // --network-lock; "" for the dump's method
+  const hooks::Hooks* hooks = nullptr;  // pre-restore ... post-resume: RPC, --action-script
 };
 
 // Returns cryo's exit status: 0 when detached, else the root task's exit status.

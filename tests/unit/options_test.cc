@@ -236,8 +236,9 @@ TEST(Options, RepeatedOptions) {
   EXPECT_EQ(error_of({"dump", "--skip-mnt", "/a", "--skip-mnt", "/b", "--enable-fs", "fuse",
                       "--enable-fs", "all"}),
             "");
-  for (const char* opt :
-       {"--external", "--inherit-fd", "--action-script", "--irmap-scan-path", "--cgroup-root"}) {
+  o = parse_args({"dump", "--action-script", "a.sh", "--action-script=b.sh"});
+  EXPECT_EQ(o.action_scripts, (std::vector<std::string>{"a.sh", "b.sh"}));
+  for (const char* opt : {"--external", "--inherit-fd", "--irmap-scan-path", "--cgroup-root"}) {
     std::string e = error_of({"restore", opt, "x", opt, "y"});
     EXPECT_TRUE(has(e, opt) && has(e, "not supported")) << e;
   }
@@ -265,15 +266,21 @@ TEST(Options, UnknownAndMissing) {
 }
 
 TEST(Options, Verbs) {
-  for (const char* v : {"page-server", "lazy-pages", "service"}) {
+  for (const char* v : {"page-server", "lazy-pages"}) {
     std::string e = error_of({v});
     EXPECT_TRUE(has(e, std::string("'") + v + "' is not supported")) << e;
   }
   EXPECT_EQ(error_of({"pre-dump", "-t", "1", "--prev-images-dir", "../1", "--track-mem"}), "");
   EXPECT_TRUE(has(error_of({"pre-dump", "extra"}), "unexpected argument 'extra'"));
   EXPECT_EQ(error_of({"dedup", "-D", "x"}), "");
-  EXPECT_TRUE(has(error_of({"swrk", "3"}), "'swrk' is not supported"));
+  Options o = parse_args({"swrk", "3"});
+  EXPECT_EQ(o.action_args, (std::vector<std::string>{"3"}));
   EXPECT_TRUE(has(error_of({"swrk"}), "cryo swrk FD"));
+  EXPECT_TRUE(has(error_of({"swrk", "3", "4"}), "cryo swrk FD"));
+  o = parse_args({"service", "--address", "/run/x.sock", "-d", "--pidfile", "/run/x.pid"});
+  EXPECT_EQ(o.address, "/run/x.sock");
+  EXPECT_TRUE(o.restore_detached);
+  EXPECT_TRUE(has(error_of({"service", "extra"}), "unexpected argument 'extra'"));
   EXPECT_TRUE(has(error_of({"cpuinfo", "dump"}), "'cpuinfo dump' is not supported"));
   EXPECT_TRUE(has(error_of({"cpuinfo", "check"}), "'cpuinfo check' is not supported"));
   EXPECT_TRUE(has(error_of({"cpuinfo"}), "sub-command"));
