@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "base/error.h"
@@ -14,6 +15,7 @@
 #include "dump/dump.h"
 #include "image/image.h"
 #include "imgtool/imgtool.h"
+#include "pageserver/server.h"
 #include "restore/restore.h"
 
 namespace {
@@ -39,7 +41,7 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "Error: %s\n", e.what());
     return 1;
   }
-  if (o.action != "dump" && o.action != "restore") {
+  if (o.action != "dump" && o.action != "restore" && o.action != "page-server") {
     cryo::default_stop_signals();
     if (int sig = cryo::stop_signal()) ::raise(sig);
   }
@@ -51,6 +53,18 @@ int run(int argc, char** argv) {
     }
     cryo::log::init(log_path(o), o.verbosity);
     if (o.action == "check") return cryo::cli::check(o);
+    if (o.action == "page-server") {
+      if (o.port < 0 && o.ps_socket < 0)
+        cryo::fail("page-server needs --port PORT (0 for any free port) or --ps-socket FD");
+      cryo::pageserver::ServerOptions s;
+      s.dir = o.images_dir;
+      s.address = o.address;
+      s.port = static_cast<uint16_t>(std::max(o.port, 0));
+      s.daemon = o.restore_detached;
+      s.status_fd = o.status_fd;
+      s.ps_socket = o.ps_socket;
+      return cryo::pageserver::run_server(s);
+    }
     // Ctrl-C, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly: the dumped tree
     // is put back and runs on, a half-restored one is removed.
     cryo::interrupt_point();
@@ -69,6 +83,15 @@ int run(int argc, char** argv) {
       d.timeout = o.timeout;
       d.display_stats = o.display_stats;
       d.stats_json = o.stats_json;
+      d.page_server = o.page_server;
+      d.address = o.address;
+      d.ps_socket = o.ps_socket;
+      if (o.page_server && o.ps_socket < 0) {
+        if (o.address.empty() || o.port < 0)
+          cryo::fail("--page-server needs --address ADDR and --port PORT (or --ps-socket FD)");
+        if (o.port == 0) cryo::fail("--page-server: --port 0 names no server: give its port");
+        d.port = static_cast<uint16_t>(o.port);
+      }
       cryo::dump::run(d);
       cryo::log::info("Dumping finished successfully");
       return 0;

@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "base/error.h"
+#include "pageserver/connection.h"
 
 namespace cryo::cli {
 
@@ -56,7 +57,8 @@ constexpr OptionSpec kTable[] = {
      "dump/restore: leave the tree stopped"},
     {"restore-detached", 'd', A::kNone, S::kImplemented, true, nullptr,
      "restore: exit once the tree runs (else wait for the root and return its status)"},
-    {"daemon", 0, A::kNone, S::kImplemented, true, nullptr, "the same as --restore-detached"},
+    {"daemon", 0, A::kNone, S::kImplemented, true, nullptr,
+     "the same as --restore-detached; page-server: run in the background once listening"},
     {"shell-job", 'j', A::kNone, S::kImplemented, true, nullptr,
      "the tree is a job of a terminal session: needed on dump and restore"},
     {"file-locks", 'l', A::kNone, S::kImplemented, true, nullptr,
@@ -72,6 +74,18 @@ constexpr OptionSpec kTable[] = {
      "new link link_remap.ID in its directory (the restore removes it)"},
     {"timeout", 0, A::kRequired, S::kImplemented, false, "SECONDS",
      "dump: how long the tree may take to stop (default 10)"},
+    // The page server.
+    {"page-server", 0, A::kNone, S::kImplemented, true, nullptr,
+     "dump: send the pages to a page server (--address, --port) instead of writing "
+     "pagemap-*.img and pages-*.img"},
+    {"address", 0, A::kRequired, S::kImplemented, false, "ADDR",
+     "page server's address (dump), or the address it listens on (page-server; default: all)"},
+    {"port", 0, A::kRequired, S::kImplemented, false, "PORT",
+     "page server's TCP port (page-server: 0 picks a free one, named in the log)"},
+    {"ps-socket", 0, A::kRequired, S::kImplemented, false, "FD",
+     "dump and page-server: use the connected socket FD instead of --address and --port"},
+    {"status-fd", 0, A::kRequired, S::kImplemented, false, "FD",
+     "page-server: write one zero byte to FD once listening, then close it"},
     // Check.
     {"feature", 0, A::kRequired, S::kImplemented, false, "NAME",
      "check: only check feature NAME (repeatable; see cryo check --all)"},
@@ -136,10 +150,6 @@ constexpr OptionSpec kTable[] = {
     {"veth-pair", 0, A::kRequired, S::kRefused, false, "IN=OUT", "veth devices' names"},
     {"action-script", 0, A::kRequired, S::kRefused, false, "FILE",
      "run an action script (repeatable)"},
-    {"page-server", 0, A::kNone, S::kRefused, true, nullptr, "send pages to a page server"},
-    {"address", 0, A::kRequired, S::kRefused, false, "ADDR", "page server or service address"},
-    {"port", 0, A::kRequired, S::kRefused, false, "PORT", "page server port"},
-    {"ps-socket", 0, A::kRequired, S::kRefused, false, "FD", "page server socket"},
     {"prev-images-dir", 0, A::kRequired, S::kRefused, false, "DIR",
      "images of the previous (pre-)dump"},
     {"track-mem", 0, A::kNone, S::kRefused, true, nullptr, "track memory changes"},
@@ -164,7 +174,6 @@ constexpr OptionSpec kTable[] = {
     {"empty-ns", 0, A::kRequired, S::kRefused, false, "net", "create an empty namespace"},
     {"lsm-profile", 0, A::kRequired, S::kRefused, false, "TYPE:NAME",
      "LSM profile of restored tasks"},
-    {"status-fd", 0, A::kRequired, S::kRefused, false, "FD", "report readiness on FD"},
     {"stream", 0, A::kNone, S::kRefused, true, nullptr, "images through criu-image-streamer"},
     {"unprivileged", 0, A::kNone, S::kRefused, true, nullptr, "run as a non-root user"},
     {"allow-uprobes", 0, A::kNone, S::kRefused, true, nullptr, "dump uprobes areas"},
@@ -241,6 +250,7 @@ struct Parser {
       if (name == "file-locks") o->file_locks = false;
       if (name == "link-remap") o->link_remap = false;
       if (name == "display-stats") o->display_stats = false;
+      if (name == "page-server") o->page_server = false;
       if (name == "extra") o->check_extra = false;
       if (name == "experimental") o->check_experimental = false;
       return;
@@ -334,6 +344,20 @@ struct Parser {
     } else if (name == "stats-json") {
       if (!*arg) fail("--stats-json{} needs a file name", from(src));
       o->stats_json = arg;
+    } else if (name == "page-server") {
+      o->page_server = true;
+    } else if (name == "address") {
+      if (!*arg) fail("--address{} needs an address", from(src));
+      o->address = arg;
+    } else if (name == "port") {
+      o->port = pageserver::parse_port(arg, true);
+    } else if (name == "ps-socket" || name == "status-fd") {
+      char* end;
+      errno = 0;
+      long fd = std::strtol(arg, &end, 10);
+      if (end == arg || *end || errno || fd < 0 || fd > INT_MAX)
+        fail("bad descriptor '{}' for --{}{}: give a file descriptor number", arg, name, from(src));
+      (name == "ps-socket" ? o->ps_socket : o->status_fd) = static_cast<int>(fd);
     } else if (name == "feature") {
       o->features.push_back(arg);
     } else if (name == "all") {
@@ -561,7 +585,7 @@ void check_action(const Options& o) {
       fail("unexpected argument '{}' after '{}': {} takes options only", o.action_args.front(), a,
            a);
   };
-  if (a == "dump" || a == "restore" || a == "check") return no_args();
+  if (a == "dump" || a == "restore" || a == "check" || a == "page-server") return no_args();
   if (a == "cpuinfo") {
     if (o.action_args.empty()) fail("cpuinfo needs a sub-command: cpuinfo dump or cpuinfo check");
     const std::string& sub = o.action_args.front();
@@ -585,7 +609,7 @@ void check_action(const Options& o) {
           "the image tool's '{}' comes first, with its own options: cryo {} ... (see cryo {} "
           "--help)",
           a, a, a);
-  for (const char* v : {"pre-dump", "page-server", "lazy-pages", "service", "dedup"})
+  for (const char* v : {"pre-dump", "lazy-pages", "service", "dedup"})
     if (a == v) {
       no_args();
       fail("'{}' is not supported by cryo yet", a);
@@ -659,9 +683,10 @@ void usage() {
       "  cryo dump -t PID [-D DIR] [<options>]\n"
       "  cryo restore [-D DIR] [<options>]\n"
       "  cryo check [--feature NAME | --extra | --experimental | --all]\n"
+      "  cryo page-server -D DIR --port PORT [--address ADDR] [-d] [--status-fd FD]\n"
       "\n"
-      "cryo takes CRIU %s's command line. Not supported yet: pre-dump, page-server,\n"
-      "lazy-pages, service, swrk, dedup, cpuinfo dump|check.\n"
+      "cryo takes CRIU %s's command line. Not supported yet: pre-dump, lazy-pages,\n"
+      "service, swrk, dedup, cpuinfo dump|check.\n"
       "Options come from /etc/criu/default.conf, ~/.criu/default.conf, $CRIU_CONFIG_FILE,\n"
       "--config FILE, then the command line. Flags can be negated: --no-shell-job.\n",
       kCriuVersion);
@@ -726,7 +751,10 @@ void man_page() {
       ".TP\n\\fBcheck\\fR\ndoes this kernel offer what cryo needs? With \\fB\\-\\-feature\\fR "
       "\\fINAME\\fR: prints \\fINAME\\fR \\fBis supported\\fR and exits 0 when both the "
       "kernel and cryo support it, else exits 1 saying which one lacks it\n"
-      ".TP\n\\fBpre\\-dump\\fR, \\fBpage\\-server\\fR, \\fBlazy\\-pages\\fR, \\fBservice\\fR, "
+      ".TP\n\\fBpage\\-server\\fR\nreceive the pages of a \\fBdump \\-\\-page\\-server\\fR over "
+      "TCP "
+      "(CRIU 4.2's protocol) and write them in \\fB\\-D\\fR \\fIDIR\\fR as the dump would\n"
+      ".TP\n\\fBpre\\-dump\\fR, \\fBlazy\\-pages\\fR, \\fBservice\\fR, "
       "\\fBswrk\\fR, \\fBdedup\\fR, \\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
       "CRIU's; refused by name: not supported yet\n"
       ".SH OPTIONS\n",

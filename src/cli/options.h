@@ -33,6 +33,11 @@ struct Options {
   bool check_experimental = false;       // check --experimental
   std::vector<std::string> features;     // check --feature NAME (repeatable)
   std::string stats_json;                // --stats-json FILE
+  bool page_server = false;              // dump: --page-server
+  std::string address;                   // --address: the page server's (or to listen on)
+  int port = -1;                         // --port, -1 when not given
+  int ps_socket = -1;                    // --ps-socket FD
+  int status_fd = -1;                    // --status-fd FD
   std::vector<std::string> action_args;  // words after the action: "cpuinfo dump", "swrk FD"
 };
 

@@ -22,6 +22,7 @@
 #include "dump/files.h"
 #include "dump/image_workers.h"
 #include "dump/mm.h"
+#include "dump/page_sink.h"
 #include "dump/seccomp.h"
 #include "dump/sysv_shm.h"
 #include "dump/timens.h"
@@ -30,6 +31,7 @@
 #include "image/stats.h"
 #include "infect/frozen_tree.h"
 #include "inventory.pb.h"
+#include "pageserver/client.h"
 #include "proc/proc.h"
 #include "pstree.pb.h"
 
@@ -129,6 +131,12 @@ void run(const Options& opts) {
   if (::unlink((opts.dir + "/inventory.img").c_str()) < 0 && errno != ENOENT)
     fail_sys("cannot remove the old {}/inventory.img", opts.dir);
   image::StatsJsonFile json(opts.stats_json);
+  // Connected before the tree is frozen: an unreachable page server leaves it untouched.
+  std::unique_ptr<PageSink> pages =
+      !opts.page_server ? local_sink(opts.dir)
+      : opts.ps_socket >= 0
+          ? pageserver::remote_sink(pageserver::adopt_socket(opts.ps_socket), true)
+          : pageserver::remote_sink(pageserver::connect_to(opts.address, opts.port), false);
   progress::Reporter progress("dump");
   progress::phase("freezing");
   auto t_start = clock::now();
@@ -171,7 +179,7 @@ void run(const Options& opts) {
   fo.in_tree = [&](pid_t p) { return tree.contains(p); };
   FileTable files(std::move(fo));
   // After the tree: on failure the workers stop before the tree is let go.
-  ImageWorkers images(opts.dir);
+  ImageWorkers images(opts.dir, *pages);
   uint32_t next_pages_id = 1;
   std::string& dir = const_cast<std::string&>(opts.dir);
   std::map<pid_t, int64_t> estimate;
@@ -253,7 +261,8 @@ void run(const Options& opts) {
   progress::phase(fmt::format("memory of task {}", tasks.back().pid));
   const PageStats mem = images.finish();
   progress::phase("shared memory");
-  ShmemPages shpages = shmem.dump(dir, &next_pages_id);
+  ShmemPages shpages = shmem.dump(*pages, &next_pages_id);
+  pages->finish();
   sysv.dump(dir, kobj_ids(root.pid).ipc_ns_id());
   progress::phase("writing images");
   files.write(dir);

@@ -21,6 +21,11 @@ struct Options {
   unsigned timeout = 10;
   bool display_stats = false;
   std::string stats_json;  // --stats-json FILE (relative to the current directory)
+  // --page-server: pages go to ADDRESS:PORT, or over the connected socket ps_socket.
+  bool page_server = false;
+  std::string address;
+  uint16_t port = 0;
+  int ps_socket = -1;
 };
 
 void run(const Options& opts);

@@ -74,8 +74,7 @@ struct PrivateVma {
 // The page image of one task, being written by the workers.
 struct TaskPages {
   pid_t pid = 0;
-  std::string name;  // pages-N.img
-  Fd out;
+  std::unique_ptr<PageImage> image;
   Fd mem;  // /proc/PID/mem, opened when a mapping without PROT_READ has pages
   std::atomic<size_t> pieces_left{0};
   uint64_t scanned = 0, written = 0;
@@ -110,6 +109,7 @@ struct WorkerState {
 
 struct ImageWorkers::Impl {
   std::string dir;
+  PageSink* sink = nullptr;
   std::mutex mu;
   std::condition_variable work_cv, idle_cv;
   std::deque<Job> queue;
@@ -123,11 +123,14 @@ struct ImageWorkers::Impl {
   void work();
   void scan(Job& job, WorkerState& ws);
   void copy(Piece& p, WorkerState& ws);
+  void transfer(Piece& p, WorkerState& ws);
   void done(TaskPages& t);
 };
 
-ImageWorkers::ImageWorkers(std::string dir) : dir_(dir), impl_(std::make_unique<Impl>()) {
+ImageWorkers::ImageWorkers(std::string dir, PageSink& sink)
+    : dir_(dir), impl_(std::make_unique<Impl>()) {
   impl_->dir = std::move(dir);
+  impl_->sink = &sink;
   unsigned n = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxWorkers);
   // Workers take no signal: the stop signals and the wait alarms are the tracer thread's.
   sigset_t all, old;
@@ -222,14 +225,9 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
   const pid_t pid = job.pid;
   auto task = std::make_shared<TaskPages>();
   task->pid = pid;
-  task->name = fmt::format("pages-{}.img", job.pages_id);
   Fd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
   if (!pagemap) fail_sys("cannot open /proc/{}/pagemap", pid);
-  task->out = image::create_raw(dir, task->name);
-  image::Writer pm(dir, fmt::format("pagemap-{}.img", pid), image::magic::kPagemap);
-  pagemap_head head;
-  head.set_pages_id(job.pages_id);
-  pm.put(head);
+  std::vector<pagemap_entry> entries;
 
   const uint64_t zpfn = zero_pfn();
   std::vector<Piece> pieces;
@@ -284,10 +282,11 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
         e.set_vaddr((first + i) * kernel::kPageSize);
         e.set_nr_pages(static_cast<uint32_t>(j - i));
         e.set_flags(image::kPePresent);
-        pm.put(e);
+        entries.push_back(std::move(e));
         task->written += j - i;
         for (uint64_t k = i; k < j;) {
-          const bool alone = (ws.pme[k] & (kPmPresent | kPmExclusive)) == (kPmPresent | kPmExclusive);
+          const bool alone =
+              (ws.pme[k] & (kPmPresent | kPmExclusive)) == (kPmPresent | kPmExclusive);
           uint64_t m = k + 1;
           while (m < j && ((ws.pme[m] & (kPmPresent | kPmExclusive)) ==
                            (kPmPresent | kPmExclusive)) == alone)
@@ -305,8 +304,15 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
     task->mem.reset(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
     if (!task->mem) fail_sys("cannot open /proc/{}/mem", pid);
   }
-  pm.close();
+  // A streamed sink may wait here for another worker's image: the scan is done by then.
+  task->image = sink->open(PagemapKind::kTask, static_cast<uint64_t>(pid), job.pages_id);
+  for (const pagemap_entry& e : entries) task->image->entry(e);
   progress::add_total(static_cast<int64_t>(task->written) - job.estimate);
+  if (sink->streamed()) {
+    for (Piece& p : pieces) transfer(p, ws);
+    done(*task);
+    return;
+  }
   if (pieces.empty()) {
     done(*task);
     return;
@@ -324,7 +330,8 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
   work_cv.notify_all();
 }
 
-void ImageWorkers::Impl::copy(Piece& p, WorkerState& ws) {
+// Reads a piece and gives it to the task's image.
+void ImageWorkers::Impl::transfer(Piece& p, WorkerState& ws) {
   interrupt_point();
   TaskPages& t = *p.task;
   auto t0 = Clock::now();
@@ -347,13 +354,7 @@ void ImageWorkers::Impl::copy(Piece& p, WorkerState& ws) {
     }
   }
   auto t1 = Clock::now();
-  for (size_t off = 0; off < p.bytes;) {
-    ssize_t n =
-        ::pwrite(t.out.get(), buf + off, p.bytes - off, static_cast<off_t>(p.file_off + off));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail_sys("cannot write image {}/{}", dir, t.name);
-    off += static_cast<size_t>(n);
-  }
+  t.image->write(p.file_off, buf, p.bytes);
   double read_s = std::chrono::duration<double>(t1 - t0).count(), write_s = seconds_since(t1);
   progress::add_done(p.bytes / kernel::kPageSize);
   {
@@ -361,11 +362,16 @@ void ImageWorkers::Impl::copy(Piece& p, WorkerState& ws) {
     stats.read_seconds += read_s;
     stats.write_seconds += write_s;
   }
-  if (--t.pieces_left == 0) done(t);
+}
+
+void ImageWorkers::Impl::copy(Piece& p, WorkerState& ws) {
+  transfer(p, ws);
+  if (--p.task->pieces_left == 0) done(*p.task);
 }
 
 void ImageWorkers::Impl::done(TaskPages& t) {
-  if (::close(t.out.release()) < 0) fail_sys("cannot write image {}/{}", dir, t.name);
+  auto image = std::move(t.image);
+  image->close();
   t.mem.reset();
   log::info("task {}: {} pages scanned, {} dumped", t.pid, t.scanned, t.written);
   std::lock_guard lock(mu);

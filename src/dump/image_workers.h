@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "dump/page_sink.h"
 #include "image/image.h"
 #include "mm.pb.h"
 
@@ -27,10 +28,13 @@ struct PageStats {
 // Each task's present pages are cut into pieces of at most 1 MiB, which any worker reads into
 // a buffer of its own (reused for every task, so faulted in once per dump, and small enough
 // to stay in the cache until it is written) and writes at its offset in the task's page image.
-// Pieces of one task go to every worker: while one reads, another writes.
+// Pieces of one task go to every worker: while one reads, another writes. A streamed sink
+// (a page server) takes a task's pieces in order: the worker that scanned the task copies
+// them all, one after the other, while the others scan and copy other tasks.
 class ImageWorkers {
  public:
-  explicit ImageWorkers(std::string dir);
+  // Small images go into `dir`, pages to `sink` (which must outlive the workers).
+  ImageWorkers(std::string dir, PageSink& sink);
   // Abandons queued work and waits for the jobs being run.
   ~ImageWorkers();
   ImageWorkers(const ImageWorkers&) = delete;

@@ -25,7 +25,7 @@ void ShmemTable::add_link(uint64_t inode, const std::string& link, pid_t pid) {
   objects_.try_emplace(inode, Where{pid, link});
 }
 
-ShmemPages ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
+ShmemPages ShmemTable::dump(PageSink& sink, uint32_t* next_pages_id) {
   ShmemPages pages;
   for (const auto& [inode, w] : objects_) {
     // The object itself, through a /proc link: its holes are skipped with
@@ -36,45 +36,49 @@ ShmemPages ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
     off_t size = ::lseek(fd.get(), 0, SEEK_END);
     pages.scanned +=
         kernel::page_up(static_cast<uint64_t>(std::max<off_t>(size, 0))) / kernel::kPageSize;
-    uint32_t pages_id = (*next_pages_id)++;
-    std::string pages_name = fmt::format("pages-{}.img", pages_id);
-    Fd out = image::create_raw(dir, pages_name);
-    image::Writer pm(dir, fmt::format("pagemap-shmem-{}.img", inode), image::magic::kPagemap);
-    pagemap_head head;
-    head.set_pages_id(pages_id);
-    pm.put(head);
-    std::vector<char> buf(4 << 20);
-    off_t pos = 0;
-    while (pos < size) {
+    // The extents with data, first: a streamed sink takes every entry before the pages.
+    struct Extent {
+      off_t data, hole, end;
+    };
+    std::vector<Extent> extents;
+    for (off_t pos = 0; pos < size;) {
       off_t data = ::lseek(fd.get(), pos, SEEK_DATA);
       if (data < 0) break;  // ENXIO: no more data
       off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
       if (hole < 0) hole = size;
       // Whole pages: a file whose size is not page-aligned ends in a partial page.
       off_t end = static_cast<off_t>(kernel::page_up(static_cast<uint64_t>(hole)));
+      extents.push_back({data, hole, end});
+      pos = hole;
+    }
+    auto img = sink.open(PagemapKind::kShmem, inode, (*next_pages_id)++);
+    for (const Extent& x : extents) {
       pagemap_entry e;
-      e.set_vaddr(static_cast<uint64_t>(data));
-      e.set_nr_pages(static_cast<uint32_t>((end - data) / kernel::kPageSize));
+      e.set_vaddr(static_cast<uint64_t>(x.data));
+      e.set_nr_pages(static_cast<uint32_t>((x.end - x.data) / kernel::kPageSize));
       e.set_flags(image::kPePresent);
-      pm.put(e);
-      for (off_t off = data; off < end;) {
-        size_t n = std::min<size_t>(buf.size(), static_cast<size_t>(end - off));
+      img->entry(e);
+    }
+    std::vector<char> buf(4 << 20);
+    uint64_t out = 0;
+    for (const Extent& x : extents) {
+      for (off_t off = x.data; off < x.end;) {
+        size_t n = std::min<size_t>(buf.size(), static_cast<size_t>(x.end - off));
         std::fill(buf.begin(), buf.begin() + static_cast<long>(n), 0);
-        if (off < hole) {
-          size_t want = std::min<size_t>(n, static_cast<size_t>(hole - off));
+        if (off < x.hole) {
+          size_t want = std::min<size_t>(n, static_cast<size_t>(x.hole - off));
           if (::pread(fd.get(), buf.data(), want, off) != static_cast<ssize_t>(want))
             fail_sys("cannot read shared memory object {} at {}", inode, off);
         }
-        if (::write(out.get(), buf.data(), n) != static_cast<ssize_t>(n))
-          fail_sys("cannot write image {}/{}", dir, pages_name);
+        img->write(out, buf.data(), n);
+        out += n;
         off += static_cast<off_t>(n);
         progress::add_total(static_cast<int64_t>(n / kernel::kPageSize));
         progress::add_done(n / kernel::kPageSize);
       }
-      pages.written += static_cast<uint64_t>(end - data) / kernel::kPageSize;
-      pos = hole;
+      pages.written += static_cast<uint64_t>(x.end - x.data) / kernel::kPageSize;
     }
-    pm.close();
+    img->close();
     log::info("shared memory object {} ({} bytes) dumped from task {}", inode, size, w.pid);
   }
   return pages;
