@@ -46,7 +46,7 @@ int run(int argc, char** argv) {
     if (int sig = cryo::stop_signal()) ::raise(sig);
   }
   try {
-    if (o.action == "dump" || o.action == "restore") {
+    if (o.action == "dump" || o.action == "restore" || o.action == "page-server") {
       struct stat st;
       if (::stat(o.images_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
         cryo::fail("images directory {} does not exist or is not a directory", o.images_dir);
