@@ -77,12 +77,14 @@ struct TaskPages {
   std::unique_ptr<PageImage> image;
   Fd mem;  // /proc/PID/mem, opened when a mapping without PROT_READ has pages
   std::atomic<size_t> pieces_left{0};
+  size_t next_write = 0;  // a streamed image's next piece (under Impl::mu)
   uint64_t scanned = 0, written = 0;
 };
 
 // Bytes [file_off, file_off + bytes) of a task's page image: the task's memory at `remote`.
 struct Piece {
   std::shared_ptr<TaskPages> task;
+  size_t index = 0;  // in the task's image
   uint64_t file_off = 0;
   size_t bytes = 0;
   bool readable = true;
@@ -112,6 +114,7 @@ struct ImageWorkers::Impl {
   PageSink* sink = nullptr;
   std::mutex mu;
   std::condition_variable work_cv, idle_cv;
+  std::condition_variable turn_cv;  // a streamed image's next piece may go
   std::deque<Job> queue;
   size_t busy = 0;
   bool stopping = false;
@@ -123,7 +126,6 @@ struct ImageWorkers::Impl {
   void work();
   void scan(Job& job, WorkerState& ws);
   void copy(Piece& p, WorkerState& ws);
-  void transfer(Piece& p, WorkerState& ws);
   void done(TaskPages& t);
 };
 
@@ -152,6 +154,7 @@ ImageWorkers::~ImageWorkers() {
     impl_->queue.clear();
   }
   impl_->work_cv.notify_all();
+  impl_->turn_cv.notify_all();
   for (auto& w : impl_->workers) w.join();
 }
 
@@ -212,6 +215,7 @@ void ImageWorkers::Impl::work() {
     } catch (...) {
       std::lock_guard lock(mu);
       if (!error) error = std::current_exception();
+      turn_cv.notify_all();
       queue.clear();  // the dump fails: the rest is not worth copying
     }
     std::lock_guard lock(mu);
@@ -239,6 +243,7 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
       if (!p || p->bytes == kPiece || p->remote.size() == kMaxIov || p->readable != readable) {
         p = &pieces.emplace_back();
         p->task = task;
+        p->index = pieces.size() - 1;
         p->file_off = file_off;
         p->readable = readable;
       }
@@ -308,11 +313,6 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
   task->image = sink->open(PagemapKind::kTask, static_cast<uint64_t>(pid), job.pages_id);
   for (const pagemap_entry& e : entries) task->image->entry(e);
   progress::add_total(static_cast<int64_t>(task->written) - job.estimate);
-  if (sink->streamed()) {
-    for (Piece& p : pieces) transfer(p, ws);
-    done(*task);
-    return;
-  }
   if (pieces.empty()) {
     done(*task);
     return;
@@ -331,7 +331,7 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
 }
 
 // Reads a piece and gives it to the task's image.
-void ImageWorkers::Impl::transfer(Piece& p, WorkerState& ws) {
+void ImageWorkers::Impl::copy(Piece& p, WorkerState& ws) {
   interrupt_point();
   TaskPages& t = *p.task;
   auto t0 = Clock::now();
@@ -354,7 +354,20 @@ void ImageWorkers::Impl::transfer(Piece& p, WorkerState& ws) {
     }
   }
   auto t1 = Clock::now();
+  if (sink->streamed()) {
+    // Pieces are read in parallel but go out in order. The pieces of one image are taken
+    // from the queue in order (the image is opened before they are queued, and one image
+    // is open at a time), so the piece before this one is always being handled.
+    std::unique_lock lock(mu);
+    turn_cv.wait(lock, [&] { return t.next_write == p.index || error || stopping; });
+    if (t.next_write != p.index) fail("the dump of the memory of task {} was abandoned", t.pid);
+  }
   t.image->write(p.file_off, buf, p.bytes);
+  if (sink->streamed()) {
+    std::lock_guard lock(mu);
+    t.next_write++;
+  }
+  if (sink->streamed()) turn_cv.notify_all();
   double read_s = std::chrono::duration<double>(t1 - t0).count(), write_s = seconds_since(t1);
   progress::add_done(p.bytes / kernel::kPageSize);
   {
@@ -362,11 +375,7 @@ void ImageWorkers::Impl::transfer(Piece& p, WorkerState& ws) {
     stats.read_seconds += read_s;
     stats.write_seconds += write_s;
   }
-}
-
-void ImageWorkers::Impl::copy(Piece& p, WorkerState& ws) {
-  transfer(p, ws);
-  if (--p.task->pieces_left == 0) done(*p.task);
+  if (--t.pieces_left == 0) done(t);
 }
 
 void ImageWorkers::Impl::done(TaskPages& t) {

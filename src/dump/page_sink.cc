@@ -1,5 +1,6 @@
 #include "dump/page_sink.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,6 +40,16 @@ class LocalImage final : public PageImage {
     }
   }
 
+  void write_from_pipe(uint64_t off, int pipe, size_t len) override {
+    loff_t at = static_cast<loff_t>(off);
+    while (len > 0) {
+      ssize_t n = ::splice(pipe, nullptr, pages_.get(), &at, len, SPLICE_F_MOVE);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail_sys("cannot write image {}/{}", dir_, pages_name_);
+      len -= static_cast<size_t>(n);
+    }
+  }
+
   void close() override {
     pm_.close();
     if (::close(pages_.release()) < 0) fail_sys("cannot write image {}/{}", dir_, pages_name_);
@@ -68,6 +79,10 @@ class LocalSink final : public PageSink {
 };
 
 }  // namespace
+
+void PageImage::write_from_pipe(uint64_t, int, size_t) {
+  fail("internal: this page image takes no pipe");
+}
 
 std::string pagemap_name(PagemapKind kind, uint64_t id) {
   return kind == PagemapKind::kTask ? fmt::format("pagemap-{}.img", id)

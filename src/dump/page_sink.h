@@ -28,6 +28,9 @@ class PageImage {
   // `len` bytes of pages at offset `off` of the pages image. A streamed image takes them in
   // order (off is where the previous write ended).
   virtual void write(uint64_t off, const void* data, size_t len) = 0;
+  // The same, taking `len` bytes from the pipe `pipe` (splice: no copy through user memory).
+  // Only local images take it.
+  virtual void write_from_pipe(uint64_t off, int pipe, size_t len);
   // Ends the image; an image destroyed without close() is abandoned.
   virtual void close() = 0;
 };

@@ -1,6 +1,7 @@
 #include "pageserver/connection.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -76,6 +77,16 @@ bool Connection::recv_or_eof(void* data, size_t len) {
 
 void Connection::recv(void* data, size_t len) {
   if (!recv_or_eof(data, len)) fail("lost the connection to {}: it hung up", peer_);
+}
+
+size_t Connection::recv_to_pipe(int pipe, size_t len) {
+  for (;;) {
+    ssize_t n = ::splice(fd_.get(), nullptr, pipe, nullptr, len, SPLICE_F_MOVE);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) lost(peer_, "receiving", errno);
+    if (n == 0) fail("lost the connection to {}: it hung up in the middle of a message", peer_);
+    return static_cast<size_t>(n);
+  }
 }
 
 void Connection::wait_hangup() {

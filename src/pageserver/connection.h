@@ -20,6 +20,8 @@ class Connection {
   void recv(void* data, size_t len);
   // As recv(), but false when the peer closed the connection before the first byte.
   bool recv_or_eof(void* data, size_t len);
+  // Moves up to `len` received bytes into the pipe `pipe` (at least one); returns how many.
+  size_t recv_to_pipe(int pipe, size_t len);
   // Waits until the peer closes its side; throws if it sends anything instead.
   void wait_hangup();
   const std::string& peer() const { return peer_; }

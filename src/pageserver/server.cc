@@ -20,12 +20,21 @@
 namespace cryo::pageserver {
 namespace {
 
-constexpr size_t kBuffer = 4 << 20;
+constexpr int kPipe = 1 << 20;  // bytes the pipe may hold (the default limit for root)
 
 class Session {
  public:
   Session(Connection& conn, const std::string& dir)
-      : conn_(conn), dir_(dir), sink_(dump::local_sink(dir)), buf_(kBuffer) {}
+      : conn_(conn), dir_(dir), sink_(dump::local_sink(dir)) {
+    // Pages go from the socket to the image through a pipe, never through cryo's memory.
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) < 0) fail_sys("cannot create a pipe for the page server");
+    pipe_r_.reset(p[0]);
+    pipe_w_.reset(p[1]);
+    ::fcntl(p[1], F_SETPIPE_SZ, kPipe);
+    int size = ::fcntl(p[1], F_GETPIPE_SZ);
+    pipe_size_ = size > 0 ? static_cast<size_t>(size) : 65536;
+  }
 
   // True once the dump ended the protocol with CLOSE (not FORCE_CLOSE).
   bool run() {
@@ -128,9 +137,8 @@ class Session {
     if (!(fl & image::kPePresent)) return;
     uint64_t left = h.nr_pages * kernel::kPageSize;
     while (left > 0) {
-      size_t n = static_cast<size_t>(std::min<uint64_t>(left, buf_.size()));
-      conn_.recv(buf_.data(), n);
-      image_->write(off_, buf_.data(), n);
+      size_t n = conn_.recv_to_pipe(pipe_w_.get(), std::min<uint64_t>(left, pipe_size_));
+      image_->write_from_pipe(off_, pipe_r_.get(), n);
       off_ += n;
       left -= n;
     }
@@ -145,7 +153,8 @@ class Session {
   uint64_t id_ = 0, dst_ = 0, off_ = 0;
   uint32_t next_pages_id_ = kServerPagesIdBase;
   uint64_t images_ = 0, pages_ = 0;
-  std::vector<char> buf_;
+  Fd pipe_r_, pipe_w_;
+  size_t pipe_size_ = 0;
 };
 
 void become_daemon() {
