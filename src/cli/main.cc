@@ -27,6 +27,17 @@ std::string log_path(const cryo::cli::Options& o) {
   return base + "/" + o.log_file;
 }
 
+cryo::pageserver::TlsOptions tls_options(const cryo::cli::Options& o) {
+  cryo::pageserver::TlsOptions t;
+  t.enabled = o.tls;
+  t.cacert = o.tls_cacert;
+  t.cacrl = o.tls_cacrl;
+  t.cert = o.tls_cert;
+  t.key = o.tls_key;
+  t.no_cn_verify = o.tls_no_cn_verify;
+  return t;
+}
+
 int run(int argc, char** argv) {
   // The image tool (decode, encode, show) has its own command line.
   if (argc > 1 && cryo::imgtool::is_verb(argv[1]))
@@ -63,6 +74,7 @@ int run(int argc, char** argv) {
       s.daemon = o.restore_detached;
       s.status_fd = o.status_fd;
       s.ps_socket = o.ps_socket;
+      s.tls = tls_options(o);
       return cryo::pageserver::run_server(s);
     }
     // Ctrl-C, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly: the dumped tree
@@ -84,13 +96,14 @@ int run(int argc, char** argv) {
       d.display_stats = o.display_stats;
       d.stats_json = o.stats_json;
       d.page_server = o.page_server;
-      d.address = o.address;
-      d.ps_socket = o.ps_socket;
+      d.ps.address = o.address;
+      d.ps.ps_socket = o.ps_socket;
+      d.ps.tls = tls_options(o);
       if (o.page_server && o.ps_socket < 0) {
         if (o.address.empty() || o.port < 0)
           cryo::fail("--page-server needs --address ADDR and --port PORT (or --ps-socket FD)");
         if (o.port == 0) cryo::fail("--page-server: --port 0 names no server: give its port");
-        d.port = static_cast<uint16_t>(o.port);
+        d.ps.port = static_cast<uint16_t>(o.port);
       }
       cryo::dump::run(d);
       cryo::log::info("Dumping finished successfully");

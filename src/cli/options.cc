@@ -86,6 +86,19 @@ constexpr OptionSpec kTable[] = {
      "dump and page-server: use the connected socket FD instead of --address and --port"},
     {"status-fd", 0, A::kRequired, S::kImplemented, false, "FD",
      "page-server: write one zero byte to FD once listening, then close it"},
+    {"tls", 0, A::kNone, S::kImplemented, true, nullptr,
+     "dump --page-server and page-server: TLS (GnuTLS, X.509 certificates at both ends)"},
+    {"tls-cacert", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "CA certificate the peer's must chain to (default /etc/pki/CA/cacert.pem and the "
+     "system's CAs)"},
+    {"tls-cacrl", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "certificate revocation list (default /etc/pki/CA/cacrl.pem, if readable)"},
+    {"tls-cert", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "own certificate (default /etc/pki/criu/cert.pem)"},
+    {"tls-key", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "own private key (default /etc/pki/criu/private/key.pem)"},
+    {"tls-no-cn-verify", 0, A::kNone, S::kImplemented, false, nullptr,
+     "do not check that the peer's certificate names its --address"},
     // Check.
     {"feature", 0, A::kRequired, S::kImplemented, false, "NAME",
      "check: only check feature NAME (repeatable; see cryo check --all)"},
@@ -177,12 +190,6 @@ constexpr OptionSpec kTable[] = {
     {"stream", 0, A::kNone, S::kRefused, true, nullptr, "images through criu-image-streamer"},
     {"unprivileged", 0, A::kNone, S::kRefused, true, nullptr, "run as a non-root user"},
     {"allow-uprobes", 0, A::kNone, S::kRefused, true, nullptr, "dump uprobes areas"},
-    {"tls", 0, A::kNone, S::kRefused, true, nullptr, "TLS for the page server"},
-    {"tls-cacert", 0, A::kRequired, S::kRefused, false, "FILE", "TLS CA certificate"},
-    {"tls-cacrl", 0, A::kRequired, S::kRefused, false, "FILE", "TLS revocation list"},
-    {"tls-cert", 0, A::kRequired, S::kRefused, false, "FILE", "TLS certificate"},
-    {"tls-key", 0, A::kRequired, S::kRefused, false, "FILE", "TLS key"},
-    {"tls-no-cn-verify", 0, A::kNone, S::kRefused, false, nullptr, "TLS without CN check"},
     {"ms", 0, A::kNone, S::kRemoved, false, nullptr, "removed in CRIU: use check --extra or --all"},
     {"help-man", 0, A::kNone, S::kHidden, false, nullptr, "print cryo(8)"},
 };
@@ -251,6 +258,7 @@ struct Parser {
       if (name == "link-remap") o->link_remap = false;
       if (name == "display-stats") o->display_stats = false;
       if (name == "page-server") o->page_server = false;
+      if (name == "tls") o->tls = false;
       if (name == "extra") o->check_extra = false;
       if (name == "experimental") o->check_experimental = false;
       return;
@@ -358,6 +366,16 @@ struct Parser {
       if (end == arg || *end || errno || fd < 0 || fd > INT_MAX)
         fail("bad descriptor '{}' for --{}{}: give a file descriptor number", arg, name, from(src));
       (name == "ps-socket" ? o->ps_socket : o->status_fd) = static_cast<int>(fd);
+    } else if (name == "tls") {
+      o->tls = true;
+    } else if (name == "tls-no-cn-verify") {
+      o->tls_no_cn_verify = true;
+    } else if (name.starts_with("tls-")) {
+      if (!*arg) fail("--{}{} needs a file name", name, from(src));
+      (name == "tls-cacert"  ? o->tls_cacert
+       : name == "tls-cacrl" ? o->tls_cacrl
+       : name == "tls-cert"  ? o->tls_cert
+                             : o->tls_key) = arg;
     } else if (name == "feature") {
       o->features.push_back(arg);
     } else if (name == "all") {

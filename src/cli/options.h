@@ -28,16 +28,19 @@ struct Options {
   unsigned timeout = 10;           // seconds the tree has to stop (CRIU's default)
   bool restore_detached = false;
   bool display_stats = false;
-  bool check_all = false;                // check --all: --extra and --experimental
-  bool check_extra = false;              // check --extra
-  bool check_experimental = false;       // check --experimental
-  std::vector<std::string> features;     // check --feature NAME (repeatable)
-  std::string stats_json;                // --stats-json FILE
-  bool page_server = false;              // dump: --page-server
-  std::string address;                   // --address: the page server's (or to listen on)
-  int port = -1;                         // --port, -1 when not given
-  int ps_socket = -1;                    // --ps-socket FD
-  int status_fd = -1;                    // --status-fd FD
+  bool check_all = false;             // check --all: --extra and --experimental
+  bool check_extra = false;           // check --extra
+  bool check_experimental = false;    // check --experimental
+  std::vector<std::string> features;  // check --feature NAME (repeatable)
+  std::string stats_json;             // --stats-json FILE
+  bool page_server = false;           // dump: --page-server
+  std::string address;                // --address: the page server's (or to listen on)
+  int port = -1;                      // --port, -1 when not given
+  int ps_socket = -1;                 // --ps-socket FD
+  int status_fd = -1;                 // --status-fd FD
+  bool tls = false;                   // --tls and its files (page server connection)
+  std::string tls_cacert, tls_cacrl, tls_cert, tls_key;
+  bool tls_no_cn_verify = false;
   std::vector<std::string> action_args;  // words after the action: "cpuinfo dump", "swrk FD"
 };
 

@@ -133,10 +133,7 @@ void run(const Options& opts) {
   image::StatsJsonFile json(opts.stats_json);
   // Connected before the tree is frozen: an unreachable page server leaves it untouched.
   std::unique_ptr<PageSink> pages =
-      !opts.page_server ? local_sink(opts.dir)
-      : opts.ps_socket >= 0
-          ? pageserver::remote_sink(pageserver::adopt_socket(opts.ps_socket), true)
-          : pageserver::remote_sink(pageserver::connect_to(opts.address, opts.port), false);
+      opts.page_server ? pageserver::remote_sink(opts.ps) : local_sink(opts.dir);
   progress::Reporter progress("dump");
   progress::phase("freezing");
   auto t_start = clock::now();

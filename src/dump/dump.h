@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "pageserver/client.h"
+
 namespace cryo::dump {
 
 struct Options {
@@ -21,11 +23,9 @@ struct Options {
   unsigned timeout = 10;
   bool display_stats = false;
   std::string stats_json;  // --stats-json FILE (relative to the current directory)
-  // --page-server: pages go to ADDRESS:PORT, or over the connected socket ps_socket.
+  // --page-server: the pages go to a page server.
   bool page_server = false;
-  std::string address;
-  uint16_t port = 0;
-  int ps_socket = -1;
+  pageserver::ClientOptions ps;
 };
 
 void run(const Options& opts);

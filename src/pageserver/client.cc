@@ -81,6 +81,7 @@ class RemoteSink final : public dump::PageSink {
     conn_.recv(&status, sizeof(status));
     if (status != 0)
       fail("{} refused the pages it received (status {}): see its log", conn_.peer(), status);
+    conn_.end();
     turn.done();
     log::info("page server: all pages acknowledged by {}", conn_.peer());
   }
@@ -181,8 +182,11 @@ void RemoteImage::close() {
 
 }  // namespace
 
-std::unique_ptr<dump::PageSink> remote_sink(Connection conn, bool shared_socket) {
-  return std::make_unique<RemoteSink>(std::move(conn), shared_socket);
+std::unique_ptr<dump::PageSink> remote_sink(const ClientOptions& o) {
+  const bool shared = o.ps_socket >= 0;
+  Connection conn = shared ? adopt_socket(o.ps_socket) : connect_to(o.address, o.port);
+  if (o.tls.enabled) conn.start_tls(o.tls, false, o.tls.no_cn_verify ? "" : o.address);
+  return std::make_unique<RemoteSink>(std::move(conn), shared);
 }
 
 }  // namespace cryo::pageserver

@@ -47,11 +47,35 @@ std::string describe(const sockaddr* sa, socklen_t len) {
 }  // namespace
 
 Connection::Connection(Fd fd, std::string peer) : fd_(std::move(fd)), peer_(std::move(peer)) {}
+Connection::Connection(Connection&&) noexcept = default;
+Connection::~Connection() = default;
+
+void Connection::start_tls(const TlsOptions& o, bool server, const std::string& host) {
+  tls_ = std::make_unique<TlsSession>(fd_.get(), o, server, host, peer_);
+}
+
+void Connection::end() {
+  if (tls_) tls_->bye();
+}
+
+std::string Connection::hint() const {
+  // With TLS 1.3 a peer checks this side's certificate after the handshake has completed
+  // here: its refusal shows as a hang-up.
+  return tls_ ? " (over TLS: the peer may have refused this side's certificate; see its log)" : "";
+}
+
+ssize_t Connection::raw_send(const void* data, size_t len, int flags) {
+  return tls_ ? tls_->send(data, len) : ::send(fd_.get(), data, len, flags);
+}
+
+ssize_t Connection::raw_recv(void* data, size_t len, int flags) {
+  return tls_ ? tls_->recv(data, len) : ::recv(fd_.get(), data, len, flags);
+}
 
 void Connection::send(const void* data, size_t len, bool more) {
   auto p = static_cast<const char*>(data);
   while (len > 0) {
-    ssize_t n = ::send(fd_.get(), p, len, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+    ssize_t n = raw_send(p, len, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) lost(peer_, "sending", n < 0 ? errno : EPIPE);
     p += n;
@@ -63,12 +87,12 @@ bool Connection::recv_or_eof(void* data, size_t len) {
   auto p = static_cast<char*>(data);
   size_t got = 0;
   while (got < len) {
-    ssize_t n = ::recv(fd_.get(), p + got, len - got, MSG_WAITALL);
+    ssize_t n = raw_recv(p + got, len - got, MSG_WAITALL);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) lost(peer_, "receiving", errno);
     if (n == 0) {
       if (got == 0) return false;
-      fail("lost the connection to {}: it hung up in the middle of a message", peer_);
+      fail("lost the connection to {}: it hung up in the middle of a message{}", peer_, hint());
     }
     got += static_cast<size_t>(n);
   }
@@ -76,7 +100,7 @@ bool Connection::recv_or_eof(void* data, size_t len) {
 }
 
 void Connection::recv(void* data, size_t len) {
-  if (!recv_or_eof(data, len)) fail("lost the connection to {}: it hung up", peer_);
+  if (!recv_or_eof(data, len)) fail("lost the connection to {}: it hung up{}", peer_, hint());
 }
 
 size_t Connection::recv_to_pipe(int pipe, size_t len) {
@@ -92,7 +116,7 @@ size_t Connection::recv_to_pipe(int pipe, size_t len) {
 void Connection::wait_hangup() {
   char c;
   ssize_t n;
-  do n = ::recv(fd_.get(), &c, 1, 0);
+  do n = raw_recv(&c, 1, 0);
   while (n < 0 && errno == EINTR);
   if (n < 0) lost(peer_, "waiting for it to hang up", errno);
   if (n > 0) fail("{} sent data after the end of the protocol", peer_);

@@ -3,9 +3,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "base/fd.h"
+#include "pageserver/tls.h"
 
 namespace cryo::pageserver {
 
@@ -15,12 +17,20 @@ class Connection {
  public:
   // `peer` names the other side in messages ("page server 10.0.0.2:1234").
   Connection(Fd fd, std::string peer);
+  Connection(Connection&&) noexcept;
+  ~Connection();
+  // From now on, everything goes through TLS (handshake and checks done here).
+  void start_tls(const TlsOptions& o, bool server, const std::string& host);
+  bool tls() const { return tls_ != nullptr; }
+  // The end of the protocol: a TLS session is closed properly.
+  void end();
   // more: more data follows at once (the header of pages), so the kernel need not push this.
   void send(const void* data, size_t len, bool more = false);
   void recv(void* data, size_t len);
   // As recv(), but false when the peer closed the connection before the first byte.
   bool recv_or_eof(void* data, size_t len);
   // Moves up to `len` received bytes into the pipe `pipe` (at least one); returns how many.
+  // Not with TLS.
   size_t recv_to_pipe(int pipe, size_t len);
   // Waits until the peer closes its side; throws if it sends anything instead.
   void wait_hangup();
@@ -28,8 +38,12 @@ class Connection {
   int fd() const { return fd_.get(); }
 
  private:
+  std::string hint() const;
+  ssize_t raw_send(const void* data, size_t len, int flags);
+  ssize_t raw_recv(void* data, size_t len, int flags);
   Fd fd_;
   std::string peer_;
+  std::unique_ptr<TlsSession> tls_;
 };
 
 // Seconds a send or receive may wait without progress before the connection is given up.

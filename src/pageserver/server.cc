@@ -137,8 +137,16 @@ class Session {
     if (!(fl & image::kPePresent)) return;
     uint64_t left = h.nr_pages * kernel::kPageSize;
     while (left > 0) {
-      size_t n = conn_.recv_to_pipe(pipe_w_.get(), std::min<uint64_t>(left, pipe_size_));
-      image_->write_from_pipe(off_, pipe_r_.get(), n);
+      size_t n;
+      if (conn_.tls()) {  // decrypted in cryo's memory: no splice
+        if (buf_.empty()) buf_.resize(pipe_size_);
+        n = static_cast<size_t>(std::min<uint64_t>(left, buf_.size()));
+        conn_.recv(buf_.data(), n);
+        image_->write(off_, buf_.data(), n);
+      } else {
+        n = conn_.recv_to_pipe(pipe_w_.get(), std::min<uint64_t>(left, pipe_size_));
+        image_->write_from_pipe(off_, pipe_r_.get(), n);
+      }
       off_ += n;
       left -= n;
     }
@@ -155,6 +163,7 @@ class Session {
   uint64_t images_ = 0, pages_ = 0;
   Fd pipe_r_, pipe_w_;
   size_t pipe_size_ = 0;
+  std::vector<char> buf_;
 };
 
 void become_daemon() {
@@ -202,9 +211,11 @@ int run_server(const ServerOptions& o) {
     conn.emplace(accept_one(listener.get()));
     listener.reset();
   }
+  if (o.tls.enabled) conn->start_tls(o.tls, true, o.tls.no_cn_verify ? "" : o.address);
   Session session(*conn, o.dir);
   // CLOSE: the dump hangs up next; waiting for it leaves the TIME_WAIT state on its side.
   if (session.run() && o.ps_socket < 0) conn->wait_hangup();
+  conn->end();
   log::info("page server: done");
   return 0;
 }

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "pageserver/tls.h"
+
 namespace cryo::pageserver {
 
 struct ServerOptions {
@@ -14,6 +16,7 @@ struct ServerOptions {
   bool daemon = false;  // fork, and return in the parent once listening
   int status_fd = -1;   // gets one zero byte once the server listens (CRIU's --status-fd)
   int ps_socket = -1;   // serve this connected socket instead of listening
+  TlsOptions tls;       // the client's certificate must name `address`, when given
 };
 
 // Serves one connection. Returns the exit status: 0 once the dump ended the protocol and its

@@ -16,6 +16,10 @@
 #                and OPEN2 answer from the server's parent link
 #   daemon       page-server -d --status-fd: returns at once, the zero byte is written, the
 #                daemon serves a dump and exits
+#   tls          --tls with a throwaway CA (openssl): a dump through TLS restores; a peer with
+#                another CA's certificate, a server name the certificate lacks, TLS at one end
+#                only: each fails with one message, the tree runs on (--tls-no-cn-verify lets
+#                the name pass)
 #   errors       unreachable server, connection dropped mid-dump (the tree runs on intact),
 #                bad ports, missing options, an unusable images dir, a client that hangs up
 # CR_PROGS_DIR holds the test programs. Runs as root.
@@ -310,8 +314,82 @@ sk.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\1\0\0\0\0\0\0\0'); sk.clos
 	finish "$d/c" "memory (left running)"
 }
 
+# make_pki DIR: a CA, a server and a client certificate (both for IP 127.0.0.1), and a
+# certificate of another CA.
+make_pki() {
+	local d=$1 who
+	mkdir -p "$d"
+	for ca in ca other; do
+		openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/$ca.key" -out "$d/$ca.pem" -days 2 \
+			-subj "/CN=cryo test $ca" 2>"$d/openssl.err" || die "openssl: cannot make a CA"
+	done
+	printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$d/ext"
+	for who in server client stranger; do
+		local ca=ca
+		[[ $who == stranger ]] && ca=other
+		openssl req -newkey rsa:2048 -nodes -keyout "$d/$who.key" -out "$d/$who.csr" -subj "/CN=127.0.0.1" \
+			2>>"$d/openssl.err" || die "openssl: cannot make a request"
+		openssl x509 -req -in "$d/$who.csr" -CA "$d/$ca.pem" -CAkey "$d/$ca.key" -CAcreateserial \
+			-out "$d/$who.pem" -days 2 -extfile "$d/ext" 2>>"$d/openssl.err" || die "openssl: cannot sign"
+	done
+}
+
+case_tls() {
+	local d=$W/tls port pki=$W/pki
+	make_pki "$pki"
+	local srv_tls=(--tls --tls-cacert "$pki/ca.pem" --tls-cert "$pki/server.pem" --tls-key "$pki/server.key")
+	local cli_tls=(--tls --tls-cacert "$pki/ca.pem" --tls-cert "$pki/client.pem" --tls-key "$pki/client.key")
+	prog memory "$d"
+	port=$(free_port)
+	server "$d/srv" "$port" "${srv_tls[@]}"
+	"$CRYO" dump -t "$ROOT" -D "$d/img" -o dump.log -v4 --page-server --address 127.0.0.1 --port "$port" \
+		"${cli_tls[@]}" >"$d/dump.out" 2>"$d/dump.err" || die "dump over TLS failed: $(cat "$d/dump.err")"
+	wait_ok "$SRV" "cryo page-server --tls"
+	grep -q "TLS session with" "$d/srv/ps.log" || die "the server log shows no TLS session"
+	cp "$d/srv"/*.img "$d/img/"
+	restore_check "$d" "memory over TLS"
+
+	local e=$W/tls-err
+	prog memory "$e"
+	# A client certificate from another CA: the server refuses it, the dump fails.
+	port=$(free_port)
+	server "$e/srv1" "$port" "${srv_tls[@]}"
+	expect_fail "client of another CA" "TLS" "$CRYO" dump -t "$ROOT" -D "$e/img" --page-server \
+		--address 127.0.0.1 --port "$port" --tls --tls-cacert "$pki/ca.pem" --tls-cert "$pki/stranger.pem" \
+		--tls-key "$pki/stranger.key"
+	wait_until 20 gone "$SRV" || die "the server still runs after refusing a certificate"
+	wait "$SRV" && die "the server exited 0 after refusing a certificate"
+	grep -q "not trusted\|handshake" "$e/srv1/ps.err" || die "server's message: $(cat "$e/srv1/ps.err")"
+	alive "$ROOT" || die "the tree died after a refused certificate"
+	# The server's certificate names 127.0.0.1, not localhost.
+	port=$(free_port)
+	server "$e/srv2" "$port" "${srv_tls[@]}"
+	expect_fail "name mismatch" "TLS certificate of page server .* is not trusted" "$CRYO" dump -t "$ROOT" \
+		-D "$e/img" --page-server --address localhost --port "$port" "${cli_tls[@]}"
+	kill "$SRV" 2>/dev/null
+	wait "$SRV" 2>/dev/null
+	# TLS at the client only.
+	port=$(free_port)
+	server "$e/srv3" "$port"
+	expect_fail "TLS at one end" "TLS handshake with page server" "$CRYO" dump -t "$ROOT" -D "$e/img" \
+		--page-server --address 127.0.0.1 --port "$port" "${cli_tls[@]}"
+	kill "$SRV" 2>/dev/null
+	wait "$SRV" 2>/dev/null
+	alive "$ROOT" || die "the tree died after failed TLS dumps"
+	[[ -e $e/img/inventory.img ]] && die "an inventory.img after failed dumps"
+	# --tls-no-cn-verify: localhost passes.
+	port=$(free_port)
+	server "$e/srv4" "$port" "${srv_tls[@]}"
+	"$CRYO" dump -t "$ROOT" -D "$e/img" -o dump.log -v4 --page-server --address localhost --port "$port" \
+		"${cli_tls[@]}" --tls-no-cn-verify >"$e/dump.out" 2>"$e/dump.err" ||
+		die "dump with --tls-no-cn-verify failed: $(cat "$e/dump.err")"
+	wait_ok "$SRV" "cryo page-server (no CN check)"
+	cp "$e/srv4"/*.img "$e/img/"
+	restore_check "$e" "memory over TLS without the name check"
+}
+
 case $CASE in
-memory | shmem | daemon | errors) "case_$CASE" ;;
+memory | shmem | daemon | errors | tls) "case_$CASE" ;;
 peer-server) case_peer_server ;;
 peer-client) case_peer_client ;;
 *) die "unknown case $CASE" ;;
