@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "base/error.h"
 #include "base/log.h"
@@ -122,19 +123,31 @@ void Connection::wait_hangup() {
   if (n > 0) fail("{} sent data after the end of the protocol", peer_);
 }
 
-Connection connect_to(const std::string& addr, uint16_t port) {
+namespace {
+
+// The addresses ADDR:PORT stands for (ADDR empty: every local address), freed on return.
+using AddrList = std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)>;
+AddrList resolve(const std::string& addr, uint16_t port, bool passive) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
+  hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+  if (addr.empty()) hints.ai_family = AF_INET6;  // [::] takes IPv4 too
   addrinfo* res = nullptr;
-  std::string serv = std::to_string(port);
-  int rc = ::getaddrinfo(addr.c_str(), serv.c_str(), &hints, &res);
+  int rc = ::getaddrinfo(addr.empty() ? nullptr : addr.c_str(), std::to_string(port).c_str(),
+                         &hints, &res);
   if (rc != 0)
-    fail("cannot resolve page server address '{}': {}: give a host name or an IP address", addr,
-         ::gai_strerror(rc));
+    fail("cannot resolve page server address '{}': {}: give {}", addr, ::gai_strerror(rc),
+         passive ? "a local IP address" : "a host name or an IP address");
+  return AddrList(res, &::freeaddrinfo);
+}
+
+}  // namespace
+
+Connection connect_to(const std::string& addr, uint16_t port) {
   std::string tried;
   int err = 0;
-  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+  AddrList list = resolve(addr, port, false);
+  for (addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
     Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
     if (!fd) {
       err = errno;
@@ -146,14 +159,12 @@ Connection connect_to(const std::string& addr, uint16_t port) {
     do c = ::connect(fd.get(), ai->ai_addr, ai->ai_addrlen);
     while (c < 0 && errno == EINTR);
     if (c == 0) {
-      ::freeaddrinfo(res);
       log::info("connected to {}", peer);
       return Connection(std::move(fd), peer);
     }
     err = errno;
     tried = peer;
   }
-  ::freeaddrinfo(res);
   if (err == EINPROGRESS || err == EAGAIN) err = ETIMEDOUT;
   fail(
       "cannot connect to {}: {}: start 'cryo page-server' (or criu page-server) there first, "
@@ -162,8 +173,6 @@ Connection connect_to(const std::string& addr, uint16_t port) {
 }
 
 Connection adopt_socket(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof(ss);
   int type = 0;
   socklen_t tlen = sizeof(type);
   if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 || type != SOCK_STREAM)
@@ -171,28 +180,19 @@ Connection adopt_socket(int fd) {
         "--ps-socket {}: not a connected stream socket (give the descriptor of a TCP "
         "connection to the page server)",
         fd);
-  std::string peer = ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0
-                         ? describe(reinterpret_cast<sockaddr*>(&ss), len)
-                         : fmt::format("socket {}", fd);
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0 && errno == ENOTCONN)
-    fail("--ps-socket {}: the socket is not connected", fd);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0)
+    fail_sys("--ps-socket {}: the socket is not connected", fd);
   set_timeouts(fd);
-  return Connection(Fd(fd), "page-server peer " + peer + " (--ps-socket)");
+  return Connection(Fd(fd), "page-server peer " + describe(reinterpret_cast<sockaddr*>(&ss), len) +
+                                " (--ps-socket)");
 }
 
 Fd listen_on(const std::string& addr, uint16_t* port) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
-  if (addr.empty()) hints.ai_family = AF_INET6;  // [::] takes IPv4 too
-  addrinfo* res = nullptr;
-  std::string serv = std::to_string(*port);
-  int rc = ::getaddrinfo(addr.empty() ? nullptr : addr.c_str(), serv.c_str(), &hints, &res);
-  if (rc != 0)
-    fail("cannot resolve page server address '{}': {}: give a local IP address", addr,
-         ::gai_strerror(rc));
   int err = 0;
-  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+  AddrList list = resolve(addr, *port, true);
+  for (addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
     Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
     if (!fd) {
       err = errno;
@@ -211,11 +211,9 @@ Fd listen_on(const std::string& addr, uint16_t* port) {
     if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0)
       *port = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
                                              : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-    ::freeaddrinfo(res);
     return fd;
   }
-  ::freeaddrinfo(res);
-  fail("cannot listen on {}:{}: {}{}", addr.empty() ? "*" : addr, serv, std::strerror(err),
+  fail("cannot listen on {}:{}: {}{}", addr.empty() ? "*" : addr, *port, std::strerror(err),
        err == EADDRINUSE ? ": another program uses that port; choose another --port"
                          : ": check --address and --port");
 }
