@@ -14,6 +14,8 @@
 #   peer-client  ps_peer.py sends a local dump's pages (OPEN2/ADD_F, then OPEN/ADD/HOLE) to cryo
 #                page-server: the images it writes equal the originals byte for byte; PARENT
 #                and OPEN2 answer from the server's parent link
+#   ps-socket    --ps-socket on both sides (the two ends of one socket pair): the dump ends
+#                with FORCE_CLOSE, the restore passes
 #   daemon       page-server -d --status-fd: returns at once, the zero byte is written, the
 #                daemon serves a dump and exits
 #   tls          --tls with a throwaway CA (openssl): a dump through TLS restores; a peer with
@@ -213,6 +215,31 @@ case_peer_client() {
 	finish "$d" "memory (left running)"
 }
 
+case_ps_socket() {
+	local d=$W/pss
+	prog memory "$d"
+	mkdir -p "$d/srv"
+	# Each end of a connected pair goes to one cryo (and stays open in neither's parent).
+	/usr/bin/python3 - "$CRYO" "$d" "$ROOT" <<'EOF' >"$d/pair.out" 2>&1 || die "--ps-socket run failed: $(cat "$d/pair.out")"
+import socket, subprocess, sys
+cryo, d, root = sys.argv[1:]
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+srv = subprocess.Popen([cryo, "page-server", "-D", d + "/srv", "--ps-socket", str(a.fileno()), "-o", "ps.log",
+                        "-v4"], pass_fds=[a.fileno()], stderr=open(d + "/srv.err", "w"))
+a.close()
+dump = subprocess.run([cryo, "dump", "-t", root, "-D", d + "/img", "--page-server", "--ps-socket",
+                       str(b.fileno()), "-o", "dump.log", "-v4"], pass_fds=[b.fileno()],
+                      stderr=open(d + "/dump.err", "w"))
+b.close()
+rc = srv.wait(timeout=60)
+print("dump", dump.returncode, "server", rc)
+sys.exit(0 if dump.returncode == 0 and rc == 0 else 1)
+EOF
+	grep -q "page server: done" "$d/srv/ps.log" || die "the server did not finish: $(tail -3 "$d/srv/ps.log")"
+	cp "$d/srv"/*.img "$d/img/"
+	restore_check "$d" "memory via --ps-socket"
+}
+
 case_daemon() {
 	local d=$W/daemon port
 	port=$(free_port)
@@ -392,6 +419,7 @@ case $CASE in
 memory | shmem | daemon | errors | tls) "case_$CASE" ;;
 peer-server) case_peer_server ;;
 peer-client) case_peer_client ;;
+ps-socket) case_ps_socket ;;
 *) die "unknown case $CASE" ;;
 esac
 log "PASS: $CASE"
