@@ -5,8 +5,9 @@
 #
 # For each count N: start fdhog N (a tree holding N fds of mixed kinds: files sharing
 # inodes, pipes and socketpairs with queued bytes, eventfds and dups; at most 15,000 per
-# process, so 100,000 fds are 7 processes), measure the limit with fdscan (reading each fd's
-# link, stat and fdinfo through /proc: the least a dumper does per fd), time `cryo dump`,
+# process, so 100,000 fds are 7 processes), measure two limits with fdscan (reading each fd's
+# link, stat and fdinfo through /proc, as a simple dumper does; reading only each fd's
+# fdinfo, the least any dumper must do), time `cryo dump`,
 # time `cryo restore -d`, then let the restored tree check every fd (kinds, sharing, queued
 # bytes, counters). Restore is measured against the time fdhog took to make its fds.
 # Exits 1 if a restored tree fails its check. BENCH_TMP (default /tmp) holds the images.
@@ -15,8 +16,8 @@
 # benchmark (limit, cryo, the trees) under SCHED_FIFO, so that other work on a busy machine
 # does not take the CPUs away in the middle of a measurement.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 
-die() { echo "bench: $*" >&2; exit 1; }
 [[ $# -ge 1 ]] || die "usage: $0 CRYO [COUNTS...]"
 if [[ ${BENCH_RT:-0} == 1 && ${BENCH_RT_ON:-0} != 1 ]]; then
   BENCH_RT_ON=1 exec chrt -f 1 "$0" "$@" || die "cannot run under SCHED_FIFO (chrt)"
@@ -34,41 +35,23 @@ FDSCAN=$BIN/fdscan
 [[ $(id -u) -eq 0 ]] || die "must run as root (cryo needs it)"
 for n in "${COUNTS[@]}"; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "bad count '$n'"; done
 
-WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/cryo-fds.XXXXXX") || die "cannot create a work dir"
-ROOT=
-cleanup() {
-  [[ -n $ROOT ]] && kill -9 -- "-$ROOT" 2>/dev/null
-  [[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now_ns() { date +%s%N; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-wait_for() {  # COND TIMEOUT_S
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    eval "$1" && return 0
-    sleep 0.05
-  done
-  return 1
-}
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+make_work cryo-fds
 
 header() {
-  printf '%8s %5s | %8s %8s %8s %6s | %8s %8s %8s %6s | %s\n' fds tasks dump_s us/fd limit_s ratio \
-    restore_s us/fd make_s ratio "$1"
+  printf '%8s %5s | %8s %8s %8s %6s %8s %6s | %8s %8s %8s %6s | %s\n' fds tasks dump_s us/fd \
+    limit_s ratio info_s ratio restore_s us/fd make_s ratio "$1"
 }
-row() {  # N TASKS DUMP_NS LIMIT_S RESTORE_NS MAKE_NS LAST
-  printf '%8d %5d | %8.3f %8.1f %8.3f %6.2f | %8.3f %8.1f %8.3f %6.2f | %s\n' "$1" "$2" \
-    "$(calc %.3f "$3 / 1e9")" "$(calc %.1f "$3 / 1e3 / $1")" "$4" "$(calc %.2f "$3 / 1e9 / $4")" \
-    "$(calc %.3f "$5 / 1e9")" "$(calc %.1f "$5 / 1e3 / $1")" "$(calc %.3f "$6 / 1e9")" \
-    "$(calc %.2f "$5 / $6")" "$7"
+row() {  # N TASKS DUMP_NS LIMIT_S INFO_S RESTORE_NS MAKE_NS LAST
+  printf '%8d %5d | %8.3f %8.1f %8.3f %6.2f %8.3f %6.2f | %8.3f %8.1f %8.3f %6.2f | %s\n' "$1" \
+    "$2" "$(calc %.3f "$3 / 1e9")" "$(calc %.1f "$3 / 1e3 / $1")" "$4" \
+    "$(calc %.2f "$3 / 1e9 / $4")" "$5" "$(calc %.2f "$3 / 1e9 / $5")" \
+    "$(calc %.3f "$6 / 1e9")" "$(calc %.1f "$6 / 1e3 / $1")" "$(calc %.3f "$7 / 1e9")" \
+    "$(calc %.2f "$6 / $7")" "$8"
 }
 
 header check
 broken=0
-declare -A all_dump all_limit all_restore all_make all_tasks
+declare -A all_dump all_limit all_info all_restore all_make all_tasks
 run=0
 for ((r = 0; r < REPEAT; r++)); do
   for n in "${COUNTS[@]}"; do
@@ -82,9 +65,12 @@ for ((r = 0; r < REPEAT; r++)); do
     pids=$(cat "$d"/w/ready-* | awk '{print $1}')
     tasks=$(echo "$pids" | wc -w)
     make_ns=$(cat "$d/w/create_ns")
-    # The limit, twice: the first pass warms the dentry cache as a dump's own reading would.
+    # The limits, each twice: the first pass warms the dentry cache as a dump's own reading
+    # would.
     "$FDSCAN" $pids >/dev/null
     limit=$("$FDSCAN" $pids | awk '{print $1}')
+    "$FDSCAN" -i $pids >/dev/null
+    info=$("$FDSCAN" -i $pids | awk '{print $1}')
     t0=$(now_ns)
     "$CRYO" dump -t "$ROOT" -D "$d/img" >"$d/dump.out" 2>&1 || die "dump of $n fds failed: $(tail -3 "$d/dump.out")"
     dump_ns=$(($(now_ns) - t0))
@@ -103,9 +89,10 @@ for ((r = 0; r < REPEAT; r++)); do
     kill -9 -- "-$ROOT" 2>/dev/null
     wait_for "[[ ! -d /proc/$ROOT ]]" 30
     ROOT=
-    row "$n" "$tasks" "$dump_ns" "$limit" "$restore_ns" "$make_ns" "$check"
+    row "$n" "$tasks" "$dump_ns" "$limit" "$info" "$restore_ns" "$make_ns" "$check"
     all_dump[$n]+="$dump_ns "
     all_limit[$n]+="$limit "
+    all_info[$n]+="$info "
     all_restore[$n]+="$restore_ns "
     all_make[$n]+="$make_ns "
     all_tasks[$n]=$tasks
@@ -117,10 +104,12 @@ if ((REPEAT > 1)); then
   header "(medians of $REPEAT runs; ratios of the medians)"
   for n in "${COUNTS[@]}"; do
     row "$n" "${all_tasks[$n]}" "$(median <<<"${all_dump[$n]}")" "$(median <<<"${all_limit[$n]}")" \
-      "$(median <<<"${all_restore[$n]}")" "$(median <<<"${all_make[$n]}")" ""
+      "$(median <<<"${all_info[$n]}")" "$(median <<<"${all_restore[$n]}")" \
+      "$(median <<<"${all_make[$n]}")" ""
   done
 fi
-echo "ratio: cryo's time over the limit (dump: fdscan reading every fd through /proc;"
-echo "restore: fdhog making the fds). Times are wall clock and include starting cryo, freezing"
-echo "the tree, its memory and every other image${BENCH_RT_ON:+ (all under SCHED_FIFO)}."
+echo "ratio: cryo's time over a limit (dump: limit_s = fdscan reading every fd's link, stat and"
+echo "fdinfo through /proc, info_s = reading only every fd's fdinfo, both on one thread; restore:"
+echo "fdhog making the fds). Times are wall clock and include starting cryo, freezing the tree,"
+echo "its memory and every other image${BENCH_RT_ON:+ (all under SCHED_FIFO)}."
 exit $broken

@@ -3,6 +3,8 @@
 die() { echo "bench: $*" >&2; exit 1; }
 now_ns() { date +%s%N; }
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }  # calc FORMAT EXPR
+# The median of numbers on stdin, one per line or separated by spaces.
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # wait_for COND_CMD TIMEOUT_S: poll every 50 ms.
 wait_for() {

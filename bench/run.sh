@@ -69,6 +69,21 @@ cycle() {  # SIZE
   rm -rf "$dir"
   mkdir -p "$dir/img"
   start_memhog "$size" "$dir" || return 1
+  # The limits, now, next to the figures they are compared with: after memhog took its memory
+  # and just before the dump, so that the write() measured and the dump's writes meet the
+  # same free memory (in a VM, memory the guest has not touched lately costs a host fault per
+  # page on its first touch, the page cache's included). At the size dumped: the target is a
+  # dump costing at most 1.5x writing SIZE MiB.
+  lim=$("$MEMCPY_BW" "$WORK" "$size" 2>"$WORK/memcpy_bw.err") || {
+    cat "$WORK/memcpy_bw.err" >&2
+    kill -9 "$MEMHOG_PID"
+    die "memcpy_bw failed"
+  }
+  eval "$lim"  # memcpy_MiBps, disk_MiBps, disk_buffered_MiBps, first_touch_MiBps, populate_MiBps
+  echo "limits: memcpy ${memcpy_MiBps} MiB/s; disk write+fsync ${disk_MiBps} MiB/s" \
+    "(write() alone ${disk_buffered_MiBps}); first touch ${first_touch_MiBps} MiB/s," \
+    "MADV_POPULATE_WRITE ${populate_MiBps} MiB/s"
+  sed 's/^/  /' "$WORK/memcpy_bw.err"
 
   t0=$(now_ns)
   "$CRYO" dump -t "$MEMHOG_PID" -D "$dir/img" --display-stats >"$dir/dump.out" 2>&1
@@ -139,18 +154,6 @@ SUMMARY=()
 failed=0
 for size in "${SIZES[@]}"; do
   echo "== $size MiB =="
-  # The limits, measured now, next to the figures they are compared with.
-  # At the size dumped: the target is a dump costing at most 1.5x writing SIZE MiB.
-  lim=$("$MEMCPY_BW" "$WORK" "$size" 2>"$WORK/memcpy_bw.err") || {
-    cat "$WORK/memcpy_bw.err" >&2
-    die "memcpy_bw failed"
-  }
-  eval "$lim"  # memcpy_MiBps, disk_MiBps, disk_buffered_MiBps, first_touch_MiBps, populate_MiBps
-  echo "limits: memcpy ${memcpy_MiBps} MiB/s; disk write+fsync ${disk_MiBps} MiB/s" \
-    "(write() alone ${disk_buffered_MiBps}); first touch ${first_touch_MiBps} MiB/s," \
-    "MADV_POPULATE_WRITE ${populate_MiBps} MiB/s"
-  sed 's/^/  /' "$WORK/memcpy_bw.err"
-
   rc=1
   for attempt in 1 2 3; do
     cycle "$size"

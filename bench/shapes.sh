@@ -37,7 +37,6 @@ for s in "${SHAPES[@]}"; do
 done
 
 make_work cryo-shapes
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # One round of a shape. Sets ROW to "dump_s limit_s restore_s make_s tasks threads vmas pages
 # check" and returns 1 when the restored tree failed its check.

@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *dir;
+static const char* dir;
 
 static uint64_t pattern(uint64_t i) {  // splitmix64
   uint64_t z = i * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
@@ -51,7 +51,7 @@ static uint64_t now_ns(void) {
 }
 
 // Writes DIR/NAME atomically (by rename): the runner may be reading it.
-static void put(const char *name, const char *text) {
+static void put(const char* name, const char* text) {
   char path[4096], tmp[4200];
   snprintf(path, sizeof path, "%s/%s", dir, name);
   snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, getpid());
@@ -63,7 +63,7 @@ static void put(const char *name, const char *text) {
 }
 
 // The shape is made: DIR/pids, DIR/create_ns, and last DIR/ready (what the runner waits for).
-static void announce(const char *pids, uint64_t made_ns) {
+static void announce(const char* pids, uint64_t made_ns) {
   char text[64];
   put("pids", pids);
   snprintf(text, sizeof text, "%" PRIu64 "\n", made_ns);
@@ -80,12 +80,12 @@ static void wait_go(void) {
   while (stat(path, &st) != 0) nanosleep(&tick, NULL);  // EINTR: just poll again
 }
 
-static void fill(uint64_t *area, size_t words, uint64_t seed) {
+static void fill(uint64_t* area, size_t words, uint64_t seed) {
   for (size_t i = 0; i < words; i++) area[i] = pattern(seed + i);
 }
 
 // Index of the first word that differs, or -1.
-static long check(const uint64_t *area, size_t words, uint64_t seed) {
+static long check(const uint64_t* area, size_t words, uint64_t seed) {
   for (size_t i = 0; i < words; i++)
     if (area[i] != pattern(seed + i)) return (long)i;
   return -1;
@@ -93,12 +93,12 @@ static long check(const uint64_t *area, size_t words, uint64_t seed) {
 
 // ---- procs: N processes of MIB MiB each ----
 
-static int procs(long n, long mib, char *out, size_t outlen) {
+static int procs(long n, long mib, char* out, size_t outlen) {
   size_t words = (size_t)mib << 17;
   uint64_t t0 = now_ns();
   int ready[2];  // each child writes one byte once its memory is written
   if (pipe(ready) < 0) return -1;
-  pid_t *kids = calloc((size_t)n, sizeof(pid_t));
+  pid_t* kids = calloc((size_t)n, sizeof(pid_t));
   if (!kids) return -1;
   long index = 0;
   for (long i = 1; i < n; i++) {
@@ -111,7 +111,8 @@ static int procs(long n, long mib, char *out, size_t outlen) {
     kids[i] = k;
   }
   uint64_t seed = (uint64_t)index << 40;
-  uint64_t *area = mmap(NULL, words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  uint64_t* area =
+      mmap(NULL, words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (area == MAP_FAILED) return -1;
   fill(area, words, seed);
   if (index != 0) {
@@ -157,13 +158,13 @@ static int vma_prot(long i) {
   return i % 2 ? PROT_READ : PROT_READ | PROT_WRITE;
 }
 
-static int vmas(long n, char *out, size_t outlen) {
+static int vmas(long n, char* out, size_t outlen) {
   const size_t page = 4096;
   uint64_t t0 = now_ns();
-  char *base = mmap(NULL, (size_t)n * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                    -1, 0);
+  char* base =
+      mmap(NULL, (size_t)n * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (base == MAP_FAILED) return -1;
-  for (long i = 0; i < n; i++) fill((uint64_t *)(base + i * page), page / 8, (uint64_t)i << 20);
+  for (long i = 0; i < n; i++) fill((uint64_t*)(base + i * page), page / 8, (uint64_t)i << 20);
   // Neighbours with different protections never merge: N VMAs.
   for (long i = 1; i < n; i += 2)
     if (mprotect(base + i * page, page, vma_prot(i)) < 0) return -1;
@@ -175,11 +176,11 @@ static int vmas(long n, char *out, size_t outlen) {
   wait_go();
   long bad = 0, first_bad = -1;
   for (long i = 0; i < n; i++)
-    if (check((uint64_t *)(base + i * page), page / 8, (uint64_t)i << 20) >= 0 && bad++ == 0)
+    if (check((uint64_t*)(base + i * page), page / 8, (uint64_t)i << 20) >= 0 && bad++ == 0)
       first_bad = i;
   // Every page is a VMA of its own, with its protection.
   long seen = 0, wrong = 0;
-  FILE *maps = fopen("/proc/self/maps", "re");
+  FILE* maps = fopen("/proc/self/maps", "re");
   if (!maps) return -1;
   char line[512];
   uintptr_t lo = (uintptr_t)base, hi = lo + (size_t)n * page;
@@ -207,7 +208,7 @@ static int vmas(long n, char *out, size_t outlen) {
 
 // ---- threads: N threads waiting on a futex ----
 
-static _Atomic uint32_t go_word;   // 0 until DIR/go exists
+static _Atomic uint32_t go_word;  // 0 until DIR/go exists
 static _Atomic long started, ok_threads, checked;
 static __thread uint64_t tls_word;
 
@@ -216,8 +217,8 @@ struct slot {
   pid_t tid;
 };
 
-static void *thread_main(void *arg) {
-  struct slot *s = arg;
+static void* thread_main(void* arg) {
+  struct slot* s = arg;
   s->tid = (pid_t)syscall(SYS_gettid);
   tls_word = pattern((uint64_t)s->index);
   volatile uint64_t on_stack[64];
@@ -231,10 +232,10 @@ static void *thread_main(void *arg) {
   return NULL;
 }
 
-static int threads(long n, char *out, size_t outlen) {
+static int threads(long n, char* out, size_t outlen) {
   uint64_t t0 = now_ns();
-  struct slot *slots = calloc((size_t)n, sizeof *slots);
-  pthread_t *ids = calloc((size_t)n, sizeof *ids);
+  struct slot* slots = calloc((size_t)n, sizeof *slots);
+  pthread_t* ids = calloc((size_t)n, sizeof *ids);
   if (!slots || !ids) return -1;
   tls_word = pattern(0);
   slots[0].tid = (pid_t)syscall(SYS_gettid);
@@ -265,7 +266,7 @@ static int threads(long n, char *out, size_t outlen) {
   return ok == n ? 0 : 1;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc < 4) {
   usage:
     fprintf(stderr, "usage: treehog procs N MIB DIR | vmas N DIR | threads N DIR\n");
@@ -273,7 +274,7 @@ int main(int argc, char **argv) {
   }
   // Only what the tree makes itself (and stdio): whatever the caller leaks is closed.
   for (int fd = 3; fd < 1024; fd++) close(fd);
-  const char *mode = argv[1];
+  const char* mode = argv[1];
   long n = atol(argv[2]);
   if (n < 1) goto usage;
   char result[256];

@@ -17,8 +17,10 @@
 #include "base/fault.h"
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "dump/mm.h"
 #include "infect/probe.h"
 #include "infect/remote_task.h"
+#include "infect/scratch_arena.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
 
@@ -93,16 +95,12 @@ void dump_posix_timers(pid_t pid, RemoteTask& rt, task_timers_entry* timers) {
     }
   }
   for (auto& t : *timers->mutable_posix()) {
-    uint64_t s = rt.scratch();
-    rt.check("timer_gettime", SYS_timer_gettime, {t.it_id(), s});
-    itimerspec its;
-    rt.read_mem(s, &its, sizeof its);
+    itimerspec its = check_out<itimerspec>(rt, "timer_gettime", SYS_timer_gettime, t.it_id());
     t.set_isec(its.it_interval.tv_sec);
     t.set_insec(its.it_interval.tv_nsec);
     t.set_vsec(its.it_value.tv_sec);
     t.set_vnsec(its.it_value.tv_nsec);
-    long ov = rt.syscall(SYS_timer_getoverrun, {t.it_id()});
-    t.set_overrun(ov > 0 ? static_cast<uint32_t>(ov) : 0);
+    t.set_overrun(rt.syscall(SYS_timer_getoverrun, t.it_id()).value_or<uint32_t>(0));
   }
 }
 
@@ -196,6 +194,8 @@ void probe_thread(RemoteTask& rt, core_entry* core) {
   int pdeath = 0;
   rt.read_mem(s, &pdeath, sizeof pdeath);
   thc->set_pdeath_sig(pdeath);
+  const long slack = rt.syscall(SYS_prctl, {PR_GET_TIMERSLACK});
+  if (slack >= 0) thc->set_cryo_timerslack_ns(static_cast<uint64_t>(slack));
   thc->mutable_creds()->set_secbits(
       static_cast<uint32_t>(rt.check("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS})));
 }
@@ -333,12 +333,8 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     auto* timers = tc->mutable_timers();
     itimer_entry* which[3] = {timers->mutable_real(), timers->mutable_virt(),
                               timers->mutable_prof()};
-    for (int w = 0; w < 3; w++) {
-      rt.check("getitimer", SYS_getitimer, {static_cast<uint64_t>(w), s});
-      itimerval v;
-      rt.read_mem(s, &v, sizeof v);
-      fill_itimer(which[w], v);
-    }
+    for (int w = 0; w < 3; w++)
+      fill_itimer(which[w], check_out<itimerval>(rt, "getitimer", SYS_getitimer, w));
     dump_posix_timers(pid, rt, timers);
     extras->brk = rt.check("brk", SYS_brk, {0});
     rt.check("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, {PR_GET_CHILD_SUBREAPER, s});
@@ -350,6 +346,7 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
     extras->dumpable = dumpable >= 0 ? static_cast<int>(dumpable) : 1;
     if (uint32_t mb = membarrier_registrations(rt)) tc->set_membarrier_registration_mask(mb);
     extras->thp_disabled = thp > 0;
+    extras->mlockall = mlockall_flags(rt, pid);
     probe_thread(rt, &core);  // the leader's own, in the same probe
   }
   for (size_t i = 0; i < t.threads.size(); i++) {

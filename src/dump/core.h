@@ -16,6 +16,7 @@ struct CoreExtras {
   int dumpable = 1;
   bool thp_disabled = false;
   uint32_t umask = 0;
+  uint32_t mlockall = 0;  // MCL_FUTURE (and MCL_ONFAULT) in force
 };
 
 // Reads the state of a seized, stopped process (running a few syscalls inside it): one

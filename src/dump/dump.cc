@@ -63,6 +63,35 @@ void check_namespaces(pid_t pid) {
   }
 }
 
+// Tasks grouped by a kernel object they may share (kcmp type), kept in kcmp's order of objects
+// so that each task costs a binary search.
+class KcmpGroups {
+ public:
+  KcmpGroups(int type, const char* what) : type_(type), what_(what) {}
+  // The first task found on `pid`'s object, or none: then `pid` is that first task.
+  std::optional<pid_t> find_or_add(pid_t pid) {
+    size_t lo = 0, hi = firsts_.size();
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      long r = kernel::kcmp(firsts_[mid], pid, type_, 0, 0);
+      if (r < 0 || r > 2) fail_sys("task {}: cannot compare its {} (kcmp)", pid, what_);
+      if (r == 0) return firsts_[mid];
+      if (r == 1)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    firsts_.insert(firsts_.begin() + static_cast<std::ptrdiff_t>(lo), pid);
+    return std::nullopt;
+  }
+  const char* what() const { return what_; }
+
+ private:
+  int type_;
+  const char* what_;
+  std::vector<pid_t> firsts_;
+};
+
 // Pages the dump of task `pid` will likely write (its anonymous memory, swapped or not): only
 // for the progress total, corrected once the task's pages are dumped.
 int64_t estimate_pages(pid_t pid) {
@@ -186,24 +215,12 @@ void run(const Options& opts) {
 
   // fd tables, in kcmp's order of tables: a task created with CLONE_FILES shares its
   // parent's, which is then dumped once, under the parent's files_id.
-  std::vector<std::pair<pid_t, uint32_t>> tables;  // (a task on it, its files_id)
+  KcmpGroups tables(kernel::kKcmpFiles, "fd table");
+  // A memory, fs (cwd, root, umask) or signal handler table shared by two processes comes
+  // back as two: refused.
+  KcmpGroups mms(kernel::kKcmpVm, "address space"), fss(kernel::kKcmpFs, "fs information"),
+      handlers(kernel::kKcmpSighand, "signal handlers");
   std::map<pid_t, uint32_t> files_id_of;
-  auto table_of = [&](const FrozenTask& t) -> std::optional<uint32_t> {
-    size_t lo = 0, hi = tables.size();
-    while (lo < hi) {
-      size_t mid = lo + (hi - lo) / 2;
-      long r = kernel::kcmp(tables[mid].first, t.pid, kernel::kKcmpFiles, 0, 0);
-      if (r < 0 || r > 2) fail_sys("task {}: cannot compare its fd table (kcmp)", t.pid);
-      if (r == 0) return tables[mid].second;
-      if (r == 1)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-    tables.insert(tables.begin() + static_cast<std::ptrdiff_t>(lo), {t.pid, t.pid});
-    return std::nullopt;
-  };
-
   for (auto& t : tasks) {
     interrupt_point();
     task_kobj_ids_entry ids = kobj_ids(t.pid);
@@ -212,15 +229,21 @@ void run(const Options& opts) {
       images.write_one(fmt::format("core-{}.img", t.pid), image::magic::kCore, dump_zombie_core(t));
       continue;
     }
-    const std::optional<uint32_t> shared = table_of(t);
+    for (KcmpGroups* g : {&mms, &fss, &handlers})
+      if (auto other = g->find_or_add(t.pid))
+        fail(
+            "task {} shares its {} with task {} (made by clone without CLONE_THREAD, with "
+            "CLONE_VM, CLONE_FS or CLONE_SIGHAND): processes sharing it are not supported",
+            t.pid, g->what(), *other);
+    const std::optional<pid_t> shared = tables.find_or_add(t.pid);
     if (shared) {
       auto parent = files_id_of.find(t.ppid);
-      if (parent == files_id_of.end() || parent->second != *shared)
+      if (parent == files_id_of.end() || parent->second != static_cast<uint32_t>(*shared))
         fail(
             "task {} shares its fd table with task {}, which is not its parent's: only a table "
             "shared with the parent (clone with CLONE_FILES) is supported",
             t.pid, *shared);
-      ids.set_files_id(*shared);
+      ids.set_files_id(static_cast<uint32_t>(*shared));
     }
     files_id_of[t.pid] = ids.files_id();
     log::info("dumping task {} ({})", t.pid, t.stat.comm);
@@ -236,6 +259,7 @@ void run(const Options& opts) {
     mm_entry mm = collect_mm(t.pid, extras.brk, files, shmem);
     mm.set_dumpable(extras.dumpable);
     mm.set_thp_disabled(extras.thp_disabled);
+    if (extras.mlockall) mm.set_cryo_mlockall(extras.mlockall);
     // Done with the task's memory (the probes have put back what they wrote): its pages are
     // copied meanwhile.
     images.add_pages(t.pid, mm, next_pages_id++, estimate[t.pid]);
@@ -254,7 +278,7 @@ void run(const Options& opts) {
     fs.set_umask(extras.umask);
     images.write_one(fmt::format("fs-{}.img", t.pid), image::magic::kFs, std::move(fs));
   }
-  // The last task's pages are the last copied: the phase names it while the workers finish.
+  // Until the workers name the task whose pages they copy.
   progress::phase(fmt::format("memory of task {}", tasks.back().pid));
   const PageStats mem = images.finish();
   progress::phase("shared memory");

@@ -14,6 +14,12 @@ namespace cryo::dump {
 
 namespace {
 
+// An fd's number as its name in /proc/PID/fd and /proc/PID/fdinfo.
+struct FdName {
+  explicit FdName(int fd) { std::snprintf(s, sizeof s, "%d", fd); }
+  char s[16];
+};
+
 // The text of fdinfo `name` in the task's /proc/PID/fdinfo. It is one seq_file record, which
 // a read gives whole up to the buffer's size: a short read was the end.
 std::string read_fdinfo_at(FdSource& source, const char* name, int fd) {
@@ -71,10 +77,9 @@ FdContext::FdContext(FdSource& source, int fd_num)
 }
 
 void FdContext::describe() {
-  char name[16];
-  std::snprintf(name, sizeof name, "%d", fd);
+  const FdName name(fd);
   // An O_PATH fd is looked at through /proc: cryo's copy could do nothing more.
-  const int r = (flags & O_PATH) ? ::fstatat(source_.fd_dir(), name, &st, 0) : ::fstat(copy(), &st);
+  const int r = (flags & O_PATH) ? ::fstatat(source_.fd_dir(), name.s, &st, 0) : ::fstat(copy(), &st);
   if (r < 0) fail_sys("task {} fd {}: cannot stat it", pid, fd);
   // The names the kernel gives sockets, unnamed pipes and eventfds, without asking it
   // (most fds of a large table are of these kinds).
@@ -85,13 +90,11 @@ void FdContext::describe() {
   else if (object_id && fdinfo.find("\neventfd-count:") != std::string::npos)
     link = "anon_inode:[eventfd]";
   else
-    link = read_link_at(source_.fd_dir(), name, pid, fd);
+    link = read_link_at(source_.fd_dir(), name.s, pid, fd);
 }
 
 void FdContext::reread_fdinfo() {
-  char name[16];
-  std::snprintf(name, sizeof name, "%d", fd);
-  fdinfo = read_fdinfo_at(source_, name, fd);
+  fdinfo = read_fdinfo_at(source_, FdName(fd).s, fd);
   try {
     info = proc::parse_fdinfo(fdinfo);
   } catch (const Error& e) {
@@ -106,9 +109,7 @@ int FdContext::copy() {
 }
 
 Fd FdContext::reopen(int open_flags) {
-  char name[16];
-  std::snprintf(name, sizeof name, "%d", fd);
-  return Fd(::openat(source_.fd_dir(), name, open_flags));
+  return Fd(::openat(source_.fd_dir(), FdName(fd).s, open_flags));
 }
 
 Fd FdContext::take_copy() {

@@ -3,8 +3,11 @@
 #include "dump/event_files.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -164,6 +167,11 @@ void FileTable::add_memfd_inode(pid_t pid, const std::string& proc_link, const s
   mi.set_seals(seals > 0 ? static_cast<uint32_t>(seals) : 0);
   mi.set_inode_id(st.st_ino);
   mi.set_mode(st.st_mode);
+  // As CRIU: a memfd of huge pages has MFD_HUGETLB and log2 of their size (MFD_HUGE_SHIFT, 26).
+  struct statfs sf {};
+  if (::fstatfs(copy.get(), &sf) == 0 && sf.f_type == HUGETLBFS_MAGIC && sf.f_bsize > 0)
+    mi.set_hugetlb_flag(MFD_HUGETLB |
+                        (static_cast<uint32_t>(__builtin_ctzl(sf.f_bsize)) << MAP_HUGE_SHIFT));
   memfds_[st.st_ino] = mi;
   opts_.shmem->add_link(st.st_ino, proc_link, pid);
 }

@@ -25,12 +25,12 @@ struct PageStats {
   double read_seconds = 0, write_seconds = 0;
 };
 
-// Each task's present pages are cut into pieces of at most 1 MiB, which any worker reads into
-// a buffer of its own (reused for every task, so faulted in once per dump, and small enough
-// to stay in the cache until it is written) and writes at its offset in the task's page image.
-// Pieces of one task go to every worker: while one reads, another writes. A streamed sink
-// (a page server) takes a task's pieces in order: the worker that scanned the task copies
-// them all, one after the other, while the others scan and copy other tasks.
+// Each task's present pages are cut into pieces of at most 4 MiB, which any worker reads
+// (process_vm_readv) into one of a few buffers reused for every task (faulted in once per
+// dump) and writes at its offset in the task's page image. One worker at a time writes an image;
+// the others leave what they read to it and read on: while one reads, another writes, and several
+// tasks go at once. A streamed sink (a page server) takes an image's pieces in order: pieces
+// get their buffers in order, and the writer writes only the next one.
 class ImageWorkers {
  public:
   // Small images go into `dir`, pages to `sink` (which must outlive the workers).
@@ -48,17 +48,17 @@ class ImageWorkers {
   // Queues an image of one entry (image::write_one).
   template <class Message>
   void write_one(std::string name, uint32_t magic, Message m) {
-    auto held = std::make_shared<Message>(std::move(m));
-    submit([this, name = std::move(name), magic, held] {
-      image::write_one(dir_, name, magic, *held);
-    });
+    queue_image(std::move(name), magic, std::make_shared<Message>(std::move(m)));
   }
+  // Queues other work that needs no ptrace.
+  void run(std::function<void()> job);
   // Waits until every queued job is done; throws the first error met.
   PageStats finish();
 
  private:
   struct Impl;
-  void submit(std::function<void()> job);
+  void queue_image(std::string name, uint32_t magic,
+                   std::shared_ptr<const google::protobuf::MessageLite> m);
   std::string dir_;
   std::unique_ptr<Impl> impl_;
 };

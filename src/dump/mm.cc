@@ -1,7 +1,13 @@
 #include "dump/mm.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -28,7 +34,70 @@ uint64_t madv_bits(const proc::Vma& v) {
   return m;
 }
 
+// mmap flags of a VMA, as CRIU records them: how it is shared, grows down, is reserved,
+// locked (MAP_LOCKED for "lo"; "lf", locked on fault, goes apart) and of which huge pages.
+uint32_t map_flags(const proc::Vma& v, const std::string& map_file, const std::string& where) {
+  uint32_t flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
+  if (v.has_flag("gd")) flags |= MAP_GROWSDOWN;
+  if (v.has_flag("nr")) flags |= MAP_NORESERVE;
+  if (v.has_flag("lo")) flags |= MAP_LOCKED;
+  if (v.has_flag("ht")) {
+    // A hugetlb mapping's file is on a hugetlbfs whose block size is the huge page size.
+    struct statfs sf {};
+    if (::statfs(map_file.c_str(), &sf) < 0)
+      fail_sys("{}: cannot read the huge page size of this hugetlb mapping", where);
+    if (sf.f_type != HUGETLBFS_MAGIC || sf.f_bsize <= 0 || (sf.f_bsize & (sf.f_bsize - 1)) != 0)
+      fail("{}: a hugetlb mapping whose file is not on hugetlbfs", where);
+    flags |= MAP_HUGETLB | (static_cast<uint32_t>(__builtin_ctzl(sf.f_bsize)) << MAP_HUGE_SHIFT);
+  }
+  return flags;
+}
+
+// The only device a mapping may be of: /dev/zero, whose private mappings keep the device as
+// their file (shared ones are shared memory, "/dev/zero (deleted)"). Others are refused.
+void check_device(const proc::Vma& v, const std::string& map_file, const std::string& where) {
+  if (v.dev_major != 0 || v.path.rfind("/dev/", 0) != 0) return;  // devtmpfs is 0:N
+  struct stat st {};
+  if (::stat(map_file.c_str(), &st) < 0) fail_sys("{}: cannot stat the mapped file", where);
+  if (S_ISREG(st.st_mode)) return;
+  if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 5) && !v.shared) return;
+  fail("{}: mappings of devices are not supported (only private ones of /dev/zero)", where);
+}
+
 }  // namespace
+
+uint32_t mlockall_flags(RemoteTask& rt, pid_t pid) {
+  // mm->def_flags shows nowhere in /proc: a page mapped now in the task is locked if
+  // MCL_FUTURE is in force (madvise(MADV_DONTNEED) refuses locked memory with EINVAL), and
+  // populated at once unless MCL_ONFAULT came with it. MAP_NORESERVE: not charged to a strict
+  // commit limit. (If cryo dies before the munmap, the task keeps one more page.)
+  long at = rt.syscall(SYS_mmap, {0, kernel::kPageSize, PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, ~0ULL, 0});
+  if (at == -EAGAIN) return MCL_FUTURE;  // locked: over the task's RLIMIT_MEMLOCK
+  if (at < 0 && at > -4096)
+    fail_errno(static_cast<int>(-at),
+               "task {}: cannot map a page in it to tell whether mlockall(MCL_FUTURE) is in "
+               "force (at its limit of mappings, vm.max_map_count?)",
+               pid);
+  const auto page = static_cast<uint64_t>(at);
+  uint64_t pme = 0;
+  long advice = 0;
+  try {
+    Fd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!pagemap ||
+        ::pread(pagemap.get(), &pme, 8, static_cast<off_t>(page / kernel::kPageSize * 8)) != 8)
+      fail_sys("cannot read /proc/{}/pagemap", pid);
+    advice = rt.syscall(SYS_madvise, {page, kernel::kPageSize, MADV_DONTNEED});
+  } catch (...) {
+    rt.syscall(SYS_munmap, {page, kernel::kPageSize});
+    throw;
+  }
+  rt.check("munmap", SYS_munmap, {page, kernel::kPageSize});
+  if (advice == 0) return 0;
+  if (advice != -EINVAL)
+    fail_errno(static_cast<int>(-advice), "task {}: madvise of a page it was given", pid);
+  return MCL_FUTURE | ((pme & kernel::kPmPresent) ? 0 : MCL_ONFAULT);
+}
 
 mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem) {
   proc::Stat st = proc::read_stat(pid);
@@ -62,17 +131,21 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
     e->set_pgoff(v.pgoff);
     e->set_shmid(0);
     e->set_prot((v.r ? PROT_READ : 0) | (v.w ? PROT_WRITE : 0) | (v.x ? PROT_EXEC : 0));
-    uint32_t flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
-    if (v.has_flag("gd")) flags |= MAP_GROWSDOWN;
-    if (v.has_flag("nr")) flags |= MAP_NORESERVE;
+    auto where = [&] {
+      return fmt::format("task {} mapping {:x}-{:x} {}", pid, v.start, v.end, v.path);
+    };
+    std::string map_file = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, v.start, v.end);
+    uint32_t flags = map_flags(v, map_file, where());
+    if (v.has_flag("lf")) e->set_cryo_lock_onfault(true);
+    if (!v.shared && !v.w && v.has_flag("ac")) e->set_cryo_accounted(true);
     e->set_fd(-1);
     // As CRIU, for every mapping: how its file would be opened ("mw": may be made writable).
     e->set_fdflags((v.shared && (v.w || v.has_flag("mw"))) ? O_RDWR : O_RDONLY);
     if (uint64_t m = madv_bits(v)) e->set_madv(m);
     uint32_t status = image::kVmaRegular;
-    auto where = [&] {
-      return fmt::format("task {} mapping {:x}-{:x} {}", pid, v.start, v.end, v.path);
-    };
+    // Anonymous hugetlb memory is a file of an internal hugetlbfs mount; shared anonymous
+    // memory shows as /dev/zero, as a shared mapping of /dev/zero itself does.
+    const bool anon_huge = v.path == "/anon_hugepage (deleted)" && v.has_flag("ht");
     if (v.path == "[vdso]") {
       status |= image::kVmaVdso;
       flags |= MAP_ANONYMOUS;
@@ -89,11 +162,14 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
       status |= image::kVmaAnonShared | image::kVmaSysvipc;
       flags |= MAP_ANONYMOUS;
       e->set_shmid(v.inode);  // the segment's id
-    } else if (v.shared && (v.path.empty() || v.path == "/dev/zero (deleted)")) {
+    } else if (v.shared && (v.path.empty() || v.path == "/dev/zero (deleted)" || anon_huge)) {
       status |= image::kVmaAnonShared;
       flags |= MAP_ANONYMOUS;
       e->set_shmid(v.inode);
       shmem.add(pid, v.inode, v.start, v.end);
+    } else if (anon_huge) {
+      status |= image::kVmaAnonPrivate;
+      flags |= MAP_ANONYMOUS;
     } else if (v.path.empty() || v.path == "[heap]" || v.path == "[stack]") {
       status |= image::kVmaAnonPrivate;
       if (v.path == "[heap]") status |= image::kVmaHeap;
@@ -111,14 +187,17 @@ mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem
       // mapped again.
       fail("{}: a mapping of {} is not supported yet", where(), v.path.substr(11));
     } else {
-      if (v.path.rfind("/SYSV", 0) == 0 || v.path.rfind("/dev/zero", 0) == 0)
-        fail("{}: SysV shared memory and /dev/zero mappings are not supported yet", where());
+      if (v.path.rfind("/SYSV", 0) == 0)
+        fail("{}: SysV shared memory is not supported yet", where());
+      if (v.path.rfind("/dev/zero (deleted)", 0) == 0)
+        fail("{}: a private mapping of shared memory (through map_files) is not supported",
+             where());
       if (v.has_flag("io") || v.has_flag("pf"))
         fail("{}: device (I/O) mappings are not supported", where());
+      check_device(v, map_file, where());
       status |= v.shared ? image::kVmaFileShared : image::kVmaFilePrivate;
       // "mw": the mapping may be made writable later, so the file was open for writing.
       uint32_t oflags = (v.shared && (v.w || v.has_flag("mw"))) ? O_RDWR : O_RDONLY;
-      std::string map_file = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, v.start, v.end);
       if (v.path.rfind("/memfd:", 0) == 0) {
         status |= image::kVmaMemfd;
         e->set_shmid(files.memfd_mapping(pid, map_file, v.path, oflags));

@@ -67,6 +67,10 @@ enum VmaStatus : uint32_t {
   kVmaUnsupp = 1u << 31,
 };
 
+// vma_entry.flags of a hugetlb mapping, as CRIU writes them and mmap takes them: MAP_HUGETLB
+// and log2 of the page size in the bits above MAP_HUGE_SHIFT (26).
+constexpr uint32_t kVmaHugetlbFlags = 0x40000u | (0x3fu << 26);
+
 // task_core_entry.task_state values.
 constexpr uint32_t kTaskAlive = 1, kTaskDead = 2, kTaskStopped = 3;
 

@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "infect/scratch_arena.h"
 #include "kernel/syscalls.h"
 
 namespace cryo {
@@ -44,13 +45,10 @@ Fd steal_fd(pid_t pid, int fd, const char* what) {
 }
 
 FdInstaller::FdInstaller(RemoteTask& rt, uint64_t above) : rt_(rt) {
-  const auto self = static_cast<uint64_t>(::getpid());
-  long p = static_cast<long>(rt_.check("pidfd_open", SYS_pidfd_open, {self, 0}));
-  const uint64_t want = std::max<uint64_t>(above, static_cast<uint64_t>(p));
-  long moved = static_cast<long>(rt_.check("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl,
-                                           {static_cast<uint64_t>(p), F_DUPFD_CLOEXEC, want}));
-  if (moved != p) rt_.check("close", SYS_close, {static_cast<uint64_t>(p)});
-  pidfd_ = static_cast<uint64_t>(moved);
+  const uint64_t p = rt_.check<uint64_t>("pidfd_open", SYS_pidfd_open, ::getpid(), 0);
+  pidfd_ = rt_.check<uint64_t>("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl, p, F_DUPFD_CLOEXEC,
+                               std::max(above, p));
+  if (pidfd_ != p) rt_.check("close", SYS_close, p);
   open_ = true;
 }
 
@@ -66,14 +64,12 @@ FdInstaller::~FdInstaller() {
 void FdInstaller::close() {
   if (!open_) return;
   open_ = false;
-  rt_.check("close", SYS_close, {pidfd_});
+  rt_.check("close", SYS_close, pidfd_);
 }
 
-uint64_t FdInstaller::take(int mine, const char* what) {
-  long got = rt_.syscall(SYS_pidfd_getfd, {pidfd_, static_cast<uint64_t>(mine), 0});
-  if (got < 0)
-    fail_errno(static_cast<int>(-got), "task {}: cannot take {} from cryo", rt_.tid(), what);
-  return static_cast<uint64_t>(got);
+uint64_t FdInstaller::take(int mine, std::string_view what) {
+  return rt_.syscall(SYS_pidfd_getfd, pidfd_, mine, 0)
+      .or_fail<uint64_t>("cannot take {} from cryo", what);
 }
 
 // A file at a time takes three remote syscalls (pidfd_getfd, dup3 or fcntl, close), each a
@@ -89,7 +85,7 @@ uint64_t FdInstaller::take(int mine, const char* what) {
 void FdInstaller::install_all(const std::vector<Placement>& all) {
   if (all.empty()) return;
   constexpr size_t kMaxPerMessage = 253;            // SCM_MAX_FD
-  constexpr uint64_t kCloseRangeCloexec = 1u << 2;  // CLOSE_RANGE_CLOEXEC
+  constexpr unsigned kCloseRangeCloexec = 1u << 2;  // CLOSE_RANGE_CLOEXEC
   const uint64_t top = all.back().target;
   if (top >= pidfd_) fail("internal: fd {} to install is not below the pidfd {}", top, pidfd_);
   int sv[2];
@@ -101,8 +97,8 @@ void FdInstaller::install_all(const std::vector<Placement>& all) {
   // The task's end, above every number to fill.
   const uint64_t got = take(theirs.get(), "the socket its files come through");
   const uint64_t sock =
-      rt_.check("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl, {got, F_DUPFD_CLOEXEC, pidfd_ + 1});
-  rt_.check("close", SYS_close, {got});
+      rt_.check<uint64_t>("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl, got, F_DUPFD_CLOEXEC, pidfd_ + 1);
+  rt_.check("close", SYS_close, got);
 
   // Every number from 0 to the highest target: a file or a placeholder.
   struct Slot {
@@ -121,9 +117,6 @@ void FdInstaller::install_all(const std::vector<Placement>& all) {
   }
   const bool receive_cloexec = plain < cloexec_runs;
 
-  // The message the task receives into: msghdr, iovec, one byte, control.
-  constexpr size_t kHdr = 0, kIov = 64, kByte = 96, kControl = 128;
-  const uint64_t base = rt_.scratch();
   size_t at = 0;
   std::vector<char> control(CMSG_SPACE(sizeof(int) * kMaxPerMessage));
   while (at < slots.size()) {
@@ -144,27 +137,25 @@ void FdInstaller::install_all(const std::vector<Placement>& all) {
     for (size_t k = 0; k < n; k++) fds[k] = slots[at + k].fd;
     if (::sendmsg(mine.get(), &msg, MSG_NOSIGNAL) != 1)
       fail_sys("task {}: cannot send it files {} to {}", rt_.tid(), at, at + n - 1);
-    // Receive, in the task.
+    // Receive, in the task, into a message of its own: msghdr, iovec, one byte, control.
     const size_t clen = CMSG_SPACE(sizeof(int) * n);
-    iovec riov{reinterpret_cast<void*>(base + kByte), 1};
+    ScratchArena arena(rt_);
+    auto rbyte = arena.reserve<char>();
+    auto rcontrol = arena.reserve<char>(clen);
+    auto riov = arena.put(iovec{rbyte.as_field(), 1});
     msghdr rmsg{};
-    rmsg.msg_iov = reinterpret_cast<iovec*>(base + kIov);
+    rmsg.msg_iov = riov.as_field();
     rmsg.msg_iovlen = 1;
-    rmsg.msg_control = reinterpret_cast<void*>(base + kControl);
+    rmsg.msg_control = rcontrol.as_field();
     rmsg.msg_controllen = clen;
-    rt_.put(kIov, &riov, sizeof riov);
-    rt_.put(kHdr, &rmsg, sizeof rmsg);
-    std::vector<char> zero(clen, 0);
-    rt_.put(kControl, zero.data(), clen);
-    const uint64_t flags = receive_cloexec ? MSG_CMSG_CLOEXEC : 0;
-    long r = rt_.syscall(SYS_recvmsg, {sock, base + kHdr, flags});
+    auto rhdr = arena.put(rmsg);
+    const long r = rt_.syscall(SYS_recvmsg, sock, rhdr, receive_cloexec ? MSG_CMSG_CLOEXEC : 0)
+                       .or_fail("cannot receive its files {} to {}", at, at + n - 1);
     if (r != 1)
-      fail_errno(r < 0 ? static_cast<int>(-r) : EPROTO,
-                 "task {}: cannot receive its files {} to {}", rt_.tid(), at, at + n - 1);
+      fail("task {}: its files {} to {} came without their byte", rt_.tid(), at, at + n - 1);
     // Check where they landed.
-    msghdr back{};
-    rt_.read_mem(base + kHdr, &back, sizeof back);
-    rt_.read_mem(base + kControl, control.data(), clen);
+    const msghdr back = rt_.read(rhdr);
+    rt_.read_mem(rcontrol, control.data(), clen);
     msghdr view{};
     view.msg_control = control.data();
     view.msg_controllen = back.msg_controllen;
@@ -183,12 +174,12 @@ void FdInstaller::install_all(const std::vector<Placement>& all) {
   for (size_t i = 0; i < slots.size(); i++) {
     if (slots[i].hole || slots[i].cloexec == receive_cloexec) continue;
     if (receive_cloexec) {
-      rt_.check("fcntl(F_SETFD)", SYS_fcntl, {i, F_SETFD, 0});
+      rt_.check("fcntl(F_SETFD)", SYS_fcntl, i, F_SETFD, 0);
       continue;
     }
     size_t j = i;
     while (j + 1 < slots.size() && !slots[j + 1].hole && slots[j + 1].cloexec) j++;
-    rt_.check("close_range(CLOSE_RANGE_CLOEXEC)", SYS_close_range, {i, j, kCloseRangeCloexec});
+    rt_.check("close_range(CLOSE_RANGE_CLOEXEC)", SYS_close_range, i, j, kCloseRangeCloexec);
     i = j;
   }
   // Close the placeholders, a range at a time.
@@ -199,10 +190,10 @@ void FdInstaller::install_all(const std::vector<Placement>& all) {
     }
     size_t j = i;
     while (j + 1 < slots.size() && slots[j + 1].hole) j++;
-    rt_.check("close_range", SYS_close_range, {i, j, 0});
+    rt_.check("close_range", SYS_close_range, i, j, 0);
     i = j + 1;
   }
-  rt_.check("close", SYS_close, {sock});
+  rt_.check("close", SYS_close, sock);
   log::debug("task {}: {} files installed", rt_.tid(), all.size());
 }
 

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "base/fd.h"
@@ -48,7 +49,7 @@ class FdInstaller {
   FdInstaller& operator=(const FdInstaller&) = delete;
   // The task takes cryo's fd `mine`; returns the number it got (the lowest free one).
   // `what` names the file in errors.
-  uint64_t take(int mine, const char* what);
+  uint64_t take(int mine, std::string_view what);
   // Where one of cryo's files goes in the task.
   struct Placement {
     uint64_t target;  // the fd number, below the pidfd's

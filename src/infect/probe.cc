@@ -69,7 +69,7 @@ ThreadProbe::ThreadProbe(FrozenThread& th, const Gadgets& gadgets, uint64_t sigm
       // runs no other syscall, which its seccomp filters could refuse once cryo is gone.
       arch::Regs r = th.regs;
       r.rip = gadgets.sigreturn;
-      r.rsp = saved_at_ + kScratch + sizeof(uint64_t);
+      r.rsp = (saved_at_ + kScratch + sizeof(uint64_t)).addr();
       r.orig_rax = static_cast<uint64_t>(-1L);
       r.eflags &= ~kTrapFlag;
       arch::set_regs(th.tid, r);
@@ -118,13 +118,13 @@ bool ThreadProbe::place_frame(const Gadgets& gadgets, uint64_t sigmask,
     return false;
   }
   saved_bytes_.resize(top - lo);
-  rt_.read_mem(lo, saved_bytes_.data(), saved_bytes_.size());
-  saved_at_ = lo;
-  rt_.write_mem(f.addr, f.bytes.data(), f.bytes.size());
+  saved_at_ = RemoteAddr(lo);
+  rt_.read_mem(saved_at_, saved_bytes_.data(), saved_bytes_.size());
+  rt_.write_mem(RemoteAddr(f.addr), f.bytes.data(), f.bytes.size());
   // The frame starts right above the scratch area: calls run with it as their stack.
   rt_.set_stack(f.addr);
   rt_.set_gadget(gadgets.syscall_ret);
-  rt_.adopt_scratch(saved_at_, kScratch);
+  rt_.adopt_scratch(saved_at_.addr(), kScratch);
   log::debug("task {}: recovery frame at {:#x}", tid, f.addr);
   return true;
 }

@@ -37,9 +37,9 @@ class ThreadProbe {
   ThreadProbe(const ThreadProbe&) = delete;
   ThreadProbe& operator=(const ThreadProbe&) = delete;
 
+  // Calls in the thread; their arguments go in a ScratchArena on it (kScratch bytes with a
+  // frame, a page without).
   RemoteTask& rt() { return rt_; }
-  // Room for out-parameters, kScratch bytes.
-  uint64_t scratch() const { return rt_.scratch(); }
   bool protected_by_frame() const { return framed_; }
   // The largest out-parameter: every signal's disposition at once (64 x 32 bytes), read back
   // with one process_vm_readv.
@@ -53,7 +53,7 @@ class ThreadProbe {
   uint64_t sigmask_;
   bool framed_ = false;
   bool masked_ = false;
-  uint64_t saved_at_ = 0;  // the bytes the frame and scratch cover, put back at the end
+  RemoteAddr saved_at_;  // the bytes the frame and scratch cover, put back at the end
   std::string saved_bytes_;
 };
 

@@ -160,10 +160,6 @@ WaitStatus wait_task(pid_t tid) {
 RemoteTask::RemoteTask(pid_t tid, uint64_t gadget)
     : tid_(tid), gadget_(gadget), saved_(arch::get_regs(tid)) {}
 
-void RemoteTask::restore_regs() {
-  arch::set_regs(tid_, saved_);
-}
-
 // The next stop of the task during syscall `nr`. When none comes in time, the task is
 // interrupted (a syscall sleeping interruptibly ends) so that the caller can put it back.
 WaitStatus RemoteTask::wait(long nr) {
@@ -182,11 +178,8 @@ WaitStatus RemoteTask::wait(long nr) {
        deadline.seconds(), state);
 }
 
-long RemoteTask::syscall(long nr, std::initializer_list<uint64_t> args) {
+long RemoteTask::run(long nr, const std::array<uint64_t, 6>& a) {
   arch::Regs r = saved_;
-  uint64_t a[6] = {};
-  size_t i = 0;
-  for (uint64_t v : args) a[i++] = v;
   r.rax = nr;
   r.orig_rax = static_cast<uint64_t>(-1L);
   r.rdi = a[0];
@@ -245,41 +238,43 @@ long RemoteTask::syscall(long nr, std::initializer_list<uint64_t> args) {
   }
 }
 
-uint64_t RemoteTask::check(const char* what, long nr, std::initializer_list<uint64_t> args) {
-  long r = syscall(nr, args);
-  if (r < 0 && r > -4096) fail_errno(static_cast<int>(-r), "task {}: {} failed", tid_, what);
-  return static_cast<uint64_t>(r);
+long RemoteTask::syscall(long nr, std::initializer_list<uint64_t> args) {
+  std::array<uint64_t, 6> a{};
+  std::copy_n(args.begin(), std::min(args.size(), a.size()), a.begin());
+  return run(nr, a);
 }
 
-void RemoteTask::read_mem(uint64_t addr, void* buf, size_t len) const {
-  iovec local{buf, len}, remote{reinterpret_cast<void*>(addr), len};
+uint64_t RemoteTask::check(const char* what, long nr, std::initializer_list<uint64_t> args) {
+  return SyscallResult(syscall(nr, args), tid_, nr).or_fail<uint64_t>("{} failed", what);
+}
+
+void RemoteTask::read_mem(RemoteAddr addr, void* buf, size_t len) const {
+  iovec local{buf, len}, remote{reinterpret_cast<void*>(addr.addr()), len};
   ssize_t n = ::process_vm_readv(tid_, &local, 1, &remote, 1, 0);
   if (n != static_cast<ssize_t>(len))
-    fail_sys("cannot read {} bytes at {:#x} of task {}", len, addr, tid_);
+    fail_sys("cannot read {} bytes at {} of task {}", len, addr, tid_);
 }
 
-void RemoteTask::write_mem(uint64_t addr, const void* buf, size_t len) const {
-  iovec local{const_cast<void*>(buf), len}, remote{reinterpret_cast<void*>(addr), len};
+void RemoteTask::write_mem(RemoteAddr addr, const void* buf, size_t len) const {
+  iovec local{const_cast<void*>(buf), len}, remote{reinterpret_cast<void*>(addr.addr()), len};
   ssize_t n = ::process_vm_writev(tid_, &local, 1, &remote, 1, 0);
   if (n != static_cast<ssize_t>(len))
-    fail_sys("cannot write {} bytes at {:#x} of task {}", len, addr, tid_);
+    fail_sys("cannot write {} bytes at {} of task {}", len, addr, tid_);
 }
 
 uint64_t RemoteTask::map_scratch(size_t len, uint64_t hint) {
-  int flags = MAP_PRIVATE | MAP_ANONYMOUS | (hint ? MAP_FIXED_NOREPLACE : 0);
-  scratch_ = check("mmap of a scratch area", SYS_mmap,
-                   {hint, len, PROT_READ | PROT_WRITE, static_cast<uint64_t>(flags),
-                    static_cast<uint64_t>(-1L), 0});
-  if (hint && scratch_ != hint) fail("task {}: scratch area not placed at {:#x}", tid_, hint);
-  scratch_len_ = len;
+  const int flags = MAP_PRIVATE | MAP_ANONYMOUS | (hint ? MAP_FIXED_NOREPLACE : 0);
+  const auto at = check<RemoteAddr>("mmap of a scratch area", SYS_mmap, hint, len,
+                                    PROT_READ | PROT_WRITE, flags, -1, 0);
+  if (hint && at.addr() != hint) fail("task {}: scratch area not placed at {:#x}", tid_, hint);
+  adopt_scratch(at.addr(), len);
   return scratch_;
 }
 
 void RemoteTask::unmap_scratch() {
   if (!scratch_) return;
-  check("munmap of the scratch area", SYS_munmap, {scratch_, scratch_len_});
-  scratch_ = 0;
-  scratch_len_ = 0;
+  check("munmap of the scratch area", SYS_munmap, scratch_, scratch_len_);
+  adopt_scratch(0, 0);
 }
 
 uint64_t RemoteTask::put(size_t off, const void* data, size_t len) {

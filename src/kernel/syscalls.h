@@ -126,4 +126,9 @@ constexpr uint64_t page_up(uint64_t a) {
   return (a + kPageSize - 1) & ~(kPageSize - 1);
 }
 
+// Bits of a /proc/PID/pagemap entry.
+constexpr uint64_t kPmPresent = 1ULL << 63, kPmSwap = 1ULL << 62, kPmFile = 1ULL << 61;
+constexpr uint64_t kPmExclusive = 1ULL << 56;  // mapped by this process alone
+constexpr uint64_t kPmPfnMask = (1ULL << 55) - 1;
+
 }  // namespace cryo::kernel

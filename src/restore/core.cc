@@ -123,6 +123,13 @@ void restore_process_state(RemoteTask& rt, const TaskPlan& t) {
   const pid_t pid = t.pid();
   const task_core_entry& tc = t.core.tc();
 
+  // Blocked before the handlers are set: a signal sent to the task from then on (the restored
+  // handler shows in /proc/PID/status) or from a timer armed here stays pending until the
+  // release, instead of arriving during a remote call, where it would be lost.
+  uint64_t all = ~0ULL;
+  if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) < 0)
+    fail_sys("cannot block signals of task {}", pid);
+
   int idx = 0;
   for (int sig = 1; sig <= kMaxSig; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
@@ -176,9 +183,6 @@ void restore_process_state(RemoteTask& rt, const TaskPlan& t) {
       fail_sys("task {}: cannot restore oom_score_adj {}", pid, v);
     }
   }
-  uint64_t all = ~0ULL;
-  if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) < 0)
-    fail_sys("cannot block signals of task {}", pid);
 }
 
 namespace {
@@ -231,6 +235,9 @@ void restore_thread_state(RemoteTask& rt, const core_entry& core) {
   }
   if (th.has_sched_nice() && ::setpriority(PRIO_PROCESS, tid, th.sched_nice()) < 0)
     fail_sys("task {}: cannot restore nice {}", tid, th.sched_nice());
+  // 0 would mean "the default" to the kernel; a task under a realtime policy reads 0.
+  if (th.cryo_timerslack_ns())
+    rt.check("prctl(PR_SET_TIMERSLACK)", SYS_prctl, {PR_SET_TIMERSLACK, th.cryo_timerslack_ns()});
   if (th.has_signals_p()) queue_signals(rt, th.signals_p(), false);
 }
 

@@ -11,9 +11,11 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "base/error.h"
+#include "infect/scratch_arena.h"
 #include "restore/file_kind.h"
 #include "restore/files.h"
 
@@ -125,18 +127,16 @@ class EventpollKind : public FileKind {
 void EventpollKind::settle(RemoteTask& rt, const TaskPlan& t, const fdinfo_entry& fdi,
                            FdInstaller& installer, FileSet& files) {
   if (!filled_.insert(fdi.id()).second) return;
-  const pid_t pid = t.pid();
   const file_entry& f = files.entry(fdi.id());
   auto add = [&](const eventpoll_tfd_entry& tfd, uint64_t epfd) {
-    struct __attribute__((packed)) {
+    struct __attribute__((packed)) Event {
       uint32_t events;
       uint64_t data;
-    } ev{tfd.events(), tfd.data()};
-    uint64_t a = rt.put(0, &ev, sizeof ev);
-    long r = rt.syscall(SYS_epoll_ctl, {epfd, EPOLL_CTL_ADD, tfd.tfd(), a});
-    if (r < 0)
-      fail_errno(static_cast<int>(-r), "task {}: cannot register fd {} in epoll fd {} again", pid,
-                 tfd.tfd(), fdi.fd());
+    };
+    ScratchArena arena(rt);
+    rt.syscall(SYS_epoll_ctl, epfd, EPOLL_CTL_ADD, tfd.tfd(),
+               arena.put(Event{tfd.events(), tfd.data()}))
+        .or_fail("cannot register fd {} in epoll fd {} again", tfd.tfd(), fdi.fd());
   };
   for (const auto& tfd : f.epfd().tfd())
     if (!tfd.has_cryo_target_id()) add(tfd, fdi.fd());
@@ -145,31 +145,31 @@ void EventpollKind::settle(RemoteTask& rt, const TaskPlan& t, const fdinfo_entry
   for (const auto& tfd : f.epfd().tfd()) {
     if (!tfd.has_cryo_target_id()) continue;
     const uint64_t num = tfd.tfd();
-    const std::string what =
-        fmt::format("file {} watched by epoll fd {}", tfd.cryo_target_id(), fdi.fd());
-    const uint64_t got = installer.take(files.get(tfd.cryo_target_id()), what.c_str());
+    const uint64_t got = installer.take(
+        files.get(tfd.cryo_target_id()),
+        fmt::format("file {} watched by epoll fd {}", tfd.cryo_target_id(), fdi.fd()));
     if (got == num) {  // the number was free and lowest
       add(tfd, fdi.fd());
-      rt.check("close", SYS_close, {num});
+      rt.check("close", SYS_close, num);
       continue;
     }
     auto holder = std::find_if(t.fds.begin(), t.fds.end(),
                                [&](const fdinfo_entry& e) { return e.fd() == num; });
-    long aside = -1;
+    std::optional<uint64_t> aside;
     if (holder != t.fds.end())
-      aside = static_cast<long>(rt.check("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl,
-                                         {num, F_DUPFD_CLOEXEC, installer.pidfd() + 1}));
-    rt.check("dup3", SYS_dup3, {got, num, O_CLOEXEC});
+      aside = rt.check<uint64_t>("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl, num, F_DUPFD_CLOEXEC,
+                                 installer.pidfd() + 1);
+    rt.check("dup3", SYS_dup3, got, num, O_CLOEXEC);
     // (The epoll itself may sit at that number: it is the copy moved aside then.)
-    add(tfd, num == fdi.fd() ? static_cast<uint64_t>(aside) : fdi.fd());
-    if (aside >= 0) {
+    add(tfd, num == fdi.fd() && aside ? *aside : fdi.fd());
+    if (aside) {
       bool cloexec = holder->flags() & FD_CLOEXEC;
-      rt.check("dup3", SYS_dup3, {static_cast<uint64_t>(aside), num, cloexec ? O_CLOEXEC : 0u});
-      rt.check("close", SYS_close, {static_cast<uint64_t>(aside)});
+      rt.check("dup3", SYS_dup3, *aside, num, cloexec ? O_CLOEXEC : 0);
+      rt.check("close", SYS_close, *aside);
     } else {
-      rt.check("close", SYS_close, {num});
+      rt.check("close", SYS_close, num);
     }
-    rt.check("close", SYS_close, {got});
+    rt.check("close", SYS_close, got);
   }
 }
 

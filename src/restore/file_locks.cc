@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "image/fdinfo.h"
 #include "image/image.h"
+#include "infect/scratch_arena.h"
 #include "proc/proc.h"
 
 namespace cryo::restore {
@@ -105,14 +106,12 @@ void FileLocks::restore(RemoteTask& rt, const TaskPlan& t) const {
     std::string path = proc::read_link(fmt::format("/proc/{}/fd/{}", pid, fd));
     if (e.flag() == kLockFlock) {
       // Non-blocking: a lock someone else took since the dump must fail the restore, not hang.
-      uint64_t cmd = (e.type() == F_WRLCK ? LOCK_EX : LOCK_SH) | LOCK_NB;
-      long r = rt.syscall(SYS_flock, {fd, cmd});
-      if (r == -EWOULDBLOCK)
+      const int cmd = (e.type() == F_WRLCK ? LOCK_EX : LOCK_SH) | LOCK_NB;
+      SyscallResult r = rt.syscall(SYS_flock, fd, cmd);
+      if (r.error() == EWOULDBLOCK)
         fail("task {} fd {}: cannot take its {} on {} again: held now by {}", pid, fd, describe(e),
              path, holders(pid, fd, "FLOCK"));
-      if (r < 0)
-        fail_errno(static_cast<int>(-r), "task {} fd {}: cannot take its {} on {} again", pid, fd,
-                   describe(e), path);
+      r.or_fail("fd {}: cannot take its {} on {} again", fd, describe(e), path);
     } else {
       const bool ofd = e.flag() == kLockOfd;
       struct flock fl = {};
@@ -120,16 +119,13 @@ void FileLocks::restore(RemoteTask& rt, const TaskPlan& t) const {
       fl.l_whence = SEEK_SET;
       fl.l_start = e.start();
       fl.l_len = e.len();
-      uint64_t addr = rt.put(0, &fl, sizeof fl);
-      long r =
-          rt.syscall(SYS_fcntl, {fd, static_cast<uint64_t>(ofd ? F_OFD_SETLK : F_SETLK), addr});
-      if (r == -EAGAIN || r == -EACCES) {
+      ScratchArena arena(rt);
+      SyscallResult r = rt.syscall(SYS_fcntl, fd, ofd ? F_OFD_SETLK : F_SETLK, arena.put(fl));
+      if (r.error() == EAGAIN || r.error() == EACCES) {
         // Ask the kernel, from the task, which lock is in the way.
-        addr = rt.put(0, &fl, sizeof fl);
-        rt.check("fcntl(F_GETLK)", SYS_fcntl,
-                 {fd, static_cast<uint64_t>(ofd ? F_OFD_GETLK : F_GETLK), addr});
-        struct flock got = {};
-        rt.read_mem(addr, &got, sizeof got);
+        auto query = arena.put(fl);
+        rt.check("fcntl(F_GETLK)", SYS_fcntl, fd, ofd ? F_OFD_GETLK : F_GETLK, query);
+        const struct flock got = rt.read(query);
         if (got.l_type == F_UNLCK)
           fail(
               "task {} fd {}: cannot take its {} on {} again: a conflicting lock was held, and "
@@ -143,9 +139,7 @@ void FileLocks::restore(RemoteTask& rt, const TaskPlan& t) const {
         fail("task {} fd {}: cannot take its {} on {} again: {} holds a {} lock on {} now", pid, fd,
              describe(e), path, who, got.l_type == F_WRLCK ? "write" : "read", range);
       }
-      if (r < 0)
-        fail_errno(static_cast<int>(-r), "task {} fd {}: cannot take its {} on {} again", pid, fd,
-                   describe(e), path);
+      r.or_fail("fd {}: cannot take its {} on {} again", fd, describe(e), path);
     }
     log::debug("task {} fd {} ({}): {} taken again", pid, fd, path, describe(e));
   }

@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "image/file_entry.h"
+#include "infect/scratch_arena.h"
 #include "kernel/syscalls.h"
 
 namespace cryo::restore {
@@ -173,14 +174,14 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
   }
   installer.install_all(all);
   for (const fdinfo_entry* fdi : late) {
-    const std::string what = fmt::format("file {} for fd {}", fdi->id(), fdi->fd());
-    const uint64_t got = installer.take(files.get(fdi->id()), what.c_str());
+    const uint64_t got = installer.take(files.get(fdi->id()),
+                                        fmt::format("file {} for fd {}", fdi->id(), fdi->fd()));
     const bool cloexec = fdi->flags() & FD_CLOEXEC;
     if (got != fdi->fd()) {
-      rt.check("dup3", SYS_dup3, {got, fdi->fd(), cloexec ? static_cast<uint64_t>(O_CLOEXEC) : 0});
-      rt.check("close", SYS_close, {got});
+      rt.check("dup3", SYS_dup3, got, fdi->fd(), cloexec ? O_CLOEXEC : 0);
+      rt.check("close", SYS_close, got);
     } else if (!cloexec) {
-      rt.check("fcntl(F_SETFD)", SYS_fcntl, {got, F_SETFD, 0});
+      rt.check("fcntl(F_SETFD)", SYS_fcntl, got, F_SETFD, 0);
     }
     log::debug("task {} fd {}: file {} (after the others)", pid, fdi->fd(), fdi->id());
   }
@@ -191,7 +192,7 @@ void restore_files(RemoteTask& rt, const TaskPlan& t, FileSet& files) {
     const uint32_t flags = image::file_flags(f);
     if (!(flags & O_ASYNC) || !files.first_async(fdi.id())) continue;
     const uint64_t keep = flags & (O_APPEND | O_ASYNC | O_DIRECT | O_NONBLOCK);
-    rt.check("fcntl(F_SETFL, O_ASYNC)", SYS_fcntl, {fdi.fd(), F_SETFL, keep});
+    rt.check("fcntl(F_SETFL, O_ASYNC)", SYS_fcntl, fdi.fd(), F_SETFL, keep);
   }
   for (const auto& fdi : t.fds) {
     const file_entry& f = files.entry(fdi.id());
@@ -205,11 +206,10 @@ void restore_fs(RemoteTask& rt, const TaskPlan& t, const Plan& plan) {
   const std::string& root = plan.reg(t.fs.root_id(), "root", pid).name();
   const std::string& cwd = plan.reg(t.fs.cwd_id(), "cwd", pid).name();
   // The working directory is a path from the outer root: enter it before the chroot.
-  long r = rt.syscall(SYS_chdir, {rt.put_str(0, cwd)});
-  if (r < 0)
-    fail_errno(static_cast<int>(-r), "task {}: cannot enter its working directory {}", pid, cwd);
-  if (root != "/") rt.check("chroot", SYS_chroot, {rt.put_str(0, root)});
-  if (t.fs.has_umask()) rt.check("umask", SYS_umask, {t.fs.umask()});
+  ScratchArena arena(rt);
+  rt.syscall(SYS_chdir, arena.put_str(cwd)).or_fail("cannot enter its working directory {}", cwd);
+  if (root != "/") rt.check("chroot", SYS_chroot, arena.put_str(root));
+  if (t.fs.has_umask()) rt.check("umask", SYS_umask, t.fs.umask());
 }
 
 }  // namespace cryo::restore

@@ -143,6 +143,77 @@ class PageIndex {
   const char* data_;
 };
 
+// Locks a VMA as it was locked: at once (its pages all present), or on fault. The kernel
+// marks a PROT_NONE area locked but cannot populate it: that ENOMEM is the original's too.
+void lock_vma(RemoteTask& rt, const vma_entry& v) {
+  const uint64_t how = v.cryo_lock_onfault() ? MLOCK_ONFAULT : 0;
+  long r = rt.syscall(SYS_mlock2, {v.start(), v.end() - v.start(), how});
+  if (r == -ENOMEM && v.prot() == PROT_NONE) return;
+  if (r < 0)
+    fail_errno(static_cast<int>(-r), "task {}: cannot lock mapping {:#x}-{:#x} again", rt.tid(),
+               v.start(), v.end());
+}
+
+// Two neighbours the kernel would merge into one VMA, though the dumped task had them apart
+// (hidden state kept them so: the anon_vma each got when a fork copied them, or a page offset
+// left by mremap). Only anonymous private ones are kept apart (see map_apart).
+bool mergeable(const vma_entry& a, const vma_entry& b) {
+  constexpr uint32_t kKind = image::kVmaAnonPrivate | image::kVmaFilePrivate |
+                             image::kVmaFileShared | image::kVmaAnonShared;
+  return a.end() == b.start() && (b.status() & kKind) == image::kVmaAnonPrivate &&
+         (a.status() & kKind) == image::kVmaAnonPrivate && a.prot() == b.prot() &&
+         a.flags() == b.flags() && a.madv() == b.madv() &&
+         a.cryo_lock_onfault() == b.cryo_lock_onfault() &&
+         !(b.flags() & (MAP_GROWSDOWN | image::kVmaHugetlbFlags));
+}
+
+// Anonymous VMAs given the kernel state the dumped ones had, which no flag shows: an anon_vma
+// (that a fault gives), and a page offset not following their neighbour's.
+class AnonState {
+ public:
+  explicit AnonState(RemoteTask& rt) : rt_(rt) {}
+
+  // Faults in a page at `addr` and drops it: the VMA keeps the anon_vma it got. Through
+  // /proc/PID/mem, which writes whatever the protection (a writable mapping, even for a
+  // moment, would be charged to the commit limit: VmFlags "ac").
+  void give_anon_vma(uint64_t addr) {
+    if (!mem_) {
+      mem_ = Fd(::open(fmt::format("/proc/{}/mem", rt_.tid()).c_str(), O_RDWR | O_CLOEXEC));
+      if (!mem_) fail_sys("cannot open /proc/{}/mem", rt_.tid());
+    }
+    const char zero = 0;
+    if (::pwrite(mem_.get(), &zero, 1, static_cast<off_t>(addr)) != 1)
+      fail_sys("cannot write to task {} at {:#x}", rt_.tid(), addr);
+    rt_.check("madvise(MADV_DONTNEED)", SYS_madvise, {addr, kernel::kPageSize, MADV_DONTNEED});
+  }
+
+  // Maps `v` elsewhere and moves it to its address: its page offset is then not the one that
+  // follows its neighbour's, so the kernel never merges the two (it would now, or when
+  // mprotect, madvise or mlock change them later), and they stay two VMAs as dumped. mremap
+  // keeps the offset of a VMA that has an anon_vma only (one never faulted takes its new
+  // address's, to merge).
+  void map_apart(const vma_entry& v, uint64_t prot, uint64_t flags,
+                 std::vector<std::pair<uint64_t, uint64_t>>& busy) {
+    const uint64_t len = v.end() - v.start();
+    if (len > len_) {  // one place for all, as large as the largest
+      len_ = len;
+      at_ = pick_free(busy, len);
+      busy.emplace_back(at_, at_ + len);
+    }
+    log::debug("task {}: {:#x}-{:#x} made apart from its neighbour", rt_.tid(), v.start(), v.end());
+    rt_.check("mmap", SYS_mmap, {at_, len, prot, flags, ~0ULL, 0});
+    give_anon_vma(at_);
+    uint64_t got =
+        rt_.check("mremap", SYS_mremap, {at_, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v.start()});
+    if (got != v.start()) fail("task {}: mremap placed {:#x} at {:#x}", rt_.tid(), v.start(), got);
+  }
+
+ private:
+  RemoteTask& rt_;
+  Fd mem_;  // /proc/PID/mem of the task
+  uint64_t at_ = 0, len_ = 0;
+};
+
 // The parts of sorted ranges `a` that are in `within` and not in `minus` (both sorted).
 Ranges clip(const Ranges& a, const Ranges& within, const Ranges& minus) {
   Ranges out;
@@ -405,6 +476,10 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
   RemoteBatch batch(rt, pick_free(busy, kBatchLen), kBatchLen);
   busy.emplace_back(batch.start(), batch.start() + batch.size());
   std::map<uint64_t, long> file_fds;  // shmid -> fd in the task
+  AnonState anon(rt);
+  // Protections as mapped: VMAs that get pages are writable until filled, and one that was
+  // writable once is so for a moment (to be charged as it was).
+  std::vector<uint64_t> as_mapped(mm.vmas_size());
   for (int i = 0; i < mm.vmas_size(); i++) {
     const vma_entry& v = mm.vmas(i);
     if (is_special(v)) continue;
@@ -414,11 +489,16 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
       if (prot != keep_prot[i])
         batch.add(SYS_mprotect, {v.start(), v.end() - v.start(), prot},
                   fmt::format("mprotect of {:#x}", v.start()));
+      as_mapped[i] = prot;
       continue;
     }
+    if (v.cryo_accounted()) prot |= PROT_WRITE;
+    as_mapped[i] = prot;
     uint64_t flags =
         (v.flags() & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE)) |
         MAP_FIXED;
+    // Anonymous huge pages; a file of huge pages says their size itself.
+    if (flags & MAP_ANONYMOUS) flags |= v.flags() & image::kVmaHugetlbFlags;
     long fd = -1;
     if (v.status() & image::kVmaSysvipc) {
       attach_sysv_shm(rt, v, busy);
@@ -475,10 +555,33 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
       }
       flags &= ~static_cast<uint64_t>(MAP_ANONYMOUS);
     }
-    batch.add(SYS_mmap,
-              {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd),
-               fd >= 0 ? v.pgoff() : 0},
-              fmt::format("mmap of {:#x}-{:#x}", v.start(), v.end()), v.start());
+    // What needs the mapping at once (or its exact error) leaves the batch.
+    if (i > 0 && mergeable(mm.vmas(i - 1), v)) {
+      batch.flush();
+      anon.map_apart(v, prot, flags, busy);
+      continue;
+    }
+    const bool accounted = v.cryo_accounted() && fd < 0 && !fill[i];
+    if (!(flags & MAP_HUGETLB) && !accounted) {
+      batch.add(SYS_mmap,
+                {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd),
+                 fd >= 0 ? v.pgoff() : 0},
+                fmt::format("mmap of {:#x}-{:#x}", v.start(), v.end()), v.start());
+      continue;
+    }
+    batch.flush();
+    long r = rt.syscall(SYS_mmap, {v.start(), v.end() - v.start(), prot, flags,
+                                   static_cast<uint64_t>(fd), fd >= 0 ? v.pgoff() : 0});
+    const auto got = static_cast<uint64_t>(r);
+    if (r == -ENOMEM && (flags & MAP_HUGETLB))
+      fail_huge_pages(ENOMEM, static_cast<uint32_t>(flags & image::kVmaHugetlbFlags),
+                      v.end() - v.start(),
+                      fmt::format("task {}: mapping {:#x}-{:#x}", pid, v.start(), v.end()));
+    if (r < 0 && r > -4096)
+      fail_errno(static_cast<int>(-r), "task {}: cannot map {:#x}-{:#x}", pid, v.start(), v.end());
+    if (got != v.start()) fail("task {}: mmap placed {:#x} at {:#x}", pid, v.start(), got);
+    // mprotect drops the charge of an anonymous VMA that has no anon_vma yet.
+    if (accounted) anon.give_anon_vma(v.start());
   }
   batch.flush();
   log::debug("task {}: {} mappings made", pid, mm.vmas_size());
@@ -564,19 +667,28 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
               std::chrono::duration<double>(tp2 - tp0).count());
   }
 
-  // Final protections and advice.
+  // Final protections, advice and locks.
   for (int i = 0; i < mm.vmas_size(); i++) {
     const vma_entry& v = mm.vmas(i);
     if (is_special(v)) continue;
     uint64_t len = v.end() - v.start();
-    if (fill[i] && v.prot() != (v.prot() | PROT_READ | PROT_WRITE))
+    if (as_mapped[i] != v.prot())
       batch.add(SYS_mprotect, {v.start(), len, v.prot()},
                 fmt::format("mprotect of {:#x}", v.start()));
+    if (v.madv() || (v.flags() & MAP_LOCKED)) batch.flush();  // advice and locks after it
     for (int adv = 0; adv < 64; adv++)
       if (v.madv() & (1ULL << adv)) {
         long r = rt.syscall(SYS_madvise, {v.start(), len, static_cast<uint64_t>(adv)});
         if (r < 0) log::warn("task {}: madvise({}) of {:#x} failed", pid, adv, v.start());
       }
+    if (v.flags() & MAP_LOCKED) lock_vma(rt, v);
+  }
+  // Mappings made from now on are locked, as mlockall(MCL_FUTURE) said (cryo's own scratch
+  // and shared memory mappings in the task are made already).
+  if (uint32_t mcl = mm.cryo_mlockall()) {
+    if (mcl & ~static_cast<uint32_t>(MCL_FUTURE | MCL_ONFAULT) || !(mcl & MCL_FUTURE))
+      fail("image mm-{}.img is corrupt: mlockall flags {:#x}", pid, mcl);
+    rt.check("mlockall", SYS_mlockall, {mcl});
   }
 
   batch.close();

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
+#include <utility>
 
 #include "base/error.h"
 #include "base/strings.h"
@@ -18,6 +20,23 @@
 
 namespace cryo::restore {
 namespace {
+
+// A mapping of cryo's own, unmapped when it goes.
+struct OwnMapping {
+  char* p = nullptr;
+  size_t len = 0;
+  OwnMapping() = default;
+  OwnMapping(char* at, size_t n) : p(at), len(n) {}
+  OwnMapping(const OwnMapping&) = delete;
+  OwnMapping& operator=(OwnMapping&& o) noexcept {
+    std::swap(p, o.p);
+    std::swap(len, o.len);
+    return *this;
+  }
+  ~OwnMapping() {
+    if (p) ::munmap(p, len);
+  }
+};
 
 class MemfdKind : public FileKind {
  public:
@@ -67,11 +86,21 @@ Fd MemfdKind::open_memfd(const Plan& plan, const memfd_file_entry& m) {
     const std::string name = printable(mi.name());
     constexpr uint32_t kSealSeal = 1;  // F_SEAL_SEAL alone: created without MFD_ALLOW_SEALING
     bool sealing = mi.seals() != kSealSeal;
-    mfd.reset(::memfd_create(mi.name().c_str(), MFD_CLOEXEC | (sealing ? MFD_ALLOW_SEALING : 0)));
-    if (!mfd) fail_sys("cannot create memfd {}", name);
+    const uint32_t huge = mi.has_hugetlb_flag() ? mi.hugetlb_flag() : 0;
+    mfd.reset(
+        ::memfd_create(mi.name().c_str(), MFD_CLOEXEC | (sealing ? MFD_ALLOW_SEALING : 0) | huge));
+    if (!mfd) fail_sys("cannot create memfd {} (hugetlb flags {:#x})", name, huge);
     if (mi.size() > static_cast<uint64_t>(INT64_MAX) ||
         ::ftruncate(mfd.get(), static_cast<off_t>(mi.size())) < 0)
       fail_sys("cannot size memfd {} to {} bytes", name, mi.size());
+    // hugetlbfs has no write(): a memfd of huge pages is filled through a mapping.
+    OwnMapping map;
+    if (huge && mi.size()) {
+      void* p = ::mmap(nullptr, mi.size(), PROT_READ | PROT_WRITE, MAP_SHARED, mfd.get(), 0);
+      if (p == MAP_FAILED)
+        fail_huge_pages(errno, huge, mi.size(), fmt::format("memfd {} of huge pages", name));
+      map = OwnMapping{static_cast<char*>(p), mi.size()};
+    }
     const SharedPages& sp = plan.shared_pages.at(mi.shmid());  // checked by the planner
     std::string pages = fmt::format("{}/pages-{}.img", plan.dir, sp.pages_id);
     Fd pf = image::open_image(pages);
@@ -82,7 +111,8 @@ Fd MemfdKind::open_memfd(const Plan& plan, const memfd_file_entry& m) {
         // The last page may reach past the file's size: write only what the file holds.
         uint64_t start = e.vaddr() + at;
         uint64_t end = std::min<uint64_t>(start + n, mi.size());
-        for (uint64_t w = start; w < end;) {
+        if (map.p && start < end) std::memcpy(map.p + start, p, end - start);
+        for (uint64_t w = map.p ? end : start; w < end;) {
           ssize_t k = ::pwrite(mfd.get(), p + (w - start), end - w, static_cast<off_t>(w));
           if (k < 0 && errno == EINTR) continue;
           if (k <= 0) fail_sys("cannot fill memfd {}", name);
@@ -91,6 +121,7 @@ Fd MemfdKind::open_memfd(const Plan& plan, const memfd_file_entry& m) {
       });
       off += static_cast<off_t>(len);
     }
+    map = OwnMapping{};  // a writable mapping would forbid F_SEAL_WRITE
     if (mi.has_mode() && ::fchmod(mfd.get(), mi.mode() & 07777) < 0)
       fail_sys("cannot give memfd {} its mode {:o}", name, mi.mode() & 07777);
     if (sealing && mi.seals() && ::fcntl(mfd.get(), F_ADD_SEALS, mi.seals()) < 0)

@@ -6,10 +6,12 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 
+#include <span>
 #include <vector>
 
 #include "base/error.h"
 #include "base/log.h"
+#include "infect/scratch_arena.h"
 #include "restore/tree.h"
 
 namespace cryo::restore {
@@ -20,7 +22,7 @@ void restore_seccomp(RemoteTask& rt, const thread_core_entry& thc, const seccomp
   if (ptrace(PTRACE_SETOPTIONS, tid, nullptr, kTraceOptions | PTRACE_O_SUSPEND_SECCOMP) < 0)
     fail_sys("task {}: cannot suspend seccomp while restoring it", tid);
   if (thc.seccomp_mode() == strict) {
-    rt.check("prctl(PR_SET_SECCOMP, strict)", SYS_prctl, {PR_SET_SECCOMP, SECCOMP_MODE_STRICT});
+    rt.check("prctl(PR_SET_SECCOMP, strict)", SYS_prctl, PR_SET_SECCOMP, SECCOMP_MODE_STRICT);
     return;
   }
   // The chain from the thread's newest filter back to its first; installed oldest first.
@@ -37,17 +39,15 @@ void restore_seccomp(RemoteTask& rt, const thread_core_entry& thc, const seccomp
   for (const seccomp_filter* f : chain) {
     if (f->filter().size() % sizeof(sock_filter) || f->filter().size() > 60000)
       fail("image seccomp.img is corrupt: a filter of {} bytes", f->filter().size());
-    uint64_t insns = rt.put(4096, f->filter().data(), f->filter().size());
-    struct {
-      uint16_t len;
-      uint16_t pad[3];
-      uint64_t filter;
-    } prog{static_cast<uint16_t>(f->filter().size() / sizeof(sock_filter)), {}, insns};
-    uint64_t p = rt.put(0, &prog, sizeof prog);
+    ScratchArena arena(rt);
+    auto insns = arena.put_array(std::span<const char>(f->filter()));
+    const sock_fprog prog{static_cast<uint16_t>(f->filter().size() / sizeof(sock_filter)),
+                          insns.cast<sock_filter>().as_field()};
     // Every thread gets its own copy of the chain: no TSYNC; listeners were refused at dump.
-    uint64_t flags = f->flags() & ~static_cast<uint64_t>(SECCOMP_FILTER_FLAG_TSYNC |
-                                                         SECCOMP_FILTER_FLAG_NEW_LISTENER);
-    rt.check("seccomp(SECCOMP_SET_MODE_FILTER)", SYS_seccomp, {SECCOMP_SET_MODE_FILTER, flags, p});
+    const uint64_t flags =
+        f->flags() & ~uint64_t{SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_NEW_LISTENER};
+    rt.check("seccomp(SECCOMP_SET_MODE_FILTER)", SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags,
+             arena.put(prog));
   }
   log::debug("task {}: {} seccomp filter(s) installed", tid, chain.size());
 }

@@ -25,6 +25,10 @@ namespace cryo::restore {
 void read_pages_in_chunks(int fd, const std::string& name, off_t off, uint64_t len,
                           const std::function<void(uint64_t, const char*, size_t)>& put);
 
+// Fails a mapping of huge pages (`hugetlb`: MAP_HUGETLB and the size bits) that the kernel
+// refused with `err`, saying how many huge pages the pool has free and how to reserve more.
+[[noreturn]] void fail_huge_pages(int err, uint32_t hugetlb, uint64_t len, const std::string& what);
+
 class ShmemSet {
  public:
   explicit ShmemSet(const Plan& plan);
@@ -45,6 +49,7 @@ class ShmemSet {
     uint64_t size = 0;
     pid_t creator = 0;
     uint64_t tmp = 0;
+    uint32_t hugetlb = 0;  // MAP_HUGETLB and the page size bits, for huge pages
   };
   void create(RemoteTask& rt, uint64_t shmid, Object& o,
               std::vector<std::pair<uint64_t, uint64_t>>& busy);

@@ -330,6 +330,24 @@ int stop_signal(const TaskPlan& t) {
   return sig;
 }
 
+// Lets a restored thread go. One released before it may already have ended the whole process
+// (exit_group, a fatal signal): then it is gone or dying, and that is the process's own doing.
+void detach(pid_t tid, const char* what) {
+  if (ptrace(PTRACE_DETACH, tid, nullptr, 0) == 0) return;
+  const int err = errno;
+  if (err == ESRCH) {
+    auto stat = proc::try_read_file(fmt::format("/proc/{}/stat", tid));
+    const size_t paren = stat ? stat->rfind(')') : std::string::npos;
+    const char state =
+        paren != std::string::npos && paren + 2 < stat->size() ? (*stat)[paren + 2] : 'X';
+    if (state == 'Z' || state == 'X') {
+      log::info("{} {} ended on its own while the tree was released", what, tid);
+      return;
+    }
+  }
+  fail_errno(err, "cannot release {} {}", what, tid);
+}
+
 }  // namespace
 
 void NewTree::release(bool leave_stopped) {
@@ -343,13 +361,11 @@ void NewTree::release(bool leave_stopped) {
     else if (leave_stopped)
       ::kill(t.pid(), SIGSTOP);
   }
-  for (auto& th : threads_)
-    if (ptrace(PTRACE_DETACH, th->tid(), nullptr, 0) < 0)
-      fail_sys("cannot release thread {}", th->tid());
+  for (auto& th : threads_) detach(th->tid(), "thread");
   for (size_t i = 0; i < plan_.tasks.size(); i++) {
     if (!remote_[i]) continue;
     const TaskPlan& t = plan_.tasks[i];
-    if (ptrace(PTRACE_DETACH, t.pid(), nullptr, 0) < 0) fail_sys("cannot release task {}", t.pid());
+    detach(t.pid(), "task");
   }
   released_ = true;
 }

@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "image/fdinfo.h"
 #include "image/image.h"
+#include "infect/scratch_arena.h"
 #include "kernel/tty.h"
 #include "proc/proc.h"
 #include "restore/file_kind.h"
@@ -166,15 +167,11 @@ const tty_info_entry* Ttys::session_tty(pid_t sid) const {
 }
 
 // The slave of pair `p` as a new fd in task `rt` (taken from cryo with pidfd_getfd).
-long Ttys::remote_slave(RemoteTask& rt, const Pair& p, uint32_t index) {
-  long pidfd = rt.check("pidfd_open", SYS_pidfd_open, {static_cast<uint64_t>(::getpid()), 0});
-  long fd = rt.syscall(SYS_pidfd_getfd,
-                       {static_cast<uint64_t>(pidfd), static_cast<uint64_t>(p.slave.get()), 0});
-  rt.check("close", SYS_close, {static_cast<uint64_t>(pidfd)});
-  if (fd < 0)
-    fail_errno(static_cast<int>(-fd), "task {}: cannot take the slave of pty {} from cryo",
-               rt.tid(), index);
-  return fd;
+int Ttys::remote_slave(RemoteTask& rt, const Pair& p, uint32_t index) {
+  const int pidfd = rt.check<int>("pidfd_open", SYS_pidfd_open, ::getpid(), 0);
+  SyscallResult fd = rt.syscall(SYS_pidfd_getfd, pidfd, p.slave.get(), 0);
+  rt.check("close", SYS_close, pidfd);
+  return fd.or_fail<int>("cannot take the slave of pty {} from cryo", index);
 }
 
 void Ttys::attach_ctty(RemoteTask& rt) {
@@ -182,13 +179,10 @@ void Ttys::attach_ctty(RemoteTask& rt) {
   if (!info) return;
   const uint32_t index = info->pty().index();
   Pair& p = pair(index);
-  long fd = remote_slave(rt, p, index);
-  long r = rt.syscall(SYS_ioctl, {static_cast<uint64_t>(fd), TIOCSCTTY, 0});
-  rt.check("close", SYS_close, {static_cast<uint64_t>(fd)});
-  if (r < 0)
-    fail_errno(static_cast<int>(-r),
-               "task {}: cannot make /dev/pts/{} its controlling terminal again (TIOCSCTTY)",
-               rt.tid(), index);
+  const int fd = remote_slave(rt, p, index);
+  SyscallResult r = rt.syscall(SYS_ioctl, fd, TIOCSCTTY, 0);
+  rt.check("close", SYS_close, fd);
+  r.or_fail("cannot make /dev/pts/{} its controlling terminal again (TIOCSCTTY)", index);
   log::debug("task {}: controlling terminal /dev/pts/{}", rt.tid(), index);
 }
 
@@ -203,14 +197,11 @@ void Ttys::set_foreground(RemoteTask& rt) {
     log::warn("pty {}: its foreground group {} has no task in the tree; left as is", index, pgrp);
     return;
   }
-  long fd = remote_slave(rt, pair(index), index);
-  uint64_t a = rt.put(0, &pgrp, sizeof pgrp);
-  long r = rt.syscall(SYS_ioctl, {static_cast<uint64_t>(fd), TIOCSPGRP, a});
-  rt.check("close", SYS_close, {static_cast<uint64_t>(fd)});
-  if (r < 0)
-    fail_errno(static_cast<int>(-r),
-               "task {}: cannot make group {} the foreground of /dev/pts/{} (TIOCSPGRP)", rt.tid(),
-               pgrp, index);
+  const int fd = remote_slave(rt, pair(index), index);
+  ScratchArena arena(rt);
+  SyscallResult r = rt.syscall(SYS_ioctl, fd, TIOCSPGRP, arena.put(pgrp));
+  rt.check("close", SYS_close, fd);
+  r.or_fail("cannot make group {} the foreground of /dev/pts/{} (TIOCSPGRP)", pgrp, index);
 }
 
 void Ttys::finish() {

@@ -40,7 +40,7 @@ class Ttys {
   };
   Pair& pair(uint32_t index);
   const tty_info_entry* session_tty(pid_t sid) const;
-  long remote_slave(RemoteTask& rt, const Pair& p, uint32_t index);
+  int remote_slave(RemoteTask& rt, const Pair& p, uint32_t index);
   const Plan& plan_;
   std::map<uint32_t, std::string> data_;  // queued bytes by the id of the tty that reads them
   std::map<uint32_t, Pair> pairs_;        // by pty index

@@ -10,7 +10,8 @@
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
 # stop-during-dump oom-score-adj io-uring udp-corked unix-creds-outside pidfile log-file images-perms image-part-symlink
-# hostile-memory hostile-core hostile-files hostile-pipes file-kinds sysv-shm pgrp-outside).
+# hostile-memory hostile-core hostile-files hostile-pipes file-kinds sysv-shm pgrp-outside
+# shared-clone).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring, udp_corked,
@@ -52,6 +53,15 @@ declare -A PROG_OPTS=(
 	[link_remap]="--link-remap"
 )
 read -ra OPTS <<<"${PROG_OPTS[$(basename "$PROG")]:-}"
+
+# Free huge pages (2 MiB) a program needs: the hugetlb pool is grown for the run and put back
+# after it. A run that cannot grow it is skipped (exit 77, ctest's SKIP_RETURN_CODE).
+declare -A PROG_HUGEPAGES=(
+	[hugetlb]=10
+)
+NEED_HUGEPAGES=${PROG_HUGEPAGES[$(basename "$PROG")]:-0}
+HUGEPAGES_SYSCTL=/proc/sys/vm/nr_hugepages
+HUGEPAGES_OLD=""
 
 W=$(mktemp -d "/tmp/cr-$(basename "$PROG")-$FLAVOR.XXXXXX")
 D=$W               # WORKDIR of the current run (error flavors use subdirectories)
@@ -149,6 +159,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT
 	kill_test_procs
+	put_back_hugepages
 	local p
 	for p in "${HELPERS[@]}"; do # only if still our child (pids get reused)
 		local st
@@ -156,7 +167,7 @@ cleanup() {
 		st=${st##*) }
 		[[ $(cut -d' ' -f2 <<<"$st") == "$$" ]] && kill -KILL "$p" 2>/dev/null
 	done
-	if (( rc == 0 )); then
+	if (( rc == 0 || rc == 77 )); then
 		rm -rf "$W"
 	else
 		remove_sysv_segments
@@ -177,6 +188,30 @@ remove_sysv_segments() {
 }
 trap cleanup EXIT
 trap 'echo "FAIL: interrupted"; exit 1' INT TERM HUP
+
+hugepages_free() { awk '/^HugePages_Free:/ {print $2}' /proc/meminfo; }
+reserve_hugepages() {
+	(( NEED_HUGEPAGES )) || return 0
+	local free total
+	free=$(hugepages_free)
+	(( free >= NEED_HUGEPAGES )) && return 0
+	HUGEPAGES_OLD=$(<"$HUGEPAGES_SYSCTL")
+	total=$(( HUGEPAGES_OLD + NEED_HUGEPAGES - free ))
+	echo "$total" >"$HUGEPAGES_SYSCTL" 2>/dev/null
+	free=$(hugepages_free)
+	if (( free < NEED_HUGEPAGES )); then
+		echo "SKIP: $(basename "$PROG") needs $NEED_HUGEPAGES free huge pages, the pool gives $free" \
+			"(vm.nr_hugepages $HUGEPAGES_OLD -> $total)"
+		exit 77
+	fi
+	log "huge pages: vm.nr_hugepages $HUGEPAGES_OLD -> $total for this run"
+}
+put_back_hugepages() {
+	[[ -n $HUGEPAGES_OLD ]] || return 0
+	# Pages still in use become surplus pages, freed when their last user goes.
+	echo "$HUGEPAGES_OLD" >"$HUGEPAGES_SYSCTL" 2>/dev/null
+	HUGEPAGES_OLD=""
+}
 
 # spawn [--tty] CMD...: start CMD in the background with no fds above 2
 # (inherited pipes would make the tree undumpable), stdio on /dev/null and,
@@ -1210,6 +1245,27 @@ err_pgrp_outside() {
 	finish_original "after the refused dump"
 }
 
+# A child process that shares the root's address space (CLONE_VM, also with CLONE_SIGHAND)
+# or fs information (CLONE_FS) would come back with its own: the dump refuses, naming both
+# tasks and what they share, and the tree runs on, its sharing intact.
+err_shared_clone() {
+	helper shared_clone
+	local mode what
+	for mode in vm vm-sighand fs; do
+		new_run "$mode"
+		start_cmd "$HELPER" "$D" "$mode"
+		what="address space"
+		[[ $mode == fs ]] && what="fs information"
+		dump dump
+		expect_fail dump "dump of a child process sharing the root's $what ($mode)"
+		expect_msg dump "dump of a child process sharing the root's $what ($mode)" \
+			"shares its $what with task $ROOT" "not supported"
+		[[ -e $IMG/inventory.img ]] && die "the refused dump left an inventory.img"
+		check_tree_running "after the refused dump ($mode)"
+		finish_original "after the refused dump ($mode)"
+	done
+}
+
 err_freeze_timeout() {
 	helper vfork_wait
 	start_prog "$HELPER"
@@ -1587,6 +1643,7 @@ time.sleep(120)' "$D"
 [[ $(id -u) == 0 ]] || die "checkpoint/restore tests must run as root"
 mkdir -p "$IMG"
 log "cryo $CRYO, test $PROG, flavor $FLAVOR, workdir $W"
+reserve_hugepages
 
 case $FLAVOR in
 restore | restore-detached | leave-running | shell-job | exit-status)
@@ -1614,7 +1671,7 @@ missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrup
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
 	stop-during-dump | oom-score-adj | io-uring | udp-corked | unix-creds-outside | pidfile | log-file | images-perms | \
 	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes | file-kinds | \
-	sysv-shm | pgrp-outside)
+	sysv-shm | pgrp-outside | shared-clone)
 	"err_${FLAVOR//-/_}"
 	;;
 *)

@@ -75,12 +75,14 @@ PROGS = [
     ("ptimers", []),  # posix timers
     ("memory", []),  # every kind of area
     ("creds", []),  # capabilities, groups
+    ("mlock", []),  # MAP_LOCKED, locked on fault, mlockall(MCL_FUTURE)
 ]
 
 # Fields cryo's schema has and Debian's crit (CRIU 3.17) does not: crit skips them as unknown
 # fields when it decodes, cryo shows them (so that decode -> encode gives the same image).
 CRYO_ONLY = {"no_new_privs", "cryo_target_id", "cryo_peer_closed", "cap_amb", "stop_signo",
-             "membarrier_registration_mask", "cryo_time_for_children_ns_id"}
+             "membarrier_registration_mask", "cryo_time_for_children_ns_id",
+             "cryo_lock_onfault", "cryo_accounted", "cryo_mlockall", "cryo_timerslack_ns"}
 # The same, for a field name other messages use too: name -> the keys that tell its message.
 CRYO_ONLY_IN = {"mode": {"shmid", "seals", "inode_id"}}  # memfd_inode_entry.mode (CRIU 4.2)
 

@@ -144,6 +144,10 @@ CRYO_EXTENSIONS = {
     ("inet_sk_entry", 1001): "cryo_tcp_cork",
     ("inet_sk_entry", 1002): "cryo_udp_cork",
     ("task_kobj_ids_entry", 1000): "cryo_time_for_children_ns_id",
+    ("vma_entry", 1000): "cryo_lock_onfault",
+    ("vma_entry", 1001): "cryo_accounted",
+    ("mm_entry", 1000): "cryo_mlockall",
+    ("thread_core_entry", 1000): "cryo_timerslack_ns",
 }
 
 NEWER_THAN_DEBIAN_CRIU = {

@@ -3,7 +3,7 @@
  * with the same content, the same /proc/self/maps (no VMA added, lost or
  * moved) and the same VmFlags per VMA.
  */
-#include "common.h"
+#include "layout.h"
 #include <sys/mman.h>
 
 #define PAGE 4096UL
@@ -19,43 +19,12 @@
 #define LARGE_SIZE (8UL << 20)
 #define DEPTH 2000
 
-static uint64_t pat(uint64_t a, uint64_t seed)
-{
-	uint64_t x = (a ^ (seed * 0xD6E8FEB86659FD93ULL)) * 0x9E3779B97F4A7C15ULL;
-	return x ^ (x >> 29) ^ seed;
-}
-
-static void fill(void *p, size_t len, uint64_t seed)
-{
-	uint64_t *w = p;
-	for (size_t i = 0; i < len / 8; i++)
-		w[i] = pat((uint64_t)(uintptr_t)&w[i], seed);
-}
-
 /* Fill by offset (for file content, independent of the mapping address). */
 static void fill_off(void *p, size_t len, uint64_t base_off, uint64_t seed)
 {
 	uint64_t *w = p;
 	for (size_t i = 0; i < len / 8; i++)
-		w[i] = pat(base_off + i * 8, seed);
-}
-
-/* Check and report the first mismatch only, with a count. */
-static void check_fill(const char *what, const void *p, size_t len, uint64_t seed)
-{
-	const uint64_t *w = p;
-	size_t bad = 0, first = 0;
-	for (size_t i = 0; i < len / 8; i++)
-		if (w[i] != pat((uint64_t)(uintptr_t)&w[i], seed)) {
-			if (!bad)
-				first = i;
-			bad++;
-		}
-	if (bad)
-		cr_fail("%s: %zu of %zu words wrong, first at %p: expected 0x%llx got 0x%llx", what,
-			bad, len / 8, (void *)&w[first],
-			(unsigned long long)pat((uint64_t)(uintptr_t)&w[first], seed),
-			(unsigned long long)w[first]);
+		w[i] = cr_pat(base_off + i * 8, seed);
 }
 
 static void check_fill_off(const char *what, const void *p, size_t len, uint64_t base_off,
@@ -64,7 +33,7 @@ static void check_fill_off(const char *what, const void *p, size_t len, uint64_t
 	const uint64_t *w = p;
 	size_t bad = 0, first = 0;
 	for (size_t i = 0; i < len / 8; i++)
-		if (w[i] != pat(base_off + i * 8, seed)) {
+		if (w[i] != cr_pat(base_off + i * 8, seed)) {
 			if (!bad)
 				first = i;
 			bad++;
@@ -72,19 +41,8 @@ static void check_fill_off(const char *what, const void *p, size_t len, uint64_t
 	if (bad)
 		cr_fail("%s: %zu of %zu words wrong, first at offset %llu: expected 0x%llx got 0x%llx",
 			what, bad, len / 8, (unsigned long long)(base_off + first * 8),
-			(unsigned long long)pat(base_off + first * 8, seed),
+			(unsigned long long)cr_pat(base_off + first * 8, seed),
 			(unsigned long long)w[first]);
-}
-
-static void check_zero(const char *what, const void *p, size_t len)
-{
-	const uint64_t *w = p;
-	for (size_t i = 0; i < len / 8; i++)
-		if (w[i]) {
-			cr_fail("%s: expected zero at %p got 0x%llx", what, (void *)&w[i],
-				(unsigned long long)w[i]);
-			return;
-		}
 }
 
 /* ---- state ---- */
@@ -98,11 +56,7 @@ static void *brk_before;
 static int fds_before[1024], nfds_before;
 static long sparse_rss_before;
 
-static char maps_before[1 << 20], maps_after[1 << 20];
-static ssize_t maps_before_len;
-static char smaps_buf[1 << 21];
-/* VmFlags per VMA: "start-end flags" lines */
-static char vmflags_before[1 << 18], vmflags_after[1 << 18];
+static struct cr_layout before, after;
 
 static void die(const char *what)
 {
@@ -122,55 +76,6 @@ static void make_file(const char *path, size_t pages, uint64_t seed)
 			die("write file");
 	}
 	close(fd);
-}
-
-/* Extract "start-end VmFlags" lines from /proc/self/smaps into out. */
-static void collect_vmflags(char *out, size_t cap)
-{
-	ssize_t len = cr_read_file("/proc/self/smaps", smaps_buf, sizeof smaps_buf - 1);
-	size_t o = 0;
-	out[0] = 0;
-	if (len < 0) {
-		cr_fail("cannot read /proc/self/smaps");
-		return;
-	}
-	smaps_buf[len] = 0;
-	char range[64] = "";
-	for (char *l = smaps_buf; *l;) {
-		char *e = strchr(l, '\n');
-		size_t ll = e ? (size_t)(e - l) : strlen(l);
-		if (ll && ((l[0] >= '0' && l[0] <= '9') || (l[0] >= 'a' && l[0] <= 'f'))) {
-			size_t rl = strcspn(l, " ");
-			if (rl >= sizeof range)
-				rl = sizeof range - 1;
-			memcpy(range, l, rl);
-			range[rl] = 0;
-		} else if (strncmp(l, "VmFlags:", 8) == 0 && o + ll + 80 < cap) {
-			o += (size_t)snprintf(out + o, cap - o, "%s%.*s\n", range, (int)(ll - 8),
-					      l + 8);
-		}
-		if (!e)
-			break;
-		l = e + 1;
-	}
-}
-
-/* Rss in kB of the VMA starting at addr (from smaps), -1 if not found. */
-static long vma_rss_kb(const void *addr)
-{
-	char key[32];
-	snprintf(key, sizeof key, "%lx-", (unsigned long)(uintptr_t)addr);
-	ssize_t len = cr_read_file("/proc/self/smaps", smaps_buf, sizeof smaps_buf - 1);
-	if (len < 0)
-		return -1;
-	smaps_buf[len] = 0;
-	char *l = strstr(smaps_buf, key);
-	if (!l || (l != smaps_buf && l[-1] != '\n'))
-		return -1;
-	char *r = strstr(l, "\nRss:");
-	if (!r)
-		return -1;
-	return strtol(r + 5, NULL, 10);
 }
 
 /* The maps line that starts at addr, copied into out. */
@@ -199,7 +104,7 @@ static int maps_line(const char *maps, const void *addr, char *out, size_t n)
 static void check_vma(const char *what, const void *addr, size_t len, const char *perms)
 {
 	char line[512], want[64];
-	if (maps_line(maps_after, addr, line, sizeof line) < 0) {
+	if (maps_line(after.maps, addr, line, sizeof line) < 0) {
 		cr_fail("%s: no VMA starts at %p after restore", what, addr);
 		return;
 	}
@@ -209,50 +114,9 @@ static void check_vma(const char *what, const void *addr, size_t len, const char
 		cr_fail("%s: VMA expected \"%s ...\" got \"%s\"", what, want, line);
 }
 
-/* Report lines present in a but not in b (as "missing"/"extra"). */
-static void diff_lines(const char *what, const char *a, const char *b, const char *label)
-{
-	for (const char *l = a; *l;) {
-		const char *e = strchr(l, '\n');
-		size_t ll = e ? (size_t)(e - l) : strlen(l);
-		int found = 0;
-		for (const char *m = b; *m;) {
-			const char *f = strchr(m, '\n');
-			size_t ml = f ? (size_t)(f - m) : strlen(m);
-			if (ml == ll && memcmp(l, m, ll) == 0) {
-				found = 1;
-				break;
-			}
-			if (!f)
-				break;
-			m = f + 1;
-		}
-		if (!found)
-			cr_fail("%s: %s line: %.*s", what, label, (int)ll, l);
-		if (!e)
-			break;
-		l = e + 1;
-	}
-}
-
 static void check_maps(void)
 {
-	ssize_t n = cr_read_file("/proc/self/maps", maps_after, sizeof maps_after - 1);
-	if (n < 0) {
-		cr_fail("cannot read /proc/self/maps after restore");
-		return;
-	}
-	maps_after[n] = 0;
-	collect_vmflags(vmflags_after, sizeof vmflags_after);
-	if (n != maps_before_len || memcmp(maps_before, maps_after, (size_t)n) != 0) {
-		diff_lines("/proc/self/maps", maps_before, maps_after, "missing or changed");
-		diff_lines("/proc/self/maps", maps_after, maps_before, "extra or changed");
-		cr_fail("/proc/self/maps differs (%zd bytes before, %zd after)", maps_before_len, n);
-	}
-	if (strcmp(vmflags_before, vmflags_after) != 0) {
-		diff_lines("smaps VmFlags", vmflags_before, vmflags_after, "missing or changed");
-		diff_lines("smaps VmFlags", vmflags_after, vmflags_before, "extra or changed");
-	}
+	cr_layout_check(&before, &after);
 	check_vma("64 MiB anon area", big, BIG_SIZE, "rw-p");
 	check_vma("1 GiB sparse area", sparse, SPARSE_SIZE, "rw-p");
 	check_vma("PROT_NONE area", pnone, PNONE_SIZE, "---p");
@@ -266,10 +130,10 @@ static void check_files_and_memory(void)
 	static uint64_t pagebuf[PAGE / 8];
 	char what[128];
 
-	check_fill("64 MiB anon area", big, BIG_SIZE, 1);
+	cr_check_fill("64 MiB anon area", big, BIG_SIZE, 1);
 
 	/* sparse: RSS first (reading zero pages below maps the zero page). */
-	long rss = vma_rss_kb(sparse);
+	long rss = cr_smaps_kb(sparse, "Rss");
 	if (rss < 0)
 		cr_fail("sparse area: no smaps entry at %p", (void *)sparse);
 	else if (rss > sparse_rss_before + 16 * 1024)
@@ -279,14 +143,14 @@ static void check_files_and_memory(void)
 	for (int i = 0; i < SPARSE_TOUCHED; i++) {
 		char *pg = sparse + sparse_idx[i] * PAGE;
 		snprintf(what, sizeof what, "sparse touched page %zu", sparse_idx[i]);
-		check_fill(what, pg, PAGE, 2);
+		cr_check_fill(what, pg, PAGE, 2);
 		if (sparse_idx[i] > 0) {
 			snprintf(what, sizeof what, "sparse untouched page %zu", sparse_idx[i] - 1);
-			check_zero(what, pg - PAGE, PAGE);
+			cr_check_zero(what, pg - PAGE, PAGE);
 		}
 		if (sparse_idx[i] + 1 < SPARSE_PAGES) {
 			snprintf(what, sizeof what, "sparse untouched page %zu", sparse_idx[i] + 1);
-			check_zero(what, pg + PAGE, PAGE);
+			cr_check_zero(what, pg + PAGE, PAGE);
 		}
 	}
 	for (size_t p = 5; p < SPARSE_PAGES; p += 61) {
@@ -296,10 +160,10 @@ static void check_files_and_memory(void)
 		if (touched)
 			continue;
 		snprintf(what, sizeof what, "sparse untouched page %zu", p);
-		check_zero(what, sparse + p * PAGE, PAGE);
+		cr_check_zero(what, sparse + p * PAGE, PAGE);
 	}
 
-	check_fill("read-only anon area", ro, RO_SIZE, 3);
+	cr_check_fill("read-only anon area", ro, RO_SIZE, 3);
 
 	/* private file mapping: pages 3 and 7 fully rewritten, page 11 one word */
 	int fd = open(fpriv_path, O_RDONLY | O_CLOEXEC);
@@ -309,11 +173,11 @@ static void check_files_and_memory(void)
 		char *pg = fpriv + p * PAGE;
 		snprintf(what, sizeof what, "private file mapping page %zu", p);
 		if (p == 3 || p == 7) {
-			check_fill(what, pg, PAGE, 5);
+			cr_check_fill(what, pg, PAGE, 5);
 		} else if (p == 11) {
 			uint64_t *w = (uint64_t *)pg;
 			CHECK_X("private file mapping page 11 modified word", 0x1122334455667788ULL, w[17]);
-			w[17] = pat(p * PAGE + 17 * 8, 4); /* compare the rest as file content */
+			w[17] = cr_pat(p * PAGE + 17 * 8, 4); /* compare the rest as file content */
 			check_fill_off(what, pg, PAGE, p * PAGE, 4);
 			w[17] = 0x1122334455667788ULL;
 		} else {
@@ -369,7 +233,7 @@ static void check_files_and_memory(void)
 					(unsigned char)(i * 13 + j), small[i][j]);
 				break;
 			}
-	check_fill("large malloc block", large, LARGE_SIZE, 8);
+	cr_check_fill("large malloc block", large, LARGE_SIZE, 8);
 	CHECK_X("sbrk(0)", (uintptr_t)brk_before, (uintptr_t)sbrk(0));
 }
 
@@ -400,7 +264,7 @@ __attribute__((noinline)) static int recurse(int depth)
 {
 	volatile uint64_t local[6];
 	for (int i = 0; i < 6; i++)
-		local[i] = pat((uint64_t)depth * 8 + (uint64_t)i, 9);
+		local[i] = cr_pat((uint64_t)depth * 8 + (uint64_t)i, 9);
 	int ret;
 	if (depth < DEPTH)
 		ret = recurse(depth + 1);
@@ -409,9 +273,9 @@ __attribute__((noinline)) static int recurse(int depth)
 		ret = 0;
 	}
 	for (int i = 0; i < 6; i++)
-		if (local[i] != pat((uint64_t)depth * 8 + (uint64_t)i, 9)) {
+		if (local[i] != cr_pat((uint64_t)depth * 8 + (uint64_t)i, 9)) {
 			cr_fail("stack frame at depth %d local[%d] expected 0x%llx got 0x%llx", depth, i,
-				(unsigned long long)pat((uint64_t)depth * 8 + (uint64_t)i, 9),
+				(unsigned long long)cr_pat((uint64_t)depth * 8 + (uint64_t)i, 9),
 				(unsigned long long)local[i]);
 			return ret + 1;
 		}
@@ -421,12 +285,8 @@ __attribute__((noinline)) static int recurse(int depth)
 static void at_bottom(void)
 {
 	nfds_before = cr_list_fds(fds_before, 1024);
-	sparse_rss_before = vma_rss_kb(sparse);
-	maps_before_len = cr_read_file("/proc/self/maps", maps_before, sizeof maps_before - 1);
-	if (maps_before_len < 0)
-		die("read /proc/self/maps");
-	maps_before[maps_before_len] = 0;
-	collect_vmflags(vmflags_before, sizeof vmflags_before);
+	sparse_rss_before = cr_smaps_kb(sparse, "Rss");
+	cr_layout_take(&before);
 
 	cr_ready();
 	cr_wait_go();
@@ -437,18 +297,10 @@ static void at_bottom(void)
 	check_files_and_memory();
 }
 
-__attribute__((noinline)) static void pretouch_stack(void)
-{
-	volatile char buf[1 << 20];
-	for (size_t i = 0; i < sizeof buf; i += PAGE)
-		buf[i] = 1;
-	buf[sizeof buf - 1] = 1;
-}
-
 int main(int argc, char **argv)
 {
 	cr_init(argc, argv);
-	pretouch_stack(); /* the stack VMA must not grow between the two maps snapshots */
+	cr_pretouch_stack(); /* the stack VMA must not grow between the two maps snapshots */
 
 	/* Between two guard pages, so that no anonymous neighbour the layout happens to put next
 	 * to it merges with it (its bounds are checked exactly). */
@@ -460,7 +312,7 @@ int main(int argc, char **argv)
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	if (big == MAP_FAILED)
 		die("mmap 64 MiB");
-	fill(big, BIG_SIZE, 1);
+	cr_fill(big, BIG_SIZE, 1);
 
 	sparse = mmap(NULL, SPARSE_SIZE, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -474,7 +326,7 @@ int main(int argc, char **argv)
 			sparse_idx[i] = SPARSE_PAGES - 1;
 		else
 			sparse_idx[i] = ((size_t)i * 16411 + (size_t)i * i * 31) % SPARSE_PAGES;
-		fill(sparse + sparse_idx[i] * PAGE, PAGE, 2);
+		cr_fill(sparse + sparse_idx[i] * PAGE, PAGE, 2);
 	}
 
 	pnone = mmap(NULL, PNONE_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -484,7 +336,7 @@ int main(int argc, char **argv)
 	ro = mmap(NULL, RO_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (ro == MAP_FAILED)
 		die("mmap ro");
-	fill(ro, RO_SIZE, 3);
+	cr_fill(ro, RO_SIZE, 3);
 	if (mprotect(ro, RO_SIZE, PROT_READ) < 0)
 		die("mprotect ro");
 	if (madvise(ro, RO_SIZE, MADV_DONTDUMP) < 0)
@@ -503,8 +355,8 @@ int main(int argc, char **argv)
 	for (size_t p = 0; p < FPRIV_PAGES; p += 2) /* fault in some unmodified pages */
 		sink += *(uint64_t *)(fpriv + p * PAGE);
 	(void)sink;
-	fill(fpriv + 3 * PAGE, PAGE, 5);
-	fill(fpriv + 7 * PAGE, PAGE, 5);
+	cr_fill(fpriv + 3 * PAGE, PAGE, 5);
+	cr_fill(fpriv + 7 * PAGE, PAGE, 5);
 	((uint64_t *)(fpriv + 11 * PAGE))[17] = 0x1122334455667788ULL;
 	if (madvise(fpriv, FPRIV_PAGES * PAGE, MADV_RANDOM) < 0)
 		die("madvise RANDOM");
@@ -539,7 +391,7 @@ int main(int argc, char **argv)
 	large = malloc(LARGE_SIZE);
 	if (!large)
 		die("malloc large");
-	fill(large, LARGE_SIZE, 8);
+	cr_fill(large, LARGE_SIZE, 8);
 	brk_before = sbrk(0);
 
 	int bad = recurse(0);

@@ -41,6 +41,7 @@ struct state {
 	gid_t groups[64];
 	int nice;
 	int subreaper;
+	long timerslack;
 	int fds[1024], nfds;
 };
 
@@ -94,6 +95,7 @@ static void snapshot(struct state *s)
 	n = cr_read_file("/proc/self/comm", s->proc_comm, sizeof s->proc_comm - 1);
 	s->proc_comm[n < 0 ? 0 : n] = 0;
 	s->persona = personality(0xffffffff);
+	s->timerslack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 	cr_status_field("Umask", s->umask_status, sizeof s->umask_status);
 	if (!getcwd(s->cwd, sizeof s->cwd))
 		s->cwd[0] = 0;
@@ -163,6 +165,7 @@ static void compare(void)
 	CHECK_S("prctl(PR_GET_NAME)", "cryo-test-comm", after.comm);
 	CHECK_S("/proc/self/comm", "cryo-test-comm\n", after.proc_comm);
 	CHECK_X("personality", before.persona, after.persona);
+	CHECK_X("prctl(PR_GET_TIMERSLACK)", 123457L, after.timerslack);
 	if (!(after.persona & ADDR_NO_RANDOMIZE))
 		cr_fail("personality lost ADDR_NO_RANDOMIZE (0x%x)", after.persona);
 	CHECK_S("/proc/self/status Umask", "0027", after.umask_status);
@@ -256,6 +259,8 @@ int main(int argc, char **argv)
 		die("setpriority");
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		die("PR_SET_CHILD_SUBREAPER");
+	if (prctl(PR_SET_TIMERSLACK, 123457UL, 0, 0, 0) < 0)
+		die("PR_SET_TIMERSLACK");
 
 	snapshot(&before);
 	cr_ready();
