@@ -2,7 +2,7 @@
 # Installs everything cryo needs to build, test and run its demo, from Debian's packages only.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config protobuf-compiler libprotobuf-dev libcap-dev libfmt-dev
-      libgtest-dev libgmock-dev libbenchmark-dev libmnl-dev nftables iptables criu python3 python3-protobuf util-linux procps redis-server postgresql
+      libgtest-dev libgmock-dev libbenchmark-dev libmnl-dev libgnutls28-dev openssl nftables iptables criu python3 python3-protobuf util-linux procps redis-server postgresql
       runc busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do

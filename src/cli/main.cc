@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "base/error.h"
@@ -16,6 +17,7 @@
 #include "dump/dump.h"
 #include "image/image.h"
 #include "imgtool/imgtool.h"
+#include "pageserver/server.h"
 #include "restore/restore.h"
 #include "rpc/rpc.h"
 
@@ -28,10 +30,21 @@ std::string log_path(const cryo::cli::Options& o) {
   return base + "/" + o.log_file;
 }
 
+cryo::pageserver::TlsOptions tls_options(const cryo::cli::Options& o) {
+  cryo::pageserver::TlsOptions t;
+  t.enabled = o.tls;
+  t.cacert = o.tls_cacert;
+  t.cacrl = o.tls_cacrl;
+  t.cert = o.tls_cert;
+  t.key = o.tls_key;
+  t.no_cn_verify = o.tls_no_cn_verify;
+  return t;
+}
+
 // One action, as parsed from the command line or from an RPC request; throws Error.
 int execute(const cryo::cli::Options& o) {
   const bool dumps = o.action == "dump" || o.action == "pre-dump";
-  if (dumps || o.action == "restore" || o.action == "dedup") {
+  if (dumps || o.action == "restore" || o.action == "dedup" || o.action == "page-server") {
     struct stat st;
     if (::stat(o.images_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
       cryo::fail("images directory {} does not exist or is not a directory", o.images_dir);
@@ -40,6 +53,19 @@ int execute(const cryo::cli::Options& o) {
   if (o.action == "check") return cryo::cli::check(o);
   if (o.action == "swrk") return cryo::rpc::swrk(o, execute);
   if (o.action == "service") return cryo::rpc::service(o, execute);
+  if (o.action == "page-server") {
+    if (o.port < 0 && o.ps_socket < 0)
+      cryo::fail("page-server needs --port PORT (0 for any free port) or --ps-socket FD");
+    cryo::pageserver::ServerOptions s;
+    s.dir = o.images_dir;
+    s.address = o.address;
+    s.port = static_cast<uint16_t>(std::max(o.port, 0));
+    s.daemon = o.restore_detached;
+    s.status_fd = o.status_fd;
+    s.ps_socket = o.ps_socket;
+    s.tls = tls_options(o);
+    return cryo::pageserver::run_server(s);
+  }
   // The RPC client's notify callbacks, then --action-script's scripts.
   cryo::hooks::Hooks hooks;
   if (o.hooks) hooks = *o.hooks;
@@ -71,6 +97,21 @@ int execute(const cryo::cli::Options& o) {
     d.prev_dir = o.prev_images_dir;
     d.auto_dedup = o.auto_dedup;
     d.hooks = &hooks;
+    d.page_server = o.page_server;
+    d.ps.address = o.address;
+    d.ps.ps_socket = o.ps_socket;
+    d.ps.tls = tls_options(o);
+    if (o.page_server && o.ps_socket < 0) {
+      if (o.address.empty() || o.port < 0)
+        cryo::fail("--page-server needs --address ADDR and --port PORT (or --ps-socket FD)");
+      if (o.port == 0) cryo::fail("--page-server: --port 0 names no server: give its port");
+      d.ps.port = static_cast<uint16_t>(o.port);
+    }
+    if (o.page_server && (d.pre_dump || !d.prev_dir.empty()))
+      cryo::fail(
+          "{} --page-server{} is not supported by cryo yet: write the incremental chain into "
+          "local images",
+          o.action, d.pre_dump ? "" : " with --prev-images-dir");
     cryo::dump::run(d);
     cryo::log::info(
         "{}", d.pre_dump ? "Pre-dumping finished successfully" : "Dumping finished successfully");
@@ -119,7 +160,8 @@ int run(int argc, char** argv) {
   }
   // swrk and service run dumps and restores, and act on stop signals themselves.
   const bool dumps = o.action == "dump" || o.action == "pre-dump";
-  if (!dumps && o.action != "restore" && o.action != "swrk" && o.action != "service") {
+  if (!dumps && o.action != "restore" && o.action != "swrk" && o.action != "service" &&
+      o.action != "page-server") {
     cryo::default_stop_signals();
     if (int sig = cryo::stop_signal()) ::raise(sig);
   }

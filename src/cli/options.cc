@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "base/error.h"
+#include "pageserver/connection.h"
 
 namespace cryo::cli {
 
@@ -58,7 +59,8 @@ constexpr OptionSpec kTable[] = {
     {"restore-detached", 'd', A::kNone, S::kImplemented, true, nullptr,
      "restore: exit once the tree runs (else wait for the root and return its status); "
      "service: run in the background once the socket listens"},
-    {"daemon", 0, A::kNone, S::kImplemented, true, nullptr, "the same as --restore-detached"},
+    {"daemon", 0, A::kNone, S::kImplemented, true, nullptr,
+     "the same as --restore-detached; page-server, service: run in the background once listening"},
     {"shell-job", 'j', A::kNone, S::kImplemented, true, nullptr,
      "the tree is a job of a terminal session: needed on dump and restore"},
     {"file-locks", 'l', A::kNone, S::kImplemented, true, nullptr,
@@ -95,6 +97,32 @@ constexpr OptionSpec kTable[] = {
     {"track-mem", 0, A::kNone, S::kImplemented, true, nullptr,
      "pre-dump, dump: track memory changes for the next dump of the chain (userfaultfd "
      "write-protection; pre-dump always does)"},
+    // The page server.
+    {"page-server", 0, A::kNone, S::kImplemented, true, nullptr,
+     "dump: send the pages to a page server (--address, --port) instead of writing "
+     "pagemap-*.img and pages-*.img"},
+    {"address", 0, A::kRequired, S::kImplemented, false, "ADDR",
+     "page server's address (dump), or the address it listens on (page-server; default: all); "
+     "service: path of the unix socket to listen on (default ./criu_service.socket)"},
+    {"port", 0, A::kRequired, S::kImplemented, false, "PORT",
+     "page server's TCP port (page-server: 0 picks a free one, named in the log)"},
+    {"ps-socket", 0, A::kRequired, S::kImplemented, false, "FD",
+     "dump and page-server: use the connected socket FD instead of --address and --port"},
+    {"status-fd", 0, A::kRequired, S::kImplemented, false, "FD",
+     "page-server: write one zero byte to FD once listening, then close it"},
+    {"tls", 0, A::kNone, S::kImplemented, true, nullptr,
+     "dump --page-server and page-server: TLS (GnuTLS, X.509 certificates at both ends)"},
+    {"tls-cacert", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "CA certificate the peer's must chain to (default /etc/pki/CA/cacert.pem and the "
+     "system's CAs)"},
+    {"tls-cacrl", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "certificate revocation list (default /etc/pki/CA/cacrl.pem, if readable)"},
+    {"tls-cert", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "own certificate (default /etc/pki/criu/cert.pem)"},
+    {"tls-key", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "own private key (default /etc/pki/criu/private/key.pem)"},
+    {"tls-no-cn-verify", 0, A::kNone, S::kImplemented, false, nullptr,
+     "do not check that the peer's certificate names its --address"},
     // Check.
     {"feature", 0, A::kRequired, S::kImplemented, false, "NAME",
      "check: only check feature NAME (repeatable; see cryo check --all)"},
@@ -154,11 +182,6 @@ constexpr OptionSpec kTable[] = {
      "setup-namespaces, post-setup-namespaces, post-restore, pre-resume, post-resume), with "
      "CRTOOLS_SCRIPT_ACTION, CRTOOLS_IMAGE_DIR and CRTOOLS_INIT_PID set; a non-zero exit aborts "
      "(repeatable)"},
-    {"page-server", 0, A::kNone, S::kRefused, true, nullptr, "send pages to a page server"},
-    {"address", 0, A::kRequired, S::kImplemented, false, "ADDR",
-     "service: path of the unix socket to listen on (default ./criu_service.socket)"},
-    {"port", 0, A::kRequired, S::kRefused, false, "PORT", "page server port"},
-    {"ps-socket", 0, A::kRequired, S::kRefused, false, "FD", "page server socket"},
     {"lazy-pages", 0, A::kNone, S::kRefused, false, nullptr, "restore pages on demand"},
     {"cpu-cap", 0, A::kOptional, S::kRefused, false, "CAP", "CPU capabilities to check"},
     {"force-irmap", 0, A::kNone, S::kRefused, true, nullptr,
@@ -179,16 +202,9 @@ constexpr OptionSpec kTable[] = {
     {"empty-ns", 0, A::kRequired, S::kRefused, false, "net", "create an empty namespace"},
     {"lsm-profile", 0, A::kRequired, S::kRefused, false, "TYPE:NAME",
      "LSM profile of restored tasks"},
-    {"status-fd", 0, A::kRequired, S::kRefused, false, "FD", "report readiness on FD"},
     {"stream", 0, A::kNone, S::kRefused, true, nullptr, "images through criu-image-streamer"},
     {"unprivileged", 0, A::kNone, S::kRefused, true, nullptr, "run as a non-root user"},
     {"allow-uprobes", 0, A::kNone, S::kRefused, true, nullptr, "dump uprobes areas"},
-    {"tls", 0, A::kNone, S::kRefused, true, nullptr, "TLS for the page server"},
-    {"tls-cacert", 0, A::kRequired, S::kRefused, false, "FILE", "TLS CA certificate"},
-    {"tls-cacrl", 0, A::kRequired, S::kRefused, false, "FILE", "TLS revocation list"},
-    {"tls-cert", 0, A::kRequired, S::kRefused, false, "FILE", "TLS certificate"},
-    {"tls-key", 0, A::kRequired, S::kRefused, false, "FILE", "TLS key"},
-    {"tls-no-cn-verify", 0, A::kNone, S::kRefused, false, nullptr, "TLS without CN check"},
     {"ms", 0, A::kNone, S::kRemoved, false, nullptr, "removed in CRIU: use check --extra or --all"},
     {"help-man", 0, A::kNone, S::kHidden, false, nullptr, "print cryo(8)"},
 };
@@ -261,6 +277,8 @@ struct Parser {
       if (name == "display-stats") o->display_stats = false;
       if (name == "track-mem") o->track_mem = false;
       if (name == "auto-dedup") o->auto_dedup = false;
+      if (name == "page-server") o->page_server = false;
+      if (name == "tls") o->tls = false;
       if (name == "extra") o->check_extra = false;
       if (name == "experimental") o->check_experimental = false;
       return;
@@ -371,6 +389,30 @@ struct Parser {
     } else if (name == "stats-json") {
       if (!*arg) fail("--stats-json{} needs a file name", from(src));
       o->stats_json = arg;
+    } else if (name == "page-server") {
+      o->page_server = true;
+    } else if (name == "address") {
+      if (!*arg) fail("--address{} needs an address", from(src));
+      o->address = arg;
+    } else if (name == "port") {
+      o->port = pageserver::parse_port(arg, true);
+    } else if (name == "ps-socket" || name == "status-fd") {
+      char* end;
+      errno = 0;
+      long fd = std::strtol(arg, &end, 10);
+      if (end == arg || *end || errno || fd < 0 || fd > INT_MAX)
+        fail("bad descriptor '{}' for --{}{}: give a file descriptor number", arg, name, from(src));
+      (name == "ps-socket" ? o->ps_socket : o->status_fd) = static_cast<int>(fd);
+    } else if (name == "tls") {
+      o->tls = true;
+    } else if (name == "tls-no-cn-verify") {
+      o->tls_no_cn_verify = true;
+    } else if (name.starts_with("tls-")) {
+      if (!*arg) fail("--{}{} needs a file name", name, from(src));
+      (name == "tls-cacert"  ? o->tls_cacert
+       : name == "tls-cacrl" ? o->tls_cacrl
+       : name == "tls-cert"  ? o->tls_cert
+                             : o->tls_key) = arg;
     } else if (name == "feature") {
       o->features.push_back(arg);
     } else if (name == "all") {
@@ -599,7 +641,8 @@ void check_action(const Options& o) {
       fail("unexpected argument '{}' after '{}': {} takes options only", o.action_args.front(), a,
            a);
   };
-  if (a == "dump" || a == "pre-dump" || a == "restore" || a == "check" || a == "dedup")
+  if (a == "dump" || a == "pre-dump" || a == "restore" || a == "check" || a == "dedup" ||
+      a == "page-server")
     return no_args();
   if (a == "cpuinfo") {
     if (o.action_args.empty()) fail("cpuinfo needs a sub-command: cpuinfo dump or cpuinfo check");
@@ -625,7 +668,7 @@ void check_action(const Options& o) {
           "the image tool's '{}' comes first, with its own options: cryo {} ... (see cryo {} "
           "--help)",
           a, a, a);
-  for (const char* v : {"page-server", "lazy-pages"})
+  for (const char* v : {"lazy-pages"})
     if (a == v) {
       no_args();
       fail("'{}' is not supported by cryo yet", a);
@@ -701,11 +744,12 @@ void usage() {
       "  cryo dedup -D DIR\n"
       "  cryo restore [-D DIR] [<options>]\n"
       "  cryo check [--feature NAME | --extra | --experimental | --all]\n"
+      "  cryo page-server -D DIR --port PORT [--address ADDR] [-d] [--status-fd FD]\n"
       "  cryo service [--address PATH] [-d] [--pidfile FILE]\n"
       "  cryo swrk FD\n"
       "\n"
-      "cryo takes CRIU %s's command line and RPC. Not supported yet: page-server,\n"
-      "lazy-pages, cpuinfo dump|check.\n"
+      "cryo takes CRIU %s's command line and RPC. Not supported yet: lazy-pages,\n"
+      "cpuinfo dump|check.\n"
       "Options come from /etc/criu/default.conf, ~/.criu/default.conf, $CRIU_CONFIG_FILE,\n"
       "--config FILE, then the command line. Flags can be negated: --no-shell-job.\n",
       kCriuVersion);
@@ -776,13 +820,15 @@ void man_page() {
       ".TP\n\\fBcheck\\fR\ndoes this kernel offer what cryo needs? With \\fB\\-\\-feature\\fR "
       "\\fINAME\\fR: prints \\fINAME\\fR \\fBis supported\\fR and exits 0 when both the "
       "kernel and cryo support it, else exits 1 saying which one lacks it\n"
+      ".TP\n\\fBpage\\-server\\fR\nreceive the pages of a \\fBdump \\-\\-page\\-server\\fR over "
+      "TCP "
+      "(CRIU 4.2's protocol) and write them in \\fB\\-D\\fR \\fIDIR\\fR as the dump would\n"
       ".TP\n\\fBservice\\fR\nserve CRIU's RPC on the unix socket \\fB\\-\\-address\\fR "
       "\\fIPATH\\fR "
       "(\\fB\\-d\\fR: in the background), one worker process per connection\n"
       ".TP\n\\fBswrk\\fR \\fIFD\\fR\nserve CRIU's RPC on the inherited socket \\fIFD\\fR (as "
       "go\\-criu, runc and podman start criu)\n"
-      ".TP\n\\fBpage\\-server\\fR, \\fBlazy\\-pages\\fR, "
-      "\\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
+      ".TP\n\\fBlazy\\-pages\\fR, \\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
       "CRIU's; refused by name: not supported yet\n"
       ".SH OPTIONS\n",
       CRYO_VERSION, kCriuVersion);

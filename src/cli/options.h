@@ -43,9 +43,16 @@ struct Options {
   std::vector<std::string> features;        // check --feature NAME (repeatable)
   std::string stats_json;                   // --stats-json FILE
   std::vector<std::string> action_args;     // words after the action: "cpuinfo dump", "swrk FD"
-  std::string address;                      // service --address PATH
+  std::string address;                      // --address: the page server's, or to listen on
   std::vector<std::string> action_scripts;  // --action-script FILE (repeatable)
   const hooks::Hooks* hooks = nullptr;      // set by the RPC: the client's notify callbacks
+  bool page_server = false;                 // dump: --page-server
+  int port = -1;                            // --port, -1 when not given
+  int ps_socket = -1;                       // --ps-socket FD
+  int status_fd = -1;                       // --status-fd FD
+  bool tls = false;                         // --tls and its files (page server connection)
+  std::string tls_cacert, tls_cacrl, tls_cert, tls_key;
+  bool tls_no_cn_verify = false;
 };
 
 // One row per option of CRIU 4.2 (and cryo's own): the parser, --help and the man page are

@@ -25,6 +25,7 @@
 #include "dump/image_workers.h"
 #include "dump/mem_track.h"
 #include "dump/mm.h"
+#include "dump/page_sink.h"
 #include "dump/seccomp.h"
 #include "dump/sysv_shm.h"
 #include "dump/timens.h"
@@ -33,6 +34,7 @@
 #include "image/stats.h"
 #include "infect/frozen_tree.h"
 #include "inventory.pb.h"
+#include "pageserver/client.h"
 #include "proc/proc.h"
 #include "pstree.pb.h"
 
@@ -290,6 +292,9 @@ void run(const Options& opts) {
   const bool runs_on = opts.leave_running || opts.leave_stopped;
   MemTracker tracker(opts.dir, opts.prev_dir, opts.track_mem && runs_on);
   image::StatsJsonFile json(opts.stats_json);
+  // Connected before the tree is frozen: an unreachable page server leaves it untouched.
+  std::unique_ptr<PageSink> pages =
+      opts.page_server ? pageserver::remote_sink(opts.ps) : local_sink(opts.dir);
   progress::Reporter progress("dump");
   hooks::run(opts.hooks, hooks::kPreDump, opts.tree);
   progress::phase("freezing");
@@ -340,7 +345,7 @@ void run(const Options& opts) {
   fo.skip_in_flight = opts.skip_in_flight;
   FileTable files(std::move(fo));
   // After the tree: on failure the workers stop before the tree is let go.
-  ImageWorkers images(opts.dir);
+  ImageWorkers images(opts.dir, *pages);
   uint32_t next_pages_id = 1;
   std::string& dir = const_cast<std::string&>(opts.dir);
   std::map<pid_t, int64_t> estimate;
@@ -418,7 +423,8 @@ void run(const Options& opts) {
   progress::phase(fmt::format("memory of task {}", tasks.back().pid));
   const PageStats mem = images.finish();
   progress::phase("shared memory");
-  ShmemPages shpages = shmem.dump(dir, &next_pages_id);
+  ShmemPages shpages = shmem.dump(*pages, &next_pages_id);
+  pages->finish();
   sysv.dump(dir, kobj_ids(root.pid).ipc_ns_id());
   progress::phase("writing images");
   files.write(dir);

@@ -10,6 +10,7 @@
 
 #include "base/hooks.h"
 #include "net/network_lock.h"
+#include "pageserver/client.h"
 
 namespace cryo::dump {
 
@@ -35,6 +36,9 @@ struct Options {
   std::string prev_dir;     // --prev-images-dir: the chain's previous images (relative to dir)
   bool auto_dedup = false;  // --auto-dedup: punch what this dump holds out of the parents
   const hooks::Hooks* hooks = nullptr;  // pre-dump, post-dump: RPC notify, --action-script
+  // --page-server: the pages go to a page server.
+  bool page_server = false;
+  pageserver::ClientOptions ps;
 };
 
 void run(const Options& opts);

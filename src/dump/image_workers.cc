@@ -84,21 +84,23 @@ struct Filled {
 // The page image of one task, being written by the workers.
 struct TaskPages {
   pid_t pid = 0;
-  std::string name;  // pages-N.img
-  Fd out;
+  std::unique_ptr<PageImage> image;
   Fd mem;  // /proc/PID/mem, opened when a mapping without PROT_READ has pages
   std::atomic<size_t> pieces_left{0};
   uint64_t scanned = 0, written = 0, in_parent = 0;
   // One worker at a time writes the image (the kernel would make the others wait for the
   // file's lock): the others leave what they read here and read on.
   std::mutex write_mu;
-  std::deque<Filled> filled;
+  std::deque<Filled> filled;  // by file offset
   bool writing = false;
+  uint64_t written_off = 0;  // a streamed image's next offset (under write_mu)
+  size_t next_take = 0;      // a streamed image's next piece to get a buffer (under Impl::mu)
 };
 
 // Bytes [file_off, file_off + bytes) of a task's page image: the task's memory at `remote`.
 struct Piece {
   std::shared_ptr<TaskPages> task;
+  size_t index = 0;  // in the task's image
   uint64_t file_off = 0;
   size_t bytes = 0;
   bool readable = true;
@@ -124,8 +126,9 @@ struct WorkerState {
 }  // namespace
 
 struct ImageWorkers::Impl {
-  explicit Impl(const std::string& images_dir) : dir(images_dir) {}
+  Impl(const std::string& images_dir, PageSink& s) : dir(images_dir), sink(s) {}
   const std::string& dir;
+  PageSink& sink;
   std::mutex mu;
   std::condition_variable work_cv, idle_cv;
   std::deque<Job> queue;
@@ -151,13 +154,13 @@ struct ImageWorkers::Impl {
   void scan(Job& job, WorkerState& ws);
   void copy(Piece& p);
   void write_filled(TaskPages& t, Filled f);
-  char* take_buffer();
+  char* take_buffer(TaskPages& t, size_t index);
   void give_buffer(char* buf);
   void done(TaskPages& t);
 };
 
-ImageWorkers::ImageWorkers(std::string dir)
-    : dir_(std::move(dir)), impl_(std::make_unique<Impl>(dir_)) {
+ImageWorkers::ImageWorkers(std::string dir, PageSink& sink)
+    : dir_(std::move(dir)), impl_(std::make_unique<Impl>(dir_, sink)) {
   // One a CPU: the copies are CPU work (page pinning, copying, page cache allocation).
   unsigned n = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxWorkers);
   for (unsigned i = 0; i < n * kBuffersPerWorker; i++) {
@@ -288,16 +291,9 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
   const pid_t pid = job.pid;
   auto task = std::make_shared<TaskPages>();
   task->pid = pid;
-  task->name = fmt::format("pages-{}.img", job.pages_id);
   Fd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
   if (!pagemap) fail_sys("cannot open /proc/{}/pagemap", pid);
-  std::unique_lock in_dir(dir_mu);
-  task->out = image::create_raw(dir, task->name);
-  image::Writer pm(dir, fmt::format("pagemap-{}.img", pid), image::magic::kPagemap);
-  in_dir.unlock();
-  pagemap_head head;
-  head.set_pages_id(job.pages_id);
-  pm.put(head);
+  std::vector<pagemap_entry> entries;
 
   const uint64_t zpfn = zero_pfn();
   std::vector<Piece> pieces;
@@ -309,6 +305,7 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
       if (!p || p->bytes == kPiece || p->remote.size() == kMaxIov || p->readable != readable) {
         p = &pieces.emplace_back();
         p->task = task;
+        p->index = pieces.size() - 1;
         p->file_off = file_off;
         p->readable = readable;
       }
@@ -352,7 +349,7 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
         e.set_vaddr((first + i) * kernel::kPageSize);
         e.set_nr_pages(static_cast<uint32_t>(j - i));
         e.set_flags(image::kPePresent);
-        pm.put(e);
+        entries.push_back(std::move(e));
         task->written += j - i;
         for (uint64_t k = i; k < j;) {
           const bool alone =
@@ -402,9 +399,14 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
     task->mem.reset(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
     if (!task->mem) fail_sys("cannot open /proc/{}/mem", pid);
   }
-  in_dir.lock();
-  pm.close();
-  in_dir.unlock();
+  {
+    // A local image creates files (one at a time in a directory); a streamed sink may wait
+    // here until the image before is sent, holding no lock the workers need meanwhile.
+    std::unique_lock in_dir(dir_mu, std::defer_lock);
+    if (!sink.streamed()) in_dir.lock();
+    task->image = sink.open(PagemapKind::kTask, static_cast<uint64_t>(pid), job.pages_id);
+  }
+  for (const pagemap_entry& e : entries) task->image->entry(e);
   progress::add_total(static_cast<int64_t>(task->written) - job.estimate);
   {
     std::lock_guard lock(mu);
@@ -427,12 +429,22 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
   work_cv.notify_all();
 }
 
-char* ImageWorkers::Impl::take_buffer() {
+// For a streamed image, pieces get buffers in order: the buffers can never all be held by
+// pieces that wait for an earlier one to be sent.
+char* ImageWorkers::Impl::take_buffer(TaskPages& t, size_t index) {
+  const bool ordered = sink.streamed();
   std::unique_lock lock(mu);
-  buffer_cv.wait(lock, [&] { return !free_buffers.empty() || error || stopping; });
+  buffer_cv.wait(lock, [&] {
+    return (!free_buffers.empty() && (!ordered || t.next_take == index)) || error || stopping;
+  });
   if (error || stopping) fail("the dump of memory stopped");  // the first error is the one told
   char* buf = free_buffers.back();
   free_buffers.pop_back();
+  if (ordered) {
+    t.next_take++;
+    lock.unlock();
+    buffer_cv.notify_all();
+  }
   return buf;
 }
 
@@ -447,7 +459,7 @@ void ImageWorkers::Impl::give_buffer(char* buf) {
 void ImageWorkers::Impl::copy(Piece& p) {
   interrupt_point();
   TaskPages& t = *p.task;
-  char* buf = take_buffer();
+  char* buf = take_buffer(t, p.index);
   auto t0 = Clock::now();
   try {
     auto where = [&] { return reinterpret_cast<uint64_t>(p.remote.front().iov_base); };
@@ -490,9 +502,12 @@ void ImageWorkers::Impl::copy(Piece& p) {
 // Queues a piece read for writing; the worker that finds nobody writing the image writes
 // everything queued there until none is left.
 void ImageWorkers::Impl::write_filled(TaskPages& t, Filled f) {
+  const bool ordered = sink.streamed();
   {
     std::lock_guard lock(t.write_mu);
-    t.filled.push_back(f);
+    auto at = std::find_if(t.filled.begin(), t.filled.end(),
+                           [&](const Filled& g) { return g.file_off > f.file_off; });
+    t.filled.insert(at, f);
     if (t.writing) return;
     t.writing = true;
   }
@@ -500,23 +515,21 @@ void ImageWorkers::Impl::write_filled(TaskPages& t, Filled f) {
     Filled w;
     {
       std::lock_guard lock(t.write_mu);
-      if (t.filled.empty()) {
+      // A streamed image waits for its next piece: the worker that brings it writes on.
+      if (t.filled.empty() || (ordered && t.filled.front().file_off != t.written_off)) {
         t.writing = false;
         return;
       }
       w = t.filled.front();
       t.filled.pop_front();
+      t.written_off = w.file_off + w.bytes;
     }
     auto t0 = Clock::now();
-    for (size_t off = 0; off < w.bytes;) {
-      ssize_t n =
-          ::pwrite(t.out.get(), w.buf + off, w.bytes - off, static_cast<off_t>(w.file_off + off));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        give_buffer(w.buf);
-        fail_sys("cannot write image {}/{}", dir, t.name);  // the dump fails: t is dropped
-      }
-      off += static_cast<size_t>(n);
+    try {
+      t.image->write(w.file_off, w.buf, w.bytes);
+    } catch (...) {
+      give_buffer(w.buf);
+      throw;  // the dump fails: t is dropped
     }
     give_buffer(w.buf);
     double write_s = seconds_since(t0);
@@ -530,7 +543,12 @@ void ImageWorkers::Impl::write_filled(TaskPages& t, Filled f) {
 }
 
 void ImageWorkers::Impl::done(TaskPages& t) {
-  if (::close(t.out.release()) < 0) fail_sys("cannot write image {}/{}", dir, t.name);
+  {
+    std::unique_lock in_dir(dir_mu, std::defer_lock);
+    if (!sink.streamed()) in_dir.lock();  // the pagemap image is renamed into place
+    auto image = std::move(t.image);
+    image->close();
+  }
   t.mem.reset();
   log::info("task {}: {} pages scanned, {} dumped, {} left in the parent image", t.pid, t.scanned,
             t.written, t.in_parent);

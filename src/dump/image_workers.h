@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "dump/page_sink.h"
 #include "image/image.h"
 #include "mm.pb.h"
 
@@ -34,10 +35,12 @@ struct PageStats {
 // (process_vm_readv) into one of a few buffers reused for every task (faulted in once per
 // dump) and writes at its offset in the task's page image. One worker at a time writes an image;
 // the others leave what they read to it and read on: while one reads, another writes, and several
-// tasks go at once.
+// tasks go at once. A streamed sink (a page server) takes an image's pieces in order: pieces
+// get their buffers in order, and the writer writes only the next one.
 class ImageWorkers {
  public:
-  explicit ImageWorkers(std::string dir);
+  // Small images go into `dir`, pages to `sink` (which must outlive the workers).
+  ImageWorkers(std::string dir, PageSink& sink);
   // Abandons queued work and waits for the jobs being run.
   ~ImageWorkers();
   ImageWorkers(const ImageWorkers&) = delete;

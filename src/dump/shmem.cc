@@ -44,8 +44,9 @@ bool all_zero(const char* p, size_t n) {
 
 }  // namespace
 
-ShmemPages ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
+ShmemPages ShmemTable::dump(PageSink& sink, uint32_t* next_pages_id) {
   ShmemPages pages;
+  std::vector<char> buf(4 << 20);
   for (const auto& [inode, w] : objects_) {
     // The object itself, through a /proc link: its holes are skipped with
     // SEEK_DATA/SEEK_HOLE and its pages read without touching the task.
@@ -55,63 +56,70 @@ ShmemPages ShmemTable::dump(const std::string& dir, uint32_t* next_pages_id) {
     off_t size = ::lseek(fd.get(), 0, SEEK_END);
     pages.scanned +=
         kernel::page_up(static_cast<uint64_t>(std::max<off_t>(size, 0))) / kernel::kPageSize;
-    uint32_t pages_id = (*next_pages_id)++;
-    std::string pages_name = fmt::format("pages-{}.img", pages_id);
-    Fd out = image::create_raw(dir, pages_name);
-    image::Writer pm(dir, fmt::format("pagemap-shmem-{}.img", inode), image::magic::kPagemap);
-    pagemap_head head;
-    head.set_pages_id(pages_id);
-    pm.put(head);
-    std::vector<char> buf(4 << 20);
     // Pieces of this size that read as zeros are left out (0: none).
     const uint64_t zero_unit = std::min<uint64_t>(huge_page_size(fd.get()), buf.size());
-    // The run of pages being written, put in the pagemap when it ends.
-    off_t run = 0, run_end = 0;
-    auto end_run = [&] {
-      if (run_end == run) return;
-      pagemap_entry e;
-      e.set_vaddr(static_cast<uint64_t>(run));
-      e.set_nr_pages(static_cast<uint32_t>((run_end - run) / kernel::kPageSize));
-      e.set_flags(image::kPePresent);
-      pm.put(e);
-      pages.written += static_cast<uint64_t>(run_end - run) / kernel::kPageSize;
-      run = run_end;
+    // Reads [off, off + n) of the object into buf: zeros past its end (a partial last page).
+    auto read_at = [&](off_t off, size_t n) {
+      std::fill(buf.begin(), buf.begin() + static_cast<long>(n), 0);
+      if (off >= size) return;
+      size_t want = std::min<size_t>(n, static_cast<size_t>(size - off));
+      if (::pread(fd.get(), buf.data(), want, off) != static_cast<ssize_t>(want))
+        fail_sys("cannot read shared memory object {} at {}", inode, off);
     };
-    off_t pos = 0;
-    while (pos < size) {
+    // The runs of pages to write, first: a streamed sink takes every entry before the pages.
+    std::vector<std::pair<off_t, off_t>> runs;
+    auto add = [&](off_t from, off_t to) {
+      if (!runs.empty() && runs.back().second == from)
+        runs.back().second = to;
+      else
+        runs.emplace_back(from, to);
+    };
+    for (off_t pos = 0; pos < size;) {
       off_t data = ::lseek(fd.get(), pos, SEEK_DATA);
       if (data < 0) break;  // ENXIO: no more data
       off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
       if (hole < 0) hole = size;
       // Whole pages: a file whose size is not page-aligned ends in a partial page.
       off_t end = static_cast<off_t>(kernel::page_up(static_cast<uint64_t>(hole)));
-      end_run();
-      run = run_end = data;
-      for (off_t off = data; off < end;) {
-        size_t n =
-            std::min<size_t>(zero_unit ? zero_unit : buf.size(), static_cast<size_t>(end - off));
-        std::fill(buf.begin(), buf.begin() + static_cast<long>(n), 0);
-        if (off < hole) {
-          size_t want = std::min<size_t>(n, static_cast<size_t>(hole - off));
-          if (::pread(fd.get(), buf.data(), want, off) != static_cast<ssize_t>(want))
-            fail_sys("cannot read shared memory object {} at {}", inode, off);
+      if (!zero_unit) {
+        runs.emplace_back(data, end);  // an extent of its own, as the object has it
+      } else {
+        bool first = true;
+        for (off_t off = data; off < end; off += static_cast<off_t>(zero_unit)) {
+          size_t n = std::min<size_t>(zero_unit, static_cast<size_t>(end - off));
+          read_at(off, n);
+          if (all_zero(buf.data(), n)) continue;
+          if (first)
+            runs.emplace_back(off, off + static_cast<off_t>(n));
+          else
+            add(off, off + static_cast<off_t>(n));
+          first = false;
         }
-        progress::add_total(static_cast<int64_t>(n / kernel::kPageSize));
-        progress::add_done(n / kernel::kPageSize);
-        if (zero_unit && all_zero(buf.data(), n)) {
-          end_run();
-          run = run_end = off + static_cast<off_t>(n);
-        } else {
-          if (::write(out.get(), buf.data(), n) != static_cast<ssize_t>(n))
-            fail_sys("cannot write image {}/{}", dir, pages_name);
-          run_end += static_cast<off_t>(n);
-        }
-        off += static_cast<off_t>(n);
       }
-      end_run();
       pos = hole;
     }
-    pm.close();
+    auto img = sink.open(PagemapKind::kShmem, inode, (*next_pages_id)++);
+    for (auto [from, to] : runs) {
+      pagemap_entry e;
+      e.set_vaddr(static_cast<uint64_t>(from));
+      e.set_nr_pages(static_cast<uint32_t>((to - from) / kernel::kPageSize));
+      e.set_flags(image::kPePresent);
+      img->entry(e);
+      pages.written += static_cast<uint64_t>(to - from) / kernel::kPageSize;
+    }
+    uint64_t out = 0;
+    for (auto [from, to] : runs) {
+      for (off_t off = from; off < to;) {
+        size_t n = std::min<size_t>(buf.size(), static_cast<size_t>(to - off));
+        read_at(off, n);
+        img->write(out, buf.data(), n);
+        out += n;
+        off += static_cast<off_t>(n);
+        progress::add_total(static_cast<int64_t>(n / kernel::kPageSize));
+        progress::add_done(n / kernel::kPageSize);
+      }
+    }
+    img->close();
     log::info("shared memory object {} ({} bytes) dumped from task {}", inode, size, w.pid);
   }
   return pages;

@@ -9,6 +9,8 @@
 #include <map>
 #include <string>
 
+#include "dump/page_sink.h"
+
 namespace cryo::dump {
 
 // Pages of the objects (CRIU's shpages_* statistics): all of their pages, and those written.
@@ -23,8 +25,8 @@ class ShmemTable {
   void add(pid_t pid, uint64_t inode, uint64_t start, uint64_t end);
   // Notes an object reachable through a /proc link (a memfd: /proc/PID/fd/N).
   void add_link(uint64_t inode, const std::string& link, pid_t pid);
-  // Dumps each object once.
-  ShmemPages dump(const std::string& dir, uint32_t* next_pages_id);
+  // Dumps each object once, into `sink`.
+  ShmemPages dump(PageSink& sink, uint32_t* next_pages_id);
 
  private:
   struct Where {

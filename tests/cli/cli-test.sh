@@ -82,7 +82,9 @@ errors)
 	one_line "unknown option -Z" dump -Z
 	one_line "unknown command 'frobnicate'" frobnicate
 	one_line "no action given" -v4
-	one_line "'page-server' is not supported" page-server
+	one_line "page-server needs --port" page-server -D "$T"
+	one_line "bad port '65536' for --port" page-server -D "$T" --port 65536
+	one_line "page-server needs --address" dump -t 1 -D "$T" --page-server --port 1
 	one_line "'lazy-pages' is not supported" lazy-pages -D "$T"
 	one_line "'cpuinfo check' is not supported" cpuinfo check
 	one_line "exec" exec

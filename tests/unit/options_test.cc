@@ -266,7 +266,7 @@ TEST(Options, UnknownAndMissing) {
 }
 
 TEST(Options, Verbs) {
-  for (const char* v : {"page-server", "lazy-pages"}) {
+  for (const char* v : {"lazy-pages"}) {
     std::string e = error_of({v});
     EXPECT_TRUE(has(e, std::string("'") + v + "' is not supported")) << e;
   }
@@ -288,6 +288,31 @@ TEST(Options, Verbs) {
   EXPECT_TRUE(has(error_of({"exec"}), "removed from CRIU"));
   EXPECT_TRUE(has(error_of({"frobnicate"}), "unknown command 'frobnicate'"));
   EXPECT_TRUE(has(error_of({"check", "extra"}), "unexpected argument 'extra'"));
+}
+
+TEST(Options, PageServer) {
+  Options o = parse_args(
+      {"page-server", "-D", "/tmp", "--port", "0", "--address", "::1", "-d", "--status-fd", "5"});
+  EXPECT_EQ(o.action, "page-server");
+  EXPECT_EQ(o.port, 0);
+  EXPECT_EQ(o.address, "::1");
+  EXPECT_TRUE(o.restore_detached);
+  EXPECT_EQ(o.status_fd, 5);
+  o = parse_args({"dump", "--page-server", "--address", "h", "--port", "27000", "--ps-socket=4",
+                  "--tls", "--tls-cacert", "ca", "--tls-cert", "c", "--tls-key", "k",
+                  "--tls-no-cn-verify"});
+  EXPECT_TRUE(o.page_server);
+  EXPECT_EQ(o.port, 27000);
+  EXPECT_EQ(o.ps_socket, 4);
+  EXPECT_TRUE(o.tls && o.tls_no_cn_verify);
+  EXPECT_EQ(o.tls_cacert + o.tls_cert + o.tls_key, "cack");
+  EXPECT_FALSE(parse_args({"dump", "--page-server", "--no-page-server"}).page_server);
+  EXPECT_TRUE(has(error_of({"page-server", "--port", "65536"}), "bad port '65536'"));
+  EXPECT_TRUE(has(error_of({"page-server", "--port", "-1"}), "bad port '-1'"));
+  EXPECT_TRUE(has(error_of({"page-server", "--port", "8x"}), "bad port '8x'"));
+  EXPECT_TRUE(has(error_of({"dump", "--ps-socket", "x"}), "bad descriptor 'x' for --ps-socket"));
+  EXPECT_TRUE(has(error_of({"page-server", "--status-fd", "-2"}), "--status-fd"));
+  EXPECT_TRUE(has(error_of({"page-server", "extra"}), "unexpected argument 'extra'"));
 }
 
 TEST(Options, ConfigFileSyntax) {
