@@ -253,7 +253,8 @@ void pre_dump(const Options& opts) {
   const uint32_t frozen_us = usec_since(t_frozen);
   log::info("pre-dump of tree {}: frozen for {} us", opts.tree, frozen_us);
 
-  ImageWorkers images(opts.dir);
+  std::unique_ptr<PageSink> pages = local_sink(opts.dir);
+  ImageWorkers images(opts.dir, *pages);
   images.tasks_run();
   uint32_t next_pages_id = 1;
   for (pid_t pid : pids) {
@@ -264,6 +265,7 @@ void pre_dump(const Options& opts) {
   }
   progress::phase("memory");
   const PageStats mem = images.finish();
+  pages->finish();
   tracker.hand_over();
   write_inventory(opts, root);
   if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(opts.dir);
