@@ -388,7 +388,7 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
         e.set_vaddr(a);
         e.set_nr_pages(static_cast<uint32_t>(n));
         e.set_flags(image::kPeParent);
-        pm.put(e);
+        entries.push_back(std::move(e));
         a += n * kernel::kPageSize;
       }
       task->in_parent += (stop - at) / kernel::kPageSize;
