@@ -240,7 +240,7 @@ class Session {
         case PAGE_SERVER_CHLD:
           // The command line's refusal; a page server over RPC is wired once one exists.
           options_for(req, "page-server", nullptr);
-          req_fail(ENOTSUP, "a page server over RPC is not supported by cryo yet");
+          req_fail(ENOTSUP, "a page server over RPC is not supported by cryo yet: run cryo page-server instead");
         case CPUINFO_DUMP:
         case CPUINFO_CHECK:
           options_for(req, req.type() == CPUINFO_DUMP ? "cpuinfo dump" : "cpuinfo check", nullptr);

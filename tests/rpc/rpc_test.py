@@ -431,8 +431,6 @@ def case_errors(tmp):
     one("restore of an empty directory", opts_for(prog)[0], ["inventory"], rtype=rpc.RESTORE)
     one("page server", opts_for(prog)[0], ["page-server", "not supported"],
         rtype=rpc.PAGE_SERVER)
-    one("pre-dump", opts_for(prog, pid=prog.pid)[0], ["pre-dump", "not supported"],
-        rtype=rpc.PRE_DUMP)
     c = swrk()
     r = c.call(rpc.criu_req(type=rpc.WAIT_PID, pid=1))
     check(not r.success and r.cr_errno == errno.ECHILD, "WAIT_PID of a stranger: %s" % r)
