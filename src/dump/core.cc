@@ -2,6 +2,7 @@
 
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -19,6 +20,7 @@
 #include "base/log.h"
 #include "dump/mm.h"
 #include "infect/probe.h"
+#include "infect/probe_batch.h"
 #include "infect/remote_task.h"
 #include "infect/scratch_arena.h"
 #include "kernel/syscalls.h"
@@ -53,8 +55,9 @@ void dump_signal_queue(pid_t pid, bool shared, signal_queue_entry* q) {
   }
 }
 
-// POSIX timers from /proc/PID/timers; their times are asked of the task (timer_gettime).
-void dump_posix_timers(pid_t pid, RemoteTask& rt, task_timers_entry* timers) {
+// POSIX timers from /proc/PID/timers; their times are asked of the task afterwards
+// (ask_posix_timers).
+void list_posix_timers(pid_t pid, task_timers_entry* timers) {
   auto text = proc::try_read_file(fmt::format("/proc/{}/timers", pid));
   if (!text) return;
   posix_timer_entry* cur = nullptr;
@@ -94,15 +97,30 @@ void dump_posix_timers(pid_t pid, RemoteTask& rt, task_timers_entry* timers) {
       cur->set_clock_id(static_cast<uint32_t>(a));
     }
   }
-  for (auto& t : *timers->mutable_posix()) {
-    itimerspec its = check_out<itimerspec>(rt, "timer_gettime", SYS_timer_gettime, t.it_id());
-    t.set_isec(its.it_interval.tv_sec);
-    t.set_insec(its.it_interval.tv_nsec);
-    t.set_vsec(its.it_value.tv_sec);
-    t.set_vnsec(its.it_value.tv_nsec);
-    t.set_overrun(rt.syscall(SYS_timer_getoverrun, t.it_id()).value_or<uint32_t>(0));
-  }
 }
+
+// timer_gettime and timer_getoverrun of each listed timer, queued on `q`; `fill` writes the
+// answers once `q` ran.
+struct PosixTimerQueries {
+  std::vector<std::pair<size_t, size_t>> calls;
+  PosixTimerQueries(ProbeBatch& q, const task_timers_entry& timers) {
+    for (const auto& t : timers.posix())
+      calls.emplace_back(q.add(SYS_timer_gettime, t.it_id(), ProbeBatch::out_of<itimerspec>()),
+                         q.add(SYS_timer_getoverrun, t.it_id()));
+  }
+  void fill(const ProbeBatch& q, task_timers_entry* timers) const {
+    for (int i = 0; i < timers->posix_size(); i++) {
+      auto* t = timers->mutable_posix(i);
+      q.result(calls[i].first).or_fail<long>("timer_gettime failed");
+      const auto its = q.out<itimerspec>(calls[i].first);
+      t->set_isec(its.it_interval.tv_sec);
+      t->set_insec(its.it_interval.tv_nsec);
+      t->set_vsec(its.it_value.tv_sec);
+      t->set_vnsec(its.it_value.tv_nsec);
+      t->set_overrun(q.result(calls[i].second).value_or<uint32_t>(0));
+    }
+  }
+};
 
 }  // namespace
 
@@ -135,9 +153,9 @@ namespace {
 // The membarrier() commands the process registered for. Kernels before 6.3 cannot say: there
 // each private expedited kind is probed by issuing its barrier, which fails with EPERM when
 // unregistered; a global expedited registration cannot be seen at all.
-uint32_t membarrier_registrations(RemoteTask& rt) {
-  long r = rt.syscall(SYS_membarrier, {kernel::kMembarrierGetRegistrations, 0, 0});
-  if (r >= 0) return static_cast<uint32_t>(r);
+// `got`: what MEMBARRIER_CMD_GET_REGISTRATIONS returned.
+uint32_t membarrier_registrations(RemoteTask& rt, long got) {
+  if (got >= 0) return static_cast<uint32_t>(got);
   uint32_t mask = 0;
   for (uint32_t reg : kernel::kMembarrierRegisterCmds)
     if (reg != kernel::kMembarrierRegisterCmds[0] &&
@@ -172,47 +190,47 @@ core_entry dump_zombie_core(const FrozenTask& t) {
 
 namespace {
 
-// What only the thread itself can tell (syscalls run in it).
-void probe_thread(RemoteTask& rt, core_entry* core) {
-  auto* ti = core->mutable_thread_info();
-  auto* thc = core->mutable_thread_core();
-  uint64_t s = rt.scratch();
-  rt.check("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, s});
-  uint64_t tid_addr = 0;
-  rt.read_mem(s, &tid_addr, 8);
-  ti->set_clear_tid_addr(tid_addr);
-
-  rt.check("sigaltstack", SYS_sigaltstack, {0, s});
-  stack_t ss;
-  rt.read_mem(s, &ss, sizeof ss);
-  auto* sas = thc->mutable_sas();
-  sas->set_ss_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
-  sas->set_ss_size(ss.ss_size);
-  sas->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
-
-  rt.check("prctl(PR_GET_PDEATHSIG)", SYS_prctl, {PR_GET_PDEATHSIG, s});
-  int pdeath = 0;
-  rt.read_mem(s, &pdeath, sizeof pdeath);
-  thc->set_pdeath_sig(pdeath);
-  const long slack = rt.syscall(SYS_prctl, {PR_GET_TIMERSLACK});
-  if (slack >= 0) thc->set_cryo_timerslack_ns(static_cast<uint64_t>(slack));
-  thc->mutable_creds()->set_secbits(
-      static_cast<uint32_t>(rt.check("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS})));
-}
+// What only the thread itself can tell, queued on `q`; `fill` writes the answers once `q` ran.
+struct ThreadQueries {
+  size_t tid_addr, sas, pdeath, slack, secbits;
+  explicit ThreadQueries(ProbeBatch& q)
+      : tid_addr(q.add(SYS_prctl, PR_GET_TID_ADDRESS, ProbeBatch::out_of<uint64_t>())),
+        sas(q.add(SYS_sigaltstack, 0, ProbeBatch::out_of<stack_t>())),
+        pdeath(q.add(SYS_prctl, PR_GET_PDEATHSIG, ProbeBatch::out_of<int>())),
+        slack(q.add(SYS_prctl, PR_GET_TIMERSLACK)),
+        secbits(q.add(SYS_prctl, PR_GET_SECUREBITS)) {}
+  void fill(const ProbeBatch& q, core_entry* core) const {
+    auto* ti = core->mutable_thread_info();
+    auto* thc = core->mutable_thread_core();
+    q.result(tid_addr).or_fail<long>("prctl(PR_GET_TID_ADDRESS) failed");
+    ti->set_clear_tid_addr(q.out<uint64_t>(tid_addr));
+    q.result(sas).or_fail<long>("sigaltstack failed");
+    const auto ss = q.out<stack_t>(sas);
+    auto* e = thc->mutable_sas();
+    e->set_ss_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
+    e->set_ss_size(ss.ss_size);
+    e->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
+    q.result(pdeath).or_fail<long>("prctl(PR_GET_PDEATHSIG) failed");
+    thc->set_pdeath_sig(q.out<int>(pdeath));
+    const long ns = q.result(slack).raw();
+    if (ns >= 0) thc->set_cryo_timerslack_ns(static_cast<uint64_t>(ns));
+    thc->mutable_creds()->set_secbits(
+        q.result(secbits).or_fail<uint32_t>("prctl(PR_GET_SECUREBITS) failed"));
+  }
+};
 
 // State of one thread: registers, masks, per-thread attributes and credentials.
 // `sigmask` is the thread's own mask and th.regs its own registers, read before any probe.
-// `probed`: probe_thread() already ran (in the leader, within the probe of the process).
-// Returns the thread's /proc status, read here.
-proc::Status dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const Gadgets& gadgets,
-                         const std::vector<proc::Vma>& maps, SeccompTable& seccomp,
-                         core_entry* core, bool probed) {
+// `st` is its /proc status. `probed`: its ThreadQueries already ran (in the leader, within the
+// probe of the process).
+void dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, const proc::Status& st,
+                 const Gadgets& gadgets, const std::vector<proc::Vma>& maps, SeccompTable& seccomp,
+                 core_entry* core, bool probed) {
   const pid_t tid = th.tid;
   std::string xstate = arch::get_xstate(tid);
   kernel::RseqConfig rseq{};
   long rseq_len =
       ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), tid, sizeof rseq, &rseq);
-  proc::Status st = proc::read_status(tid);
 
   auto* ti = core->mutable_thread_info();
   const arch::Regs& regs = th.regs;  // already out of an rseq critical section
@@ -230,7 +248,11 @@ proc::Status dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, cons
   if (!probed) {
     interrupt_point();
     ThreadProbe probe(th, gadgets, sigmask, &maps);
-    probe_thread(probe.rt(), core);
+    // A handful of calls: one by one costs less than mapping room for a batch.
+    ProbeBatch q(probe, st, sigmask, ProbeBatch::Mode::kOneByOne);
+    ThreadQueries queries(q);
+    q.run();
+    queries.fill(q, core);
   }
 
   creds->set_uid(st.uid[0]);
@@ -272,7 +294,6 @@ proc::Status dump_thread(FrozenTask& t, FrozenThread& th, uint64_t sigmask, cons
     r->set_rseq_abi_size(rseq.rseq_abi_size);
     r->set_signature(rseq.signature);
   }
-  return st;
 }
 
 }  // namespace
@@ -286,7 +307,7 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   if (!gadgets.syscall)
     fail("task {}: no syscall instruction found in its executable mappings", pid);
 
-  // Process-wide state, asked of the leader. Its scratch area serves the other threads.
+  // Process-wide state, asked of the leader.
   core_entry& core = cores[0];
   FrozenThread& leader = t.threads[0];
   auto* tc = core.mutable_tc();
@@ -306,54 +327,71 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   }
   tc->set_blk_sigset(masks[0]);
   dump_signal_queue(pid, true, tc->mutable_signals_s());
+  std::vector<proc::Status> statuses;
+  for (const FrozenThread& th : t.threads) statuses.push_back(proc::read_status(th.tid));
+  auto* timers = tc->mutable_timers();
+  list_posix_timers(pid, timers);
   {
     interrupt_point();
     ThreadProbe probe(leader, gadgets, masks[0], &maps);
     RemoteTask& rt = probe.rt();
     if (fault_wanted("dump-stop-signal")) ::kill(pid, SIGSTOP);  // a stop asked mid-probe
-    uint64_t s = rt.scratch();
-    // Every disposition into its slot of the scratch area, read back at once.
-    kernel::KernelSigaction all[kMaxSig];
-    static_assert(sizeof all <= ThreadProbe::kScratch);
+    ProbeBatch q(probe, statuses[0], masks[0]);
+    // A page of the batch's mapping that nothing touched tells whether mlockall(MCL_FUTURE)
+    // is in force; without a batch, a page is mapped for that alone.
+    const std::optional<uint64_t> fresh = q.spare_page();
+    const uint64_t fresh_pme = fresh ? fresh_page_entry(pid, *fresh) : 0;
+    size_t sigaction_at[kMaxSig + 1] = {};
+    for (int sig = 1; sig <= kMaxSig; sig++)
+      if (sig != SIGKILL && sig != SIGSTOP)
+        sigaction_at[sig] =
+            q.add(SYS_rt_sigaction, sig, 0, ProbeBatch::out_of<kernel::KernelSigaction>(), 8);
+    size_t itimer_at[3];
+    for (int w = 0; w < 3; w++)
+      itimer_at[w] = q.add(SYS_getitimer, w, ProbeBatch::out_of<itimerval>());
+    const PosixTimerQueries posix(q, *timers);
+    const size_t brk = q.add(SYS_brk, 0);
+    const size_t subreaper = q.add(SYS_prctl, PR_GET_CHILD_SUBREAPER, ProbeBatch::out_of<int>());
+    const size_t dumpable = q.add(SYS_prctl, PR_GET_DUMPABLE);
+    const size_t thp = q.add(SYS_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0);
+    const size_t membarrier = q.add(SYS_membarrier, kernel::kMembarrierGetRegistrations, 0, 0);
+    const size_t advice = fresh ? q.add(SYS_madvise, *fresh, kernel::kPageSize, MADV_DONTNEED) : 0;
+    const ThreadQueries own(q);  // the leader's own, in the same probe
+    q.run();
+
     for (int sig = 1; sig <= kMaxSig; sig++) {
       if (sig == SIGKILL || sig == SIGSTOP) continue;
-      rt.check("rt_sigaction", SYS_rt_sigaction,
-               {static_cast<uint64_t>(sig), 0, s + (sig - 1) * sizeof all[0], 8});
-    }
-    rt.read_mem(s, all, sizeof all);
-    for (int sig = 1; sig <= kMaxSig; sig++) {
-      if (sig == SIGKILL || sig == SIGSTOP) continue;
-      const kernel::KernelSigaction& ka = all[sig - 1];
+      q.result(sigaction_at[sig]).or_fail<long>("rt_sigaction({}) failed", sig);
+      const auto ka = q.out<kernel::KernelSigaction>(sigaction_at[sig]);
       auto* sa = tc->add_sigactions();
       sa->set_sigaction(ka.handler);
       sa->set_flags(ka.flags);
       sa->set_restorer(ka.restorer);
       sa->set_mask(ka.mask);
     }
-    auto* timers = tc->mutable_timers();
     itimer_entry* which[3] = {timers->mutable_real(), timers->mutable_virt(),
                               timers->mutable_prof()};
-    for (int w = 0; w < 3; w++)
-      fill_itimer(which[w], check_out<itimerval>(rt, "getitimer", SYS_getitimer, w));
-    dump_posix_timers(pid, rt, timers);
-    extras->brk = rt.check("brk", SYS_brk, {0});
-    rt.check("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, {PR_GET_CHILD_SUBREAPER, s});
-    int subreaper = 0;
-    rt.read_mem(s, &subreaper, sizeof subreaper);
-    tc->set_child_subreaper(subreaper != 0);
-    long dumpable = rt.syscall(SYS_prctl, {PR_GET_DUMPABLE});
-    long thp = rt.syscall(SYS_prctl, {PR_GET_THP_DISABLE, 0, 0, 0, 0});
-    extras->dumpable = dumpable >= 0 ? static_cast<int>(dumpable) : 1;
-    if (uint32_t mb = membarrier_registrations(rt)) tc->set_membarrier_registration_mask(mb);
-    extras->thp_disabled = thp > 0;
-    extras->mlockall = mlockall_flags(rt, pid);
-    probe_thread(rt, &core);  // the leader's own, in the same probe
+    for (int w = 0; w < 3; w++) {
+      q.result(itimer_at[w]).or_fail<long>("getitimer failed");
+      fill_itimer(which[w], q.out<itimerval>(itimer_at[w]));
+    }
+    posix.fill(q, timers);
+    extras->brk = q.result(brk).or_fail<uint64_t>("brk failed");
+    q.result(subreaper).or_fail<long>("prctl(PR_GET_CHILD_SUBREAPER) failed");
+    tc->set_child_subreaper(q.out<int>(subreaper) != 0);
+    extras->dumpable = q.result(dumpable).value_or<int>(1);
+    extras->thp_disabled = q.result(thp).value_or<long>(0) > 0;
+    if (uint32_t mb = membarrier_registrations(rt, q.result(membarrier).raw()))
+      tc->set_membarrier_registration_mask(mb);
+    extras->mlockall = fresh ? mlockall_from_fresh_page(pid, fresh_pme, q.result(advice).raw())
+                             : mlockall_flags(rt, pid);
+    own.fill(q, &core);
+    q.close();
   }
-  for (size_t i = 0; i < t.threads.size(); i++) {
-    proc::Status st = dump_thread(t, t.threads[i], masks[i], gadgets, maps, seccomp, &cores[i],
-                                  /*probed=*/i == 0);
-    if (i == 0) extras->umask = st.umask;
-  }
+  for (size_t i = 0; i < t.threads.size(); i++)
+    dump_thread(t, t.threads[i], masks[i], statuses[i], gadgets, maps, seccomp, &cores[i],
+                /*probed=*/i == 0);
+  extras->umask = statuses[0].umask;
 
   auto* rl = tc->mutable_rlimits();
   for (int r = 0; r < RLIM_NLIMITS; r++) {

@@ -66,11 +66,25 @@ void check_device(const proc::Vma& v, const std::string& map_file, const std::st
 
 }  // namespace
 
+uint64_t fresh_page_entry(pid_t pid, uint64_t page) {
+  uint64_t pme = 0;
+  Fd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!pagemap ||
+      ::pread(pagemap.get(), &pme, 8, static_cast<off_t>(page / kernel::kPageSize * 8)) != 8)
+    fail_sys("cannot read /proc/{}/pagemap", pid);
+  return pme;
+}
+
+uint32_t mlockall_from_fresh_page(pid_t pid, uint64_t pme, long advice) {
+  if (advice == 0) return 0;
+  if (advice != -EINVAL)
+    fail_errno(static_cast<int>(-advice), "task {}: madvise of a page it was given", pid);
+  return MCL_FUTURE | ((pme & kernel::kPmPresent) ? 0 : MCL_ONFAULT);
+}
+
 uint32_t mlockall_flags(RemoteTask& rt, pid_t pid) {
-  // mm->def_flags shows nowhere in /proc: a page mapped now in the task is locked if
-  // MCL_FUTURE is in force (madvise(MADV_DONTNEED) refuses locked memory with EINVAL), and
-  // populated at once unless MCL_ONFAULT came with it. MAP_NORESERVE: not charged to a strict
-  // commit limit. (If cryo dies before the munmap, the task keeps one more page.)
+  // MAP_NORESERVE: not charged to a strict commit limit. (If cryo dies before the munmap, the
+  // task keeps one more page.)
   long at = rt.syscall(SYS_mmap, {0, kernel::kPageSize, PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, ~0ULL, 0});
   if (at == -EAGAIN) return MCL_FUTURE;  // locked: over the task's RLIMIT_MEMLOCK
@@ -83,20 +97,14 @@ uint32_t mlockall_flags(RemoteTask& rt, pid_t pid) {
   uint64_t pme = 0;
   long advice = 0;
   try {
-    Fd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!pagemap ||
-        ::pread(pagemap.get(), &pme, 8, static_cast<off_t>(page / kernel::kPageSize * 8)) != 8)
-      fail_sys("cannot read /proc/{}/pagemap", pid);
+    pme = fresh_page_entry(pid, page);
     advice = rt.syscall(SYS_madvise, {page, kernel::kPageSize, MADV_DONTNEED});
   } catch (...) {
     rt.syscall(SYS_munmap, {page, kernel::kPageSize});
     throw;
   }
   rt.check("munmap", SYS_munmap, {page, kernel::kPageSize});
-  if (advice == 0) return 0;
-  if (advice != -EINVAL)
-    fail_errno(static_cast<int>(-advice), "task {}: madvise of a page it was given", pid);
-  return MCL_FUTURE | ((pme & kernel::kPmPresent) ? 0 : MCL_ONFAULT);
+  return mlockall_from_fresh_page(pid, pme, advice);
 }
 
 mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem) {

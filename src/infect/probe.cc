@@ -59,10 +59,14 @@ void set_mask(pid_t tid, uint64_t mask) {
 
 ThreadProbe::ThreadProbe(FrozenThread& th, const Gadgets& gadgets, uint64_t sigmask,
                          const std::vector<proc::Vma>* maps)
-    : th_(th), rt_(th.tid, gadgets.syscall), sigmask_(sigmask) {
+    : th_(th),
+      maps_(maps),
+      sigreturn_(gadgets.sigreturn),
+      rt_(th.tid, gadgets.syscall),
+      sigmask_(sigmask) {
   rt_.set_saved_regs(th.regs);
   try {
-    framed_ = place_frame(gadgets, sigmask, maps);
+    framed_ = place_frame(gadgets, sigmask);
     if (framed_) {
       // Registers that lead back through the frame, before the mask changes: parked on the
       // rt_sigreturn itself (as if the gadget's "ret" had run), so that a thread resumed now
@@ -88,8 +92,15 @@ ThreadProbe::~ThreadProbe() {
   end();
 }
 
-bool ThreadProbe::place_frame(const Gadgets& gadgets, uint64_t sigmask,
-                              const std::vector<proc::Vma>* maps) {
+const std::vector<proc::Vma>& ThreadProbe::maps() {
+  if (!maps_) {
+    own_maps_ = proc::read_maps(th_.tid);
+    maps_ = &own_maps_;
+  }
+  return *maps_;
+}
+
+bool ThreadProbe::place_frame(const Gadgets& gadgets, uint64_t sigmask) {
   const pid_t tid = th_.tid;
   if (!gadgets.can_recover()) {
     log::warn(
@@ -106,11 +117,10 @@ bool ThreadProbe::place_frame(const Gadgets& gadgets, uint64_t sigmask,
     return false;
   }
   const uint64_t top = th_.regs.rsp - kRedZone;
-  arch::Sigframe f =
-      arch::build_sigframe(top, th_.regs, arch::get_xstate(tid), sigmask, gadgets.sigreturn);
+  xstate_ = arch::get_xstate(tid);
+  arch::Sigframe f = arch::build_sigframe(top, th_.regs, xstate_, sigmask, gadgets.sigreturn);
   const uint64_t lo = f.addr - kScratch;
-  if (f.addr < kScratch || top > th_.regs.rsp ||
-      !in_thread_stack(maps ? *maps : proc::read_maps(tid), lo, top)) {
+  if (f.addr < kScratch || top > th_.regs.rsp || !in_thread_stack(maps(), lo, top)) {
     log::warn(
         "task {}: its stack pointer {:#x} is not in a thread stack with room for a recovery "
         "frame: if cryo is killed while it works in this task, the task may crash",
@@ -127,6 +137,20 @@ bool ThreadProbe::place_frame(const Gadgets& gadgets, uint64_t sigmask,
   rt_.adopt_scratch(saved_at_.addr(), kScratch);
   log::debug("task {}: recovery frame at {:#x}", tid, f.addr);
   return true;
+}
+
+std::optional<uint64_t> ThreadProbe::chain_frame(const arch::Regs& regs) {
+  if (!framed_) return std::nullopt;
+  const uint64_t top = saved_at_.addr();
+  arch::Sigframe f = arch::build_sigframe(top, regs, xstate_, ~0ULL, sigreturn_);
+  if (f.addr > top || !in_thread_stack(maps(), f.addr, top)) return std::nullopt;
+  // What the frame covers is put back at the end, with the rest.
+  std::string below(top - f.addr, '\0');
+  rt_.read_mem(RemoteAddr(f.addr), below.data(), below.size());
+  rt_.write_mem(RemoteAddr(f.addr), f.bytes.data(), f.bytes.size());
+  saved_bytes_.insert(0, below);
+  saved_at_ = RemoteAddr(f.addr);
+  return f.addr;
 }
 
 void ThreadProbe::end() {

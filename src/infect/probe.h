@@ -41,14 +41,25 @@ class ThreadProbe {
   // frame, a page without).
   RemoteTask& rt() { return rt_; }
   bool protected_by_frame() const { return framed_; }
+  // The task's mappings (as given, or read once).
+  const std::vector<proc::Vma>& maps();
+  // A second frame, below everything the probe uses, for a chain: a thread that "ret"s into
+  // it (the returned address as its stack pointer) goes on at `regs` with every signal
+  // blocked; `regs` usually end in a "ret" into the first frame (RemoteTask::stack()).
+  // Nothing without a first frame or room in the thread's stack.
+  std::optional<uint64_t> chain_frame(const arch::Regs& regs);
   // The largest out-parameter: every signal's disposition at once (64 x 32 bytes), read back
   // with one process_vm_readv.
   static constexpr size_t kScratch = 2048;
 
  private:
-  bool place_frame(const Gadgets& gadgets, uint64_t sigmask, const std::vector<proc::Vma>* maps);
+  bool place_frame(const Gadgets& gadgets, uint64_t sigmask);
   void end();
   FrozenThread& th_;
+  const std::vector<proc::Vma>* maps_;
+  std::vector<proc::Vma> own_maps_;  // when none were given
+  std::string xstate_;
+  uint64_t sigreturn_ = 0;
   RemoteTask rt_;
   uint64_t sigmask_;
   bool framed_ = false;

@@ -74,6 +74,7 @@ class RemoteTask {
   void set_gadget(uint64_t gadget) { gadget_ = gadget; }
   // The stack pointer each call runs with (0: the saved one). See infect/probe.h.
   void set_stack(uint64_t sp) { stack_ = sp; }
+  uint64_t stack() const { return stack_; }
   uint64_t gadget() const { return gadget_; }
   // The registers each call starts from (then pointed at the gadget with the arguments).
   const arch::Regs& saved_regs() const { return saved_; }
@@ -84,6 +85,8 @@ class RemoteTask {
   // True when a SIGSTOP arrived during a remote syscall: it was held back, the caller must
   // make the stop happen once it is done with the task.
   bool stop_requested() const { return stop_requested_; }
+  // For callers that resume the task themselves (infect/probe_batch.h): a SIGSTOP came.
+  void note_stop_request() { stop_requested_ = true; }
 
   // Memory of the task.
   void read_mem(RemoteAddr addr, void* buf, size_t len) const;

@@ -195,6 +195,11 @@ for ((r = 0; r < ROUNDS + ROUNDS / 3; r++)); do
 	fi
 done
 
+# cryo killed while a thread runs cryo's queries alone (infect/probe_batch.h): the thread
+# finishes them and puts itself back, unmapping their area.
+dump_round kill-in-queries "" 0 "kill-in-queries"
+((RC == 137)) || { log "LOST: cryo was not killed in its queries (exit $RC): no batch ran"; LOST_ANY=1; }
+
 # ---- restore rounds
 restore_round() { # KIND SIG DELAY FAULT
 	local kind=$1 sig=$2 delay=$3 fault=$4 rc out="" ok=0 i
