@@ -243,8 +243,11 @@ void restore_thread_state(RemoteTask& rt, const core_entry& core) {
 
 void restore_after_creds(RemoteTask& rt, const core_entry& core, bool is_root_leader) {
   const thread_core_entry& th = core.thread_core();
-  // The root's old parent is gone: a death signal would fire when cryo exits.
-  if (th.pdeath_sig() && !is_root_leader)
+  // The root's old parent is gone: a death signal would fire when cryo exits. The root was
+  // created with SIGKILL as its death signal (restore/tree.cc): it goes now.
+  if (is_root_leader)
+    rt.check("prctl(PR_SET_PDEATHSIG, 0)", SYS_prctl, {PR_SET_PDEATHSIG, 0});
+  else if (th.pdeath_sig())
     rt.check("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, th.pdeath_sig()});
 }
 

@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -73,6 +74,7 @@ void NewTree::fork_root() {
   args.set_tid = reinterpret_cast<uint64_t>(&want);
   args.set_tid_size = 1;
   long r = -1;
+  const pid_t cryo = ::getpid();
   for (int tries = 0; tries < 250; tries++) {
     r = kernel::clone3(&args);
     if (r >= 0 || errno != EEXIST) break;
@@ -82,6 +84,10 @@ void NewTree::fork_root() {
     // The new task: stop under cryo's trace and wait to be shaped. Raw syscalls only: the C
     // library's view of this process is the parent's. cryo's own signal handlers must not
     // outlive the copy: an image that sets fewer sigactions leaves the rest at default.
+    // Until cryo sets PTRACE_O_EXITKILL, a cryo killed now would leave this task stopped
+    // forever: it dies with cryo instead (cleared for the root before release).
+    ::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
+    if (::syscall(SYS_getppid) != cryo) ::syscall(SYS_exit_group, 127);
     kernel::KernelSigaction dfl{};
     for (int sig = 1; sig <= 64; sig++)
       if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, 8);
