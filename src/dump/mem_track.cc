@@ -30,6 +30,7 @@
 #include "kernel/syscalls.h"
 #include "kernel/userfaultfd.h"
 #include "pagemap.pb.h"
+#include "pageserver/client.h"
 
 namespace cryo::dump {
 namespace {
@@ -373,7 +374,9 @@ void MemTracker::take_from_holder(const std::string& prev_abs) {
 
 PageRanges MemTracker::parent_pages(pid_t pid) const {
   PageRanges r;
-  const std::string name = fmt::format("pagemap-{}.img", pid);
+  // A dump through a page server left only the entries it sent here.
+  std::string name = fmt::format("pagemap-{}.img", pid);
+  if (!image::exists(prev_abs_, name)) name = pageserver::sent_pagemap_name(pid);
   if (!image::exists(prev_abs_, name)) return r;
   std::vector<std::pair<uint64_t, uint64_t>> all;
   for (const pagemap_entry& e : image::read_pagemap(prev_abs_, name).runs)
