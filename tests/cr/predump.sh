@@ -24,6 +24,9 @@
 #                  PE_PARENT in the servers' pagemaps, the restore from the server's side
 #   pageserver-errors  a server without the parent images, and a connection dropped mid
 #                  pre-dump: one clear line, the tree runs on; the chain can still end well
+#   corrupt-chain  restore of a chain whose parent pagemap is truncated, garbage, lists a run
+#                  twice, or whose parent pages image is short: refused with one clear line,
+#                  no process left; whole again, it restores
 #   own-uffd       a process with a userfaultfd of its own is refused, and runs on
 #   dedup          --auto-dedup punches the pages a later image holds anew out of the earlier
 #                  pages-N.img (their blocks shrink by about that much, their size stays);
@@ -274,6 +277,47 @@ broken-chain)
 	log "parent without the pages: $(cat "$W/wrong.err")"
 	rm -rf "$W/1"
 	mv "$W/1.away" "$W/1"
+	restore_check 3
+	;;
+corrupt-chain)
+	# Images of the chain damaged in three ways; each restore is refused with one clear line
+	# before any process is made, and the chain made whole again restores.
+	start
+	dump pre1 1 pre-dump
+	step 1
+	dump pre2 2 pre-dump --prev-images-dir ../1
+	step 2
+	dump final 3 dump --prev-images-dir ../2
+	wait_until 30 gone "$PID" || die "the dumped program is still there"
+	refused() { # NAME PATTERN: restore of 3 fails with one line matching PATTERN, no process left
+		cryo "$1" restore -D 3 -d && die "$1: the restore succeeded"
+		[ "$(wc -l <"$W/$1.err")" = 1 ] || die "$1: not one line: $(cat "$W/$1.err")"
+		grep -qE -- "$2" "$W/$1.err" || die "$1: $(cat "$W/$1.err")"
+		gone "$PID" || die "$1: a process was left by the failed restore"
+		log "$1: $(cat "$W/$1.err")"
+	}
+	pm=pagemap-$PID.img
+	cp "$W/2/$pm" "$W/pm.good"
+	# A parent pagemap cut short in its last entry.
+	head -c $(($(stat -c %s "$W/2/$pm") - 3)) "$W/pm.good" >"$W/2/$pm"
+	refused truncated "chain is broken: in 3/parent: .*$pm is truncated"
+	# A parent pagemap with garbage in place of its entries.
+	{ head -c 12 "$W/pm.good"; head -c 200 /dev/urandom; } >"$W/2/$pm"
+	refused garbage "chain is broken: in 3/parent: .*$pm is corrupt"
+	# Entries that parse but do not make a chain: the parent's pagemap lists a run twice.
+	"$CRIT" decode -i "$W/pm.good" | python3 -c '
+import json, sys
+img = json.load(sys.stdin)
+img["entries"].insert(2, dict(img["entries"][1]))
+json.dump(img, sys.stdout)' >"$W/pm.json"
+	"$CRIT" encode -i "$W/pm.json" -o "$W/2/$pm" || die "crit cannot encode the doubled pagemap"
+	refused overlap "3/parent/$pm.*overlaps"
+	# A parent's pages image shorter than its pagemap says.
+	cp "$W/pm.good" "$W/2/$pm"
+	cp "$W/1/pages-1.img" "$W/pages.good"
+	truncate -s 8192 "$W/1/pages-1.img"
+	refused short-pages "pages-1.img is truncated.*3/parent/parent/$pm"
+	cp "$W/pages.good" "$W/1/pages-1.img"
 	restore_check 3
 	;;
 dedup)
