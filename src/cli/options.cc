@@ -100,7 +100,7 @@ constexpr OptionSpec kTable[] = {
      "write-protection; pre-dump always does)"},
     // The page server.
     {"page-server", 0, A::kNone, S::kImplemented, true, nullptr,
-     "dump: send the pages to a page server (--address, --port) instead of writing "
+     "pre-dump, dump: send the pages to a page server (--address, --port) instead of writing "
      "pagemap-*.img and pages-*.img"},
     {"address", 0, A::kRequired, S::kImplemented, false, "ADDR",
      "page server's address (dump), or the address it listens on (page-server; default: all); "
