@@ -23,6 +23,8 @@
 # Prints the downtime (the client's longest wait between two replies), each step's time and
 # the bytes that crossed the migration link. Exits 1 when the connection or the memory did not
 # survive. DOWNTIME_MAX_MS (if set): also exits 1 when the downtime is larger.
+# MIGRATE_LOSE_PS=1 (a test): a first final dump loses its page server's connection and must
+# fail with the service running on in A and its connection intact; then the migration goes on.
 # MIGRATE_WORK: keep the work directory there (default: a fresh one, removed).
 # cryo runs in a namespace with `nsenter --net` (not `ip netns exec`, which would also give
 # it a mount namespace of its own: cryo handles one set of namespaces, its own).
@@ -167,6 +169,36 @@ done
 
 # --- the final dump: from here the service is down ---
 n=$((PRE + 1))
+if [[ ${MIGRATE_LOSE_PS:-0} == 1 ]]; then
+	# A test of failure: the page server's connection breaks during the final dump. The dump
+	# must fail, the server run on in A with its connection (no lock, no repair mode left),
+	# and the chain go on (its tracking was taken by the failed dump: all pages are sent).
+	in_b /usr/bin/python3 -c "
+import socket, struct
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(('$B_LINK', $PS_PORT)); ls.listen(1)
+sk, _ = ls.accept()
+sk.recv(32); sk.sendall(struct.pack('<i', 1))  # PARENT: the parent images are here
+sk.recv(32); sk.sendall(b'\\1')                # OPEN2: so is the image
+sk.recv(4096)
+sk.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)); sk.close()
+" 2>"$W/dropper.err" &
+	PS_PIDS+=($!)
+	wait_until 10 ps_listening || die "the dropping page server does not listen"
+	mkdir -p "$W/src/lost"
+	in_a "$CRYO" dump -t "$SERVER_PID" -D "$W/src/lost" --prev-images-dir "../$PRE" --page-server \
+		--address "$B_LINK" --port $PS_PORT --tcp-established -o dump.log -v4 >/dev/null 2>"$W/lost.err" &&
+		die "the final dump succeeded with its page server gone"
+	grep -q "page server" "$W/lost.err" || die "the failed dump said: $(cat "$W/lost.err")"
+	log "final dump with the page server lost: $(cat "$W/lost.err")"
+	wait "${PS_PIDS[-1]}"
+	grep -q '^State:.*[RS]' "/proc/$SERVER_PID/status" || die "the server does not run on in A"
+	in_a nft list table inet "cryo-$SERVER_PID" >/dev/null 2>&1 && die "the failed dump left its network lock"
+	[[ -e $W/src/lost/inventory.img ]] && die "the failed dump left an inventory"
+	sleep 0.5
+	kill -0 "$CLIENT_PID" 2>/dev/null || die "the client ended after the failed dump: $(cat "$W/client.err")"
+	rm -rf "$W/src/lost"
+fi
 page_server $n
 t_down=$(date +%s%N)
 dump dump $n --tcp-established
@@ -185,7 +217,7 @@ t_restored=$(ms_since "$t_down")
 ip route replace "$SVC/32" via "$NET.6" && ip -n "$A" addr del "$SVC/32" dev lo || die "cannot move the service address"
 t_moved=$(ms_since "$t_down")
 log "final dump: $t_dumped ms ($(written $n) pages sent); images copied at $t_copied ms; restored in B at $t_restored ms; route to B at $t_moved ms"
-if ((PRE > 0)) && (($(written $n) * 4 > $(written 1))); then
+if ((PRE > 0)) && [[ ${MIGRATE_LOSE_PS:-0} != 1 ]] && (($(written $n) * 4 > $(written 1))); then
 	die "the final dump sent $(written $n) pages, the first pre-dump $(written 1): the chain did not work"
 fi
 [[ $(stat -L -c %i "/proc/$SERVER_PID/ns/net") == "$(stat -L -c %i "/run/netns/$B")" ]] ||
