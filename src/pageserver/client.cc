@@ -211,7 +211,7 @@ void RemoteImage::close() {
 }  // namespace
 
 std::string sent_pagemap_name(uint64_t pid) {
-  return fmt::format("cryo-sent-pagemap-{}.img", pid);
+  return fmt::format("{}{}.img", kSentPagemapPrefix, pid);
 }
 
 std::unique_ptr<dump::PageSink> remote_sink(const ClientOptions& o, const std::string& record_dir) {

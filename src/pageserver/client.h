@@ -20,6 +20,7 @@ struct ClientOptions {
 // The dump keeps, in its own images directory, the pagemap entries it sent for each task (no
 // pages): the next dump of the chain learns from it which pages the server's parent images
 // hold (dump/mem_track.h). Named so that restore does not take it for the task's pagemap.
+constexpr const char* kSentPagemapPrefix = "cryo-sent-pagemap-";
 std::string sent_pagemap_name(uint64_t pid);
 
 // Connects to the page server (or takes the --ps-socket) and returns a sink sending the
