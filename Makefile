@@ -3,7 +3,7 @@ BUILD ?= build
 TYPE ?= Release
 PREFIX ?= /usr/local
 
-.PHONY: all deps build test demo bench bench-fds bench-cow bench-predump bench-shapes clean format install install-criu-alias
+.PHONY: all deps build test demo bench bench-fds bench-cow bench-predump bench-migrate bench-shapes clean format install install-criu-alias
 
 all: build
 
@@ -39,6 +39,9 @@ bench-cow: build
 
 bench-predump: build
 	./bench/predump.sh $(BUILD)/cryo
+
+bench-migrate: build
+	./bench/migrate.sh $(BUILD)/cryo
 
 bench-shapes: build
 	./bench/shapes.sh $(BUILD)/cryo

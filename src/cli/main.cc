@@ -58,6 +58,7 @@ int execute(const cryo::cli::Options& o) {
       cryo::fail("page-server needs --port PORT (0 for any free port) or --ps-socket FD");
     cryo::pageserver::ServerOptions s;
     s.dir = o.images_dir;
+    s.prev = o.prev_images_dir;
     s.address = o.address;
     s.port = static_cast<uint16_t>(std::max(o.port, 0));
     s.daemon = o.restore_detached;
@@ -107,11 +108,6 @@ int execute(const cryo::cli::Options& o) {
       if (o.port == 0) cryo::fail("--page-server: --port 0 names no server: give its port");
       d.ps.port = static_cast<uint16_t>(o.port);
     }
-    if (o.page_server && (d.pre_dump || !d.prev_dir.empty()))
-      cryo::fail(
-          "{} --page-server{} is not supported by cryo yet: write the incremental chain into "
-          "local images",
-          o.action, d.pre_dump ? "" : " with --prev-images-dir");
     cryo::dump::run(d);
     cryo::log::info(
         "{}", d.pre_dump ? "Pre-dumping finished successfully" : "Dumping finished successfully");

@@ -90,7 +90,8 @@ constexpr OptionSpec kTable[] = {
     {"prev-images-dir", 0, A::kRequired, S::kImplemented, false, "DIR",
      "pre-dump, dump: the images of the previous pre-dump of the chain (relative to -D, or "
      "absolute); pages not written since are marked as in the parent images, which restore "
-     "reads through the link 'parent'"},
+     "reads through the link 'parent' (page-server: the link to make in -D, to where it "
+     "received the previous dump's pages)"},
     {"auto-dedup", 0, A::kNone, S::kImplemented, true, nullptr,
      "pre-dump, dump: punch the pages this dump writes anew out of the parent images, as "
      "'cryo dedup' does (restore: not supported yet)"},
@@ -99,7 +100,7 @@ constexpr OptionSpec kTable[] = {
      "write-protection; pre-dump always does)"},
     // The page server.
     {"page-server", 0, A::kNone, S::kImplemented, true, nullptr,
-     "dump: send the pages to a page server (--address, --port) instead of writing "
+     "pre-dump, dump: send the pages to a page server (--address, --port) instead of writing "
      "pagemap-*.img and pages-*.img"},
     {"address", 0, A::kRequired, S::kImplemented, false, "ADDR",
      "page server's address (dump), or the address it listens on (page-server; default: all); "

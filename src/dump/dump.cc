@@ -220,12 +220,29 @@ mm_entry private_mappings(const std::vector<proc::Vma>& vmas) {
   return mm;
 }
 
+// Where the pages go. Connected before the tree is frozen: an unreachable page server leaves
+// it untouched. When the chain goes on from this dump (`chained`), the entries sent to a page
+// server are kept here, for the next dump to know what the server's parent images hold.
+std::unique_ptr<PageSink> page_sink(const Options& opts, bool chained) {
+  if (!opts.page_server) return local_sink(opts.dir);
+  auto sink = pageserver::remote_sink(opts.ps, chained ? opts.dir : std::string());
+  // Asked before the previous dump's tracking is taken, which a failure here would lose.
+  if (!opts.prev_dir.empty() && !sink->has_parent(PagemapKind::kTask, opts.tree))
+    fail(
+        "the page server has no parent image of {}, and this dump continues a chain "
+        "(--prev-images-dir): start the page server with --prev-images-dir naming where it "
+        "wrote the previous dump of the chain",
+        pagemap_name(PagemapKind::kTask, opts.tree));
+  return sink;
+}
+
 // cryo pre-dump: the tree is frozen only while a userfaultfd is made in each task that has
 // none yet (dump/mem_track.h); it runs on while the written pages are found, the mappings
 // protected and the pages copied. A page written meanwhile is in the image at some value it
 // had since, and marked written: the next dump takes it again.
 void pre_dump(const Options& opts) {
   prepare_dir(opts);
+  std::unique_ptr<PageSink> pages = page_sink(opts, true);
   MemTracker tracker(opts.dir, opts.prev_dir, true);
   image::StatsJsonFile json(opts.stats_json);
   progress::Reporter progress("pre-dump");
@@ -253,7 +270,6 @@ void pre_dump(const Options& opts) {
   const uint32_t frozen_us = usec_since(t_frozen);
   log::info("pre-dump of tree {}: frozen for {} us", opts.tree, frozen_us);
 
-  std::unique_ptr<PageSink> pages = local_sink(opts.dir);
   ImageWorkers images(opts.dir, *pages);
   images.tasks_run();
   uint32_t next_pages_id = 1;
@@ -292,11 +308,9 @@ void run(const Options& opts) {
   // Before the freeze: the chain's tracking is taken from the previous dump's holder. It goes
   // on for a next dump only while the tree runs on.
   const bool runs_on = opts.leave_running || opts.leave_stopped;
+  std::unique_ptr<PageSink> pages = page_sink(opts, opts.track_mem && runs_on);
   MemTracker tracker(opts.dir, opts.prev_dir, opts.track_mem && runs_on);
   image::StatsJsonFile json(opts.stats_json);
-  // Connected before the tree is frozen: an unreachable page server leaves it untouched.
-  std::unique_ptr<PageSink> pages =
-      opts.page_server ? pageserver::remote_sink(opts.ps) : local_sink(opts.dir);
   progress::Reporter progress("dump");
   hooks::run(opts.hooks, hooks::kPreDump, opts.tree);
   progress::phase("freezing");

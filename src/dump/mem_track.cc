@@ -17,6 +17,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <string_view>
 
 #include "arch/x86_64/regs.h"
 #include "base/error.h"
@@ -30,6 +32,7 @@
 #include "kernel/syscalls.h"
 #include "kernel/userfaultfd.h"
 #include "pagemap.pb.h"
+#include "pageserver/client.h"
 
 namespace cryo::dump {
 namespace {
@@ -272,9 +275,27 @@ unsigned holder_seconds() {
 
 }  // namespace
 
+namespace {
+
+// The entries an older dump into `dir` sent to a page server: this dump's own images (local,
+// or records made anew) are what the next dump must go by.
+void remove_sent_records(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) fail_sys("cannot list {}", dir);
+  std::unique_ptr<DIR, int (*)(DIR*)> owned(d, ::closedir);
+  const std::string_view prefix = pageserver::kSentPagemapPrefix;
+  while (dirent* e = ::readdir(d))
+    if (std::string_view(e->d_name).starts_with(prefix) &&
+        ::unlinkat(::dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
+      fail_sys("cannot remove the old {}/{}", dir, e->d_name);
+}
+
+}  // namespace
+
 MemTracker::MemTracker(std::string dir, std::string prev, bool track)
     : dir_(std::move(dir)), track_(track) {
   if (track_) hold_seconds_ = holder_seconds();  // a bad value is refused before the freeze
+  remove_sent_records(dir_);
   if (prev.empty()) return;
   prev_abs_ = prev[0] == '/' ? prev : dir_ + "/" + prev;
   struct stat ps, ds;
@@ -373,7 +394,10 @@ void MemTracker::take_from_holder(const std::string& prev_abs) {
 
 PageRanges MemTracker::parent_pages(pid_t pid) const {
   PageRanges r;
-  const std::string name = fmt::format("pagemap-{}.img", pid);
+  // A dump through a page server left only the entries it sent here (and no local pagemap
+  // of its own: one there is older).
+  std::string name = pageserver::sent_pagemap_name(pid);
+  if (!image::exists(prev_abs_, name)) name = fmt::format("pagemap-{}.img", pid);
   if (!image::exists(prev_abs_, name)) return r;
   std::vector<std::pair<uint64_t, uint64_t>> all;
   for (const pagemap_entry& e : image::read_pagemap(prev_abs_, name).runs)

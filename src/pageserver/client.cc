@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 
 #include "base/error.h"
 #include "base/log.h"
@@ -19,7 +20,13 @@ class RemoteSink;
 // as an ADD_F header followed by its pages.
 class RemoteImage final : public dump::PageImage {
  public:
-  RemoteImage(RemoteSink& sink, uint64_t dst) : sink_(sink), dst_(dst) {}
+  RemoteImage(RemoteSink& sink, uint64_t dst, bool has_parent, std::string name,
+              std::optional<image::Writer> record)
+      : sink_(sink),
+        dst_(dst),
+        has_parent_(has_parent),
+        name_(std::move(name)),
+        record_(std::move(record)) {}
   ~RemoteImage() override;
   void entry(const pagemap_entry& e) override;
   void write(uint64_t off, const void* data, size_t len) override;
@@ -31,6 +38,9 @@ class RemoteImage final : public dump::PageImage {
   void advance();
   RemoteSink& sink_;
   uint64_t dst_;
+  bool has_parent_;  // the server's answer to OPEN2
+  std::string name_;
+  std::optional<image::Writer> record_;
   std::deque<pagemap_entry> pending_;
   uint64_t sent_ = 0;        // bytes of pages sent
   uint64_t entry_left_ = 0;  // bytes of the current present entry still to send
@@ -39,7 +49,8 @@ class RemoteImage final : public dump::PageImage {
 
 class RemoteSink final : public dump::PageSink {
  public:
-  RemoteSink(Connection conn, bool shared) : conn_(std::move(conn)), shared_(shared) {}
+  RemoteSink(Connection conn, bool shared, std::string record_dir)
+      : conn_(std::move(conn)), shared_(shared), record_dir_(std::move(record_dir)) {}
   bool streamed() const override { return true; }
 
   bool has_parent(dump::PagemapKind kind, uint64_t id) override {
@@ -56,20 +67,28 @@ class RemoteSink final : public dump::PageSink {
 
   std::unique_ptr<dump::PageImage> open(dump::PagemapKind kind, uint64_t id, uint32_t) override {
     acquire();
+    char has_parent = 0;
+    std::optional<image::Writer> record;
     try {
       Header h;
       h.cmd = kOpen2;
       h.dst_id = to_dst(kind, id);
       conn_.send(&h, sizeof(h));
-      char has_parent = 0;
       conn_.recv(&has_parent, 1);
       log::debug("page server: opened {} (parent: {})", dump::pagemap_name(kind, id),
                  has_parent ? "yes" : "no");
+      if (!record_dir_.empty() && kind == dump::PagemapKind::kTask) {
+        record.emplace(record_dir_, sent_pagemap_name(id), image::magic::kPagemap);
+        pagemap_head head;
+        head.set_pages_id(0);  // no pages: the server's image holds them
+        record->put(head);
+      }
     } catch (...) {
       release(false);
       throw;
     }
-    return std::make_unique<RemoteImage>(*this, to_dst(kind, id));
+    return std::make_unique<RemoteImage>(*this, to_dst(kind, id), has_parent != 0,
+                                         dump::pagemap_name(kind, id), std::move(record));
   }
 
   void finish() override {
@@ -125,6 +144,7 @@ class RemoteSink final : public dump::PageSink {
 
   Connection conn_;
   bool shared_;
+  std::string record_dir_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool busy_ = false, broken_ = false;
@@ -136,6 +156,13 @@ RemoteImage::~RemoteImage() {
 
 void RemoteImage::entry(const pagemap_entry& e) {
   if (sent_ > 0) fail("internal: a pagemap entry after the pages of a streamed image");
+  if ((e.flags() & image::kPeParent) && !has_parent_)
+    fail(
+        "{} has no parent image of {}, and this dump leaves pages in the parent "
+        "(--prev-images-dir): start the page server with --prev-images-dir naming its images "
+        "of the previous dump of the chain",
+        sink_.conn().peer(), name_);
+  if (record_) record_->put(e);
   pending_.push_back(e);
 }
 
@@ -176,17 +203,22 @@ void RemoteImage::close() {
   advance();
   if (entry_left_ != 0 || !pending_.empty())
     fail("internal: fewer pages than the pagemap entries list");
+  if (record_) record_->close();
   closed_ = true;
   sink_.release(true);
 }
 
 }  // namespace
 
-std::unique_ptr<dump::PageSink> remote_sink(const ClientOptions& o) {
+std::string sent_pagemap_name(uint64_t pid) {
+  return fmt::format("{}{}.img", kSentPagemapPrefix, pid);
+}
+
+std::unique_ptr<dump::PageSink> remote_sink(const ClientOptions& o, const std::string& record_dir) {
   const bool shared = o.ps_socket >= 0;
   Connection conn = shared ? adopt_socket(o.ps_socket) : connect_to(o.address, o.port);
   if (o.tls.enabled) conn.start_tls(o.tls, false, o.tls.no_cn_verify ? "" : o.address);
-  return std::make_unique<RemoteSink>(std::move(conn), shared);
+  return std::make_unique<RemoteSink>(std::move(conn), shared, record_dir);
 }
 
 }  // namespace cryo::pageserver

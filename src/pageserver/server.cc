@@ -188,11 +188,31 @@ void report_ready(int status_fd) {
   ::close(status_fd);
 }
 
+// The parent images of an incremental dump are the server's: the dump learns from OPEN2's
+// answer whether this link leads to its image, as a dump into local images would.
+void link_parent(const std::string& dir, const std::string& prev) {
+  const std::string abs = prev[0] == '/' ? prev : dir + "/" + prev;
+  struct stat st;
+  if (::stat(abs.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
+    fail_sys(
+        "--prev-images-dir {}: {} is not a directory: give the directory where this server "
+        "wrote the previous dump's pages, relative to -D or absolute",
+        prev, abs);
+  const std::string link = dir + "/parent";
+  if (::lstat(link.c_str(), &st) == 0) {
+    if (!S_ISLNK(st.st_mode))
+      fail("{} exists and is not a symbolic link: remove it or use an empty directory", link);
+    if (::unlink(link.c_str()) < 0) fail_sys("cannot remove the old link {}", link);
+  }
+  if (::symlink(prev.c_str(), link.c_str()) < 0) fail_sys("cannot create the link {}", link);
+}
+
 }  // namespace
 
 int run_server(const ServerOptions& o) {
   if (::access(o.dir.c_str(), W_OK) < 0)
     fail_sys("cannot use the images directory {} (it must exist and be writable)", o.dir);
+  if (!o.prev.empty()) link_parent(o.dir, o.prev);
   if (o.status_fd >= 0 && ::fcntl(o.status_fd, F_GETFD) < 0)
     fail("--status-fd {}: no such open descriptor", o.status_fd);
   std::optional<Connection> conn;

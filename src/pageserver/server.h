@@ -11,6 +11,7 @@ namespace cryo::pageserver {
 
 struct ServerOptions {
   std::string dir;      // the images directory; its "parent" link names the parent images
+  std::string prev;     // --prev-images-dir: made the "parent" link of `dir` (as CRIU does)
   std::string address;  // empty: every address
   uint16_t port = 0;    // 0: any free port (logged)
   bool daemon = false;  // fork, and return in the parent once listening

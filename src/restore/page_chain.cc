@@ -121,7 +121,14 @@ PageChain::PageChain(const std::string& dir, pid_t pid, uint32_t pages_id,
           "the images chain is broken: pages of task {} are marked as in the parent images, "
           "but {} has no {}: restore from a whole chain",
           pid, level_dir, pagemap);
-    image::Pagemap pm = image::read_pagemap(level_dir, pagemap);
+    image::Pagemap pm;
+    try {
+      pm = image::read_pagemap(level_dir, pagemap);
+    } catch (const Error& e) {
+      // The reader names the file only: say which image of the chain it is.
+      fail("the images chain is broken: in {}: {}: restore from a whole chain", level_dir,
+           e.what());
+    }
     runs = std::move(pm.runs);
     count = check_page_runs(runs, level_dir + "/" + pagemap, nullptr, kUserTop, true);
     id = pm.pages_id;

@@ -19,6 +19,14 @@
 #                  pre-dump is refused
 #   broken-chain   restore of a chain whose parent images are missing or wrong: refused with
 #                  a clear message before any process is made; whole again, it restores
+#   pageserver     the chain through page servers (--page-server; each server made the link
+#                  to the previous one's images with --prev-images-dir): the same figures,
+#                  PE_PARENT in the servers' pagemaps, the restore from the server's side
+#   pageserver-errors  a server without the parent images, and a connection dropped mid
+#                  pre-dump: one clear line, the tree runs on; the chain can still end well
+#   corrupt-chain  restore of a chain whose parent pagemap is truncated, garbage, lists a run
+#                  twice, or whose parent pages image is short: refused with one clear line,
+#                  no process left; whole again, it restores
 #   own-uffd       a process with a userfaultfd of its own is refused, and runs on
 #   dedup          --auto-dedup punches the pages a later image holds anew out of the earlier
 #                  pages-N.img (their blocks shrink by about that much, their size stays);
@@ -74,6 +82,8 @@ wait_until() { # SECONDS CMD...
 		sleep 0.05
 	done
 }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+listening() { ss -Hltn "sport = :$1" | grep -q .; }
 gone() { [ ! -e /proc/$1 ] || [ "$(awk '/^State:/ {print $2}' /proc/$1/status 2>/dev/null)" = Z ]; }
 
 start() { # the program in $W/w; sets PID
@@ -125,6 +135,7 @@ decode_all() { # DIR: crit decodes every image
 	local f
 	for f in "$W/$1"/*.img "$W/$1"/stats-dump; do
 		case $f in */pages-*.img) continue ;; esac
+		[ -e "$f" ] || continue # a page server writes no stats
 		"$CRIT" decode -i "$f" --pretty >/dev/null 2>"$W/crit.err" || die "crit cannot decode ${f#"$W"/}: $(cat "$W/crit.err")"
 	done
 	"$CRIT" decode -i "$W/$1"/pagemap-*.img --pretty | grep -q PE_PARENT ||
@@ -268,6 +279,47 @@ broken-chain)
 	mv "$W/1.away" "$W/1"
 	restore_check 3
 	;;
+corrupt-chain)
+	# Images of the chain damaged in three ways; each restore is refused with one clear line
+	# before any process is made, and the chain made whole again restores.
+	start
+	dump pre1 1 pre-dump
+	step 1
+	dump pre2 2 pre-dump --prev-images-dir ../1
+	step 2
+	dump final 3 dump --prev-images-dir ../2
+	wait_until 30 gone "$PID" || die "the dumped program is still there"
+	refused() { # NAME PATTERN: restore of 3 fails with one line matching PATTERN, no process left
+		cryo "$1" restore -D 3 -d && die "$1: the restore succeeded"
+		[ "$(wc -l <"$W/$1.err")" = 1 ] || die "$1: not one line: $(cat "$W/$1.err")"
+		grep -qE -- "$2" "$W/$1.err" || die "$1: $(cat "$W/$1.err")"
+		gone "$PID" || die "$1: a process was left by the failed restore"
+		log "$1: $(cat "$W/$1.err")"
+	}
+	pm=pagemap-$PID.img
+	cp "$W/2/$pm" "$W/pm.good"
+	# A parent pagemap cut short in its last entry.
+	head -c $(($(stat -c %s "$W/2/$pm") - 3)) "$W/pm.good" >"$W/2/$pm"
+	refused truncated "chain is broken: in 3/parent: .*$pm is truncated"
+	# A parent pagemap with garbage in place of its entries.
+	{ head -c 12 "$W/pm.good"; head -c 200 /dev/urandom; } >"$W/2/$pm"
+	refused garbage "chain is broken: in 3/parent: .*$pm is corrupt"
+	# Entries that parse but do not make a chain: the parent's pagemap lists a run twice.
+	"$CRIT" decode -i "$W/pm.good" | python3 -c '
+import json, sys
+img = json.load(sys.stdin)
+img["entries"].insert(2, dict(img["entries"][1]))
+json.dump(img, sys.stdout)' >"$W/pm.json"
+	"$CRIT" encode -i "$W/pm.json" -o "$W/2/$pm" || die "crit cannot encode the doubled pagemap"
+	refused overlap "3/parent/$pm.*overlaps"
+	# A parent's pages image shorter than its pagemap says.
+	cp "$W/pm.good" "$W/2/$pm"
+	cp "$W/1/pages-1.img" "$W/pages.good"
+	truncate -s 8192 "$W/1/pages-1.img"
+	refused short-pages "pages-1.img is truncated.*3/parent/parent/$pm"
+	cp "$W/pages.good" "$W/1/pages-1.img"
+	restore_check 3
+	;;
 dedup)
 	blocks() { stat -c %b "$W/$1"; } # 512-byte blocks allocated
 	start
@@ -292,6 +344,122 @@ dedup)
 	cryo badrestore restore -D 3 --auto-dedup && die "restore --auto-dedup succeeded"
 	grep -q "auto-dedup on restore is not supported" "$W/badrestore.err" || die "restore --auto-dedup: $(cat "$W/badrestore.err")"
 	restore_check 3
+	;;
+pageserver)
+	# The chain through page servers, one per dump, each given the previous one's directory as
+	# --prev-images-dir (as CRIU's page server takes it): the pages live only in $W/srv.
+	start
+	ps_dump() { # NAME N ARGS...: a page server into srv/N, then the (pre-)dump N through it
+		local name=$1 n=$2 port
+		shift 2
+		port=$(free_port)
+		mkdir -p "$W/srv/$n"
+		local prev=()
+		((n > 1)) && prev=(--prev-images-dir ../$((n - 1)))
+		"$CRYO" page-server -D "$W/srv/$n" --port "$port" "${prev[@]}" -v4 -o ps.log >"$W/ps$n.out" 2>"$W/ps$n.err" &
+		local srv=$!
+		PIDS+=("$srv")
+		wait_until 10 listening "$port" || die "page server $n does not listen"
+		dump "$name" "$n" "$@" "${prev[@]}" --page-server --address 127.0.0.1 --port "$port"
+		wait_until 30 gone "$srv" || die "page server $n did not exit"
+		wait "$srv" || die "page server $n failed: $(cat "$W/ps$n.err")"
+		compgen -G "$W/$n/pages-*.img" >/dev/null && die "dump $n wrote pages locally"
+		[ -e "$W/srv/$n/pagemap-$PID.img" ] || die "page server $n wrote no pagemap-$PID.img"
+		decode_all "srv/$n" $( ((n == 1)) && echo noparent)
+	}
+	ps_dump pre1 1 pre-dump
+	between "pre-dump 1 pages written" "$(stat_of pre1 'Memory pages written')" $FULL_MIN 9000
+	[ -e "$W/1/cryo-sent-pagemap-$PID.img" ] || die "pre-dump 1 kept no record of the entries it sent"
+	step 1
+	ps_dump pre2 2 pre-dump
+	[ "$(readlink "$W/srv/2/parent")" = ../1 ] || die "srv/2/parent is not a link to ../1"
+	between "pre-dump 2 pages written" "$(stat_of pre2 'Memory pages written')" $STEP1_LO $STEP1_HI
+	step 2
+	# A record an older dump left where the final dump goes: removed, not taken for its own.
+	mkdir -p "$W/3"
+	cp "$W/1/cryo-sent-pagemap-$PID.img" "$W/3/"
+	ps_dump final 3 dump
+	between "dump pages written" "$(stat_of final 'Memory pages written')" $STEP2_LO $STEP2_HI
+	between "dump pages in the parent" "$(stat_of final 'Memory pages skipped from parent')" 7000 8500
+	read -r own parent < <(pagemap_counts srv/3)
+	[ "$own" = "$(stat_of final 'Memory pages written')" ] || die "the server's pagemap holds $own pages"
+	between "server's pagemap-PID.img of the dump: entries in the parent" "$parent" 7000 8500
+	[ -e "$W/3/cryo-sent-pagemap-$PID.img" ] && die "a record is left in 3 (the chain ends there)"
+	wait_until 10 no_holders || die "a holder is left after the final dump"
+	# The other images go where the pages are (a migration copies them).
+	for f in "$W"/3/*.img; do
+		case $f in */cryo-sent-*) continue ;; esac
+		cp "$f" "$W/srv/3/"
+	done
+	restore_check srv/3
+	grep -q "pages from parent images (3 image(s) in the chain)" "$W/srv/3/rlog" ||
+		die "restore did not read through the chain: $(grep -i parent "$W/srv/3/rlog")"
+	;;
+pageserver-errors)
+	# The page server has no parent images: the dump continuing the chain fails, the tree runs
+	# on, and the chain can go on once a server has them. A connection dropped mid pre-dump
+	# fails it the same way, leaving no tracking behind.
+	start
+	port=$(free_port)
+	mkdir -p "$W/srv/1" "$W/srv/2" "$W/srv/3"
+	"$CRYO" page-server -D "$W/srv/1" --port "$port" -o ps.log >"$W/ps1.out" 2>&1 &
+	PIDS+=($!)
+	wait_until 10 listening "$port" || die "page server 1 does not listen"
+	dump pre1 1 pre-dump --page-server --address 127.0.0.1 --port "$port"
+	step 1
+	port=$(free_port)
+	"$CRYO" page-server -D "$W/srv/2" --port "$port" -o ps.log >"$W/ps2.out" 2>"$W/ps2.err" &
+	srv=$!
+	PIDS+=("$srv")
+	wait_until 10 listening "$port" || die "page server 2 does not listen"
+	mkdir -p "$W/2"
+	cryo noparent pre-dump -t "$PID" -D 2 --prev-images-dir ../1 --page-server --address 127.0.0.1 --port "$port" &&
+		die "a pre-dump leaving pages in a parent the server lacks succeeded"
+	[ "$(wc -l <"$W/noparent.err")" = 1 ] || die "not one line: $(cat "$W/noparent.err")"
+	grep -q "has no parent image of pagemap-$PID.img.*--prev-images-dir" "$W/noparent.err" ||
+		die "no parent: $(cat "$W/noparent.err")"
+	[ -e "$W/1/cryo-memtrack" ] || die "the refused pre-dump took the tracking of 1"
+	log "no parent on the server: $(cat "$W/noparent.err")"
+	grep -q "State:.*[RS]" /proc/$PID/status || die "the tree does not run on"
+	[ -e "$W/2/inventory.img" ] && die "the failed pre-dump left an inventory"
+	wait_until 10 gone "$srv" || die "page server 2 did not end"
+	compgen -G "$W/srv/2/pagemap-*.img" >/dev/null && die "page server 2 kept a pagemap of a failed dump"
+	# Dropped after 1 MiB.
+	port=$(free_port)
+	python3 -c "
+import socket
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(('127.0.0.1', $port)); ls.listen(1); open('$W/drop-ready', 'w')
+sk, _ = ls.accept(); got = n = 0
+while got < (1 << 20):
+    b = sk.recv(65536)
+    if not b: break
+    n += 1
+    if n == 1: sk.sendall(b'\\1\\0\\0\\0')  # PARENT: yes
+    if n == 2: sk.sendall(b'\\1')  # OPEN2: a parent exists
+    got += len(b)
+sk.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\\1\\0\\0\\0\\0\\0\\0\\0'); sk.close()
+" &
+	PIDS+=($!)
+	wait_until 10 test -e "$W/drop-ready" || die "the dropping server did not start"
+	rm -rf "$W/2" && mkdir -p "$W/2"
+	cryo dropped pre-dump -t "$PID" -D 2 --prev-images-dir ../1 --page-server --address 127.0.0.1 --port "$port" &&
+		die "a pre-dump whose page server dropped the connection succeeded"
+	grep -q "lost the connection to page server" "$W/dropped.err" || die "dropped: $(cat "$W/dropped.err")"
+	log "dropped: $(cat "$W/dropped.err")"
+	grep -q "State:.*[RS]" /proc/$PID/status || die "the tree does not run on"
+	[ -e "$W/2/inventory.img" ] && die "the failed pre-dump left an inventory"
+	[ -e "$W/2/cryo-memtrack" ] && die "the failed pre-dump left a holder file"
+	# The refusal came before pre-dump 1's tracking was taken; the dropped pre-dump took it and
+	# lost it: the final dump writes every page, and is right.
+	step 2
+	port=$(free_port)
+	"$CRYO" page-server -D "$W/srv/3" --port "$port" --prev-images-dir ../1 -o ps.log >"$W/ps3.out" 2>&1 &
+	PIDS+=($!)
+	wait_until 10 listening "$port" || die "page server 3 does not listen"
+	dump final 3 dump --prev-images-dir ../1 --page-server --address 127.0.0.1 --port "$port"
+	for f in "$W"/3/*.img; do cp "$f" "$W/srv/3/"; done
+	restore_check srv/3
 	;;
 own-uffd)
 	# A process with a userfaultfd of its own (userfaultfd(UFFD_USER_MODE_ONLY)).
