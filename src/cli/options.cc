@@ -163,13 +163,15 @@ constexpr OptionSpec kTable[] = {
      "dump: file systems (comma-separated, or 'all') mounted anew by name and options at "
      "restore, their content not saved (repeatable)"},
     {"enable-external-sharing", 0, A::kNone, S::kIgnored, false, nullptr,
-     "mount namespace option: cryo dumps no mounts"},
+     "cryo takes a mount whose master peer group is outside the tree only when it is bound "
+     "from a host directory in that group"},
     {"enable-external-masters", 0, A::kNone, S::kIgnored, false, nullptr,
-     "mount namespace option: cryo dumps no mounts"},
+     "cryo takes a mount whose master peer group is outside the tree only when it is bound "
+     "from a host directory in that group"},
     {"mntns-compat-mode", 0, A::kNone, S::kIgnored, true, nullptr,
-     "mount engine choice: cryo restores no mounts"},
+     "mount engine choice: cryo has one (bind mounts for peer groups)"},
     {"lsm-mount-context", 0, A::kRequired, S::kIgnored, false, "CTX",
-     "mount context of restored mounts: cryo restores no mounts"},
+     "mount context of restored mounts: the machine has no LSM that uses one"},
     // Refused: cryo cannot do these yet.
     {"restore-sibling", 'S', A::kNone, S::kRefused, true, nullptr,
      "restore the root task as a sibling"},

@@ -3,7 +3,8 @@
  * and the directory of this program bound read-only from the host, WORKDIR bound at its own
  * path, a tmpfs /data holding files (a text file, a 64 KiB file in a subdirectory, a symlink),
  * /data-ro (a read-only bind of /data/sub), proc, sysfs, devpts and mqueue mounted anew, and a
- * shared tmpfs /shared with a peer /peer and a slave /slave; then pivot_root into it. Its cwd
+ * shared tmpfs /shared with a peer /peer and a slave /slave (with CR_MNTNS_RAMFS set, a ramfs
+ * /extra too: errors/mount-ns); then pivot_root into it. Its cwd
  * is /data, a child's /data/sub; each holds an open file on the tmpfs at an offset.
  * After restore both check: their mountinfo is what it was (mount points, roots, sources,
  * fstypes, per-mount and superblock options, peer groups and masters up to renumbering), the
@@ -77,7 +78,8 @@ static void mounts_now(char *out, size_t n)
 			w[nw++] = t;
 		if (nw < 10)
 			continue;
-		o += (size_t)snprintf(out + o, n - o, "%s %s %s", w[3], w[4], w[5]);
+		/* The root's source directory is the restore's choice (--root). */
+		o += (size_t)snprintf(out + o, n - o, "%s %s %s", strcmp(w[4], "/") ? w[3] : "-", w[4], w[5]);
 		int i = 6;
 		for (; i < nw && strcmp(w[i], "-"); i++) {
 			unsigned g;
@@ -201,6 +203,11 @@ int main(int argc, char **argv)
 		snprintf(p, sizeof p, "%s/%s", root, fresh[i].dir);
 		mkdirs(p);
 		must(mount(fresh[i].src, p, fresh[i].fs, fresh[i].flags, fresh[i].opts) == 0, fresh[i].fs);
+	}
+	if (getenv("CR_MNTNS_RAMFS")) { /* a file system cryo does not take by default */
+		snprintf(p, sizeof p, "%s/extra", root);
+		mkdirs(p);
+		must(mount("mntns-extra", p, "ramfs", MS_NOSUID, NULL) == 0, "ramfs");
 	}
 	snprintf(src, sizeof src, "%s/shared", root);
 	mkdirs(src);
