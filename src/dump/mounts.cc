@@ -31,22 +31,6 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-bool under(const std::string& path, const std::string& dir) {
-  if (dir == "/") return true;
-  return path.compare(0, dir.size(), dir) == 0 && (path.size() == dir.size() || path[dir.size()] == '/');
-}
-
-// What `root` (a path inside a file system) is under a mount of it whose root is `base`.
-std::string below(const std::string& root, const std::string& base) {
-  if (base == "/") return root;
-  return root.size() == base.size() ? "/" : root.substr(base.size());
-}
-
-std::string join(const std::string& dir, const std::string& rest) {
-  if (rest == "/") return dir;
-  return dir == "/" ? rest : dir + rest;
-}
-
 // File systems mounted anew at restore (their content is the kernel's).
 uint32_t fresh_kind(const std::string& fstype) {
   if (fstype == "proc") return image::kFsProc;
@@ -112,7 +96,7 @@ MountNamespaces::MountNamespaces(const std::vector<FrozenTask>& tasks, const Mou
   std::vector<std::string> skipped;
   for (const proc::Mount& m : mounts) {
     bool skip = false;
-    for (const std::string& s : opts_.skip) skip |= under(m.mountpoint, s);
+    for (const std::string& s : opts_.skip) skip |= image::path_under(m.mountpoint, s);
     if (skip) {
       log::info("mount {} ({}) is left out (--skip-mnt)", m.mountpoint, m.fstype);
       continue;
@@ -133,7 +117,7 @@ MountNamespaces::MountNamespaces(const std::vector<FrozenTask>& tasks, const Mou
 const mnt_entry* MountNamespaces::in_tree_source(const proc::Mount& m) const {
   const uint32_t dev = kernel_dev(m.major, m.minor);
   for (const mnt_entry& e : mounts_)
-    if (e.root_dev() == dev && under(m.root, e.root())) return &e;
+    if (e.root_dev() == dev && image::path_under(m.root, e.root())) return &e;
   return nullptr;
 }
 
@@ -177,24 +161,25 @@ void MountNamespaces::describe(const proc::Mount& m, const std::vector<proc::Mou
     // A bind mount of a host directory: its path from cryo's root, checked to be the same.
     const proc::Mount* best = nullptr;
     for (const proc::Mount& h : host)
-      if (h.major == m.major && h.minor == m.minor && under(m.root, h.root) &&
+      if (h.major == m.major && h.minor == m.minor && image::path_under(m.root, h.root) &&
           (!best || h.root.size() > best->root.size()))
         best = &h;
     struct stat a, b;
     if (best) {
-      const std::string path = join(best->mountpoint, below(m.root, best->root));
-      if (::stat(path.c_str(), &a) == 0 && ::stat(where.c_str(), &b) == 0 &&
-          a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+      const std::string path =
+          image::path_join(best->mountpoint, image::path_below(m.root, best->root));
+      if (::stat(path.c_str(), &a) == 0 && ::stat(where.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
+          a.st_ino == b.st_ino) {
         e.set_cryo_host_path(path);
         if (m.master && !master_inside && best->shared != m.master) best = nullptr;
       } else {
         best = nullptr;
       }
     }
-    if (!best && std::find(opts_.enable_fs.begin(), opts_.enable_fs.end(), m.fstype) ==
-                     opts_.enable_fs.end() &&
-        std::find(opts_.enable_fs.begin(), opts_.enable_fs.end(), "all") ==
-            opts_.enable_fs.end())
+    if (!best &&
+        std::find(opts_.enable_fs.begin(), opts_.enable_fs.end(), m.fstype) ==
+            opts_.enable_fs.end() &&
+        std::find(opts_.enable_fs.begin(), opts_.enable_fs.end(), "all") == opts_.enable_fs.end())
       fail(
           "mount {} ({}, source {}) of task {}'s mount namespace cannot be dumped: cryo "
           "restores bind mounts of directories it can reach, tmpfs, proc, sysfs, devpts and "
@@ -202,8 +187,9 @@ void MountNamespaces::describe(const proc::Mount& m, const std::vector<proc::Mou
           "at restore), leave it out with --skip-mnt {}, or have it mounted anew with "
           "--enable-fs {}",
           m.mountpoint, m.fstype, m.source, root_,
-          m.master && !master_inside ? fmt::format(" (its master peer group {} is outside)", m.master)
-                                     : "",
+          m.master && !master_inside
+              ? fmt::format(" (its master peer group {} is outside)", m.master)
+              : "",
           m.mountpoint, m.mountpoint, m.fstype);
     if (!best) {
       e.set_fstype(image::kFsAuto);
@@ -233,10 +219,10 @@ void MountNamespaces::write(const std::string& dir) const {
     // mount (what is mounted inside is dumped on its own).
     const std::string from = fmt::format("/proc/{}/root{}", root_, e.mountpoint());
     const std::string to = dir + "/" + image::tmpfs_image(e.root_dev());
-    net::ToolResult r = net::run_tool({"tar", "--create", "--gzip", "--one-file-system",
-                                       "--numeric-owner", "--preserve-permissions", "--sparse",
-                                       "--xattrs", "--acls", "-C", from, "-f", to, "."},
-                                      "", "tar", 120);
+    net::ToolResult r = net::run_tool(
+        {"tar", "--create", "--gzip", "--one-file-system", "--numeric-owner",
+         "--preserve-permissions", "--sparse", "--xattrs", "--acls", "-C", from, "-f", to, "."},
+        "", "tar", 120);
     if (r.status != 0)
       fail("cannot save the files of tmpfs {} (task {}) with tar: {}", e.mountpoint(), root_,
            r.output);

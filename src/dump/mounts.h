@@ -46,7 +46,9 @@ class MountNamespaces {
 };
 
 // Kernel dev_t as CRIU writes it (minor in the low 20 bits).
-inline uint32_t kernel_dev(uint32_t major, uint32_t minor) { return major << 20 | minor; }
+inline uint32_t kernel_dev(uint32_t major, uint32_t minor) {
+  return major << 20 | minor;
+}
 
 // The per-mount (MS_RDONLY, MS_NOSUID...) and superblock (MS_RDONLY, MS_SYNCHRONOUS...) flags
 // of mountinfo's option lists; `rest` gets the superblock options that are not flags.

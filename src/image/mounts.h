@@ -29,4 +29,22 @@ inline std::string tmpfs_image(uint32_t root_dev) {
   return fmt::format("tmpfs-dev-{}.tar.gz.img", root_dev);
 }
 
+// Paths of mounts. True when `path` is `dir` or below it.
+inline bool path_under(const std::string& path, const std::string& dir) {
+  if (dir == "/") return true;
+  return path.compare(0, dir.size(), dir) == 0 &&
+         (path.size() == dir.size() || path[dir.size()] == '/');
+}
+// What `root` (a directory inside a file system) is below a mount of it whose root is `base`
+// (`root` under `base`).
+inline std::string path_below(const std::string& root, const std::string& base) {
+  if (base == "/") return root;
+  return root.size() == base.size() ? "/" : root.substr(base.size());
+}
+// `rest` (absolute, "/" for nothing) below directory `dir`.
+inline std::string path_join(const std::string& dir, const std::string& rest) {
+  if (rest == "/" || rest.empty()) return dir;
+  return dir == "/" ? rest : dir + rest;
+}
+
 }  // namespace cryo::image

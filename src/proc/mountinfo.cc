@@ -36,8 +36,7 @@ Mount parse_line(const std::string& line) {
   size_t dash = 6;
   while (dash < w.size() && w[dash] != "-") dash++;
   // The super options may be missing (an empty field) on old kernels.
-  if (dash + 2 >= w.size())
-    fail("mountinfo line does not parse: {}", line);
+  if (dash + 2 >= w.size()) fail("mountinfo line does not parse: {}", line);
   Mount m;
   m.id = static_cast<uint32_t>(std::strtoul(w[0].c_str(), nullptr, 10));
   m.parent = static_cast<uint32_t>(std::strtoul(w[1].c_str(), nullptr, 10));

@@ -28,27 +28,11 @@ namespace {
 std::string g_tree_root;      // "/proc/ROOT/root" once the tree's namespace is built
 std::set<int> g_tree_mounts;  // the ids (at dump) of the mounts of the tree's namespace
 
-bool under(const std::string& path, const std::string& dir) {
-  if (dir == "/") return true;
-  return path.compare(0, dir.size(), dir) == 0 &&
-         (path.size() == dir.size() || path[dir.size()] == '/');
-}
-
-std::string join(const std::string& dir, const std::string& rest) {
-  if (rest == "/" || rest.empty()) return dir;
-  return dir == "/" ? rest : dir + rest;
-}
-
-// `root` below a mount of the same file system whose root is `base`.
-std::string below(const std::string& root, const std::string& base) {
-  if (base == "/") return root;
-  return root.size() == base.size() ? "/" : root.substr(base.size());
-}
-
 // Images are untrusted: a mount point must be a plain absolute path.
 void check_path(const std::string& p, const std::string& img) {
   if (p.empty() || p[0] != '/' || p.find("/../") != std::string::npos ||
-      (p.size() >= 3 && p.compare(p.size() - 3, 3, "/..") == 0) || p.find('\0') != std::string::npos)
+      (p.size() >= 3 && p.compare(p.size() - 3, 3, "/..") == 0) ||
+      p.find('\0') != std::string::npos)
     fail("image {} is corrupt: mount path {} is not a plain absolute path", img, printable(p));
 }
 
@@ -93,7 +77,8 @@ MountTree::MountTree(const Plan& plan, const MountOptions& opts) : opts_(opts) {
         "the tree has its own mount namespace and deleted files: restoring deleted files inside "
         "a mount namespace is not supported by cryo yet");
   char abs[PATH_MAX];
-  if (!::realpath(plan.dir.c_str(), abs)) fail_sys("cannot resolve the images directory {}", plan.dir);
+  if (!::realpath(plan.dir.c_str(), abs))
+    fail_sys("cannot resolve the images directory {}", plan.dir);
   dir_ = abs;
   for (size_t i = 0; i < mounts_.size(); i++) {
     const mnt_entry& m = mounts_[i];
@@ -107,10 +92,10 @@ MountTree::MountTree(const Plan& plan, const MountOptions& opts) : opts_(opts) {
           "mount {} of the tree's mount namespace is bound from {}, which cannot be used on this "
           "machine: make it exist{}",
           printable(m.mountpoint()), printable(src),
-          m.ext_mount()  ? fmt::format(", or give another path with --external mnt[{}]:PATH",
-                                       printable(m.ext_key()))
-          : i == 0       ? ", or give the root with --root PATH"
-                         : "");
+          m.ext_mount() ? fmt::format(", or give another path with --external mnt[{}]:PATH",
+                                      printable(m.ext_key()))
+          : i == 0      ? ", or give the root with --root PATH"
+                        : "");
   }
 }
 
@@ -121,7 +106,9 @@ MountTree::~MountTree() {
     log::warn("cannot remove {}: {}", yard_, std::strerror(errno));
 }
 
-uint64_t MountTree::clone_flags() const { return own() ? CLONE_NEWNS : 0; }
+uint64_t MountTree::clone_flags() const {
+  return own() ? CLONE_NEWNS : 0;
+}
 
 // The host path a bind mount comes from at restore, or "" for a mount made otherwise.
 std::string MountTree::source_of(size_t i) const {
@@ -179,7 +166,7 @@ void MountTree::build_in_namespace(pid_t pid) {
   const std::string top = yard_ + "/root";
   if (::mkdir(top.c_str(), 0700) < 0) fail_sys("cannot make {}", top);
   for (size_t i = 0; i < mounts_.size(); i++) {
-    const std::string target = i == 0 ? top : join(top, mounts_[i].mountpoint());
+    const std::string target = i == 0 ? top : image::path_join(top, mounts_[i].mountpoint());
     mount_one(i, target);
     targets_[mounts_[i].mnt_id()] = target;
   }
@@ -208,7 +195,7 @@ void MountTree::mount_one(size_t i, const std::string& target) {
   const mnt_entry* same_fs = nullptr;
   for (size_t k = 0; k < i; k++) {
     const mnt_entry& o = mounts_[k];
-    if (o.root_dev() != m.root_dev() || !under(m.root(), o.root())) continue;
+    if (o.root_dev() != m.root_dev() || !image::path_under(m.root(), o.root())) continue;
     if (m.shared_id() && o.shared_id() == m.shared_id() && !peer) peer = &o;
     if (m.master_id() && o.shared_id() == m.master_id() && !master) master = &o;
     if (!same_fs) same_fs = &o;
@@ -224,10 +211,10 @@ void MountTree::mount_one(size_t i, const std::string& target) {
                m.options().c_str(), fmt::format("mount {} on", m.fsname()).c_str());
     if (m.fstype() == image::kFsTmpfs) {
       const std::string img = dir_ + "/" + image::tmpfs_image(m.root_dev());
-      net::ToolResult r = net::run_tool({"tar", "--extract", "--gzip", "--numeric-owner",
-                                         "--preserve-permissions", "--xattrs", "--acls", "-C",
-                                         target, "-f", img},
-                                        "", "tar", 120);
+      net::ToolResult r =
+          net::run_tool({"tar", "--extract", "--gzip", "--numeric-owner", "--preserve-permissions",
+                         "--xattrs", "--acls", "-C", target, "-f", img},
+                        "", "tar", 120);
       if (r.status != 0)
         fail("cannot refill tmpfs {} from {} with tar: {}", m.mountpoint(), img, r.output);
     }
@@ -236,7 +223,8 @@ void MountTree::mount_one(size_t i, const std::string& target) {
     if (!from)
       fail("mount {} ({}) of the tree's mount namespace has no source to be bound from",
            printable(m.mountpoint()), printable(m.fsname()));
-    const std::string src = join(target_of(from->mnt_id()), below(m.root(), from->root()));
+    const std::string src =
+        image::path_join(target_of(from->mnt_id()), image::path_below(m.root(), from->root()));
     mount_call(src.c_str(), target, nullptr, MS_BIND, nullptr, "bind");
   }
   // Propagation: a peer stays in the group it was bound from; a slave of a group of the tree

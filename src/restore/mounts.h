@@ -43,8 +43,8 @@ class MountTree {
   std::string target_of(uint32_t mnt_id) const;
   std::vector<mnt_entry> mounts_;  // parents first; [0] is the root
   MountOptions opts_;
-  std::string dir_;                           // the images directory (absolute)
-  std::string yard_;                          // where the tree is built (a host directory)
+  std::string dir_;                          // the images directory (absolute)
+  std::string yard_;                         // where the tree is built (a host directory)
   std::map<uint32_t, std::string> targets_;  // mnt_id -> where it is mounted, while building
 };
 

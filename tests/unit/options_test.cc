@@ -239,7 +239,7 @@ TEST(Options, RepeatedOptions) {
   o = parse_args({"dump", "--action-script", "a.sh", "--action-script=b.sh"});
   EXPECT_EQ(o.action_scripts, (std::vector<std::string>{"a.sh", "b.sh"}));
   o = parse_args({"restore", "--root", "/r", "--external", "mnt[a]:/x", "--external=mnt[b]:/y",
-                   "-M", "c:/z", "--skip-mnt", "/p"});
+                  "-M", "c:/z", "--skip-mnt", "/p"});
   EXPECT_EQ(o.root, "/r");
   EXPECT_EQ(o.external, (std::vector<std::string>{"mnt[a]:/x", "mnt[b]:/y"}));
   EXPECT_EQ(o.ext_mount_map, (std::vector<std::string>{"c:/z"}));
