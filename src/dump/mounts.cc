@@ -93,7 +93,6 @@ MountNamespaces::MountNamespaces(const std::vector<FrozenTask>& tasks, const Mou
   root_ = root.pid;
   const std::vector<proc::Mount> host = proc::read_mountinfo(::getpid());
   const std::vector<proc::Mount> mounts = proc::read_mountinfo(root_);
-  std::vector<std::string> skipped;
   for (const proc::Mount& m : mounts) {
     bool skip = false;
     for (const std::string& s : opts_.skip) skip |= image::path_under(m.mountpoint, s);
@@ -107,6 +106,13 @@ MountNamespaces::MountNamespaces(const std::vector<FrozenTask>& tasks, const Mou
             "mount {} ({}) of task {}'s mount namespace is hidden under another mount at the "
             "same place: cryo cannot dump a hidden mount (leave it out with --skip-mnt {})",
             m.mountpoint, m.fstype, root_, m.mountpoint);
+    if (!mounts_.empty() && std::none_of(mounts_.begin(), mounts_.end(), [&](const mnt_entry& e) {
+          return e.mnt_id() == m.parent;
+        }))
+      fail(
+          "mount {} ({}) of task {}'s mount namespace is on a mount its root does not show: "
+          "cryo dumps the mounts below the tasks' root (leave it out with --skip-mnt {})",
+          m.mountpoint, m.fstype, root_, m.mountpoint);
     describe(m, host);
   }
   if (mounts_.empty() || mounts_.front().mountpoint() != "/")
