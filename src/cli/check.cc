@@ -734,7 +734,7 @@ std::vector<Feature> criu_features() {
       {"sockopt_buf_lock", probe_sockopt_buf_lock, "cryo does not save SO_BUF_LOCK yet", false},
       {"memfd_hugetlb", probe_memfd_hugetlb, "cryo does not dump hugetlb memfds yet", false},
       {"move_mount_set_group", probe_move_mount_set_group,
-       "cryo does not restore mount namespaces yet", false},
+       "cryo restores peer groups of mounts by bind mounts, without MOVE_MOUNT_SET_GROUP", false},
       {"openat2", probe_openat2, "cryo does not use openat2 yet", false},
       {"get_rseq_conf", probe_rseq_conf, nullptr, false},
       {"ipv6_freebind", probe_ipv6_freebind,

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "base/error.h"
 #include "base/interrupt.h"
@@ -39,6 +40,32 @@ cryo::pageserver::TlsOptions tls_options(const cryo::cli::Options& o) {
   t.key = o.tls_key;
   t.no_cn_verify = o.tls_no_cn_verify;
   return t;
+}
+
+// --external mnt[A]:B and -M A:B, as pairs A -> B (dump: mount point -> key; restore:
+// key -> path). Other kinds of external resources are not supported yet.
+std::map<std::string, std::string> mount_externals(const cryo::cli::Options& o) {
+  std::map<std::string, std::string> out;
+  for (const std::string& e : o.external) {
+    size_t close = e.find("]:");
+    if (e.rfind("mnt[", 0) != 0 || close == std::string::npos || close == 4 ||
+        close + 2 == e.size())
+      cryo::fail(
+          "--external {}: cryo supports only mounts yet, as mnt[MOUNTPOINT]:KEY (dump) or "
+          "mnt[KEY]:PATH (restore)",
+          e);
+    out[e.substr(4, close - 4)] = e.substr(close + 2);
+  }
+  for (const std::string& m : o.ext_mount_map) {
+    size_t colon = m.find(':');
+    if (m == "auto" || colon == std::string::npos || colon == 0 || colon + 1 == m.size())
+      cryo::fail(
+          "--ext-mount-map {}: give KEY:VAL (dump: MOUNTPOINT:KEY, restore: KEY:PATH); 'auto' "
+          "is not supported by cryo",
+          m);
+    out[m.substr(0, colon)] = m.substr(colon + 1);
+  }
+  return out;
 }
 
 // One action, as parsed from the command line or from an RPC request; throws Error.
@@ -98,6 +125,15 @@ int execute(const cryo::cli::Options& o) {
     d.prev_dir = o.prev_images_dir;
     d.auto_dedup = o.auto_dedup;
     d.hooks = &hooks;
+    d.mounts.external = mount_externals(o);
+    d.mounts.skip = o.skip_mnt;
+    for (const std::string& fs : o.enable_fs)
+      for (size_t at = 0; at <= fs.size();) {
+        size_t end = std::min(fs.find(',', at), fs.size());
+        if (end > at) d.mounts.enable_fs.push_back(fs.substr(at, end - at));
+        at = end + 1;
+      }
+    if (!o.root.empty()) cryo::fail("--root is a restore option: dump without it");
     d.page_server = o.page_server;
     d.ps.address = o.address;
     d.ps.ps_socket = o.ps_socket;
@@ -134,6 +170,10 @@ int execute(const cryo::cli::Options& o) {
     r.tcp_close = o.tcp_close;
     r.network_lock = o.network_lock;
     r.hooks = &hooks;
+    r.mounts.root = o.root;
+    r.mounts.external = mount_externals(o);
+    if (!o.skip_mnt.empty() || !o.enable_fs.empty())
+      cryo::fail("--skip-mnt and --enable-fs are dump options: restore without them");
     return cryo::restore::run(r);
   }
   cryo::cli::check_action(o);  // parse() let only these actions through

@@ -155,24 +155,29 @@ constexpr OptionSpec kTable[] = {
     {"file-validation", 0, A::kRequired, S::kIgnored, false, "METHOD",
      "only 'filesize' is accepted: cryo checks files by size ('buildid' is not supported "
      "yet)"},
-    {"ext-mount-map", 'M', A::kRequired, S::kIgnored, false, "KEY:VAL",
-     "mount namespace option: cryo dumps only trees sharing its mount namespace"},
-    {"skip-mnt", 0, A::kRequired, S::kIgnored, false, "PATH",
-     "mount namespace option (repeatable): cryo dumps no mounts"},
-    {"enable-fs", 0, A::kRequired, S::kIgnored, false, "FSNAMES",
-     "mount namespace option (repeatable): cryo dumps no mounts"},
+    {"ext-mount-map", 'M', A::kRequired, S::kImplemented, false, "KEY:VAL",
+     "the old form of --external mnt[]: dump: MOUNTPOINT:KEY, restore: KEY:PATH (repeatable)"},
+    {"skip-mnt", 0, A::kRequired, S::kImplemented, false, "PATH",
+     "dump: leave the mount at PATH (and what is mounted below it) out of the tree's mount "
+     "namespace (repeatable)"},
+    {"enable-fs", 0, A::kRequired, S::kImplemented, false, "FSNAMES",
+     "dump: file systems (comma-separated, or 'all') mounted anew by name and options at "
+     "restore, their content not saved (repeatable)"},
     {"enable-external-sharing", 0, A::kNone, S::kIgnored, false, nullptr,
-     "mount namespace option: cryo dumps no mounts"},
+     "cryo takes a mount whose master peer group is outside the tree only when it is bound "
+     "from a host directory in that group"},
     {"enable-external-masters", 0, A::kNone, S::kIgnored, false, nullptr,
-     "mount namespace option: cryo dumps no mounts"},
+     "cryo takes a mount whose master peer group is outside the tree only when it is bound "
+     "from a host directory in that group"},
     {"mntns-compat-mode", 0, A::kNone, S::kIgnored, true, nullptr,
-     "mount engine choice: cryo restores no mounts"},
+     "mount engine choice: cryo has one (bind mounts for peer groups)"},
     {"lsm-mount-context", 0, A::kRequired, S::kIgnored, false, "CTX",
-     "mount context of restored mounts: cryo restores no mounts"},
+     "mount context of restored mounts: the machine has no LSM that uses one"},
     // Refused: cryo cannot do these yet.
     {"restore-sibling", 'S', A::kNone, S::kRefused, true, nullptr,
      "restore the root task as a sibling"},
-    {"root", 'r', A::kRequired, S::kRefused, false, "PATH", "change the root filesystem"},
+    {"root", 'r', A::kRequired, S::kImplemented, false, "PATH",
+     "restore: bind-mount PATH as the root of the tree's own mount namespace"},
     {"join-ns", 'J', A::kRequired, S::kRefused, false, "NS:{PID|FILE}",
      "restore into an existing namespace"},
     {"libdir", 'L', A::kRequired, S::kRefused, false, "DIR", "plugin directory"},
@@ -199,7 +204,9 @@ constexpr OptionSpec kTable[] = {
     {"freeze-cgroup", 0, A::kRequired, S::kRefused, false, "PATH", "freeze the tree with a cgroup"},
     {"inherit-fd", 0, A::kRequired, S::kRefused, false, "fd[NUM]:RES",
      "inherit a file descriptor (repeatable)"},
-    {"external", 0, A::kRequired, S::kRefused, false, "RES", "an external resource (repeatable)"},
+    {"external", 0, A::kRequired, S::kImplemented, false, "RES",
+     "an external resource (repeatable); only mounts yet: dump: mnt[MOUNTPOINT]:KEY saves the "
+     "mount by KEY only, restore: mnt[KEY]:PATH bind-mounts PATH in its place"},
     {"empty-ns", 0, A::kRequired, S::kRefused, false, "net", "create an empty namespace"},
     {"lsm-profile", 0, A::kRequired, S::kRefused, false, "TYPE:NAME",
      "LSM profile of restored tasks"},
@@ -379,6 +386,16 @@ struct Parser {
       o->ghost_limit = parse_size(arg);
     } else if (name == "link-remap") {
       o->link_remap = true;
+    } else if (name == "root") {
+      o->root = arg;
+    } else if (name == "external") {
+      o->external.push_back(arg);
+    } else if (name == "ext-mount-map") {
+      o->ext_mount_map.push_back(arg);
+    } else if (name == "skip-mnt") {
+      o->skip_mnt.push_back(arg);
+    } else if (name == "enable-fs") {
+      o->enable_fs.push_back(arg);
     } else if (name == "pidfile") {
       o->pidfile = arg;
     } else if (name == "address") {

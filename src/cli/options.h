@@ -53,6 +53,11 @@ struct Options {
   bool tls = false;                         // --tls and its files (page server connection)
   std::string tls_cacert, tls_cacrl, tls_cert, tls_key;
   bool tls_no_cn_verify = false;
+  std::string root;                        // --root: restore's root of a mount namespace
+  std::vector<std::string> external;       // --external RES (repeatable)
+  std::vector<std::string> ext_mount_map;  // -M/--ext-mount-map KEY:VAL (repeatable)
+  std::vector<std::string> skip_mnt;       // --skip-mnt PATH (repeatable)
+  std::vector<std::string> enable_fs;      // --enable-fs FSNAMES (repeatable)
 };
 
 // One row per option of CRIU 4.2 (and cryo's own): the parser, --help and the man page are

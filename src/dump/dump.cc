@@ -25,6 +25,7 @@
 #include "dump/image_workers.h"
 #include "dump/mem_track.h"
 #include "dump/mm.h"
+#include "dump/mounts.h"
 #include "dump/page_sink.h"
 #include "dump/seccomp.h"
 #include "dump/sysv_shm.h"
@@ -47,10 +48,10 @@ uint32_t usec_since(clock::time_point t0) {
       std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count());
 }
 
-// Namespaces are not dumped yet: the tree must share all of cryo's (but time namespaces:
-// see dump/timens.h).
+// Namespaces are not dumped yet: the tree must share all of cryo's (but time and mount
+// namespaces: see dump/timens.h, dump/mounts.h).
 void check_namespaces(pid_t pid) {
-  static constexpr const char* kKinds[] = {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup"};
+  static constexpr const char* kKinds[] = {"pid", "net", "ipc", "uts", "user", "cgroup"};
   static const auto kMine = [] {
     std::vector<std::string> v;
     for (const char* ns : kKinds) v.push_back(proc::read_link(fmt::format("/proc/self/ns/{}", ns)));
@@ -164,11 +165,11 @@ void prepare_dir(const Options& opts) {
   ::unlink((opts.dir + "/" + MemTracker::kHolderFile).c_str());
 }
 
-void write_inventory(const Options& opts, pid_t root) {
+void write_inventory(const Options& opts, const task_kobj_ids_entry& root_ids) {
   inventory_entry inv;
   inv.set_img_version(image::kImagesV1_1);
   inv.set_fdinfo_per_id(true);
-  *inv.mutable_root_ids() = kobj_ids(root);
+  *inv.mutable_root_ids() = root_ids;
   inv.set_ns_per_id(true);
   inv.set_network_lock_method(static_cast<uint32_t>(opts.network_lock));
   if (opts.tcp_close) inv.set_tcp_close(true);
@@ -283,7 +284,7 @@ void pre_dump(const Options& opts) {
   const PageStats mem = images.finish();
   pages->finish();
   tracker.hand_over();
-  write_inventory(opts, root);
+  write_inventory(opts, kobj_ids(root));
   if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(opts.dir);
   progress.stop();
   stats_entry stats = image::empty_dump_stats();
@@ -340,6 +341,7 @@ void run(const Options& opts) {
   }
 
   const TimeNamespaces timens(tasks);
+  const MountNamespaces mounts(tasks, opts.mounts);
   ShmemTable shmem;
   SysvShmTable sysv;
   SeccompTable seccomp;
@@ -381,6 +383,7 @@ void run(const Options& opts) {
     interrupt_point();
     task_kobj_ids_entry ids = kobj_ids(t.pid);
     timens.set_ids(t.pid, &ids);
+    mounts.set_ids(&ids);
     if (t.zombie) {
       images.write_one(fmt::format("core-{}.img", t.pid), image::magic::kCore, dump_zombie_core(t));
       continue;
@@ -447,6 +450,7 @@ void run(const Options& opts) {
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
   seccomp.write(dir);
   timens.write(dir);
+  mounts.write(dir);
 
   image::Writer ps(dir, "pstree.img", image::magic::kPstree);
   for (const auto& t : tasks) {
@@ -463,7 +467,9 @@ void run(const Options& opts) {
   // The last point where a stop signal aborts the dump: past it, the dump completes.
   interrupt_point();
   tracker.hand_over();
-  write_inventory(opts, root.pid);
+  task_kobj_ids_entry root_ids = kobj_ids(root.pid);
+  mounts.set_ids(&root_ids);
+  write_inventory(opts, root_ids);
   if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(dir);
 
   fault_point("dump-after-images");

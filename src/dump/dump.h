@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/hooks.h"
+#include "dump/mounts.h"
 #include "net/network_lock.h"
 #include "pageserver/client.h"
 
@@ -39,6 +40,7 @@ struct Options {
   // --page-server: the pages go to a page server.
   bool page_server = false;
   pageserver::ClientOptions ps;
+  MountOptions mounts;  // --external mnt[], --skip-mnt, --enable-fs
 };
 
 void run(const Options& opts);

@@ -22,10 +22,12 @@
 #include "fsnotify.pb.h"
 #include "ghost-file.pb.h"
 #include "image/image.h"
+#include "image/mounts.h"
 #include "inventory.pb.h"
 #include "ipc-shm.pb.h"
 #include "memfd.pb.h"
 #include "mm.pb.h"
+#include "mnt.pb.h"
 #include "ns.pb.h"
 #include "opts.pb.h"
 #include "packet-sock.pb.h"
@@ -116,6 +118,7 @@ const Kind kKinds[] = {
     {"SECCOMP", image::magic::kSeccomp, d<seccomp_entry>},
     {"STATS", image::magic::kStats, d<stats_entry>},
     {"TIMENS", image::magic::kTimens, d<timens_entry>},
+    {"MNTS", image::kMntsMagic, d<mnt_entry>},
     {"TCP_STREAM", image::magic::kTcpStream, d<tcp_stream_entry>, nullptr, nullptr, false, 1, true},
 };
 

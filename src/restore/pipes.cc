@@ -11,6 +11,7 @@
 #include "base/strings.h"
 #include "restore/file_kind.h"
 #include "restore/files.h"
+#include "restore/mounts.h"
 
 namespace cryo::restore {
 
@@ -70,7 +71,8 @@ Fd PipeEnds::open(const Plan& plan, uint32_t pipe_id, uint32_t flags, const reg_
     if (fifo) {
       // O_RDWR never blocks on a FIFO and keeps it open while its ends are opened; checked to
       // still be a FIFO (a regular file there now would be taken as the pipe).
-      p.rd = open_checked(path, O_RDWR, true, S_IFIFO, fmt::format("FIFO {}", pipe_id));
+      p.rd = open_checked(tree_path(path, r->mnt_id()), O_RDWR, true, S_IFIFO,
+                          fmt::format("FIFO {}", pipe_id));
     } else {
       int fds[2];
       if (::pipe2(fds, O_CLOEXEC) < 0) fail_sys("cannot create pipe {}", pipe_id);

@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "image/image.h"
+#include "image/mounts.h"
 #include "inventory.pb.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
@@ -174,6 +175,9 @@ bool needs_group_helper(const Plan& plan, const TaskPlan& t) {
 }
 
 void check_file(const Plan& plan, const reg_file_entry& r, pid_t pid, const char* what) {
+  // Paths inside the tree's own mount namespace, which does not exist yet: checked when the
+  // restore opens them there.
+  if (plan.own_mounts) return;
   if (auto g = plan.ghosts.find(r.id()); g != plan.ghosts.end()) {
     if (!image::exists(plan.dir, fmt::format("ghost-file-{:x}.img", g->second)))
       fail("task {} {}: deleted file {} needs image ghost-file-{:x}.img, which is missing", pid,
@@ -214,6 +218,8 @@ Plan load_plan(const std::string& dir, bool shell_job) {
     fail("image inventory.img has version {}, cryo reads version {}", inv.img_version(),
          image::kImagesV1_1);
   plan.tcp_close = inv.tcp_close();
+  plan.mnt_ns_id = inv.root_ids().mnt_ns_id();
+  plan.own_mounts = image::exists(dir, image::mountpoints_image(plan.mnt_ns_id));
   plan.network_lock = inv.network_lock_method();  // CRIU's default when absent: iptables
   if (plan.network_lock > 2)
     fail("image inventory.img: unknown network lock method {}", plan.network_lock);

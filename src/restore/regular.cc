@@ -16,6 +16,7 @@
 #include "pagemap.pb.h"
 #include "restore/file_kind.h"
 #include "restore/files.h"
+#include "restore/mounts.h"
 #include "restore/shmem.h"
 
 namespace cryo::restore {
@@ -68,7 +69,8 @@ class RegularKind : public FileKind {
 };
 
 Fd RegularKind::open_regular(const reg_file_entry& r) {
-  Fd fd = open_checked(r.name(), r.flags(), r.has_mode(), r.mode(), fmt::format("file {}", r.id()));
+  Fd fd = open_checked(tree_path(r.name(), r.mnt_id()), r.flags(), r.has_mode(), r.mode(),
+                       fmt::format("file {}", r.id()));
   if (r.pos() && ::lseek(fd.get(), static_cast<off_t>(r.pos()), SEEK_SET) < 0 && errno != ESPIPE)
     fail_sys("cannot seek {} to {}", printable(r.name()), r.pos());
   return fd;

@@ -28,6 +28,7 @@
 #include "restore/ghost_files.h"
 #include "restore/inet.h"
 #include "restore/mm.h"
+#include "restore/mounts.h"
 #include "restore/plan.h"
 #include "restore/sysv_shm.h"
 #include "restore/tree.h"
@@ -88,6 +89,7 @@ int run(const Options& opts) {
   check_images_trusted(opts.dir);
   Plan plan = load_plan(opts.dir, opts.shell_job);
   if (opts.tcp_close) plan.tcp_close = true;
+  MountTree mounts(plan, opts.mounts);
   // Connected TCP sockets stay locked (as the dump left them) until the tree runs; the lock
   // is lifted then, or when the restore fails.
   const std::vector<net::Connection> tcp = tcp_connections(plan, opts.tcp_established);
@@ -119,7 +121,7 @@ int run(const Options& opts) {
   // cryo's own copies of the tree's files must be gone before release: a pipe whose writers
   // are all closed in the tree must read as EOF there.
   std::optional<FileSet> files(std::in_place, plan, *ttys);
-  NewTree tree(plan);
+  NewTree tree(plan, &mounts);
   double memory_s = 0;
   std::vector<std::pair<uint64_t, uint64_t>> parked(plan.tasks.size());
   // A task is built as soon as it exists, so that its children inherit its address space;

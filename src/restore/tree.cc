@@ -48,7 +48,8 @@ uint64_t pick_free(const std::vector<std::pair<uint64_t, uint64_t>>& busy, uint6
   fail("no free address range of {} bytes for cryo's scratch area", len);
 }
 
-NewTree::NewTree(const Plan& plan) : plan_(plan), timens_(plan), remote_(plan.tasks.size()) {}
+NewTree::NewTree(const Plan& plan, MountTree* mounts)
+    : plan_(plan), mounts_(mounts), timens_(plan), remote_(plan.tasks.size()) {}
 
 NewTree::~NewTree() {
   if (!released_) kill_all();
@@ -71,6 +72,7 @@ void NewTree::fork_root() {
   pid_t want = t.pid();
   kernel::CloneArgs args{};
   args.exit_signal = SIGCHLD;
+  if (mounts_) args.flags |= mounts_->clone_flags();
   args.set_tid = reinterpret_cast<uint64_t>(&want);
   args.set_tid_size = 1;
   long r = -1;
@@ -185,6 +187,7 @@ void NewTree::exit_task(RemoteTask& z, int status) {
 void NewTree::create(Ttys& ttys, const std::function<void(size_t)>& shape) {
   const TaskPlan& root = plan_.tasks[0];
   fork_root();
+  if (mounts_) mounts_->build(root.pid());
   timens_.place(*remote_[0], root);
   // Sessions and their controlling terminals are set as each task is created, so its
   // children inherit them.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "infect/remote_task.h"
+#include "restore/mounts.h"
 #include "restore/plan.h"
 #include "restore/timens.h"
 #include "restore/tty.h"
@@ -23,7 +24,8 @@ constexpr long kTraceOptions =
 
 class NewTree {
  public:
-  explicit NewTree(const Plan& plan);
+  // `mounts`: the tree's own mount namespace, built as soon as the root exists.
+  explicit NewTree(const Plan& plan, MountTree* mounts = nullptr);
   ~NewTree();
   NewTree(const NewTree&) = delete;
   NewTree& operator=(const NewTree&) = delete;
@@ -52,6 +54,7 @@ class NewTree {
   void exit_task(RemoteTask& z, int status);
   void kill_all();
   const Plan& plan_;
+  MountTree* mounts_;
   TimeNamespaces timens_;
   std::vector<std::unique_ptr<RemoteTask>> remote_;
   std::vector<std::unique_ptr<RemoteTask>> threads_;  // non-leader threads

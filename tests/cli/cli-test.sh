@@ -89,7 +89,8 @@ errors)
 	one_line "'cpuinfo check' is not supported" cpuinfo check
 	one_line "exec" exec
 	one_line "option --evasive-devices is not supported" dump -t 1 --evasive-devices
-	one_line "option --external is not supported" restore --external "net[1]:x"
+	one_line "cryo supports only mounts yet" restore --external "net[1]:x"
+	one_line "'auto' is not supported" dump -t 1 --ext-mount-map auto
 	one_line "bad PID 'abc'" dump -t abc
 	one_line "bad mode 'fast' for --pre-dump-mode" dump --pre-dump-mode fast
 	one_line "-t/--tree needs an argument" dump -t

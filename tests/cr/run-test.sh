@@ -297,7 +297,7 @@ check_images() {
 	done
 	compgen -G "$IMG/pages-*.img" >/dev/null || die "no pages-*.img after dump"
 	for f in "$IMG"/*; do
-		case ${f##*/} in pages-*.img) continue ;; esac
+		case ${f##*/} in pages-*.img | tmpfs-dev-*.tar.gz.img) continue ;; esac
 		# files.img is kept for check_ns_ids.
 		"$CRIT" decode -i "$f" --pretty >"$D/${f##*/}.json" 2>"$D/crit.err" ||
 			die "crit cannot decode ${f##*/}: $(tail -n 3 "$D/crit.err" | tr '\n' ' ')"
@@ -866,6 +866,37 @@ err_sysv_shm() {
 	restore_fg
 	shm_exists "$ida" && die "segment A ($ida) remains after the restored program removed it"
 	return 0
+}
+
+# A tree in its own mount namespace. A ramfs in it is refused at dump, naming the mount, its
+# fstype and the three options, and the tree runs on; --enable-fs ramfs dumps it. A restore
+# whose root directory is gone fails before any process runs, naming it and --root, and
+# leaves no build directory behind; --root with the moved directory restores the tree (the
+# program checks its mount tree). A mount dumped as external needs --external at restore.
+err_mount_ns() {
+	helper mntns
+	local yards
+	yards=$(ls -d /tmp/.cryo-mnt-* 2>/dev/null | wc -l)
+	export CR_MNTNS_RAMFS=1
+	start_prog "$HELPER"
+	unset CR_MNTNS_RAMFS
+	dump dump-ramfs
+	expect_fail dump-ramfs "dump of a tree holding a ramfs mount"
+	expect_msg dump-ramfs "dump of a tree holding a ramfs mount" "/extra" "ramfs" \
+		"--external mnt[/extra]:" "--skip-mnt /extra" "--enable-fs ramfs"
+	check_tree_running "after the refused dump"
+	IMG=$D/img-ext dump dump-external --external "mnt[/extra]:EXTRA" -R
+	(( RC == 0 )) || die "dump with --external mnt[/extra]:EXTRA exited $RC: $(msg_of dump-external)"
+	dump_ok dump --enable-fs ramfs
+	check_tree_gone
+	restore_must_fail restore-external "restore of an external mount without --external" \
+		"$D/img-ext" "/extra" "--external mnt[EXTRA]:PATH"
+	mv "$D/rootfs" "$D/rootfs.moved"
+	restore_must_fail restore-noroot "restore while the root directory is gone" "$IMG" \
+		"$D/rootfs" "--root"
+	(( $(ls -d /tmp/.cryo-mnt-* 2>/dev/null | wc -l) == yards )) ||
+		die "the failed restore left a directory /tmp/.cryo-mnt-*"
+	restore_fg --root "$D/rootfs.moved"
 }
 
 # A path a dumped socket was bound to is taken by a live socket outside the tree when the
@@ -1836,7 +1867,7 @@ missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrup
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
 	stop-during-dump | oom-score-adj | io-uring | udp-corked | unix-creds-outside | pidfile | log-file | images-perms | \
 	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes | file-kinds | \
-	sysv-shm | pgrp-outside | shared-clone)
+	sysv-shm | pgrp-outside | shared-clone | mount-ns)
 	"err_${FLAVOR//-/_}"
 	;;
 *)

@@ -238,7 +238,13 @@ TEST(Options, RepeatedOptions) {
             "");
   o = parse_args({"dump", "--action-script", "a.sh", "--action-script=b.sh"});
   EXPECT_EQ(o.action_scripts, (std::vector<std::string>{"a.sh", "b.sh"}));
-  for (const char* opt : {"--external", "--inherit-fd", "--irmap-scan-path", "--cgroup-root"}) {
+  o = parse_args({"restore", "--root", "/r", "--external", "mnt[a]:/x", "--external=mnt[b]:/y",
+                  "-M", "c:/z", "--skip-mnt", "/p"});
+  EXPECT_EQ(o.root, "/r");
+  EXPECT_EQ(o.external, (std::vector<std::string>{"mnt[a]:/x", "mnt[b]:/y"}));
+  EXPECT_EQ(o.ext_mount_map, (std::vector<std::string>{"c:/z"}));
+  EXPECT_EQ(o.skip_mnt, (std::vector<std::string>{"/p"}));
+  for (const char* opt : {"--inherit-fd", "--irmap-scan-path", "--cgroup-root"}) {
     std::string e = error_of({"restore", opt, "x", opt, "y"});
     EXPECT_TRUE(has(e, opt) && has(e, "not supported")) << e;
   }

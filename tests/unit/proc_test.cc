@@ -1,5 +1,6 @@
 // Unit tests of the /proc parsers: fixed samples, then live checks on this process.
 #include "proc/proc.h"
+#include "proc/mountinfo.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -725,3 +726,26 @@ TEST(Errors, MissingPidNamesTheFile) {
 
 }  // namespace
 }  // namespace cryo::proc
+
+TEST(ParseMountinfo, FieldsTagsAndEscapes) {
+  const std::string text =
+      "71 46 254:0 /tmp/x/root\\040fs / rw,relatime shared:3 master:1 - ext4 /dev/vda "
+      "rw,discard\n"
+      "80 71 0:39 / /data rw,nosuid,nodev - tmpfs mntns-data rw,size=4096k,mode=755\n";
+  auto m = cryo::proc::parse_mountinfo(text);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].id, 71u);
+  EXPECT_EQ(m[0].parent, 46u);
+  EXPECT_EQ(m[0].major, 254u);
+  EXPECT_EQ(m[0].minor, 0u);
+  EXPECT_EQ(m[0].root, "/tmp/x/root fs");
+  EXPECT_EQ(m[0].mountpoint, "/");
+  EXPECT_EQ(m[0].shared, 3u);
+  EXPECT_EQ(m[0].master, 1u);
+  EXPECT_EQ(m[0].fstype, "ext4");
+  EXPECT_EQ(m[0].super_opts, "rw,discard");
+  EXPECT_EQ(m[1].shared, 0u);
+  EXPECT_EQ(m[1].mount_opts, "rw,nosuid,nodev");
+  EXPECT_EQ(m[1].source, "mntns-data");
+  EXPECT_THROW(cryo::proc::parse_mountinfo("1 2 3:4 / /\n"), cryo::Error);
+}

@@ -150,6 +150,7 @@ CRYO_EXTENSIONS = {
     ("vma_entry", 1001): "cryo_accounted",
     ("mm_entry", 1000): "cryo_mlockall",
     ("thread_core_entry", 1000): "cryo_timerslack_ns",
+    ("mnt_entry", 1000): "cryo_host_path",
 }
 
 NEWER_THAN_DEBIAN_CRIU = {
