@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -26,6 +27,7 @@
 #include "dump/mem_track.h"
 #include "dump/mm.h"
 #include "dump/page_sink.h"
+#include "pages/lazy_source.h"
 #include "dump/seccomp.h"
 #include "dump/sysv_shm.h"
 #include "dump/timens.h"
@@ -284,6 +286,27 @@ void pre_dump(const Options& opts) {
   report_stats(opts, stats, json);
 }
 
+// dump --lazy-pages: the images are complete but for the lazy pages, which the frozen tree
+// keeps until a lazy-pages daemon has them. If none connects, the dump fails and the tree runs
+// on; once one has, the tree may run at the destination: a failure then kills it here.
+void serve_lazy_pages(const Options& opts, FrozenTree& tree, const std::function<void()>& commit) {
+  std::vector<pid_t> pids;
+  for (const auto& t : tree.tasks())
+    if (!t.zombie) pids.push_back(t.pid);
+  bool connected = false;
+  try {
+    pages::serve_lazy({opts.dir, opts.ps.address, opts.ps.port, opts.ps.tls}, pids, &connected);
+  } catch (const Error& e) {
+    if (!connected) {
+      ::unlink((opts.dir + "/inventory.img").c_str());
+      fail("{}: the tree runs on here; dump again", e.what());
+    }
+    commit();
+    tree.commit(FrozenTree::End::kKill);
+    fail("{}: the tree was killed here (it may have run at the destination)", e.what());
+  }
+}
+
 }  // namespace
 
 void run(const Options& opts) {
@@ -348,6 +371,7 @@ void run(const Options& opts) {
   FileTable files(std::move(fo));
   // After the tree: on failure the workers stop before the tree is let go.
   ImageWorkers images(opts.dir, *pages);
+  if (opts.lazy_pages) images.lazy_pages();
   uint32_t next_pages_id = 1;
   std::string& dir = const_cast<std::string&>(opts.dir);
   std::map<pid_t, int64_t> estimate;
@@ -464,6 +488,13 @@ void run(const Options& opts) {
     throw;
   }
 
+  if (opts.lazy_pages) {
+    progress.stop();
+    serve_lazy_pages(opts, tree, [&] {
+      files.commit();
+      if (tcp) tcp->commit(true);
+    });
+  }
   files.commit();
   progress::phase("releasing the tree");
   // Sockets leave repair mode before a tree that runs on does; a killed tree's close quietly.

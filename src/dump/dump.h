@@ -39,6 +39,9 @@ struct Options {
   // --page-server: the pages go to a page server.
   bool page_server = false;
   pageserver::ClientOptions ps;
+  // --lazy-pages: the lazy mappings' pages stay in the frozen tree, served on ps.address and
+  // ps.port to a lazy-pages daemon; the tree is killed once it has them.
+  bool lazy_pages = false;
 };
 
 void run(const Options& opts);

@@ -28,6 +28,7 @@
 #include "infect/remote_batch.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
+#include "restore/lazy.h"
 #include "restore/sysv_shm.h"
 #include "restore/tree.h"
 
@@ -398,7 +399,10 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
     std::optional<PageIndex> theirs;
     if (!kept.empty() && parent->page_chain && !parent->page_chain->runs().empty())
       theirs.emplace(*parent->page_chain);
-    for (const auto& p : t.page_chain->runs()) {
+    // --lazy-pages: the lazy mappings' pages are the daemon's to fill (restore/lazy.h).
+    const std::vector<PageChain::Run> eager =
+        plan.lazy_pages ? eager_runs(*t.page_chain, mm) : std::vector<PageChain::Run>{};
+    for (const auto& p : plan.lazy_pages ? eager : t.page_chain->runs()) {
       if (!theirs || !contains(kept, p.vaddr)) {
         runs.push_back({p.vaddr, p.len, p.data});
         continue;

@@ -58,6 +58,7 @@ struct Plan {
   seccomp_entry seccomp;                    // filters referred to by thread cores
   std::map<uint32_t, tty_info_entry> ttys;  // tty-info.img by id
   bool shell_job = false;                   // the images hold a terminal job
+  bool lazy_pages = false;                  // restore --lazy-pages: lazy mappings left empty
   bool tcp_close = false;     // connected TCP sockets are restored closed (inventory, option)
   uint32_t network_lock = 0;  // inventory_entry.network_lock_method (net::LockMethod)
   std::map<uint32_t, uint32_t> ghosts;   // file id -> ghost file id (remap-fpath.img)
