@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <functional>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -286,27 +285,6 @@ void pre_dump(const Options& opts) {
   report_stats(opts, stats, json);
 }
 
-// dump --lazy-pages: the images are complete but for the lazy pages, which the frozen tree
-// keeps until a lazy-pages daemon has them. If none connects, the dump fails and the tree runs
-// on; once one has, the tree may run at the destination: a failure then kills it here.
-void serve_lazy_pages(const Options& opts, FrozenTree& tree, const std::function<void()>& commit) {
-  std::vector<pid_t> pids;
-  for (const auto& t : tree.tasks())
-    if (!t.zombie) pids.push_back(t.pid);
-  bool connected = false;
-  try {
-    pages::serve_lazy({opts.dir, opts.ps.address, opts.ps.port, opts.ps.tls}, pids, &connected);
-  } catch (const Error& e) {
-    if (!connected) {
-      ::unlink((opts.dir + "/inventory.img").c_str());
-      fail("{}: the tree runs on here; dump again", e.what());
-    }
-    commit();
-    tree.commit(FrozenTree::End::kKill);
-    fail("{}: the tree was killed here (it may have run at the destination)", e.what());
-  }
-}
-
 }  // namespace
 
 void run(const Options& opts) {
@@ -488,12 +466,14 @@ void run(const Options& opts) {
     throw;
   }
 
+  // dump --lazy-pages: the lazy pages are kept here for the lazy-pages daemon, as the tree
+  // dies like any dumped tree (its PIDs may be restored on this host).
+  std::optional<pages::LazySource> lazy;
   if (opts.lazy_pages) {
-    progress.stop();
-    serve_lazy_pages(opts, tree, [&] {
-      files.commit();
-      if (tcp) tcp->commit(true);
-    });
+    std::vector<pid_t> pids;
+    for (const auto& t : tasks)
+      if (!t.zombie) pids.push_back(t.pid);
+    lazy.emplace(opts.dir, pids);
   }
   files.commit();
   progress::phase("releasing the tree");
@@ -519,6 +499,15 @@ void run(const Options& opts) {
   log::info("dump of tree {} finished: {} task(s), {} pages written ({} of shared memory)",
             opts.tree, tasks.size(), mem.written + shpages.written, shpages.written);
   report_stats(opts, stats, json);
+  if (lazy) {
+    try {
+      lazy->serve({opts.ps.address, opts.ps.port, opts.ps.tls});
+    } catch (const Error& e) {
+      fail("{}: the dumped tree is gone, so are its {} lazy pages: a restore from {} cannot "
+           "complete",
+           e.what(), lazy->pages(), opts.dir);
+    }
+  }
 }
 
 }  // namespace cryo::dump
