@@ -69,6 +69,8 @@ int execute(const cryo::cli::Options& o) {
     return cryo::pageserver::run_server(s);
   }
   if (o.action == "lazy-pages") {
+    if (o.restore_detached)
+      cryo::fail("lazy-pages -d is not supported yet: start it in the background ('&')");
     cryo::pages::DaemonOptions l;
     l.dir = o.images_dir;
     l.work_dir = o.work_dir;
@@ -133,7 +135,9 @@ int execute(const cryo::cli::Options& o) {
         cryo::fail(
             "dump --lazy-pages with {} is not supported: the images are written locally and the "
             "tree is killed once the lazy-pages daemon has its pages",
-            o.page_server ? "--page-server" : o.leave_running ? "--leave-running" : "--leave-stopped");
+            o.page_server     ? "--page-server"
+            : o.leave_running ? "--leave-running"
+                              : "--leave-stopped");
       d.ps.port = static_cast<uint16_t>(o.port);
     }
     if (o.page_server && (d.pre_dump || !d.prev_dir.empty()))

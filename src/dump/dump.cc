@@ -26,7 +26,6 @@
 #include "dump/mem_track.h"
 #include "dump/mm.h"
 #include "dump/page_sink.h"
-#include "pages/lazy_source.h"
 #include "dump/seccomp.h"
 #include "dump/sysv_shm.h"
 #include "dump/timens.h"
@@ -35,6 +34,7 @@
 #include "image/stats.h"
 #include "infect/frozen_tree.h"
 #include "inventory.pb.h"
+#include "pages/lazy_source.h"
 #include "pageserver/client.h"
 #include "proc/proc.h"
 #include "pstree.pb.h"
@@ -503,9 +503,10 @@ void run(const Options& opts) {
     try {
       lazy->serve({opts.ps.address, opts.ps.port, opts.ps.tls});
     } catch (const Error& e) {
-      fail("{}: the dumped tree is gone, so are its {} lazy pages: a restore from {} cannot "
-           "complete",
-           e.what(), lazy->pages(), opts.dir);
+      fail(
+          "{}: the dumped tree is gone, so are its {} lazy pages: a restore from {} cannot "
+          "complete",
+          e.what(), lazy->pages(), opts.dir);
     }
   }
 }

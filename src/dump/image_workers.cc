@@ -26,8 +26,8 @@
 #include "base/progress.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
-#include "pages/lazy.h"
 #include "pagemap.pb.h"
+#include "pages/lazy.h"
 
 namespace cryo::dump {
 namespace {
@@ -71,8 +71,8 @@ uint64_t zero_pfn() {
 // A private mapping whose pages are dumped.
 struct PrivateVma {
   uint64_t start, end;
-  bool file;      // the pages still in the file's page cache are left out
-  bool readable;  // else read through /proc/PID/mem (process_vm_readv honours protections)
+  bool file;          // the pages still in the file's page cache are left out
+  bool readable;      // else read through /proc/PID/mem (process_vm_readv honours protections)
   bool lazy = false;  // dump --lazy-pages: its pages stay on the source (pages/lazy.h)
 };
 

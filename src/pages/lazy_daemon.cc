@@ -19,6 +19,7 @@
 
 #include "base/deadline.h"
 #include "base/error.h"
+#include "base/fault.h"
 #include "base/log.h"
 #include "kernel/syscalls.h"
 #include "pages/lazy.h"
@@ -47,6 +48,12 @@ struct Image {
   };
   pid_t pid = 0;  // of the dumped task: the source's name for its pages
   std::vector<Run> runs;
+  std::vector<uint64_t> bounds;  // where its mappings start and end, sorted
+  // The end of the mapping holding `a`, as dumped: one UFFDIO_COPY fills one mapping.
+  uint64_t bound_after(uint64_t a) const {
+    auto it = std::upper_bound(bounds.begin(), bounds.end(), a);
+    return it == bounds.end() ? UINT64_MAX : *it;
+  }
   const Run* find(uint64_t a) const {
     auto it = std::upper_bound(runs.begin(), runs.end(), a,
                                [](uint64_t x, const Run& r) { return x < r.vaddr; });
@@ -133,6 +140,7 @@ class Daemon {
   // False if the address space is changing (events to read first).
   bool fill(size_t ti, uint64_t addr, uint64_t max, bool fault);
   const char* fetch(const Image& img, uint64_t vaddr, uint64_t* len);
+  const char* fetch_from_source(const Image& img, uint64_t vaddr, uint64_t* len);
   void zero(Task& t, uint64_t addr);
   void finish_source();
   void kill_all();
@@ -144,6 +152,9 @@ class Daemon {
   std::vector<char> buf_;
   Counts n_;
   std::unique_ptr<restore::Plan> plan_;
+  // CRYO_FAULT=lazy-slow-push=MS: a pause after each piece pushed, for tests of a failure
+  // during the post-copy.
+  const long slow_ms_ = fault_number("lazy-slow-push");
 };
 
 void Daemon::load_images() {
@@ -170,6 +181,11 @@ void Daemon::load_images() {
       img->runs.push_back({s, end - s, nullptr});
       remote = true;
     }
+    for (const vma_entry& v : t.mm.vmas()) {
+      img->bounds.push_back(v.start());
+      img->bounds.push_back(v.end());
+    }
+    std::sort(img->bounds.begin(), img->bounds.end());
     std::sort(img->runs.begin(), img->runs.end(),
               [](const Image::Run& a, const Image::Run& b) { return a.vaddr < b.vaddr; });
     images_[t.pid()] = std::move(img);
@@ -226,6 +242,15 @@ void Daemon::take_tasks(int conn) {
 }
 
 const char* Daemon::fetch(const Image& img, uint64_t vaddr, uint64_t* len) {
+  try {
+    return fetch_from_source(img, vaddr, len);
+  } catch (const Error& e) {
+    fail("the source of the lazy pages (cryo dump --lazy-pages at {}:{}) failed: {}", o_.address,
+         o_.port, e.what());
+  }
+}
+
+const char* Daemon::fetch_from_source(const Image& img, uint64_t vaddr, uint64_t* len) {
   pageserver::Header h;
   h.cmd = pageserver::kGet;
   h.nr_pages = *len / kPage;
@@ -279,9 +304,9 @@ bool Daemon::fill(size_t ti, uint64_t addr, uint64_t max, bool fault) {
   const uint64_t src = sp.src + (addr - start);
   const Image::Run* run = t.img->find(src);
   if (!run) fail("internal: task {}: no image page for {:#x}", t.pid, addr);
-  uint64_t len = std::min({max * kPage, sp.end - addr, run->vaddr + run->len - src});
-  const char* data =
-      run->data ? run->data + (src - run->vaddr) : fetch(*t.img, src, &len);
+  uint64_t len = std::min({max * kPage, sp.end - addr, run->vaddr + run->len - src,
+                           std::max(kPage, t.img->bound_after(addr) - addr)});
+  const char* data = run->data ? run->data + (src - run->vaddr) : fetch(*t.img, src, &len);
   uffdio_copy c{};
   c.dst = addr;
   c.src = reinterpret_cast<uint64_t>(data);
@@ -401,6 +426,7 @@ void Daemon::serve() {
       const Image::Run* run = t.img->find(t.todo.first().second.src);
       fill(i, at, run && run->data ? kLocalPushPages : kRemotePushPages, false);
       next = i + 1;
+      if (slow_ms_ > 0) ::usleep(static_cast<useconds_t>(slow_ms_) * 1000);  // tests' fault
       break;
     }
   }

@@ -13,8 +13,8 @@
 namespace cryo::pages {
 
 struct DaemonOptions {
-  std::string dir;       // -D: the images
-  std::string work_dir;  // -W: where lazy-pages.socket is made ("": dir)
+  std::string dir;           // -D: the images
+  std::string work_dir;      // -W: where lazy-pages.socket is made ("": dir)
   bool page_server = false;  // pages on the source: --address, --port
   std::string address;
   uint16_t port = 0;

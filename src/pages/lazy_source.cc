@@ -25,11 +25,9 @@ LazySource::LazySource(const std::string& dir, const std::vector<pid_t>& pids) {
   const auto t0 = std::chrono::steady_clock::now();
   std::map<pid_t, std::vector<std::pair<uint64_t, uint64_t>>> ranges;
   for (pid_t pid : pids)
-    for (const pagemap_entry& e :
-         image::read_pagemap(dir, fmt::format("pagemap-{}.img", pid)).runs)
+    for (const pagemap_entry& e : image::read_pagemap(dir, fmt::format("pagemap-{}.img", pid)).runs)
       if (on_source(e)) {
-        ranges[pid].emplace_back(e.vaddr(),
-                                 e.vaddr() + uint64_t{e.nr_pages()} * kernel::kPageSize);
+        ranges[pid].emplace_back(e.vaddr(), e.vaddr() + uint64_t{e.nr_pages()} * kernel::kPageSize);
         total_ += e.nr_pages();
       }
   len_ = total_ * kernel::kPageSize;
@@ -46,8 +44,8 @@ LazySource::LazySource(const std::string& dir, const std::vector<pid_t>& pids) {
       ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
       if (n != static_cast<ssize_t>(e - s)) {
         if (!mem) mem.reset(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
-        if (!mem || ::pread(mem.get(), at, e - s, static_cast<off_t>(s)) !=
-                        static_cast<ssize_t>(e - s))
+        if (!mem ||
+            ::pread(mem.get(), at, e - s, static_cast<off_t>(s)) != static_cast<ssize_t>(e - s))
           fail_sys("cannot read the memory of task {} at {:#x}", pid, s);
       }
       tasks_[pid].push_back({s, e, at});
@@ -65,10 +63,9 @@ LazySource::~LazySource() {
 void LazySource::serve(const SourceOptions& o) {
   uint16_t port = o.port;
   Fd listener = pageserver::listen_on(o.address, &port);
-  log::user(log::kInfo,
-            fmt::format("lazy pages: {} pages wait on port {} for 'cryo lazy-pages "
-                        "--page-server' (at most {} s)",
-                        total_, port, pageserver::kServerWaitSeconds));
+  log::user(log::kInfo, fmt::format("lazy pages: {} pages wait on port {} for 'cryo lazy-pages "
+                                    "--page-server' (at most {} s)",
+                                    total_, port, pageserver::kServerWaitSeconds));
   pollfd p{listener.get(), POLLIN, 0};
   int r;
   do r = ::poll(&p, 1, pageserver::kServerWaitSeconds * 1000);
@@ -84,7 +81,7 @@ void LazySource::serve(const SourceOptions& o) {
   for (;;) {
     pageserver::Header h;
     if (!conn.recv_or_eof(&h, sizeof h))
-      fail("the lazy-pages daemon {} hung up before it had every page ({} of {} sent)",
+      fail("the lazy-pages daemon ({}) hung up before it had every page ({} of {} sent)",
            conn.peer(), served, total_);
     const uint32_t cmd = pageserver::command(h.cmd);
     if (cmd == pageserver::kClose || cmd == pageserver::kForceClose) {
@@ -96,7 +93,7 @@ void LazySource::serve(const SourceOptions& o) {
       return;
     }
     if (cmd != pageserver::kGet)
-      fail("the lazy-pages daemon {} sent command {:#x}, not a request for pages (PS_IOV_GET)",
+      fail("the lazy-pages daemon ({}) sent command {:#x}, not a request for pages (PS_IOV_GET)",
            conn.peer(), h.cmd);
     const uint64_t len = h.nr_pages * kernel::kPageSize;
     const char* data = nullptr;
@@ -106,7 +103,7 @@ void LazySource::serve(const SourceOptions& o) {
         if (rg.start <= h.vaddr && h.vaddr + len <= rg.end) data = rg.copy + (h.vaddr - rg.start);
     if (!data)
       fail(
-          "the lazy-pages daemon {} asked for {} pages of task {} at {:#x}, which this dump did "
+          "the lazy-pages daemon ({}) asked for {} pages of task {} at {:#x}, which this dump did "
           "not leave on the source: it restores other images",
           conn.peer(), h.nr_pages, h.dst_id, h.vaddr);
     pageserver::Header a = h;

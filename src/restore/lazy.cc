@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "infect/fd_transfer.h"
 #include "kernel/syscalls.h"
+#include "kernel/userfaultfd.h"
 #include "pages/lazy.h"
 
 namespace cryo::restore {
@@ -27,24 +28,27 @@ namespace {
 constexpr uint64_t kFeatures = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
                                UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
 
-// Present pages of [start, end) of task `pid` (by its pagemap), as ranges.
+// Present (or swapped) pages of [start, end) of task `pid`, as ranges: one PAGEMAP_SCAN call
+// for a whole mapping that has none, which is the common case.
 std::vector<std::pair<uint64_t, uint64_t>> present(int pagemap, pid_t pid, uint64_t start,
                                                    uint64_t end) {
   std::vector<std::pair<uint64_t, uint64_t>> out;
-  std::vector<uint64_t> pme(4096);
-  for (uint64_t at = start; at < end;) {
-    uint64_t n = std::min<uint64_t>(pme.size(), (end - at) / kernel::kPageSize);
-    ssize_t got = ::pread(pagemap, pme.data(), n * 8, static_cast<off_t>(at / kernel::kPageSize * 8));
-    if (got != static_cast<ssize_t>(n * 8)) fail_sys("cannot read /proc/{}/pagemap", pid);
-    for (uint64_t i = 0; i < n; i++) {
-      if (!(pme[i] & (kernel::kPmPresent | kernel::kPmSwap))) continue;
-      uint64_t a = at + i * kernel::kPageSize;
-      if (!out.empty() && out.back().second == a)
-        out.back().second += kernel::kPageSize;
-      else
-        out.emplace_back(a, a + kernel::kPageSize);
-    }
-    at += n * kernel::kPageSize;
+  std::vector<kernel::PageRegion> vec(256);
+  while (start < end) {
+    kernel::PmScanArg a{};
+    a.size = sizeof a;
+    a.start = start;
+    a.end = end;
+    a.vec = reinterpret_cast<uint64_t>(vec.data());
+    a.vec_len = vec.size();
+    a.category_anyof_mask = kernel::kPageIsPresent | kernel::kPageIsSwapped;
+    a.return_mask = a.category_anyof_mask;
+    long n = ::ioctl(pagemap, kernel::kPagemapScan, &a);
+    if (n < 0)
+      fail_sys("task {}: cannot scan its pages at {:#x}-{:#x} (PAGEMAP_SCAN)", pid, start, end);
+    for (long i = 0; i < n; i++) out.emplace_back(vec[i].start, vec[i].end);
+    if (a.walk_end <= start) fail("task {}: PAGEMAP_SCAN of {:#x} made no progress", pid, start);
+    start = a.walk_end;
   }
   return out;
 }
@@ -174,7 +178,8 @@ void LazyRestore::hand_over(const Plan& plan) {
           refilled += (hi - lo) / kernel::kPageSize;
         }
     }
-    if (refilled) log::info("task {}: {} lazy pages touched during the restore written", pid, refilled);
+    if (refilled)
+      log::info("task {}: {} lazy pages touched during the restore written", pid, refilled);
     pages::send_task(sock_.get(), pid, it->second.get());
   }
   pages::send_task(sock_.get(), 0, -1);

@@ -12,9 +12,9 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "image/image.h"
-#include "pages/lazy.h"
 #include "image/pagemap.h"
 #include "kernel/syscalls.h"
+#include "pages/lazy.h"
 #include "restore/validate.h"
 
 namespace cryo::restore {

@@ -8,9 +8,9 @@
 
 #include "base/error.h"
 #include "image/image.h"
-#include "pages/lazy.h"
 #include "image/pagemap.h"
 #include "kernel/syscalls.h"
+#include "pages/lazy.h"
 #include "proc/proc.h"
 
 namespace cryo::restore {

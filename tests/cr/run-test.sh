@@ -1829,7 +1829,8 @@ lazy_daemon_done() {
 	log "lazy-pages: $(grep -o 'every page is in.*' "$D/lazy.log")"
 }
 
-# restore --lazy-pages in the foreground: the tree checks itself while the daemon fills it.
+# restore --lazy-pages in the foreground: the tree checks itself while the daemon fills it
+# (faults served during the post-copy).
 flavor_lazy() {
 	start_prog "$PROG"
 	dump_ok dump
@@ -1846,6 +1847,12 @@ flavor_lazy_detached() {
 	dump_ok dump
 	check_tree_gone
 	start_lazy_daemon
+	lazy_restore_detached
+}
+
+# restore -d --lazy-pages with the daemon started; once it is done, the tree checks itself
+# (mappings the daemon still serves show "um" in their VmFlags: the check waits for it).
+lazy_restore_detached() {
 	rm -f "$D/result" "$D/go"
 	run_cryo restore restore -d -D "$IMG" -o "$D/restore.log" -v4 --lazy-pages "${OPTS[@]}"
 	(( RC == 0 )) || die "cryo restore -d --lazy-pages exited $RC: $(msg_of restore)"
@@ -1875,8 +1882,7 @@ flavor_lazy_remote() {
 	grep -q PE_LAZY < <("$CRIT" decode -i "$IMG/pagemap-$ROOT.img" --pretty 2>/dev/null) ||
 		die "pagemap-$ROOT.img has no entry left on the source (PE_LAZY)"
 	start_lazy_daemon --page-server --address 127.0.0.1 --port "$port"
-	restore_fg --lazy-pages
-	lazy_daemon_done
+	lazy_restore_detached
 	wait_until 30 is_gone "$dpid" || die "the lazy dump still runs after the daemon exited"
 	wait "$dpid" || die "cryo dump --lazy-pages failed: $(msg_of dump)"
 	local fetched
