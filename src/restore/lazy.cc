@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -13,8 +14,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <vector>
 
+#include "arch/x86_64/regs.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "infect/fd_transfer.h"
@@ -144,17 +147,45 @@ void LazyRestore::create(RemoteTask& rt, const TaskPlan& t) {
   uffds_[t.pid()] = std::move(mine);
 }
 
-void LazyRestore::hand_over(const Plan& plan) {
-  for (const TaskPlan& t : plan.tasks) {
+void LazyRestore::hand_over(const Plan& plan, const std::function<RemoteTask&(size_t)>& task) {
+  for (size_t i = 0; i < plan.tasks.size(); i++) {
+    const TaskPlan& t = plan.tasks[i];
     auto it = uffds_.find(t.pid());
     if (it == uffds_.end()) continue;
     const pid_t pid = t.pid();
     Fd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
     Fd mem(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDWR | O_CLOEXEC));
     if (!pagemap || !mem) fail_sys("cannot open the memory of task {}", pid);
-    uint64_t refilled = 0;
+    uint64_t refilled = 0, dropped = 0;
     for (const vma_entry& v : t.mm.vmas()) {
       if (!pages::lazy_vma(v)) continue;
+      // The kernel may have written there since it was mapped (the TID at a thread's
+      // creation, an rseq area): such pages get the image's bytes now, and the daemon finds
+      // them present; those whose bytes are on the source are dropped, for the daemon to fill.
+      std::vector<std::pair<uint64_t, uint64_t>> local, remote;
+      for (auto [s, e] : present(pagemap.get(), pid, v.start(), v.end())) {
+        uint64_t at = s;
+        if (t.page_chain)
+          for (const auto& run : t.page_chain->runs()) {
+            const uint64_t lo = std::max(at, run.vaddr), hi = std::min(e, run.vaddr + run.len);
+            if (lo >= hi) continue;
+            if (lo > at) remote.emplace_back(at, lo);
+            local.emplace_back(lo, hi);
+            at = hi;
+          }
+        if (at < e) remote.emplace_back(at, e);
+      }
+      if (!remote.empty()) {
+        // Before the registration (after it, the task would wait for the daemon to read the
+        // removal). The task's registers are final already: kept around the call.
+        RemoteTask& rt = task(i);
+        const arch::Regs regs = arch::get_regs(rt.tid());
+        for (auto [s, e] : remote) {
+          rt.check("madvise(MADV_DONTNEED)", SYS_madvise, {s, e - s, MADV_DONTNEED});
+          dropped += (e - s) / kernel::kPageSize;
+        }
+        arch::set_regs(rt.tid(), regs);
+      }
       uffdio_register r{};
       r.range.start = v.start();
       r.range.len = v.end() - v.start();
@@ -165,21 +196,19 @@ void LazyRestore::hand_over(const Plan& plan) {
       if (!(r.ioctls & (1ULL << _UFFDIO_COPY)))
         fail("task {}: the kernel cannot fill mapping {:#x}-{:#x} by UFFDIO_COPY", pid, v.start(),
              v.end());
-      // The kernel may have written there since it was mapped (an rseq area, say): those
-      // pages get the image's bytes now, and the daemon finds them present.
-      if (!t.page_chain) continue;
-      for (auto [s, e] : present(pagemap.get(), pid, v.start(), v.end()))
-        for (const auto& run : t.page_chain->runs()) {
-          uint64_t lo = std::max(s, run.vaddr), hi = std::min(e, run.vaddr + run.len);
-          if (lo >= hi) continue;
-          if (::pwrite(mem.get(), run.data + (lo - run.vaddr), hi - lo, static_cast<off_t>(lo)) !=
-              static_cast<ssize_t>(hi - lo))
-            fail_sys("cannot write the memory of task {} at {:#x}", pid, lo);
-          refilled += (hi - lo) / kernel::kPageSize;
-        }
+      for (auto [lo, hi] : local) {
+        const PageChain::Run* run = nullptr;
+        for (const auto& rn : t.page_chain->runs())
+          if (rn.vaddr <= lo && hi <= rn.vaddr + rn.len) run = &rn;
+        if (::pwrite(mem.get(), run->data + (lo - run->vaddr), hi - lo, static_cast<off_t>(lo)) !=
+            static_cast<ssize_t>(hi - lo))
+          fail_sys("cannot write the memory of task {} at {:#x}", pid, lo);
+        refilled += (hi - lo) / kernel::kPageSize;
+      }
     }
-    if (refilled)
-      log::info("task {}: {} lazy pages touched during the restore written", pid, refilled);
+    if (refilled || dropped)
+      log::info("task {}: lazy pages touched during the restore: {} written, {} dropped", pid,
+                refilled, dropped);
     pages::send_task(sock_.get(), pid, it->second.get());
   }
   pages::send_task(sock_.get(), 0, -1);

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -36,8 +37,8 @@ class LazyRestore {
   void create(RemoteTask& rt, const TaskPlan& t);
   // Once every task is complete and no more will be forked by cryo, before release: registers
   // the lazy mappings, puts back from the images any page of them the kernel touched since
-  // they were mapped, and hands each userfaultfd to the daemon.
-  void hand_over(const Plan& plan);
+  // they were mapped, and hands each userfaultfd to the daemon. `task(i)` is task i's handle.
+  void hand_over(const Plan& plan, const std::function<RemoteTask&(size_t)>& task);
   // After release: a detached watcher keeps copies of the userfaultfds (so that the daemon's
   // death leaves faults waiting, not filled with zeros) until the daemon reports every page
   // in; if the daemon's connection ends first, it kills the tree with a message.

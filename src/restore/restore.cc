@@ -227,7 +227,7 @@ int run(const Options& opts) {
   // The tree may write to this terminal as soon as it runs.
   progress.stop();
   hooks::run(opts.hooks, hooks::kPreResume, tree.root());
-  if (lazy) lazy->hand_over(plan);
+  if (lazy) lazy->hand_over(plan, [&](size_t i) -> RemoteTask& { return tree.task(i); });
   tree.release(opts.leave_stopped);
   if (lazy) lazy->watch(plan);
   netlock.lift();
