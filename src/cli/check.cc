@@ -699,13 +699,13 @@ std::vector<Feature> criu_features() {
        true},
       {"tcp_half_closed", probe_tcp_half_closed, nullptr, false},
       {"compat_cr", probe_compat_cr, "cryo does not dump 32-bit tasks yet", true},
-      {"uffd", [] { return probe_uffd(0); }, "cryo has no lazy restore (lazy-pages) yet", false},
+      {"uffd", [] { return probe_uffd(0); }, nullptr, false},
       {"uffd-noncoop",
        [] {
          return probe_uffd(UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
                            UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE);
        },
-       "cryo has no lazy restore (lazy-pages) yet", false},
+       nullptr, false},
       {"can_map_vdso", probe_can_map_vdso,
        "cryo moves its own vDSO into place with mremap and does not map one with "
        "ARCH_MAP_VDSO",

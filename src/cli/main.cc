@@ -18,6 +18,7 @@
 #include "dump/dump.h"
 #include "image/image.h"
 #include "imgtool/imgtool.h"
+#include "pages/lazy_daemon.h"
 #include "pageserver/server.h"
 #include "restore/restore.h"
 #include "rpc/rpc.h"
@@ -71,7 +72,8 @@ std::map<std::string, std::string> mount_externals(const cryo::cli::Options& o) 
 // One action, as parsed from the command line or from an RPC request; throws Error.
 int execute(const cryo::cli::Options& o) {
   const bool dumps = o.action == "dump" || o.action == "pre-dump";
-  if (dumps || o.action == "restore" || o.action == "dedup" || o.action == "page-server") {
+  if (dumps || o.action == "restore" || o.action == "dedup" || o.action == "page-server" ||
+      o.action == "lazy-pages") {
     struct stat st;
     if (::stat(o.images_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
       cryo::fail("images directory {} does not exist or is not a directory", o.images_dir);
@@ -94,6 +96,22 @@ int execute(const cryo::cli::Options& o) {
     s.tls = tls_options(o);
     return cryo::pageserver::run_server(s);
   }
+  if (o.action == "lazy-pages") {
+    if (o.restore_detached)
+      cryo::fail("lazy-pages -d is not supported yet: start it in the background ('&')");
+    cryo::pages::DaemonOptions l;
+    l.dir = o.images_dir;
+    l.work_dir = o.work_dir;
+    l.page_server = o.page_server;
+    if (o.page_server && (o.address.empty() || o.port <= 0))
+      cryo::fail("lazy-pages --page-server needs the source's --address ADDR and --port PORT");
+    l.address = o.address;
+    l.port = static_cast<uint16_t>(std::max(o.port, 0));
+    l.tls = tls_options(o);
+    return cryo::pages::run_daemon(l);
+  }
+  if (o.lazy_pages && o.action != "dump" && o.action != "restore")
+    cryo::fail("--lazy-pages is for dump and restore, not {}", o.action);
   // The RPC client's notify callbacks, then --action-script's scripts.
   cryo::hooks::Hooks hooks;
   if (o.hooks) hooks = *o.hooks;
@@ -144,6 +162,21 @@ int execute(const cryo::cli::Options& o) {
       if (o.port == 0) cryo::fail("--page-server: --port 0 names no server: give its port");
       d.ps.port = static_cast<uint16_t>(o.port);
     }
+    d.lazy_pages = o.lazy_pages;
+    if (o.lazy_pages) {
+      if (o.port <= 0)
+        cryo::fail(
+            "dump --lazy-pages needs --port PORT (and --address ADDR to listen on one address): "
+            "the lazy-pages daemon fetches the pages there");
+      if (o.page_server || o.leave_running || o.leave_stopped)
+        cryo::fail(
+            "dump --lazy-pages with {} is not supported: the images are written locally and the "
+            "tree is killed once the lazy-pages daemon has its pages",
+            o.page_server     ? "--page-server"
+            : o.leave_running ? "--leave-running"
+                              : "--leave-stopped");
+      d.ps.port = static_cast<uint16_t>(o.port);
+    }
     cryo::dump::run(d);
     cryo::log::info(
         "{}", d.pre_dump ? "Pre-dumping finished successfully" : "Dumping finished successfully");
@@ -169,6 +202,8 @@ int execute(const cryo::cli::Options& o) {
     r.tcp_established = o.tcp_established;
     r.tcp_close = o.tcp_close;
     r.network_lock = o.network_lock;
+    r.lazy_pages = o.lazy_pages;
+    r.work_dir = o.work_dir;
     r.hooks = &hooks;
     r.mounts.root = o.root;
     r.mounts.external = mount_externals(o);

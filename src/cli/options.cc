@@ -107,6 +107,9 @@ constexpr OptionSpec kTable[] = {
      "service: path of the unix socket to listen on (default ./criu_service.socket)"},
     {"port", 0, A::kRequired, S::kImplemented, false, "PORT",
      "page server's TCP port (page-server: 0 picks a free one, named in the log)"},
+    {"lazy-pages", 0, A::kNone, S::kImplemented, false, nullptr,
+     "restore: leave private anonymous memory to the lazy-pages daemon (post-copy); dump: "
+     "keep it in the frozen tree and serve it on --port to 'cryo lazy-pages --page-server'"},
     {"ps-socket", 0, A::kRequired, S::kImplemented, false, "FD",
      "dump and page-server: use the connected socket FD instead of --address and --port"},
     {"status-fd", 0, A::kRequired, S::kImplemented, false, "FD",
@@ -188,7 +191,6 @@ constexpr OptionSpec kTable[] = {
      "setup-namespaces, post-setup-namespaces, post-restore, pre-resume, post-resume), with "
      "CRTOOLS_SCRIPT_ACTION, CRTOOLS_IMAGE_DIR and CRTOOLS_INIT_PID set; a non-zero exit aborts "
      "(repeatable)"},
-    {"lazy-pages", 0, A::kNone, S::kRefused, false, nullptr, "restore pages on demand"},
     {"cpu-cap", 0, A::kOptional, S::kRefused, false, "CAP", "CPU capabilities to check"},
     {"force-irmap", 0, A::kNone, S::kRefused, true, nullptr,
      "resolve fsnotify watches by scanning"},
@@ -409,6 +411,8 @@ struct Parser {
       o->stats_json = arg;
     } else if (name == "page-server") {
       o->page_server = true;
+    } else if (name == "lazy-pages") {
+      o->lazy_pages = true;
     } else if (name == "address") {
       if (!*arg) fail("--address{} needs an address", from(src));
       o->address = arg;
@@ -660,7 +664,7 @@ void check_action(const Options& o) {
            a);
   };
   if (a == "dump" || a == "pre-dump" || a == "restore" || a == "check" || a == "dedup" ||
-      a == "page-server")
+      a == "page-server" || a == "lazy-pages")
     return no_args();
   if (a == "cpuinfo") {
     if (o.action_args.empty()) fail("cpuinfo needs a sub-command: cpuinfo dump or cpuinfo check");
@@ -686,11 +690,6 @@ void check_action(const Options& o) {
           "the image tool's '{}' comes first, with its own options: cryo {} ... (see cryo {} "
           "--help)",
           a, a, a);
-  for (const char* v : {"lazy-pages"})
-    if (a == v) {
-      no_args();
-      fail("'{}' is not supported by cryo yet", a);
-    }
   fail("unknown command '{}': use dump, pre-dump, restore or check (see 'cryo --help')", a);
 }
 
@@ -763,11 +762,11 @@ void usage() {
       "  cryo restore [-D DIR] [<options>]\n"
       "  cryo check [--feature NAME | --extra | --experimental | --all]\n"
       "  cryo page-server -D DIR --port PORT [--address ADDR] [-d] [--status-fd FD]\n"
+      "  cryo lazy-pages -D DIR [-W DIR] [--page-server --address ADDR --port PORT]\n"
       "  cryo service [--address PATH] [-d] [--pidfile FILE]\n"
       "  cryo swrk FD\n"
       "\n"
-      "cryo takes CRIU %s's command line and RPC. Not supported yet: lazy-pages,\n"
-      "cpuinfo dump|check.\n"
+      "cryo takes CRIU %s's command line and RPC. Not supported yet: cpuinfo dump|check.\n"
       "Options come from /etc/criu/default.conf, ~/.criu/default.conf, $CRIU_CONFIG_FILE,\n"
       "--config FILE, then the command line. Flags can be negated: --no-shell-job.\n",
       kCriuVersion);
@@ -846,7 +845,14 @@ void man_page() {
       "(\\fB\\-d\\fR: in the background), one worker process per connection\n"
       ".TP\n\\fBswrk\\fR \\fIFD\\fR\nserve CRIU's RPC on the inherited socket \\fIFD\\fR (as "
       "go\\-criu, runc and podman start criu)\n"
-      ".TP\n\\fBlazy\\-pages\\fR, \\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
+      ".TP\n\\fBlazy\\-pages\\fR\nthe daemon of a lazy restore (post\\-copy): takes the "
+      "userfaultfds of \\fBrestore \\-\\-lazy\\-pages\\fR on \\fIWORKDIR\\fR/lazy\\-pages.socket, "
+      "fills each page fault from the images in \\fB\\-D\\fR, or from the source "
+      "(\\fBdump \\-\\-lazy\\-pages \\-\\-port\\fR) with \\fB\\-\\-page\\-server "
+      "\\-\\-address\\fR \\fIADDR\\fR \\fB\\-\\-port\\fR \\fIPORT\\fR, pushes the other pages "
+      "meanwhile and exits once every page is in. If the source or the daemon fails "
+      "before, the restored tree is killed\n"
+      ".TP\n\\fBcpuinfo dump\\fR|\\fBcheck\\fR\n"
       "CRIU's; refused by name: not supported yet\n"
       ".SH OPTIONS\n",
       CRYO_VERSION, kCriuVersion);

@@ -47,6 +47,7 @@ struct Options {
   std::vector<std::string> action_scripts;  // --action-script FILE (repeatable)
   const hooks::Hooks* hooks = nullptr;      // set by the RPC: the client's notify callbacks
   bool page_server = false;                 // dump: --page-server
+  bool lazy_pages = false;                  // dump, restore: --lazy-pages
   int port = -1;                            // --port, -1 when not given
   int ps_socket = -1;                       // --ps-socket FD
   int status_fd = -1;                       // --status-fd FD

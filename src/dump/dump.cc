@@ -35,6 +35,7 @@
 #include "image/stats.h"
 #include "infect/frozen_tree.h"
 #include "inventory.pb.h"
+#include "pages/lazy_source.h"
 #include "pageserver/client.h"
 #include "proc/proc.h"
 #include "pstree.pb.h"
@@ -364,6 +365,7 @@ void run(const Options& opts) {
   FileTable files(std::move(fo));
   // After the tree: on failure the workers stop before the tree is let go.
   ImageWorkers images(opts.dir, *pages);
+  if (opts.lazy_pages) images.lazy_pages();
   uint32_t next_pages_id = 1;
   std::string& dir = const_cast<std::string&>(opts.dir);
   std::map<pid_t, int64_t> estimate;
@@ -484,6 +486,15 @@ void run(const Options& opts) {
     throw;
   }
 
+  // dump --lazy-pages: the lazy pages are kept here for the lazy-pages daemon, as the tree
+  // dies like any dumped tree (its PIDs may be restored on this host).
+  std::optional<pages::LazySource> lazy;
+  if (opts.lazy_pages) {
+    std::vector<pid_t> pids;
+    for (const auto& t : tasks)
+      if (!t.zombie) pids.push_back(t.pid);
+    lazy.emplace(opts.dir, pids);
+  }
   files.commit();
   progress::phase("releasing the tree");
   // Sockets leave repair mode before a tree that runs on does; a killed tree's close quietly.
@@ -508,6 +519,16 @@ void run(const Options& opts) {
   log::info("dump of tree {} finished: {} task(s), {} pages written ({} of shared memory)",
             opts.tree, tasks.size(), mem.written + shpages.written, shpages.written);
   report_stats(opts, stats, json);
+  if (lazy) {
+    try {
+      lazy->serve({opts.ps.address, opts.ps.port, opts.ps.tls});
+    } catch (const Error& e) {
+      fail(
+          "{}: the dumped tree is gone, so are its {} lazy pages: a restore from {} cannot "
+          "complete",
+          e.what(), lazy->pages(), opts.dir);
+    }
+  }
 }
 
 }  // namespace cryo::dump

@@ -41,6 +41,9 @@ struct Options {
   bool page_server = false;
   pageserver::ClientOptions ps;
   MountOptions mounts;  // --external mnt[], --skip-mnt, --enable-fs
+  // --lazy-pages: the lazy mappings' pages stay in the frozen tree, served on ps.address and
+  // ps.port to a lazy-pages daemon; the tree is killed once it has them.
+  bool lazy_pages = false;
 };
 
 void run(const Options& opts);

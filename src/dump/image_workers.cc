@@ -27,6 +27,7 @@
 #include "image/image.h"
 #include "kernel/syscalls.h"
 #include "pagemap.pb.h"
+#include "pages/lazy.h"
 
 namespace cryo::dump {
 namespace {
@@ -70,8 +71,9 @@ uint64_t zero_pfn() {
 // A private mapping whose pages are dumped.
 struct PrivateVma {
   uint64_t start, end;
-  bool file;      // the pages still in the file's page cache are left out
-  bool readable;  // else read through /proc/PID/mem (process_vm_readv honours protections)
+  bool file;          // the pages still in the file's page cache are left out
+  bool readable;      // else read through /proc/PID/mem (process_vm_readv honours protections)
+  bool lazy = false;  // dump --lazy-pages: its pages stay on the source (pages/lazy.h)
 };
 
 // A piece read into a buffer, to be written at `file_off` of its image.
@@ -135,6 +137,7 @@ struct ImageWorkers::Impl {
   size_t busy = 0;
   bool stopping = false;
   bool running = false;  // the tasks run while their pages are copied (a pre-dump)
+  bool lazy = false;     // lazy mappings' pages are listed, not copied (dump --lazy-pages)
   std::exception_ptr error;
   PageStats stats;
   std::vector<pid_t> copying;  // tasks whose pages are not all written yet, oldest first
@@ -201,13 +204,18 @@ void ImageWorkers::add_pages(pid_t pid, const mm_entry& mm, uint32_t pages_id, i
   for (const vma_entry& v : mm.vmas()) {
     if (!(v.status() & (image::kVmaAnonPrivate | image::kVmaFilePrivate))) continue;
     job.vmas.push_back({v.start(), v.end(), (v.status() & image::kVmaFilePrivate) != 0,
-                        (v.prot() & PROT_READ) != 0});
+                        (v.prot() & PROT_READ) != 0, impl_->lazy && pages::lazy_vma(v)});
   }
   {
     std::lock_guard lock(impl_->mu);
     impl_->copying.push_back(pid);
   }
   impl_->push(std::move(job));
+}
+
+void ImageWorkers::lazy_pages() {
+  std::lock_guard lock(impl_->mu);
+  impl_->lazy = true;
 }
 
 void ImageWorkers::tasks_run() {
@@ -348,8 +356,12 @@ void ImageWorkers::Impl::scan(Job& job, WorkerState& ws) {
         pagemap_entry e;
         e.set_vaddr((first + i) * kernel::kPageSize);
         e.set_nr_pages(static_cast<uint32_t>(j - i));
-        e.set_flags(image::kPePresent);
+        e.set_flags(v.lazy ? image::kPeLazy : image::kPePresent);
         entries.push_back(std::move(e));
+        if (v.lazy) {
+          i = j;
+          continue;
+        }
         task->written += j - i;
         for (uint64_t k = i; k < j;) {
           const bool alone =

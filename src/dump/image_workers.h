@@ -57,6 +57,9 @@ class ImageWorkers {
   // The tasks run while their pages are copied (pre-dump): memory they unmap meanwhile is
   // written as zeros instead of failing the dump. Before any add_pages().
   void tasks_run();
+  // dump --lazy-pages: the pages of lazy mappings get entries saying they stay on the source,
+  // and are not copied. Before any add_pages().
+  void lazy_pages();
   // Queues an image of one entry (image::write_one).
   template <class Message>
   void write_one(std::string name, uint32_t magic, Message m) {

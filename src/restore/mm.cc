@@ -28,6 +28,7 @@
 #include "infect/remote_batch.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
+#include "restore/lazy.h"
 #include "restore/sysv_shm.h"
 #include "restore/tree.h"
 
@@ -87,8 +88,9 @@ bool contains(const Ranges& r, uint64_t addr) {
 // The pages of a task's images by address, with where each one's bytes are.
 class PageIndex {
  public:
-  explicit PageIndex(const PageChain& chain) {
-    for (const auto& r : chain.runs()) runs_.push_back({r.vaddr, r.vaddr + r.len, r.data});
+  explicit PageIndex(const PageChain& chain) : PageIndex(chain.runs()) {}
+  explicit PageIndex(const std::vector<PageChain::Run>& runs) {
+    for (const auto& r : runs) runs_.push_back({r.vaddr, r.vaddr + r.len, r.data});
   }
   // The image's copy of the page at `addr`, or nullptr when the image has none.
   const char* find(uint64_t addr) const {
@@ -396,9 +398,17 @@ MmPages restore_mm(RemoteTask& rt, const TaskPlan& t, const Plan& plan, ShmemSet
   if (t.page_chain && !t.page_chain->runs().empty()) {
     PageIndex mine(*t.page_chain);
     std::optional<PageIndex> theirs;
-    if (!kept.empty() && parent->page_chain && !parent->page_chain->runs().empty())
-      theirs.emplace(*parent->page_chain);
-    for (const auto& p : t.page_chain->runs()) {
+    if (!kept.empty() && parent->page_chain && !parent->page_chain->runs().empty()) {
+      // A lazy restore left the parent's lazy pages out: the child did not inherit them.
+      if (plan.lazy_pages)
+        theirs.emplace(eager_runs(*parent->page_chain, parent->mm));
+      else
+        theirs.emplace(*parent->page_chain);
+    }
+    // --lazy-pages: the lazy mappings' pages are the daemon's to fill (restore/lazy.h).
+    const std::vector<PageChain::Run> eager =
+        plan.lazy_pages ? eager_runs(*t.page_chain, mm) : std::vector<PageChain::Run>{};
+    for (const auto& p : plan.lazy_pages ? eager : t.page_chain->runs()) {
       if (!theirs || !contains(kept, p.vaddr)) {
         runs.push_back({p.vaddr, p.len, p.data});
         continue;

@@ -14,6 +14,7 @@
 #include "image/image.h"
 #include "image/pagemap.h"
 #include "kernel/syscalls.h"
+#include "pages/lazy.h"
 #include "restore/validate.h"
 
 namespace cryo::restore {
@@ -65,6 +66,7 @@ PageChain::PageChain(const std::string& dir, pid_t pid, uint32_t pages_id,
     for (const pagemap_entry& e : runs) {
       const uint64_t s = e.vaddr(), len = uint64_t{e.nr_pages()} * kPage, end = s + len;
       const bool in_parent = image::in_parent(e);
+      if (pages::on_source(e)) continue;  // a lazy dump's: served by the lazy-pages daemon
       // The parts of this run the level below wants (all of it at the top).
       auto each_wanted = [&](auto&& fn) {
         if (depth == 0) return fn(s, end);

@@ -27,6 +27,7 @@
 #include "restore/files.h"
 #include "restore/ghost_files.h"
 #include "restore/inet.h"
+#include "restore/lazy.h"
 #include "restore/mm.h"
 #include "restore/mounts.h"
 #include "restore/plan.h"
@@ -90,6 +91,10 @@ int run(const Options& opts) {
   Plan plan = load_plan(opts.dir, opts.shell_job);
   if (opts.tcp_close) plan.tcp_close = true;
   MountTree mounts(plan, opts.mounts);
+  plan.lazy_pages = opts.lazy_pages;
+  if (!opts.lazy_pages) refuse_on_source(plan);
+  std::optional<LazyRestore> lazy;
+  if (opts.lazy_pages) lazy.emplace(opts.work_dir.empty() ? opts.dir : opts.work_dir);
   // Connected TCP sockets stay locked (as the dump left them) until the tree runs; the lock
   // is lifted then, or when the restore fails.
   const std::vector<net::Connection> tcp = tcp_connections(plan, opts.tcp_established);
@@ -137,6 +142,7 @@ int run(const Options& opts) {
                                  ? &plan.tasks[static_cast<size_t>(t.parent)]
                                  : nullptr;
     MmPages p = restore_mm(tree.task(i), t, plan, shmem, *files, parent);
+    if (lazy) lazy->create(tree.task(i), t);
     pages.written += p.written;
     pages.compared += p.compared;
     pages.kept += p.kept;
@@ -223,7 +229,9 @@ int run(const Options& opts) {
   // The tree may write to this terminal as soon as it runs.
   progress.stop();
   hooks::run(opts.hooks, hooks::kPreResume, tree.root());
+  if (lazy) lazy->hand_over(plan, [&](size_t i) -> RemoteTask& { return tree.task(i); });
   tree.release(opts.leave_stopped);
+  if (lazy) lazy->watch(plan);
   netlock.lift();
   sysv.keep();
   pidfile.keep();

@@ -10,6 +10,7 @@
 #include "image/image.h"
 #include "image/pagemap.h"
 #include "kernel/syscalls.h"
+#include "pages/lazy.h"
 #include "proc/proc.h"
 
 namespace cryo::restore {
@@ -126,7 +127,8 @@ uint64_t check_page_runs(const std::vector<pagemap_entry>& runs, const std::stri
     const std::string what = fmt::format("image {}: entry {} ({} pages at {:#x})", image, i + 1,
                                          e.nr_pages(), e.vaddr());
     const bool in_parent = image::in_parent(e);
-    if (e.flags() & image::kPeLazy) fail("{}: lazy pages are not supported yet", what);
+    // A lazy dump's pages left on the source (pages/lazy.h): no bytes in the pages image.
+    const bool remote = pages::on_source(e);
     if (in_parent && !parent_ok)
       fail("{}: pages in a parent image are not supported in this image", what);
     if (e.nr_pages() == 0) fail("{}: nr_pages is 0: {}", what, kRedo);
@@ -156,7 +158,7 @@ uint64_t check_page_runs(const std::vector<pagemap_entry>& runs, const std::stri
         at = mm->vmas(static_cast<int>(k)).end();
       }
     }
-    if (!in_parent) total += e.nr_pages();
+    if (!in_parent && !remote) total += e.nr_pages();
     prev_end = end;
   }
   return total;

@@ -43,11 +43,11 @@ features)
 	done
 	# Things cryo does today, on a kernel that has them (6.x).
 	for f in mnt_id timerfd fdinfo_lock seccomp_filters kcmp_epoll clone3_set_tid tcp_half_closed \
-		network_lock_nftables mem_dirty_track; do
+		network_lock_nftables mem_dirty_track uffd uffd-noncoop; do
 		"$CRYO" check --feature $f >/dev/null 2>&1 || fail "$f should be supported here"
 	done
 	# Things cryo cannot do yet: never supported, whatever the kernel.
-	for f in userns tun nsid cgroupns timens uffd uffd-noncoop; do
+	for f in userns tun nsid cgroupns timens; do
 		"$CRYO" check --feature $f >/dev/null 2>&1 && fail "$f claims support"
 	done
 	"$CRYO" check --feature no_such_feature >"$T/out" 2>"$T/err" && fail "unknown feature exits 0"
@@ -85,7 +85,8 @@ errors)
 	one_line "page-server needs --port" page-server -D "$T"
 	one_line "bad port '65536' for --port" page-server -D "$T" --port 65536
 	one_line "page-server needs --address" dump -t 1 -D "$T" --page-server --port 1
-	one_line "'lazy-pages' is not supported" lazy-pages -D "$T"
+	one_line "lazy-pages --page-server needs the source's --address" lazy-pages -D "$T" --page-server --port 1
+	one_line "dump --lazy-pages needs --port" dump -t 1 -D "$T" --lazy-pages
 	one_line "'cpuinfo check' is not supported" cpuinfo check
 	one_line "exec" exec
 	one_line "option --evasive-devices is not supported" dump -t 1 --evasive-devices

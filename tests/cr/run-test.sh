@@ -4,7 +4,8 @@
 #   run-test.sh CRYO_BINARY PROGRAM_OR_NAME FLAVOR
 #
 # PROGRAM_OR_NAME is the path of a test program (tests/cr/progs/*.c) for the
-# flavors restore, restore-detached, leave-running, exit-status and shell-job;
+# flavors restore, restore-detached, leave-running, exit-status, shell-job and lazy,
+# lazy-detached, lazy-remote (restore --lazy-pages with cryo lazy-pages);
 # "loop_sh", "script", "pipeline", "python" or "redis" for the flavor demo; "errors" for the error flavors
 # (missing-pid bad-option missing-dir occupied-pid truncated-image
 # corrupt-image unsupported-socket inotify-deleted fault-dump fault-restore traced
@@ -1828,6 +1829,99 @@ flavor_tcp_interrupt() {
 	check_peer "after SIGTERM"
 }
 
+# ---------------------------------------------------------------- lazy pages
+
+listening() { ss -Hltn "sport = :$1" | grep -q .; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# cryo lazy-pages on IMG in the background (LAZY_PID), listening once this returns.
+start_lazy_daemon() { # [ARGS]
+	rm -f "$IMG/lazy-pages.socket"
+	log "cryo lazy-pages -D $IMG $*"
+	"$CRYO" lazy-pages -D "$IMG" -o "$D/lazy.log" -v4 "$@" >"$D/lazy.stdout" 2>"$D/lazy.stderr" &
+	LAZY_PID=$!
+	HELPERS+=("$LAZY_PID")
+	wait_until 20 test -S "$IMG/lazy-pages.socket" ||
+		die "the lazy-pages daemon does not listen: $(msg_of lazy)"
+}
+
+# The daemon exits 0 once every page is in, having filled some.
+lazy_daemon_done() {
+	wait_until 60 is_gone "$LAZY_PID" || die "the lazy-pages daemon still runs 60 s after the restore"
+	wait "$LAZY_PID"
+	local rc=$? filled
+	(( rc == 0 )) || die "cryo lazy-pages exited $rc: $(msg_of lazy)"
+	grep -q "every page is in" "$D/lazy.log" || die "the daemon's log does not say every page is in"
+	filled=$(grep -o '[0-9]* pages filled' "$D/lazy.log" | grep -o '^[0-9]*')
+	(( ${filled:-0} > 0 )) || die "the lazy-pages daemon filled no page"
+	grep -q "handed to the lazy-pages daemon" "$D/restore.log" ||
+		die "the restore's log does not say it handed its userfaultfds over"
+	[[ ! -e $IMG/lazy-pages.socket ]] || die "the daemon left its socket behind"
+	log "lazy-pages: $(grep -o 'every page is in.*' "$D/lazy.log")"
+}
+
+# restore --lazy-pages in the foreground: the tree checks itself while the daemon fills it
+# (faults served during the post-copy).
+flavor_lazy() {
+	start_prog "$PROG"
+	dump_ok dump
+	check_tree_gone
+	start_lazy_daemon
+	restore_fg --lazy-pages
+	lazy_daemon_done
+}
+
+# restore -d --lazy-pages; every page is in (the daemon exited) before the tree checks itself,
+# most of them never touched during the post-copy.
+flavor_lazy_detached() {
+	start_prog "$PROG"
+	dump_ok dump
+	check_tree_gone
+	start_lazy_daemon
+	lazy_restore_detached
+}
+
+# restore -d --lazy-pages with the daemon started; once it is done, the tree checks itself
+# (mappings the daemon still serves show "um" in their VmFlags: the check waits for it).
+lazy_restore_detached() {
+	rm -f "$D/result" "$D/go"
+	run_cryo restore restore -d -D "$IMG" -o "$D/restore.log" -v4 --lazy-pages "${OPTS[@]}"
+	(( RC == 0 )) || die "cryo restore -d --lazy-pages exited $RC: $(msg_of restore)"
+	lazy_daemon_done
+	check_tree_running "after the lazy-pages daemon exited"
+	touch "$D/go"
+	send_usr1
+	wait_until 30 test -e "$D/result" || die "restored tree wrote no result within 30 s after go"
+	check_result "after a lazy restore, the daemon gone"
+	wait_until 10 is_gone "$ROOT" || die "restored root still alive 10 s after writing its result"
+}
+
+# A lazy migration: dump --lazy-pages --port serves the lazy pages from the frozen tree to
+# lazy-pages --page-server, which fills the restored tree with them.
+flavor_lazy_remote() {
+	start_prog "$PROG"
+	local port
+	port=$(free_port)
+	mkdir -p "$IMG"
+	log "cryo dump --lazy-pages --port $port (in the background)"
+	"$CRYO" dump -t "$ROOT" -D "$IMG" -o "$D/dump.log" -v4 --lazy-pages --port "$port" "${OPTS[@]}" \
+		>"$D/dump.stdout" 2>"$D/dump.stderr" &
+	local dpid=$!
+	HELPERS+=("$dpid")
+	wait_until 60 test -e "$IMG/inventory.img" || die "the lazy dump wrote no inventory: $(msg_of dump)"
+	wait_until 20 listening "$port" || die "the lazy dump does not listen on $port: $(msg_of dump)"
+	grep -q PE_LAZY < <("$CRIT" decode -i "$IMG/pagemap-$ROOT.img" --pretty 2>/dev/null) ||
+		die "pagemap-$ROOT.img has no entry left on the source (PE_LAZY)"
+	start_lazy_daemon --page-server --address 127.0.0.1 --port "$port"
+	lazy_restore_detached
+	wait_until 30 is_gone "$dpid" || die "the lazy dump still runs after the daemon exited"
+	wait "$dpid" || die "cryo dump --lazy-pages failed: $(msg_of dump)"
+	local fetched
+	fetched=$(grep -o '([0-9]* fetched' "$D/lazy.log" | tr -dc '0-9')
+	(( ${fetched:-0} > 0 )) || die "the daemon fetched no page from the source"
+	grep -q "the daemon has them all" "$D/dump.log" || die "the dump's log does not say the daemon has every page"
+}
+
 # ---------------------------------------------------------------- main
 
 [[ -x $CRYO ]] || die "cryo binary $1 not found"
@@ -1856,6 +1950,10 @@ demo)
 	redis) demo_redis ;;
 	*) die "unknown demo $PROG" ;;
 	esac
+	;;
+lazy | lazy-detached | lazy-remote)
+	[[ -x $PROG ]] || die "test program $PROG not found"
+	"flavor_${FLAVOR//-/_}"
 	;;
 tcp-outside) flavor_tcp_outside ;;
 tcp-outside-iptables) flavor_tcp_outside iptables ;;

@@ -272,10 +272,13 @@ TEST(Options, UnknownAndMissing) {
 }
 
 TEST(Options, Verbs) {
-  for (const char* v : {"lazy-pages"}) {
-    std::string e = error_of({v});
-    EXPECT_TRUE(has(e, std::string("'") + v + "' is not supported")) << e;
-  }
+  Options lz = parse_args(
+      {"lazy-pages", "-D", "img", "--page-server", "--address", "10.0.0.1", "--port", "1234"});
+  EXPECT_EQ(lz.action, "lazy-pages");
+  EXPECT_TRUE(lz.page_server);
+  EXPECT_EQ(lz.port, 1234);
+  EXPECT_TRUE(parse_args({"restore", "--lazy-pages"}).lazy_pages);
+  EXPECT_TRUE(has(error_of({"lazy-pages", "extra"}), "unexpected argument 'extra'"));
   EXPECT_EQ(error_of({"pre-dump", "-t", "1", "--prev-images-dir", "../1", "--track-mem"}), "");
   EXPECT_TRUE(has(error_of({"pre-dump", "extra"}), "unexpected argument 'extra'"));
   EXPECT_EQ(error_of({"dedup", "-D", "x"}), "");
