@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/hooks.h"
@@ -53,6 +54,14 @@ struct Options {
   bool tls = false;                         // --tls and its files (page server connection)
   std::string tls_cacert, tls_cacrl, tls_cert, tls_key;
   bool tls_no_cn_verify = false;
+  // cgroups: --manage-cgroups MODE (default soft), --cgroup-root [CTL:]PATH (CTL "" for
+  // every hierarchy), dump: --cgroup-props, --cgroup-props-file, --cgroup-dump-controller,
+  // --freeze-cgroup.
+  std::string manage_cgroups = "soft";
+  std::vector<std::pair<std::string, std::string>> cgroup_roots;
+  std::string cgroup_props, cgroup_props_file;
+  std::vector<std::string> cgroup_dump_controllers;
+  std::string freeze_cgroup;
 };
 
 // One row per option of CRIU 4.2 (and cryo's own): the parser, --help and the man page are

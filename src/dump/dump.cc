@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "base/progress.h"
 #include "core.pb.h"
+#include "dump/cgroups.h"
 #include "dump/core.h"
 #include "dump/dedup.h"
 #include "dump/file_locks.h"
@@ -164,8 +165,9 @@ void prepare_dir(const Options& opts) {
   ::unlink((opts.dir + "/" + MemTracker::kHolderFile).c_str());
 }
 
-void write_inventory(const Options& opts, pid_t root) {
+void write_inventory(const Options& opts, pid_t root, uint32_t root_cg_set = 0) {
   inventory_entry inv;
+  if (root_cg_set) inv.set_root_cg_set(root_cg_set);
   inv.set_img_version(image::kImagesV1_1);
   inv.set_fdinfo_per_id(true);
   *inv.mutable_root_ids() = kobj_ids(root);
@@ -231,7 +233,9 @@ void pre_dump(const Options& opts) {
   progress::Reporter progress("pre-dump");
   progress::phase("freezing");
   auto t_start = clock::now();
-  FrozenTree tree(opts.tree, opts.timeout);
+  std::optional<CgroupFreezer> freezer;
+  if (!opts.freeze_cgroup.empty()) freezer.emplace(opts.freeze_cgroup, opts.tree, opts.timeout);
+  FrozenTree tree(opts.tree, opts.timeout, freezer ? &*freezer : nullptr);
   uint32_t freezing_us = usec_since(t_start);
   auto t_frozen = clock::now();
   auto& tasks = tree.tasks();
@@ -301,7 +305,11 @@ void run(const Options& opts) {
   hooks::run(opts.hooks, hooks::kPreDump, opts.tree);
   progress::phase("freezing");
   auto t_start = clock::now();
-  FrozenTree tree(opts.tree, opts.timeout);
+  // Before the tree: it is thawed (or frozen again, as it was) once the tree is let go.
+  std::optional<CgroupFreezer> freezer;
+  if (!opts.freeze_cgroup.empty()) freezer.emplace(opts.freeze_cgroup, opts.tree, opts.timeout);
+  CgroupSets cgroups(opts.cgroups);
+  FrozenTree tree(opts.tree, opts.timeout, freezer ? &*freezer : nullptr);
   uint32_t freezing_us = usec_since(t_start);
   auto t_frozen = clock::now();
   fault_point("dump-after-freeze");
@@ -393,6 +401,9 @@ void run(const Options& opts) {
     CoreExtras extras;
     std::vector<core_entry> cores = dump_core(t, seccomp, &extras);
     *cores[0].mutable_ids() = ids;
+    std::vector<pid_t> tids;
+    for (const auto& th : t.threads) tids.push_back(th.tid);
+    if (uint32_t cg_set = cgroups.add(t.pid, tids)) cores[0].mutable_tc()->set_cg_set(cg_set);
     for (size_t i = 0; i < cores.size(); i++)
       images.write_one(fmt::format("core-{}.img", t.threads[i].tid), image::magic::kCore,
                        std::move(cores[i]));
@@ -433,6 +444,7 @@ void run(const Options& opts) {
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
   seccomp.write(dir);
   timens.write(dir);
+  cgroups.write(dir);
 
   image::Writer ps(dir, "pstree.img", image::magic::kPstree);
   for (const auto& t : tasks) {
@@ -449,7 +461,7 @@ void run(const Options& opts) {
   // The last point where a stop signal aborts the dump: past it, the dump completes.
   interrupt_point();
   tracker.hand_over();
-  write_inventory(opts, root.pid);
+  write_inventory(opts, root.pid, cgroups.root_set());
   if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(dir);
 
   fault_point("dump-after-images");

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/hooks.h"
+#include "dump/cgroups.h"
 #include "net/network_lock.h"
 #include "pageserver/client.h"
 
@@ -39,6 +40,8 @@ struct Options {
   // --page-server: the pages go to a page server.
   bool page_server = false;
   pageserver::ClientOptions ps;
+  CgroupOptions cgroups;      // --manage-cgroups, --cgroup-root, --cgroup-props...
+  std::string freeze_cgroup;  // --freeze-cgroup PATH
 };
 
 void run(const Options& opts);

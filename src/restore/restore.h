@@ -4,6 +4,7 @@
 #include <string>
 
 #include "base/hooks.h"
+#include "restore/cgroups.h"
 
 namespace cryo::restore {
 
@@ -21,6 +22,7 @@ struct Options {
   bool tcp_close = false;               // connected TCP sockets are restored closed
   std::string network_lock;             // --network-lock; "" for the dump's method
   const hooks::Hooks* hooks = nullptr;  // pre-restore ... post-resume: RPC, --action-script
+  CgroupOptions cgroups;                // --manage-cgroups, --cgroup-root
 };
 
 // Returns cryo's exit status: 0 when detached, else the root task's exit status.
