@@ -417,13 +417,11 @@ def case_errors(tmp):
     one("missing pid", o, ["no process 4000000"], errno.ESRCH)
     o.pid = prog.pid
     o.root = "/"
-    o.manage_cgroups = True
     o.orphan_pts_master = True
-    one("refused options", o, ["criu_opts.root", "--root", "criu_opts.manage_cgroups",
+    one("refused options", o, ["criu_opts.root", "--root",
                                "criu_opts.orphan_pts_master", "not supported by cryo yet"],
         errno.EINVAL)
     o.ClearField("root")
-    o.ClearField("manage_cgroups")
     o.ClearField("orphan_pts_master")
     o.log_file = "../escape.log"
     one("log file in a subdirectory", o, ["log_file"], errno.EINVAL)
