@@ -75,6 +75,10 @@ wait_until() { # SECONDS CMD...
 		sleep 0.05
 	done
 }
+state() { awk '{print $3}' "/proc/$1/stat" 2>/dev/null; }
+# Task PID runs (sleeping in its sleep; R for a moment after cryo lets it go), untraced.
+running_untraced() { [[ $(state "$1") == S && $(awk '/TracerPid/ {print $2}' "/proc/$1/status") == 0 ]]; }
+runs() { wait_until 5 running_untraced "$1"; }
 gone() { ! kill -0 "$1" 2>/dev/null || [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]; }
 
 mkcg() {
@@ -260,8 +264,7 @@ freeze)
 			[[ $(cat "$F/cgroup.freeze") == 0 ]] || die "$F left frozen"
 		fi
 		for pid in "$ROOT" "$CHILD"; do
-			[[ $(awk '{print $3}' "/proc/$pid/stat") == S ]] || die "task $pid not running after the dump"
-			[[ $(awk '/TracerPid/ {print $2}' "/proc/$pid/status") == 0 ]] || die "task $pid still traced"
+			runs "$pid" || die "task $pid not running untraced after the dump (state $(state "$pid"))"
 		done
 		# The images are whole: the tree comes back from them.
 		kill_tree
@@ -288,7 +291,7 @@ freeze)
 		die "the injected failure did not fail the dump"
 	[[ $(cat "$CG/freezer/$T/freezer.state") == THAWED ]] || die "a failed dump left the cgroup $(cat "$CG/freezer/$T/freezer.state")"
 	for pid in "$ROOT" "$CHILD"; do
-		[[ $(awk '{print $3}' "/proc/$pid/stat") == S ]] || die "task $pid not running after a failed dump"
+		runs "$pid" || die "task $pid not running after a failed dump (state $(state "$pid"))"
 	done
 	log "freeze: a failed dump leaves the cgroup thawed and the tree running"
 	;;
@@ -303,7 +306,7 @@ errors)
 		"$CRYO" dump -t "$ROOT" -D "$W/img" -o dump.log "$@" 2>"$W/err.err" && die "$what: dump succeeded"
 		grep -q -- "$pattern" "$W/err.err" || die "$what: unclear error: $(cat "$W/err.err")"
 		for pid in "$ROOT" "$CHILD"; do
-			[[ $(awk '{print $3}' "/proc/$pid/stat") == S ]] || die "$what: task $pid not running"
+			runs "$pid" || die "$what: task $pid not running (state $(state "$pid"))"
 		done
 		[[ $(cat "$CG/freezer/$T/freezer.state") == THAWED ]] || die "$what: cgroup left frozen"
 		log "$what: $(head -c 200 "$W/err.err")"
