@@ -156,6 +156,12 @@ int execute(const cryo::cli::Options& o) {
     d.ps.address = o.address;
     d.ps.ps_socket = o.ps_socket;
     d.ps.tls = tls_options(o);
+    d.cgroups.ignore = o.manage_cgroups == "ignore";
+    d.cgroups.roots = o.cgroup_roots;
+    d.cgroups.props = o.cgroup_props;
+    d.cgroups.props_file = o.cgroup_props_file;
+    d.cgroups.dump_controllers = o.cgroup_dump_controllers;
+    d.freeze_cgroup = o.freeze_cgroup;
     if (o.page_server && o.ps_socket < 0) {
       if (o.address.empty() || o.port < 0)
         cryo::fail("--page-server needs --address ADDR and --port PORT (or --ps-socket FD)");
@@ -209,6 +215,8 @@ int execute(const cryo::cli::Options& o) {
     r.mounts.external = mount_externals(o);
     if (!o.skip_mnt.empty() || !o.enable_fs.empty())
       cryo::fail("--skip-mnt and --enable-fs are dump options: restore without them");
+    r.cgroups.mode = cryo::restore::parse_cgroup_mode(o.manage_cgroups);
+    r.cgroups.roots = o.cgroup_roots;
     return cryo::restore::run(r);
   }
   cryo::cli::check_action(o);  // parse() let only these actions through

@@ -98,6 +98,27 @@ constexpr OptionSpec kTable[] = {
     {"track-mem", 0, A::kNone, S::kImplemented, true, nullptr,
      "pre-dump, dump: track memory changes for the next dump of the chain (userfaultfd "
      "write-protection; pre-dump always does)"},
+    // cgroups.
+    {"manage-cgroups", 0, A::kOptional, S::kImplemented, false, "MODE",
+     "dump: record the tasks' cgroups (unless =ignore); restore: put the tasks back in them. "
+     "MODE: none (they must exist; no property set), props (they must exist; properties "
+     "set), soft (the default: missing ones made with their properties), full (missing ones "
+     "made; every property set), strict (none may exist; all made), ignore (cgroups left "
+     "alone)"},
+    {"cgroup-root", 0, A::kRequired, S::kImplemented, false, "[CTL:]PATH",
+     "dump: the dumped directories of hierarchy CTL (every one without CTL) start at PATH; "
+     "restore: the tree's top cgroup of that hierarchy is made at PATH (repeatable)"},
+    {"cgroup-props", 0, A::kRequired, S::kImplemented, false, "SPEC",
+     "dump: properties to save per controller, added to (\"strategy\": \"merge\") or "
+     "replacing (\"replace\") the built-in list: \"CTL\":\\n - \"strategy\": \"merge\"\\n - "
+     "\"properties\": [\"a\", \"b\"]"},
+    {"cgroup-props-file", 0, A::kRequired, S::kImplemented, false, "FILE",
+     "dump: the same as --cgroup-props, read from FILE"},
+    {"cgroup-dump-controller", 0, A::kRequired, S::kImplemented, false, "NAME",
+     "dump: record only the hierarchies of these controllers (repeatable)"},
+    {"freeze-cgroup", 0, A::kRequired, S::kImplemented, false, "PATH",
+     "dump: freeze the tree with its freezer cgroup PATH (v1 freezer.state or v2 "
+     "cgroup.freeze) while it is seized; thawed after, also on failure"},
     // The page server.
     {"page-server", 0, A::kNone, S::kImplemented, true, nullptr,
      "pre-dump, dump: send the pages to a page server (--address, --port) instead of writing "
@@ -152,9 +173,6 @@ constexpr OptionSpec kTable[] = {
      "allow deprecated features: cryo has none"},
     {"close", 0, A::kRequired, S::kIgnored, false, "FD",
      "close FD first: the restored tree never inherits cryo's descriptors"},
-    {"manage-cgroups", 0, A::kOptional, S::kIgnored, false, "MODE",
-     "only =none and =ignore are accepted: cryo leaves cgroups alone (restored tasks stay "
-     "in cryo's cgroup)"},
     {"file-validation", 0, A::kRequired, S::kIgnored, false, "METHOD",
      "only 'filesize' is accepted: cryo checks files by size ('buildid' is not supported "
      "yet)"},
@@ -197,13 +215,8 @@ constexpr OptionSpec kTable[] = {
     {"irmap-scan-path", 0, A::kRequired, S::kRefused, false, "PATH",
      "where to scan for fsnotify watches (repeatable)"},
     {"exec-cmd", 0, A::kNone, S::kRefused, false, nullptr, "run a command after restore"},
-    {"cgroup-root", 0, A::kRequired, S::kRefused, false, "[CTL:]PATH", "cgroup root (repeatable)"},
-    {"cgroup-props", 0, A::kRequired, S::kRefused, false, "STRING", "cgroup properties"},
-    {"cgroup-props-file", 0, A::kRequired, S::kRefused, false, "FILE", "cgroup properties"},
-    {"cgroup-dump-controller", 0, A::kRequired, S::kRefused, false, "NAME",
-     "cgroup controller to dump"},
-    {"cgroup-yard", 0, A::kRequired, S::kRefused, false, "PATH", "cgroup yard"},
-    {"freeze-cgroup", 0, A::kRequired, S::kRefused, false, "PATH", "freeze the tree with a cgroup"},
+    {"cgroup-yard", 0, A::kRequired, S::kRefused, false, "PATH",
+     "cgroup yard (cryo uses the hierarchies mounted in its mount namespace)"},
     {"inherit-fd", 0, A::kRequired, S::kRefused, false, "fd[NUM]:RES",
      "inherit a file descriptor (repeatable)"},
     {"external", 0, A::kRequired, S::kImplemented, false, "RES",
@@ -272,6 +285,26 @@ struct Parser {
          negated ? s.name : spelling(s).c_str(), from(src));
   }
 
+  // [CTL:]/PATH, PATH a plain absolute path below the hierarchy's root.
+  std::pair<std::string, std::string> parse_cgroup_root(const char* arg, const Source& src) const {
+    std::string a = arg, ctl, path = a;
+    size_t colon = a.find(':');
+    if (colon != std::string::npos && a[0] != '/') {
+      ctl = a.substr(0, colon);
+      path = a.substr(colon + 1);
+    }
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    bool bad = path.size() < 2 || path[0] != '/' || path.find("//") != std::string::npos;
+    for (const char* dots : {"/./", "/../"})
+      if ((path + "/").find(dots) != std::string::npos) bad = true;
+    if (bad)
+      fail(
+          "bad cgroup root '{}' for --cgroup-root{}: give [CONTROLLER:]/PATH, an absolute path "
+          "below the hierarchy's root, without . or ..",
+          arg, from(src));
+    return {ctl, path};
+  }
+
   void apply(const OptionSpec& s, bool negated, const char* arg, const Source& src) {
     const std::string name = s.name;
     if (negated) {
@@ -294,19 +327,32 @@ struct Parser {
       return;
     }
     if (name == "manage-cgroups") {
-      if (arg && (std::strcmp(arg, "none") == 0 || std::strcmp(arg, "ignore") == 0)) return;
       bool known = !arg;
-      for (const char* m : {"props", "soft", "full", "strict"})
+      for (const char* m : {"none", "props", "soft", "full", "strict", "ignore"})
         if (arg && std::strcmp(arg, m) == 0) known = true;
       if (!known)
         fail(
             "bad mode '{}' for --manage-cgroups{}: use none, props, soft, full, strict or "
             "ignore",
             arg, from(src));
-      fail(
-          "option --manage-cgroups{}{}{} is not supported by cryo yet: cryo leaves cgroups "
-          "alone, as --manage-cgroups=ignore does",
-          arg ? "=" : "", arg ? arg : "", from(src));
+      o->manage_cgroups = arg ? arg : "soft";
+      return;
+    }
+    if (name == "cgroup-root") return o->cgroup_roots.push_back(parse_cgroup_root(arg, src));
+    if (name == "cgroup-props") {
+      o->cgroup_props = arg;
+      return;
+    }
+    if (name == "cgroup-props-file") {
+      o->cgroup_props_file = arg;
+      return;
+    }
+    if (name == "cgroup-dump-controller") return o->cgroup_dump_controllers.push_back(arg);
+    if (name == "freeze-cgroup") {
+      if (arg[0] != '/')
+        fail("--freeze-cgroup {}{}: give the absolute path of the freezer cgroup", arg, from(src));
+      o->freeze_cgroup = arg;
+      return;
     }
     if (name == "file-validation") {
       if (std::strcmp(arg, "filesize") == 0) return;

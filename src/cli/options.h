@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/hooks.h"
@@ -59,6 +60,14 @@ struct Options {
   std::vector<std::string> ext_mount_map;  // -M/--ext-mount-map KEY:VAL (repeatable)
   std::vector<std::string> skip_mnt;       // --skip-mnt PATH (repeatable)
   std::vector<std::string> enable_fs;      // --enable-fs FSNAMES (repeatable)
+  // cgroups: --manage-cgroups MODE (default soft), --cgroup-root [CTL:]PATH (CTL "" for
+  // every hierarchy), dump: --cgroup-props, --cgroup-props-file, --cgroup-dump-controller,
+  // --freeze-cgroup.
+  std::string manage_cgroups = "soft";
+  std::vector<std::pair<std::string, std::string>> cgroup_roots;
+  std::string cgroup_props, cgroup_props_file;
+  std::vector<std::string> cgroup_dump_controllers;
+  std::string freeze_cgroup;
 };
 
 // One row per option of CRIU 4.2 (and cryo's own): the parser, --help and the man page are

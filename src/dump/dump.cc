@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "base/progress.h"
 #include "core.pb.h"
+#include "dump/cgroups.h"
 #include "dump/core.h"
 #include "dump/dedup.h"
 #include "dump/file_locks.h"
@@ -166,8 +167,10 @@ void prepare_dir(const Options& opts) {
   ::unlink((opts.dir + "/" + MemTracker::kHolderFile).c_str());
 }
 
-void write_inventory(const Options& opts, const task_kobj_ids_entry& root_ids) {
+void write_inventory(const Options& opts, const task_kobj_ids_entry& root_ids,
+                     uint32_t root_cg_set = 0) {
   inventory_entry inv;
+  if (root_cg_set) inv.set_root_cg_set(root_cg_set);
   inv.set_img_version(image::kImagesV1_1);
   inv.set_fdinfo_per_id(true);
   *inv.mutable_root_ids() = root_ids;
@@ -250,7 +253,9 @@ void pre_dump(const Options& opts) {
   progress::Reporter progress("pre-dump");
   progress::phase("freezing");
   auto t_start = clock::now();
-  FrozenTree tree(opts.tree, opts.timeout);
+  std::optional<CgroupFreezer> freezer;
+  if (!opts.freeze_cgroup.empty()) freezer.emplace(opts.freeze_cgroup, opts.tree, opts.timeout);
+  FrozenTree tree(opts.tree, opts.timeout, freezer ? &*freezer : nullptr);
   uint32_t freezing_us = usec_since(t_start);
   auto t_frozen = clock::now();
   auto& tasks = tree.tasks();
@@ -317,7 +322,11 @@ void run(const Options& opts) {
   hooks::run(opts.hooks, hooks::kPreDump, opts.tree);
   progress::phase("freezing");
   auto t_start = clock::now();
-  FrozenTree tree(opts.tree, opts.timeout);
+  // Before the tree: it is thawed (or frozen again, as it was) once the tree is let go.
+  std::optional<CgroupFreezer> freezer;
+  if (!opts.freeze_cgroup.empty()) freezer.emplace(opts.freeze_cgroup, opts.tree, opts.timeout);
+  CgroupSets cgroups(opts.cgroups);
+  FrozenTree tree(opts.tree, opts.timeout, freezer ? &*freezer : nullptr);
   uint32_t freezing_us = usec_since(t_start);
   auto t_frozen = clock::now();
   fault_point("dump-after-freeze");
@@ -412,6 +421,9 @@ void run(const Options& opts) {
     CoreExtras extras;
     std::vector<core_entry> cores = dump_core(t, seccomp, &extras);
     *cores[0].mutable_ids() = ids;
+    std::vector<pid_t> tids;
+    for (const auto& th : t.threads) tids.push_back(th.tid);
+    if (uint32_t cg_set = cgroups.add(t.pid, tids)) cores[0].mutable_tc()->set_cg_set(cg_set);
     for (size_t i = 0; i < cores.size(); i++)
       images.write_one(fmt::format("core-{}.img", t.threads[i].tid), image::magic::kCore,
                        std::move(cores[i]));
@@ -453,6 +465,7 @@ void run(const Options& opts) {
   seccomp.write(dir);
   timens.write(dir);
   mounts.write(dir);
+  cgroups.write(dir);
 
   image::Writer ps(dir, "pstree.img", image::magic::kPstree);
   for (const auto& t : tasks) {
@@ -471,7 +484,7 @@ void run(const Options& opts) {
   tracker.hand_over();
   task_kobj_ids_entry root_ids = kobj_ids(root.pid);
   mounts.set_ids(&root_ids);
-  write_inventory(opts, root_ids);
+  write_inventory(opts, root_ids, cgroups.root_set());
   if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(dir);
 
   fault_point("dump-after-images");

@@ -10,6 +10,7 @@
 
 #include "base/hooks.h"
 #include "dump/mounts.h"
+#include "dump/cgroups.h"
 #include "net/network_lock.h"
 #include "pageserver/client.h"
 
@@ -44,6 +45,8 @@ struct Options {
   // --lazy-pages: the lazy mappings' pages stay in the frozen tree, served on ps.address and
   // ps.port to a lazy-pages daemon; the tree is killed once it has them.
   bool lazy_pages = false;
+  CgroupOptions cgroups;      // --manage-cgroups, --cgroup-root, --cgroup-props...
+  std::string freeze_cgroup;  // --freeze-cgroup PATH
 };
 
 void run(const Options& opts);

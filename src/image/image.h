@@ -40,6 +40,7 @@ constexpr uint32_t kTtyData = 0x59413026;
 constexpr uint32_t kIpcnsShm = 0x46283044;
 constexpr uint32_t kTimens = 0x43114433;
 constexpr uint32_t kTcpStream = 0x51465506;
+constexpr uint32_t kCgroup = 0x59383330;
 }  // namespace magic
 
 constexpr uint32_t kImagesV1_1 = 2;  // inventory_entry.img_version

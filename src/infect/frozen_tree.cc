@@ -21,12 +21,17 @@ constexpr long kSeizeOptions = PTRACE_O_TRACESYSGOOD;
 
 }  // namespace
 
-FrozenTree::FrozenTree(pid_t root, unsigned timeout_s)
+FrozenTree::FrozenTree(pid_t root, unsigned timeout_s, TreeFreezer* freezer)
     : timeout_s_(timeout_s), deadline_(std::chrono::seconds(timeout_s)) {
   if (root <= 0) fail("invalid PID {}: give the PID of the tree's root task with -t", root);
   if (::kill(root, 0) < 0 && errno == ESRCH)
     fail("no process with PID {}: check the PID given with -t", root);
   try {
+    if (freezer) {
+      freezer->freeze();
+      preseize(root);
+      freezer->thaw();
+    }
     std::deque<pid_t> queue{root};
     while (!queue.empty()) {
       pid_t pid = queue.front();
@@ -71,7 +76,9 @@ FrozenTree::FrozenTree(pid_t root, unsigned timeout_s)
           continue;
         }
         t.stat = proc::read_stat(pid);  // stable now that the task is stopped
-        t.stopped = st.state == 'T';
+        // A group stop is also told by the stop's signal (seized in a frozen tree, the task
+        // was in its ptrace stop already when its state was read).
+        t.stopped = st.state == 'T' || t.stop_sig != 0;
         // Children belong to the thread that forked them.
         for (const auto& th : t.threads)
           for (pid_t c : proc::read_children(pid, th.tid)) t.children.push_back(c);
@@ -83,21 +90,53 @@ FrozenTree::FrozenTree(pid_t root, unsigned timeout_s)
       tasks_.push_back(std::move(t));
     }
   } catch (...) {
+    if (freezer) {
+      try {
+        freezer->thaw();  // the seized threads must reach their stop to be let go
+      } catch (const Error& e) {
+        log::warn("{}", e.what());
+      }
+    }
     release(false);
     throw;
   }
   log::info("froze {} task(s) of the tree of {}", tasks_.size(), root);
 }
 
+void FrozenTree::preseize(pid_t root) {
+  std::deque<pid_t> queue{root};
+  while (!queue.empty()) {
+    pid_t pid = queue.front();
+    queue.pop_front();
+    auto stat = proc::try_read_file(fmt::format("/proc/{}/stat", pid));
+    if (!stat || proc::parse_stat(*stat).state == 'Z') continue;  // the walk takes zombies
+    for (pid_t tid : proc::read_threads(pid)) {
+      // One traced by another, or an io_uring worker, is left to the walk, which says why.
+      if (proc::is_io_worker(pid, tid) || ptrace(PTRACE_SEIZE, tid, nullptr, kSeizeOptions) < 0)
+        continue;
+      seized_.push_back(tid);
+      preseized_.push_back(tid);
+      if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0)
+        fail_sys("cannot interrupt task {}", tid);
+      for (pid_t c : proc::read_children(pid, tid)) queue.push_back(c);
+    }
+  }
+  log::debug("seized {} thread(s) of the frozen tree", preseized_.size());
+}
+
 int FrozenTree::seize(pid_t pid) {
-  // Never PTRACE_O_EXITKILL: if cryo dies, the kernel detaches the tree and it runs on.
-  if (ptrace(PTRACE_SEIZE, pid, nullptr, kSeizeOptions) < 0) {
+  auto pre = std::find(preseized_.begin(), preseized_.end(), pid);
+  if (pre != preseized_.end()) {
+    preseized_.erase(pre);  // seized and interrupted while the tree was frozen
+  } else if (ptrace(PTRACE_SEIZE, pid, nullptr, kSeizeOptions) < 0) {
+    // Never PTRACE_O_EXITKILL: if cryo dies, the kernel detaches the tree and it runs on.
     if (errno == ESRCH) fail("task {} vanished while the tree was being frozen", pid);
     fail_sys("cannot seize task {} with ptrace", pid);
+  } else {
+    seized_.push_back(pid);
+    if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) < 0)
+      fail_sys("cannot interrupt task {}", pid);
   }
-  seized_.push_back(pid);
-  if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) < 0)
-    fail_sys("cannot interrupt task {}", pid);
   for (;;) {
     WaitStatus ws = wait_stop(pid);
     if (ws.gone()) fail("task {} {} while it was being frozen", pid, ws.str());
@@ -207,6 +246,12 @@ void FrozenTree::release(bool stop_all) {
     FrozenTask* t = find(pid);
     if (stop_all || (t && t->stopped))
       ::kill(pid, t && t->stopped && t->stop_sig ? t->stop_sig : SIGSTOP);
+    auto pre = std::find(preseized_.begin(), preseized_.end(), pid);
+    if (pre != preseized_.end()) {
+      // Interrupted in a frozen tree, now thawed: PTRACE_DETACH needs it in its stop.
+      preseized_.erase(pre);
+      if (!try_wait_task(pid, Deadline(std::chrono::seconds(1)))) unstopped_ = pid;
+    }
     if (pid == unstopped_) {
       // PTRACE_DETACH needs a stopped tracee: the kernel detaches it when cryo exits.
       log::debug("task {} never stopped: it is detached when cryo exits", pid);

@@ -36,11 +36,21 @@ struct FrozenTask {
   std::vector<pid_t> io_workers;      // io_uring kernel threads: listed, never seized
 };
 
+// Holds the whole tree still while it is seized (--freeze-cgroup): frozen, no task can fork
+// or clone while cryo walks it. thaw() comes once every thread is seized and interrupted, so
+// that each can reach its ptrace stop.
+class TreeFreezer {
+ public:
+  virtual ~TreeFreezer() = default;
+  virtual void freeze() = 0;
+  virtual void thaw() = 0;
+};
+
 class FrozenTree {
  public:
   // Seizes and stops `root` and all its descendants. Refuses a traced task, naming its tracer,
   // and fails when the tree does not stop within `timeout_s` seconds (CRIU's --timeout).
-  explicit FrozenTree(pid_t root, unsigned timeout_s = 10);
+  explicit FrozenTree(pid_t root, unsigned timeout_s = 10, TreeFreezer* freezer = nullptr);
   ~FrozenTree();
   FrozenTree(const FrozenTree&) = delete;
   FrozenTree& operator=(const FrozenTree&) = delete;
@@ -58,11 +68,14 @@ class FrozenTree {
   int seize(pid_t tid);
   WaitStatus wait_stop(pid_t tid);
   void seize_threads(FrozenTask& t);
+  // With a freezer: every thread of the frozen tree seized and interrupted, not waited for.
+  void preseize(pid_t root);
   FrozenThread* find_thread(pid_t tid);
   void release(bool stop_all);
   std::vector<FrozenTask> tasks_;
   std::vector<pid_t> seized_;
-  pid_t unstopped_ = 0;  // seized, but never stopped: detached only when cryo exits
+  std::vector<pid_t> preseized_;  // seized and interrupted, their stop not waited for yet
+  pid_t unstopped_ = 0;           // seized, but never stopped: detached only when cryo exits
   unsigned timeout_s_;
   Deadline deadline_;
   bool committed_ = false;

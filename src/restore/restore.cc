@@ -22,6 +22,7 @@
 #include "base/progress.h"
 #include "image/image.h"
 #include "image/stats.h"
+#include "restore/cgroups.h"
 #include "restore/core.h"
 #include "restore/file_locks.h"
 #include "restore/files.h"
@@ -116,6 +117,8 @@ int run(const Options& opts) {
 
   // cryo's own pty ends must be gone before release, like its other files.
   std::optional<Ttys> ttys(std::in_place, plan);
+  progress::phase("cgroups");
+  Cgroups cgroups(plan, opts.cgroups);  // made before the tree: removed after it on failure
   progress::phase("SysV shared memory");
   SysvSegments sysv(plan);
   interrupt_point();
@@ -150,6 +153,7 @@ int run(const Options& opts) {
     memory_s += std::chrono::duration<double>(clock::now() - tm).count();
   };
   tree.create(*ttys, [&](size_t i) {
+    cgroups.place(i, tree.task(i).tid());
     const auto& vmas = plan.tasks[i].mm.vmas();
     if (std::none_of(vmas.begin(), vmas.end(),
                      [](const vma_entry& v) { return v.status() & image::kVmaVdso; }))
@@ -235,6 +239,7 @@ int run(const Options& opts) {
   netlock.lift();
   sysv.keep();
   pidfile.keep();
+  cgroups.keep();
   try {
     hooks::run(opts.hooks, hooks::kPostResume, tree.root());
   } catch (const Error& e) {

@@ -5,6 +5,7 @@
 
 #include "base/hooks.h"
 #include "restore/mounts.h"
+#include "restore/cgroups.h"
 
 namespace cryo::restore {
 
@@ -25,6 +26,7 @@ struct Options {
   std::string work_dir;                 // -W: where the daemon's socket is ("": dir)
   const hooks::Hooks* hooks = nullptr;  // pre-restore ... post-resume: RPC, --action-script
   MountOptions mounts;                  // --root, --external mnt[KEY]:PATH
+  CgroupOptions cgroups;                // --manage-cgroups, --cgroup-root
 };
 
 // Returns cryo's exit status: 0 when detached, else the root task's exit status.

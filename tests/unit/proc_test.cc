@@ -21,6 +21,8 @@
 #include <gtest/gtest.h>
 
 #include "base/error.h"
+#include "dump/cgroups.h"
+#include "proc/cgroups.h"
 
 namespace cryo::proc {
 namespace {
@@ -749,3 +751,55 @@ TEST(ParseMountinfo, FieldsTagsAndEscapes) {
   EXPECT_EQ(m[1].source, "mntns-data");
   EXPECT_THROW(cryo::proc::parse_mountinfo("1 2 3:4 / /\n"), cryo::Error);
 }
+// cgroups (proc/cgroups.h, dump/cgroups.h): the names CRIU's images use.
+namespace cryo::proc {
+namespace {
+
+TEST(Cgroups, ParseCgroup) {
+  auto m = parse_cgroup("9:name=systemd:/\n2:cpu,cpuacct:/a/b\n0::/x y\n");
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[0], (CgroupMember{"name=systemd", "/"}));
+  EXPECT_EQ(m[1], (CgroupMember{"cpu,cpuacct", "/a/b"}));
+  EXPECT_EQ(m[2], (CgroupMember{"unified", "/x y"}));
+  EXPECT_THROW(parse_cgroup("garbage\n"), Error);
+  EXPECT_EQ(cgroup_controllers("cpu,cpuacct"), (std::vector<std::string>{"cpu", "cpuacct"}));
+
+TEST(Cgroups, ParseMounts) {
+  auto m = parse_cgroup_mounts(
+      "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpuacct,cpu\n"
+      "40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd\n"
+      "41 31 0:38 / /sys/fs/cgroup/unified rw shared:5 - cgroup2 cgroup2 rw\n"
+      "42 31 0:29 /sub /mnt/cpu\\040x rw - cgroup cgroup rw,cpuacct,cpu\n"
+      "43 31 0:30 / /mnt/pids\\040x rw - cgroup cgroup rw,pids\n");
+  EXPECT_EQ(m["cpu,cpuacct"], "/sys/fs/cgroup/cpu,cpuacct");
+  EXPECT_EQ(m["name=systemd"], "/sys/fs/cgroup/systemd");
+  EXPECT_EQ(m["unified"], "/sys/fs/cgroup/unified");
+  EXPECT_EQ(m["pids"], "/mnt/pids x");  // octal escapes undone; a mount of a subdir is skipped
+  EXPECT_EQ(m.size(), 4u);
+
+TEST(Cgroups, PropValue) {
+  EXPECT_EQ(cgroup_prop_value("memory.oom_control", "oom_kill_disable 1\nunder_oom 0"), "1");
+  EXPECT_EQ(cgroup_prop_value("pids.max", "max"), "max");
+
+}  // namespace
+}  // namespace cryo::proc
+
+namespace cryo::dump {
+namespace {
+
+TEST(Cgroups, PropsSpec) {
+  CgroupProps p = cgroup_props(
+      "\"pids\":\n - \"strategy\": \"replace\"\n - \"properties\": [\"pids.max\"]\n"
+      "\"memory\":\n - \"strategy\": \"merge\"\n - \"properties\": [\"memory.high\", "
+      "\"memory.swappiness\"]\n\"new\":\n - \"properties\": [\"new.x\"]\n",
+      "spec");
+  EXPECT_EQ(p["pids"], (std::vector<std::string>{"pids.max"}));
+  EXPECT_EQ(p["memory"].back(), "memory.high");
+  EXPECT_EQ(std::count(p["memory"].begin(), p["memory"].end(), "memory.swappiness"), 1);
+  EXPECT_EQ(p["new"], (std::vector<std::string>{"new.x"}));
+  EXPECT_FALSE(p["cpu"].empty());  // the built-in list stays for the others
+  EXPECT_THROW(cgroup_props("\"pids\":\n - \"strategy\": \"sometimes\"\n", "spec"), Error);
+  EXPECT_THROW(cgroup_props("pids: [a]\n", "spec"), Error);
+
+}  // namespace
+}  // namespace cryo::dump

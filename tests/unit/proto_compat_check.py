@@ -158,6 +158,7 @@ NEWER_THAN_DEBIAN_CRIU = {
     ("creds_entry", 19): "cap_amb",
     ("task_core_entry", 21): "stop_signo",
     ("task_core_entry", 22): "membarrier_registration_mask",
+    ("cg_controller_entry", 3): "is_threaded",
     ("memfd_inode_entry", 9): "mode",
     ("file_entry", 22): "pidfd",
     ("sk_packet_entry", 128): "ucred",  # a message's SCM_CREDENTIALS (CRIU 3.x and later)
