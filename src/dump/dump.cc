@@ -25,6 +25,7 @@
 #include "dump/image_workers.h"
 #include "dump/mem_track.h"
 #include "dump/mm.h"
+#include "dump/namespaces.h"
 #include "dump/page_sink.h"
 #include "dump/seccomp.h"
 #include "dump/sysv_shm.h"
@@ -45,25 +46,6 @@ using clock = std::chrono::steady_clock;
 uint32_t usec_since(clock::time_point t0) {
   return static_cast<uint32_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count());
-}
-
-// Namespaces are not dumped yet: the tree must share all of cryo's (but time namespaces:
-// see dump/timens.h).
-void check_namespaces(pid_t pid) {
-  static constexpr const char* kKinds[] = {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup"};
-  static const auto kMine = [] {
-    std::vector<std::string> v;
-    for (const char* ns : kKinds) v.push_back(proc::read_link(fmt::format("/proc/self/ns/{}", ns)));
-    return v;
-  }();
-  for (size_t i = 0; i < std::size(kKinds); i++) {
-    const char* ns = kKinds[i];
-    const std::string& mine = kMine[i];
-    auto theirs = proc::read_link(fmt::format("/proc/{}/ns/{}", pid, ns));
-    if (mine != theirs)
-      fail("task {} is in another {} namespace ({} vs cryo's {}): namespaces are not supported yet",
-           pid, ns, theirs, mine);
-  }
 }
 
 // Tasks grouped by a kernel object they may share (kcmp type), kept in kcmp's order of objects
@@ -109,22 +91,15 @@ int64_t estimate_pages(pid_t pid) {
   return kib / 4;
 }
 
-// The kernel objects a task refers to. Every task shares cryo's namespaces (checked above),
-// so each namespace kind has one id, the same in every task and in the inventory's root_ids;
-// CRIU writes these ids for every task too (and sets ns_per_id).
-task_kobj_ids_entry kobj_ids(pid_t pid) {
+// The kernel objects a task refers to. CRIU writes the namespace ids for every task too (and
+// sets ns_per_id).
+task_kobj_ids_entry kobj_ids(pid_t pid, const Namespaces& ns) {
   task_kobj_ids_entry ids;
   ids.set_vm_id(pid);
   ids.set_files_id(pid);
   ids.set_fs_id(pid);
   ids.set_sighand_id(pid);
-  ids.set_pid_ns_id(1);
-  ids.set_net_ns_id(2);
-  ids.set_ipc_ns_id(3);
-  ids.set_uts_ns_id(4);
-  ids.set_mnt_ns_id(5);
-  ids.set_user_ns_id(6);
-  ids.set_cgroup_ns_id(7);
+  ns.set_ids(pid, &ids);
   if (::access("/proc/self/ns/time", F_OK) == 0) ids.set_time_ns_id(TimeNamespaces::kRootId);
   return ids;
 }
@@ -164,11 +139,11 @@ void prepare_dir(const Options& opts) {
   ::unlink((opts.dir + "/" + MemTracker::kHolderFile).c_str());
 }
 
-void write_inventory(const Options& opts, pid_t root) {
+void write_inventory(const Options& opts, const task_kobj_ids_entry& root_ids) {
   inventory_entry inv;
   inv.set_img_version(image::kImagesV1_1);
   inv.set_fdinfo_per_id(true);
-  *inv.mutable_root_ids() = kobj_ids(root);
+  *inv.mutable_root_ids() = root_ids;
   inv.set_ns_per_id(true);
   inv.set_network_lock_method(static_cast<uint32_t>(opts.network_lock));
   if (opts.tcp_close) inv.set_tcp_close(true);
@@ -237,11 +212,11 @@ void pre_dump(const Options& opts) {
   auto& tasks = tree.tasks();
   const pid_t root = tasks.front().pid;
   if (tasks.front().zombie) fail("the root task {} is a zombie", root);
+  const Namespaces ns(tasks);
   std::vector<pid_t> pids;
   for (auto& t : tasks) {
     interrupt_point();
     if (t.zombie) continue;
-    check_namespaces(t.pid);
     refuse_io_uring(t.pid, t.io_workers);
     progress::phase(fmt::format("task {}", t.pid));
     tracker.attach(t);
@@ -267,7 +242,7 @@ void pre_dump(const Options& opts) {
   const PageStats mem = images.finish();
   pages->finish();
   tracker.hand_over();
-  write_inventory(opts, root);
+  write_inventory(opts, kobj_ids(root, ns));
   if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(opts.dir);
   progress.stop();
   stats_entry stats = image::empty_dump_stats();
@@ -317,7 +292,6 @@ void run(const Options& opts) {
         root.pid, root.sid, root.pgid);
   for (const auto& t : tasks) {
     if (t.zombie && t.pid == root.pid) fail("the root task {} is a zombie", t.pid);
-    if (!t.zombie) check_namespaces(t.pid);
     if (!t.zombie) refuse_io_uring(t.pid, t.io_workers);
     if (t.pid != root.pid && (!tree.contains(t.sid) && t.sid != root.sid))
       fail("task {}: its session {} is neither in the tree nor the root's: not supported yet",
@@ -325,6 +299,7 @@ void run(const Options& opts) {
     if (t.pgid != root.pgid && !tree.contains(t.pgid)) refuse_live_group_leader(t);
   }
 
+  const Namespaces ns(tasks);
   const TimeNamespaces timens(tasks);
   ShmemTable shmem;
   SysvShmTable sysv;
@@ -365,7 +340,7 @@ void run(const Options& opts) {
   std::map<pid_t, uint32_t> files_id_of;
   for (auto& t : tasks) {
     interrupt_point();
-    task_kobj_ids_entry ids = kobj_ids(t.pid);
+    task_kobj_ids_entry ids = kobj_ids(t.pid, ns);
     timens.set_ids(t.pid, &ids);
     if (t.zombie) {
       images.write_one(fmt::format("core-{}.img", t.pid), image::magic::kCore, dump_zombie_core(t));
@@ -427,12 +402,13 @@ void run(const Options& opts) {
   progress::phase("shared memory");
   ShmemPages shpages = shmem.dump(*pages, &next_pages_id);
   pages->finish();
-  sysv.dump(dir, kobj_ids(root.pid).ipc_ns_id());
+  sysv.dump(dir, kobj_ids(root.pid, ns).ipc_ns_id());
   progress::phase("writing images");
   files.write(dir);
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
   seccomp.write(dir);
   timens.write(dir);
+  ns.write(dir);
 
   image::Writer ps(dir, "pstree.img", image::magic::kPstree);
   for (const auto& t : tasks) {
@@ -442,6 +418,7 @@ void run(const Options& opts) {
     e.set_pgid(t.pgid);
     e.set_sid(t.sid);
     for (const auto& th : t.threads) e.add_threads(th.tid);
+    ns.set_pids(t, &e);
     ps.put(e);
   }
   ps.close();
@@ -449,7 +426,7 @@ void run(const Options& opts) {
   // The last point where a stop signal aborts the dump: past it, the dump completes.
   interrupt_point();
   tracker.hand_over();
-  write_inventory(opts, root.pid);
+  write_inventory(opts, kobj_ids(root.pid, ns));
   if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(dir);
 
   fault_point("dump-after-images");
