@@ -11,7 +11,7 @@
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
 # stop-during-dump oom-score-adj io-uring udp-corked unix-creds-outside pidfile log-file images-perms image-part-symlink
 # hostile-memory hostile-core hostile-files hostile-pipes file-kinds sysv-shm pgrp-outside
-# shared-clone).
+# shared-clone namespaces).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring, udp_corked,
@@ -773,6 +773,58 @@ restore_must_fail() { # NAME WHAT IMGDIR WORD...
 	for p in $(test_pids); do
 		wait_until 5 is_gone "$p" || die "$what: pid $p left behind (state $(state_of "$p"))"
 	done
+}
+
+# Namespaces. A kind cryo cannot restore yet (network, IPC) is refused at dump, naming the
+# kind and the task, and the tree runs on. A task of a nested pid namespace that is not its
+# init cannot be the root of a dump. A restore whose PID (in cryo's namespace) of a task in a
+# nested namespace is taken fails naming it, and leaves nothing behind.
+err_namespaces() {
+	local kind opt
+	for kind in net ipc; do
+		new_run "$kind"
+		helper memory
+		opt=--$kind
+		start_cmd unshare "$opt" "$HELPER" "$D"
+		dump dump
+		expect_fail dump "dump of a task in a $kind namespace of its own"
+		expect_msg dump "dump of a task in a $kind namespace of its own" "$kind namespace" \
+			"not supported" "task $ROOT"
+		check_tree_running "after the refused dump of a $kind namespace"
+		finish_original "after the refused dump of a $kind namespace"
+	done
+
+	new_run inner-root
+	helper pidns
+	start_prog "$HELPER"
+	local outer_root=$ROOT
+	ROOT=$(tr -dc '0-9' <"$D/ready-a")
+	dump dump --shell-job
+	expect_fail dump "dump rooted at a task of a nested pid namespace that is not its init"
+	expect_msg dump "dump rooted at a non-init task of a pid namespace" "task $ROOT" "PID 1" \
+		"init"
+	ROOT=$outer_root
+	check_tree_running "after the refused dump of a non-init root"
+	finish_original "after the refused dump of a non-init root"
+
+	new_run taken
+	helper pidns
+	start_prog "$HELPER"
+	local taken # the outer PID of the zombie inside: the driver's checks cover every other one
+	taken=$(tr -dc '0-9' <"$D/zombie")
+	dump_ok dump
+	check_tree_gone
+	helper pid_taker
+	spawn "$HELPER" "$D" "$taken"
+	HELPERS+=("$SPAWN_PID")
+	wait_until 10 test -s "$D/taken" || die "setup: pid_taker could not take PID $taken"
+	restore_must_fail restore-taken "restore while PID $taken (a zombie's, inside) is taken" \
+		"$IMG" "PID $taken" "pid_taker"
+	pkill -KILL -P "$SPAWN_PID"
+	kill -KILL "$SPAWN_PID"
+	wait "$SPAWN_PID" 2>/dev/null
+	wait_until 10 is_gone "$taken" || die "setup: pid_taker still holds PID $taken"
+	restore_fg
 }
 
 err_truncated_image() {
@@ -1836,7 +1888,7 @@ missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrup
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
 	stop-during-dump | oom-score-adj | io-uring | udp-corked | unix-creds-outside | pidfile | log-file | images-perms | \
 	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes | file-kinds | \
-	sysv-shm | pgrp-outside | shared-clone)
+	sysv-shm | pgrp-outside | shared-clone | namespaces)
 	"err_${FLAVOR//-/_}"
 	;;
 *)
