@@ -82,18 +82,17 @@ Namespaces::Namespaces(const std::vector<FrozenTask>& tasks) : ids_(std::size(kN
               tid, t.pid, kNsKinds[k].name);
       x.tids.push_back(nested_pids(fmt::format("/proc/{}/task/{}/status", t.pid, tid)));
     }
-    // unshare(CLONE_NEWPID) puts the task's next children in a namespace that has no init yet.
+    // After unshare(CLONE_NEWPID) the task's children are born in another namespace, whose
+    // init must be one of them (checked at the end).
     const uint64_t for_children =
         kernel::ns_inode(fmt::format("/proc/{}/ns/pid_for_children", t.pid));
-    if (for_children != x.ns[kPid])
-      fail(
-          "task {} called unshare(CLONE_NEWPID): its next children get a pid namespace "
-          "(pid:[{}]) that has no process yet, which cryo cannot restore; dump it once a child "
-          "is born there",
-          t.pid, for_children);
+    if (for_children != x.ns[kPid]) x.pid_for_children = for_children;
+    // A later child born in its parent's namespace for children: the first one made it.
+    const bool joins = parent && parent->pid_for_children &&
+                       x.ns[kPid] == parent->pid_for_children && ids_[kPid].contains(x.ns[kPid]);
     for (size_t k = 0; k < std::size(kNsKinds); k++) {
       const NsKind& kind = kNsKinds[k];
-      if (x.ns[k] == inherited[k]) continue;
+      if (x.ns[k] == inherited[k] || (k == kPid && joins)) continue;
       if (kind.refused)
         fail(
             "task {} is in another {} namespace ({}:[{}]) than {} ({}:[{}]): {}; dump a tree "
@@ -111,7 +110,7 @@ Namespaces::Namespaces(const std::vector<FrozenTask>& tasks) : ids_(std::size(kN
       if (k == kUts) uts_first_[x.ns[k]] = t.pid;
     }
     if (x.ns[kPid] != inherited[kPid]) {
-      if (x.pids.size() != parent_depth + 1 || x.pids.back() != 1) {
+      if (x.pids.size() != parent_depth + 1 || (x.pids.back() != 1 && !joins)) {
         std::string levels;
         for (pid_t p : x.pids) levels += fmt::format(" {}", p);
         fail(
@@ -125,6 +124,13 @@ Namespaces::Namespaces(const std::vector<FrozenTask>& tasks) : ids_(std::size(kN
     }
     tasks_[t.pid] = std::move(x);
   }
+  for (const auto& [pid, x] : tasks_)
+    if (x.pid_for_children && !ids_[kPid].contains(x.pid_for_children))
+      fail(
+          "task {} called unshare(CLONE_NEWPID): its next children get a pid namespace "
+          "(pid:[{}]) without a process of the tree (none yet, or its init is gone), which "
+          "cryo cannot restore; dump it once a child is born there",
+          pid, x.pid_for_children);
 }
 
 uint32_t Namespaces::id_of(size_t kind, uint64_t ino) const {
@@ -136,6 +142,8 @@ void Namespaces::set_ids(pid_t pid, task_kobj_ids_entry* ids) const {
   for (size_t k = 0; k < std::size(kNsKinds); k++)
     (ids->*kNsKinds[k].set_id)(it == tasks_.end() ? kNsKinds[k].cryo_id
                                                   : id_of(k, it->second.ns[k]));
+  if (it != tasks_.end() && it->second.pid_for_children)
+    ids->set_cryo_pid_for_children_ns_id(id_of(kPid, it->second.pid_for_children));
 }
 
 void Namespaces::set_pids(const FrozenTask& t, pstree_entry* e) const {

@@ -46,6 +46,7 @@ class Namespaces {
  private:
   struct Task {
     std::vector<uint64_t> ns;              // inode by kind (kNsKinds' order)
+    uint64_t pid_for_children = 0;         // when not ns[pid]: after unshare(CLONE_NEWPID)
     std::vector<pid_t> pids;               // NSpid below cryo's namespace (empty: cryo's)
     std::vector<std::vector<pid_t>> tids;  // the same for each thread
   };

@@ -3,6 +3,8 @@
 #include <sched.h>
 #include <sys/syscall.h>
 
+#include <set>
+
 #include "base/error.h"
 #include "base/log.h"
 #include "image/image.h"
@@ -39,22 +41,33 @@ constexpr Kind kKinds[] = {
 
 }  // namespace
 
-Namespaces::Namespaces(const Plan& plan) : plan_(plan), flags_(plan.tasks.size(), 0) {
+Namespaces::Namespaces(const Plan& plan)
+    : plan_(plan), flags_(plan.tasks.size(), 0), unshare_(plan.tasks.size(), false) {
+  std::set<uint32_t> pid_nss;  // made so far
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     const TaskPlan& t = plan.tasks[i];
     const TaskPlan* parent = t.parent >= 0 ? &plan.tasks[static_cast<size_t>(t.parent)] : nullptr;
     // pid: one level deeper than the parent (or cryo) makes a namespace, whose init it is.
     const int depth = t.ps.cryo_ns_pid_size();
     const int above = parent ? parent->ps.cryo_ns_pid_size() : 0;
-    if (depth == above + 1) {
+    // Born in the namespace its parent's next children get (after unshare(CLONE_NEWPID)).
+    const bool for_children = parent && !t.zombie &&
+                              parent->ids.has_cryo_pid_for_children_ns_id() &&
+                              parent->ids.cryo_pid_for_children_ns_id() == t.ids.pid_ns_id();
+    const bool joins = for_children && pid_nss.contains(t.ids.pid_ns_id());
+    if (depth == above + 1 && !joins) {
       if (t.ps.cryo_ns_pid(depth - 1) != 1)
         fail(
             "image pstree.img: task {} would make a pid namespace where its PID is {}, not 1: "
             "corrupt or edited images",
             t.pid(), t.ps.cryo_ns_pid(depth - 1));
       if (t.zombie) fail("image pstree.img: zombie {} would make a pid namespace", t.pid());
-      flags_[i] |= CLONE_NEWPID;
-    } else if (depth != above) {
+      if (for_children)
+        unshare_[i] = true;
+      else
+        flags_[i] |= CLONE_NEWPID;
+      pid_nss.insert(t.ids.pid_ns_id());
+    } else if (depth != above && !(depth == above + 1 && joins)) {
       fail("image pstree.img: task {} has {} pid namespace level(s), its parent {}", t.pid(), depth,
            above);
     }
@@ -82,8 +95,11 @@ Namespaces::Namespaces(const Plan& plan) : plan_(plan), flags_(plan.tasks.size()
         fail("image utsns-{}.img: a name longer than 64 bytes: corrupt or edited images", id);
       uts_[id] = e;
     }
-    if (flags_[i])
-      log::info("task {} makes namespaces{}{}", t.pid(), flags_[i] & CLONE_NEWPID ? " pid" : "",
+    if (flags_[i] || unshare_[i])
+      log::info("task {} makes namespaces{}{}", t.pid(),
+                flags_[i] & CLONE_NEWPID ? " pid"
+                : unshare_[i]            ? " pid (its parent's for children)"
+                                         : "",
                 flags_[i] & CLONE_NEWUTS ? " uts" : "");
   }
 }
@@ -97,6 +113,13 @@ std::vector<pid_t> Namespaces::set_tid(size_t i, size_t k) const {
     ids.push_back(static_cast<pid_t>(t.ps.cryo_ns_tid(static_cast<int>(k * depth + l))));
   ids.push_back(outer);
   return ids;
+}
+
+bool Namespaces::below_parent(size_t i) const {
+  const TaskPlan& t = plan_.tasks[i];
+  const int above =
+      t.parent >= 0 ? plan_.tasks[static_cast<size_t>(t.parent)].ps.cryo_ns_pid_size() : 0;
+  return t.ps.cryo_ns_pid_size() > above;
 }
 
 pid_t Namespaces::pid_seen_by(size_t i, pid_t pid) const {

@@ -23,6 +23,11 @@ class Namespaces {
   explicit Namespaces(const Plan& plan);
   // The CLONE_NEW* flags task i is created with.
   uint64_t clone_flags(size_t i) const { return flags_[i]; }
+  // True when task i's parent must unshare(CLONE_NEWPID) before creating it: the parent's
+  // next children are born in the namespace task i is the init of, as when dumped.
+  bool parent_unshares(size_t i) const { return unshare_[i]; }
+  // True when task i is in a pid namespace below its parent's.
+  bool below_parent(size_t i) const;
   // clone3's set_tid for thread k of task i (k = 0: the task itself): its ID in each pid
   // namespace, the innermost first.
   std::vector<pid_t> set_tid(size_t i, size_t k) const;
@@ -35,6 +40,7 @@ class Namespaces {
  private:
   const Plan& plan_;
   std::vector<uint64_t> flags_;
+  std::vector<bool> unshare_;
   std::map<uint32_t, utsns_entry> uts_;  // by namespace id
 };
 

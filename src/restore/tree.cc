@@ -109,7 +109,7 @@ void NewTree::fork_root() {
 }
 
 std::unique_ptr<RemoteTask> NewTree::clone_in(RemoteTask& parent, const std::vector<pid_t>& ids,
-                                              uint64_t flags, const char* what) {
+                                              uint64_t flags, const char* what, bool below) {
   const pid_t want = ids.back();
   kernel::CloneArgs args{};
   args.flags = flags;
@@ -128,7 +128,7 @@ std::unique_ptr<RemoteTask> NewTree::clone_in(RemoteTask& parent, const std::vec
                parent.tid());
   // clone3 returns the PID in the parent's namespace: the child's own, or the one above it
   // when the child is the init of a new one.
-  const pid_t seen = ids[(flags & CLONE_NEWPID) && ids.size() > 1 ? 1 : 0];
+  const pid_t seen = ids[below && ids.size() > 1 ? 1 : 0];
   if (r != seen)
     fail("{} {} was created with PID {} in its parent's pid namespace, not {}", what, want, r,
          seen);
@@ -145,7 +145,9 @@ void NewTree::fork_child(size_t i) {
   const TaskPlan& t = plan_.tasks[i];
   // A task that shared its parent's fd table (clone with CLONE_FILES) shares it again.
   uint64_t flags = (shares_parent_files(plan_, t) ? CLONE_FILES : 0) | ns_.clone_flags(i);
-  remote_[i] = clone_in(*remote_[t.parent], ns_.set_tid(i, 0), flags, "task");
+  RemoteTask& parent = *remote_[t.parent];
+  if (ns_.parent_unshares(i)) parent.check("unshare(CLONE_NEWPID)", SYS_unshare, CLONE_NEWPID);
+  remote_[i] = clone_in(parent, ns_.set_tid(i, 0), flags, "task", ns_.below_parent(i));
 }
 
 void NewTree::exit_task(RemoteTask& z, int status) {

@@ -47,9 +47,10 @@ class NewTree {
   void fork_root();
   void fork_child(size_t i);
   // Creates a task as a child of `parent` (clone3 with set_tid `ids`: its PID in each pid
-  // namespace, the innermost first, cryo's last), traced and stopped.
+  // namespace, the innermost first, cryo's last), traced and stopped. `below`: the task is
+  // in a pid namespace below its parent's.
   std::unique_ptr<RemoteTask> clone_in(RemoteTask& parent, const std::vector<pid_t>& ids,
-                                       uint64_t flags, const char* what);
+                                       uint64_t flags, const char* what, bool below = false);
   // Makes a traced task end with wait status `status` (an exit code or a killing signal).
   void exit_task(RemoteTask& z, int status);
   void kill_all();

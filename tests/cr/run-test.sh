@@ -807,6 +807,39 @@ err_namespaces() {
 	check_tree_running "after the refused dump of a non-init root"
 	finish_original "after the refused dump of a non-init root"
 
+	# unshare --pid --fork twice: pid namespaces nested two deep below cryo's, each made by
+	# unshare(CLONE_NEWPID) in the parent (its namespace for children): every PID at every
+	# level, and each parent's namespace for children, come back.
+	new_run nested
+	spawn unshare --pid --fork unshare --pid --fork sleep 1000
+	HELPERS+=("$SPAWN_PID")
+	ROOT=$SPAWN_PID
+	local p pids=() before=() k
+	wait_until 5 pgrep -P "$ROOT" >/dev/null || die "setup: unshare made no child"
+	pids=("$ROOT" "$(pgrep -P "$ROOT")")
+	wait_until 5 pgrep -P "${pids[1]}" >/dev/null || die "setup: the inner unshare made no child"
+	pids+=("$(pgrep -P "${pids[1]}")")
+	wait_until 5 test "$(cat "/proc/${pids[2]}/comm")" = sleep || die "setup: no sleep inside"
+	for p in "${pids[@]}"; do before+=("$(grep NSpid "/proc/$p/status")"); done
+	[[ ${before[2]} =~ NSpid:[[:space:]]+${pids[2]}[[:space:]]+2[[:space:]]+1$ ]] ||
+		die "setup: sleep's NSpid is '${before[2]}', expected 3 levels"
+	dump_ok dump
+	check_tree_gone
+	run_cryo restore restore -d -D "$IMG" -o "$D/restore.log" -v4
+	(( RC == 0 )) || die "restore of nested pid namespaces exited $RC: $(msg_of restore)"
+	for k in 0 1 2; do
+		p=${pids[$k]}
+		[[ $(grep NSpid "/proc/$p/status" 2>/dev/null) == "${before[$k]}" ]] ||
+			die "nested: task $p has '$(grep NSpid "/proc/$p/status" 2>/dev/null)', was '${before[$k]}'"
+	done
+	for k in 0 1; do
+		[[ $(readlink "/proc/${pids[$k]}/ns/pid_for_children") == \
+			"$(readlink "/proc/${pids[$((k + 1))]}/ns/pid")" ]] ||
+			die "nested: the namespace for children of ${pids[$k]} is not its child's"
+	done
+	log "nested pid namespaces restored: ${before[*]}"
+	kill -KILL "${pids[@]}"
+
 	new_run taken
 	helper pidns
 	start_prog "$HELPER"
