@@ -726,7 +726,7 @@ std::vector<Feature> criu_features() {
       {"has_ipt_legacy", probe_ipt_legacy, "cryo does not dump iptables rules yet", false},
       {"pidfd_store", probe_pidfd_store,
        "cryo does not take an RPC pidfd store socket (pidfd_store_sk) yet", false},
-      {"ns_pid", probe_ns_pid, "cryo does not dump nested PID namespaces yet", false},
+      {"ns_pid", probe_ns_pid, nullptr, false},
       {"apparmor_stacking",
        [] { return probe_file("/sys/kernel/security/apparmor/features/domain/stack"); },
        "cryo does not restore AppArmor profiles yet", false},

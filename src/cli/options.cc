@@ -906,6 +906,12 @@ void man_page() {
   man_group("Accepted without effect on what cryo does", S::kIgnored);
   man_group("Refused (not supported yet)", S::kRefused);
   std::printf(
+      ".SH NAMESPACES\n"
+      "The tree may have pid namespaces of its own: its root the init (PID 1) of one, as in "
+      "a container, and namespaces nested below; every task keeps its PID in each of them. "
+      "Also UTS namespaces (host and domain names) and time namespaces. A task in a user, "
+      "mount, network, IPC or cgroup namespace other than cryo's is refused at dump, naming "
+      "the kind.\n"
       ".SH FILES\n"
       ".TP\n/etc/criu/default.conf, ~/.criu/default.conf\n"
       "read first unless \\fB\\-\\-config\\fR or \\fB\\-\\-no\\-default\\-config\\fR is given; "

@@ -27,6 +27,7 @@
 #include "dump/mem_track.h"
 #include "dump/mm.h"
 #include "dump/mounts.h"
+#include "dump/namespaces.h"
 #include "dump/page_sink.h"
 #include "dump/seccomp.h"
 #include "dump/sysv_shm.h"
@@ -48,25 +49,6 @@ using clock = std::chrono::steady_clock;
 uint32_t usec_since(clock::time_point t0) {
   return static_cast<uint32_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count());
-}
-
-// Namespaces are not dumped yet: the tree must share all of cryo's (but time and mount
-// namespaces: see dump/timens.h, dump/mounts.h).
-void check_namespaces(pid_t pid) {
-  static constexpr const char* kKinds[] = {"pid", "net", "ipc", "uts", "user", "cgroup"};
-  static const auto kMine = [] {
-    std::vector<std::string> v;
-    for (const char* ns : kKinds) v.push_back(proc::read_link(fmt::format("/proc/self/ns/{}", ns)));
-    return v;
-  }();
-  for (size_t i = 0; i < std::size(kKinds); i++) {
-    const char* ns = kKinds[i];
-    const std::string& mine = kMine[i];
-    auto theirs = proc::read_link(fmt::format("/proc/{}/ns/{}", pid, ns));
-    if (mine != theirs)
-      fail("task {} is in another {} namespace ({} vs cryo's {}): namespaces are not supported yet",
-           pid, ns, theirs, mine);
-  }
 }
 
 // Tasks grouped by a kernel object they may share (kcmp type), kept in kcmp's order of objects
@@ -112,22 +94,15 @@ int64_t estimate_pages(pid_t pid) {
   return kib / 4;
 }
 
-// The kernel objects a task refers to. Every task shares cryo's namespaces (checked above),
-// so each namespace kind has one id, the same in every task and in the inventory's root_ids;
-// CRIU writes these ids for every task too (and sets ns_per_id).
-task_kobj_ids_entry kobj_ids(pid_t pid) {
+// The kernel objects a task refers to. CRIU writes the namespace ids for every task too (and
+// sets ns_per_id).
+task_kobj_ids_entry kobj_ids(pid_t pid, const Namespaces& ns) {
   task_kobj_ids_entry ids;
   ids.set_vm_id(pid);
   ids.set_files_id(pid);
   ids.set_fs_id(pid);
   ids.set_sighand_id(pid);
-  ids.set_pid_ns_id(1);
-  ids.set_net_ns_id(2);
-  ids.set_ipc_ns_id(3);
-  ids.set_uts_ns_id(4);
-  ids.set_mnt_ns_id(5);
-  ids.set_user_ns_id(6);
-  ids.set_cgroup_ns_id(7);
+  ns.set_ids(pid, &ids);
   if (::access("/proc/self/ns/time", F_OK) == 0) ids.set_time_ns_id(TimeNamespaces::kRootId);
   return ids;
 }
@@ -261,11 +236,11 @@ void pre_dump(const Options& opts) {
   auto& tasks = tree.tasks();
   const pid_t root = tasks.front().pid;
   if (tasks.front().zombie) fail("the root task {} is a zombie", root);
+  const Namespaces ns(tasks);
   std::vector<pid_t> pids;
   for (auto& t : tasks) {
     interrupt_point();
     if (t.zombie) continue;
-    check_namespaces(t.pid);
     refuse_io_uring(t.pid, t.io_workers);
     progress::phase(fmt::format("task {}", t.pid));
     tracker.attach(t);
@@ -290,7 +265,7 @@ void pre_dump(const Options& opts) {
   const PageStats mem = images.finish();
   pages->finish();
   tracker.hand_over();
-  write_inventory(opts, kobj_ids(root));
+  write_inventory(opts, kobj_ids(root, ns));
   if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(opts.dir);
   progress.stop();
   stats_entry stats = image::empty_dump_stats();
@@ -342,7 +317,6 @@ void run(const Options& opts) {
         root.pid, root.sid, root.pgid);
   for (const auto& t : tasks) {
     if (t.zombie && t.pid == root.pid) fail("the root task {} is a zombie", t.pid);
-    if (!t.zombie) check_namespaces(t.pid);
     if (!t.zombie) refuse_io_uring(t.pid, t.io_workers);
     if (t.pid != root.pid && (!tree.contains(t.sid) && t.sid != root.sid))
       fail("task {}: its session {} is neither in the tree nor the root's: not supported yet",
@@ -350,6 +324,7 @@ void run(const Options& opts) {
     if (t.pgid != root.pgid && !tree.contains(t.pgid)) refuse_live_group_leader(t);
   }
 
+  const Namespaces ns(tasks);
   const TimeNamespaces timens(tasks);
   const MountNamespaces mounts(tasks, opts.mounts);
   ShmemTable shmem;
@@ -392,7 +367,7 @@ void run(const Options& opts) {
   std::map<pid_t, uint32_t> files_id_of;
   for (auto& t : tasks) {
     interrupt_point();
-    task_kobj_ids_entry ids = kobj_ids(t.pid);
+    task_kobj_ids_entry ids = kobj_ids(t.pid, ns);
     timens.set_ids(t.pid, &ids);
     mounts.set_ids(&ids);
     if (t.zombie) {
@@ -458,7 +433,7 @@ void run(const Options& opts) {
   progress::phase("shared memory");
   ShmemPages shpages = shmem.dump(*pages, &next_pages_id);
   pages->finish();
-  sysv.dump(dir, kobj_ids(root.pid).ipc_ns_id());
+  sysv.dump(dir, kobj_ids(root.pid, ns).ipc_ns_id());
   progress::phase("writing images");
   files.write(dir);
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });
@@ -466,6 +441,7 @@ void run(const Options& opts) {
   timens.write(dir);
   mounts.write(dir);
   cgroups.write(dir);
+  ns.write(dir);
 
   image::Writer ps(dir, "pstree.img", image::magic::kPstree);
   for (const auto& t : tasks) {
@@ -475,6 +451,7 @@ void run(const Options& opts) {
     e.set_pgid(t.pgid);
     e.set_sid(t.sid);
     for (const auto& th : t.threads) e.add_threads(th.tid);
+    ns.set_pids(t, &e);
     ps.put(e);
   }
   ps.close();
@@ -482,7 +459,7 @@ void run(const Options& opts) {
   // The last point where a stop signal aborts the dump: past it, the dump completes.
   interrupt_point();
   tracker.hand_over();
-  task_kobj_ids_entry root_ids = kobj_ids(root.pid);
+  task_kobj_ids_entry root_ids = kobj_ids(root.pid, ns);
   mounts.set_ids(&root_ids);
   write_inventory(opts, root_ids, cgroups.root_set());
   if (opts.auto_dedup && !opts.prev_dir.empty()) dedup(dir);

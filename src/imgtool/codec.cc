@@ -52,6 +52,7 @@
 #include "timer.pb.h"
 #include "timerfd.pb.h"
 #include "tty.pb.h"
+#include "utsns.pb.h"
 #include "vma.pb.h"
 
 namespace cryo::imgtool {
@@ -121,13 +122,13 @@ const Kind kKinds[] = {
     {"TIMENS", image::magic::kTimens, d<timens_entry>},
     {"MNTS", image::kMntsMagic, d<mnt_entry>},
     {"CGROUP", image::magic::kCgroup, d<cgroup_entry>},
+    {"UTSNS", image::magic::kUtsns, d<utsns_entry>},
     {"TCP_STREAM", image::magic::kTcpStream, d<tcp_stream_entry>, nullptr, nullptr, false, 1, true},
 };
 
 // Kinds crit names but cryo's schema has no message for.
 const std::pair<const char*, uint32_t> kForeign[] = {
-    {"UTSNS", 0x54473203},       {"PIDNS", 0x61157326},    {"IPC_VAR", 0x53115007},
-    {"MNTS", 0x55563928},     {"TUNFILE", 0x57143751},
+    {"PIDNS", 0x61157326},    {"IPC_VAR", 0x53115007},    {"TUNFILE", 0x57143751},
     {"IRMAP_CACHE", 0x57004059}, {"NETDEV", 0x57373951},   {"IPCNS_SEM", 0x59573019},
     {"IPCNS_MSG", 0x55453737},   {"NETNS", 0x55933752},    {"USERNS", 0x55474906},
     {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},  {"BPFMAP_FILE", 0x57506142},

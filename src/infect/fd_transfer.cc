@@ -44,8 +44,30 @@ Fd steal_fd(pid_t pid, int fd, const char* what) {
   return FdSource(pid).steal(fd, what);
 }
 
+namespace {
+
+// A pidfd cryo holds on itself, opened once.
+int self_pidfd() {
+  static const int fd = [] {
+    const int f = kernel::pidfd_open(::getpid());
+    if (f < 0) fail_sys("cannot open a pidfd on cryo itself");
+    return f;
+  }();
+  return fd;
+}
+
+}  // namespace
+
 FdInstaller::FdInstaller(RemoteTask& rt, uint64_t above) : rt_(rt) {
-  const uint64_t p = rt_.check<uint64_t>("pidfd_open", SYS_pidfd_open, ::getpid(), 0);
+  SyscallResult opened = rt_.syscall(SYS_pidfd_open, ::getpid(), 0);
+  if (opened.error() == ESRCH) {
+    // A task in a nested pid namespace, where cryo has no PID: it opens cryo's own pidfd
+    // again through cryo's /proc entry, which it still sees.
+    ScratchArena arena(rt_);
+    const std::string path = fmt::format("/proc/{}/fd/{}", ::getpid(), self_pidfd());
+    opened = rt_.syscall(SYS_openat, AT_FDCWD, arena.put_str(path), O_RDONLY | O_CLOEXEC, 0);
+  }
+  const auto p = opened.or_fail<uint64_t>("cannot open a pidfd on cryo (pidfd_open)");
   pidfd_ = rt_.check<uint64_t>("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl, p, F_DUPFD_CLOEXEC,
                                std::max(above, p));
   if (pidfd_ != p) rt_.check("close", SYS_close, p);

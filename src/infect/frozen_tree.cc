@@ -275,9 +275,10 @@ void FrozenTree::commit(End how) {
       if (!wait_gone(tid, deadline))
         log::warn("killed task {} has not ended yet ({})", tid, proc::describe_state(tid));
     };
-    for (const auto& t : tasks_) {
-      for (size_t i = 1; i < t.threads.size(); i++) reap(t.threads[i].tid);
-      if (!t.threads.empty()) reap(t.pid);
+    // Children first: the init of a pid namespace ends only once every task in it is reaped.
+    for (auto t = tasks_.rbegin(); t != tasks_.rend(); ++t) {
+      for (size_t i = 1; i < t->threads.size(); i++) reap(t->threads[i].tid);
+      if (!t->threads.empty()) reap(t->pid);
     }
     seized_.clear();
     log::info("killed the dumped tree");

@@ -49,7 +49,7 @@ uint64_t pick_free(const std::vector<std::pair<uint64_t, uint64_t>>& busy, uint6
 }
 
 NewTree::NewTree(const Plan& plan, MountTree* mounts)
-    : plan_(plan), mounts_(mounts), timens_(plan), remote_(plan.tasks.size()) {}
+    : plan_(plan), mounts_(mounts), ns_(plan), timens_(plan), remote_(plan.tasks.size()) {}
 
 NewTree::~NewTree() {
   if (!released_) kill_all();
@@ -70,11 +70,13 @@ void NewTree::kill_all() {
 void NewTree::fork_root() {
   const TaskPlan& t = plan_.tasks[0];
   pid_t want = t.pid();
+  const std::vector<pid_t> ids = ns_.set_tid(0, 0);
   kernel::CloneArgs args{};
+  args.flags = ns_.clone_flags(0);
   args.exit_signal = SIGCHLD;
   if (mounts_) args.flags |= mounts_->clone_flags();
-  args.set_tid = reinterpret_cast<uint64_t>(&want);
-  args.set_tid_size = 1;
+  args.set_tid = reinterpret_cast<uint64_t>(ids.data());
+  args.set_tid_size = ids.size();
   long r = -1;
   const pid_t cryo = ::getpid();
   for (int tries = 0; tries < 250; tries++) {
@@ -88,8 +90,10 @@ void NewTree::fork_root() {
     // outlive the copy: an image that sets fewer sigactions leaves the rest at default.
     // Until cryo sets PTRACE_O_EXITKILL, a cryo killed now would leave this task stopped
     // forever: it dies with cryo instead (cleared for the root before release).
+    // (The init of a new pid namespace sees its parent as 0.)
     ::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
-    if (::syscall(SYS_getppid) != cryo) ::syscall(SYS_exit_group, 127);
+    const long ppid = ::syscall(SYS_getppid);
+    if (ppid != cryo && ppid != 0) ::syscall(SYS_exit_group, 127);
     kernel::KernelSigaction dfl{};
     for (int sig = 1; sig <= 64; sig++)
       if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, 8);
@@ -113,14 +117,15 @@ void NewTree::fork_root() {
   log::debug("created root task {}", want);
 }
 
-std::unique_ptr<RemoteTask> NewTree::clone_in(RemoteTask& parent, pid_t want, uint64_t flags,
-                                              const char* what) {
+std::unique_ptr<RemoteTask> NewTree::clone_in(RemoteTask& parent, const std::vector<pid_t>& ids,
+                                              uint64_t flags, const char* what, bool below) {
+  const pid_t want = ids.back();
   kernel::CloneArgs args{};
   args.flags = flags;
   args.exit_signal = SIGCHLD;
   args.set_tid = parent.scratch() + 1024;
-  args.set_tid_size = 1;
-  parent.put(1024, &want, sizeof want);
+  args.set_tid_size = ids.size();
+  parent.put(1024, ids.data(), ids.size() * sizeof(pid_t));
   uint64_t a = parent.put(0, &args, sizeof args);
   long r = -EEXIST;
   for (int tries = 0; tries < 250 && r == -EEXIST; tries++) {
@@ -130,7 +135,12 @@ std::unique_ptr<RemoteTask> NewTree::clone_in(RemoteTask& parent, pid_t want, ui
   if (r < 0)
     fail_errno(static_cast<int>(-r), "cannot create {} {} in parent {} (clone3)", what, want,
                parent.tid());
-  if (r != want) fail("{} {} was created with PID {}", what, want, r);
+  // clone3 returns the PID in the parent's namespace: the child's own, or the one above it
+  // when the child is the init of a new one.
+  const pid_t seen = ids[below && ids.size() > 1 ? 1 : 0];
+  if (r != seen)
+    fail("{} {} was created with PID {} in its parent's pid namespace, not {}", what, want, r,
+         seen);
   created_.push_back(want);
   WaitStatus ws = wait_task(want);
   if (!ws.stopped()) fail("new {} {} {} before cryo could trace it", what, want, ws.str());
@@ -143,8 +153,10 @@ std::unique_ptr<RemoteTask> NewTree::clone_in(RemoteTask& parent, pid_t want, ui
 void NewTree::fork_child(size_t i) {
   const TaskPlan& t = plan_.tasks[i];
   // A task that shared its parent's fd table (clone with CLONE_FILES) shares it again.
-  uint64_t flags = shares_parent_files(plan_, t) ? CLONE_FILES : 0;
-  remote_[i] = clone_in(*remote_[t.parent], t.pid(), flags, "task");
+  uint64_t flags = (shares_parent_files(plan_, t) ? CLONE_FILES : 0) | ns_.clone_flags(i);
+  RemoteTask& parent = *remote_[t.parent];
+  if (ns_.parent_unshares(i)) parent.check("unshare(CLONE_NEWPID)", SYS_unshare, CLONE_NEWPID);
+  remote_[i] = clone_in(parent, ns_.set_tid(i, 0), flags, "task", ns_.below_parent(i));
 }
 
 void NewTree::exit_task(RemoteTask& z, int status) {
@@ -188,6 +200,7 @@ void NewTree::create(Ttys& ttys, const std::function<void(size_t)>& shape) {
   const TaskPlan& root = plan_.tasks[0];
   fork_root();
   if (mounts_) mounts_->build(root.pid());
+  ns_.fill(*remote_[0], 0);
   timens_.place(*remote_[0], root);
   // Sessions and their controlling terminals are set as each task is created, so its
   // children inherit them.
@@ -199,6 +212,7 @@ void NewTree::create(Ttys& ttys, const std::function<void(size_t)>& shape) {
   for (size_t i = 1; i < plan_.tasks.size(); i++) {
     const TaskPlan& t = plan_.tasks[i];
     fork_child(i);
+    ns_.fill(*remote_[i], i);
     timens_.place(*remote_[i], t);
     if (t.ps.sid() == t.ps.pid()) {
       remote_[i]->check("setsid", SYS_setsid);
@@ -230,12 +244,25 @@ void NewTree::create(Ttys& ttys, const std::function<void(size_t)>& shape) {
     if (pgid == t.pid()) continue;
     if (needs_group_helper(plan_, t) && !helpers.contains(pgid)) {
       const auto parent = static_cast<size_t>(t.parent);
-      Helper h{clone_in(*remote_[parent], pgid, 0, "helper task leading process group"), parent};
+      if (plan_.tasks[parent].ps.cryo_ns_pid_size() > 0)
+        fail(
+            "task {}: its process group {} has no leader left, in a nested pid namespace, whose "
+            "PIDs there the images do not give: not supported",
+            t.pid(), pgid);
+      Helper h{clone_in(*remote_[parent], {pgid}, 0, "helper task leading process group"), parent};
       h.rt->check("setpgid", SYS_setpgid, {0, 0});
       helpers.emplace(pgid, std::move(h));
     }
-    if (plan_.find(pgid) >= 0 || needs_group_helper(plan_, t))
-      remote_[i]->check("setpgid", SYS_setpgid, {0, t.ps.pgid()});
+    if (plan_.find(pgid) >= 0 || needs_group_helper(plan_, t)) {
+      const pid_t seen = ns_.pid_seen_by(i, pgid);
+      if (seen)
+        remote_[i]->check("setpgid", SYS_setpgid, {0, static_cast<uint64_t>(seen)});
+      else if (proc::read_stat(t.pid()).pgrp != pgid)  // only inherited: no name for it inside
+        fail(
+            "task {}: its process group {} is led from outside its pid namespace, and it was "
+            "not born in it: not supported",
+            t.pid(), pgid);
+    }
     // else: a shell job's group, inherited from cryo.
   }
   // The groups live on without their helpers, which end and are reaped by their parents
@@ -272,18 +299,19 @@ std::vector<RemoteTask*> NewTree::create_threads(size_t i) {
   std::vector<RemoteTask*> all{&leader};
   for (int k = 1; k < t.ps.threads_size(); k++) {
     pid_t want = static_cast<pid_t>(t.ps.threads(k));
+    const std::vector<pid_t> ids = ns_.set_tid(i, static_cast<size_t>(k));
     kernel::CloneArgs args{};
     args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
     args.exit_signal = 0;
     args.set_tid = leader.scratch() + 1024;
-    args.set_tid_size = 1;
-    leader.put(1024, &want, sizeof want);
+    args.set_tid_size = ids.size();
+    leader.put(1024, ids.data(), ids.size() * sizeof(pid_t));
     uint64_t a = leader.put(0, &args, sizeof args);
     long r = leader.syscall(SYS_clone3, {a, sizeof args});
     if (r < 0)
       fail_errno(static_cast<int>(-r), "cannot create thread {} of task {} (clone3)", want,
                  t.pid());
-    if (r != want) fail("thread {} was created with TID {}", want, r);
+    if (r != ids.front()) fail("thread {} was created with TID {} in its namespace", want, r);
     created_.push_back(want);
     WaitStatus ws = wait_task(want);
     if (!ws.stopped()) fail("new thread {} {} before cryo could trace it", want, ws.str());

@@ -11,6 +11,7 @@
 
 #include "infect/remote_task.h"
 #include "restore/mounts.h"
+#include "restore/namespaces.h"
 #include "restore/plan.h"
 #include "restore/timens.h"
 #include "restore/tty.h"
@@ -47,14 +48,17 @@ class NewTree {
  private:
   void fork_root();
   void fork_child(size_t i);
-  // Creates task `want` as a child of `parent` (clone3 with set_tid), traced and stopped.
-  std::unique_ptr<RemoteTask> clone_in(RemoteTask& parent, pid_t want, uint64_t flags,
-                                       const char* what);
+  // Creates a task as a child of `parent` (clone3 with set_tid `ids`: its PID in each pid
+  // namespace, the innermost first, cryo's last), traced and stopped. `below`: the task is
+  // in a pid namespace below its parent's.
+  std::unique_ptr<RemoteTask> clone_in(RemoteTask& parent, const std::vector<pid_t>& ids,
+                                       uint64_t flags, const char* what, bool below = false);
   // Makes a traced task end with wait status `status` (an exit code or a killing signal).
   void exit_task(RemoteTask& z, int status);
   void kill_all();
   const Plan& plan_;
   MountTree* mounts_;
+  Namespaces ns_;
   TimeNamespaces timens_;
   std::vector<std::unique_ptr<RemoteTask>> remote_;
   std::vector<std::unique_ptr<RemoteTask>> threads_;  // non-leader threads

@@ -12,7 +12,7 @@
 # ghost-limit freeze-timeout file-locks ext-unix-sk unix-inflight socket-path-taken
 # stop-during-dump oom-score-adj io-uring udp-corked unix-creds-outside pidfile log-file images-perms image-part-symlink
 # hostile-memory hostile-core hostile-files hostile-pipes file-kinds sysv-shm pgrp-outside
-# shared-clone).
+# shared-clone namespaces).
 # Some programs need options on both dump and restore: see PROG_OPTS below.
 # Helper programs (memory, task_state, tree, socket_holder, tracer, deleted_files,
 # vfork_wait, file_locks, inotify_deleted, pid_taker, io_uring, udp_corked,
@@ -774,6 +774,91 @@ restore_must_fail() { # NAME WHAT IMGDIR WORD...
 	for p in $(test_pids); do
 		wait_until 5 is_gone "$p" || die "$what: pid $p left behind (state $(state_of "$p"))"
 	done
+}
+
+# Namespaces. A kind cryo cannot restore yet (network, IPC) is refused at dump, naming the
+# kind and the task, and the tree runs on. A task of a nested pid namespace that is not its
+# init cannot be the root of a dump. A restore whose PID (in cryo's namespace) of a task in a
+# nested namespace is taken fails naming it, and leaves nothing behind.
+err_namespaces() {
+	local kind opt
+	for kind in net ipc; do
+		new_run "$kind"
+		helper memory
+		opt=--$kind
+		start_cmd unshare "$opt" "$HELPER" "$D"
+		dump dump
+		expect_fail dump "dump of a task in a $kind namespace of its own"
+		expect_msg dump "dump of a task in a $kind namespace of its own" "$kind namespace" \
+			"not supported" "task $ROOT"
+		check_tree_running "after the refused dump of a $kind namespace"
+		finish_original "after the refused dump of a $kind namespace"
+	done
+
+	new_run inner-root
+	helper pidns
+	start_prog "$HELPER"
+	local outer_root=$ROOT
+	ROOT=$(tr -dc '0-9' <"$D/ready-a")
+	dump dump --shell-job
+	expect_fail dump "dump rooted at a task of a nested pid namespace that is not its init"
+	expect_msg dump "dump rooted at a non-init task of a pid namespace" "task $ROOT" "PID 1" \
+		"init"
+	ROOT=$outer_root
+	check_tree_running "after the refused dump of a non-init root"
+	finish_original "after the refused dump of a non-init root"
+
+	# unshare --pid --fork twice: pid namespaces nested two deep below cryo's, each made by
+	# unshare(CLONE_NEWPID) in the parent (its namespace for children): every PID at every
+	# level, and each parent's namespace for children, come back.
+	new_run nested
+	spawn unshare --pid --fork unshare --pid --fork sleep 1000
+	HELPERS+=("$SPAWN_PID")
+	ROOT=$SPAWN_PID
+	local p pids=() before=() k
+	wait_until 5 pgrep -P "$ROOT" >/dev/null || die "setup: unshare made no child"
+	pids=("$ROOT" "$(pgrep -P "$ROOT")")
+	wait_until 5 pgrep -P "${pids[1]}" >/dev/null || die "setup: the inner unshare made no child"
+	pids+=("$(pgrep -P "${pids[1]}")")
+	wait_until 5 test "$(cat "/proc/${pids[2]}/comm")" = sleep || die "setup: no sleep inside"
+	for p in "${pids[@]}"; do before+=("$(grep NSpid "/proc/$p/status")"); done
+	[[ ${before[2]} =~ NSpid:[[:space:]]+${pids[2]}[[:space:]]+2[[:space:]]+1$ ]] ||
+		die "setup: sleep's NSpid is '${before[2]}', expected 3 levels"
+	dump_ok dump
+	check_tree_gone
+	run_cryo restore restore -d -D "$IMG" -o "$D/restore.log" -v4
+	(( RC == 0 )) || die "restore of nested pid namespaces exited $RC: $(msg_of restore)"
+	for k in 0 1 2; do
+		p=${pids[$k]}
+		[[ $(grep NSpid "/proc/$p/status" 2>/dev/null) == "${before[$k]}" ]] ||
+			die "nested: task $p has '$(grep NSpid "/proc/$p/status" 2>/dev/null)', was '${before[$k]}'"
+	done
+	for k in 0 1; do
+		[[ $(readlink "/proc/${pids[$k]}/ns/pid_for_children") == \
+			"$(readlink "/proc/${pids[$((k + 1))]}/ns/pid")" ]] ||
+			die "nested: the namespace for children of ${pids[$k]} is not its child's"
+	done
+	log "nested pid namespaces restored: ${before[*]}"
+	kill -KILL "${pids[@]}"
+
+	new_run taken
+	helper pidns
+	start_prog "$HELPER"
+	local taken # the outer PID of the zombie inside: the driver's checks cover every other one
+	taken=$(tr -dc '0-9' <"$D/zombie")
+	dump_ok dump
+	check_tree_gone
+	helper pid_taker
+	spawn "$HELPER" "$D" "$taken"
+	HELPERS+=("$SPAWN_PID")
+	wait_until 10 test -s "$D/taken" || die "setup: pid_taker could not take PID $taken"
+	restore_must_fail restore-taken "restore while PID $taken (a zombie's, inside) is taken" \
+		"$IMG" "PID $taken" "pid_taker"
+	pkill -KILL -P "$SPAWN_PID"
+	kill -KILL "$SPAWN_PID"
+	wait "$SPAWN_PID" 2>/dev/null
+	wait_until 10 is_gone "$taken" || die "setup: pid_taker still holds PID $taken"
+	restore_fg
 }
 
 err_truncated_image() {
@@ -1965,7 +2050,7 @@ missing-pid | bad-option | missing-dir | occupied-pid | truncated-image | corrup
 	freeze-timeout | file-locks | ext-unix-sk | unix-inflight | socket-path-taken | \
 	stop-during-dump | oom-score-adj | io-uring | udp-corked | unix-creds-outside | pidfile | log-file | images-perms | \
 	image-part-symlink | hostile-memory | hostile-core | hostile-files | hostile-pipes | file-kinds | \
-	sysv-shm | pgrp-outside | shared-clone | mount-ns)
+	sysv-shm | pgrp-outside | shared-clone | mount-ns | namespaces)
 	"err_${FLAVOR//-/_}"
 	;;
 *)
