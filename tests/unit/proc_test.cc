@@ -763,6 +763,7 @@ TEST(Cgroups, ParseCgroup) {
   EXPECT_EQ(m[2], (CgroupMember{"unified", "/x y"}));
   EXPECT_THROW(parse_cgroup("garbage\n"), Error);
   EXPECT_EQ(cgroup_controllers("cpu,cpuacct"), (std::vector<std::string>{"cpu", "cpuacct"}));
+}
 
 TEST(Cgroups, ParseMounts) {
   auto m = parse_cgroup_mounts(
@@ -776,10 +777,12 @@ TEST(Cgroups, ParseMounts) {
   EXPECT_EQ(m["unified"], "/sys/fs/cgroup/unified");
   EXPECT_EQ(m["pids"], "/mnt/pids x");  // octal escapes undone; a mount of a subdir is skipped
   EXPECT_EQ(m.size(), 4u);
+}
 
 TEST(Cgroups, PropValue) {
   EXPECT_EQ(cgroup_prop_value("memory.oom_control", "oom_kill_disable 1\nunder_oom 0"), "1");
   EXPECT_EQ(cgroup_prop_value("pids.max", "max"), "max");
+}
 
 }  // namespace
 }  // namespace cryo::proc
@@ -800,6 +803,7 @@ TEST(Cgroups, PropsSpec) {
   EXPECT_FALSE(p["cpu"].empty());  // the built-in list stays for the others
   EXPECT_THROW(cgroup_props("\"pids\":\n - \"strategy\": \"sometimes\"\n", "spec"), Error);
   EXPECT_THROW(cgroup_props("pids: [a]\n", "spec"), Error);
+}
 
 }  // namespace
 }  // namespace cryo::dump
