@@ -717,7 +717,7 @@ std::vector<Feature> criu_features() {
       {"nsid", probe_nsid, "cryo does not dump network namespaces yet", false},
       {"link_nsid", probe_nsid, "cryo does not dump network namespaces yet", false},
       {"kcmp_epoll", probe_kcmp_epoll, nullptr, false},
-      {"timens", probe_timens, "cryo does not dump time namespaces yet", false},
+      {"timens", probe_timens, nullptr, false},
       {"external_net_ns", [] { return probe_file("/proc/self/ns/net"); },
        "cryo does not take external network namespaces (--external net[...]) yet", false},
       {"clone3_set_tid", probe_clone3_set_tid, nullptr, false},

@@ -43,11 +43,11 @@ features)
 	done
 	# Things cryo does today, on a kernel that has them (6.x).
 	for f in mnt_id timerfd fdinfo_lock seccomp_filters kcmp_epoll clone3_set_tid tcp_half_closed \
-		network_lock_nftables mem_dirty_track uffd uffd-noncoop; do
+		network_lock_nftables mem_dirty_track uffd uffd-noncoop timens; do
 		"$CRYO" check --feature $f >/dev/null 2>&1 || fail "$f should be supported here"
 	done
 	# Things cryo cannot do yet: never supported, whatever the kernel.
-	for f in userns tun nsid cgroupns timens; do
+	for f in userns tun nsid cgroupns; do
 		"$CRYO" check --feature $f >/dev/null 2>&1 && fail "$f claims support"
 	done
 	"$CRYO" check --feature no_such_feature >"$T/out" 2>"$T/err" && fail "unknown feature exits 0"
