@@ -54,7 +54,7 @@ void append_u32(std::string& s, uint32_t v) {
 }  // namespace
 
 Writer::Writer(const std::string& dir, const std::string& name, uint32_t magic, bool service)
-    : dir_(dir), name_(name), tmp_("." + name + ".part") {
+    : dir_(dir), name_(name), tmp_(magic == magic::kInventory ? "." + name + ".part" : name) {
   fd_ = create_raw(dir_, tmp_);
   if (magic != magic::kInventory) append_u32(buf_, service ? magic::kService : magic::kCommon);
   append_u32(buf_, magic);
@@ -99,7 +99,7 @@ void Writer::put_raw(const void* data, size_t len) {
 void Writer::close() {
   flush();
   fd_.reset();
-  if (::rename((dir_ + "/" + tmp_).c_str(), (dir_ + "/" + name_).c_str()) < 0)
+  if (tmp_ != name_ && ::rename((dir_ + "/" + tmp_).c_str(), (dir_ + "/" + name_).c_str()) < 0)
     fail_sys("cannot rename image {}/{}", dir_, name_);
 }
 

@@ -77,8 +77,11 @@ constexpr uint32_t kVmaHugetlbFlags = 0x40000u | (0x3fu << 26);
 // task_core_entry.task_state values.
 constexpr uint32_t kTaskAlive = 1, kTaskDead = 2, kTaskStopped = 3;
 
-// Writes one image file: magic, then entries. The file appears under its final name only
-// when close() succeeds (written to a temporary name and renamed).
+// Writes one image file: magic, then entries. A Writer destroyed before close() removes its
+// file. inventory.img, which marks an image set complete, appears under its name only when
+// close() succeeds (written to a temporary name and renamed); the other images, read only
+// with an inventory, are written in place (a rename per image costs a directory lock that
+// the dump's two threads contend for).
 class Writer {
  public:
   Writer(const std::string& dir, const std::string& name, uint32_t magic, bool service = false);

@@ -1567,14 +1567,15 @@ err_images_perms() {
 	restore_fg
 }
 
-# Image temporaries (.NAME.part) and raw pages images are created anew: a symlink planted at
-# their path is removed, not written through; the dump works and restores.
+# Images, the inventory's temporary (.inventory.img.part) and raw pages images are created
+# anew: a symlink planted at their path is removed, not written through; the dump works and
+# restores.
 err_image_part_symlink() {
 	helper task_state
 	start_prog "$HELPER"
 	mkdir -p "$IMG"
 	echo precious >"$D/outside"
-	local f planted=(".core-$ROOT.img.part" ".inventory.img.part" ".stats-dump.part" pages-1.img
+	local f planted=("core-$ROOT.img" ".inventory.img.part" "stats-dump" pages-1.img
 		"fs-$ROOT.img")
 	for f in "${planted[@]}"; do
 		ln -s "$D/outside" "$IMG/$f"
