@@ -121,7 +121,8 @@ CgroupSets::CgroupSets(CgroupOptions opts) : opts_(std::move(opts)) {
 uint32_t CgroupSets::add(pid_t pid, const std::vector<pid_t>& tids) {
   if (opts_.ignore) return 0;
   std::vector<proc::CgroupMember> set;
-  for (proc::CgroupMember& m : proc::read_cgroup(pid)) {
+  const std::string leader = proc::read_file(fmt::format("/proc/{}/cgroup", pid));
+  for (proc::CgroupMember& m : proc::parse_cgroup(leader)) {
     bool kept = opts_.dump_controllers.empty();
     for (const std::string& c : proc::cgroup_controllers(m.name))
       if (std::find(opts_.dump_controllers.begin(), opts_.dump_controllers.end(), c) !=
@@ -129,7 +130,6 @@ uint32_t CgroupSets::add(pid_t pid, const std::vector<pid_t>& tids) {
         kept = true;
     if (kept) set.push_back(std::move(m));
   }
-  const std::string leader = proc::read_file(fmt::format("/proc/{}/cgroup", pid));
   for (pid_t tid : tids)
     if (tid != pid && proc::read_file(fmt::format("/proc/{}/task/{}/cgroup", pid, tid)) != leader)
       fail(

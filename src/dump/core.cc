@@ -302,7 +302,7 @@ std::vector<core_entry> dump_core(FrozenTask& t, SeccompTable& seccomp, CoreExtr
   const pid_t pid = t.pid;
   std::vector<core_entry> cores(t.threads.size());
   for (auto& c : cores) c.set_mtype(core_entry::X86_64);
-  const std::vector<proc::Vma> maps = proc::read_maps(pid);  // also for every probe's frame
+  const std::vector<proc::Vma>& maps = t.maps;  // also for every probe's frame
   const Gadgets gadgets = find_gadgets(pid, maps);
   if (!gadgets.syscall)
     fail("task {}: no syscall instruction found in its executable mappings", pid);

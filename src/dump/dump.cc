@@ -241,7 +241,8 @@ void pre_dump(const Options& opts) {
   for (auto& t : tasks) {
     interrupt_point();
     if (t.zombie) continue;
-    refuse_io_uring(t.pid, t.io_workers);
+    t.maps = proc::read_maps(t.pid);
+    refuse_io_uring(t);
     progress::phase(fmt::format("task {}", t.pid));
     tracker.attach(t);
     pids.push_back(t.pid);
@@ -315,9 +316,12 @@ void run(const Options& opts) {
         "task {} belongs to session {} and group {} led from outside the dumped tree (a shell "
         "job): dump it with --shell-job (-j), or start it with setsid",
         root.pid, root.sid, root.pgid);
-  for (const auto& t : tasks) {
+  for (auto& t : tasks) {
     if (t.zombie && t.pid == root.pid) fail("the root task {} is a zombie", t.pid);
-    if (!t.zombie) refuse_io_uring(t.pid, t.io_workers);
+    if (!t.zombie) {
+      t.maps = proc::read_maps(t.pid);
+      refuse_io_uring(t);
+    }
     if (t.pid != root.pid && (!tree.contains(t.sid) && t.sid != root.sid))
       fail("task {}: its session {} is neither in the tree nor the root's: not supported yet",
            t.pid, t.sid);
@@ -404,13 +408,13 @@ void run(const Options& opts) {
                        std::move(cores[i]));
     images.write_one(fmt::format("ids-{}.img", t.pid), image::magic::kIds, ids);
 
-    mm_entry mm = collect_mm(t.pid, extras.brk, files, shmem);
+    mm_entry mm = collect_mm(t, extras.brk, files, shmem);
     mm.set_dumpable(extras.dumpable);
     mm.set_thp_disabled(extras.thp_disabled);
     if (extras.mlockall) mm.set_cryo_mlockall(extras.mlockall);
     // Done with the task's memory (the probes have put back what they wrote): its pages are
     // copied meanwhile.
-    PageRanges in_parent = tracker.track(t, proc::read_maps(t.pid));
+    PageRanges in_parent = tracker.track(t, t.maps);
     images.add_pages(t.pid, mm, next_pages_id++, estimate[t.pid], std::move(in_parent));
     sysv.add(t.pid, mm);
     images.write_one(fmt::format("mm-{}.img", t.pid), image::magic::kMm, std::move(mm));

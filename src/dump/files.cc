@@ -47,10 +47,11 @@ std::string kind_of_link(const std::string& link) {
 
 }  // namespace
 
-void refuse_io_uring(pid_t pid, const std::vector<pid_t>& io_workers) {
+void refuse_io_uring(const FrozenTask& t) {
+  const std::vector<pid_t>& io_workers = t.io_workers;
+  const pid_t pid = t.pid;
   const proc::Vma* ring = nullptr;
-  const std::vector<proc::Vma> maps = proc::read_maps(pid);
-  for (const proc::Vma& v : maps)
+  for (const proc::Vma& v : t.maps)
     if (v.path == kIoUringLink) ring = &v;
   if (!ring && io_workers.empty()) return;  // an fd on a ring alone is refused with the fds
   // Name the ring's fd when there is one, as the fds would.

@@ -22,16 +22,17 @@
 #include "dump/ghost_files.h"
 #include "dump/shmem.h"
 #include "image/fdinfo.h"
+#include "infect/frozen_tree.h"
 #include "kernel/syscalls.h"
 #include "net/tcp_repair.h"
 
 namespace cryo::dump {
 
-// Refuses a task using io_uring, before anything is dumped: a ring mapped (naming its fd, if
-// any, as dump_fds names any unsupported fd) or io_uring kernel threads (`io_workers`, never
-// seized) working for it. An fd on a ring that is neither mapped nor worked for is refused
-// by dump_fds.
-void refuse_io_uring(pid_t pid, const std::vector<pid_t>& io_workers);
+// Refuses a task using io_uring, before anything is dumped: a ring among its `maps` (naming
+// its fd, if any, as dump_fds names any unsupported fd) or io_uring kernel threads
+// (`io_workers`, never seized) working for it. An fd on a ring that is neither mapped nor
+// worked for is refused by dump_fds.
+void refuse_io_uring(const FrozenTask& t);
 
 struct FileTableOptions {
   bool shell_job = false;    // a terminal outside the tree is the shell job's (-j)

@@ -418,7 +418,8 @@ Fd MemTracker::create_uffd(FrozenTask& t) {
   uint64_t mask = 0;
   if (ptrace(PTRACE_GETSIGMASK, leader.tid, sizeof mask, &mask) < 0)
     fail_sys("cannot read the signal mask of task {}", leader.tid);
-  const std::vector<proc::Vma> maps = proc::read_maps(pid);
+  std::vector<proc::Vma> read;
+  const std::vector<proc::Vma>& maps = t.maps.empty() ? (read = proc::read_maps(pid)) : t.maps;
   const Gadgets gadgets = find_gadgets(pid, maps);
   if (!gadgets.syscall)
     fail("task {}: no syscall instruction found in its executable mappings", pid);

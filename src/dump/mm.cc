@@ -107,8 +107,9 @@ uint32_t mlockall_flags(RemoteTask& rt, pid_t pid) {
   return mlockall_from_fresh_page(pid, pme, advice);
 }
 
-mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem) {
-  proc::Stat st = proc::read_stat(pid);
+mm_entry collect_mm(const FrozenTask& t, uint64_t brk, FileTable& files, ShmemTable& shmem) {
+  const pid_t pid = t.pid;
+  const proc::Stat& st = t.stat;
   mm_entry mm;
   mm.set_mm_start_code(st.startcode);
   mm.set_mm_end_code(st.endcode);

@@ -26,6 +26,6 @@ uint64_t fresh_page_entry(pid_t pid, uint64_t page);
 uint32_t mlockall_from_fresh_page(pid_t pid, uint64_t pme, long advice);
 
 // Builds the mm entry from smaps, stat and auxv. `brk` is the task's current break.
-mm_entry collect_mm(pid_t pid, uint64_t brk, FileTable& files, ShmemTable& shmem);
+mm_entry collect_mm(const FrozenTask& t, uint64_t brk, FileTable& files, ShmemTable& shmem);
 
 }  // namespace cryo::dump

@@ -34,6 +34,9 @@ struct FrozenTask {
   std::vector<pid_t> children;
   std::vector<FrozenThread> threads;  // threads[0] is the leader (tid == pid)
   std::vector<pid_t> io_workers;      // io_uring kernel threads: listed, never seized
+  // The mappings, read once after the freeze by the dump (cryo's probes put back every
+  // mapping they make, so they stay true until the tree runs again).
+  std::vector<proc::Vma> maps;
 };
 
 // Holds the whole tree still while it is seized (--freeze-cgroup): frozen, no task can fork
