@@ -374,9 +374,7 @@ void detach(pid_t tid, const char* what) {
   const int err = errno;
   if (err == ESRCH) {
     auto stat = proc::try_read_file(fmt::format("/proc/{}/stat", tid));
-    const size_t paren = stat ? stat->rfind(')') : std::string::npos;
-    const char state =
-        paren != std::string::npos && paren + 2 < stat->size() ? (*stat)[paren + 2] : 'X';
+    const char state = stat ? proc::parse_stat(*stat).state : 'X';
     if (state == 'Z' || state == 'X') {
       log::info("{} {} ended on its own while the tree was released", what, tid);
       return;
