@@ -65,7 +65,8 @@ std::vector<FieldWords> option_words(const criu_opts& o, bool dumping) {
     if (o.ps().has_fd()) w.insert(w.end(), {"--ps-socket", std::to_string(o.ps().fd())});
     if (!w.empty()) b.out.push_back({"ps", w, {}});
   }
-  b.value("root", o.has_root(), "--root", o.root());
+  // runc sends the rootfs on dump too; CRIU uses it only to restore.
+  b.value("root", o.has_root() && !dumping, "--root", o.root());
   b.value("parent_img", o.has_parent_img(), "--prev-images-dir", o.parent_img());
   b.flag("track_mem", o.track_mem(), "--track-mem");
   b.flag("auto_dedup", o.auto_dedup(), "--auto-dedup");
