@@ -11,6 +11,9 @@
 #                  the container's pid namespace, runc state shows the restored init
 #   leave-running  checkpoint --leave-running: the container counts on; killed and restored
 #                  from the images, it counts on from the checkpoint
+#   stdio-pipe     the container's stdout is a pipe to a reader outside (as most callers
+#                  give it): restore -d gives it runc's new pipe (--inherit-fd), where the
+#                  count goes on
 #   socket         a container listening on TCP (busybox nc -l, host network): a client
 #                  connects after the restore and its line arrives
 #   refuse         a container holding a mount cryo cannot dump (ramfs): runc gets the
@@ -77,6 +80,7 @@ for c in sh sleep echo cat ls nc ps; do ln -s busybox "$R/bin/$c"; done
 (cd "$B" && runc spec) || fail "runc spec"
 PORT=$((20000 + $$ % 20000))
 case $CASE in
+stdio-pipe) LOOP="sleep 1000 & i=0; while true; do i=\$((i+1)); echo \$i >/tmp/count; echo \$i; sleep 0.1; done" ;;
 socket) LOOP="nc -l -p $PORT >/tmp/got & i=0; while true; do i=\$((i+1)); echo \$i >/tmp/count; sleep 0.1; done" ;;
 *) LOOP="sleep 1000 & i=0; while true; do i=\$((i+1)); echo \$i >/tmp/count; sleep 0.1; done" ;;
 esac
@@ -106,8 +110,14 @@ nspid() { awk '/^NSpid:/ {print $NF}' "/proc/$1/status"; }
 child_of() { cat "/proc/$1/task/$1/children" | tr ' ' '\n' | while read -r p; do
 	[[ -n $p ]] && grep -q "$2" "/proc/$p/cmdline" 2>/dev/null && echo "$p"; done | head -1; }
 
-(cd "$B" && timeout 30 runc run -d "$ID" </dev/null >/dev/null 2>"$W/run.err") ||
-	fail "runc run: $(cat "$W/run.err")"
+if [[ $CASE == stdio-pipe ]]; then
+	(cd "$B" && timeout 30 runc run -d "$ID" </dev/null 2>"$W/run.err" | cat >"$W/out1") &
+	sleep 1
+	[[ $(state "$ID" status) == running ]] || fail "runc run: $(cat "$W/run.err")"
+else
+	(cd "$B" && timeout 30 runc run -d "$ID" </dev/null >/dev/null 2>"$W/run.err") ||
+		fail "runc run: $(cat "$W/run.err")"
+fi
 for _ in $(seq 100); do (($(count) > 2)) && break; sleep 0.05; done
 (($(count) > 2)) || fail "the container does not count"
 PID=$(state "$ID" pid)
@@ -125,6 +135,12 @@ checkpoint() { # checkpoint DIR [runc options]: runc checkpoint through cryo
 restore() { # restore DIR NAME: runc restore -d through cryo
 	(cd "$B" && timeout 60 runc --criu "$CRYO" restore -d --image-path "$1" --work-path "$1" \
 		"$2" </dev/null >"$1.restore.out" 2>&1)
+}
+restore_piped() { # restore DIR NAME: the same, stdout a pipe to a reader writing DIR.stdout
+	(cd "$B" && timeout 60 runc --criu "$CRYO" restore -d --image-path "$1" --work-path "$1" \
+		"$2" </dev/null 2>"$1.restore.out" | cat >"$1.stdout") &
+	for _ in $(seq 100); do [[ $(state "$2" status) == running ]] && return 0; sleep 0.1; done
+	return 1
 }
 check_restored() { # check_restored NAME: pid ns, inner PIDs, /proc inside
 	local name=$1 pid child
@@ -147,7 +163,7 @@ check_restored() { # check_restored NAME: pid ns, inner PIDs, /proc inside
 }
 
 case $CASE in
-restore | socket)
+restore | socket | stdio-pipe)
 	checkpoint "$W/img" || fail "runc checkpoint: $(cat "$W/img.out")"
 	[[ -e $W/img/inventory.img ]] || fail "no inventory.img after the checkpoint"
 	[[ $(state "$ID" status) != running ]] || fail "the container still runs after the checkpoint"
@@ -155,7 +171,13 @@ restore | socket)
 	sleep 0.3
 	[[ $(count) == "$before" ]] || fail "the counter moved after the checkpoint"
 	crit decode -i "$W/img/pstree.img" >/dev/null || fail "crit cannot decode pstree.img"
-	restore "$W/img" "$ID" || fail "runc restore: $(cat "$W/img.restore.out")"
+	if [[ $CASE == stdio-pipe ]]; then
+		grep -q '"pipe:\[' "$W/img/descriptors.json" || fail "stdout is not a pipe: $(cat "$W/img/descriptors.json")"
+		restore_piped "$W/img" "$ID" || fail "runc restore: $(cat "$W/img.restore.out")"
+		grep -q "is cryo's fd .* (--inherit-fd)" "$W/img/restore.log" || fail "the pipe was not inherited"
+	else
+		restore "$W/img" "$ID" || fail "runc restore: $(cat "$W/img.restore.out")"
+	fi
 	counting "after restore"
 	after=$(count)
 	((after > before && after < before + 100)) ||
@@ -170,6 +192,14 @@ s.close()
 PY
 		for _ in $(seq 50); do grep -q "hello from after" "$R/tmp/got" 2>/dev/null && break; sleep 0.1; done
 		grep -q "hello from after" "$R/tmp/got" || fail "the restored listener got: $(cat "$R/tmp/got")"
+	fi
+	if [[ $CASE == stdio-pipe ]]; then
+		# The restored loop writes its count into runc's new pipe, from where it stopped.
+		sleep 0.5
+		first=$(head -1 "$W/img.stdout")
+		((first >= before && first < before + 100)) ||
+			fail "the new stdout pipe starts at '$first', the checkpoint was at $before"
+		(($(tail -1 "$W/img.stdout") > first)) || fail "nothing more came through the new stdout pipe"
 	fi
 	echo "runc $CASE: PASS (counter $before -> $(count), child keeps inner PID $INNER_CHILD)"
 	;;
