@@ -4,8 +4,9 @@
 #include <string>
 
 #include "base/hooks.h"
-#include "restore/mounts.h"
 #include "restore/cgroups.h"
+#include "restore/mounts.h"
+#include "restore/namespaces.h"
 
 namespace cryo::restore {
 
@@ -26,6 +27,7 @@ struct Options {
   std::string work_dir;                 // -W: where the daemon's socket is ("": dir)
   const hooks::Hooks* hooks = nullptr;  // pre-restore ... post-resume: RPC, --action-script
   MountOptions mounts;                  // --root, --external mnt[KEY]:PATH
+  NetNsOptions net;                     // --empty-ns net, --inherit-fd, --join-ns net:PATH
   CgroupOptions cgroups;                // --manage-cgroups, --cgroup-root
 };
 
