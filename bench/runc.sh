@@ -60,7 +60,11 @@ c["root"]["readonly"] = False
 c["linux"]["namespaces"] = [x for x in c["linux"]["namespaces"] if x["type"] not in drop]
 json.dump(c, open(path, "w"), indent=1)
 PY
-count() { cat "$R/tmp/count" 2>/dev/null || echo 0; }
+count() { # the counter; 0 while the file is empty (the loop rewrites it)
+	local c
+	c=$(cat "$R/tmp/count" 2>/dev/null)
+	echo "${c:-0}"
+}
 procs() { # init and its sleeping children (the loop's own sleep 0.2 comes and goes)
 	local pid n=1 c
 	pid=$(runc state "$ID" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')

@@ -1,6 +1,7 @@
 #include "cli/options.h"
 
 #include <getopt.h>
+#include <sched.h>
 
 #include <cerrno>
 #include <climits>
@@ -221,10 +222,12 @@ constexpr OptionSpec kTable[] = {
     {"inherit-fd", 0, A::kRequired, S::kImplemented, false, "fd[NUM]:RES",
      "restore: the tree's end of pipe RES (pipe:[INODE], as dumped) is cryo's fd NUM, as runc "
      "passes a container's stdio (repeatable)"},
+    {"empty-ns", 0, A::kRequired, S::kImplemented, false, "net",
+     "the tree's own network namespace is left out: dump: its devices, addresses and routes "
+     "are not saved; restore: a new one is made (loopback up)"},
     {"external", 0, A::kRequired, S::kImplemented, false, "RES",
      "an external resource (repeatable); only mounts yet: dump: mnt[MOUNTPOINT]:KEY saves the "
      "mount by KEY only, restore: mnt[KEY]:PATH bind-mounts PATH in its place"},
-    {"empty-ns", 0, A::kRequired, S::kRefused, false, "net", "create an empty namespace"},
     {"lsm-profile", 0, A::kRequired, S::kRefused, false, "TYPE:NAME",
      "LSM profile of restored tasks"},
     {"stream", 0, A::kNone, S::kRefused, true, nullptr, "images through criu-image-streamer"},
@@ -441,6 +444,10 @@ struct Parser {
       o->link_remap = true;
     } else if (name == "root") {
       o->root = arg;
+    } else if (name == "empty-ns") {
+      if (std::strcmp(arg, "net"))
+        fail("--empty-ns {}{}: only net can be an empty namespace", arg, from(src));
+      o->empty_ns |= CLONE_NEWNET;
     } else if (name == "external") {
       o->external.push_back(arg);
     } else if (name == "inherit-fd") {

@@ -59,6 +59,7 @@ struct Options {
   std::string root;                        // --root: restore's root of a mount namespace
   std::vector<std::string> external;       // --external RES (repeatable)
   std::vector<std::string> inherit_fds;    // --inherit-fd fd[N]:RES (repeatable)
+  uint32_t empty_ns = 0;                   // --empty-ns net: CLONE_NEWNET
   std::vector<std::string> ext_mount_map;  // -M/--ext-mount-map KEY:VAL (repeatable)
   std::vector<std::string> skip_mnt;       // --skip-mnt PATH (repeatable)
   std::vector<std::string> enable_fs;      // --enable-fs FSNAMES (repeatable)

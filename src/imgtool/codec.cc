@@ -30,6 +30,7 @@
 #include "memfd.pb.h"
 #include "mm.pb.h"
 #include "mnt.pb.h"
+#include "netdev.pb.h"
 #include "ns.pb.h"
 #include "opts.pb.h"
 #include "packet-sock.pb.h"
@@ -125,17 +126,18 @@ const Kind kKinds[] = {
     {"MNTS", image::kMntsMagic, d<mnt_entry>},
     {"CGROUP", image::magic::kCgroup, d<cgroup_entry>},
     {"UTSNS", image::magic::kUtsns, d<utsns_entry>},
+    {"NETNS", image::magic::kNetns, d<netns_entry>},
+    {"NETDEV", image::magic::kNetdev, d<net_device_entry>},
     {"TCP_STREAM", image::magic::kTcpStream, d<tcp_stream_entry>, nullptr, nullptr, false, 1, true},
 };
 
 // Kinds crit names but cryo's schema has no message for.
 const std::pair<const char*, uint32_t> kForeign[] = {
-    {"PIDNS", 0x61157326},    {"TUNFILE", 0x57143751},     {"IRMAP_CACHE", 0x57004059},
-    {"NETDEV", 0x57373951},   {"IPCNS_SEM", 0x59573019},   {"IPCNS_MSG", 0x55453737},
-    {"NETNS", 0x55933752},    {"USERNS", 0x55474906},      {"AUTOFS", 0x49353943},
-    {"CPUINFO", 0x61404013},  {"BPFMAP_FILE", 0x57506142}, {"BPFMAP_DATA", 0x64324033},
-    {"APPARMOR", 0x59423047}, {"SIGNAL", 0x59255647},      {"BINFMT_MISC", 0x67343323},
-    {"KDAT", 0x57023458},
+    {"PIDNS", 0x61157326},       {"TUNFILE", 0x57143751},   {"IRMAP_CACHE", 0x57004059},
+    {"IPCNS_SEM", 0x59573019},   {"IPCNS_MSG", 0x55453737}, {"USERNS", 0x55474906},
+    {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},   {"BPFMAP_FILE", 0x57506142},
+    {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047},  {"SIGNAL", 0x59255647},
+    {"BINFMT_MISC", 0x67343323}, {"KDAT", 0x57023458},
 };
 
 // The named bits crit shows for a field marked (criu).flags.

@@ -19,6 +19,9 @@ uint64_t ns_inode(const std::string& path);
 // join alone (pid, user) are not for this. Exceptions of `fn` are rethrown.
 void in_namespace(const std::string& path, int cflag, const std::function<void()>& fn);
 
+// The inode of the network namespace socket `fd` belongs to (SIOCGSKNS).
+uint64_t socket_net_ns(int fd);
+
 // The NSpid line of a /proc/.../status file: the task's PID in each pid namespace from the
 // reader's down to its own.
 std::vector<pid_t> ns_pids(const std::string& status_path);

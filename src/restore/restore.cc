@@ -130,7 +130,7 @@ int run(const Options& opts) {
   // cryo's own copies of the tree's files must be gone before release: a pipe whose writers
   // are all closed in the tree must read as EOF there.
   std::optional<FileSet> files(std::in_place, plan, *ttys);
-  NewTree tree(plan, &mounts);
+  NewTree tree(plan, &mounts, opts.net);
   tree.set_sibling(opts.sibling);
   double memory_s = 0;
   std::vector<std::pair<uint64_t, uint64_t>> parked(plan.tasks.size());

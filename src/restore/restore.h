@@ -7,6 +7,7 @@
 #include "base/hooks.h"
 #include "restore/cgroups.h"
 #include "restore/mounts.h"
+#include "restore/namespaces.h"
 
 namespace cryo::restore {
 
@@ -29,6 +30,7 @@ struct Options {
   std::string work_dir;                 // -W: where the daemon's socket is ("": dir)
   const hooks::Hooks* hooks = nullptr;  // pre-restore ... post-resume: RPC, --action-script
   MountOptions mounts;                  // --root, --external mnt[KEY]:PATH
+  NetNsOptions net;                     // --empty-ns net, --inherit-fd, --join-ns net:PATH
   CgroupOptions cgroups;                // --manage-cgroups, --cgroup-root
 };
 

@@ -50,8 +50,8 @@ uint64_t pick_free(const std::vector<std::pair<uint64_t, uint64_t>>& busy, uint6
   fail("no free address range of {} bytes for cryo's scratch area", len);
 }
 
-NewTree::NewTree(const Plan& plan, MountTree* mounts)
-    : plan_(plan), mounts_(mounts), ns_(plan), timens_(plan), remote_(plan.tasks.size()) {}
+NewTree::NewTree(const Plan& plan, MountTree* mounts, const NetNsOptions& net)
+    : plan_(plan), mounts_(mounts), ns_(plan, net), timens_(plan), remote_(plan.tasks.size()) {}
 
 NewTree::~NewTree() {
   if (!released_) kill_all();

@@ -26,7 +26,8 @@ constexpr long kTraceOptions =
 class NewTree {
  public:
   // `mounts`: the tree's own mount namespace, built as soon as the root exists.
-  explicit NewTree(const Plan& plan, MountTree* mounts = nullptr);
+  // `net`: what the root does of its own network namespace (restore/namespaces.h).
+  explicit NewTree(const Plan& plan, MountTree* mounts = nullptr, const NetNsOptions& net = {});
   ~NewTree();
   NewTree(const NewTree&) = delete;
   NewTree& operator=(const NewTree&) = delete;

@@ -90,7 +90,9 @@ errors)
 	one_line "'cpuinfo check' is not supported" cpuinfo check
 	one_line "exec" exec
 	one_line "option --force-irmap is not supported" dump -t 1 --force-irmap
-	one_line "cryo supports only mounts yet" restore --external "net[1]:x"
+	one_line "cryo supports only mounts" restore --external "unix[1]"
+	one_line "INODE the network namespace" dump -t 1 --external "net[x]:k"
+	one_line "only net can be an empty namespace" restore --empty-ns ipc
 	one_line "'auto' is not supported" dump -t 1 --ext-mount-map auto
 	one_line "bad PID 'abc'" dump -t abc
 	one_line "bad mode 'fast' for --pre-dump-mode" dump --pre-dump-mode fast

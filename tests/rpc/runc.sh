@@ -98,7 +98,11 @@ json.dump(c, open(path, "w"), indent=1)
 PY
 
 state() { runc state "$1" 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)[\"$2\"])" 2>/dev/null; }
-count() { cat "$R/tmp/count" 2>/dev/null || echo 0; }
+count() { # the counter; 0 while the file is empty (the loop rewrites it)
+	local c
+	c=$(cat "$R/tmp/count" 2>/dev/null)
+	echo "${c:-0}"
+}
 counting() { # counting LABEL: the counter grows
 	local c1 c2
 	c1=$(count)
