@@ -1,10 +1,13 @@
 // cryo: checkpoint/restore of Linux process trees.
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <map>
 
@@ -43,17 +46,23 @@ cryo::pageserver::TlsOptions tls_options(const cryo::cli::Options& o) {
   return t;
 }
 
+// Whether --external RES names a network resource (net_options takes those).
+bool net_external(const std::string& e) {
+  return e.rfind("net[", 0) == 0;
+}
+
 // --external mnt[A]:B and -M A:B, as pairs A -> B (dump: mount point -> key; restore:
 // key -> path). Other kinds of external resources are not supported yet.
 std::map<std::string, std::string> mount_externals(const cryo::cli::Options& o) {
   std::map<std::string, std::string> out;
   for (const std::string& e : o.external) {
+    if (net_external(e)) continue;
     size_t close = e.find("]:");
     if (e.rfind("mnt[", 0) != 0 || close == std::string::npos || close == 4 ||
         close + 2 == e.size())
       cryo::fail(
-          "--external {}: cryo supports only mounts yet, as mnt[MOUNTPOINT]:KEY (dump) or "
-          "mnt[KEY]:PATH (restore)",
+          "--external {}: cryo supports only mounts, as mnt[MOUNTPOINT]:KEY (dump) or "
+          "mnt[KEY]:PATH (restore), and network namespaces, as net[INODE]:KEY (dump)",
           e);
     out[e.substr(4, close - 4)] = e.substr(close + 2);
   }
@@ -67,6 +76,26 @@ std::map<std::string, std::string> mount_externals(const cryo::cli::Options& o) 
     out[m.substr(0, colon)] = m.substr(colon + 1);
   }
   return out;
+}
+
+// --empty-ns net and --external net[INODE]:KEY of a dump.
+cryo::dump::NetNsOptions dump_net_options(const cryo::cli::Options& o) {
+  cryo::dump::NetNsOptions net;
+  net.empty = o.empty_ns & CLONE_NEWNET;
+  for (const std::string& e : o.external) {
+    if (!net_external(e)) continue;
+    const size_t close = e.find("]:");
+    char* end = nullptr;
+    const unsigned long long ino =
+        close == std::string::npos ? 0 : std::strtoull(e.c_str() + 4, &end, 10);
+    if (!ino || end != e.c_str() + close || close + 2 == e.size())
+      cryo::fail(
+          "--external {}: give net[INODE]:KEY, INODE the network namespace's (stat -L -c %i "
+          "/proc/PID/ns/net)",
+          e);
+    net.external[ino] = e.substr(close + 2);
+  }
+  return net;
 }
 
 // One action, as parsed from the command line or from an RPC request; throws Error.
@@ -144,6 +173,7 @@ int execute(const cryo::cli::Options& o) {
     d.auto_dedup = o.auto_dedup;
     d.hooks = &hooks;
     d.mounts.external = mount_externals(o);
+    d.net = dump_net_options(o);
     d.mounts.skip = o.skip_mnt;
     for (const std::string& fs : o.enable_fs)
       for (size_t at = 0; at <= fs.size();) {
@@ -198,6 +228,9 @@ int execute(const cryo::cli::Options& o) {
     cryo::restore::Options r;
     r.dir = o.images_dir;
     r.detached = o.restore_detached;
+    r.sibling = o.restore_sibling;
+    if (r.sibling && !r.detached)
+      cryo::fail("--restore-sibling needs -d: cryo cannot wait for a task that is not its child");
     r.leave_stopped = o.leave_stopped;
     r.shell_job = o.shell_job;
     r.file_locks = o.file_locks;
@@ -212,7 +245,18 @@ int execute(const cryo::cli::Options& o) {
     r.work_dir = o.work_dir;
     r.hooks = &hooks;
     r.mounts.root = o.root;
+    for (const std::string& f : o.inherit_fds) {
+      // fd[N]:RES
+      char* end = nullptr;
+      const long n = f.rfind("fd[", 0) == 0 ? std::strtol(f.c_str() + 3, &end, 10) : -1;
+      if (n < 0 || n > INT_MAX || !end || end[0] != ']' || end[1] != ':' || !end[2])
+        cryo::fail("bad --inherit-fd {}: give fd[NUM]:RES, e.g. fd[3]:pipe:[12345]", f);
+      if (::fcntl(static_cast<int>(n), F_GETFD) < 0)
+        cryo::fail("--inherit-fd {}: cryo has no open fd {} to give the tree", f, n);
+      r.inherit_fds[end + 2] = static_cast<int>(n);
+    }
     r.mounts.external = mount_externals(o);
+    r.net.empty = o.empty_ns & CLONE_NEWNET;
     if (!o.skip_mnt.empty() || !o.enable_fs.empty())
       cryo::fail("--skip-mnt and --enable-fs are dump options: restore without them");
     r.cgroups.mode = cryo::restore::parse_cgroup_mode(o.manage_cgroups);

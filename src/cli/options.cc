@@ -1,6 +1,7 @@
 #include "cli/options.h"
 
 #include <getopt.h>
+#include <sched.h>
 
 #include <cerrno>
 #include <climits>
@@ -190,19 +191,20 @@ constexpr OptionSpec kTable[] = {
     {"enable-external-masters", 0, A::kNone, S::kIgnored, false, nullptr,
      "cryo takes a mount whose master peer group is outside the tree only when it is bound "
      "from a host directory in that group"},
+    {"evasive-devices", 0, A::kNone, S::kIgnored, true, nullptr,
+     "use any path to a device file: cryo opens a device by its dumped path"},
     {"mntns-compat-mode", 0, A::kNone, S::kIgnored, true, nullptr,
      "mount engine choice: cryo has one (bind mounts for peer groups)"},
     {"lsm-mount-context", 0, A::kRequired, S::kIgnored, false, "CTX",
      "mount context of restored mounts: the machine has no LSM that uses one"},
     // Refused: cryo cannot do these yet.
-    {"restore-sibling", 'S', A::kNone, S::kRefused, true, nullptr,
-     "restore the root task as a sibling"},
+    {"restore-sibling", 'S', A::kNone, S::kImplemented, true, nullptr,
+     "restore: the root task becomes a child of cryo's parent (needs -d)"},
     {"root", 'r', A::kRequired, S::kImplemented, false, "PATH",
      "restore: bind-mount PATH as the root of the tree's own mount namespace"},
     {"join-ns", 'J', A::kRequired, S::kRefused, false, "NS:{PID|FILE}",
      "restore into an existing namespace"},
     {"libdir", 'L', A::kRequired, S::kRefused, false, "DIR", "plugin directory"},
-    {"evasive-devices", 0, A::kNone, S::kRefused, true, nullptr, "use any path to a device file"},
     {"veth-pair", 0, A::kRequired, S::kRefused, false, "IN=OUT", "veth devices' names"},
     {"action-script", 0, A::kRequired, S::kImplemented, false, "FILE",
      "run FILE with sh -c at each of CRIU's action points (pre-dump, post-dump, pre-restore, "
@@ -217,12 +219,15 @@ constexpr OptionSpec kTable[] = {
     {"exec-cmd", 0, A::kNone, S::kRefused, false, nullptr, "run a command after restore"},
     {"cgroup-yard", 0, A::kRequired, S::kRefused, false, "PATH",
      "cgroup yard (cryo uses the hierarchies mounted in its mount namespace)"},
-    {"inherit-fd", 0, A::kRequired, S::kRefused, false, "fd[NUM]:RES",
-     "inherit a file descriptor (repeatable)"},
+    {"inherit-fd", 0, A::kRequired, S::kImplemented, false, "fd[NUM]:RES",
+     "restore: the tree's end of pipe RES (pipe:[INODE], as dumped) is cryo's fd NUM, as runc "
+     "passes a container's stdio (repeatable)"},
+    {"empty-ns", 0, A::kRequired, S::kImplemented, false, "net",
+     "the tree's own network namespace is left out: dump: its devices, addresses and routes "
+     "are not saved; restore: a new one is made (loopback up)"},
     {"external", 0, A::kRequired, S::kImplemented, false, "RES",
      "an external resource (repeatable); only mounts yet: dump: mnt[MOUNTPOINT]:KEY saves the "
      "mount by KEY only, restore: mnt[KEY]:PATH bind-mounts PATH in its place"},
-    {"empty-ns", 0, A::kRequired, S::kRefused, false, "net", "create an empty namespace"},
     {"lsm-profile", 0, A::kRequired, S::kRefused, false, "TYPE:NAME",
      "LSM profile of restored tasks"},
     {"stream", 0, A::kNone, S::kRefused, true, nullptr, "images through criu-image-streamer"},
@@ -311,6 +316,7 @@ struct Parser {
       // --no-NAME: CRIU's default for every such option is off, which is what cryo does
       // without it; for cryo's own flags it turns them off.
       if (name == "restore-detached" || name == "daemon") o->restore_detached = false;
+      if (name == "restore-sibling") o->restore_sibling = false;
       if (name == "shell-job") o->shell_job = false;
       if (name == "file-locks") o->file_locks = false;
       if (name == "link-remap") o->link_remap = false;
@@ -415,6 +421,8 @@ struct Parser {
       o->shell_job = true;
     } else if (name == "restore-detached" || name == "daemon") {
       o->restore_detached = true;
+    } else if (name == "restore-sibling") {
+      o->restore_sibling = true;
     } else if (name == "file-locks") {
       o->file_locks = true;
     } else if (name == "ext-unix-sk") {
@@ -436,8 +444,14 @@ struct Parser {
       o->link_remap = true;
     } else if (name == "root") {
       o->root = arg;
+    } else if (name == "empty-ns") {
+      if (std::strcmp(arg, "net"))
+        fail("--empty-ns {}{}: only net can be an empty namespace", arg, from(src));
+      o->empty_ns |= CLONE_NEWNET;
     } else if (name == "external") {
       o->external.push_back(arg);
+    } else if (name == "inherit-fd") {
+      o->inherit_fds.push_back(arg);
     } else if (name == "ext-mount-map") {
       o->ext_mount_map.push_back(arg);
     } else if (name == "skip-mnt") {

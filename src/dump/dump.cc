@@ -236,7 +236,7 @@ void pre_dump(const Options& opts) {
   auto& tasks = tree.tasks();
   const pid_t root = tasks.front().pid;
   if (tasks.front().zombie) fail("the root task {} is a zombie", root);
-  const Namespaces ns(tasks);
+  const Namespaces ns(tasks, opts.net);
   std::vector<pid_t> pids;
   for (auto& t : tasks) {
     interrupt_point();
@@ -328,7 +328,7 @@ void run(const Options& opts) {
     if (t.pgid != root.pgid && !tree.contains(t.pgid)) refuse_live_group_leader(t);
   }
 
-  const Namespaces ns(tasks);
+  const Namespaces ns(tasks, opts.net);
   const TimeNamespaces timens(tasks);
   const MountNamespaces mounts(tasks, opts.mounts);
   ShmemTable shmem;

@@ -9,8 +9,9 @@
 #include <string>
 
 #include "base/hooks.h"
-#include "dump/mounts.h"
 #include "dump/cgroups.h"
+#include "dump/mounts.h"
+#include "dump/namespaces.h"
 #include "net/network_lock.h"
 #include "pageserver/client.h"
 
@@ -42,6 +43,7 @@ struct Options {
   bool page_server = false;
   pageserver::ClientOptions ps;
   MountOptions mounts;  // --external mnt[], --skip-mnt, --enable-fs
+  NetNsOptions net;     // --empty-ns net, --external net[]
   // --lazy-pages: the lazy mappings' pages stay in the frozen tree, served on ps.address and
   // ps.port to a lazy-pages daemon; the tree is killed once it has them.
   bool lazy_pages = false;

@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "image/file_entry.h"
 #include "image/image.h"
+#include "kernel/namespace.h"
 #include "kernel/syscalls.h"
 #include "proc/proc.h"
 
@@ -231,6 +232,15 @@ void FileTable::note_owner(FdContext& c, file_entry* e) {
 }
 
 FileKind& FileTable::kind_of(FdContext& c) {
+  // Sockets are described (sock_diag) and made again in cryo's network namespace.
+  if (S_ISSOCK(c.st.st_mode) && !(c.flags & O_PATH)) {
+    static const uint64_t cryo_net = kernel::ns_inode("/proc/self/ns/net");
+    if (const uint64_t ns = kernel::socket_net_ns(c.copy()); ns != cryo_net)
+      fail(
+          "{}: a socket of network namespace net:[{}], not cryo's (net:[{}]): sockets of "
+          "another network namespace are not supported yet",
+          c.where(), ns, cryo_net);
+  }
   for (auto& k : kinds_)
     if (k->claims(c)) return *k;
   if (c.link.rfind("socket:", 0) == 0)

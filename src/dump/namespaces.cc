@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "image/image.h"
 #include "kernel/namespace.h"
+#include "netdev.pb.h"
 #include "utsns.pb.h"
 
 namespace cryo::dump {
@@ -16,19 +17,20 @@ const NsKind kNsKinds[7] = {
      "user namespaces (uid and gid maps) are not supported yet"},
     {"pid", CLONE_NEWPID, 1, &task_kobj_ids_entry::set_pid_ns_id, nullptr},
     {"uts", CLONE_NEWUTS, 4, &task_kobj_ids_entry::set_uts_ns_id, nullptr},
-    {"ipc", CLONE_NEWIPC, 3, &task_kobj_ids_entry::set_ipc_ns_id,
-     "IPC namespaces are not supported yet"},
+    // Its objects: dump/ipc_ns.h (which refuses what it cannot dump yet).
+    {"ipc", CLONE_NEWIPC, 3, &task_kobj_ids_entry::set_ipc_ns_id, nullptr},
     // One of the tree's own, with its mount tree: dump/mounts.h (which refuses the rest).
     {"mnt", CLONE_NEWNS, 5, &task_kobj_ids_entry::set_mnt_ns_id, nullptr},
+    // The root's own one only when left out (NetNsOptions).
     {"net", CLONE_NEWNET, 2, &task_kobj_ids_entry::set_net_ns_id,
-     "network namespaces are not supported yet"},
+     "cryo does not dump a network namespace's devices, addresses and routes yet"},
     {"cgroup", CLONE_NEWCGROUP, 7, &task_kobj_ids_entry::set_cgroup_ns_id,
      "cgroup namespaces are not supported yet"},
 };
 
 namespace {
 
-constexpr size_t kPid = 1, kUts = 2;
+constexpr size_t kPid = 1, kUts = 2, kIpc = 3, kNet = 5;
 // The first id of a namespace that is not cryo's (8 is cryo's time namespace's).
 constexpr uint32_t kFirstNewId = 9;
 
@@ -40,7 +42,8 @@ std::vector<pid_t> nested_pids(const std::string& status_path) {
 
 }  // namespace
 
-Namespaces::Namespaces(const std::vector<FrozenTask>& tasks) : ids_(std::size(kNsKinds)) {
+Namespaces::Namespaces(const std::vector<FrozenTask>& tasks, const NetNsOptions& net)
+    : ids_(std::size(kNsKinds)) {
   for (size_t k = 0; k < std::size(kNsKinds); k++) {
     mine_.push_back(kernel::ns_inode(fmt::format("/proc/self/ns/{}", kNsKinds[k].name)));
     ids_[k][mine_.back()] = kNsKinds[k].cryo_id;
@@ -93,12 +96,24 @@ Namespaces::Namespaces(const std::vector<FrozenTask>& tasks) : ids_(std::size(kN
     for (size_t k = 0; k < std::size(kNsKinds); k++) {
       const NsKind& kind = kNsKinds[k];
       if (x.ns[k] == inherited[k] || (k == kPid && joins)) continue;
-      if (kind.refused)
+      if (k == kNet) {
+        auto ext = net.external.find(x.ns[k]);
+        if (parent || (!net.empty && ext == net.external.end()))
+          fail(
+              "task {} is in network namespace net:[{}], {}: {}; give --empty-ns net (the "
+              "restore makes a new one) or --external net[{}]:KEY (the restore joins the one "
+              "given with --inherit-fd fd[N]:KEY or --join-ns net:PATH){}",
+              t.pid, x.ns[k], parent ? "not its parent's" : "its own", kind.refused, x.ns[k],
+              parent ? ", for the root's network namespace only" : "");
+        net_ino_ = x.ns[k];
+        if (ext != net.external.end()) net_key_ = ext->second;
+      } else if (kind.refused) {
         fail(
             "task {} is in another {} namespace ({}:[{}]) than {} ({}:[{}]): {}; dump a tree "
             "that shares cryo's {} namespace",
             t.pid, kind.name, kind.name, x.ns[k], parent ? "its parent" : "cryo", kind.name,
             inherited[k], kind.refused, kind.name);
+      }
       if (!ids_[k].emplace(x.ns[k], next).second)
         fail(
             "task {} is in {} namespace {}:[{}], which its parent {} is not in but another task "
@@ -108,6 +123,7 @@ Namespaces::Namespaces(const std::vector<FrozenTask>& tasks) : ids_(std::size(kN
                 next);
       next++;
       if (k == kUts) uts_first_[x.ns[k]] = t.pid;
+      if (k == kIpc) ipc_.emplace_back(t.pid, x.ns[k], next - 1);
     }
     if (x.ns[kPid] != inherited[kPid]) {
       if (x.pids.size() != parent_depth + 1 || (x.pids.back() != 1 && !joins)) {
@@ -131,6 +147,13 @@ Namespaces::Namespaces(const std::vector<FrozenTask>& tasks) : ids_(std::size(kN
           "(pid:[{}]) without a process of the tree (none yet, or its init is gone), which "
           "cryo cannot restore; dump it once a child is born there",
           pid, x.pid_for_children);
+  for (const auto& [ino, key] : net.external)
+    if (ino != net_ino_)
+      log::warn("--external net[{}]:{}: the tree's root is not in that network namespace", ino,
+                key);
+  if (net_ino_)
+    log::info("network namespace net:[{}] left out of the dump ({})", net_ino_,
+              net_key_.empty() ? "--empty-ns net" : "external, key " + net_key_);
 }
 
 uint32_t Namespaces::id_of(size_t kind, uint64_t ino) const {
@@ -171,6 +194,17 @@ void Namespaces::write(const std::string& dir) const {
     image::write_one(dir, fmt::format("utsns-{}.img", id), image::magic::kUtsns, e);
     log::info("uts namespace uts:[{}] (id {}): host name \"{}\", domain name \"{}\"", ino, id,
               u.nodename, u.domainname);
+  }
+  for (const IpcNamespace& ipc : ipc_) ipc.write(dir);
+  if (net_ino_) {
+    // As CRIU: an external one holds its key; an empty one (--empty-ns) no entry at all.
+    image::Writer w(dir, fmt::format("netns-{}.img", id_of(kNet, net_ino_)), image::magic::kNetns);
+    if (!net_key_.empty()) {
+      netns_entry e;
+      e.set_ext_key(net_key_);
+      w.put(e);
+    }
+    w.close();
   }
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core.pb.h"
+#include "dump/ipc_ns.h"
 #include "infect/frozen_tree.h"
 #include "pstree.pb.h"
 
@@ -32,15 +33,23 @@ struct NsKind {
 // Every kind but time, in the order a restore creates them (user first).
 extern const NsKind kNsKinds[7];
 
+// The tree's own network namespace left out of the dump, as CRIU: --empty-ns net (the restore
+// makes a new one) or --external net[INODE]:KEY (the restore joins the one given by KEY).
+struct NetNsOptions {
+  bool empty = false;
+  std::map<uint64_t, std::string> external;  // nsfs inode -> key
+};
+
 class Namespaces {
  public:
   // Reads every task's namespaces; refuses what cannot be restored.
-  explicit Namespaces(const std::vector<FrozenTask>& tasks);
+  explicit Namespaces(const std::vector<FrozenTask>& tasks, const NetNsOptions& net = {});
   // The namespace ids of task `pid` (time's apart).
   void set_ids(pid_t pid, task_kobj_ids_entry* ids) const;
   // cryo_ns_pid and cryo_ns_tid of a task in a nested pid namespace.
   void set_pids(const FrozenTask& t, pstree_entry* e) const;
-  // utsns-ID.img of every UTS namespace but cryo's.
+  // utsns-ID.img of every UTS namespace but cryo's, ipcns-var-ID.img of every IPC one;
+  // netns-ID.img of the root's network namespace when it has its own.
   void write(const std::string& dir) const;
 
  private:
@@ -55,6 +64,9 @@ class Namespaces {
   std::vector<uint64_t> mine_;                     // cryo's inode by kind
   std::vector<std::map<uint64_t, uint32_t>> ids_;  // by kind: inode -> id
   std::map<uint64_t, pid_t> uts_first_;            // a task in each new UTS namespace
+  std::vector<IpcNamespace> ipc_;                  // each new IPC namespace
+  uint64_t net_ino_ = 0;                           // the root's own network namespace
+  std::string net_key_;                            // its --external key ("": --empty-ns)
 };
 
 }  // namespace cryo::dump

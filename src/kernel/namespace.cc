@@ -1,7 +1,9 @@
 #include "kernel/namespace.h"
 
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -26,6 +28,9 @@ void in_namespace(const std::string& path, int cflag, const std::function<void()
   std::exception_ptr error;
   std::thread worker([&] {
     try {
+      // A mount namespace is joined only by a task with fs information of its own.
+      if (cflag == CLONE_NEWNS && ::unshare(CLONE_FS) < 0)
+        fail_sys("cannot give a thread of cryo its own fs information to enter {}", path);
       if (::setns(ns.get(), cflag) < 0) fail_sys("cannot enter namespace {} (setns)", path);
       fn();
     } catch (...) {
@@ -34,6 +39,14 @@ void in_namespace(const std::string& path, int cflag, const std::function<void()
   });
   worker.join();
   if (error) std::rethrow_exception(error);
+}
+
+uint64_t socket_net_ns(int fd) {
+  Fd ns(::ioctl(fd, SIOCGSKNS));
+  if (!ns) fail_sys("cannot find the network namespace of socket fd {} (SIOCGSKNS)", fd);
+  struct stat st;
+  if (::fstat(ns.get(), &st) < 0) fail_sys("cannot stat the network namespace of socket fd {}", fd);
+  return st.st_ino;
 }
 
 std::vector<pid_t> ns_pids(const std::string& status_path) {

@@ -1,6 +1,9 @@
 #include "restore/namespaces.h"
 
+#include <fcntl.h>
+#include <linux/nsfs.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 
 #include <set>
@@ -9,6 +12,9 @@
 #include "base/log.h"
 #include "image/image.h"
 #include "infect/scratch_arena.h"
+#include "kernel/namespace.h"
+#include "kernel/netdev.h"
+#include "netdev.pb.h"
 
 namespace cryo::restore {
 namespace {
@@ -29,20 +35,36 @@ constexpr Kind kKinds[] = {
     {"user", CLONE_NEWUSER, &task_kobj_ids_entry::user_ns_id, "userns-{}.img",
      "user namespaces are not supported yet"},
     {"uts", CLONE_NEWUTS, &task_kobj_ids_entry::uts_ns_id, "utsns-{}.img", nullptr},
-    {"ipc", CLONE_NEWIPC, &task_kobj_ids_entry::ipc_ns_id, "ipcns-var-{}.img",
-     "IPC namespaces are not supported yet"},
+    // Its settings and objects: restore/ipc_ns.h.
+    {"ipc", CLONE_NEWIPC, &task_kobj_ids_entry::ipc_ns_id, "ipcns-var-{}.img", nullptr},
     // Its mount tree is built by restore/mounts.h.
     {"mnt", CLONE_NEWNS, &task_kobj_ids_entry::mnt_ns_id, "mountpoints-{}.img", nullptr},
-    {"net", CLONE_NEWNET, &task_kobj_ids_entry::net_ns_id, "netns-{}.img",
-     "network namespaces are not supported yet"},
+    // The root's only: see plan_net.
+    {"net", CLONE_NEWNET, &task_kobj_ids_entry::net_ns_id, "netns-{}.img", nullptr},
     {"cgroup", CLONE_NEWCGROUP, &task_kobj_ids_entry::cgroup_ns_id, nullptr,
      "cgroup namespaces are not supported yet"},
 };
 
+// Checks that cryo's fd `fd` is on a network namespace (`what` names it for the message).
+void check_net_ns_fd(int fd, const std::string& what) {
+  const int type = ::ioctl(fd, NS_GET_NSTYPE);
+  if (type < 0) fail_sys("{}: fd {} is not a namespace", what, fd);
+  if (type != CLONE_NEWNET) fail("{}: fd {} is a namespace of another kind than net", what, fd);
+}
+
 }  // namespace
 
-Namespaces::Namespaces(const Plan& plan)
+Namespaces::Namespaces(const Plan& plan, const NetNsOptions& net)
     : plan_(plan), flags_(plan.tasks.size(), 0), unshare_(plan.tasks.size(), false) {
+  if (!net.join.empty()) {
+    const std::string path = net.join.find_first_not_of("0123456789") == std::string::npos
+                                 ? fmt::format("/proc/{}/ns/net", net.join)
+                                 : net.join;
+    net_join_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!net_join_) fail_sys("--join-ns net:{}: cannot open {}", net.join, path);
+    check_net_ns_fd(net_join_.get(), fmt::format("--join-ns net:{}", net.join));
+    net_join_fd_ = net_join_.get();
+  }
   std::set<uint32_t> pid_nss;  // made so far
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     const TaskPlan& t = plan.tasks[i];
@@ -81,7 +103,16 @@ Namespaces::Namespaces(const Plan& plan)
       const bool made =
           parent ? id != (parent->ids.*kind.id)()
                  : kind.image && image::exists(plan.dir, fmt::format(fmt::runtime(kind.image), id));
+      if (kind.cflag == CLONE_NEWNET && !parent) {
+        if (made && net_join_fd_ < 0) flags_[i] |= plan_net(id, net);
+        continue;
+      }
       if (!made) continue;
+      if (kind.cflag == CLONE_NEWNET)
+        fail(
+            "task {} was in a network namespace (id {}) other than its parent's: only the root's "
+            "own network namespace can be restored",
+            t.pid(), id);
       if (kind.refused)
         fail("task {} was in a {} namespace of its own (id {}), which cryo cannot restore: {}",
              t.pid(), kind.name, id, kind.refused);
@@ -95,13 +126,58 @@ Namespaces::Namespaces(const Plan& plan)
         fail("image utsns-{}.img: a name longer than 64 bytes: corrupt or edited images", id);
       uts_[id] = e;
     }
+    if (flags_[i] & CLONE_NEWIPC) {
+      const uint32_t id = t.ids.ipc_ns_id();
+      ipc_.try_emplace(id, plan.dir, id);
+    }
     if (flags_[i] || unshare_[i])
-      log::info("task {} makes namespaces{}{}", t.pid(),
+      log::info("task {} makes namespaces{}{}{}", t.pid(),
                 flags_[i] & CLONE_NEWPID ? " pid"
                 : unshare_[i]            ? " pid (its parent's for children)"
                                          : "",
-                flags_[i] & CLONE_NEWUTS ? " uts" : "");
+                flags_[i] & CLONE_NEWUTS ? " uts" : "", flags_[i] & CLONE_NEWIPC ? " ipc" : "",
+                flags_[i] & CLONE_NEWNET ? " net" : "");
   }
+  for (const auto& [key, fd] : net.inherit)
+    if (key != net_key_)
+      fail(
+          "--inherit-fd fd[{}]:{}: the images have no external network namespace of that key, "
+          "and cryo takes --inherit-fd for external network namespaces only yet",
+          fd, key);
+}
+
+uint64_t Namespaces::plan_net(uint32_t id, const NetNsOptions& net) {
+  const std::string name = fmt::format("netns-{}.img", id);
+  image::Reader r(plan_.dir, name, image::magic::kNetns);
+  netns_entry e;
+  const bool entry = r.next(e);
+  if (entry && !r.at_end()) fail("image {}: more than one entry: corrupt or edited images", name);
+  if (entry && e.has_ext_key()) {
+    auto it = net.inherit.find(e.ext_key());
+    if (it == net.inherit.end())
+      fail(
+          "the tree's network namespace was external at the dump (--external net[...]:{}): give "
+          "the one to join with --inherit-fd fd[N]:{} or --join-ns net:PATH",
+          e.ext_key(), e.ext_key());
+    check_net_ns_fd(it->second, fmt::format("--inherit-fd fd[{}]:{}", it->second, it->first));
+    net_join_fd_ = it->second;
+    net_key_ = it->first;
+    log::info("the root joins the network namespace of fd {} (external, key {})", it->second,
+              it->first);
+    return 0;
+  }
+  if (!net.empty) {
+    if (!entry)
+      fail(
+          "the dump left the tree's network namespace out (--empty-ns net): restore with "
+          "--empty-ns net (a new one) or --join-ns net:PATH");
+    fail(
+        "image {}: cryo cannot restore a network namespace's devices and addresses yet: restore "
+        "with --empty-ns net (a new one) or --join-ns net:PATH",
+        name);
+  }
+  log::info("the root makes a new network namespace (--empty-ns net)");
+  return CLONE_NEWNET;
 }
 
 std::vector<pid_t> Namespaces::set_tid(size_t i, size_t k) const {
@@ -135,6 +211,14 @@ pid_t Namespaces::pid_seen_by(size_t i, pid_t pid) const {
 }
 
 void Namespaces::fill(RemoteTask& rt, size_t i) const {
+  if (flags_[i] & CLONE_NEWIPC) ipc_.at(plan_.tasks[i].ids.ipc_ns_id()).fill(rt.tid());
+  if (i == 0 && net_join_fd_ >= 0)  // the root has a copy of cryo's fd table
+    rt.check("setns (network namespace)", SYS_setns, net_join_fd_, CLONE_NEWNET);
+  if (flags_[i] & CLONE_NEWNET) {
+    kernel::in_namespace(fmt::format("/proc/{}/ns/net", rt.tid()), CLONE_NEWNET,
+                         [] { kernel::set_link_up("lo"); });
+    log::debug("task {}: a new network namespace, loopback up", rt.tid());
+  }
   if (!(flags_[i] & CLONE_NEWUTS)) return;
   const utsns_entry& e = uts_.at(plan_.tasks[i].ids.uts_ns_id());
   ScratchArena arena(rt);

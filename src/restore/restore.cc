@@ -91,6 +91,7 @@ int run(const Options& opts) {
   check_images_trusted(opts.dir);
   Plan plan = load_plan(opts.dir, opts.shell_job);
   if (opts.tcp_close) plan.tcp_close = true;
+  plan.inherit_fds = opts.inherit_fds;
   MountTree mounts(plan, opts.mounts);
   plan.lazy_pages = opts.lazy_pages;
   if (!opts.lazy_pages) refuse_on_source(plan);
@@ -129,7 +130,8 @@ int run(const Options& opts) {
   // cryo's own copies of the tree's files must be gone before release: a pipe whose writers
   // are all closed in the tree must read as EOF there.
   std::optional<FileSet> files(std::in_place, plan, *ttys);
-  NewTree tree(plan, &mounts);
+  NewTree tree(plan, &mounts, opts.net);
+  tree.set_sibling(opts.sibling);
   double memory_s = 0;
   std::vector<std::pair<uint64_t, uint64_t>> parked(plan.tasks.size());
   // A task is built as soon as it exists, so that its children inherit its address space;

@@ -1,17 +1,21 @@
 // `cryo restore`: recreate a tree from its images.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "base/hooks.h"
-#include "restore/mounts.h"
 #include "restore/cgroups.h"
+#include "restore/mounts.h"
+#include "restore/namespaces.h"
 
 namespace cryo::restore {
 
 struct Options {
   std::string dir;
   bool detached = false;
+  std::map<std::string, int> inherit_fds;  // --inherit-fd: resource -> cryo's fd
+  bool sibling = false;  // --restore-sibling: the root is a child of cryo's parent
   bool leave_stopped = false;
   bool shell_job = false;
   bool file_locks = false;
@@ -26,6 +30,7 @@ struct Options {
   std::string work_dir;                 // -W: where the daemon's socket is ("": dir)
   const hooks::Hooks* hooks = nullptr;  // pre-restore ... post-resume: RPC, --action-script
   MountOptions mounts;                  // --root, --external mnt[KEY]:PATH
+  NetNsOptions net;                     // --empty-ns net, --inherit-fd, --join-ns net:PATH
   CgroupOptions cgroups;                // --manage-cgroups, --cgroup-root
 };
 
