@@ -172,6 +172,8 @@ int execute(const cryo::cli::Options& o) {
     d.hooks = &hooks;
     d.mounts.external = mount_externals(o);
     d.net = dump_net_options(o);
+    if (!o.inherit_fds.empty() || !o.join_ns.empty())
+      cryo::fail("--inherit-fd and --join-ns are restore options: dump without them");
     d.mounts.skip = o.skip_mnt;
     for (const std::string& fs : o.enable_fs)
       for (size_t at = 0; at <= fs.size();) {
@@ -242,6 +244,11 @@ int execute(const cryo::cli::Options& o) {
     r.mounts.root = o.root;
     r.mounts.external = mount_externals(o);
     r.net.empty = o.empty_ns & CLONE_NEWNET;
+    for (const auto& [fd, key] : o.inherit_fds)
+      if (!r.net.inherit.emplace(key, fd).second)
+        cryo::fail("--inherit-fd: key {} given twice", key);
+    for (const auto& [kind, target] : o.join_ns)
+      (kind == "net" ? r.net.join : r.net.join_uts) = target;
     if (!o.skip_mnt.empty() || !o.enable_fs.empty())
       cryo::fail("--skip-mnt and --enable-fs are dump options: restore without them");
     r.cgroups.mode = cryo::restore::parse_cgroup_mode(o.manage_cgroups);
