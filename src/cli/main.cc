@@ -174,6 +174,8 @@ int execute(const cryo::cli::Options& o) {
     d.hooks = &hooks;
     d.mounts.external = mount_externals(o);
     d.net = dump_net_options(o);
+    if (!o.inherit_fds.empty() || !o.join_ns.empty())
+      cryo::fail("--inherit-fd and --join-ns are restore options: dump without them");
     d.mounts.skip = o.skip_mnt;
     for (const std::string& fs : o.enable_fs)
       for (size_t at = 0; at <= fs.size();) {
@@ -245,18 +247,17 @@ int execute(const cryo::cli::Options& o) {
     r.work_dir = o.work_dir;
     r.hooks = &hooks;
     r.mounts.root = o.root;
-    for (const std::string& f : o.inherit_fds) {
-      // fd[N]:RES
-      char* end = nullptr;
-      const long n = f.rfind("fd[", 0) == 0 ? std::strtol(f.c_str() + 3, &end, 10) : -1;
-      if (n < 0 || n > INT_MAX || !end || end[0] != ']' || end[1] != ':' || !end[2])
-        cryo::fail("bad --inherit-fd {}: give fd[NUM]:RES, e.g. fd[3]:pipe:[12345]", f);
-      if (::fcntl(static_cast<int>(n), F_GETFD) < 0)
-        cryo::fail("--inherit-fd {}: cryo has no open fd {} to give the tree", f, n);
-      r.inherit_fds[end + 2] = static_cast<int>(n);
-    }
     r.mounts.external = mount_externals(o);
     r.net.empty = o.empty_ns & CLONE_NEWNET;
+    // A pipe of the tree (pipe:[INODE], runc's stdio) or an external network namespace.
+    for (const auto& [fd, key] : o.inherit_fds) {
+      if (::fcntl(fd, F_GETFD) < 0)
+        cryo::fail("--inherit-fd fd[{}]:{}: cryo has no open fd {} to give the tree", fd, key, fd);
+      auto& to = key.rfind("pipe:[", 0) == 0 ? r.inherit_fds : r.net.inherit;
+      if (!to.emplace(key, fd).second) cryo::fail("--inherit-fd: key {} given twice", key);
+    }
+    for (const auto& [kind, target] : o.join_ns)
+      (kind == "net" ? r.net.join : r.net.join_uts) = target;
     if (!o.skip_mnt.empty() || !o.enable_fs.empty())
       cryo::fail("--skip-mnt and --enable-fs are dump options: restore without them");
     r.cgroups.mode = cryo::restore::parse_cgroup_mode(o.manage_cgroups);

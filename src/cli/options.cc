@@ -202,8 +202,6 @@ constexpr OptionSpec kTable[] = {
      "restore: the root task becomes a child of cryo's parent (needs -d)"},
     {"root", 'r', A::kRequired, S::kImplemented, false, "PATH",
      "restore: bind-mount PATH as the root of the tree's own mount namespace"},
-    {"join-ns", 'J', A::kRequired, S::kRefused, false, "NS:{PID|FILE}",
-     "restore into an existing namespace"},
     {"libdir", 'L', A::kRequired, S::kRefused, false, "DIR", "plugin directory"},
     {"veth-pair", 0, A::kRequired, S::kRefused, false, "IN=OUT", "veth devices' names"},
     {"action-script", 0, A::kRequired, S::kImplemented, false, "FILE",
@@ -219,9 +217,13 @@ constexpr OptionSpec kTable[] = {
     {"exec-cmd", 0, A::kNone, S::kRefused, false, nullptr, "run a command after restore"},
     {"cgroup-yard", 0, A::kRequired, S::kRefused, false, "PATH",
      "cgroup yard (cryo uses the hierarchies mounted in its mount namespace)"},
-    {"inherit-fd", 0, A::kRequired, S::kImplemented, false, "fd[NUM]:RES",
-     "restore: the tree's end of pipe RES (pipe:[INODE], as dumped) is cryo's fd NUM, as runc "
-     "passes a container's stdio (repeatable)"},
+    {"inherit-fd", 0, A::kRequired, S::kImplemented, false, "fd[NUM]:KEY",
+     "restore: resource KEY is cryo's descriptor NUM: a pipe of the tree (pipe:[INODE], as "
+     "dumped; runc passes a container's stdio so) or the network namespace a dump named "
+     "external (--external net[INODE]:KEY) (repeatable)"},
+    {"join-ns", 'J', A::kRequired, S::kImplemented, false, "NS:{PID|FILE}",
+     "restore: the root joins namespace NS (net or uts) of process PID, or the namespace file "
+     "FILE, instead of the one the images hold (repeatable)"},
     {"empty-ns", 0, A::kRequired, S::kImplemented, false, "net",
      "the tree's own network namespace is left out: dump: its devices, addresses and routes "
      "are not saved; restore: a new one is made (loopback up)"},
@@ -444,14 +446,30 @@ struct Parser {
       o->link_remap = true;
     } else if (name == "root") {
       o->root = arg;
+    } else if (name == "inherit-fd") {
+      const char* close = std::strstr(arg, "]:");
+      char* end = nullptr;
+      const long fd = std::strncmp(arg, "fd[", 3) ? -1 : std::strtol(arg + 3, &end, 10);
+      if (fd < 0 || fd > INT_MAX || !close || end != close || end == arg + 3 || !close[2])
+        fail("bad value '{}' for --inherit-fd{}: give fd[NUM]:KEY", arg, from(src));
+      o->inherit_fds.emplace_back(static_cast<int>(fd), close + 2);
+    } else if (name == "join-ns") {
+      const char* colon = std::strchr(arg, ':');
+      if (!colon || colon == arg || !colon[1])
+        fail("bad value '{}' for -J/--join-ns{}: give NS:PID or NS:FILE", arg, from(src));
+      const std::string kind(arg, colon);
+      if (kind != "net" && kind != "uts")
+        fail("-J/--join-ns {}{}: cryo joins net and uts namespaces only yet", arg, from(src));
+      if (std::strchr(colon, ','))
+        fail("-J/--join-ns {}{}: options after the namespace are for user namespaces only", arg,
+             from(src));
+      o->join_ns.emplace_back(kind, colon + 1);
     } else if (name == "empty-ns") {
       if (std::strcmp(arg, "net"))
         fail("--empty-ns {}{}: only net can be an empty namespace", arg, from(src));
       o->empty_ns |= CLONE_NEWNET;
     } else if (name == "external") {
       o->external.push_back(arg);
-    } else if (name == "inherit-fd") {
-      o->inherit_fds.push_back(arg);
     } else if (name == "ext-mount-map") {
       o->ext_mount_map.push_back(arg);
     } else if (name == "skip-mnt") {

@@ -56,10 +56,11 @@ struct Options {
   bool tls = false;                         // --tls and its files (page server connection)
   std::string tls_cacert, tls_cacrl, tls_cert, tls_key;
   bool tls_no_cn_verify = false;
-  std::string root;                        // --root: restore's root of a mount namespace
-  std::vector<std::string> external;       // --external RES (repeatable)
-  std::vector<std::string> inherit_fds;    // --inherit-fd fd[N]:RES (repeatable)
-  uint32_t empty_ns = 0;                   // --empty-ns net: CLONE_NEWNET
+  std::string root;                   // --root: restore's root of a mount namespace
+  std::vector<std::string> external;  // --external RES (repeatable)
+  uint32_t empty_ns = 0;              // --empty-ns net: CLONE_NEWNET
+  std::vector<std::pair<int, std::string>> inherit_fds;      // --inherit-fd fd[N]:KEY
+  std::vector<std::pair<std::string, std::string>> join_ns;  // -J/--join-ns KIND:TARGET
   std::vector<std::string> ext_mount_map;  // -M/--ext-mount-map KEY:VAL (repeatable)
   std::vector<std::string> skip_mnt;       // --skip-mnt PATH (repeatable)
   std::vector<std::string> enable_fs;      // --enable-fs FSNAMES (repeatable)

@@ -45,11 +45,23 @@ constexpr Kind kKinds[] = {
      "cgroup namespaces are not supported yet"},
 };
 
-// Checks that cryo's fd `fd` is on a network namespace (`what` names it for the message).
-void check_net_ns_fd(int fd, const std::string& what) {
+// Checks that cryo's fd `fd` is on a namespace of kind `cflag` (`what` names it for the
+// message).
+void check_ns_fd(int fd, int cflag, const std::string& what) {
   const int type = ::ioctl(fd, NS_GET_NSTYPE);
   if (type < 0) fail_sys("{}: fd {} is not a namespace", what, fd);
-  if (type != CLONE_NEWNET) fail("{}: fd {} is a namespace of another kind than net", what, fd);
+  if (type != cflag) fail("{}: fd {} is a namespace of another kind", what, fd);
+}
+
+// --join-ns KIND:TARGET: the namespace file TARGET, or that of process TARGET.
+Fd open_joined(const char* kind, int cflag, const std::string& target) {
+  const std::string path = target.find_first_not_of("0123456789") == std::string::npos
+                               ? fmt::format("/proc/{}/ns/{}", target, kind)
+                               : target;
+  Fd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) fail_sys("--join-ns {}:{}: cannot open {}", kind, target, path);
+  check_ns_fd(ns.get(), cflag, fmt::format("--join-ns {}:{}", kind, target));
+  return ns;
 }
 
 }  // namespace
@@ -57,14 +69,10 @@ void check_net_ns_fd(int fd, const std::string& what) {
 Namespaces::Namespaces(const Plan& plan, const NetNsOptions& net)
     : plan_(plan), flags_(plan.tasks.size(), 0), unshare_(plan.tasks.size(), false) {
   if (!net.join.empty()) {
-    const std::string path = net.join.find_first_not_of("0123456789") == std::string::npos
-                                 ? fmt::format("/proc/{}/ns/net", net.join)
-                                 : net.join;
-    net_join_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!net_join_) fail_sys("--join-ns net:{}: cannot open {}", net.join, path);
-    check_net_ns_fd(net_join_.get(), fmt::format("--join-ns net:{}", net.join));
+    net_join_ = open_joined("net", CLONE_NEWNET, net.join);
     net_join_fd_ = net_join_.get();
   }
+  if (!net.join_uts.empty()) uts_join_ = open_joined("uts", CLONE_NEWUTS, net.join_uts);
   std::set<uint32_t> pid_nss;  // made so far
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     const TaskPlan& t = plan.tasks[i];
@@ -107,7 +115,7 @@ Namespaces::Namespaces(const Plan& plan, const NetNsOptions& net)
         if (made && net_join_fd_ < 0) flags_[i] |= plan_net(id, net);
         continue;
       }
-      if (!made) continue;
+      if (!made || (kind.cflag == CLONE_NEWUTS && !parent && uts_join_)) continue;
       if (kind.cflag == CLONE_NEWNET)
         fail(
             "task {} was in a network namespace (id {}) other than its parent's: only the root's "
@@ -142,7 +150,7 @@ Namespaces::Namespaces(const Plan& plan, const NetNsOptions& net)
     if (key != net_key_)
       fail(
           "--inherit-fd fd[{}]:{}: the images have no external network namespace of that key, "
-          "and cryo takes --inherit-fd for external network namespaces only yet",
+          "and cryo takes --inherit-fd for pipes (pipe:[INODE]) and external network namespaces only",
           fd, key);
 }
 
@@ -159,7 +167,8 @@ uint64_t Namespaces::plan_net(uint32_t id, const NetNsOptions& net) {
           "the tree's network namespace was external at the dump (--external net[...]:{}): give "
           "the one to join with --inherit-fd fd[N]:{} or --join-ns net:PATH",
           e.ext_key(), e.ext_key());
-    check_net_ns_fd(it->second, fmt::format("--inherit-fd fd[{}]:{}", it->second, it->first));
+    check_ns_fd(it->second, CLONE_NEWNET,
+                fmt::format("--inherit-fd fd[{}]:{}", it->second, it->first));
     net_join_fd_ = it->second;
     net_key_ = it->first;
     log::info("the root joins the network namespace of fd {} (external, key {})", it->second,
@@ -212,8 +221,11 @@ pid_t Namespaces::pid_seen_by(size_t i, pid_t pid) const {
 
 void Namespaces::fill(RemoteTask& rt, size_t i) const {
   if (flags_[i] & CLONE_NEWIPC) ipc_.at(plan_.tasks[i].ids.ipc_ns_id()).fill(rt.tid());
-  if (i == 0 && net_join_fd_ >= 0)  // the root has a copy of cryo's fd table
+  // The root has a copy of cryo's fd table.
+  if (i == 0 && net_join_fd_ >= 0)
     rt.check("setns (network namespace)", SYS_setns, net_join_fd_, CLONE_NEWNET);
+  if (i == 0 && uts_join_)
+    rt.check("setns (uts namespace)", SYS_setns, uts_join_.get(), CLONE_NEWUTS);
   if (flags_[i] & CLONE_NEWNET) {
     kernel::in_namespace(fmt::format("/proc/{}/ns/net", rt.tid()), CLONE_NEWNET,
                          [] { kernel::set_link_up("lo"); });

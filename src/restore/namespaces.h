@@ -26,6 +26,7 @@ struct NetNsOptions {
   bool empty = false;
   std::map<std::string, int> inherit;  // --inherit-fd fd[N]:KEY: key -> cryo's fd N
   std::string join;                    // --join-ns net:PATH (a file, or a PID's namespace)
+  std::string join_uts;                // --join-ns uts:PATH: the root joins it, names untouched
 };
 
 class Namespaces {
@@ -58,6 +59,7 @@ class Namespaces {
   Fd net_join_;           // the network namespace the root joins (--join-ns)
   int net_join_fd_ = -1;  // cryo's fd of it (net_join_, or an --inherit-fd one)
   std::string net_key_;   // the --inherit-fd key it is given by
+  Fd uts_join_;           // the UTS namespace the root joins (--join-ns uts:PATH)
   std::vector<uint64_t> flags_;
   std::vector<bool> unshare_;
   std::map<uint32_t, utsns_entry> uts_;   // by namespace id

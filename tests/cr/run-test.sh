@@ -866,6 +866,18 @@ err_namespaces() {
 	expect_msg restore "restore without --empty-ns net" "--empty-ns net"
 	is_gone "$ROOT" || die "a refused restore left pid $ROOT (state $(state_of "$ROOT"))"
 
+	# --join-ns uts:PID: the root joins that UTS namespace instead of making its own again.
+	new_run join-uts
+	start_cmd unshare --uts "$HELPER" "$D"
+	dump_ok dump
+	check_tree_gone
+	run_cryo restore restore -d -D "$IMG" -o "$D/restore.log" -v4 --join-ns "uts:$$"
+	(( RC == 0 )) || die "restore --join-ns uts:$$ exited $RC: $(msg_of restore)"
+	[[ $(readlink "/proc/$ROOT/ns/uts") == "$(readlink /proc/$$/ns/uts)" ]] ||
+		die "restored with --join-ns uts:$$: $ROOT is in $(readlink "/proc/$ROOT/ns/uts")"
+	BGPID=""
+	finish_original "after restore --join-ns uts"
+
 	new_run inner-root
 	helper pidns
 	start_prog "$HELPER"

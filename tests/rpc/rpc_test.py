@@ -9,7 +9,7 @@ criu_resp back, NOTIFY answers to notifications. The processes dumped and restor
 checkpoint/restore tests' programs (tests/cr/progs), whose own checks decide PASS.
 
 Cases: version check features dump-restore service notify notify-refuse notify-refuse-post
-notify-refuse-restore notify-hangup errors action-script
+notify-refuse-restore notify-hangup errors action-script netns
 """
 
 import errno
@@ -89,9 +89,9 @@ class Client:
             check(self.proc.wait(timeout=60) is not None, "swrk exits after the client hangs up")
 
 
-def swrk():
+def swrk(extra_fds=()):
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    p = subprocess.Popen([CRYO, "swrk", str(b.fileno())], pass_fds=[b.fileno()])
+    p = subprocess.Popen([CRYO, "swrk", str(b.fileno())], pass_fds=[b.fileno(), *extra_fds])
     b.close()
     return Client(a, p)
 
@@ -121,11 +121,12 @@ class Service:
 class Prog:
     """A tests/cr program in its work directory (protocol: ready, go, result)."""
 
-    def __init__(self, tmp, name):
+    def __init__(self, tmp, name, prefix=(), args=()):
         self.dir = tempfile.mkdtemp(dir=tmp, prefix=name + ".")
         self.img = os.path.join(self.dir, "img")
         os.mkdir(self.img, 0o700)
-        self.p = subprocess.Popen([os.path.join(PROGS, name), self.dir], stdin=subprocess.DEVNULL,
+        self.p = subprocess.Popen([*prefix, os.path.join(PROGS, name), self.dir, *args],
+                                  stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
         ready = os.path.join(self.dir, "ready")
@@ -290,6 +291,61 @@ def case_dump_restore(tmp):
     res = open(os.path.join(prog.dir, "result")).read().strip()
     check(res == "PASS", "the restored memory checks its state: %s" % res)
     c.close()
+
+
+def net_ino(pid):
+    return os.stat("/proc/%d/ns/net" % pid).st_ino
+
+
+def case_netns(tmp):
+    """runc's two ways with a container's network namespace: always empty_ns=CLONE_NEWNET,
+    and, when the namespace has a path, external net[INODE]:extRootNetNS at the dump and the
+    namespace's fd as inherit_fd extRootNetNS at the restore."""
+    host = net_ino(os.getpid())
+    prog = Prog(tmp, "netns")
+    c = swrk()
+    r = dump(c, prog, empty_ns=0x40000000)
+    if not check(r.success, "DUMP with empty_ns=CLONE_NEWNET: %s" % r):
+        show_log(prog, "dump.log")
+    c.close()
+    prog.reap()
+    c = swrk()
+    r = restore(c, prog, empty_ns=0x40000000)
+    if not check(r.success and r.restore.pid == prog.pid, "RESTORE with empty_ns: %s" % r):
+        show_log(prog, "restore.log")
+    c.close()
+    check(net_ino(prog.pid) != host, "the restored root is in a network namespace of its own")
+    res = prog.finish()
+    check(res == "PASS", "the restored netns program checks its state: %s" % res)
+    prog.kill()
+
+    name = "cryo-rpc-%d" % os.getpid()
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        path = "/run/netns/" + name
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        ino = os.stat(path).st_ino
+        prog = Prog(tmp, "netns", prefix=("nsenter", "--net=" + path), args=("keep",))
+        c = swrk()
+        r = dump(c, prog, empty_ns=0x40000000, external=["net[%d]:extRootNetNS" % ino])
+        if not check(r.success, "DUMP with external net[%d]:extRootNetNS: %s" % (ino, r)):
+            show_log(prog, "dump.log")
+        c.close()
+        prog.reap()
+        nsfd = os.open(path, os.O_RDONLY)
+        c = swrk(extra_fds=[nsfd])
+        r = restore(c, prog, empty_ns=0x40000000,
+                    inherit_fd=[rpc.inherit_fd(key="extRootNetNS", fd=nsfd)])
+        os.close(nsfd)
+        if not check(r.success and r.restore.pid == prog.pid, "RESTORE with inherit_fd: %s" % r):
+            show_log(prog, "restore.log")
+        c.close()
+        check(net_ino(prog.pid) == ino, "the restored root is in %s again" % name)
+        res = prog.finish()
+        check(res == "PASS", "the restored netns program checks its state: %s" % res)
+        prog.kill()
+    finally:
+        subprocess.run(["ip", "netns", "delete", name])
 
 
 def case_notify_refuse_restore(tmp):

@@ -177,6 +177,8 @@ TEST(Options, EveryCriuSpelling) {
                         : name == "freeze-cgroup"   ? "/x"
                         : name == "feature"         ? "timerfd"
                         : name == "empty-ns"        ? "net"
+                        : name == "inherit-fd"      ? "fd[3]:k"
+                        : name == "join-ns"         ? "net:1"
                         : name == "verbosity"       ? "3"
                                                     : "1";
     if (s.arg == Arg::kNone) {
@@ -252,10 +254,21 @@ TEST(Options, RepeatedOptions) {
             (std::vector<std::pair<std::string, std::string>>{{"", "/a/b"}, {"pids", "/c"}}));
   for (const char* bad : {"a", "pids:b", "/", "/a/../b", "/a//b", "pids:/./b"})
     EXPECT_TRUE(has(error_of({"restore", "--cgroup-root", bad}), "bad cgroup root")) << bad;
-  for (const char* opt : {"--join-ns", "--irmap-scan-path"}) {
+  for (const char* opt : {"--irmap-scan-path"}) {
     std::string e = error_of({"restore", opt, "x", opt, "y"});
     EXPECT_TRUE(has(e, opt) && has(e, "not supported")) << e;
   }
+  o = parse_args({"restore", "--inherit-fd", "fd[3]:extRootNetNS", "--inherit-fd=fd[12]:k:2", "-J",
+                  "net:/run/netns/a", "--join-ns=uts:42"});
+  EXPECT_EQ(o.inherit_fds,
+            (std::vector<std::pair<int, std::string>>{{3, "extRootNetNS"}, {12, "k:2"}}));
+  EXPECT_EQ(o.join_ns, (std::vector<std::pair<std::string, std::string>>{{"net", "/run/netns/a"},
+                                                                         {"uts", "42"}}));
+  for (const char* bad : {"x", "fd[]:k", "fd[3]", "fd[3]:", "fd[-1]:k", "fd[3x]:k"})
+    EXPECT_TRUE(has(error_of({"restore", "--inherit-fd", bad}), "give fd[NUM]:KEY")) << bad;
+  EXPECT_TRUE(has(error_of({"restore", "-J", "ipc:1"}), "net and uts namespaces only"));
+  EXPECT_TRUE(has(error_of({"restore", "-J", "net"}), "give NS:PID or NS:FILE"));
+  EXPECT_TRUE(has(error_of({"restore", "-J", "user:1,0,0"}), "net and uts namespaces only"));
 }
 
 TEST(Options, CheckedValues) {
