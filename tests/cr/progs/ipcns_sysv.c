@@ -13,6 +13,8 @@
  *   P: an IPC_PRIVATE message queue, empty, its size lowered to 100 bytes.
  * A child in the namespace finds S and Q by their keys. After the checks, the objects still
  * work: a semop, a message taken by type.
+ * Another child, K, made an IPC namespace of its own (not the root's) with a semaphore set
+ * (3, 4) and a queue holding one message: both are back in K's namespace, not in the root's.
  */
 #include "ipcns_frame.h"
 #include <sys/msg.h>
@@ -82,8 +84,47 @@ static int make_sem_as_nobody(void)
 	return id;
 }
 
+static pid_t k_pid;
+
+static void k_main(void)
+{
+	if (unshare(CLONE_NEWIPC) < 0) {
+		cr_fail("K: unshare(CLONE_NEWIPC): %s", strerror(errno));
+		_exit(cr_verdict("result-k"));
+	}
+	int sem = semget(IPC_PRIVATE, 2, 0600 | IPC_CREAT);
+	int q = msgget(IPC_PRIVATE, 0600 | IPC_CREAT);
+	unsigned short v[2] = { 3, 4 };
+	union semun arg;
+	arg.array = v;
+	struct {
+		long type;
+		char text[8];
+	} m = { 7, "inner" };
+	if (sem < 0 || q < 0 || semctl(sem, 0, SETALL, arg) < 0 || msgsnd(q, &m, 5, 0) < 0)
+		cr_fail("K: setup: %s", strerror(errno));
+	cr_ready_named("ready-k");
+	cr_wait_for("go-k");
+	v[0] = v[1] = 0;
+	semctl(sem, 0, GETALL, arg);
+	CHECK_U("K semaphore 0", 3, v[0]);
+	CHECK_U("K semaphore 1", 4, v[1]);
+	memset(&m, 0, sizeof m);
+	CHECK_I("K message size", 5, (long)msgrcv(q, &m, sizeof m.text, 0, IPC_NOWAIT));
+	CHECK_I("K message type", 7, m.type);
+	CHECK_S("K message text", "inner", m.text);
+	_exit(cr_verdict("result-k"));
+}
+
 static void setup(void)
 {
+	ipcns_unlink("ready-k");
+	ipcns_unlink("go-k");
+	ipcns_unlink("result-k");
+	k_pid = fork();
+	if (k_pid == 0)
+		k_main();
+	cr_wait_for("ready-k");
 	write_var("/proc/sys/kernel/msgmax", "10000");
 	write_var("/proc/sys/kernel/msgmnb", "60000");
 	/* one of each kind made and removed first: the objects kept do not have the first ids */
@@ -175,6 +216,11 @@ static void check_perm(const char *name, const struct ipc_perm *p, key_t key, un
 
 static void check_all(void)
 {
+	if (ipcns_ino(k_pid) == ipcns_ino(getpid()) || !ipcns_ino(k_pid))
+		cr_fail("K is not in an IPC namespace of its own after restore");
+	cr_write_file("go-k", "", 0);
+	cr_check_child(k_pid, "K", "result-k");
+	ipcns_unlink("go-k");
 	check_var("/proc/sys/kernel/msgmax", "10000");
 	check_var("/proc/sys/kernel/msgmnb", "20000");
 	struct shm_info si;
