@@ -416,7 +416,7 @@ void run(const Options& opts) {
     // copied meanwhile.
     PageRanges in_parent = tracker.track(t, t.maps);
     images.add_pages(t.pid, mm, next_pages_id++, estimate[t.pid], std::move(in_parent));
-    sysv.add(t.pid, mm);
+    sysv.add(t.pid, mm, ids.ipc_ns_id());
     images.write_one(fmt::format("mm-{}.img", t.pid), image::magic::kMm, std::move(mm));
 
     interrupt_point();
@@ -437,7 +437,11 @@ void run(const Options& opts) {
   progress::phase("shared memory");
   ShmemPages shpages = shmem.dump(*pages, &next_pages_id);
   pages->finish();
-  sysv.dump(dir, kobj_ids(root.pid, ns).ipc_ns_id());
+  const uint32_t ipc_ns = kobj_ids(root.pid, ns).ipc_ns_id();
+  if (const IpcNamespace* ipc = ns.ipc(ipc_ns))
+    ipc->run([&] { sysv.dump(dir, ipc_ns, ipc->segments()); });
+  else
+    sysv.dump(dir, ipc_ns);
   progress::phase("writing images");
   files.write(dir);
   locks.write(dir, [&](pid_t pid) { return tree.contains(pid); });

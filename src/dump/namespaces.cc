@@ -123,7 +123,7 @@ Namespaces::Namespaces(const std::vector<FrozenTask>& tasks, const NetNsOptions&
                 next);
       next++;
       if (k == kUts) uts_first_[x.ns[k]] = t.pid;
-      if (k == kIpc) ipc_.emplace_back(t.pid, x.ns[k], next - 1);
+      if (k == kIpc) ipc_.emplace_back(t.pid, x.ns[k], next - 1, &t == &tasks.front());
     }
     if (x.ns[kPid] != inherited[kPid]) {
       if (x.pids.size() != parent_depth + 1 || (x.pids.back() != 1 && !joins)) {
@@ -179,6 +179,12 @@ void Namespaces::set_pids(const FrozenTask& t, pstree_entry* e) const {
       fail("task {}: a thread's NSpid levels disagree with its leader's", t.pid);
     for (pid_t p : tids) e->add_cryo_ns_tid(static_cast<uint32_t>(p));
   }
+}
+
+const IpcNamespace* Namespaces::ipc(uint32_t id) const {
+  for (const IpcNamespace& n : ipc_)
+    if (n.id() == id) return &n;
+  return nullptr;
 }
 
 void Namespaces::write(const std::string& dir) const {

@@ -48,7 +48,9 @@ class Namespaces {
   void set_ids(pid_t pid, task_kobj_ids_entry* ids) const;
   // cryo_ns_pid and cryo_ns_tid of a task in a nested pid namespace.
   void set_pids(const FrozenTask& t, pstree_entry* e) const;
-  // utsns-ID.img of every UTS namespace but cryo's, ipcns-var-ID.img of every IPC one;
+  // The IPC namespace of the tree with id `id`; nullptr for cryo's.
+  const IpcNamespace* ipc(uint32_t id) const;
+  // utsns-ID.img of every UTS namespace but cryo's, the images of every IPC one;
   // netns-ID.img of the root's network namespace when it has its own.
   void write(const std::string& dir) const;
 

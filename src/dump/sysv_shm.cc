@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <vector>
 
 #include "base/error.h"
@@ -14,6 +15,7 @@
 #include "image/image.h"
 #include "ipc-shm.pb.h"
 #include "kernel/syscalls.h"
+#include "kernel/sysv_ipc.h"
 
 namespace cryo::dump {
 
@@ -27,9 +29,17 @@ bool is_sysv_attachment(const proc::Vma& v) {
   return p.size() == kName || p.compare(kName, std::string::npos, " (deleted)") == 0;
 }
 
-void SysvShmTable::add(pid_t pid, const mm_entry& mm) {
+void SysvShmTable::add(pid_t pid, const mm_entry& mm, uint32_t ipc_ns_id) {
   for (const vma_entry& v : mm.vmas()) {
     if (!(v.status() & image::kVmaSysvipc)) continue;
+    // A segment id names a segment of one IPC namespace.
+    if (ns_ && ns_ != ipc_ns_id)
+      fail(
+          "task {} attaches SysV shared memory of one IPC namespace (id {}), task {} of another "
+          "(id {}): segments of two IPC namespaces are not supported yet",
+          ns_pid_, ns_, pid, ipc_ns_id);
+    ns_ = ipc_ns_id;
+    ns_pid_ = pid;
     auto id = static_cast<uint32_t>(v.shmid());
     Segment& s = segments_[id];
     if (s.link.empty()) {
@@ -40,7 +50,14 @@ void SysvShmTable::add(pid_t pid, const mm_entry& mm) {
   }
 }
 
-uint64_t SysvShmTable::dump(const std::string& dir, uint32_t ipc_ns_id) {
+uint64_t SysvShmTable::dump(const std::string& dir, uint32_t ipc_ns_id,
+                            const std::vector<uint32_t>& unattached) {
+  if (!segments_.empty() && ns_ != ipc_ns_id)
+    fail(
+        "task {} attaches SysV shared memory of an IPC namespace (id {}) other than the root "
+        "task's (id {}): not supported yet",
+        ns_pid_, ns_, ipc_ns_id);
+  for (uint32_t id : unattached) segments_.try_emplace(id);
   if (segments_.empty()) return 0;
   image::Writer w(dir, fmt::format("ipcns-shm-{}.img", ipc_ns_id), image::magic::kIpcnsShm);
   uint64_t pages = 0;
@@ -48,8 +65,8 @@ uint64_t SysvShmTable::dump(const std::string& dir, uint32_t ipc_ns_id) {
   for (const auto& [id, s] : segments_) {
     struct shmid_ds ds {};
     if (::shmctl(static_cast<int>(id), IPC_STAT, &ds) < 0)
-      fail_sys("task {}: cannot read the state of the SysV shared memory segment {} it attaches",
-               s.pid, id);
+      fail_sys("cannot read the state of the SysV shared memory segment {} (attached by task {})",
+               id, s.pid);
     // nattch counts the VMAs of every attachment: more than the tree's are someone else's,
     // whose memory a restore would overwrite.
     if (ds.shm_nattch != s.attachments)
@@ -71,15 +88,18 @@ uint64_t SysvShmTable::dump(const std::string& dir, uint32_t ipc_ns_id) {
     e.set_in_pagemaps(false);  // the content follows the entry: what crit can decode
     w.put(e);
 
-    // Through the segment's file: holes read as zeros without being allocated.
-    Fd fd(::open(s.link.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) fail_sys("task {}: cannot open SysV shared memory segment {} ({})", s.pid, id, s.link);
+    // Through the segment's file: holes read as zeros without being allocated. One that no
+    // task attaches is attached by cryo for the time of the copy (read-only).
+    std::optional<kernel::AttachedSegment> mine;
+    if (s.link.empty()) mine.emplace(id, true);
+    const std::string link = mine ? mine->file() : s.link;
+    Fd fd(::open(link.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) fail_sys("cannot open SysV shared memory segment {} ({})", id, link);
     for (uint64_t off = 0; off < ds.shm_segsz;) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), ds.shm_segsz - off));
       ssize_t got = ::pread(fd.get(), buf.data(), n, static_cast<off_t>(off));
       if (got < 0 && errno == EINTR) continue;
-      if (got <= 0)
-        fail_sys("cannot read SysV shared memory segment {} at {} ({})", id, off, s.link);
+      if (got <= 0) fail_sys("cannot read SysV shared memory segment {} at {} ({})", id, off, link);
       w.put_raw(buf.data(), static_cast<size_t>(got));
       off += static_cast<uint64_t>(got);
     }

@@ -25,6 +25,8 @@
 #include "image/image.h"
 #include "image/mounts.h"
 #include "inventory.pb.h"
+#include "ipc-msg.pb.h"
+#include "ipc-sem.pb.h"
 #include "ipc-shm.pb.h"
 #include "ipc-var.pb.h"
 #include "memfd.pb.h"
@@ -108,6 +110,10 @@ const Kind kKinds[] = {
     {"MEMFD_INODE", image::magic::kMemfdInode, d<memfd_inode_entry>},
     {"IPCNS_SHM", image::magic::kIpcnsShm, d<ipc_shm_entry>, nullptr, "size", false, 4},
     {"IPC_VAR", image::magic::kIpcVar, d<ipc_var_entry>},
+    {"IPCNS_SEM", image::magic::kIpcnsSem, d<ipc_sem_entry>, nullptr, nullptr, false, 1, false,
+     true},
+    {"IPCNS_MSG", image::magic::kIpcnsMsg, d<ipc_msg_entry>, nullptr, nullptr, false, 1, false,
+     false, d<ipc_msg>},
     {"NS_FILES", 0x61394011, d<ns_file_entry>},
     {"GHOST_FILE", image::magic::kGhostFile, d<ghost_file_entry>, d<ghost_chunk_entry>, "len",
      true},
@@ -133,11 +139,10 @@ const Kind kKinds[] = {
 
 // Kinds crit names but cryo's schema has no message for.
 const std::pair<const char*, uint32_t> kForeign[] = {
-    {"PIDNS", 0x61157326},       {"TUNFILE", 0x57143751},   {"IRMAP_CACHE", 0x57004059},
-    {"IPCNS_SEM", 0x59573019},   {"IPCNS_MSG", 0x55453737}, {"USERNS", 0x55474906},
-    {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},   {"BPFMAP_FILE", 0x57506142},
-    {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047},  {"SIGNAL", 0x59255647},
-    {"BINFMT_MISC", 0x67343323}, {"KDAT", 0x57023458},
+    {"PIDNS", 0x61157326},       {"TUNFILE", 0x57143751},     {"IRMAP_CACHE", 0x57004059},
+    {"USERNS", 0x55474906},      {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},
+    {"BPFMAP_FILE", 0x57506142}, {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047},
+    {"SIGNAL", 0x59255647},      {"BINFMT_MISC", 0x67343323}, {"KDAT", 0x57023458},
 };
 
 // The named bits crit shows for a field marked (criu).flags.
@@ -613,6 +618,32 @@ std::string decode_image(std::string_view data, bool pretty) {
       w.key("outq");
       w.string(base64_lines(in.take(uint_field(m, "outq_len"), "the send queue")));
       w.end_object();
+    } else if (kind->sem_values) {
+      std::string_view v = in.take(uint_field(m, "nsems") * 2, "the semaphores' values");
+      w.key("extra");
+      w.begin_array();
+      for (size_t i = 0; i < v.size(); i += 2) {
+        uint16_t x;
+        std::memcpy(&x, v.data() + i, 2);
+        w.number(std::to_string(x));
+      }
+      w.end_array();
+      in.take_some((8 - v.size() % 8) % 8);
+    } else if (kind->messages) {
+      // As crit: qnum messages, fewer when the file ends first.
+      std::unique_ptr<pb::Message> msg = new_message(kind->messages());
+      w.key("extra");
+      w.begin_array();
+      for (uint64_t i = 0, q = uint_field(m, "qnum"); i < q && !in.done(); i++) {
+        parse_entry(in, *msg, n);
+        w.begin_object();
+        dec.fields(*msg, false);
+        w.end_object();
+        const uint64_t size = uint_field(*msg, "msize");
+        w.string(base64_lines(in.take(size, "a message")));
+        in.take_some((8 - size % 8) % 8);
+      }
+      w.end_array();
     } else if (kind->extra_align > 1) {
       uint64_t len = uint_field(m, kind->extra_len);
       w.key("extra");
@@ -883,6 +914,10 @@ class ImageEncoder {
     } else if (kind_->extra_len) {
       const json::Value* x = e.find("extra");
       if (x && x->truthy()) out_ += padded(extra_bytes(x, n), uint_field(m, kind_->extra_len));
+    } else if (kind_->sem_values) {
+      sem_values(e.find("extra"), uint_field(m, "nsems"), n);
+    } else if (kind_->messages) {
+      messages(e.find("extra"), n);
     }
   }
 
@@ -890,6 +925,43 @@ class ImageEncoder {
 
  private:
   void put_u32(uint32_t v) { out_.append(reinterpret_cast<const char*>(&v), 4); }
+  static const json::Value& list(const json::Value* x, size_t n, const char* what) {
+    if (!x || x->type != json::Value::Type::kArray)
+      fail("entry {}: \"extra\" must be a list of {}", n, what);
+    return *x;
+  }
+  void sem_values(const json::Value* x, uint64_t nsems, size_t n) {
+    const json::Value& l = list(x, n, "the semaphores' values");
+    if (l.items.size() != nsems)
+      fail("entry {}: {} semaphore values for nsems {}", n, l.items.size(), nsems);
+    for (const json::Value& v : l.items) {
+      char* end = nullptr;
+      const unsigned long u = std::strtoul(v.text.c_str(), &end, 10);
+      if (v.type != json::Value::Type::kNumber || *end || u > 0xffff)
+        fail("entry {}: semaphore value '{}' is not a number from 0 to 65535", n, v.text);
+      const auto u16 = static_cast<uint16_t>(u);
+      out_.append(reinterpret_cast<const char*>(&u16), 2);
+    }
+    out_.append((8 - nsems * 2 % 8) % 8, '\0');
+  }
+  void messages(const json::Value* x, size_t n) {
+    const json::Value& l = list(x, n, "messages and their bytes");
+    if (l.items.size() % 2) fail("entry {}: \"extra\" must pair each message with its bytes", n);
+    std::unique_ptr<pb::Message> msg = new_message(kind_->messages());
+    for (size_t i = 0; i < l.items.size(); i += 2) {
+      Encoder enc;
+      enc.entry_ = fmt::format("entry {}, message {}", n, i / 2);
+      enc.message(msg.get(), l.items[i], "");
+      if (!msg->IsInitialized())
+        fail("{}: required field(s) missing: {}", enc.entry_, msg->InitializationErrorString());
+      put_u32(static_cast<uint32_t>(msg->ByteSizeLong()));
+      msg->AppendToString(&out_);
+      const uint64_t size = uint_field(*msg, "msize");
+      out_ += extra_bytes(&l.items[i + 1], n).substr(0, size);
+      out_.append((8 - size % 8) % 8, '\0');
+      msg->Clear();
+    }
+  }
   // As crit writes a padded extra: the first `len` bytes, then zeros to the alignment.
   std::string padded(std::string data, uint64_t len) const {
     const unsigned a = kind_->extra_align;

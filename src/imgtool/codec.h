@@ -30,6 +30,11 @@ struct Kind {
   unsigned extra_align = 1;
   // TCP_STREAM: the extra is two byte strings, {"inq": inq_len bytes, "outq": outq_len}.
   bool tcp_queues = false;
+  // IPCNS_SEM: the extra is nsems u16 values padded to 8 bytes, a JSON list of numbers.
+  bool sem_values = false;
+  // IPCNS_MSG: the extra is qnum messages, each a size-prefixed entry of this message and its
+  // msize bytes padded to 8; in JSON a list: a message's object, then its bytes, ...
+  const google::protobuf::Descriptor* (*messages)() = nullptr;
 };
 
 const Kind* kind_by_magic(uint32_t magic);

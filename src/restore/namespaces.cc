@@ -136,7 +136,7 @@ Namespaces::Namespaces(const Plan& plan, const NetNsOptions& net)
     }
     if (flags_[i] & CLONE_NEWIPC) {
       const uint32_t id = t.ids.ipc_ns_id();
-      ipc_.try_emplace(id, plan.dir, id);
+      ipc_.try_emplace(id, plan.dir, id, i == 0);
     }
     if (flags_[i] || unshare_[i])
       log::info("task {} makes namespaces{}{}{}", t.pid(),

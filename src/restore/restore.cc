@@ -156,6 +156,7 @@ int run(const Options& opts) {
   };
   tree.create(*ttys, [&](size_t i) {
     cgroups.place(i, tree.task(i).tid());
+    sysv.place(i, tree.task(i).tid());
     const auto& vmas = plan.tasks[i].mm.vmas();
     if (std::none_of(vmas.begin(), vmas.end(),
                      [](const vma_entry& v) { return v.status() & image::kVmaVdso; }))

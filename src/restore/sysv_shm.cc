@@ -1,6 +1,7 @@
 #include "restore/sysv_shm.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
@@ -8,14 +9,17 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "image/ipc_var.h"
+#include "kernel/namespace.h"
 #include "kernel/syscalls.h"
+#include "kernel/sysv_ipc.h"
 #include "proc/proc.h"
+#include "restore/ipc_ns.h"
 #include "restore/tree.h"
 #include "restore/validate.h"
 
@@ -48,51 +52,17 @@ void release_next_id() {
   if (junk >= 0) ::shmctl(junk, IPC_RMID, nullptr);
 }
 
-void write_next_id(long id) {
-  Fd fd(::open(kNextId, O_WRONLY | O_CLOEXEC));
-  std::string s = std::to_string(id);
-  if (!fd || ::write(fd.get(), s.data(), s.size()) != static_cast<ssize_t>(s.size()))
-    fail_sys(
-        "cannot choose the id of a new SysV shared memory segment ({} {}; the kernel needs "
-        "CONFIG_CHECKPOINT_RESTORE)",
-        kNextId, s);
-}
-
-// shmget as user `uid`/`gid`, which become the segment's creator and owner: in a thread of
-// its own, whose credentials (set by the raw syscalls) are its alone and end with it.
-int shmget_as(uint32_t uid, uint32_t gid, key_t key, size_t size, int flags) {
-  int result = 0;
-  std::thread t([&] {
-    if (::syscall(SYS_setresgid, gid, gid, gid) < 0 || ::syscall(SYS_setresuid, uid, uid, uid) < 0)
-      result = -errno;
-    else if ((result = ::shmget(key, size, flags)) < 0)
-      result = -errno;
-  });
-  t.join();
-  return result;
-}
-
-// The segment attached in cryo for the time of a copy.
-class Attached {
- public:
-  explicit Attached(uint32_t id) : p_(::shmat(static_cast<int>(id), nullptr, 0)) {
-    if (p_ == reinterpret_cast<void*>(-1))
-      fail_sys("cannot attach SysV shared memory segment {}", id);
-  }
-  ~Attached() { ::shmdt(p_); }
-  Attached(const Attached&) = delete;
-  Attached& operator=(const Attached&) = delete;
-  char* data() const { return static_cast<char*>(p_); }
-
- private:
-  void* p_;
-};
-
 }  // namespace
 
 SysvSegments::SysvSegments(const Plan& plan) {
+  const std::string vars = fmt::format("ipcns-var-{}.img", plan.tasks[0].ids.ipc_ns_id());
+  if (image::exists(plan.dir, vars)) {
+    fresh_ns_ = true;
+    image::read_one(plan.dir, vars, image::magic::kIpcVar, vars_);
+  }
   load(plan);
   check_attachments(plan);
+  if (fresh_ns_) return;  // made by place(), in the namespace the root makes
   // Checked all before making any: a restore refused for one segment leaves nothing made.
   std::map<uint32_t, bool> reused;
   for (const auto& [id, s] : segments_) reused[id] = reuse(s);
@@ -111,7 +81,20 @@ SysvSegments::~SysvSegments() {
   if (!kept_) remove_made();
 }
 
+void SysvSegments::place(size_t i, pid_t pid) {
+  if (i != 0 || !fresh_ns_) return;
+  ns_path_ = fmt::format("/proc/{}/ns/ipc", pid);
+  // A failure needs no cleanup: the namespace goes with the tasks the restore kills.
+  kernel::in_namespace(ns_path_, CLONE_NEWIPC, [&] {
+    for (auto& [id, s] : segments_) {
+      make(s);
+      fill(s, true);
+    }
+  });
+}
+
 void SysvSegments::remove_made() {
+  if (fresh_ns_) return;  // ids of another namespace: cryo's segments with them are not ours
   // A segment still attached (by tasks being killed) goes with its last attachment.
   for (const auto& [id, s] : segments_)
     if (s.made && ::shmctl(static_cast<int>(id), IPC_RMID, nullptr) < 0 && errno != EINVAL &&
@@ -124,7 +107,9 @@ void SysvSegments::load(const Plan& plan) {
   if (!image::exists(plan.dir, name)) return;
   image_.emplace(plan.dir, name, image::magic::kIpcnsShm);
   auto shmmax = proc::try_read_file("/proc/sys/kernel/shmmax");
-  const uint64_t max = shmmax ? std::stoull(*shmmax) : kSharedObjectMax;
+  const uint64_t max = fresh_ns_ ? vars_.shm_ctlmax()
+                       : shmmax  ? std::stoull(*shmmax)
+                                 : kSharedObjectMax;
   for (ipc_shm_entry e; image_->next(e);) {
     const ipc_desc_entry& d = e.desc();
     const std::string what = fmt::format("image {}: segment {}", name, d.id());
@@ -159,6 +144,9 @@ void SysvSegments::check_attachments(const Plan& plan) const {
       } else {
         // Images without the segment (CRIU's, of a tree outside an IPC namespace): it must be
         // here, as CRIU has it.
+        if (fresh_ns_)
+          fail("{}: the images of the tree's IPC namespace do not hold that segment: {}", what,
+               kRedo);
         auto ds = stat_segment(id);
         if (!ds || v.shmid() > INT32_MAX)
           fail("{}: the images do not hold the segment and there is no such segment here", what);
@@ -214,9 +202,10 @@ void SysvSegments::make(Segment& s) {
   const ipc_desc_entry& d = s.entry.desc();
   // A segment marked for removal had its key made private.
   const key_t key = (d.mode() & SHM_DEST) ? IPC_PRIVATE : static_cast<key_t>(d.key());
-  write_next_id(d.id());
-  int got = shmget_as(d.cuid(), d.cgid(), key, s.entry.size(),
-                      static_cast<int>(d.mode() & 0777) | IPC_CREAT | IPC_EXCL);
+  kernel::set_next_id(kNextId, d.id());
+  int got = kernel::create_as(d.cuid(), d.cgid(), [&] {
+    return ::shmget(key, s.entry.size(), static_cast<int>(d.mode() & 0777) | IPC_CREAT | IPC_EXCL);
+  });
   if (got < 0) {
     release_next_id();  // it must not give the id to another creator
     fail_errno(-got, "cannot make SysV shared memory segment {} ({}) again", d.id(),
@@ -248,13 +237,10 @@ void SysvSegments::fill(const Segment& s, bool fresh) const {
     // Through the segment's file, read and written without faulting its pages in: a new
     // segment is all holes, which stay holes where the content is zero; a reused one is
     // written only where it differs.
-    Attached a(d.id());
+    kernel::AttachedSegment a(d.id(), false);
     const uint64_t size = s.content.size();
-    const auto at = reinterpret_cast<uint64_t>(a.data());
-    const std::string link =
-        fmt::format("/proc/self/map_files/{:x}-{:x}", at, at + kernel::page_up(size));
-    Fd fd(::open(link.c_str(), O_RDWR | O_CLOEXEC));
-    if (!fd) fail_sys("cannot open SysV shared memory segment {} ({})", id, link);
+    Fd fd(::open(a.file().c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd) fail_sys("cannot open SysV shared memory segment {} ({})", id, a.file());
     std::vector<char> now(1 << 20);
     for (uint64_t off = 0; off < size; off += now.size()) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(now.size(), size - off));
@@ -287,16 +273,28 @@ void SysvSegments::fill(const Segment& s, bool fresh) const {
 }
 
 void SysvSegments::finish() {
-  for (const auto& [id, s] : segments_)
-    if ((s.entry.desc().mode() & SHM_DEST) && ::shmctl(static_cast<int>(id), IPC_RMID, nullptr) < 0)
-      fail_sys("cannot mark SysV shared memory segment {} for removal again", id);
+  auto mark = [&] {
+    for (const auto& [id, s] : segments_)
+      if ((s.entry.desc().mode() & SHM_DEST) &&
+          ::shmctl(static_cast<int>(id), IPC_RMID, nullptr) < 0)
+        fail_sys("cannot mark SysV shared memory segment {} for removal again", id);
+  };
+  if (!fresh_ns_) return mark();
+  if (segments_.empty()) return;  // the namespace's settings are all restored already
+  kernel::in_namespace(ns_path_, CLONE_NEWIPC, [&] {
+    mark();
+    write_ipc_sysctl(image::kShmRmidForced, std::to_string(vars_.shm_rmid_forced()));
+  });
 }
 
 void attach_sysv_shm(RemoteTask& rt, const vma_entry& v,
                      const std::vector<std::pair<uint64_t, uint64_t>>& busy) {
   const pid_t pid = rt.tid();
   const auto id = static_cast<uint32_t>(v.shmid());
-  auto ds = stat_segment(id);
+  std::optional<struct shmid_ds> ds;
+  // The id names a segment of the task's IPC namespace.
+  kernel::in_namespace(fmt::format("/proc/{}/ns/ipc", pid), CLONE_NEWIPC,
+                       [&] { ds = stat_segment(id); });
   if (!ds) fail("task {}: SysV shared memory segment {} is gone", pid, id);
   // Attached writable unless it was SHM_RDONLY (then not even mprotect could make it so).
   const bool rw = (v.fdflags() & O_ACCMODE) == O_RDWR || (v.prot() & PROT_WRITE);

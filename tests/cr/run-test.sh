@@ -835,17 +835,17 @@ restore_must_fail() { # NAME WHAT IMGDIR WORD...
 # init cannot be the root of a dump. A restore whose PID (in cryo's namespace) of a task in a
 # nested namespace is taken fails naming it, and leaves nothing behind.
 err_namespaces() {
-	# An IPC namespace of the tree holding objects cryo cannot dump yet (a SysV message queue
-	# made by ipcmk): refused by name, the tree runs on.
-	new_run ipc-objects
-	helper memory
-	start_cmd unshare --ipc sh -c 'ipcmk -Q >/dev/null && exec "$0" "$1"' "$HELPER" "$D"
+	# An IPC namespace of the tree holding what cryo cannot dump yet (a POSIX message queue):
+	# refused by name, the tree runs on.
+	new_run ipc-mqueue
+	helper ipcns
+	start_cmd env CR_IPCNS_MQUEUE=1 "$HELPER" "$D"
 	dump dump
-	expect_fail dump "dump of an IPC namespace holding a SysV message queue"
-	expect_msg dump "dump of an IPC namespace holding a SysV message queue" "IPC namespace" \
-		"1 message queue" "not supported" "task $ROOT"
-	check_tree_running "after the refused dump of an IPC namespace with objects"
-	finish_original "after the refused dump of an IPC namespace with objects"
+	expect_fail dump "dump of an IPC namespace holding a POSIX message queue"
+	expect_msg dump "dump of an IPC namespace holding a POSIX message queue" "IPC namespace" \
+		"1 POSIX message queue" "/cryo-ipcns-refused" "not supported" "task $ROOT"
+	check_tree_running "after the refused dump of an IPC namespace with a POSIX queue"
+	finish_original "after the refused dump of an IPC namespace with a POSIX queue"
 
 	# A network namespace of its own is dumped only when left out (--empty-ns net), and such
 	# images are restored only with --empty-ns net.

@@ -71,6 +71,7 @@ PROGS = [
     ("tree", []),  # several processes, a zombie
     ("shmem", []),  # pagemap-shmem
     ("sysv_shm", []),  # IPCNS_SHM (content padded to 4 bytes)
+    ("ipcns_sysv", []),  # IPC_VAR, IPCNS_SEM (values), IPCNS_MSG (messages), IPCNS_SHM
     ("signals_pending", []),  # siginfo bytes
     ("ptimers", []),  # posix timers
     ("memory", []),  # every kind of area

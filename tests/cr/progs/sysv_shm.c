@@ -14,6 +14,7 @@
  * exits; `sysv_shm DIR attach ID` attaches segment ID, writes DIR/ready and waits. */
 #define _GNU_SOURCE
 #include "common.h"
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
@@ -183,6 +184,13 @@ int main(int argc, char **argv)
 		for (;;) pause();
 	}
 
+#ifdef CR_IPC_NS
+	/* sysv_shm_ns: the same segments in an IPC namespace of the tree's own */
+	if (unshare(CLONE_NEWIPC) < 0) {
+		cr_fail("setup: unshare(CLONE_NEWIPC): %s", strerror(errno));
+		cr_finish();
+	}
+#endif
 	ida = make(&keya, A_SIZE, 0640, NOBODY);
 	idb = shmget(IPC_PRIVATE, B_SIZE, 0600 | IPC_CREAT);
 	idc = make(&keyc, C_SIZE, 0660, 0);
