@@ -207,9 +207,12 @@ void MountTree::mount_one(size_t i, const std::string& target) {
   if (!from && !host.empty()) {
     mount_call(host.c_str(), target, nullptr, MS_BIND, nullptr, "bind");
   } else if (!from && fresh) {
-    mount_call(m.source().c_str(), target, m.fsname().c_str(), m.sb_flags() | m.flags(),
+    // A read-only tmpfs (runc's masked paths) is filled first and made read-only after.
+    const bool refill = m.fstype() == image::kFsTmpfs;
+    const unsigned long ro = refill ? MS_RDONLY : 0;
+    mount_call(m.source().c_str(), target, m.fsname().c_str(), (m.sb_flags() | m.flags()) & ~ro,
                m.options().c_str(), fmt::format("mount {} on", m.fsname()).c_str());
-    if (m.fstype() == image::kFsTmpfs) {
+    if (refill) {
       const std::string img = dir_ + "/" + image::tmpfs_image(m.root_dev());
       net::ToolResult r =
           net::run_tool({"tar", "--extract", "--gzip", "--numeric-owner", "--preserve-permissions",
@@ -217,6 +220,9 @@ void MountTree::mount_one(size_t i, const std::string& target) {
                         "", "tar", 120);
       if (r.status != 0)
         fail("cannot refill tmpfs {} from {} with tar: {}", m.mountpoint(), img, r.output);
+      if (m.sb_flags() & MS_RDONLY)
+        mount_call(nullptr, target, nullptr, MS_REMOUNT | m.sb_flags(), m.options().c_str(),
+                   "make read-only");
     }
   } else {
     if (!from) from = same_fs;
