@@ -9,8 +9,8 @@
 #include <string>
 
 #include "base/hooks.h"
-#include "dump/mounts.h"
 #include "dump/cgroups.h"
+#include "dump/mounts.h"
 #include "net/network_lock.h"
 #include "pageserver/client.h"
 
@@ -19,6 +19,7 @@ namespace cryo::dump {
 struct Options {
   pid_t tree = 0;
   std::string dir;
+  std::string work_dir;  // -W: where stats-dump goes, as CRIU ("": dir)
   bool leave_running = false;
   bool leave_stopped = false;
   bool shell_job = false;
