@@ -199,6 +199,9 @@ int execute(const cryo::cli::Options& o) {
     cryo::restore::Options r;
     r.dir = o.images_dir;
     r.detached = o.restore_detached;
+    r.sibling = o.restore_sibling;
+    if (r.sibling && !r.detached)
+      cryo::fail("--restore-sibling needs -d: cryo cannot wait for a task that is not its child");
     r.leave_stopped = o.leave_stopped;
     r.shell_job = o.shell_job;
     r.file_locks = o.file_locks;

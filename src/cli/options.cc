@@ -190,19 +190,20 @@ constexpr OptionSpec kTable[] = {
     {"enable-external-masters", 0, A::kNone, S::kIgnored, false, nullptr,
      "cryo takes a mount whose master peer group is outside the tree only when it is bound "
      "from a host directory in that group"},
+    {"evasive-devices", 0, A::kNone, S::kIgnored, true, nullptr,
+     "use any path to a device file: cryo opens a device by its dumped path"},
     {"mntns-compat-mode", 0, A::kNone, S::kIgnored, true, nullptr,
      "mount engine choice: cryo has one (bind mounts for peer groups)"},
     {"lsm-mount-context", 0, A::kRequired, S::kIgnored, false, "CTX",
      "mount context of restored mounts: the machine has no LSM that uses one"},
     // Refused: cryo cannot do these yet.
-    {"restore-sibling", 'S', A::kNone, S::kRefused, true, nullptr,
-     "restore the root task as a sibling"},
+    {"restore-sibling", 'S', A::kNone, S::kImplemented, true, nullptr,
+     "restore: the root task becomes a child of cryo's parent (needs -d)"},
     {"root", 'r', A::kRequired, S::kImplemented, false, "PATH",
      "restore: bind-mount PATH as the root of the tree's own mount namespace"},
     {"join-ns", 'J', A::kRequired, S::kRefused, false, "NS:{PID|FILE}",
      "restore into an existing namespace"},
     {"libdir", 'L', A::kRequired, S::kRefused, false, "DIR", "plugin directory"},
-    {"evasive-devices", 0, A::kNone, S::kRefused, true, nullptr, "use any path to a device file"},
     {"veth-pair", 0, A::kRequired, S::kRefused, false, "IN=OUT", "veth devices' names"},
     {"action-script", 0, A::kRequired, S::kImplemented, false, "FILE",
      "run FILE with sh -c at each of CRIU's action points (pre-dump, post-dump, pre-restore, "
@@ -311,6 +312,7 @@ struct Parser {
       // --no-NAME: CRIU's default for every such option is off, which is what cryo does
       // without it; for cryo's own flags it turns them off.
       if (name == "restore-detached" || name == "daemon") o->restore_detached = false;
+      if (name == "restore-sibling") o->restore_sibling = false;
       if (name == "shell-job") o->shell_job = false;
       if (name == "file-locks") o->file_locks = false;
       if (name == "link-remap") o->link_remap = false;
@@ -415,6 +417,8 @@ struct Parser {
       o->shell_job = true;
     } else if (name == "restore-detached" || name == "daemon") {
       o->restore_detached = true;
+    } else if (name == "restore-sibling") {
+      o->restore_sibling = true;
     } else if (name == "file-locks") {
       o->file_locks = true;
     } else if (name == "ext-unix-sk") {

@@ -37,6 +37,7 @@ struct Options {
   bool track_mem = false;          // --track-mem
   bool auto_dedup = false;         // --auto-dedup
   bool restore_detached = false;
+  bool restore_sibling = false;    // -S: the restored root is a child of cryo's parent
   bool display_stats = false;
   bool check_all = false;                   // check --all: --extra and --experimental
   bool check_extra = false;                 // check --extra

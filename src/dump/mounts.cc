@@ -1,5 +1,7 @@
 #include "dump/mounts.h"
 
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -7,9 +9,11 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/fd.h"
 #include "base/log.h"
 #include "image/image.h"
 #include "image/mounts.h"
+#include "kernel/namespace.h"
 #include "net/run_tool.h"
 #include "proc/proc.h"
 
@@ -223,7 +227,18 @@ void MountNamespaces::write(const std::string& dir) const {
     if (e.fstype() != image::kFsTmpfs) continue;
     // tar reads the tmpfs through the root's view of it; --one-file-system keeps it to this
     // mount (what is mounted inside is dumped on its own).
-    const std::string from = fmt::format("/proc/{}/root{}", root_, e.mountpoint());
+    // The mount alone, without what is mounted on it: a detached copy made inside the
+    // namespace (open_tree accepts only mounts of the caller's namespace).
+    const std::string at = fmt::format("/proc/{}/root{}", root_, e.mountpoint());
+    Fd mp(::open(at.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!mp) fail_sys("cannot open tmpfs {} of task {}", e.mountpoint(), root_);
+    Fd alone;
+    kernel::in_namespace(fmt::format("/proc/{}/ns/mnt", root_), CLONE_NEWNS, [&] {
+      alone.reset(static_cast<int>(
+          ::open_tree(mp.get(), "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)));
+      if (!alone) fail_sys("cannot make a copy of tmpfs {} of task {}", e.mountpoint(), root_);
+    });
+    const std::string from = fmt::format("/proc/{}/fd/{}", ::getpid(), alone.get());
     const std::string to = dir + "/" + image::tmpfs_image(e.root_dev());
     net::ToolResult r = net::run_tool(
         {"tar", "--create", "--gzip", "--one-file-system", "--numeric-owner",

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "base/error.h"
@@ -60,18 +61,62 @@ int self_pidfd() {
 
 FdInstaller::FdInstaller(RemoteTask& rt, uint64_t above) : rt_(rt) {
   SyscallResult opened = rt_.syscall(SYS_pidfd_open, ::getpid(), 0);
-  if (opened.error() == ESRCH) {
-    // A task in a nested pid namespace, where cryo has no PID: it opens cryo's own pidfd
-    // again through cryo's /proc entry, which it still sees.
-    ScratchArena arena(rt_);
-    const std::string path = fmt::format("/proc/{}/fd/{}", ::getpid(), self_pidfd());
-    opened = rt_.syscall(SYS_openat, AT_FDCWD, arena.put_str(path), O_RDONLY | O_CLOEXEC, 0);
-  }
-  const auto p = opened.or_fail<uint64_t>("cannot open a pidfd on cryo (pidfd_open)");
+  const auto p = opened.error() == ESRCH
+                     ? receive_self_pidfd()
+                     : opened.or_fail<uint64_t>("cannot open a pidfd on cryo (pidfd_open)");
   pidfd_ = rt_.check<uint64_t>("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl, p, F_DUPFD_CLOEXEC,
                                std::max(above, p));
   if (pidfd_ != p) rt_.check("close", SYS_close, p);
   open_ = true;
+}
+
+// A task in a nested pid namespace, where cryo has no PID (and its /proc may not show
+// cryo): it makes a socket pair, cryo takes one end and sends its own pidfd through it.
+uint64_t FdInstaller::receive_self_pidfd() {
+  ScratchArena arena(rt_);
+  auto pair = arena.reserve<int>(2);
+  rt_.check("socketpair", SYS_socketpair, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair);
+  int sv[2];
+  rt_.read_mem(pair, sv, sizeof sv);
+  Fd mine = steal_fd(rt_.tid(), sv[1], "socket to send cryo's pidfd through");
+  rt_.check("close", SYS_close, sv[1]);
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  const int self = self_pidfd();
+  std::memcpy(CMSG_DATA(c), &self, sizeof self);
+  if (::sendmsg(mine.get(), &msg, MSG_NOSIGNAL) != 1)
+    fail_sys("task {}: cannot send it cryo's pidfd", rt_.tid());
+  auto rbyte = arena.reserve<char>();
+  auto rcontrol = arena.reserve<char>(sizeof control);
+  auto riov = arena.put(iovec{rbyte.as_field(), 1});
+  msghdr rmsg{};
+  rmsg.msg_iov = riov.as_field();
+  rmsg.msg_iovlen = 1;
+  rmsg.msg_control = rcontrol.as_field();
+  rmsg.msg_controllen = sizeof control;
+  auto rhdr = arena.put(rmsg);
+  rt_.syscall(SYS_recvmsg, sv[0], rhdr, MSG_CMSG_CLOEXEC).or_fail("cannot receive cryo's pidfd");
+  rt_.check("close", SYS_close, sv[0]);
+  rt_.read_mem(rcontrol, control, sizeof control);
+  msghdr view{};
+  view.msg_control = control;
+  view.msg_controllen = rt_.read(rhdr).msg_controllen;
+  const cmsghdr* rc = CMSG_FIRSTHDR(&view);
+  if (!rc || rc->cmsg_type != SCM_RIGHTS || rc->cmsg_len != CMSG_LEN(sizeof(int)))
+    fail("task {}: cryo's pidfd did not arrive", rt_.tid());
+  int got;
+  std::memcpy(&got, CMSG_DATA(rc), sizeof got);
+  return static_cast<uint64_t>(got);
 }
 
 FdInstaller::~FdInstaller() {

@@ -64,6 +64,7 @@ class FdInstaller {
   void close();
 
  private:
+  uint64_t receive_self_pidfd();
   RemoteTask& rt_;
   uint64_t pidfd_ = 0;
   bool open_ = false;

@@ -26,6 +26,9 @@ void in_namespace(const std::string& path, int cflag, const std::function<void()
   std::exception_ptr error;
   std::thread worker([&] {
     try {
+      // A mount namespace is joined only by a task with fs information of its own.
+      if (cflag == CLONE_NEWNS && ::unshare(CLONE_FS) < 0)
+        fail_sys("cannot give a thread of cryo its own fs information to enter {}", path);
       if (::setns(ns.get(), cflag) < 0) fail_sys("cannot enter namespace {} (setns)", path);
       fn();
     } catch (...) {

@@ -14,8 +14,9 @@ namespace cryo::kernel {
 uint64_t ns_inode(const std::string& path);
 
 // Runs `fn` in a short-lived thread of cryo that first joined the namespace of kind `cflag`
-// (a CLONE_NEW* flag) that `path` names: cryo's other threads stay where they are. Kinds a
-// thread cannot join alone (mount, user) are not for this. Exceptions of `fn` are rethrown.
+// (a CLONE_NEW* flag) that `path` names: cryo's other threads stay where they are. A mount
+// namespace is joined after the thread leaves cryo's fs information; kinds a thread cannot
+// join alone (pid, user) are not for this. Exceptions of `fn` are rethrown.
 void in_namespace(const std::string& path, int cflag, const std::function<void()>& fn);
 
 // The NSpid line of a /proc/.../status file: the task's PID in each pid namespace from the

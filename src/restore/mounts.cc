@@ -20,6 +20,7 @@
 #include "base/strings.h"
 #include "image/image.h"
 #include "image/mounts.h"
+#include "infect/fd_transfer.h"
 #include "net/run_tool.h"
 
 namespace cryo::restore {
@@ -133,8 +134,60 @@ std::string MountTree::target_of(uint32_t mnt_id) const {
   return it->second;
 }
 
-void MountTree::build(pid_t pid) {
+// proc, sysfs and mqueue show the pid, network and IPC namespaces of whoever opens their
+// file system context: they are opened by the root task, not by cryo.
+bool MountTree::kernel_made_by_tree(const mnt_entry& m) {
+  return m.fstype() == image::kFsProc || m.fstype() == image::kFsSysfs ||
+         m.fstype() == image::kFsMqueue;
+}
+
+void MountTree::open_in_tree(RemoteTask& rt) {
+  for (size_t i = 0; i < mounts_.size(); i++) {
+    const mnt_entry& m = mounts_[i];
+    if (!kernel_made_by_tree(m)) continue;
+    const uint64_t name = rt.put_str(0, m.fsname());
+    const auto remote = static_cast<int>(rt.check(fmt::format("fsopen({})", m.fsname()).c_str(),
+                                                  SYS_fsopen, {name, FSOPEN_CLOEXEC}));
+    contexts_[i] = steal_fd(rt.tid(), remote, "file system context");
+    rt.syscall(SYS_close, {static_cast<uint64_t>(remote)});
+  }
+}
+
+void MountTree::mount_in_tree(size_t i, const std::string& target) {
+  const mnt_entry& m = mounts_[i];
+  const Fd fs = std::move(contexts_.at(i));
+  auto config = [&](unsigned cmd, const char* key, const char* value) {
+    if (::fsconfig(fs.get(), cmd, key, value, 0) < 0)
+      fail_sys("cannot configure {} for {} ({}{}{})", m.fsname(), printable(m.mountpoint()),
+               key ? key : "create", value ? "=" : "", value ? value : "");
+  };
+  if (m.sb_flags() & MS_RDONLY) config(FSCONFIG_SET_FLAG, "ro", nullptr);
+  for (size_t at = 0, end; at < m.options().size(); at = end + 1) {
+    end = m.options().find(',', at);
+    if (end == std::string::npos) end = m.options().size();
+    const std::string o = m.options().substr(at, end - at);
+    const auto eq = o.find('=');
+    if (eq == std::string::npos)
+      config(FSCONFIG_SET_FLAG, o.c_str(), nullptr);
+    else
+      config(FSCONFIG_SET_STRING, o.substr(0, eq).c_str(), o.substr(eq + 1).c_str());
+  }
+  config(FSCONFIG_CMD_CREATE, nullptr, nullptr);
+  unsigned attr = 0;
+  if (m.flags() & MS_RDONLY) attr |= MOUNT_ATTR_RDONLY;
+  if (m.flags() & MS_NOSUID) attr |= MOUNT_ATTR_NOSUID;
+  if (m.flags() & MS_NODEV) attr |= MOUNT_ATTR_NODEV;
+  if (m.flags() & MS_NOEXEC) attr |= MOUNT_ATTR_NOEXEC;
+  Fd mnt(::fsmount(fs.get(), FSMOUNT_CLOEXEC, attr));
+  if (!mnt) fail_sys("cannot mount {} for {} (fsmount)", m.fsname(), printable(m.mountpoint()));
+  if (::move_mount(mnt.get(), "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    fail_sys("cannot mount {} at {} (move_mount)", m.fsname(), printable(target));
+}
+
+void MountTree::build(RemoteTask& root) {
   if (!own()) return;
+  const pid_t pid = root.tid();
+  open_in_tree(root);
   std::exception_ptr error;
   // A thread of its own: it leaves cryo's fs information (CLONE_FS) to enter the namespace.
   std::thread builder([&] {
@@ -207,11 +260,15 @@ void MountTree::mount_one(size_t i, const std::string& target) {
   if (!from && !host.empty()) {
     mount_call(host.c_str(), target, nullptr, MS_BIND, nullptr, "bind");
   } else if (!from && fresh) {
-    // A read-only tmpfs (runc's masked paths) is filled first and made read-only after.
+    // A read-only tmpfs is filled first and made read-only after.
     const bool refill = m.fstype() == image::kFsTmpfs;
-    const unsigned long ro = refill ? MS_RDONLY : 0;
-    mount_call(m.source().c_str(), target, m.fsname().c_str(), (m.sb_flags() | m.flags()) & ~ro,
-               m.options().c_str(), fmt::format("mount {} on", m.fsname()).c_str());
+    const unsigned long flags = (m.sb_flags() | m.flags()) & ~(refill ? static_cast<unsigned long>(MS_RDONLY) : 0UL);
+    if (!refill && kernel_made_by_tree(m)) {
+      mount_in_tree(i, target);
+    } else {
+      mount_call(m.source().c_str(), target, m.fsname().c_str(), flags, m.options().c_str(),
+                 fmt::format("mount {} on", m.fsname()).c_str());
+    }
     if (refill) {
       const std::string img = dir_ + "/" + image::tmpfs_image(m.root_dev());
       net::ToolResult r =
@@ -221,8 +278,8 @@ void MountTree::mount_one(size_t i, const std::string& target) {
       if (r.status != 0)
         fail("cannot refill tmpfs {} from {} with tar: {}", m.mountpoint(), img, r.output);
       if (m.sb_flags() & MS_RDONLY)
-        mount_call(nullptr, target, nullptr, MS_REMOUNT | m.sb_flags(), m.options().c_str(),
-                   "make read-only");
+        mount_call(nullptr, target, nullptr, MS_REMOUNT | m.sb_flags() | m.flags(),
+                   m.options().c_str(), "make read-only");
     }
   } else {
     if (!from) from = same_fs;

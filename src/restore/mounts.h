@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
+#include "infect/remote_task.h"
 #include "mnt.pb.h"
 #include "restore/plan.h"
 
@@ -34,17 +36,23 @@ class MountTree {
   uint64_t clone_flags() const;
   // Builds the tree in the mount namespace of the new root task `pid` and pivots into it;
   // from then on tree_path() names the tree's files.
-  void build(pid_t pid);
+  void build(RemoteTask& root);
 
  private:
   void build_in_namespace(pid_t pid);
   void mount_one(size_t i, const std::string& target);
+  static bool kernel_made_by_tree(const mnt_entry& m);
+  // The contexts of the file systems the root task opens (ptrace: on cryo's main thread),
+  // then mounted by the builder.
+  void open_in_tree(RemoteTask& rt);
+  void mount_in_tree(size_t i, const std::string& target);
   std::string source_of(size_t i) const;
   std::string target_of(uint32_t mnt_id) const;
   std::vector<mnt_entry> mounts_;  // parents first; [0] is the root
   MountOptions opts_;
   std::string dir_;                          // the images directory (absolute)
   std::string yard_;                         // where the tree is built (a host directory)
+  std::map<size_t, Fd> contexts_;            // mount index -> fsopen() fd, while building
   std::map<uint32_t, std::string> targets_;  // mnt_id -> where it is mounted, while building
 };
 

@@ -130,6 +130,7 @@ int run(const Options& opts) {
   // are all closed in the tree must read as EOF there.
   std::optional<FileSet> files(std::in_place, plan, *ttys);
   NewTree tree(plan, &mounts);
+  tree.set_sibling(opts.sibling);
   double memory_s = 0;
   std::vector<std::pair<uint64_t, uint64_t>> parked(plan.tasks.size());
   // A task is built as soon as it exists, so that its children inherit its address space;

@@ -4,14 +4,15 @@
 #include <string>
 
 #include "base/hooks.h"
-#include "restore/mounts.h"
 #include "restore/cgroups.h"
+#include "restore/mounts.h"
 
 namespace cryo::restore {
 
 struct Options {
   std::string dir;
   bool detached = false;
+  bool sibling = false;  // --restore-sibling: the root is a child of cryo's parent
   bool leave_stopped = false;
   bool shell_job = false;
   bool file_locks = false;

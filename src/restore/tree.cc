@@ -1,5 +1,6 @@
 #include "restore/tree.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "base/fd.h"
 #include "base/log.h"
 #include "image/image.h"
 #include "kernel/syscalls.h"
@@ -77,32 +79,59 @@ void NewTree::fork_root() {
   if (mounts_) args.flags |= mounts_->clone_flags();
   args.set_tid = reinterpret_cast<uint64_t>(ids.data());
   args.set_tid_size = ids.size();
-  long r = -1;
-  const pid_t cryo = ::getpid();
-  for (int tries = 0; tries < 250; tries++) {
-    r = kernel::clone3(&args);
-    if (r >= 0 || errno != EEXIST) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a zombie not yet reaped
+  // --restore-sibling: the root is a child of cryo's parent (runc waits for its container's
+  // init). It cannot ask its parent to trace it: it waits on a pipe for cryo to seize it, and
+  // ends when the pipe's writer (cryo) is gone.
+  int gate[2] = {-1, -1};
+  if (sibling_) {
+    args.flags |= CLONE_PARENT;
+    args.exit_signal = 0;  // clone3 wants none: the child gets cryo's own (SIGCHLD)
+    if (::pipe2(gate, O_CLOEXEC) < 0) fail_sys("cannot make a pipe for the root task");
   }
-  if (r == 0) {
-    // The new task: stop under cryo's trace and wait to be shaped. Raw syscalls only: the C
-    // library's view of this process is the parent's. cryo's own signal handlers must not
-    // outlive the copy: an image that sets fewer sigactions leaves the rest at default.
-    // Until cryo sets PTRACE_O_EXITKILL, a cryo killed now would leave this task stopped
-    // forever: it dies with cryo instead (cleared for the root before release).
-    // (The init of a new pid namespace sees its parent as 0.)
+  const pid_t cryo = ::getpid();
+  const pid_t parent = sibling_ ? ::getppid() : cryo;
+  // The new task: stop under cryo's trace and wait to be shaped. Raw syscalls only: the C
+  // library's view of this process is the parent's. cryo's own signal handlers must not
+  // outlive the copy: an image that sets fewer sigactions leaves the rest at default.
+  // Until cryo sets PTRACE_O_EXITKILL, a cryo killed now would leave this task stopped
+  // forever: it dies with cryo instead (cleared for the root before release).
+  // (The init of a new pid namespace sees its parent as 0.)
+  auto child = [&]() {
     ::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
     const long ppid = ::syscall(SYS_getppid);
-    if (ppid != cryo && ppid != 0) ::syscall(SYS_exit_group, 127);
+    if (ppid != parent && ppid != 0) ::syscall(SYS_exit_group, 127);
     kernel::KernelSigaction dfl{};
     for (int sig = 1; sig <= 64; sig++)
       if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, 8);
-    ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
-    ::syscall(SYS_kill, ::syscall(SYS_getpid), SIGSTOP);
+    if (sibling_) {
+      char c;
+      ::syscall(SYS_close, gate[1]);
+      ::syscall(SYS_read, gate[0], &c, 1);  // until cryo's PTRACE_INTERRUPT or cryo's end
+    } else {
+      ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
+      ::syscall(SYS_kill, ::syscall(SYS_getpid), SIGSTOP);
+    }
     ::syscall(SYS_exit_group, 127);
-  }
+  };
+  auto spawn = [&]() {
+    long r = -1;
+    for (int tries = 0; tries < 250; tries++) {
+      r = kernel::clone3(&args);
+      if (r >= 0 || errno != EEXIST) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a zombie not yet reaped
+    }
+    if (r == 0) child();
+    return r;
+  };
+  const long r = spawn();
   if (r < 0) fail_sys("cannot create task {} (clone3 with set_tid)", want);
   created_.push_back(want);
+  const Fd gate_r(gate[0]), gate_w(gate[1]);  // kept until the root is stopped
+  if (sibling_) {
+    if (ptrace(PTRACE_SEIZE, want, nullptr, kTraceOptions) < 0 ||
+        ptrace(PTRACE_INTERRUPT, want, nullptr, nullptr) < 0)
+      fail_sys("cannot trace new task {} (a child of cryo's parent {})", want, parent);
+  }
   WaitStatus ws = wait_task(want);
   if (!ws.stopped()) fail("new task {} {} before cryo could trace it", want, ws.str());
   if (ptrace(PTRACE_SETOPTIONS, want, nullptr, kTraceOptions) < 0)
@@ -199,7 +228,7 @@ void NewTree::exit_task(RemoteTask& z, int status) {
 void NewTree::create(Ttys& ttys, const std::function<void(size_t)>& shape) {
   const TaskPlan& root = plan_.tasks[0];
   fork_root();
-  if (mounts_) mounts_->build(root.pid());
+  if (mounts_) mounts_->build(*remote_[0]);
   ns_.fill(*remote_[0], 0);
   timens_.place(*remote_[0], root);
   // Sessions and their controlling terminals are set as each task is created, so its

@@ -44,6 +44,8 @@ class NewTree {
   // Lets every alive task run (or stay stopped).
   void release(bool leave_stopped);
   pid_t root() const { return plan_.tasks[0].pid(); }
+  // --restore-sibling: the root is made a child of cryo's parent.
+  void set_sibling(bool sibling) { sibling_ = sibling; }
 
  private:
   void fork_root();
@@ -64,6 +66,7 @@ class NewTree {
   std::vector<std::unique_ptr<RemoteTask>> threads_;  // non-leader threads
   std::vector<pid_t> created_;
   bool released_ = false;
+  bool sibling_ = false;
   uint64_t tree_scratch_ = 0;
 };
 

@@ -65,7 +65,8 @@ std::vector<FieldWords> option_words(const criu_opts& o, bool dumping) {
     if (o.ps().has_fd()) w.insert(w.end(), {"--ps-socket", std::to_string(o.ps().fd())});
     if (!w.empty()) b.out.push_back({"ps", w, {}});
   }
-  b.value("root", o.has_root(), "--root", o.root());
+  // runc sends the rootfs on dump too; CRIU uses it only to restore.
+  b.value("root", o.has_root() && !dumping, "--root", o.root());
   b.value("parent_img", o.has_parent_img(), "--prev-images-dir", o.parent_img());
   b.flag("track_mem", o.track_mem(), "--track-mem");
   b.flag("auto_dedup", o.auto_dedup(), "--auto-dedup");
@@ -131,9 +132,9 @@ std::vector<FieldWords> option_words(const criu_opts& o, bool dumping) {
   b.flag("weak_sysctls", o.weak_sysctls(), "--weak-sysctls");
   b.flag("lazy_pages", o.lazy_pages(), "--lazy-pages");
   b.value("status_fd", o.has_status_fd(), "--status-fd", std::to_string(o.status_fd()));
-  b.refuse("orphan_pts_master", o.orphan_pts_master(),
-           "handing the master of the tree's orphan pty to the client (orphan_pts_master) is "
-           "not supported by cryo yet");
+  // runc always sets it. Nothing to hand over unless the tree holds a pty whose master is
+  // elsewhere, and the dump refuses such a pty by name (tty.cc).
+  (void)o.orphan_pts_master();
   b.flag("tcp_close", o.tcp_close(), "--tcp-close");
   b.value("lsm_profile", o.has_lsm_profile(), "--lsm-profile", o.lsm_profile());
   b.value("tls_cacert", o.has_tls_cacert(), "--tls-cacert", o.tls_cacert());

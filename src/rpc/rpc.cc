@@ -240,7 +240,9 @@ class Session {
         case PAGE_SERVER_CHLD:
           // The command line's refusal; a page server over RPC is wired once one exists.
           options_for(req, "page-server", nullptr);
-          req_fail(ENOTSUP, "a page server over RPC is not supported by cryo yet: run cryo page-server instead");
+          req_fail(
+              ENOTSUP,
+              "a page server over RPC is not supported by cryo yet: run cryo page-server instead");
         case CPUINFO_DUMP:
         case CPUINFO_CHECK:
           options_for(req, req.type() == CPUINFO_DUMP ? "cpuinfo dump" : "cpuinfo check", nullptr);
@@ -295,7 +297,14 @@ class Session {
       action_words.push_back(action.substr(at, sp - at));
     }
     std::vector<std::string> words;
-    if (o.has_config_file()) words.insert(words.end(), {"--config", o.config_file()});
+    // As CRIU: a configuration file the request names but that does not exist is skipped
+    // (runc always names /etc/criu/runc.conf).
+    if (o.has_config_file()) {
+      if (::access(o.config_file().c_str(), F_OK) == 0)
+        words.insert(words.end(), {"--config", o.config_file()});
+      else
+        log::info("no configuration file {} (criu_opts.config_file): skipped", o.config_file());
+    }
     words.push_back(fmt::format("--verbosity={}", o.log_level()));
     if (dirs) {
       // The images directory: the client's descriptor, else (CRIU 4) a path.
