@@ -134,7 +134,7 @@ start ctr "$LOOP"
 wait_count ctr 20
 [[ $(in_ctr ctr /tmp/pid) == 1 ]] || fail "the container's init is $(in_ctr ctr /tmp/pid) inside, not 1"
 before=$(in_ctr ctr /tmp/count)
-timeout 120 "${P[@]}" container checkpoint --export "$W/ctr.tar.gz" ctr >"$W/checkpoint.out" 2>&1
+timeout 120 "${P[@]}" container checkpoint --export "$W/ctr.tar.zst" ctr >"$W/checkpoint.out" 2>&1
 rc=$?
 cat "$W/checkpoint.out"
 if ((rc != 0)); then
@@ -149,15 +149,17 @@ if ((rc != 0)); then
 	fail "podman container checkpoint --export: exit status $rc"
 fi
 [[ $(state ctr) == exited ]] || fail "container ctr is $(state ctr) after its checkpoint"
-tar -tzf "$W/ctr.tar.gz" >"$W/export.list" || fail "the export $W/ctr.tar.gz is not a tar.gz"
-for f in config.dump spec.dump checkpoint/inventory.img checkpoint/pstree.img; do
+# podman compresses with zstd by default; tar finds that out by itself.
+tar -tf "$W/ctr.tar.zst" >"$W/export.list" || fail "the export $W/ctr.tar.zst is not a tar archive"
+for f in config.dump spec.dump stats-dump checkpoint/inventory.img checkpoint/pstree.img; do
 	grep -qx "\(\./\)\?$f" "$W/export.list" || fail "the export holds no $f"
 done
-# The counter as the checkpoint left it, read from the export (the container is stopped).
-mkdir "$W/export" && tar -xzf "$W/ctr.tar.gz" -C "$W/export" checkpoint 2>/dev/null
-crit decode -i "$W/export/checkpoint/pstree.img" >/dev/null || fail "crit cannot decode the exported pstree.img"
+mkdir "$W/export" && tar -xf "$W/ctr.tar.zst" -C "$W/export" checkpoint stats-dump
+for f in checkpoint/pstree.img checkpoint/inventory.img stats-dump; do
+	crit decode -i "$W/export/$f" >/dev/null || fail "crit cannot decode the exported $f"
+done
 "${P[@]}" rm -f ctr >/dev/null || fail "podman rm ctr"
-timeout 120 "${P[@]}" container restore --import "$W/ctr.tar.gz" >"$W/restore.out" 2>&1 ||
+timeout 120 "${P[@]}" container restore --import "$W/ctr.tar.zst" >"$W/restore.out" 2>&1 ||
 	{ cat "$W/restore.out"; cat "$W"/root/overlay-containers/*/userdata/restore.log 2>/dev/null;
 	  fail "podman container restore --import failed"; }
 cat "$W/restore.out"
