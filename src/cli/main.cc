@@ -1,10 +1,12 @@
 // cryo: checkpoint/restore of Linux process trees.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <map>
 
@@ -216,6 +218,16 @@ int execute(const cryo::cli::Options& o) {
     r.work_dir = o.work_dir;
     r.hooks = &hooks;
     r.mounts.root = o.root;
+    for (const std::string& f : o.inherit_fds) {
+      // fd[N]:RES
+      char* end = nullptr;
+      const long n = f.rfind("fd[", 0) == 0 ? std::strtol(f.c_str() + 3, &end, 10) : -1;
+      if (n < 0 || n > INT_MAX || !end || end[0] != ']' || end[1] != ':' || !end[2])
+        cryo::fail("bad --inherit-fd {}: give fd[NUM]:RES, e.g. fd[3]:pipe:[12345]", f);
+      if (::fcntl(static_cast<int>(n), F_GETFD) < 0)
+        cryo::fail("--inherit-fd {}: cryo has no open fd {} to give the tree", f, n);
+      r.inherit_fds[end + 2] = static_cast<int>(n);
+    }
     r.mounts.external = mount_externals(o);
     if (!o.skip_mnt.empty() || !o.enable_fs.empty())
       cryo::fail("--skip-mnt and --enable-fs are dump options: restore without them");

@@ -218,8 +218,9 @@ constexpr OptionSpec kTable[] = {
     {"exec-cmd", 0, A::kNone, S::kRefused, false, nullptr, "run a command after restore"},
     {"cgroup-yard", 0, A::kRequired, S::kRefused, false, "PATH",
      "cgroup yard (cryo uses the hierarchies mounted in its mount namespace)"},
-    {"inherit-fd", 0, A::kRequired, S::kRefused, false, "fd[NUM]:RES",
-     "inherit a file descriptor (repeatable)"},
+    {"inherit-fd", 0, A::kRequired, S::kImplemented, false, "fd[NUM]:RES",
+     "restore: the tree's end of pipe RES (pipe:[INODE], as dumped) is cryo's fd NUM, as runc "
+     "passes a container's stdio (repeatable)"},
     {"external", 0, A::kRequired, S::kImplemented, false, "RES",
      "an external resource (repeatable); only mounts yet: dump: mnt[MOUNTPOINT]:KEY saves the "
      "mount by KEY only, restore: mnt[KEY]:PATH bind-mounts PATH in its place"},
@@ -442,6 +443,8 @@ struct Parser {
       o->root = arg;
     } else if (name == "external") {
       o->external.push_back(arg);
+    } else if (name == "inherit-fd") {
+      o->inherit_fds.push_back(arg);
     } else if (name == "ext-mount-map") {
       o->ext_mount_map.push_back(arg);
     } else if (name == "skip-mnt") {

@@ -37,7 +37,7 @@ struct Options {
   bool track_mem = false;          // --track-mem
   bool auto_dedup = false;         // --auto-dedup
   bool restore_detached = false;
-  bool restore_sibling = false;    // -S: the restored root is a child of cryo's parent
+  bool restore_sibling = false;  // -S: the restored root is a child of cryo's parent
   bool display_stats = false;
   bool check_all = false;                   // check --all: --extra and --experimental
   bool check_extra = false;                 // check --extra
@@ -58,6 +58,7 @@ struct Options {
   bool tls_no_cn_verify = false;
   std::string root;                        // --root: restore's root of a mount namespace
   std::vector<std::string> external;       // --external RES (repeatable)
+  std::vector<std::string> inherit_fds;    // --inherit-fd fd[N]:RES (repeatable)
   std::vector<std::string> ext_mount_map;  // -M/--ext-mount-map KEY:VAL (repeatable)
   std::vector<std::string> skip_mnt;       // --skip-mnt PATH (repeatable)
   std::vector<std::string> enable_fs;      // --enable-fs FSNAMES (repeatable)

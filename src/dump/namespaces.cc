@@ -16,8 +16,8 @@ const NsKind kNsKinds[7] = {
      "user namespaces (uid and gid maps) are not supported yet"},
     {"pid", CLONE_NEWPID, 1, &task_kobj_ids_entry::set_pid_ns_id, nullptr},
     {"uts", CLONE_NEWUTS, 4, &task_kobj_ids_entry::set_uts_ns_id, nullptr},
-    {"ipc", CLONE_NEWIPC, 3, &task_kobj_ids_entry::set_ipc_ns_id,
-     "IPC namespaces are not supported yet"},
+    // Its objects: dump/ipc_ns.h (which refuses what it cannot dump yet).
+    {"ipc", CLONE_NEWIPC, 3, &task_kobj_ids_entry::set_ipc_ns_id, nullptr},
     // One of the tree's own, with its mount tree: dump/mounts.h (which refuses the rest).
     {"mnt", CLONE_NEWNS, 5, &task_kobj_ids_entry::set_mnt_ns_id, nullptr},
     {"net", CLONE_NEWNET, 2, &task_kobj_ids_entry::set_net_ns_id,
@@ -28,7 +28,7 @@ const NsKind kNsKinds[7] = {
 
 namespace {
 
-constexpr size_t kPid = 1, kUts = 2;
+constexpr size_t kPid = 1, kUts = 2, kIpc = 3;
 // The first id of a namespace that is not cryo's (8 is cryo's time namespace's).
 constexpr uint32_t kFirstNewId = 9;
 
@@ -108,6 +108,7 @@ Namespaces::Namespaces(const std::vector<FrozenTask>& tasks) : ids_(std::size(kN
                 next);
       next++;
       if (k == kUts) uts_first_[x.ns[k]] = t.pid;
+      if (k == kIpc) ipc_.emplace_back(t.pid, x.ns[k], next - 1);
     }
     if (x.ns[kPid] != inherited[kPid]) {
       if (x.pids.size() != parent_depth + 1 || (x.pids.back() != 1 && !joins)) {
@@ -172,6 +173,7 @@ void Namespaces::write(const std::string& dir) const {
     log::info("uts namespace uts:[{}] (id {}): host name \"{}\", domain name \"{}\"", ino, id,
               u.nodename, u.domainname);
   }
+  for (const IpcNamespace& ipc : ipc_) ipc.write(dir);
 }
 
 }  // namespace cryo::dump

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core.pb.h"
+#include "dump/ipc_ns.h"
 #include "infect/frozen_tree.h"
 #include "pstree.pb.h"
 
@@ -40,7 +41,7 @@ class Namespaces {
   void set_ids(pid_t pid, task_kobj_ids_entry* ids) const;
   // cryo_ns_pid and cryo_ns_tid of a task in a nested pid namespace.
   void set_pids(const FrozenTask& t, pstree_entry* e) const;
-  // utsns-ID.img of every UTS namespace but cryo's.
+  // utsns-ID.img of every UTS namespace but cryo's, ipcns-var-ID.img of every IPC one.
   void write(const std::string& dir) const;
 
  private:
@@ -55,6 +56,7 @@ class Namespaces {
   std::vector<uint64_t> mine_;                     // cryo's inode by kind
   std::vector<std::map<uint64_t, uint32_t>> ids_;  // by kind: inode -> id
   std::map<uint64_t, pid_t> uts_first_;            // a task in each new UTS namespace
+  std::vector<IpcNamespace> ipc_;                  // each new IPC namespace
 };
 
 }  // namespace cryo::dump

@@ -38,6 +38,7 @@ constexpr uint32_t kRemapFpath = 0x59133954;
 constexpr uint32_t kFileLocks = 0x54323616;
 constexpr uint32_t kTtyData = 0x59413026;
 constexpr uint32_t kIpcnsShm = 0x46283044;
+constexpr uint32_t kIpcVar = 0x53115007;
 constexpr uint32_t kTimens = 0x43114433;
 constexpr uint32_t kUtsns = 0x54473203;
 constexpr uint32_t kTcpStream = 0x51465506;

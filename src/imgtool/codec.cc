@@ -26,6 +26,7 @@
 #include "image/mounts.h"
 #include "inventory.pb.h"
 #include "ipc-shm.pb.h"
+#include "ipc-var.pb.h"
 #include "memfd.pb.h"
 #include "mm.pb.h"
 #include "mnt.pb.h"
@@ -105,6 +106,7 @@ const Kind kKinds[] = {
     {"FANOTIFY_MARK", 0x56506035, d<fanotify_mark_entry>},
     {"MEMFD_INODE", image::magic::kMemfdInode, d<memfd_inode_entry>},
     {"IPCNS_SHM", image::magic::kIpcnsShm, d<ipc_shm_entry>, nullptr, "size", false, 4},
+    {"IPC_VAR", image::magic::kIpcVar, d<ipc_var_entry>},
     {"NS_FILES", 0x61394011, d<ns_file_entry>},
     {"GHOST_FILE", image::magic::kGhostFile, d<ghost_file_entry>, d<ghost_chunk_entry>, "len",
      true},
@@ -128,12 +130,12 @@ const Kind kKinds[] = {
 
 // Kinds crit names but cryo's schema has no message for.
 const std::pair<const char*, uint32_t> kForeign[] = {
-    {"PIDNS", 0x61157326},    {"IPC_VAR", 0x53115007},    {"TUNFILE", 0x57143751},
-    {"IRMAP_CACHE", 0x57004059}, {"NETDEV", 0x57373951},   {"IPCNS_SEM", 0x59573019},
-    {"IPCNS_MSG", 0x55453737},   {"NETNS", 0x55933752},    {"USERNS", 0x55474906},
-    {"AUTOFS", 0x49353943},      {"CPUINFO", 0x61404013},  {"BPFMAP_FILE", 0x57506142},
-    {"BPFMAP_DATA", 0x64324033}, {"APPARMOR", 0x59423047}, {"SIGNAL", 0x59255647},
-    {"BINFMT_MISC", 0x67343323}, {"KDAT", 0x57023458},
+    {"PIDNS", 0x61157326},    {"TUNFILE", 0x57143751},     {"IRMAP_CACHE", 0x57004059},
+    {"NETDEV", 0x57373951},   {"IPCNS_SEM", 0x59573019},   {"IPCNS_MSG", 0x55453737},
+    {"NETNS", 0x55933752},    {"USERNS", 0x55474906},      {"AUTOFS", 0x49353943},
+    {"CPUINFO", 0x61404013},  {"BPFMAP_FILE", 0x57506142}, {"BPFMAP_DATA", 0x64324033},
+    {"APPARMOR", 0x59423047}, {"SIGNAL", 0x59255647},      {"BINFMT_MISC", 0x67343323},
+    {"KDAT", 0x57023458},
 };
 
 // The named bits crit shows for a field marked (criu).flags.

@@ -29,8 +29,8 @@ constexpr Kind kKinds[] = {
     {"user", CLONE_NEWUSER, &task_kobj_ids_entry::user_ns_id, "userns-{}.img",
      "user namespaces are not supported yet"},
     {"uts", CLONE_NEWUTS, &task_kobj_ids_entry::uts_ns_id, "utsns-{}.img", nullptr},
-    {"ipc", CLONE_NEWIPC, &task_kobj_ids_entry::ipc_ns_id, "ipcns-var-{}.img",
-     "IPC namespaces are not supported yet"},
+    // Its settings and objects: restore/ipc_ns.h.
+    {"ipc", CLONE_NEWIPC, &task_kobj_ids_entry::ipc_ns_id, "ipcns-var-{}.img", nullptr},
     // Its mount tree is built by restore/mounts.h.
     {"mnt", CLONE_NEWNS, &task_kobj_ids_entry::mnt_ns_id, "mountpoints-{}.img", nullptr},
     {"net", CLONE_NEWNET, &task_kobj_ids_entry::net_ns_id, "netns-{}.img",
@@ -95,12 +95,16 @@ Namespaces::Namespaces(const Plan& plan)
         fail("image utsns-{}.img: a name longer than 64 bytes: corrupt or edited images", id);
       uts_[id] = e;
     }
+    if (flags_[i] & CLONE_NEWIPC) {
+      const uint32_t id = t.ids.ipc_ns_id();
+      ipc_.try_emplace(id, plan.dir, id);
+    }
     if (flags_[i] || unshare_[i])
-      log::info("task {} makes namespaces{}{}", t.pid(),
+      log::info("task {} makes namespaces{}{}{}", t.pid(),
                 flags_[i] & CLONE_NEWPID ? " pid"
                 : unshare_[i]            ? " pid (its parent's for children)"
                                          : "",
-                flags_[i] & CLONE_NEWUTS ? " uts" : "");
+                flags_[i] & CLONE_NEWUTS ? " uts" : "", flags_[i] & CLONE_NEWIPC ? " ipc" : "");
   }
 }
 
@@ -135,6 +139,7 @@ pid_t Namespaces::pid_seen_by(size_t i, pid_t pid) const {
 }
 
 void Namespaces::fill(RemoteTask& rt, size_t i) const {
+  if (flags_[i] & CLONE_NEWIPC) ipc_.at(plan_.tasks[i].ids.ipc_ns_id()).fill(rt.tid());
   if (!(flags_[i] & CLONE_NEWUTS)) return;
   const utsns_entry& e = uts_.at(plan_.tasks[i].ids.uts_ns_id());
   ScratchArena arena(rt);

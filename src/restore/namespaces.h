@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "infect/remote_task.h"
+#include "restore/ipc_ns.h"
 #include "restore/plan.h"
 #include "utsns.pb.h"
 
@@ -41,7 +42,8 @@ class Namespaces {
   const Plan& plan_;
   std::vector<uint64_t> flags_;
   std::vector<bool> unshare_;
-  std::map<uint32_t, utsns_entry> uts_;  // by namespace id
+  std::map<uint32_t, utsns_entry> uts_;   // by namespace id
+  std::map<uint32_t, IpcNamespace> ipc_;  // by namespace id
 };
 
 }  // namespace cryo::restore

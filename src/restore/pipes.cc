@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "base/fd.h"
+#include "base/log.h"
 #include "base/strings.h"
 #include "restore/file_kind.h"
 #include "restore/files.h"
@@ -118,6 +119,16 @@ class PipeKind : public FileKind {
  public:
   fd_types type() const override { return PIPE; }
   Fd open(const file_entry& f, FileSet& files) override {
+    // --inherit-fd: this end is the caller's pipe (runc's stdio), as it is: its data and
+    // flags are the caller's.
+    const auto& inherit = files.plan().inherit_fds;
+    if (auto it = inherit.find(fmt::format("pipe:[{}]", f.pipe().pipe_id())); it != inherit.end()) {
+      Fd mine(::fcntl(it->second, F_DUPFD_CLOEXEC, 0));
+      if (!mine)
+        fail_sys("cannot use fd {} for pipe:[{}] (--inherit-fd)", it->second, f.pipe().pipe_id());
+      log::info("pipe:[{}] is cryo's fd {} (--inherit-fd)", f.pipe().pipe_id(), it->second);
+      return mine;
+    }
     return ends_.open(files.plan(), f.pipe().pipe_id(), f.pipe().flags(), nullptr);
   }
 

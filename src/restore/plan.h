@@ -58,9 +58,10 @@ struct Plan {
   seccomp_entry seccomp;                    // filters referred to by thread cores
   std::map<uint32_t, tty_info_entry> ttys;  // tty-info.img by id
   bool shell_job = false;                   // the images hold a terminal job
-  bool own_mounts = false;    // the tree has a mount namespace of its own (restore/mounts.h)
-  uint32_t mnt_ns_id = 0;     // the root's (inventory)
-  bool lazy_pages = false;                  // restore --lazy-pages: lazy mappings left empty
+  bool own_mounts = false;  // the tree has a mount namespace of its own (restore/mounts.h)
+  uint32_t mnt_ns_id = 0;   // the root's (inventory)
+  std::map<std::string, int> inherit_fds;  // --inherit-fd: resource (pipe:[INO]) -> cryo's fd
+  bool lazy_pages = false;                 // restore --lazy-pages: lazy mappings left empty
   bool tcp_close = false;     // connected TCP sockets are restored closed (inventory, option)
   uint32_t network_lock = 0;  // inventory_entry.network_lock_method (net::LockMethod)
   std::map<uint32_t, uint32_t> ghosts;   // file id -> ghost file id (remap-fpath.img)

@@ -91,6 +91,7 @@ int run(const Options& opts) {
   check_images_trusted(opts.dir);
   Plan plan = load_plan(opts.dir, opts.shell_job);
   if (opts.tcp_close) plan.tcp_close = true;
+  plan.inherit_fds = opts.inherit_fds;
   MountTree mounts(plan, opts.mounts);
   plan.lazy_pages = opts.lazy_pages;
   if (!opts.lazy_pages) refuse_on_source(plan);

@@ -1,6 +1,7 @@
 // `cryo restore`: recreate a tree from its images.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "base/hooks.h"
@@ -12,6 +13,7 @@ namespace cryo::restore {
 struct Options {
   std::string dir;
   bool detached = false;
+  std::map<std::string, int> inherit_fds;  // --inherit-fd: resource -> cryo's fd
   bool sibling = false;  // --restore-sibling: the root is a child of cryo's parent
   bool leave_stopped = false;
   bool shell_job = false;

@@ -89,7 +89,7 @@ errors)
 	one_line "dump --lazy-pages needs --port" dump -t 1 -D "$T" --lazy-pages
 	one_line "'cpuinfo check' is not supported" cpuinfo check
 	one_line "exec" exec
-	one_line "option --evasive-devices is not supported" dump -t 1 --evasive-devices
+	one_line "option --force-irmap is not supported" dump -t 1 --force-irmap
 	one_line "cryo supports only mounts yet" restore --external "net[1]:x"
 	one_line "'auto' is not supported" dump -t 1 --ext-mount-map auto
 	one_line "bad PID 'abc'" dump -t abc
@@ -98,9 +98,9 @@ errors)
 	one_line "bad timeout" dump --timeout=-3
 	one_line "config" dump --config "$T/missing.conf"
 	# A config file's refused option names the file.
-	echo "evasive-devices" >"$T/c.conf"
+	echo "force-irmap" >"$T/c.conf"
 	one_line "$T/c.conf" dump --config "$T/c.conf"
-	CRIU_CONFIG_FILE=$T/c.conf one_line "evasive-devices" check
+	CRIU_CONFIG_FILE=$T/c.conf one_line "force-irmap" check
 	# -h wins even over a broken config file, as with CRIU.
 	"$CRYO" --config "$T/c.conf" -h >/dev/null || fail "-h with a bad config exits $?"
 	;;

@@ -416,10 +416,10 @@ def case_errors(tmp):
     o.pid = 4000000
     one("missing pid", o, ["no process 4000000"], errno.ESRCH)
     o.pid = prog.pid
-    o.orphan_pts_master = True
-    one("refused options", o, ["criu_opts.orphan_pts_master", "not supported by cryo yet"],
+    o.pidfd_store_sk = 5
+    one("refused options", o, ["criu_opts.pidfd_store_sk", "not supported by cryo yet"],
         errno.EINVAL)
-    o.ClearField("orphan_pts_master")
+    o.ClearField("pidfd_store_sk")
     o.log_file = "../escape.log"
     one("log file in a subdirectory", o, ["log_file"], errno.EINVAL)
     os.close(fd)

@@ -119,7 +119,7 @@ TEST(Options, Refusals) {
   EXPECT_NE(error_of({"dump", "--no-such-option"}).find("--no-such-option"), std::string::npos);
   EXPECT_NE(error_of({"dump", "-t", "abc"}).find("abc"), std::string::npos);
   EXPECT_NE(error_of({"dump", "-t", "-5"}).find("-5"), std::string::npos);
-  EXPECT_NE(error_of({"dump", "--evasive-devices"}).find("not supported"), std::string::npos);
+  EXPECT_NE(error_of({"dump", "--force-irmap"}).find("not supported"), std::string::npos);
   EXPECT_NE(error_of({"dump", "extra", "-t", "1"}).find("extra"), std::string::npos);
   EXPECT_NE(error_of({"-t", "1"}).find("no action"), std::string::npos);
   EXPECT_NE(error_of({"dump", "-t"}).find("needs an argument"), std::string::npos);
@@ -251,7 +251,7 @@ TEST(Options, RepeatedOptions) {
             (std::vector<std::pair<std::string, std::string>>{{"", "/a/b"}, {"pids", "/c"}}));
   for (const char* bad : {"a", "pids:b", "/", "/a/../b", "/a//b", "pids:/./b"})
     EXPECT_TRUE(has(error_of({"restore", "--cgroup-root", bad}), "bad cgroup root")) << bad;
-  for (const char* opt : {"--inherit-fd", "--irmap-scan-path"}) {
+  for (const char* opt : {"--join-ns", "--irmap-scan-path"}) {
     std::string e = error_of({"restore", opt, "x", opt, "y"});
     EXPECT_TRUE(has(e, opt) && has(e, "not supported")) << e;
   }
@@ -391,9 +391,9 @@ TEST(Options, ConfigPrecedence) {
 TEST(Options, ConfigFileErrorsNameTheFile) {
   TempDir d;
   ConfigSources src = no_files();
-  std::string cfg = d.write("c.conf", "evasive-devices\n");
+  std::string cfg = d.write("c.conf", "force-irmap\n");
   std::string e = error_of({"dump", "--config", cfg}, src);
-  EXPECT_TRUE(has(e, "--evasive-devices") && has(e, cfg) && has(e, "not supported")) << e;
+  EXPECT_TRUE(has(e, "--force-irmap") && has(e, cfg) && has(e, "not supported")) << e;
   d.write("c.conf", "no-such-thing\n");
   e = error_of({"dump", "--config", cfg}, src);
   EXPECT_TRUE(has(e, "--no-such-thing") && has(e, cfg)) << e;
