@@ -153,6 +153,7 @@ int execute(const cryo::cli::Options& o) {
     cryo::dump::Options d;
     d.tree = o.tree;
     d.dir = o.images_dir;
+    d.work_dir = o.work_dir;
     d.leave_running = o.leave_running;
     d.leave_stopped = o.leave_stopped;
     d.shell_job = o.shell_job;

@@ -163,7 +163,9 @@ void write_inventory(const Options& opts, const task_kobj_ids_entry& root_ids,
 void report_stats(const Options& opts, const stats_entry& stats, image::StatsJsonFile& json) {
   // The dump is done: a statistics file that cannot be written does not undo it.
   try {
-    image::write_one(opts.dir, "stats-dump", image::magic::kStats, stats, /*service=*/true);
+    // In the work directory, as CRIU: podman exports it from there.
+    image::write_one(opts.work_dir.empty() ? opts.dir : opts.work_dir, "stats-dump",
+                     image::magic::kStats, stats, /*service=*/true);
   } catch (const Error& e) {
     log::user(log::kWarn, e.what());
   }

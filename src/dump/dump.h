@@ -20,6 +20,7 @@ namespace cryo::dump {
 struct Options {
   pid_t tree = 0;
   std::string dir;
+  std::string work_dir;  // -W: where stats-dump goes, as CRIU ("": dir)
   bool leave_running = false;
   bool leave_stopped = false;
   bool shell_job = false;

@@ -161,6 +161,8 @@ void MountTree::mount_in_tree(size_t i, const std::string& target) {
       fail_sys("cannot configure {} for {} ({}{}{})", m.fsname(), printable(m.mountpoint()),
                key ? key : "create", value ? "=" : "", value ? value : "");
   };
+  // The source mountinfo shows ("proc", ...): fsopen leaves it "none" otherwise.
+  if (!m.source().empty()) config(FSCONFIG_SET_STRING, "source", m.source().c_str());
   if (m.sb_flags() & MS_RDONLY) config(FSCONFIG_SET_FLAG, "ro", nullptr);
   for (size_t at = 0, end; at < m.options().size(); at = end + 1) {
     end = m.options().find(',', at);

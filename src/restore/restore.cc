@@ -227,7 +227,8 @@ int run(const Options& opts) {
   r->set_pages_compared(pages.compared);
   r->set_pages_skipped_cow(pages.kept);
   try {
-    image::write_one(opts.dir, "stats-restore", image::magic::kStats, stats, /*service=*/true);
+    image::write_one(opts.work_dir.empty() ? opts.dir : opts.work_dir, "stats-restore",
+                     image::magic::kStats, stats, /*service=*/true);
   } catch (const Error& e) {
     log::warn("{}", e.what());  // a read-only images directory must not fail a restore
   }

@@ -27,7 +27,7 @@ struct Options {
   bool tcp_close = false;               // connected TCP sockets are restored closed
   std::string network_lock;             // --network-lock; "" for the dump's method
   bool lazy_pages = false;              // --lazy-pages: a lazy-pages daemon fills the memory
-  std::string work_dir;                 // -W: where the daemon's socket is ("": dir)
+  std::string work_dir;                 // -W: the daemon's socket, stats-restore ("": dir)
   const hooks::Hooks* hooks = nullptr;  // pre-restore ... post-resume: RPC, --action-script
   MountOptions mounts;                  // --root, --external mnt[KEY]:PATH
   NetNsOptions net;                     // --empty-ns net, --inherit-fd, --join-ns net:PATH

@@ -6,7 +6,8 @@
 # CASE is one of:
 #   images     stats-dump/stats-restore hold every field CRIU writes (zeros included), their
 #              page counts agree with the page images, --display-stats prints CRIU's lines
-#              with the images' figures, --stats-json FILE holds the same figures
+#              with the images' figures, --stats-json FILE holds the same figures; with -W
+#              both go to the work directory (as CRIU's)
 #   progress   under a pty (script(1)) a dump and a restore lasting over a second show the
 #              phase and pages done of the total, redrawn in place, erased at the end
 #   quiet      no progress when stderr is not a terminal, nor with -v0 on a terminal
@@ -180,6 +181,15 @@ EOF
 		>"$d/failed.out" 2>&1 && die "a dump with an injected fault succeeded"
 	[[ ! -e $d/failed.json ]] || die "a failed dump left its --stats-json file"
 	finish "$d/2" "shmem program after the failed dump"
+	# With -W the statistics go to the work directory, as CRIU's (podman exports them from there).
+	prog shmem "$d/3"
+	mkdir "$d/3/work"
+	"$CRYO" dump -t "$ROOT" -D "$d/3/img" -W "$d/3/work" -o dump.log >"$d/3/dump.err" 2>&1 || die "dump -W failed"
+	[[ -s $d/3/work/stats-dump && ! -e $d/3/img/stats-dump ]] || die "stats-dump is not in the work directory alone"
+	wait_pid_free "$ROOT"
+	"$CRYO" restore -D "$d/3/img" -W "$d/3/work" -d -o restore.log >"$d/3/restore.err" 2>&1 || die "restore -W failed"
+	[[ -s $d/3/work/stats-restore && ! -e $d/3/img/stats-restore ]] || die "stats-restore is not in the work directory alone"
+	finish "$d/3" "shmem program restored with -W"
 }
 
 # The progress lines of an action in a typescript: "\rcryo ACTION: PHASE | D/T pages ...".

@@ -2,7 +2,7 @@
  * unshares its mount namespace, makes WORKDIR/rootfs a bind mount of itself and puts in it: /usr
  * and the directory of this program bound read-only from the host, WORKDIR bound at its own
  * path, a tmpfs /data holding files (a text file, a 64 KiB file in a subdirectory, a symlink),
- * /data-ro (a read-only bind of /data/sub), proc, sysfs, devpts and mqueue mounted anew, and a
+ * /data-ro (a read-only bind of /data/sub), a read-only tmpfs /masked holding a file, proc, sysfs, devpts and mqueue mounted anew, and a
  * shared tmpfs /shared with a peer /peer and a slave /slave (with CR_MNTNS_RAMFS set, a ramfs
  * /extra too: errors/mount-ns); then pivot_root into it. Its cwd
  * is /data, a child's /data/sub; each holds an open file on the tmpfs at an offset.
@@ -190,6 +190,13 @@ int main(int argc, char **argv)
 	snprintf(src, sizeof src, "%s/data/sub", root);
 	snprintf(p, sizeof p, "%s/data-ro", root);
 	bind(src, p, 1);
+	/* A read-only tmpfs with a file in it, as runc masks /proc/acpi. */
+	snprintf(p, sizeof p, "%s/masked", root);
+	mkdirs(p);
+	must(mount("mntns-masked", p, "tmpfs", MS_NOSUID, "size=64k") == 0, "masked tmpfs");
+	snprintf(src, sizeof src, "%s/masked/m.txt", root);
+	put(src, "masked\n", 7, 0644);
+	must(mount(NULL, p, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID, "size=64k") == 0, "masked ro");
 	const struct {
 		const char *dir, *fs, *src, *opts;
 		unsigned long flags;
@@ -241,6 +248,11 @@ int main(int argc, char **argv)
 	CHECK_S("symlink target", "a.txt", buf);
 	struct stat st;
 	CHECK_I("mode of a.txt", 0640, stat("/data/a.txt", &st) == 0 ? (long long)(st.st_mode & 07777) : -1);
+	int m = open("/masked/m.txt", O_RDONLY);
+	CHECK_I("m.txt on the read-only tmpfs", 7, m >= 0 ? read(m, buf, sizeof buf) : -1);
+	CHECK_I("m.txt content", 0, memcmp(buf, "masked\n", 7));
+	m = open("/masked/new", O_WRONLY | O_CREAT, 0600);
+	CHECK_I("creating a file on the read-only tmpfs fails with EROFS", EROFS, m < 0 ? errno : 0);
 	int b = open("/data-ro/b.bin", O_RDONLY);
 	static char got[65536];
 	CHECK_I("b.bin through /data-ro", (long long)sizeof got, b >= 0 ? read(b, got, sizeof got) : -1);
