@@ -1,8 +1,8 @@
-# Helpers shared by the scripted cr tests (pageserver.sh, predump.sh, stats.sh, lazy.sh).
-# Source it once W (the work directory) is made; background processes go in PIDS, killed at
-# exit. A script may define cleanup_more, run at exit before the work directory goes. The
-# work directory stays after a failure (or with KEEP=1), and die shows the tail of its
-# outputs, logs and results.
+# Helpers shared by the scripted cr tests (pageserver.sh, predump.sh, stats.sh, lazy.sh,
+# cgroups.sh). Source it once W (the work directory) is made; background processes go in
+# PIDS, killed at exit. A script may define cleanup_more, run at exit before the work
+# directory goes. The work directory stays after a failure (or with KEEP=1), and die shows
+# the tail of its outputs, logs and results.
 
 PIDS=()
 
