@@ -37,11 +37,22 @@ ssize_t recv_fd(int sock, void* data, size_t len, int* fd) {
   ssize_t n;
   do n = ::recvmsg(sock, &h, MSG_CMSG_CLOEXEC);
   while (n < 0 && errno == EINTR);
-  for (cmsghdr* c = n >= 0 ? CMSG_FIRSTHDR(&h) : nullptr; c; c = CMSG_NXTHDR(&h, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-        c->cmsg_len == CMSG_LEN(sizeof(int)))
-      std::memcpy(fd, CMSG_DATA(c), sizeof *fd);
-  if (n >= 0 && (h.msg_flags & MSG_CTRUNC)) {
+  // Every fd that came is ours to close: a message with more than one (the room for one
+  // int is padded to 8 bytes, so two fit) is refused with all of them closed.
+  int got = 0;
+  for (cmsghdr* c = n >= 0 ? CMSG_FIRSTHDR(&h) : nullptr; c; c = CMSG_NXTHDR(&h, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int one;
+      std::memcpy(&one, CMSG_DATA(c) + i * sizeof(int), sizeof one);
+      if (got++ == 0)
+        *fd = one;
+      else
+        ::close(one);
+    }
+  }
+  if (n >= 0 && (got > 1 || (h.msg_flags & MSG_CTRUNC))) {
     if (*fd >= 0) ::close(*fd);
     *fd = -1;
     errno = EPROTO;
