@@ -90,7 +90,7 @@ cleanup() {
 	[[ -n $SERVER_PID ]] && kill -9 "$SERVER_PID" 2>/dev/null
 	for p in "${PS_PIDS[@]}" $DUMP_PID $LAZY_PID; do kill -9 "$p" 2>/dev/null; done
 	[[ -n $SERVER_PID ]] && for p in $(pgrep -x cryo-memtrack); do
-		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "-t $SERVER_PID " && kill -9 "$p"
+		tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q -- "-t $SERVER_PID " && kill -9 "$p"
 	done
 	ip link del "mig$TAG-a" 2>/dev/null
 	ip link del "mig$TAG-b" 2>/dev/null
