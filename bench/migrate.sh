@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cryo live migration benchmark: scripts/migrate-demo.sh with a MIB MiB server (default 512)
 # and PRE_DUMPS pre-dumps (default 2), RUNS times (default 1). Prints each run's figures and
-# the downtime (the client's longest wait between two replies) against the 300 ms target.
+# the downtime (the client's longest wait between two replies) against the 300 ms target,
+# and its phases. The final step is post-copy (a lazy restore); MIGRATE_LAZY=0: eager.
 #
 #   bench/migrate.sh CRYO [MIB [PRE_DUMPS [RUNS]]]     (`make bench-migrate`)
 set -uo pipefail
@@ -17,7 +18,7 @@ downs=()
 for ((i = 1; i <= RUNS; i++)); do
   echo "--- run $i: $MIB MiB, $PRE pre-dump(s)"
   out=$(bash "$DEMO" "$CRYO" "$MIB" "$PRE" 2>&1) || { echo "$out"; die "the migration failed"; }
-  echo "$out" | grep -E "pre-dump|final dump|client:|memory|downtime|bytes moved"
+  echo "$out" | grep -E "pre-dump|final dump|post-copy|phases|client:|memory|downtime|bytes moved"
   downs+=("$(echo "$out" | sed -n 's/^DOWNTIME_MS=//p')")
 done
 d=$(echo "${downs[@]}" | median)

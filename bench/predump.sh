@@ -9,7 +9,7 @@
 # `cryo pre-dump` into 1, `cryo pre-dump --prev-images-dir ../1` into 2, and
 # `cryo dump --prev-images-dir ../2 --track-mem` into 3, one right after the other. Printed:
 # each step's wall time, frozen time (stats-dump: the tree stopped, from the freeze to the
-# release; CRIU's "Frozen time") and pages written; the final dump's freeze (its freezing +
+# release or the SIGKILL, not the teardown after it) and pages written; the final dump's freeze (its freezing +
 # frozen time: how long the process did not run) against the 50 ms target; and the three
 # image directories' total size against the memory (target 1.1). The tree is then restored
 # from 3 (through the chain) and checks every page. Exits 1 if the check fails. BENCH_TMP
@@ -52,7 +52,7 @@ step pre-dump2 2 pre-dump --prev-images-dir ../1
 step dump 3 dump --prev-images-dir ../2 --track-mem
 
 freeze_ms=$(calc %.1f "($(stat_us dump 'Freezing time') + $(stat_us dump 'Frozen time')) / 1000")
-# The part of it until the images were complete (the rest is killing the dumped process).
+# The part of it until the images were complete (the rest is letting the tree go).
 images_us=$(sed -n 's/.*images complete after \([0-9]*\) us frozen.*/\1/p' "$WORK/3/log")
 images_ms=$(calc %.1f "($(stat_us dump 'Freezing time') + ${images_us:-0}) / 1000")
 chain=$(du -cb "$WORK"/1 "$WORK"/2 "$WORK"/3 | awk 'END { print $1 }')

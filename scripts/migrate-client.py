@@ -48,6 +48,7 @@ def on_line(line, now):
     if gap * 1000 > result["max_gap_ms"]:
         result["max_gap_ms"] = round(gap * 1000, 1)
         result["max_gap_at_s"] = round(last_reply - start, 3)
+        result["max_gap_end_unix"] = time.time()  # the first answer after it
     last_reply = now
     n = int(line)
     if n != expect:

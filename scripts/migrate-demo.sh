@@ -13,15 +13,23 @@
 #   2. PRE_DUMPS times: a `cryo page-server` in B, and `cryo pre-dump --track-mem
 #      --page-server` in A sending the pages over the migration link (each after the first
 #      continues the chain: --prev-images-dir on both sides).
-#   3. The final `cryo dump --tcp-established --page-server` (the network lock holds the
-#      connection while the server is frozen and after it is gone from A); its other images
-#      are copied to B (here: a cp, one file system), B gets the address SVC, `cryo restore
-#      --tcp-established` in B, then the route to SVC moves to B and A drops SVC.
+#   3. The final dump, post-copy (the default): `cryo dump --tcp-established --lazy-pages
+#      --port` in A writes the images but the pages written since the last pre-dump, which it
+#      keeps and serves on the migration link; its images are copied to B (here: a cp, one
+#      file system) on top of the pre-dumps' chain; `cryo lazy-pages --page-server` in B
+#      fetches those pages from A; B gets the address SVC, `cryo restore --tcp-established
+#      --lazy-pages` in B, then the route to SVC moves to B and A drops SVC. The service
+#      answers at once; its pages come in behind it, touched ones first.
+#      MIGRATE_LAZY=0: the eager final step instead: `cryo dump --tcp-established
+#      --page-server` sends the last pages to a page server in B, and B restores them all
+#      before the service runs. The network lock holds the connection while the server is
+#      frozen and after it is gone from A, in both.
 #   4. The client stops; its connection must have survived with every reply once and in
 #      order, and the server checks its memory.
 #
-# Prints the downtime (the client's longest wait between two replies), each step's time and
-# the bytes that crossed the migration link. Exits 1 when the connection or the memory did not
+# Prints the downtime (the client's longest wait between two replies), each step's time (the
+# phases: freeze, images complete, images in B, restored, route moved, first answer, from the
+# final dump's start) and the bytes that crossed the migration link. Exits 1 when the connection or the memory did not
 # survive. DOWNTIME_MAX_MS (if set): also exits 1 when the downtime is larger.
 # MIGRATE_LOSE_PS=1 (a test): a first final dump loses its page server's connection and must
 # fail with the service running on in A and its connection intact; then the migration goes on.
@@ -62,6 +70,10 @@ PS_PORT=7001
 SERVER_PID=
 CLIENT_PID=
 PS_PIDS=()
+DUMP_PID=
+LAZY_PID=
+LAZY=${MIGRATE_LAZY:-1}
+LAZY_PORT=7002
 
 log() { echo "[$(date +%T.%3N)] $*"; }
 die() {
@@ -76,9 +88,9 @@ cleanup() {
 	local p
 	[[ -n $CLIENT_PID ]] && kill -9 "$CLIENT_PID" 2>/dev/null
 	[[ -n $SERVER_PID ]] && kill -9 "$SERVER_PID" 2>/dev/null
-	for p in "${PS_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+	for p in "${PS_PIDS[@]}" $DUMP_PID $LAZY_PID; do kill -9 "$p" 2>/dev/null; done
 	[[ -n $SERVER_PID ]] && for p in $(pgrep -x cryo-memtrack); do
-		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "-t $SERVER_PID " && kill -9 "$p"
+		tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q -- "-t $SERVER_PID " && kill -9 "$p"
 	done
 	ip link del "mig$TAG-a" 2>/dev/null
 	ip link del "mig$TAG-b" 2>/dev/null
@@ -95,7 +107,7 @@ wait_until() { # SECONDS CMD...
 	shift
 	until "$@"; do
 		((SECONDS >= end)) && return 1
-		sleep 0.02
+		sleep 0.005
 	done
 }
 ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
@@ -115,6 +127,7 @@ for h in A B; do
 		ip -n "$ns" route add default via "$gw" || die "cannot set up host $h"
 done
 ip -n "$A" addr add "$SVC/32" dev lo && ip route add "$SVC/32" via "$NET.2" || die "cannot set up the service address"
+A_LINK=$NET.9
 B_LINK=$NET.10
 
 # --- the service in A, its client outside ---
@@ -127,6 +140,7 @@ B_LINK=$NET.10
 	exec nsenter --net=/run/netns/$A setsid /usr/bin/python3 "$HERE/migrate-server.py" "$SVC" $PORT "$MIB" "$W/ready" \
 		</dev/null >/dev/null 2>"$W/server.err"
 ) &
+disown $! # no job notice when the dump kills it
 wait_until 120 test -e "$W/ready" || die "the server did not start: $(cat "$W/server.err")"
 SERVER_PID=$(cat "$W/ready")
 log "server: pid $SERVER_PID in host A, $MIB MiB, listening on $SVC:$PORT"
@@ -157,6 +171,14 @@ dump() {
 		--port $PS_PORT -o "$action.log" -v4 --display-stats "$@" >"$W/src/$n.stats" 2>"$W/dump$n.err" ||
 		die "$action $n failed: $(cat "$W/dump$n.err")"
 	wait "${PS_PIDS[-1]}" || die "page server $n failed: $(cat "$W/ps$n.err")"
+}
+lazy_listening() { in_a ss -Hltn "sport = :$LAZY_PORT" | grep -q .; }
+is_gone() { ! kill -0 "$1" 2>/dev/null; }
+# The final dump's images to B (here: a cp, one file system), but what only the source needs.
+copy_images() {
+	local f imgs=()
+	for f in "$W/src/$n"/*.img; do [[ $f == */cryo-sent-* ]] || imgs+=("$f"); done
+	cp "${imgs[@]}" "$W/dst/$n/" || die "cannot copy the images to B"
 }
 written() { awk -F': ' '/^Memory pages written/ {print $2+0}' "$W/src/$1.stats"; }
 
@@ -199,24 +221,62 @@ sk.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)); sk.
 	kill -0 "$CLIENT_PID" 2>/dev/null || die "the client ended after the failed dump: $(cat "$W/client.err")"
 	rm -rf "$W/src/lost"
 fi
-page_server $n
+[[ $LAZY == 1 ]] || page_server $n
 t_down=$(date +%s%N)
-dump dump $n --tcp-established
-t_dumped=$(ms_since "$t_down")
-imgs=()
-for f in "$W/src/$n"/*.img; do [[ $f == */cryo-sent-* ]] || imgs+=("$f"); done
-cp "${imgs[@]}" "$W/dst/$n/" || die "cannot copy the images to B"
-t_copied=$(ms_since "$t_down")
+if [[ $LAZY == 1 ]]; then
+	# Post-copy: the final dump keeps the pages written since the last pre-dump in A and
+	# serves them on the migration link; B restores at once and takes them as they are
+	# touched (or pushed), the pre-dumps' pages from its own images.
+	prev=()
+	((n > 1)) && prev=(--prev-images-dir "../$((n - 1))")
+	mkdir -p "$W/src/$n" "$W/dst/$n"
+	in_a "$CRYO" dump -t "$SERVER_PID" -D "$W/src/$n" "${prev[@]}" --tcp-established --lazy-pages \
+		--address "$A_LINK" --port $LAZY_PORT -o dump.log -v4 --display-stats >"$W/src/$n.stats" \
+		2>"$W/dump$n.err" &
+	DUMP_PID=$!
+	wait_until 60 test -e "$W/src/$n/inventory.img" || die "the lazy dump wrote no images: $(cat "$W/dump$n.err")"
+	t_dumped=$(ms_since "$t_down")
+	copy_images
+	((n > 1)) && ln -s "../$((n - 1))" "$W/dst/$n/parent"
+	t_copied=$(ms_since "$t_down")
+	wait_until 60 lazy_listening || die "the lazy dump does not serve its pages: $(cat "$W/dump$n.err")"
+	in_b "$CRYO" lazy-pages -D "$W/dst/$n" --page-server --address "$A_LINK" --port $LAZY_PORT \
+		-o lazy.log -v4 >/dev/null 2>"$W/lazy.err" &
+	LAZY_PID=$!
+	wait_until 20 test -S "$W/dst/$n/lazy-pages.socket" || die "the lazy-pages daemon does not listen: $(cat "$W/lazy.err")"
+	lazy=(--lazy-pages)
+else
+	dump dump $n --tcp-established
+	t_dumped=$(ms_since "$t_down")
+	copy_images
+	t_copied=$(ms_since "$t_down")
+	lazy=()
+fi
 # The restored sockets are bound to SVC: B has it first. The packets still go to A, where the
 # dump's network lock drops them, until the route moves to B; B must not see them before the
-# restore, or its kernel would answer with a reset.
+# restore, or its kernel would answer with a reset. So B needs no lock of its own while it
+# restores (--network-lock skip: two runs of nft fewer in the pause).
 ip -n "$B" addr add "$SVC/32" dev lo || die "cannot add the service address to B"
-in_b "$CRYO" restore -D "$W/dst/$n" --tcp-established -d -o restore.log -v4 >"$W/restore.out" 2>"$W/restore.err" ||
+in_b "$CRYO" restore -D "$W/dst/$n" --tcp-established --network-lock skip "${lazy[@]}" -d -o restore.log -v4 \
+	>"$W/restore.out" 2>"$W/restore.err" ||
 	die "restore in B failed: $(cat "$W/restore.err")"
 t_restored=$(ms_since "$t_down")
 ip route replace "$SVC/32" via "$NET.6" && ip -n "$A" addr del "$SVC/32" dev lo || die "cannot move the service address"
 t_moved=$(ms_since "$t_down")
-log "final dump: $t_dumped ms ($(written $n) pages sent); images copied at $t_copied ms; restored in B at $t_restored ms; route to B at $t_moved ms"
+log "final dump: images at $t_dumped ms ($(written $n) pages); images in B at $t_copied ms; restored in B at $t_restored ms; route to B at $t_moved ms"
+if [[ $LAZY == 1 ]]; then
+	wait_until 300 is_gone "$LAZY_PID" || die "the lazy-pages daemon still runs 300 s after the restore"
+	wait "$LAZY_PID" || die "cryo lazy-pages failed: $(cat "$W/lazy.err")"
+	LAZY_PID=
+	wait "$DUMP_PID" || die "the lazy dump failed: $(cat "$W/dump$n.err")"
+	DUMP_PID=
+	log "post-copy done at $(ms_since "$t_down") ms: $(grep -o 'every page is in.*' "$W/dst/$n/lazy.log")"
+else
+	# The lock the final dump left in A (for a restore there) has served once the route
+	# leads to B. A lazy dump lifts it itself once B has every page.
+	in_a nft delete table inet "cryo-$SERVER_PID" || die "cannot lift the network lock in A"
+fi
+in_a nft list tables | grep -q cryo && die "a network lock is left in A: $(in_a nft list tables)"
 if ((PRE > 0)) && [[ ${MIGRATE_LOSE_PS:-0} != 1 ]] && (($(written $n) * 4 > $(written 1))); then
 	die "the final dump sent $(written $n) pages, the first pre-dump $(written 1): the chain did not work"
 fi
@@ -246,6 +306,15 @@ ok = not r["errors"] and r["replies"] == r["requests"] and (r["verdict"] or "").
 sys.exit(0 if ok else 1)
 EOF
 downtime=$(/usr/bin/python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["max_gap_ms"]))' "$W/client.json")
+answer=$(/usr/bin/python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["max_gap_end_unix"] * 1000 - int(sys.argv[2]) / 1e6))' \
+	"$W/client.json" "$t_down")
+stat_ms() { awk -v k="$1" 'index($0, k ":") == 1 { printf "%d", $(NF-1) / 1000 }' "$W/src/$n.stats"; }
+freeze=$(($(stat_ms 'Freezing time') + $(stat_ms 'Frozen time')))
+# Times from the start of the final dump (the client's last answer before the gap comes a
+# little before it: the gap also holds the request in flight then).
+echo "phases ($([[ $LAZY == 1 ]] && echo post-copy || echo eager) final step, ms from the final dump's start):" \
+	"freeze $freeze (the service stopped in A)," \
+	"images at $t_dumped, in B at $t_copied, restored at $t_restored, route at $t_moved, first answer at $answer"
 echo "DOWNTIME_MS=$downtime"
 if [[ -n ${DOWNTIME_MAX_MS:-} ]] && ((downtime > DOWNTIME_MAX_MS)); then
 	die "downtime $downtime ms is over $DOWNTIME_MAX_MS ms"

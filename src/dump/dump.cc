@@ -468,6 +468,17 @@ void run(const Options& opts) {
 
   // The last point where a stop signal aborts the dump: past it, the dump completes.
   interrupt_point();
+  // dump --lazy-pages: the lazy pages are kept here for the lazy-pages daemon, as the tree
+  // dies like any dumped tree (its PIDs may be restored on this host). Before the inventory:
+  // a port that cannot be had fails the dump with the tree whole.
+  std::optional<pages::LazySource> lazy;
+  if (opts.lazy_pages) {
+    std::vector<pid_t> pids;
+    for (const auto& t : tasks)
+      if (!t.zombie) pids.push_back(t.pid);
+    lazy.emplace(opts.dir, pids);
+    lazy->listen({opts.ps.address, opts.ps.port, opts.ps.tls});
+  }
   tracker.hand_over();
   task_kobj_ids_entry root_ids = kobj_ids(root.pid, ns);
   mounts.set_ids(&root_ids);
@@ -486,15 +497,6 @@ void run(const Options& opts) {
     throw;
   }
 
-  // dump --lazy-pages: the lazy pages are kept here for the lazy-pages daemon, as the tree
-  // dies like any dumped tree (its PIDs may be restored on this host).
-  std::optional<pages::LazySource> lazy;
-  if (opts.lazy_pages) {
-    std::vector<pid_t> pids;
-    for (const auto& t : tasks)
-      if (!t.zombie) pids.push_back(t.pid);
-    lazy.emplace(opts.dir, pids);
-  }
   files.commit();
   progress::phase("releasing the tree");
   // Sockets leave repair mode before a tree that runs on does; a killed tree's close quietly.
@@ -504,16 +506,21 @@ void run(const Options& opts) {
                                    : FrozenTree::End::kKill);
   progress.stop();
   // As CRIU: the tree is frozen until it is killed, resumed or left stopped, and the
-  // statistics are written once the dump is complete.
+  // statistics are written once the dump is complete. A killed tree's frozen time ends with
+  // the SIGKILL: its teardown, which commit() waits for, is no pause of the application.
   stats_entry stats = image::empty_dump_stats();
   auto* d = stats.mutable_dump();
   d->set_freezing_time(freezing_us);
-  d->set_frozen_time(usec_since(t_frozen));
+  d->set_frozen_time(static_cast<uint32_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(tree.ended() - t_frozen).count()));
+  log::info("tree frozen for {} us; released {} us ago", d->frozen_time(),
+            usec_since(tree.ended()));
   d->set_memdump_time(static_cast<uint32_t>(mem.read_seconds * 1e6));
   d->set_memwrite_time(static_cast<uint32_t>(mem.write_seconds * 1e6));
   d->set_pages_scanned(mem.scanned);
   d->set_pages_skipped_parent(mem.in_parent);
   d->set_pages_written(mem.written);
+  if (lazy) d->set_pages_lazy(lazy->pages());
   d->set_shpages_scanned(shpages.scanned);
   d->set_shpages_written(shpages.written);
   log::info("dump of tree {} finished: {} task(s), {} pages written ({} of shared memory)",
@@ -521,13 +528,21 @@ void run(const Options& opts) {
   report_stats(opts, stats, json);
   if (lazy) {
     try {
-      lazy->serve({opts.ps.address, opts.ps.port, opts.ps.tls});
+      lazy->serve();
     } catch (const Error& e) {
       fail(
           "{}: the dumped tree is gone, so are its {} lazy pages: a restore from {} cannot "
           "complete",
           e.what(), lazy->pages(), opts.dir);
     }
+    // The daemon has every page: the tree runs at the destination, whose restore took the
+    // connections over. The lock the dump left here (for a restore on this host) has served;
+    // kept, it would block those connections' addresses on this host for good.
+    if (opts.tcp_established) try {
+        net::lift_lock(opts.network_lock, opts.tree);
+      } catch (const Error& e) {
+        log::warn("{}", e.what());
+      }
   }
 }
 

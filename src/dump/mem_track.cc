@@ -47,18 +47,6 @@ void append(PageRanges& r, uint64_t s, uint64_t e) {
     r.emplace_back(s, e);
 }
 
-// [s, e) without `minus` (sorted), appended to `out`.
-void append_minus(PageRanges& out, uint64_t s, uint64_t e, const PageRanges& minus) {
-  for (const auto& [ms, me] : minus) {
-    if (me <= s) continue;
-    if (ms >= e) break;
-    append(out, s, std::min(ms, e));
-    s = std::max(s, me);
-    if (s >= e) return;
-  }
-  append(out, s, e);
-}
-
 PageRanges intersect(const PageRanges& a, const PageRanges& b) {
   PageRanges out;
   size_t i = 0, j = 0;
@@ -83,48 +71,33 @@ bool trackable(const proc::Vma& v) {
   return v.path.empty() || v.path == "[heap]" || v.path == "[stack]" || v.path[0] == '/';
 }
 
-// Appends to `out` the pages of [start, end) that PAGEMAP_SCAN finds with `flags` and the
-// categories (see struct pm_scan_arg): one walk of the page tables. False on EPERM (with
-// kPmScanCheckWpAsync: a mapping in the range is not tracked by an asynchronous userfaultfd).
-bool pm_scan(int pagemap, pid_t pid, uint64_t start, uint64_t end, uint64_t flags,
-             uint64_t inverted, uint64_t mask, uint64_t anyof, PageRanges* out) {
-  std::vector<kernel::PageRegion> vec(1024);
-  while (start < end) {
-    kernel::PmScanArg a{};
-    a.size = sizeof a;
-    a.flags = flags;
-    a.start = start;
-    a.end = end;
-    a.vec = reinterpret_cast<uint64_t>(vec.data());
-    a.vec_len = vec.size();
-    a.category_inverted = inverted;
-    a.category_mask = mask;
-    a.category_anyof_mask = anyof;
-    a.return_mask = mask | anyof;
-    long n = ::ioctl(pagemap, kernel::kPagemapScan, &a);
-    if (n < 0 && errno == EPERM && (flags & kernel::kPmScanCheckWpAsync)) return false;
-    if (n < 0)
-      fail_sys("task {}: cannot scan its pages at {:#x}-{:#x} (PAGEMAP_SCAN)", pid, start, end);
-    for (long i = 0; i < n; i++) append(*out, vec[i].start, vec[i].end);
-    if (a.walk_end <= start)
-      fail("task {}: PAGEMAP_SCAN of {:#x}-{:#x} made no progress", pid, start, end);
-    start = a.walk_end;
+// One walk of a tracked mapping's page tables (PAGEMAP_SCAN): the pages a dump copies (as
+// dump/image_workers.cc's pagemap reading picks them: present or swapped, not the zero page,
+// and of a file mapping not the file's own) that were not written since they were last
+// write-protected go to `clean`; the written ones are protected again and counted in
+// `written`. False when the mapping is not tracked by cryo's asynchronous userfaultfd (a
+// mapping made, moved or remapped since: EPERM).
+bool scan_clean(int pagemap, pid_t pid, const proc::Vma& v, PageRanges* clean, uint64_t* written) {
+  kernel::PmScanQuery q;
+  q.flags = kernel::kPmScanWpMatching | kernel::kPmScanCheckWpAsync;
+  q.inverted = q.mask = kernel::kPageIsPfnZero | (v.path[0] == '/' ? kernel::kPageIsFile : 0);
+  q.anyof = kernel::kPageIsPresent | kernel::kPageIsSwapped;
+  q.ret = kernel::kPageIsWritten;
+  const int rc = kernel::pagemap_scan(pagemap, v.start, v.end, q,
+                                      [&](uint64_t s, uint64_t e, uint64_t categories) {
+                                        if (categories & kernel::kPageIsWritten)
+                                          *written += (e - s) / kernel::kPageSize;
+                                        else
+                                          append(*clean, s, e);
+                                      });
+  if (rc == EPERM) return false;
+  if (rc == kernel::kPmScanStuck)
+    fail("task {}: PAGEMAP_SCAN of {:#x}-{:#x} made no progress", pid, v.start, v.end);
+  if (rc) {
+    errno = rc;
+    fail_sys("task {}: cannot scan its pages at {:#x}-{:#x} (PAGEMAP_SCAN)", pid, v.start, v.end);
   }
   return true;
-}
-
-// The pages of [start, end) written since they were last write-protected, protected again.
-bool scan_written(int pagemap, pid_t pid, uint64_t start, uint64_t end, PageRanges* written) {
-  return pm_scan(pagemap, pid, start, end, kernel::kPmScanWpMatching | kernel::kPmScanCheckWpAsync,
-                 0, kernel::kPageIsWritten, 0, written);
-}
-
-// The pages of [start, end) a dump copies (as dump/image_workers.cc's pagemap reading picks
-// them): present or swapped, not the zero page, and of a file mapping not the file's own.
-void scan_wanted(int pagemap, pid_t pid, const proc::Vma& v, PageRanges* wanted) {
-  const uint64_t not_these = kernel::kPageIsPfnZero | (v.path[0] == '/' ? kernel::kPageIsFile : 0);
-  pm_scan(pagemap, pid, v.start, v.end, 0, not_these, not_these,
-          kernel::kPageIsPresent | kernel::kPageIsSwapped, wanted);
 }
 
 [[noreturn]] void refuse_foreign(pid_t pid, const std::string& what) {
@@ -182,39 +155,12 @@ void set_io_timeout(int fd) {
 }
 
 bool send_msg(int sock, const Msg& m, int fd = -1) {
-  iovec iov{const_cast<Msg*>(&m), sizeof m};
-  msghdr h{};
-  h.msg_iov = &iov;
-  h.msg_iovlen = 1;
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
-  if (fd >= 0) {
-    h.msg_control = ctl;
-    h.msg_controllen = sizeof ctl;
-    cmsghdr* c = CMSG_FIRSTHDR(&h);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  return ::sendmsg(sock, &h, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof m);
+  return send_fd(sock, &m, sizeof m, fd) == static_cast<ssize_t>(sizeof m);
 }
 
 // One message and the fd it carries (-1: none); false on a short or foreign message.
 bool recv_msg(int sock, Msg* m, int* fd) {
-  *fd = -1;
-  iovec iov{m, sizeof *m};
-  msghdr h{};
-  h.msg_iov = &iov;
-  h.msg_iovlen = 1;
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
-  h.msg_control = ctl;
-  h.msg_controllen = sizeof ctl;
-  ssize_t n = ::recvmsg(sock, &h, MSG_CMSG_CLOEXEC);
-  for (cmsghdr* c = n > 0 ? CMSG_FIRSTHDR(&h) : nullptr; c; c = CMSG_NXTHDR(&h, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-        c->cmsg_len == CMSG_LEN(sizeof(int)))
-      std::memcpy(fd, CMSG_DATA(c), sizeof *fd);
-  return n == static_cast<ssize_t>(sizeof *m) && m->magic == kMagic && !(h.msg_flags & MSG_CTRUNC);
+  return recv_fd(sock, m, sizeof *m, fd) == static_cast<ssize_t>(sizeof *m) && m->magic == kMagic;
 }
 
 // The holder's life, in a process forked from cryo (which has threads): system calls only,
@@ -493,15 +439,11 @@ PageRanges MemTracker::track(pid_t pid, const std::vector<proc::Vma>& vmas, Froz
     uint64_t nwritten = 0;
     for (const proc::Vma& v : vmas) {
       if (!trackable(v)) continue;
-      PageRanges written, wanted;
-      if (!scan_written(pagemap.get(), pid, v.start, v.end, &written)) {
+      if (!scan_clean(pagemap.get(), pid, v, &clean, &nwritten)) {
         fresh.push_back(&v);
         continue;
       }
       tracked.push_back(&v);
-      for (const auto& [s, e] : written) nwritten += (e - s) / kernel::kPageSize;
-      scan_wanted(pagemap.get(), pid, v, &wanted);
-      for (const auto& [s, e] : wanted) append_minus(clean, s, e, written);
     }
     log::info("task {}: {} pages written since the previous dump, {} mapping(s) new to it", pid,
               nwritten, fresh.size());

@@ -65,6 +65,9 @@ class FrozenTree {
   // Ends the dump: kill the tree, or let it run (leave_running), or leave it stopped.
   enum class End { kKill, kRun, kStop };
   void commit(End how);
+  // When the tree stopped being frozen for its tasks: killed (SIGKILL sent; the teardown of
+  // their memory that follows is no pause anybody sees), resumed or left stopped.
+  std::chrono::steady_clock::time_point ended() const { return ended_; }
 
  private:
   // Returns the signal of the stop the thread was found in (SIGTRAP: it was not stopped).
@@ -82,6 +85,7 @@ class FrozenTree {
   unsigned timeout_s_;
   Deadline deadline_;
   bool committed_ = false;
+  std::chrono::steady_clock::time_point ended_{};
 };
 
 }  // namespace cryo

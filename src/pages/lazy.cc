@@ -28,46 +28,17 @@ bool on_source(const pagemap_entry& e) {
 }
 
 void send_task(int sock, pid_t pid, int uffd) {
-  iovec iov{&pid, sizeof pid};
-  msghdr h{};
-  h.msg_iov = &iov;
-  h.msg_iovlen = 1;
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
-  if (uffd >= 0) {
-    h.msg_control = ctl;
-    h.msg_controllen = sizeof ctl;
-    cmsghdr* c = CMSG_FIRSTHDR(&h);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &uffd, sizeof uffd);
-  }
-  if (::sendmsg(sock, &h, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof pid))
+  if (send_fd(sock, &pid, sizeof pid, uffd) != static_cast<ssize_t>(sizeof pid))
     fail_sys("cannot hand the userfaultfd of task {} to the lazy-pages daemon", pid);
 }
 
 bool recv_task(int sock, pid_t* pid, Fd* uffd) {
   *pid = 0;
-  uffd->reset();
-  iovec iov{pid, sizeof *pid};
-  msghdr h{};
-  h.msg_iov = &iov;
-  h.msg_iovlen = 1;
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
-  h.msg_control = ctl;
-  h.msg_controllen = sizeof ctl;
-  ssize_t n;
-  do n = ::recvmsg(sock, &h, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) fail_sys("cannot read from the restore's connection");
-  for (cmsghdr* c = n > 0 ? CMSG_FIRSTHDR(&h) : nullptr; c; c = CMSG_NXTHDR(&h, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-        c->cmsg_len == CMSG_LEN(sizeof(int))) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-      uffd->reset(fd);
-    }
-  return n == static_cast<ssize_t>(sizeof *pid) && !(h.msg_flags & MSG_CTRUNC);
+  int fd;
+  const ssize_t n = recv_fd(sock, pid, sizeof *pid, &fd);
+  if (n < 0 && errno != EPROTO) fail_sys("cannot read from the restore's connection");
+  uffd->reset(fd);
+  return n == static_cast<ssize_t>(sizeof *pid);
 }
 
 std::string socket_path(const std::string& work_dir) {

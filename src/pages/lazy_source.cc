@@ -60,9 +60,15 @@ LazySource::~LazySource() {
   if (mem_) ::munmap(mem_, len_);
 }
 
-void LazySource::serve(const SourceOptions& o) {
-  uint16_t port = o.port;
-  Fd listener = pageserver::listen_on(o.address, &port);
+void LazySource::listen(const SourceOptions& o) {
+  o_ = o;
+  listener_ = pageserver::listen_on(o_.address, &o_.port);
+}
+
+void LazySource::serve() {
+  const SourceOptions& o = o_;
+  const uint16_t port = o.port;
+  Fd listener = std::move(listener_);
   log::user(log::kInfo, fmt::format("lazy pages: {} pages wait on port {} for 'cryo lazy-pages "
                                     "--page-server' (at most {} s)",
                                     total_, port, pageserver::kServerWaitSeconds));

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "pageserver/tls.h"
 
 namespace cryo::pages {
@@ -29,9 +30,12 @@ class LazySource {
   ~LazySource();
   LazySource(const LazySource&) = delete;
   LazySource& operator=(const LazySource&) = delete;
+  // Listens on o's address and port. Before the tree is killed: a daemon may connect while
+  // the killed tree's memory is torn down (a restore on this host waits for its PIDs anyway).
+  void listen(const SourceOptions& o);
   // Serves them until the daemon has them all. Throws if no daemon connects within the page
   // server's wait, or if the connection fails.
-  void serve(const SourceOptions& o);
+  void serve();
   uint64_t pages() const { return total_; }
 
  private:
@@ -40,6 +44,8 @@ class LazySource {
     const char* copy;
   };
   std::map<pid_t, std::vector<Range>> tasks_;
+  SourceOptions o_;
+  Fd listener_;
   char* mem_ = nullptr;
   size_t len_ = 0;
   uint64_t total_ = 0;

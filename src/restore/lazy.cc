@@ -36,22 +36,15 @@ constexpr uint64_t kFeatures = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMA
 std::vector<std::pair<uint64_t, uint64_t>> present(int pagemap, pid_t pid, uint64_t start,
                                                    uint64_t end) {
   std::vector<std::pair<uint64_t, uint64_t>> out;
-  std::vector<kernel::PageRegion> vec(256);
-  while (start < end) {
-    kernel::PmScanArg a{};
-    a.size = sizeof a;
-    a.start = start;
-    a.end = end;
-    a.vec = reinterpret_cast<uint64_t>(vec.data());
-    a.vec_len = vec.size();
-    a.category_anyof_mask = kernel::kPageIsPresent | kernel::kPageIsSwapped;
-    a.return_mask = a.category_anyof_mask;
-    long n = ::ioctl(pagemap, kernel::kPagemapScan, &a);
-    if (n < 0)
-      fail_sys("task {}: cannot scan its pages at {:#x}-{:#x} (PAGEMAP_SCAN)", pid, start, end);
-    for (long i = 0; i < n; i++) out.emplace_back(vec[i].start, vec[i].end);
-    if (a.walk_end <= start) fail("task {}: PAGEMAP_SCAN of {:#x} made no progress", pid, start);
-    start = a.walk_end;
+  kernel::PmScanQuery q;
+  q.anyof = kernel::kPageIsPresent | kernel::kPageIsSwapped;
+  const int rc = kernel::pagemap_scan(
+      pagemap, start, end, q, [&](uint64_t s, uint64_t e, uint64_t) { out.emplace_back(s, e); });
+  if (rc == kernel::kPmScanStuck)
+    fail("task {}: PAGEMAP_SCAN of {:#x} made no progress", pid, start);
+  if (rc) {
+    errno = rc;
+    fail_sys("task {}: cannot scan its pages at {:#x}-{:#x} (PAGEMAP_SCAN)", pid, start, end);
   }
   return out;
 }

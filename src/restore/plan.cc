@@ -435,7 +435,11 @@ void wait_pids_free(const Plan& plan) {
       } catch (const Error&) {
         break;
       }
-      if (s.state != 'Z' && s.state != 'X') {
+      // PF_EXITING: a killed process whose memory is being torn down (a dump that killed it
+      // just now): its PID is released in a moment, as a zombie's.
+      constexpr uint64_t kPfExiting = 0x4;
+      const bool exiting = s.state == 'Z' || s.state == 'X' || (s.flags & kPfExiting);
+      if (!exiting) {
         pid_t tgid = s.pid;
         if (auto status = proc::try_read_file(fmt::format("/proc/{}/status", pid))) try {
             tgid = proc::parse_status(*status).tgid;
@@ -452,10 +456,12 @@ void wait_pids_free(const Plan& plan) {
             pid, s.pid, s.comm, pid);
       }
       if (steady_clock::now() > deadline)
-        fail("PID {} is still held by a zombie of process {} after 30 s: its parent must reap it",
-             pid, s.ppid);
+        fail(
+            "PID {} is still held by an exiting process or a zombie of process {} after 30 s: "
+            "its parent must reap it",
+            pid, s.ppid);
       if (!said) {
-        log::info("waiting for PID {} to be released (zombie of {})", pid, s.ppid);
+        log::info("waiting for PID {} to be released (exiting, or a zombie of {})", pid, s.ppid);
         said = true;
       }
       std::this_thread::sleep_for(milliseconds(20));

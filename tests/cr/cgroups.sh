@@ -37,20 +37,7 @@ V2=
 [[ -e $CG/unified/cgroup.procs ]] && V2=$CG/unified
 DIRS=("$CG/pids/$T" "$CG/cpu/$T" "$CG/freezer/$T" "$MEMBASE/$T")
 [[ -n $V2 ]] && DIRS+=("$V2/$T")
-PIDS=()
-
-log() { echo "[$(date +%T.%3N)] $*"; }
-die() {
-	log "FAIL: $*"
-	touch "$W/.failed"
-	local f
-	for f in $(find "$W" -type f -name '*.log' -o -type f -name '*.err' | sort); do
-		echo "--- ${f#"$W"/}:"
-		tail -c 3000 "$f"
-	done
-	echo "(work directory kept: $W)"
-	exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rmcg() { # remove the test's cgroups (their tasks gone)
 	local d
 	for d in "${DIRS[@]}" "$CG/pids/$T-moved"; do
@@ -59,27 +46,14 @@ rmcg() { # remove the test's cgroups (their tasks gone)
 		find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
 	done
 }
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+cleanup_more() {
 	sleep 0.2
 	rmcg
-	[[ ${KEEP:-0} == 1 ]] || [[ -e $W/.failed ]] || rm -rf "$W"
-}
-trap 'cleanup' EXIT
-wait_until() { # SECONDS CMD...
-	local end=$((SECONDS + $1))
-	shift
-	until "$@"; do
-		((SECONDS >= end)) && return 1
-		sleep 0.05
-	done
 }
 state() { awk '{print $3}' "/proc/$1/stat" 2>/dev/null; }
 # Task PID runs (sleeping in its sleep; R for a moment after cryo lets it go), untraced.
 running_untraced() { [[ $(state "$1") == S && $(awk '/TracerPid/ {print $2}' "/proc/$1/status") == 0 ]]; }
 runs() { wait_until 5 running_untraced "$1"; }
-gone() { ! kill -0 "$1" 2>/dev/null || [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]; }
 
 mkcg() {
 	local d

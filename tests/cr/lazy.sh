@@ -28,40 +28,10 @@ CASE=$3
 W=$(mktemp -d "/tmp/cr-lazy-$CASE.XXXXXX")
 IMG=$W/img
 mkdir -p "$IMG"
-PIDS=()
 ROOT=""
 
-log() { echo "[$(date +%T.%3N)] $*"; }
-die() {
-	log "FAIL: $*"
-	touch "$W/.failed"
-	local f
-	for f in $(find "$W" -type f \( -name '*.err' -o -name '*.log' -o -name 'result' \) | sort); do
-		echo "--- ${f#"$W"/}:"
-		tail -c 2500 "$f" | cat -v
-		echo
-	done
-	echo "(work directory kept: $W)"
-	exit 1
-}
-cleanup() {
-	local p
-	for p in "${PIDS[@]}" $ROOT; do kill -9 "$p" 2>/dev/null; done
-	[[ ${KEEP:-0} == 1 ]] || [[ -e $W/.failed ]] || rm -rf "$W"
-}
-trap 'cleanup' EXIT
-
-wait_until() { # SECONDS CMD...
-	local end=$((SECONDS + $1))
-	shift
-	until "$@"; do
-		((SECONDS >= end)) && return 1
-		sleep 0.05
-	done
-}
-gone() { [[ ! -d /proc/$1 ]] || [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]; }
-listening() { ss -Hltn "sport = :$1" | grep -q .; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cleanup_more() { [[ -z $ROOT ]] || kill -9 "$ROOT" 2>/dev/null; }
 
 # memhog of MIB MiB in its own session, no fd but stdio; ROOT.
 start_memhog() {

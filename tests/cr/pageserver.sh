@@ -38,42 +38,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PEER="/usr/bin/python3 $HERE/ps_peer.py"
 CRIT=/usr/bin/crit
 W=$(mktemp -d "/tmp/cr-pageserver-$CASE.XXXXXX")
-PIDS=()
-
-log() { echo "[$(date +%T.%3N)] $*"; }
-die() {
-	log "FAIL: $*"
-	touch "$W/.failed"
-	local f
-	for f in $(find "$W" -type f \( -name '*.out' -o -name '*.err' -o -name '*.log' -o -name 'result' \) | sort); do
-		echo "--- ${f#"$W"/}:"
-		tail -c 2000 "$f" | cat -v
-		echo
-	done
-	echo "(work directory kept: $W)"
-	exit 1
-}
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-	[[ -e $W/.failed ]] || rm -rf "$W"
-}
-trap 'cleanup' EXIT
-
-wait_until() { # SECONDS CMD...
-	local end=$((SECONDS + $1))
-	shift
-	until "$@"; do
-		((SECONDS >= end)) && return 1
-		sleep 0.05
-	done
-}
-alive() { [[ -e /proc/$1 ]] && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != [ZX] ]]; }
-gone() { ! alive "$1"; }
-
-# A free TCP port on loopback.
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-listening() { ss -Hltn "sport = :$1" | grep -q .; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # prog NAME DIR: a test program in its own session; sets ROOT.
 prog() {

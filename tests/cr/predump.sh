@@ -42,21 +42,7 @@ CASE=$2
 PROG=${CR_PROGS_DIR:?CR_PROGS_DIR must name the test programs directory}/predump
 CRIT=/usr/bin/crit
 W=$(mktemp -d "/tmp/cr-predump-$CASE.XXXXXX")
-PIDS=()
-
-log() { echo "[$(date +%T.%3N)] $*"; }
-die() {
-	log "FAIL: $*"
-	touch "$W/.failed"
-	local f
-	for f in $(find "$W" -type f \( -name '*.out' -o -name '*.err' -o -name 'log' -o -name 'result*' \) | sort); do
-		echo "--- ${f#"$W"/}:"
-		tail -c 3000 "$f" | cat -v
-		echo
-	done
-	echo "(work directory kept: $W)"
-	exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 holders() { # pids of live holders of this test's chains (their command line names -t PID)
 	local p
 	for p in $(pgrep -x cryo-memtrack); do
@@ -65,26 +51,11 @@ holders() { # pids of live holders of this test's chains (their command line nam
 	done
 }
 no_holders() { [ -z "$(holders)" ]; }
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+cleanup_more() {
 	# Holders this test left (a failed case): they would hold the tracking for an hour.
+	local p
 	for p in $(holders); do kill -9 "$p"; done
-	[[ ${KEEP:-0} == 1 ]] || [[ -e $W/.failed ]] || rm -rf "$W"
 }
-trap 'cleanup' EXIT
-
-wait_until() { # SECONDS CMD...
-	local end=$((SECONDS + $1))
-	shift
-	until "$@"; do
-		((SECONDS >= end)) && return 1
-		sleep 0.05
-	done
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-listening() { ss -Hltn "sport = :$1" | grep -q .; }
-gone() { [ ! -e /proc/$1 ] || [ "$(awk '/^State:/ {print $2}' /proc/$1/status 2>/dev/null)" = Z ]; }
 
 start() { # the program in $W/w; sets PID
 	mkdir -p "$W/w"

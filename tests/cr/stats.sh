@@ -32,37 +32,7 @@ CASE=$3
 PROGS=${CR_PROGS_DIR:?CR_PROGS_DIR must name the test programs directory}
 CRIT=/usr/bin/crit
 W=$(mktemp -d "/tmp/cr-stats-$CASE.XXXXXX")
-PIDS=()
-
-log() { echo "[$(date +%T.%3N)] $*"; }
-die() {
-	log "FAIL: $*"
-	touch "$W/.failed"
-	local f
-	for f in $(find "$W" -type f \( -name '*.out' -o -name '*.err' -o -name 'ts*' -o -name 'result' \) | sort); do
-		echo "--- ${f#"$W"/}:"
-		tail -c 3000 "$f" | cat -v
-		echo
-	done
-	echo "(work directory kept: $W)"
-	exit 1
-}
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-	[[ ${KEEP:-0} == 1 ]] || [[ -e $W/.failed ]] || rm -rf "$W"
-}
-trap 'cleanup' EXIT
-
-wait_until() { # SECONDS CMD...
-	local end=$((SECONDS + $1))
-	shift
-	until "$@"; do
-		((SECONDS >= end)) && return 1
-		sleep 0.05
-	done
-}
-alive() { [[ -e /proc/$1 ]] && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # memhog MIB DIR: started in its own session; sets HOG.
 memhog() {
