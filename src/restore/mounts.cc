@@ -161,6 +161,7 @@ void MountTree::mount_in_tree(size_t i, const std::string& target) {
       fail_sys("cannot configure {} for {} ({}{}{})", m.fsname(), printable(m.mountpoint()),
                key ? key : "create", value ? "=" : "", value ? value : "");
   };
+  if (!m.source().empty()) config(FSCONFIG_SET_STRING, "source", m.source().c_str());
   if (m.sb_flags() & MS_RDONLY) config(FSCONFIG_SET_FLAG, "ro", nullptr);
   for (size_t at = 0, end; at < m.options().size(); at = end + 1) {
     end = m.options().find(',', at);
@@ -262,7 +263,8 @@ void MountTree::mount_one(size_t i, const std::string& target) {
   } else if (!from && fresh) {
     // A read-only tmpfs is filled first and made read-only after.
     const bool refill = m.fstype() == image::kFsTmpfs;
-    const unsigned long flags = (m.sb_flags() | m.flags()) & ~(refill ? static_cast<unsigned long>(MS_RDONLY) : 0UL);
+    const unsigned long flags =
+        (m.sb_flags() | m.flags()) & ~(refill ? static_cast<unsigned long>(MS_RDONLY) : 0UL);
     if (!refill && kernel_made_by_tree(m)) {
       mount_in_tree(i, target);
     } else {
