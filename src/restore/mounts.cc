@@ -264,7 +264,8 @@ void MountTree::mount_one(size_t i, const std::string& target) {
   } else if (!from && fresh) {
     // A read-only tmpfs is filled first and made read-only after.
     const bool refill = m.fstype() == image::kFsTmpfs;
-    const unsigned long flags = (m.sb_flags() | m.flags()) & ~(refill ? static_cast<unsigned long>(MS_RDONLY) : 0UL);
+    const unsigned long flags =
+        (m.sb_flags() | m.flags()) & ~(refill ? static_cast<unsigned long>(MS_RDONLY) : 0UL);
     if (!refill && kernel_made_by_tree(m)) {
       mount_in_tree(i, target);
     } else {

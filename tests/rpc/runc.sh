@@ -219,9 +219,12 @@ leave-running)
 	killed_at=$(count)
 	((killed_at > at + 5)) || fail "the container did not count on after the checkpoint ($at, $killed_at)"
 	restore "$W/img" "$ID" || fail "runc restore: $(cat "$W/img.restore.out")"
+	# The restored loop writes its own count, from the checkpoint's, over the killed one's.
+	for _ in $(seq 50); do (($(count) < killed_at)) && break; sleep 0.1; done
+	now=$(count)
+	((at - 5 <= now && now < killed_at)) ||
+		fail "the counter did not go on from the checkpoint ($at; killed at $killed_at; now $now)"
 	counting "after restore"
-	((at <= $(count) && $(count) < killed_at)) ||
-		fail "the counter did not go on from the checkpoint ($at; killed at $killed_at; now $(count))"
 	check_restored "$ID"
 	echo "runc $CASE: PASS (checkpoint at $at, killed at $killed_at, restored counts from there)"
 	;;
