@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <map>
 
 #include "base/error.h"
@@ -294,6 +295,14 @@ int run(int argc, char** argv) {
     return execute(o);
   } catch (const cryo::Error& e) {
     cryo::log::error("{}", e.what());
+    // A stop signal that came before the failure is why cryo stopped, whatever failed first.
+    if (cryo::stop_signal() && std::strstr(e.what(), "interrupted by") == nullptr) {
+      try {
+        cryo::interrupt_point();
+      } catch (const cryo::Error& stop) {
+        cryo::log::error("{}", stop.what());
+      }
+    }
     return 1;
   } catch (const std::exception& e) {
     cryo::log::error("internal: {}", e.what());
