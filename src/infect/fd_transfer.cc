@@ -80,22 +80,10 @@ uint64_t FdInstaller::receive_self_pidfd() {
   rt_.read_mem(pair, sv, sizeof sv);
   Fd mine = steal_fd(rt_.tid(), sv[1], "socket to send cryo's pidfd through");
   rt_.check("close", SYS_close, sv[1]);
-  char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  const int self = self_pidfd();
-  std::memcpy(CMSG_DATA(c), &self, sizeof self);
-  if (::sendmsg(mine.get(), &msg, MSG_NOSIGNAL) != 1)
+  const char byte = 0;
+  if (send_fd(mine.get(), &byte, 1, self_pidfd()) != 1)
     fail_sys("task {}: cannot send it cryo's pidfd", rt_.tid());
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   auto rbyte = arena.reserve<char>();
   auto rcontrol = arena.reserve<char>(sizeof control);
   auto riov = arena.put(iovec{rbyte.as_field(), 1});

@@ -1,7 +1,8 @@
 /* cow: pages a parent shares copy-on-write with its children (and a grandchild) after fork are
  * shared again after restore: the same physical page (pagemap PFNs), content as before, and
- * the parent's PSS as before. Pages a child wrote, dropped (MADV_DONTNEED) or that the parent
- * wrote after the fork differ as they did; a private file mapping's COW pages likewise. */
+ * the parent's anonymous PSS as before. Pages a child wrote, dropped (MADV_DONTNEED) or that
+ * the parent wrote after the fork differ as they did; a private file mapping's COW pages
+ * likewise. */
 #define _GNU_SOURCE
 #include "common.h"
 #include <fcntl.h>
@@ -33,8 +34,9 @@ static long pss_kb(void)
 {
 	char buf[4096];
 	cr_read_file("/proc/self/smaps_rollup", buf, sizeof buf);
-	char *p = strstr(buf, "\nPss:");
-	return p ? strtol(p + 5, NULL, 10) : -1;
+	/* Anonymous pages only: file pages' sharing depends on every process on the machine. */
+	char *p = strstr(buf, "\nPss_Anon:");
+	return p ? strtol(p + 10, NULL, 10) : -1;
 }
 
 /* What page i of A holds for a task of role r (0 parent, 1 reader, 2 writer, 3 grandchild's
@@ -161,6 +163,8 @@ int main(int argc, char **argv)
 	cr_wait_go();
 	check_pages(0, 0, 0);
 	long pss1 = pss_kb();
+	if (pss0 <= 0 || pss1 <= 0)
+		cr_fail("no Pss_Anon in /proc/self/smaps_rollup (%ld, %ld)", pss0, pss1);
 	/* 16 MiB shared by 5 tasks: 3.2 MiB each. Private copies would make it 16 MiB. */
 	if (pss1 > pss0 + pss0 / 4 + 512)
 		cr_fail("parent PSS %ld kB before the dump, %ld kB after restore (pages not shared)", pss0, pss1);
