@@ -1,8 +1,8 @@
 /* cow: pages a parent shares copy-on-write with its children (and a grandchild) after fork are
  * shared again after restore: the same physical page (pagemap PFNs), content as before, and
- * the parent's anonymous PSS as before. Pages a child wrote, dropped (MADV_DONTNEED) or that
- * the parent wrote after the fork differ as they did; a private file mapping's COW pages
- * likewise. */
+ * the parent's PSS as before (measured while every task still runs: one that ended would no
+ * longer share its pages). Pages a child wrote, dropped (MADV_DONTNEED) or that the parent
+ * wrote after the fork differ as they did; a private file mapping's COW pages likewise. */
 #define _GNU_SOURCE
 #include "common.h"
 #include <fcntl.h>
@@ -34,9 +34,8 @@ static long pss_kb(void)
 {
 	char buf[4096];
 	cr_read_file("/proc/self/smaps_rollup", buf, sizeof buf);
-	/* Anonymous pages only: file pages' sharing depends on every process on the machine. */
-	char *p = strstr(buf, "\nPss_Anon:");
-	return p ? strtol(p + 10, NULL, 10) : -1;
+	char *p = strstr(buf, "\nPss:");
+	return p ? strtol(p + 5, NULL, 10) : -1;
 }
 
 /* What page i of A holds for a task of role r (0 parent, 1 reader, 2 writer, 3 grandchild's
@@ -120,8 +119,8 @@ int main(int argc, char **argv)
 	close(fd);
 	for (int i = 0; i < FP; i++) (void)*(volatile char *)(F + i * PG);
 	memset(F, 'P', 2 * PG);
-	int up[2];
-	if (pipe(up) < 0) cr_fail("pipe");
+	int up[2], down[2];
+	if (pipe(up) < 0 || pipe(down) < 0) cr_fail("pipe");
 	pid_t kids[3];
 	for (int k = 0; k < 3; k++) {
 		kids[k] = fork();
@@ -129,6 +128,7 @@ int main(int argc, char **argv)
 			continue;
 		int role = k + 1;
 		pid_t gk = 0;
+		close(down[1]); /* EOF on down[0]: the parent has measured its PSS */
 		if (role == 2) {
 			memset(A, 0x55, 10 * PG);
 			madvise(A + 20 * PG, 10 * PG, MADV_DONTNEED);
@@ -141,12 +141,17 @@ int main(int argc, char **argv)
 			if (gk == 0) {
 				if (write(up[1], "g", 1) != 1) _exit(2);
 				cr_wait_go();
-				_exit(check_pages(4, getppid(), 3) ? 1 : 0);
+				int bad = check_pages(4, getppid(), 3);
+				char x;
+				if (read(down[0], &x, 1) < 0) bad++;
+				_exit(bad ? 1 : 0);
 			}
 		}
 		if (write(up[1], "c", 1) != 1) _exit(2);
 		cr_wait_go();
 		int bad = check_pages(role, getppid(), 0);
+		char x;
+		if (read(down[0], &x, 1) < 0) bad++; /* until the parent has measured its PSS */
 		if (gk) {
 			int st;
 			waitpid(gk, &st, 0);
@@ -163,8 +168,9 @@ int main(int argc, char **argv)
 	cr_wait_go();
 	check_pages(0, 0, 0);
 	long pss1 = pss_kb();
+	close(down[1]);
 	if (pss0 <= 0 || pss1 <= 0)
-		cr_fail("no Pss_Anon in /proc/self/smaps_rollup (%ld, %ld)", pss0, pss1);
+		cr_fail("no Pss in /proc/self/smaps_rollup (%ld, %ld)", pss0, pss1);
 	/* 16 MiB shared by 5 tasks: 3.2 MiB each. Private copies would make it 16 MiB. */
 	if (pss1 > pss0 + pss0 / 4 + 512)
 		cr_fail("parent PSS %ld kB before the dump, %ld kB after restore (pages not shared)", pss0, pss1);
